@@ -1,0 +1,53 @@
+# Named targets for everything a developer or CI runs. `make test` is the
+# README's test command; .ci/run calls it on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install etcd proto check-proto lint typecheck check test test-fast demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) etcd
+
+# Debian's etcd-server when etcd is not on PATH (needs root, as on CI).
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing Debian's etcd-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
+	@etcd --version | head -1
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+check-proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy coordinator client failover
+
+check: check-proto lint typecheck
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow"
+
+demo: install
+	$(BIN)/failover demo
+
+bench: install
+	$(BIN)/failover bench --help
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

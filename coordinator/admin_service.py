@@ -1,0 +1,328 @@
+"""The Admin gRPC service: translates requests to the core and back, nothing more.
+
+Reads answer from this replica's view; decisions go to the leader (forwarded
+when this replica is a follower); definition and era writes are optimistic
+transactions any replica may run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from pydantic import ValidationError
+
+from coordinator.convert import decision_pb, group_pb, group_spec
+from coordinator.core.model import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
+from coordinator.keys import Keys
+from coordinator.leader import LeaderWork, RequestError, SwitchRequest
+from coordinator.store.errors import StoreError
+from coordinator.store.port import Store
+from coordinator.store.types import Compare, Put
+from coordinator.view import ClusterView, LeaderKey
+from failover import rpc
+from failover.aio import wait_any
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+
+LocalStatusFn = Callable[[], apb.ReplicaStatus]
+
+
+class PeerChannels:
+    """One cached channel per peer replica address."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def get(self, address: str) -> grpc.aio.Channel:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = rpc.channel(address)
+        return ch
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close(None)
+        self._channels.clear()
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        *,
+        replica_id: str,
+        store: Store,
+        keys: Keys,
+        view: ClusterView,
+        leader: LeaderWork,
+        local_status: LocalStatusFn,
+        peers: PeerChannels,
+        rpc_timeout_s: float,
+        leader_wait_s: float = 5.0,
+    ) -> None:
+        self._id = replica_id
+        self._store = store
+        self._keys = keys
+        self._view = view
+        self._leader = leader
+        self._local_status = local_status
+        self._peers = peers
+        self._timeout = rpc_timeout_s
+        self._leader_wait_s = leader_wait_s
+
+    async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], code: str, message: str) -> None:
+        await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
+
+    # --- reads -------------------------------------------------------------
+
+    async def GetStatus(self, request: apb.GetStatusRequest, context: Any) -> apb.ClusterStatus:
+        v = self._view
+        out = apb.ClusterStatus(era=v.era.value, revision=v.revision, restore_detected=v.restore.detected)
+        if v.leader is not None:
+            out.leader.CopyFrom(
+                apb.LeaderInfo(
+                    replica_id=v.leader.replica_id, address=v.leader.address, fencing_token=v.leader.token
+                )
+            )
+        for name in sorted(v.groups):
+            g = v.groups[name]
+            gs = apb.GroupStatus(definition=group_pb(g.value, g.mod_revision))
+            r = v.routes.get(name)
+            if r is not None:
+                gs.decision.CopyFrom(decision_pb(r.record, r.epoch))
+            c = v.controls.get(name)
+            if c is not None:
+                gs.controls = _controls_summary(c.value)
+            out.groups.append(gs)
+        out.replicas.extend(await self._replica_statuses())
+        try:
+            async with asyncio.timeout(self._timeout):
+                out.alarms.extend(await self._store.alarms())
+        except (StoreError, TimeoutError) as exc:
+            out.alarms.append(f"UNKNOWN ({exc})")
+        return out
+
+    async def _replica_statuses(self) -> list[apb.ReplicaStatus]:
+        others = {rid: m.address for rid, m in self._view.members.items() if rid != self._id}
+
+        async def one(rid: str, address: str) -> apb.ReplicaStatus:
+            try:
+                stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
+                st: apb.ReplicaStatus = await stub.LocalStatus(
+                    apb.LocalStatusRequest(), timeout=self._timeout
+                )
+                return st
+            except grpc.aio.AioRpcError as exc:
+                return apb.ReplicaStatus(
+                    replica_id=rid,
+                    address=address,
+                    reachable=False,
+                    error=f"{exc.code().name}: {exc.details()}",
+                )
+
+        results = await asyncio.gather(*(one(rid, addr) for rid, addr in sorted(others.items())))
+        return sorted([self._local_status(), *results], key=lambda r: r.replica_id)
+
+    async def History(self, request: apb.HistoryRequest, context: Any) -> apb.HistoryResponse:
+        if request.group not in self._view.groups:
+            await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
+        try:
+            kvs, _ = await self._store.get_prefix(self._keys.history_prefix(request.group))
+        except StoreError as exc:
+            await self._abort(context, "unavailable", f"etcd: {exc}")
+            raise
+        decisions = []
+        for kv in kvs:
+            try:
+                rec = DecisionRecord.model_validate_json(kv.value)
+            except ValidationError:
+                continue
+            decisions.append(decision_pb(rec, Epoch(rec.era, kv.mod_revision)))
+        decisions.sort(key=lambda d: (d.epoch.era, d.epoch.revision), reverse=True)
+        limit = request.limit or 50
+        return apb.HistoryResponse(decisions=decisions[:limit])
+
+    # --- writes ------------------------------------------------------------
+
+    async def Switch(self, request: apb.SwitchRequest, context: Any) -> apb.ControlResponse:
+        if not request.group:
+            await self._abort(context, "invalid", "group: required")
+        if not request.path:
+            await self._abort(context, "invalid", "path: required")
+        if not request.reason.strip():
+            await self._abort(context, "invalid", "reason: required (say why you switch)")
+        if self._leader.leadership is None:
+            leader = await self._await_leader()
+            if leader is not None:
+                return await self._forward(context, leader, lambda stub: stub.Switch(request, timeout=10))
+            if self._leader.leadership is None:
+                await self._abort(context, "unavailable", "no leader elected right now; retry")
+        req = SwitchRequest(
+            request.group, request.path, request.reason, request.operator or "unknown", request.force
+        )
+        try:
+            done = await self._leader.submit(req)
+        except RequestError as exc:
+            await self._abort(context, exc.code, str(exc))
+            raise
+        return apb.ControlResponse(
+            decision=decision_pb(done.record, done.epoch), message=f"committed at epoch {done.epoch}"
+        )
+
+    async def _forward(
+        self,
+        context: Any,
+        leader: LeaderKey,
+        call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[apb.ControlResponse]],
+    ) -> apb.ControlResponse:
+        try:
+            return await call(admin_pb2_grpc.AdminStub(self._peers.get(leader.address)))
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
+            raise
+
+    async def _await_leader(self) -> LeaderKey | None:
+        """The leader, waiting a bounded time through an election in progress."""
+        deadline = time.monotonic() + self._leader_wait_s
+        while True:
+            leader = self._view.leader
+            if leader is not None and leader.address and leader.replica_id != self._id:
+                return leader
+            if self._leader.leadership is not None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await wait_any(self._view.changed.wait(), timeout=remaining)
+
+    async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
+        g = self._view.groups.get(request.group)
+        if g is None:
+            await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
+            raise AssertionError
+        act = request.action
+        needs_path = act in (apb.CONTROL_ACTION_DRAIN, apb.CONTROL_ACTION_UNDRAIN, apb.CONTROL_ACTION_PIN)
+        if needs_path and request.path not in g.value.path_names():
+            await self._abort(
+                context, "not_found", f"path: unknown path {request.path!r} in group {request.group!r}"
+            )
+        if act == apb.CONTROL_ACTION_UNSPECIFIED:
+            await self._abort(context, "invalid", "action: required")
+        cur = self._view.controls.get(request.group)
+        c = cur.value if cur else ControlsSpec()
+        drained = set(c.drained)
+        update: dict[str, Any] = {"reason": request.reason, "operator": request.operator or "unknown"}
+        if act == apb.CONTROL_ACTION_DRAIN:
+            drained.add(request.path)
+            if not request.force and not [p for p in g.value.path_names() if p not in drained]:
+                await self._abort(
+                    context,
+                    "failed_precondition",
+                    f"path: draining {request.path!r} leaves group {request.group!r} no path (use --force)",
+                )
+        elif act == apb.CONTROL_ACTION_UNDRAIN:
+            drained.discard(request.path)
+        elif act == apb.CONTROL_ACTION_PIN:
+            update["pinned"] = request.path
+        elif act == apb.CONTROL_ACTION_UNPIN:
+            update["pinned"] = None
+        elif act in (apb.CONTROL_ACTION_PAUSE, apb.CONTROL_ACTION_RESUME):
+            update["paused"] = act == apb.CONTROL_ACTION_PAUSE
+            if act == apb.CONTROL_ACTION_RESUME:
+                update["halted"] = False
+        elif act == apb.CONTROL_ACTION_HALT:
+            update["halted"] = True
+        update["drained"] = sorted(drained)
+        new = c.model_copy(update=update)
+        key = self._keys.control(request.group)
+        try:
+            res = await self._store.txn(
+                [Compare.mod(key, cur.mod_revision if cur else 0)], [Put(key, new.model_dump_json().encode())]
+            )
+        except StoreError as exc:
+            await self._abort(context, "unavailable", f"etcd: {exc}")
+            raise
+        if not res.succeeded:
+            await self._abort(context, "failed_precondition", "controls changed concurrently; retry")
+        return apb.ControlResponse(message=f"controls of {request.group}: {_controls_summary(new)}")
+
+    async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
+        try:
+            spec = group_spec(request.definition, with_policy=request.definition.HasField("policy"))
+        except ValidationError as exc:
+            await self._abort(context, "invalid", describe_validation_error(exc, "definition"))
+            raise
+        key = self._keys.group(spec.name)
+        if request.create_only:
+            cmp = Compare.absent(key)
+        elif request.expected_mod_revision:
+            cmp = Compare.mod(key, request.expected_mod_revision)
+        else:
+            cur = self._view.groups.get(spec.name)
+            cmp = Compare.mod(key, cur.mod_revision if cur else 0)
+        try:
+            res = await self._store.txn([cmp], [Put(key, spec.model_dump_json().encode())])
+        except StoreError as exc:
+            await self._abort(context, "unavailable", f"etcd: {exc}")
+            raise
+        if not res.succeeded:
+            what = "already exists" if request.create_only else "changed since it was read; re-read and retry"
+            await self._abort(context, "failed_precondition", f"definition: group {spec.name!r} {what}")
+        return apb.PutGroupResponse(definition=group_pb(spec, res.revision))
+
+    async def BumpEra(self, request: apb.BumpEraRequest, context: Any) -> apb.BumpEraResponse:
+        kv, _ = await self._read(context, self._keys.era)
+        era = int(json.loads(kv.value)["era"]) if kv else 0
+        if request.expected_era and request.expected_era != era:
+            await self._abort(
+                context, "failed_precondition", f"expected_era: era is {era}, not {request.expected_era}"
+            )
+        value = json.dumps(
+            {
+                "era": era + 1,
+                "operator": request.operator,
+                "reason": request.reason,
+                "at_unix_ms": int(time.time() * 1000),
+            }
+        ).encode()
+        res = await self._store.txn(
+            [Compare.mod(self._keys.era, kv.mod_revision if kv else 0)], [Put(self._keys.era, value)]
+        )
+        if not res.succeeded:
+            await self._abort(context, "failed_precondition", "era changed concurrently; retry")
+        log.warning("era bumped to %d by %s: %s", era + 1, request.operator, request.reason)
+        return apb.BumpEraResponse(era=era + 1)
+
+    async def _read(self, context: Any, key: str) -> Any:
+        try:
+            return await self._store.get(key)
+        except StoreError as exc:
+            await self._abort(context, "unavailable", f"etcd: {exc}")
+            raise
+
+
+def _controls_summary(c: ControlsSpec) -> str:
+    parts = []
+    if c.halted:
+        parts.append("HALTED")
+    if c.paused:
+        parts.append("paused")
+    if c.pinned:
+        parts.append(f"pinned={c.pinned}")
+    if c.drained:
+        parts.append(f"drained={','.join(c.drained)}")
+    return " ".join(parts) or "none"

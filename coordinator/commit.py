@@ -1,0 +1,173 @@
+"""Fenced commits: the only way the leader writes a decision.
+
+One transaction compares the fencing token (the election key's create
+revision) and the mod revision of every input the decision was computed from
+(era, group definition, controls, current route), then writes the route and a
+history entry together. Leadership is also checked inline, just before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from coordinator.core.model import ZERO_EPOCH, DecisionRecord, Epoch, Stage, TriggerSpec
+from coordinator.keys import Keys
+from coordinator.store.port import Store
+from coordinator.store.types import Compare, Delete, Get, Lease, Put, TxnResult
+from coordinator.view import ClusterView
+
+log = logging.getLogger(__name__)
+
+
+class NotLeader(Exception):
+    """Our election key is gone or belongs to a newer term: leadership is over."""
+
+
+class StaleInputs(Exception):
+    """An input changed since the view we decided on: re-read and decide again."""
+
+
+class RestoreBlocked(Exception):
+    """etcd was restored from a snapshot: nothing commits until the era is bumped."""
+
+
+@dataclass(frozen=True)
+class Leadership:
+    replica_id: str
+    address: str
+    token: int
+    lease: Lease
+
+
+@dataclass(frozen=True)
+class Inputs:
+    era: int
+    era_rev: int
+    group_rev: int
+    control_rev: int
+    route_rev: int
+    prev: Epoch
+
+    @staticmethod
+    def of(view: ClusterView, group: str) -> Inputs:
+        g = view.groups.get(group)
+        c = view.controls.get(group)
+        r = view.routes.get(group)
+        return Inputs(
+            era=view.era.value,
+            era_rev=view.era.mod_revision,
+            group_rev=g.mod_revision if g else 0,
+            control_rev=c.mod_revision if c else 0,
+            route_rev=r.mod_revision if r else 0,
+            prev=r.epoch if r else ZERO_EPOCH,
+        )
+
+
+@dataclass(frozen=True)
+class Committed:
+    record: DecisionRecord
+    epoch: Epoch
+    commit_us: int
+
+
+def _log_outcome(txn: asyncio.Future[TxnResult], group: str, leadership: Leadership) -> None:
+    if txn.cancelled() or txn.exception() is not None:
+        return
+    result = txn.result()
+    if not result.succeeded:
+        holder = result.gets[0] if result.gets else None
+        if holder is None or holder.create_revision != leadership.token:
+            log.warning(
+                "transaction for %s fenced out: token %d is no longer the leader's", group, leadership.token
+            )
+
+
+class Committer:
+    def __init__(
+        self, store: Store, keys: Keys, view: ClusterView, *, hold_before_commit_ms: int = 0
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._view = view
+        self._hold_s = hold_before_commit_ms / 1000.0
+
+    async def check_leader(self, leadership: Leadership) -> None:
+        """Inline leadership check: a fresh read of our election key."""
+        kv, _ = await self._store.get(self._keys.leader)
+        if kv is None or kv.create_revision != leadership.token:
+            raise NotLeader(f"election key is {'gone' if kv is None else 'held by a newer term'}")
+
+    async def commit(
+        self,
+        leadership: Leadership,
+        group: str,
+        paths: list[str],
+        reason: str,
+        trigger: TriggerSpec,
+        inputs: Inputs,
+        stages: list[Stage] | None = None,
+    ) -> Committed:
+        if self._view.restore.detected:
+            raise RestoreBlocked(
+                f"etcd restore detected ({self._view.restore.detail}): run `failover era bump`"
+            )
+        started = time.monotonic_ns()
+        await self.check_leader(leadership)
+        if self._hold_s:
+            log.warning(
+                "test hook: holding commit of %s for %.3fs after the leadership check", group, self._hold_s
+            )
+            # Blocking on purpose: the whole process stands still, as in a GC pause or SIGSTOP,
+            # and the transaction goes out first thing when it resumes.
+            time.sleep(self._hold_s)  # noqa: ASYNC251
+        record = DecisionRecord(
+            group=group,
+            paths=paths,
+            era=inputs.era,
+            leader_id=leadership.replica_id,
+            reason=reason,
+            trigger=trigger,
+            decided_at_unix_ms=int(time.time() * 1000),
+            stages=stages or [],
+            prev=(inputs.prev.era, inputs.prev.revision),
+        )
+        value = record.model_dump_json().encode()
+        k = self._keys
+        # Shielded: once sent, the outcome is always read and logged, even if the
+        # term ends meanwhile (a fenced-out transaction must be visible).
+        txn = asyncio.ensure_future(
+            self._store.txn(
+                [
+                    Compare.create(k.leader, leadership.token),
+                    Compare.mod(k.era, inputs.era_rev),
+                    Compare.mod(k.group(group), inputs.group_rev),
+                    Compare.mod(k.control(group), inputs.control_rev),
+                    Compare.mod(k.route(group), inputs.route_rev),
+                ],
+                [Put(k.route(group), value), Put(k.history(group, inputs.prev), value)],
+                [Get(k.leader)],
+            )
+        )
+        txn.add_done_callback(lambda t: _log_outcome(t, group, leadership))
+        result = await asyncio.shield(txn)
+        if not result.succeeded:
+            holder = result.gets[0] if result.gets else None
+            if holder is None or holder.create_revision != leadership.token:
+                raise NotLeader("fenced out: the election key changed")
+            raise StaleInputs(f"inputs of {group} changed since they were read")
+        commit_us = (time.monotonic_ns() - started) // 1000
+        return Committed(record, Epoch(inputs.era, result.revision), commit_us)
+
+    async def prune_history(self, leadership: Leadership, group: str, keep: int) -> int:
+        """Delete the oldest history entries beyond ``keep`` (fenced like a decision)."""
+        keys = sorted(self._view.history_keys.get(group, ()))
+        excess = keys[: max(0, len(keys) - keep)]
+        if not excess:
+            return 0
+        result = await self._store.txn(
+            [Compare.create(self._keys.leader, leadership.token)], [Delete(key) for key in excess]
+        )
+        return len(excess) if result.succeeded else 0

@@ -1,0 +1,115 @@
+"""Coordinator configuration, with the timing budget checked at load time."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from coordinator.core.model import GroupSpec, check_address, check_name
+from failover.config_source import LayeredSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EtcdSection(_Section):
+    endpoints: list[str] = Field(default_factory=lambda: ["127.0.0.1:2379"], min_length=1)
+    prefix: str = "/failover/v1/"
+    rpc_timeout_ms: int = Field(default=500, ge=50, le=60_000)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _eps(cls, v: list[str]) -> list[str]:
+        for e in v:
+            check_address(e.removeprefix("http://"))
+        return [e.removeprefix("http://") for e in v]
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("/") or not v.endswith("/"):
+            raise ValueError("must start and end with '/'")
+        return v
+
+
+class ElectionSection(_Section):
+    lease_ttl_s: int = Field(default=2, ge=1, le=300)
+    # 0: a third of the TTL.
+    keepalive_interval_ms: int = Field(default=0, ge=0)
+
+    @property
+    def keepalive_ms(self) -> int:
+        return self.keepalive_interval_ms or self.lease_ttl_s * 1000 // 3
+
+
+class FreshnessSection(_Section):
+    probe_interval_ms: int = Field(default=250, ge=20, le=60_000)
+    # A replica whose watch is this many revisions behind a fresh read is stale.
+    max_lag_revisions: int = Field(default=50, ge=1)
+    # ... or whose last successful probe is this old.
+    stale_after_ms: int = Field(default=1500, ge=100)
+
+
+class StreamSection(_Section):
+    heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
+    max_streams: int = Field(default=5000, ge=1)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+
+class HealthSection(_Section):
+    # A new leader waits at most this long for every replica's full health state.
+    collect_timeout_ms: int = Field(default=1000, ge=0, le=60_000)
+    # Hosts whose stream ended are forgotten after this long.
+    host_grace_s: float = Field(default=10.0, ge=0)
+
+
+class TestHooks(_Section):
+    # Hold every commit this long between the inline leadership check and the
+    # transaction (fencing tests freeze the leader there). Never set in production.
+    hold_before_commit_ms: int = Field(default=0, ge=0)
+
+
+class CoordinatorConfig(LayeredSettings):
+    replica_id: str = "c1"
+    listen: str = "127.0.0.1:7001"
+    # Address other replicas and sidecars use to reach this one (default: listen).
+    advertise: str = ""
+    etcd: EtcdSection = EtcdSection()
+    election: ElectionSection = ElectionSection()
+    freshness: FreshnessSection = FreshnessSection()
+    stream: StreamSection = StreamSection()
+    health: HealthSection = HealthSection()
+    history_retention: int = Field(default=200, ge=1, le=100_000)
+    groups: list[GroupSpec] = []
+    metrics_listen: str = ""
+    test_hooks: TestHooks = TestHooks()
+
+    @field_validator("replica_id")
+    @classmethod
+    def _rid(cls, v: str) -> str:
+        return check_name(v, "replica id")
+
+    @field_validator("listen", "advertise", "metrics_listen")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return check_address(v) if v else v
+
+    @model_validator(mode="after")
+    def _budget(self) -> CoordinatorConfig:
+        ttl_ms = self.election.lease_ttl_s * 1000
+        budget = self.election.keepalive_ms + 2 * self.etcd.rpc_timeout_ms
+        if budget >= ttl_ms:
+            raise ValueError(
+                f"timing budget: election.keepalive_interval_ms ({self.election.keepalive_ms}) + "
+                f"2 x etcd.rpc_timeout_ms ({self.etcd.rpc_timeout_ms}) = {budget} ms must be below "
+                f"election.lease_ttl_s ({ttl_ms} ms)"
+            )
+        names = [g.name for g in self.groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"groups: duplicate group {dupes[0]!r}")
+        return self
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.listen

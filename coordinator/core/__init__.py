@@ -1,0 +1,1 @@
+"""Pure decision logic: no asyncio, gRPC or etcd imports in this package."""

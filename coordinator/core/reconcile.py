@@ -1,0 +1,62 @@
+"""What the leader must commit regardless of health: pure, from one view snapshot.
+
+A group without a route gets its first decision; a route from an older era is
+re-committed in the current era (after an etcd restore and era bump, so every
+sidecar orders it after what it holds); a route naming paths the definition no
+longer has, or missing new ones, is rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec
+
+
+@dataclass(frozen=True)
+class Proposal:
+    group: str
+    paths: list[str]
+    reason: str
+    kind: str = "seed"  # trigger kind
+
+
+def standby_order(spec: GroupSpec, active: str | None, controls: ControlsSpec | None) -> list[str]:
+    """active first (when given), then every other non-drained path by priority."""
+    drained = set(controls.drained) if controls else set()
+    rest = [p for p in spec.path_names() if p != active and p not in drained]
+    return ([active] if active else []) + rest
+
+
+def reconcile(
+    group: str,
+    spec: GroupSpec,
+    controls: ControlsSpec | None,
+    route: DecisionRecord | None,
+    era: int,
+) -> Proposal | None:
+    if route is None:
+        return Proposal(
+            group, standby_order(spec, None, controls), "initial decision: paths in priority order"
+        )
+    if controls is not None and controls.halted:
+        if route.paths:
+            return Proposal(
+                group, [], f"halted by {controls.operator or 'operator'}: {controls.reason}", "control"
+            )
+        return None
+    if not route.paths:
+        # A halt that was lifted: back to priority order.
+        return Proposal(group, standby_order(spec, None, controls), "resumed after halt", "control")
+    names = spec.path_names()
+    drained = set(controls.drained) if controls else set()
+    active = route.paths[0] if route.paths[0] in names and route.paths[0] not in drained else None
+    wanted = standby_order(spec, active, controls)
+    # Keep the standby order the last decision chose, restricted to known paths.
+    kept = [p for p in route.paths if p in wanted]
+    merged = kept + [p for p in wanted if p not in kept]
+    if merged != route.paths:
+        return Proposal(group, merged, "group definition changed", "seed")
+    if route.era < era:
+        return Proposal(group, route.paths, f"era bumped to {era}: re-committed in the new era", "seed")
+    return None

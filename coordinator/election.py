@@ -1,0 +1,153 @@
+"""Leader election on an etcd lease.
+
+Leadership is the election key, owned by our lease and created only if
+absent; its create revision is the fencing token. A term ends when the store
+says our lease is gone or the key no longer carries our token (as seen by the
+mirror once it has caught up). An etcd outage alone does not end a term:
+nothing can commit meanwhile, and every commit is fenced anyway. Whenever a
+term ends, for whatever reason, its lease is revoked, so followers take over
+in milliseconds rather than after the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from coordinator.commit import Leadership, NotLeader
+from coordinator.keys import Keys
+from coordinator.store.errors import StoreError
+from coordinator.store.port import LeaseKeeper, Store
+from coordinator.store.types import Compare, Get, Lease, Put
+from coordinator.view import ClusterView
+from failover.aio import wait_any
+
+log = logging.getLogger(__name__)
+
+LeaderWork = Callable[[Leadership], Coroutine[Any, Any, None]]
+
+
+class LeadershipLost(Exception):
+    pass
+
+
+class Election:
+    def __init__(
+        self,
+        store: Store,
+        keys: Keys,
+        view: ClusterView,
+        *,
+        replica_id: str,
+        address: str,
+        ttl_s: int,
+        retry_s: float = 0.2,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._view = view
+        self._id = replica_id
+        self._address = address
+        self._ttl_s = ttl_s
+        self._retry_s = retry_s
+        self.leadership: Leadership | None = None
+        self.terms = 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership is not None
+
+    async def run(self, work: LeaderWork) -> None:
+        """Campaign forever; run ``work`` during each term. Cancel to resign."""
+        while True:
+            try:
+                lease = await self._store.grant(self._ttl_s)
+            except StoreError as exc:
+                log.info("cannot grant a lease (%s): retrying", exc)
+                await asyncio.sleep(self._retry_s)
+                continue
+            try:
+                async with self._store.keep_alive(lease) as keeper:
+                    ended = await self._campaign(lease, keeper, work)
+            finally:
+                await self._revoke(lease)
+            if ended:
+                # Give a healthy follower the first chance after a failed term.
+                await asyncio.sleep(self._retry_s)
+
+    async def _revoke(self, lease: Lease) -> None:
+        # Shielded: resigning must finish even while we are being cancelled.
+        task = asyncio.ensure_future(self._store.revoke(lease.id))
+        try:
+            await asyncio.shield(asyncio.wait_for(task, 2.0))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 2.0)
+            raise
+        except Exception as exc:  # the TTL will expire it
+            log.info("revoking lease %x failed: %s", lease.id, exc)
+
+    async def _acquire(self, lease: Lease) -> tuple[int | None, int]:
+        value = json.dumps({"id": self._id, "address": self._address}).encode()
+        k = self._keys.leader
+        result = await self._store.txn([Compare.absent(k)], [Put(k, value, lease.id)], [Get(k)])
+        if result.succeeded:
+            return result.revision, result.revision
+        holder = result.gets[0] if result.gets else None
+        if holder is not None and holder.lease == lease.id:
+            return holder.create_revision, result.revision
+        return None, result.revision
+
+    async def _campaign(self, lease: Lease, keeper: LeaseKeeper, work: LeaderWork) -> bool:
+        """Returns True when a term ended (the lease must be replaced)."""
+        while not keeper.lost:
+            try:
+                token, revision = await self._acquire(lease)
+            except StoreError as exc:
+                log.info("campaign failed (%s): retrying", exc)
+                await asyncio.sleep(self._retry_s)
+                continue
+            if token is None:
+                await self._wait_vacancy(keeper, revision)
+                continue
+            leadership = Leadership(self._id, self._address, token, lease)
+            await self._term(leadership, keeper, work)
+            return True
+        return False
+
+    async def _term(self, leadership: Leadership, keeper: LeaseKeeper, work: LeaderWork) -> None:
+        self.leadership = leadership
+        self.terms += 1
+        log.info("elected leader: %s (fencing token %d)", self._id, leadership.token)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(work(leadership), name="leader-work")
+                tg.create_task(self._watchdog(leadership, keeper), name="leader-watchdog")
+        except* (LeadershipLost, NotLeader) as eg:
+            log.warning("leadership lost: %s", eg.exceptions[0])
+        except* Exception as eg:
+            log.error("leader work failed: %r; resigning", eg.exceptions[0], exc_info=eg.exceptions[0])
+        finally:
+            self.leadership = None
+
+    async def _watchdog(self, leadership: Leadership, keeper: LeaseKeeper) -> None:
+        while True:
+            v = self._view
+            if keeper.lost:
+                raise LeadershipLost("the lease is gone")
+            if v.revision >= leadership.token and (v.leader is None or v.leader.token != leadership.token):
+                raise LeadershipLost("the election key is gone or belongs to a newer term")
+            await wait_any(keeper.wait_lost(), v.changed.wait())
+
+    async def _wait_vacancy(self, keeper: LeaseKeeper, seen_revision: int) -> None:
+        """Until the view (caught up to what we saw) shows no leader, or our lease is gone."""
+        while not keeper.lost:
+            v = self._view
+            if v.revision >= seen_revision and v.leader is None:
+                return
+            if not await wait_any(keeper.wait_lost(), v.changed.wait(), timeout=1.0):
+                return  # re-check with a fresh transaction now and then

@@ -1,0 +1,39 @@
+"""This replica's membership key: lease-owned, so it vanishes when we die."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from coordinator.keys import Keys
+from coordinator.store.errors import StoreError
+from coordinator.store.port import Store
+
+log = logging.getLogger(__name__)
+
+
+async def register_forever(store: Store, keys: Keys, replica_id: str, address: str, ttl_s: int) -> None:
+    """Keep members/<id> present while this process lives; revoke on cancel."""
+    value = json.dumps({"id": replica_id, "address": address}).encode()
+    while True:
+        try:
+            lease = await store.grant(ttl_s)
+        except StoreError as exc:
+            log.debug("member lease grant failed: %s", exc)
+            await asyncio.sleep(0.2)
+            continue
+        try:
+            async with store.keep_alive(lease) as keeper:
+                while not keeper.lost:
+                    try:
+                        await store.put(keys.member(replica_id), value, lease=lease.id)
+                        await keeper.wait_lost()
+                    except StoreError as exc:
+                        log.debug("member key put failed: %s", exc)
+                        await asyncio.sleep(0.2)
+        finally:
+            try:
+                await asyncio.shield(asyncio.wait_for(store.revoke(lease.id), 1.0))
+            except (StoreError, TimeoutError, asyncio.CancelledError):
+                pass

@@ -1,0 +1,166 @@
+"""One coordinator replica: the wiring of store, view, election, leader and servers.
+
+Started with ``Replica(cfg).run()``; cancelling it resigns (revokes the
+election lease, so a follower takes over at once), marks health NOT_SERVING
+and stops the gRPC server with a short grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from coordinator.admin_service import AdminService, PeerChannels
+from coordinator.commit import Committer
+from coordinator.config import CoordinatorConfig
+from coordinator.election import Election
+from coordinator.freshness import FreshnessProbe
+from coordinator.keys import Keys
+from coordinator.leader import LeaderWork
+from coordinator.members import register_forever
+from coordinator.store.errors import StoreError
+from coordinator.store.etcd_store import EtcdStore
+from coordinator.store.mirror import Mirror
+from coordinator.store.port import Store
+from coordinator.store.types import Compare, Put
+from coordinator.sync_service import PeerService, SyncHub
+from coordinator.view import ClusterView
+from failover import rpc
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
+
+
+class Replica:
+    def __init__(self, cfg: CoordinatorConfig, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.keys = Keys(cfg.etcd.prefix)
+        self.store: Store = store or EtcdStore(
+            cfg.etcd.endpoints, rpc_timeout_s=cfg.etcd.rpc_timeout_ms / 1000
+        )
+        self.view = ClusterView(self.keys)
+        self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)
+        self.freshness = FreshnessProbe(
+            self.store,
+            self.mirror,
+            interval_ms=cfg.freshness.probe_interval_ms,
+            max_lag_revisions=cfg.freshness.max_lag_revisions,
+            stale_after_ms=cfg.freshness.stale_after_ms,
+        )
+        self.committer = Committer(
+            self.store, self.keys, self.view, hold_before_commit_ms=cfg.test_hooks.hold_before_commit_ms
+        )
+        self.peers = PeerChannels()
+        self.hub = SyncHub(cfg, self.view, self.freshness, self.peers)
+        self.leader = LeaderWork(
+            self.view,
+            self.committer,
+            history_retention=cfg.history_retention,
+            before_first_decision=self.hub.gather_health,
+            health_policy=self.hub.health_policy,
+            on_commit=self.hub.on_commit,
+        )
+        self.hub.leader = self.leader
+        self.election = Election(
+            self.store,
+            self.keys,
+            self.view,
+            replica_id=cfg.replica_id,
+            address=cfg.advertised,
+            ttl_s=cfg.election.lease_ttl_s,
+        )
+        self.started_monotonic = time.monotonic()
+        self.port = 0
+        self.ready = asyncio.Event()
+
+    def _on_change(self, changed: set[str], revision: int, relisted: bool) -> None:
+        self.view.apply(self.mirror.data, changed, revision)
+
+    def _on_restore(self, previous: int, current: int) -> None:
+        self.view.mark_restore(f"revision went from {previous} back to {current}")
+
+    def local_status(self) -> apb.ReplicaStatus:
+        f = self.freshness.state
+        return apb.ReplicaStatus(
+            replica_id=self.cfg.replica_id,
+            address=self.cfg.advertised,
+            is_leader=self.election.is_leader,
+            applied_revision=self.mirror.revision,
+            lag_revisions=f.lag_revisions,
+            stale=f.stale,
+            stale_reason=f.reason,
+            sidecars=self.hub.sidecar_statuses(),
+            reachable=True,
+        )
+
+    async def _seed_groups(self) -> None:
+        """Write configured group definitions only where etcd has none."""
+        pending = list(self.cfg.groups)
+        while pending:
+            spec = pending[0]
+            key = self.keys.group(spec.name)
+            try:
+                res = await self.store.txn([Compare.absent(key)], [Put(key, spec.model_dump_json().encode())])
+                log.info(
+                    "group %s: %s", spec.name, "seeded from config" if res.succeeded else "kept (in etcd)"
+                )
+                pending.pop(0)
+            except StoreError as exc:
+                log.info("seeding %s failed (%s): retrying", spec.name, exc)
+                await asyncio.sleep(0.2)
+
+    async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:
+        server = rpc.make_server(
+            max_message_bytes=self.cfg.stream.max_message_bytes, max_streams=self.cfg.stream.max_streams
+        )
+        admin = AdminService(
+            replica_id=self.cfg.replica_id,
+            store=self.store,
+            keys=self.keys,
+            view=self.view,
+            leader=self.leader,
+            local_status=self.local_status,
+            peers=self.peers,
+            rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
+        )
+        admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        admin_pb2_grpc.add_PeerServicer_to_server(PeerService(self.hub, self.local_status), server)
+        self.hub.register(server)
+        health = rpc.add_health_and_reflection(server, SERVICES)
+        self.port = rpc.bind(server, self.cfg.listen)
+        await server.start()
+        await rpc.mark_serving(health, SERVICES, True)
+        log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.mirror.run(), name="mirror")
+                tg.create_task(self.freshness.run(), name="freshness")
+                tg.create_task(self._seed_groups(), name="seed")
+                tg.create_task(
+                    register_forever(
+                        self.store,
+                        self.keys,
+                        self.cfg.replica_id,
+                        self.cfg.advertised,
+                        self.cfg.election.lease_ttl_s,
+                    ),
+                    name="member",
+                )
+                tg.create_task(self.hub.run(), name="sync-hub")
+                await self.mirror.ready.wait()
+                tg.create_task(self.election.run(self.leader.run), name="election")
+                self.ready.set()
+                if on_ready is not None:
+                    on_ready(self)
+        finally:
+            await rpc.mark_serving(health, SERVICES, False)
+            await self.hub.close()
+            await server.stop(0.5)
+            await self.peers.close()
+            await self.store.close()
+            log.info("replica %s stopped", self.cfg.replica_id)

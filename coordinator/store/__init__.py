@@ -1,0 +1,1 @@
+"""Our own small interface to the key-value store (etcd v3), and its adapters."""

@@ -1,0 +1,146 @@
+"""An in-memory copy of every key under a prefix: list, then a resumable watch.
+
+The watch is re-established here, from the last applied revision + 1, when
+its stream breaks (member killed, no leader); a compaction forces a new list.
+A revision lower than one already applied means etcd was restored from a
+snapshot: the mirror lists again and tells its listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from coordinator.store.errors import Compacted, StoreError
+from coordinator.store.port import Store, WatchStream
+from coordinator.store.types import KV, EventKind
+
+log = logging.getLogger(__name__)
+
+# Called after each applied change: (changed keys, revision, whether it was a full re-list).
+ChangeListener = Callable[[set[str], int, bool], None]
+# Called when the store's revision went backwards: (highest seen, new revision).
+RestoreListener = Callable[[int, int], None]
+
+
+class Mirror:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        on_change: ChangeListener,
+        on_restore: RestoreListener | None = None,
+        *,
+        retry_s: float = 0.1,
+    ) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._on_change = on_change
+        self._on_restore = on_restore
+        self._retry_s = retry_s
+        self.data: dict[str, KV] = {}
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self.connected = False
+        self.watch_restarts = 0
+        self._stream: WatchStream | None = None
+        self._relist = asyncio.Event()
+        self._advanced = asyncio.Event()
+
+    async def wait_revision(self, revision: int, timeout: float) -> bool:
+        """Until the mirror has applied ``revision`` (True) or the timeout passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.revision < revision:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def _notify(self, changed: set[str], full: bool) -> None:
+        self._on_change(changed, self.revision, full)
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    def request_progress(self) -> None:
+        """Ask the watch for the current revision, so an idle prefix still advances."""
+        if self._stream is not None:
+            self._stream.request_progress()
+
+    def check_revision(self, store_revision: int, applied_before: int) -> None:
+        """Feed a linearizable revision read after ``applied_before`` was applied.
+
+        A linearizable read issued after we applied revision R must return at
+        least R; less means the store went back in time (a restore).
+        """
+        if self.ready.is_set() and store_revision < applied_before:
+            self._backwards(store_revision)
+            self._relist.set()
+            if self._stream is not None:
+                self._stream.cancel()
+
+    def _backwards(self, new_revision: int) -> None:
+        log.warning("store revision went backwards: %d -> %d (etcd restored?)", self.revision, new_revision)
+        if self._on_restore is not None:
+            self._on_restore(self.revision, new_revision)
+
+    async def _list(self) -> None:
+        kvs, revision = await self._store.get_prefix(self._prefix)
+        if self.ready.is_set() and revision < self.revision:
+            self._backwards(revision)
+        changed = set(self.data) | {kv.key for kv in kvs}
+        self.data = {kv.key: kv for kv in kvs}
+        self.revision = revision
+        self._relist.clear()
+        self.ready.set()
+        self._notify(changed, True)
+
+    async def _watch(self) -> None:
+        async with self._store.watch(self._prefix, self.revision + 1) as stream:
+            self._stream = stream
+            self.connected = True
+            try:
+                async for batch in stream:
+                    if self._relist.is_set():
+                        return
+                    if batch.revision < self.revision:
+                        self._backwards(batch.revision)
+                        return
+                    changed: set[str] = set()
+                    for ev in batch.events:
+                        if ev.kind is EventKind.PUT:
+                            self.data[ev.kv.key] = ev.kv
+                        else:
+                            self.data.pop(ev.kv.key, None)
+                        changed.add(ev.kv.key)
+                    self.revision = max(self.revision, batch.revision)
+                    self._notify(changed, False)
+            finally:
+                self._stream = None
+                self.connected = False
+
+    async def run(self) -> None:
+        """Run until cancelled; never raises StoreError."""
+        need_list = True
+        while True:
+            try:
+                if need_list or self._relist.is_set():
+                    await self._list()
+                    need_list = False
+                await self._watch()
+                # A clean return means a relist was requested.
+                need_list = True
+            except Compacted:
+                log.info("watch on %s compacted: listing again", self._prefix)
+                need_list = True
+            except StoreError as exc:
+                self.watch_restarts += 1
+                log.info(
+                    "watch on %s broke (%s): resuming from revision %d", self._prefix, exc, self.revision + 1
+                )
+                await asyncio.sleep(self._retry_s)

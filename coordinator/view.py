@@ -1,0 +1,180 @@
+"""A replica's parsed, in-memory view of the cluster state in etcd.
+
+Fed by the Mirror (list + resumable watch of the whole prefix). Everything a
+replica serves, and everything the leader decides on, is read from here; the
+mod revisions kept beside each value are the fenced inputs of a decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from coordinator.core.model import ControlsSpec, DecisionRecord, Epoch, GroupSpec
+from coordinator.keys import Keys
+from coordinator.store.types import KV
+
+log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    value: T
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class LeaderKey:
+    replica_id: str
+    address: str
+    token: int  # create revision of the election key
+
+
+@dataclass(frozen=True)
+class Member:
+    replica_id: str
+    address: str
+
+
+@dataclass
+class Route:
+    record: DecisionRecord
+    epoch: Epoch
+    mod_revision: int
+
+
+@dataclass
+class RestoreState:
+    detected: bool = False
+    era_at_detection: int = 0
+    detail: str = ""
+
+
+# Called with the view and the groups whose definition, controls or route changed.
+Listener = Callable[["ClusterView", set[str]], None]
+
+
+@dataclass
+class ClusterView:
+    keys: Keys
+    era: Versioned[int] = field(default_factory=lambda: Versioned(0, 0))
+    leader: LeaderKey | None = None
+    groups: dict[str, Versioned[GroupSpec]] = field(default_factory=dict)
+    controls: dict[str, Versioned[ControlsSpec]] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)
+    history_keys: dict[str, set[str]] = field(default_factory=dict)
+    revision: int = 0
+    restore: RestoreState = field(default_factory=RestoreState)
+    listeners: list[Listener] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def epoch_of(self, group: str) -> Epoch | None:
+        r = self.routes.get(group)
+        return r.epoch if r else None
+
+    def apply(self, data: dict[str, KV], changed_keys: set[str], revision: int) -> None:
+        """Re-parse the changed keys from the mirror's data, then notify listeners."""
+        self.revision = revision
+        touched_groups: set[str] = set()
+        k = self.keys
+        for key in changed_keys:
+            kv = data.get(key)
+            if key == k.era:
+                self._apply_era(kv)
+            elif key == k.leader:
+                self.leader = _leader(kv)
+            elif (name := k.tail(key, "groups/")) is not None:
+                _put_versioned(self.groups, name, kv, GroupSpec)
+                touched_groups.add(name)
+            elif (name := k.tail(key, "controls/")) is not None:
+                _put_versioned(self.controls, name, kv, ControlsSpec)
+                touched_groups.add(name)
+            elif (name := k.tail(key, "routes/")) is not None:
+                self._apply_route(name, kv)
+                touched_groups.add(name)
+            elif (name := k.tail(key, "members/")) is not None:
+                m = _member(kv)
+                if m is None:
+                    self.members.pop(name, None)
+                else:
+                    self.members[name] = m
+            elif key.startswith(k.prefix + "history/"):
+                group = key[len(k.prefix + "history/") :].split("/", 1)[0]
+                hk = self.history_keys.setdefault(group, set())
+                if kv is None:
+                    hk.discard(key)
+                else:
+                    hk.add(key)
+        for listener in list(self.listeners):
+            listener(self, touched_groups)
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def _apply_era(self, kv: KV | None) -> None:
+        era = 0
+        if kv is not None:
+            try:
+                era = int(json.loads(kv.value)["era"])
+            except (ValueError, KeyError, TypeError):
+                log.error("unreadable era value %r", kv.value[:100])
+        self.era = Versioned(era, kv.mod_revision if kv else 0)
+        if self.restore.detected and era > self.restore.era_at_detection:
+            log.warning("era bumped to %d: restore handled, decisions resume", era)
+            self.restore = RestoreState()
+
+    def _apply_route(self, name: str, kv: KV | None) -> None:
+        if kv is None:
+            self.routes.pop(name, None)
+            return
+        try:
+            rec = DecisionRecord.model_validate_json(kv.value)
+        except ValidationError as exc:
+            log.error("unreadable route %s: %s", name, exc)
+            return
+        self.routes[name] = Route(rec, Epoch(rec.era, kv.mod_revision), kv.mod_revision)
+
+    def mark_restore(self, detail: str) -> None:
+        if not self.restore.detected:
+            log.error("etcd restore detected (%s): no decisions until `failover era bump`", detail)
+        self.restore = RestoreState(True, self.era.value, detail)
+
+
+def _put_versioned(target: dict[str, Versioned[M]], name: str, kv: KV | None, model: type[M]) -> None:
+    if kv is None:
+        target.pop(name, None)
+        return
+    try:
+        target[name] = Versioned(model.model_validate_json(kv.value), kv.mod_revision)
+    except ValidationError as exc:
+        log.error("unreadable %s %s: %s", model.__name__, name, exc)
+
+
+def _leader(kv: KV | None) -> LeaderKey | None:
+    if kv is None:
+        return None
+    try:
+        d = json.loads(kv.value)
+        return LeaderKey(str(d["id"]), str(d["address"]), kv.create_revision)
+    except (ValueError, KeyError, TypeError):
+        return LeaderKey("?", "", kv.create_revision)
+
+
+def _member(kv: KV | None) -> Member | None:
+    if kv is None:
+        return None
+    try:
+        d = json.loads(kv.value)
+        return Member(str(d["id"]), str(d["address"]))
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,350 @@
+"""The ``failover`` command line: one entry point, a subcommand per job.
+
+Errors are one clear line on stderr and a non-zero exit (2: bad input or
+config, 1: the operation failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+
+from failover.config_source import ConfigError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="gRPC failover coordinator for trading connectivity."
+)
+era_app = typer.Typer(no_args_is_help=True, help="The era that orders decisions across etcd restores.")
+group_app = typer.Typer(no_args_is_help=True, help="Route group definitions.")
+app.add_typer(era_app, name="era")
+app.add_typer(group_app, name="group")
+
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+Coordinators = Annotated[
+    str,
+    typer.Option(
+        "--coordinators",
+        "-c",
+        envvar="FAILOVER_COORDINATORS",
+        help="Comma-separated replica addresses; the first that answers is used.",
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Operator = Annotated[
+    str,
+    typer.Option("--operator", help="Who is acting (default: the login name).", envvar="FAILOVER_OPERATOR"),
+]
+DEFAULT_COORDINATORS = "127.0.0.1:7001"
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except grpc.aio.AioRpcError as exc:
+        fail(f"{exc.code().name}: {exc.details()}", 1)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(str(exc), 1)
+    raise AssertionError
+
+
+async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Call the first replica that answers (UNAVAILABLE moves on to the next)."""
+    from failover import rpc
+    from failover.v1 import admin_pb2_grpc
+
+    targets = [a.strip() for a in addresses.split(",") if a.strip()]
+    if not targets:
+        fail("--coordinators: give at least one host:port")
+    last: grpc.aio.AioRpcError | None = None
+    for target in targets:
+        async with rpc.channel(target) as ch:
+            try:
+                return await call(admin_pb2_grpc.AdminStub(ch))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                last = exc
+    assert last is not None
+    raise last
+
+
+def print_json(msg: Any) -> None:
+    print(
+        json_format.MessageToJson(
+            msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    )
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run a server coroutine until SIGINT/SIGTERM sets the stop event."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    run_async(runner())
+
+
+# --- coordinator -------------------------------------------------------------
+
+
+@app.command()
+def coordinator(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    replica_id: Annotated[str | None, typer.Option("--id", help="Replica id (overrides the file).")] = None,
+    listen: Annotated[str | None, typer.Option("--listen", help="host:port to serve on.")] = None,
+    advertise: Annotated[
+        str | None, typer.Option("--advertise", help="host:port peers and sidecars use.")
+    ] = None,
+    etcd: Annotated[str | None, typer.Option("--etcd", help="Comma-separated etcd endpoints.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
+) -> None:
+    """Run one coordinator replica (elects a leader through etcd, serves sidecars)."""
+    from coordinator.config import CoordinatorConfig
+    from coordinator.replica import Replica
+    from failover import logs
+    from failover.config_source import load
+
+    overrides: dict[str, Any] = {"replica_id": replica_id, "listen": listen, "advertise": advertise}
+    try:
+        if etcd:
+            from failover.config_source import read_yaml
+
+            section = dict(read_yaml(config).get("etcd") or {})
+            section["endpoints"] = [e.strip() for e in etcd.split(",") if e.strip()]
+            overrides["etcd"] = section
+        cfg = load(CoordinatorConfig, config, overrides)
+    except ConfigError as exc:
+        fail(f"config: {exc}")
+        return
+    logs.setup(log_level, log_format, cfg.replica_id)
+
+    async def main(stop: asyncio.Event) -> None:
+        replica = Replica(cfg)
+        task = asyncio.create_task(replica.run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            stopper.cancel()
+
+    run_until_signal(main)
+
+
+# --- operator commands ---------------------------------------------------------
+
+
+@app.command()
+def status(coordinators: Coordinators = DEFAULT_COORDINATORS, as_json: JsonFlag = False) -> None:
+    """Leader, replicas, groups, routes, epochs and connected sidecars."""
+    from failover.status_view import render_status
+    from failover.v1 import admin_pb2 as apb
+
+    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(apb.GetStatusRequest(), timeout=5)))
+    if as_json:
+        print_json(st)
+    else:
+        render_status(st, out)
+
+
+@app.command()
+def switch(
+    group: Annotated[str, typer.Argument(help="Route group.")],
+    path: Annotated[str, typer.Argument(help="Path to make active.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the decision).")],
+    operator: Operator = "",
+    force: Annotated[bool, typer.Option("--force", help="Skip guard rails.")] = False,
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+    as_json: JsonFlag = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the commit.", min=0.1)
+    ] = 10.0,
+) -> None:
+    """Operator switch: commit a decision with PATH active (through the leader)."""
+    from failover.v1 import admin_pb2 as apb
+
+    req = apb.SwitchRequest(
+        group=group, path=path, reason=reason, operator=operator or login_name(), force=force
+    )
+    resp = run_async(with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout)))
+    if as_json:
+        print_json(resp)
+    else:
+        d = resp.decision
+        out.print(
+            f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})"
+        )
+
+
+@app.command()
+def history(
+    group: Annotated[str, typer.Argument(help="Route group.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 20,
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+    as_json: JsonFlag = False,
+) -> None:
+    """Decisions of a group, newest first."""
+    from failover.status_view import render_history
+    from failover.v1 import admin_pb2 as apb
+
+    resp = run_async(
+        with_admin(coordinators, lambda s: s.History(apb.HistoryRequest(group=group, limit=limit), timeout=5))
+    )
+    if as_json:
+        print_json(resp)
+    else:
+        render_history(group, resp, out)
+
+
+@era_app.command("bump")
+def era_bump(
+    reason: Annotated[str, typer.Option("--reason", help="Why (e.g. 'restored etcd from snapshot X').")],
+    operator: Operator = "",
+    expected: Annotated[int, typer.Option("--expected", help="Only bump if the era is this (0: any).")] = 0,
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+) -> None:
+    """Bump the era after an etcd restore, so new decisions order after every earlier one."""
+    from failover.v1 import admin_pb2 as apb
+
+    req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
+    resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5)))
+    out.print(f"era is now {resp.era}")
+
+
+@group_app.command("put")
+def group_put(
+    file: Annotated[Path, typer.Argument(help="YAML file with one group definition (name, paths, policy).")],
+    create_only: Annotated[bool, typer.Option("--create-only", help="Fail if the group exists.")] = False,
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+) -> None:
+    """Create or replace a group definition (validated; an invalid one changes nothing)."""
+    from pydantic import ValidationError
+
+    from coordinator.convert import group_pb
+    from coordinator.core.model import GroupSpec, describe_validation_error
+    from failover.config_source import read_yaml
+    from failover.v1 import admin_pb2 as apb
+
+    try:
+        spec = GroupSpec.model_validate(read_yaml(file))
+    except ConfigError as exc:
+        fail(str(exc))
+        return
+    except ValidationError as exc:
+        fail(f"{file}: {describe_validation_error(exc)}")
+        return
+    req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
+    resp = run_async(with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5)))
+    out.print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
+
+
+def _control(
+    action_name: str, group: str, path: str, reason: str, operator: str, force: bool, coordinators: str
+) -> None:
+    from failover.v1 import admin_pb2 as apb
+
+    action = getattr(apb, f"CONTROL_ACTION_{action_name.upper()}")
+    req = apb.SetControlRequest(
+        action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
+    )
+    resp = run_async(with_admin(coordinators, lambda s: s.SetControl(req, timeout=10)))
+    out.print(resp.message)
+
+
+def _make_control(action: str, with_path: bool, doc: str) -> None:
+    if with_path:
+
+        def cmd(
+            group: Annotated[str, typer.Argument()],
+            path: Annotated[str, typer.Argument()],
+            reason: Annotated[str, typer.Option("--reason")] = "",
+            operator: Operator = "",
+            force: Annotated[bool, typer.Option("--force")] = False,
+            coordinators: Coordinators = DEFAULT_COORDINATORS,
+        ) -> None:
+            _control(action, group, path, reason, operator, force, coordinators)
+    else:
+
+        def cmd(  # type: ignore[misc]
+            group: Annotated[str, typer.Argument()],
+            reason: Annotated[str, typer.Option("--reason")] = "",
+            operator: Operator = "",
+            force: Annotated[bool, typer.Option("--force")] = False,
+            coordinators: Coordinators = DEFAULT_COORDINATORS,
+        ) -> None:
+            _control(action, group, "", reason, operator, force, coordinators)
+
+    cmd.__doc__ = doc
+    app.command(action)(cmd)
+
+
+for _action, _with_path, _doc in [
+    ("drain", True, "Never choose PATH in GROUP; move off it if active."),
+    ("undrain", True, "Allow PATH again."),
+    ("pin", True, "Keep GROUP on PATH: no automatic moves."),
+    ("unpin", False, "Remove a pin."),
+    ("pause", False, "No automatic decisions for GROUP."),
+    ("resume", False, "Lift pause and halt."),
+    ("halt", False, "Kill switch: a decision with no path; sidecars stop sending."),
+]:
+    _make_control(_action, _with_path, _doc)
+
+
+def _mount_optional() -> None:
+    try:
+        from failover.venue.cli import venue_app
+    except ImportError:
+        return
+    app.add_typer(venue_app, name="venue", help="The venue simulator and its fault controls.")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

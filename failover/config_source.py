@@ -1,0 +1,87 @@
+"""Layered configuration: flags > FAILOVER_ environment > YAML file > defaults.
+
+One loader for every process type, so each validates the same way and errors
+name the bad field (``etcd.endpoints.1: bad address ...``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from coordinator.core.model import describe_validation_error
+
+_FILE_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "failover_config_file", default=None
+)
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the field."""
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return (_FILE_DATA.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get() or {})
+
+
+class LayeredSettings(BaseSettings):
+    """Base for process configs; subclasses set their own env prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAILOVER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+S = TypeVar("S", bound=LayeredSettings)
+
+
+def read_yaml(path: Path | str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: the top level must be a mapping")
+    return data
+
+
+def load(cls: type[S], path: Path | str | None, overrides: dict[str, Any] | None = None) -> S:
+    """Build a config from file, environment and flag overrides (None values ignored)."""
+    data = read_yaml(path)
+    token = _FILE_DATA.set(data)
+    try:
+        flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+        return cls(**flags)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+    finally:
+        _FILE_DATA.reset(token)

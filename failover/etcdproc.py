@@ -1,0 +1,199 @@
+"""Start and stop local etcd servers (tests, the demo).
+
+Members listen on loopback with free ports and keep their data on tmpfs when
+available (fsync jitter on shared cores otherwise churns etcd's own leader).
+etcd's default timers are kept on purpose: fast timers make etcd re-elect its
+own leader constantly on two shared cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class EtcdNotFound(RuntimeError):
+    """No etcd binary on PATH."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (racy, fine on loopback in tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def etcd_binary() -> str:
+    found = shutil.which("etcd") or (os.path.exists("/usr/bin/etcd") and "/usr/bin/etcd")
+    if not found:
+        raise EtcdNotFound(
+            "etcd is not on PATH: install Debian's etcd-server package or pass --etcd ENDPOINTS"
+        )
+    return str(found)
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class EtcdCluster:
+    """A loopback etcd cluster of ``size`` members, each a child process we own."""
+
+    size: int = 3
+    base_dir: Path | None = None
+    members: list[Member] = field(default_factory=list)
+    token: str = ""
+    _own_dir: bool = False
+
+    def __post_init__(self) -> None:
+        if self.base_dir is None:
+            root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+            self.base_dir = Path(tempfile.mkdtemp(prefix="failover-etcd-", dir=root))
+            self._own_dir = True
+        self.token = f"failover-{os.getpid()}-{time.monotonic_ns()}"
+        for i in range(self.size):
+            name = f"m{i}"
+            self.members.append(
+                Member(
+                    name=name,
+                    client_port=free_port(),
+                    peer_port=free_port(),
+                    data_dir=self.base_dir / name,
+                    log_path=self.base_dir / f"{name}.log",
+                )
+            )
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def _initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def _start_member(self, m: Member, state: str = "new") -> None:
+        args = [
+            etcd_binary(),
+            "--name",
+            m.name,
+            "--data-dir",
+            str(m.data_dir),
+            "--listen-client-urls",
+            f"http://{m.endpoint}",
+            "--advertise-client-urls",
+            f"http://{m.endpoint}",
+            "--listen-peer-urls",
+            m.peer_url,
+            "--initial-advertise-peer-urls",
+            m.peer_url,
+            "--initial-cluster",
+            self._initial_cluster(),
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            self.token,
+            "--quota-backend-bytes",
+            str(256 * 1024 * 1024),
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "10000",
+            "--log-level",
+            "warn",
+        ]
+        log = open(m.log_path, "ab")  # noqa: SIM115 - owned by the child
+        m.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        for m in self.members:
+            self._start_member(m)
+        self.wait_healthy(timeout_s)
+
+    def wait_healthy(self, timeout_s: float = 20.0, members: list[Member] | None = None) -> None:
+        """Block until every given running member answers /health with true."""
+        deadline = time.monotonic() + timeout_s
+        pending = [m for m in (members or self.members) if m.running]
+        while pending:
+            m = pending[0]
+            if m.proc is not None and m.proc.poll() is not None:
+                raise RuntimeError(f"etcd member {m.name} exited: {m.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://{m.endpoint}/health", timeout=1) as r:
+                    if b'"true"' in r.read():
+                        pending.pop(0)
+                        continue
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd member {m.name} not healthy after {timeout_s}s")
+            time.sleep(0.05)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one member (a crash)."""
+        m = self.members[index]
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.send_signal(signal.SIGKILL)
+            m.proc.wait(timeout=10)
+
+    def stop_member(self, index: int) -> None:
+        m = self.members[index]
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.terminate()
+            try:
+                m.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                m.proc.kill()
+                m.proc.wait(timeout=10)
+
+    def restart(self, index: int, timeout_s: float = 20.0) -> None:
+        """Start a stopped member again on its old data (rejoins the cluster)."""
+        m = self.members[index]
+        if m.running:
+            return
+        self._start_member(m, state="existing" if m.data_dir.exists() else "new")
+        self.wait_healthy(timeout_s, [m])
+
+    def signal_member(self, index: int, sig: int) -> None:
+        m = self.members[index]
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        for i in range(len(self.members)):
+            self.stop_member(i)
+        if self._own_dir and self.base_dir is not None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> EtcdCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,108 @@
+"""Rich rendering of status and history for the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rich.console import Console
+from rich.table import Table
+
+from failover.v1 import admin_pb2 as apb
+
+
+def _epoch(e: object) -> str:
+    return f"{e.era}:{e.revision}"  # type: ignore[attr-defined]
+
+
+def render_status(st: apb.ClusterStatus, out: Console) -> None:
+    leader = (
+        f"{st.leader.replica_id} at {st.leader.address} (token {st.leader.fencing_token})"
+        if st.leader.replica_id
+        else "[red]none[/red]"
+    )
+    out.print(f"leader: {leader}   era: {st.era}   etcd revision: {st.revision}")
+    if st.restore_detected:
+        out.print("[red]etcd restore detected: no decisions until `failover era bump`[/red]")
+    if st.alarms:
+        out.print(f"[red]etcd alarms: {', '.join(st.alarms)}[/red]")
+    t = Table(title="replicas")
+    for col in ("replica", "address", "role", "applied rev", "lag", "fresh", "sidecars"):
+        t.add_column(col)
+    for r in st.replicas:
+        if not r.reachable:
+            t.add_row(r.replica_id, r.address, "?", "", "", f"[red]unreachable: {r.error}[/red]", "")
+            continue
+        fresh = "[red]STALE[/red] " + r.stale_reason if r.stale else "fresh"
+        t.add_row(
+            r.replica_id,
+            r.address,
+            "leader" if r.is_leader else "follower",
+            str(r.applied_revision),
+            str(r.lag_revisions),
+            fresh,
+            str(len(r.sidecars)),
+        )
+    out.print(t)
+    g = Table(title="groups")
+    for col in ("group", "decided order", "epoch", "reason", "controls"):
+        g.add_column(col)
+    for gs in st.groups:
+        d = gs.decision
+        order = " > ".join(d.paths) if d.group else "(none yet)"
+        if d.group and not d.paths:
+            order = "[red]HALTED[/red]"
+        g.add_row(
+            gs.definition.name, order, _epoch(d.epoch) if d.group else "", d.reason, gs.controls or "none"
+        )
+    out.print(g)
+    decided = {gs.definition.name: (list(gs.decision.paths), gs.decision.epoch) for gs in st.groups}
+    s = Table(title="sidecars")
+    for col in ("host", "site", "replica", "group", "acked epoch", "effective", "health"):
+        s.add_column(col)
+    for r in st.replicas:
+        for sc in r.sidecars:
+            for group in sorted(set(sc.acked) | {h.group for h in sc.health}):
+                acked = sc.acked.get(group)
+                paths, epoch = decided.get(group, ([], None))
+                lag = ""
+                if (
+                    acked is not None
+                    and epoch is not None
+                    and (acked.era, acked.revision) < (epoch.era, epoch.revision)
+                ):
+                    lag = " [yellow](behind)[/yellow]"
+                health = " ".join(
+                    f"{h.path}={'up' if h.state == 1 else 'down' if h.state == 2 else '?'}"
+                    for h in sc.health
+                    if h.group == group
+                )
+                eff = sc.effective.get(group, "") if hasattr(sc, "effective") else ""
+                if eff and paths and eff != paths[0]:
+                    eff = f"[yellow]{eff} (deviates)[/yellow]"
+                s.add_row(
+                    sc.host_id,
+                    sc.site,
+                    r.replica_id,
+                    group,
+                    (_epoch(acked) if acked is not None else "-") + lag,
+                    eff,
+                    health,
+                )
+    out.print(s)
+
+
+def render_history(group: str, resp: apb.HistoryResponse, out: Console) -> None:
+    t = Table(title=f"history of {group} (newest first)")
+    for col in ("epoch", "time (UTC)", "leader", "order", "reason", "trigger"):
+        t.add_column(col)
+    for d in resp.decisions:
+        when = dt.datetime.fromtimestamp(d.decided_at_unix_ms / 1000, dt.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S.%f"
+        )[:-3]
+        trig = d.trigger.kind
+        if d.trigger.operator:
+            trig += f" by {d.trigger.operator}"
+        if d.trigger.evidence:
+            trig += ": " + ", ".join(d.trigger.evidence)
+        t.add_row(_epoch(d.epoch), when, d.leader_id, " > ".join(d.paths) or "HALT", d.reason, trig)
+    out.print(t)

@@ -1,0 +1,71 @@
+"""Election, hand-over, and epochs across leader changes (in-process replicas, real etcd)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from coordinator.core.model import Epoch
+from tests.harness import ReplicaSet, switch, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+async def test_one_leader_at_a_time_and_epochs_increase_across_leader_changes(etcd_cluster, prefix) -> None:
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=3)
+    await rs.start_all()
+    overlaps: list[int] = []
+    stop = asyncio.Event()
+
+    async def watch_leaders() -> None:
+        while not stop.is_set():
+            n = len(rs.leaders())
+            if n > 1:
+                overlaps.append(n)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch_leaders())
+    epochs: list[Epoch] = []
+    tokens: list[int] = []
+    try:
+        for round_ in range(3):
+            leader = await rs.wait_leader()
+            tokens.append(leader.leader.leadership.token)
+            idx = rs.replicas.index(leader)
+            for path in ("backup", "primary"):
+                resp = await switch(rs.address((idx + 1) % 3), "cme-orders", path, f"round {round_}")
+                epochs.append(Epoch(resp.decision.epoch.era, resp.decision.epoch.revision))
+            await rs.stop(idx)
+            await rs.start(idx)
+        assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs), epochs
+        assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
+        assert not overlaps, "two replicas believed they led at the same time"
+    finally:
+        stop.set()
+        await watcher
+        await rs.stop_all()
+
+
+async def test_failed_leader_work_revokes_its_lease(etcd_cluster, prefix) -> None:
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        old_token = leader.leader.leadership.token
+
+        def boom(view):
+            raise RuntimeError("injected failure in the leader's task group")
+
+        leader.leader._health_policy = boom
+        started = time.monotonic()
+        leader.leader.wake()
+        other = [r for r in rs.running() if r is not leader][0]
+        await wait_for(lambda: other.election.is_leader, 1.5, "the follower to take over")
+        took = time.monotonic() - started
+        # The TTL is 2 s: a take-over this fast means the lease was revoked, not expired.
+        assert took < 1.5, took
+        assert other.view.leader is not None and other.view.leader.token > old_token
+    finally:
+        await rs.stop_all()

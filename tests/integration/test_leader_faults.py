@@ -1,0 +1,136 @@
+"""Leader faults with real coordinator processes: SIGKILL, SIGTERM, SIGSTOP."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.procs import Proc, cli, coordinator_config, status_json
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+TTL_S = 2
+
+
+def start_cluster(tmp_path, endpoints, prefix, n=3, **extra):
+    procs, addrs = [], []
+    for i in range(n):
+        cfg, addr = coordinator_config(tmp_path, f"c{i + 1}", endpoints, prefix, **extra)
+        procs.append(Proc(f"c{i + 1}", ["coordinator", "--config", str(cfg)], tmp_path).start())
+        addrs.append(addr)
+    return procs, addrs
+
+
+def wait_leader(addrs, timeout=15.0, not_id=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for a in addrs:
+            try:
+                st = status_json(a)
+            except Exception as exc:  # this replica may be the dead one
+                last = exc
+                continue
+            lid = st.get("leader", {}).get("replica_id")
+            if lid and lid != not_id:
+                return lid, st
+        time.sleep(0.05)
+    raise AssertionError(f"no leader after {timeout}s ({last})")
+
+
+def try_switch(addr, path, reason):
+    return cli("switch", "cme-orders", path, "--reason", reason, "--operator", "t", "-c", addr, timeout=20)
+
+
+def stop_all(procs):
+    for p in procs:
+        p.stop()
+
+
+def test_leader_sigkill_new_leader_commits_within_ttl_plus_1s(tmp_path, etcd_cluster, prefix) -> None:
+    procs, addrs = start_cluster(tmp_path, etcd_cluster.endpoints, prefix)
+    try:
+        lid, _ = wait_leader(addrs)
+        idx = int(lid[1:]) - 1
+        survivors = [a for i, a in enumerate(addrs) if i != idx]
+        assert try_switch(survivors[0], "backup", "warm-up").returncode == 0
+        killed_at = time.monotonic()
+        procs[idx].kill()
+        # Keep asking a survivor to commit until it does; the replica waits for the election.
+        for _ in range(20):
+            r = try_switch(survivors[0], "primary", "after kill")
+            if r.returncode == 0:
+                break
+        took = time.monotonic() - killed_at
+        assert r.returncode == 0, r.stderr
+        assert took < TTL_S + 1.0, f"new leader committed {took:.2f}s after SIGKILL"
+        new_lid, _ = wait_leader(survivors, not_id=lid)
+        assert new_lid != lid
+    finally:
+        stop_all(procs)
+
+
+def test_graceful_stop_hands_over_well_under_ttl(tmp_path, etcd_cluster, prefix) -> None:
+    procs, addrs = start_cluster(tmp_path, etcd_cluster.endpoints, prefix)
+    try:
+        lid, _ = wait_leader(addrs)
+        idx = int(lid[1:]) - 1
+        survivors = [a for i, a in enumerate(addrs) if i != idx]
+        stopped_at = time.monotonic()
+        assert procs[idx].stop() == 0, procs[idx].log()[-2000:]
+        new_lid, _ = wait_leader(survivors, not_id=lid)
+        took = time.monotonic() - stopped_at
+        assert took < TTL_S / 2, f"hand-over took {took:.2f}s"
+        assert "revok" not in procs[idx].log().lower() or "failed" not in procs[idx].log().lower()
+    finally:
+        stop_all(procs)
+
+
+def test_frozen_leader_with_queued_switch_is_fenced_out(tmp_path, etcd_cluster, prefix) -> None:
+    """SIGSTOP the leader between its inline check and its transaction; after SIGCONT it must fail."""
+    procs, addrs = start_cluster(
+        tmp_path, etcd_cluster.endpoints, prefix, n=2, test_hooks={"hold_before_commit_ms": 1500}
+    )
+    try:
+        lid, st = wait_leader(addrs)
+        idx = int(lid[1:]) - 1
+        other = 1 - idx
+        before = {g["definition"]["name"]: g.get("decision", {}) for g in st["groups"]}["cme-orders"]
+        # Wait until the initial decision is in (it is held 1.5 s by the hook too).
+        deadline = time.monotonic() + 10
+        while not before.get("paths") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            before = {
+                g["definition"]["name"]: g.get("decision", {}) for g in status_json(addrs[idx])["groups"]
+            }["cme-orders"]
+        assert before["paths"] == ["primary", "backup"]
+        leader_log_len = len(procs[idx].log())
+        switch_proc = Proc(
+            "switch",
+            ["switch", "cme-orders", "backup", "--reason", "queued", "--timeout", "60", "-c", addrs[idx]],
+            tmp_path,
+        ).start()
+        # The hook logs once the inline check passed; freeze the leader right there.
+        deadline = time.monotonic() + 10
+        while "holding commit" not in procs[idx].log()[leader_log_len:]:
+            assert time.monotonic() < deadline, "leader never reached the hook"
+            time.sleep(0.01)
+        procs[idx].signal(signal.SIGSTOP)
+        new_lid, _ = wait_leader([addrs[other]], timeout=15, not_id=lid)
+        assert new_lid != lid
+        procs[idx].signal(signal.SIGCONT)
+        assert switch_proc.proc is not None
+        rc = switch_proc.proc.wait(timeout=20)
+        assert rc != 0, f"the deposed leader's switch succeeded: {switch_proc.log()}"
+        deadline = time.monotonic() + 10
+        while "fenced out" not in procs[idx].log():
+            assert time.monotonic() < deadline, procs[idx].log()[-3000:]
+            time.sleep(0.05)
+        after = {g["definition"]["name"]: g.get("decision", {}) for g in status_json(addrs[other])["groups"]}[
+            "cme-orders"
+        ]
+        assert after["paths"] == ["primary", "backup"], "a fenced-out transaction changed the route"
+    finally:
+        stop_all(procs)

@@ -1,0 +1,130 @@
+"""The etcd adapter against a real 3-member cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from coordinator.store.etcd_store import EtcdStore
+from coordinator.store.mirror import Mirror
+from coordinator.store.types import Compare, Get, Put
+from tests.harness import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+async def test_txn_compares_absent_and_mod(etcd_cluster, prefix) -> None:
+    s = EtcdStore(etcd_cluster.endpoints)
+    try:
+        k = prefix + "k"
+        r1 = await s.txn([Compare.absent(k)], [Put(k, b"1")])
+        assert r1.succeeded
+        r2 = await s.txn([Compare.absent(k)], [Put(k, b"2")], [Get(k)])
+        assert not r2.succeeded and r2.gets[0] is not None and r2.gets[0].value == b"1"
+        r3 = await s.txn([Compare.mod(k, r1.revision)], [Put(k, b"3")])
+        assert r3.succeeded
+        kv, _ = await s.get(k)
+        assert kv is not None and kv.value == b"3" and kv.mod_revision == r3.revision
+    finally:
+        await s.close()
+
+
+async def test_lease_keepalive_keeps_key_and_revoke_drops_it(etcd_cluster, prefix) -> None:
+    s = EtcdStore(etcd_cluster.endpoints)
+    try:
+        lease = await s.grant(2)
+        async with s.keep_alive(lease) as keeper:
+            await s.put(prefix + "owned", b"x", lease=lease.id)
+            # Outlive the TTL by a margin: the single keepalive stream must hold it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keeper.wait_lost(), 3.0)
+            assert not keeper.lost
+            kv, _ = await s.get(prefix + "owned")
+            assert kv is not None
+            await s.revoke(lease.id)
+            async with asyncio.timeout(5):
+                await keeper.wait_lost()
+        kv, _ = await s.get(prefix + "owned")
+        assert kv is None
+    finally:
+        await s.close()
+
+
+async def test_watch_resumes_without_missing_events_when_members_die(own_etcd, prefix) -> None:
+    """Kill each member in turn (one of them carries the watch): no event is lost."""
+    reader = EtcdStore(own_etcd.endpoints)
+    writer = EtcdStore(own_etcd.endpoints)
+    seen: list[str] = []
+    mirror = Mirror(reader, prefix, lambda keys, rev, full: seen.extend(sorted(keys)) if not full else None)
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(10):
+            await mirror.ready.wait()
+        written = []
+        for round_ in range(3):
+            own_etcd.kill(round_)
+            for i in range(20):
+                key = f"{prefix}r{round_}-{i:03d}"
+                for _attempt in range(50):
+                    try:
+                        await writer.put(key, b"v")
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.05)
+                written.append(key)
+            await asyncio.to_thread(own_etcd.restart, round_)
+        await wait_for(lambda: set(written) <= set(mirror.data), 15, "mirror to hold every written key")
+        assert set(written) <= set(seen), "every key arrived as a watch event, none only through a re-list"
+        assert mirror.watch_restarts >= 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await reader.close()
+        await writer.close()
+
+
+async def test_mirror_relists_after_compaction(etcd_cluster, prefix) -> None:
+    s = EtcdStore(etcd_cluster.endpoints)
+    resets: list[int] = []
+    mirror = Mirror(s, prefix, lambda keys, rev, full: resets.append(rev) if full else None)
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(10):
+            await mirror.ready.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await s.put(prefix + "a", b"1")
+        await s.delete(prefix + "a")
+        rev = await s.put(prefix + "b", b"2")
+        await s.compact(rev)
+        task = asyncio.create_task(mirror.run())
+        await wait_for(
+            lambda: len(resets) >= 2 and prefix + "b" in mirror.data, 10, "re-list after compaction"
+        )
+        assert prefix + "a" not in mirror.data
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await s.close()
+
+
+async def test_mirror_reports_revision_going_backwards(etcd_cluster, prefix) -> None:
+    s = EtcdStore(etcd_cluster.endpoints)
+    restores: list[tuple[int, int]] = []
+    mirror = Mirror(s, prefix, lambda *a: None, lambda old, new: restores.append((old, new)))
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(10):
+            await mirror.ready.wait()
+        mirror.check_revision(mirror.revision - 1, mirror.revision)
+        assert restores and restores[0][1] == restores[0][0] - 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await s.close()
