@@ -48,6 +48,7 @@ class SwitchRequest:
     reason: str
     operator: str
     force: bool = False
+    received_ns: int = field(default_factory=time.monotonic_ns)
     future: asyncio.Future[Committed] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -141,9 +142,10 @@ class LeaderWork:
             for proposal in self._health_policy(self._view):
                 await self._try(leadership, proposal)
 
-    async def _try(self, leadership: Leadership, p: Proposal, stages: list[Stage] | None = None) -> None:
+    async def _try(self, leadership: Leadership, p: Proposal) -> None:
         try:
-            await self._commit(leadership, p.group, p.paths, p.reason, TriggerSpec(kind=p.kind), stages)  # type: ignore[arg-type]
+            trigger = TriggerSpec(kind=p.kind, evidence=p.evidence)  # type: ignore[arg-type]
+            await self._commit(leadership, p.group, p.paths, p.reason, trigger, p.stages)
         except StaleInputs as exc:
             log.info("not committed, view was stale: %s", exc)
         except RestoreBlocked as exc:
@@ -162,14 +164,8 @@ class LeaderWork:
         trigger: TriggerSpec,
         stages: list[Stage] | None = None,
     ) -> Committed:
-        decide_started = time.monotonic_ns()
         inputs = Inputs.of(self._view, group)
-        decide_us = (time.monotonic_ns() - decide_started) // 1000
-        all_stages = [
-            *(stages or []),
-            Stage(stage="decide", where=leadership.replica_id, duration_us=decide_us),
-        ]
-        done = await self._committer.commit(leadership, group, paths, reason, trigger, inputs, all_stages)
+        done = await self._committer.commit(leadership, group, paths, reason, trigger, inputs, stages)
         log.info("committed %s -> %s at epoch %s: %s", group, ",".join(paths) or "(halt)", done.epoch, reason)
         self.recent = [*self.recent[-99:], done]
         if self._on_commit is not None:
@@ -196,9 +192,11 @@ class LeaderWork:
                 raise RequestError("failed_precondition", f"group: {req.group!r} is halted; resume it first")
             paths = standby_order(g.value, req.path, None)
             trigger = TriggerSpec(kind="operator", operator=req.operator)
+            queued_us = (time.monotonic_ns() - req.received_ns) // 1000
+            stages = [Stage(stage="decide", where=leadership.replica_id, duration_us=queued_us)]
             try:
                 return await self._commit(
-                    leadership, req.group, paths, f"operator switch: {req.reason}", trigger
+                    leadership, req.group, paths, f"operator switch: {req.reason}", trigger, stages
                 )
             except StaleInputs:
                 with contextlib.suppress(TimeoutError):

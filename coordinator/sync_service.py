@@ -1,52 +1,307 @@
-"""Placeholder of the sidecar stream hub (the sidecar-stream issue fills it in)."""
+"""The sidecar stream, served by every replica: sessions, pushes, health relay.
+
+Decisions down: each is encoded once (fanout.EncodedCache) and written as
+the same bytes to every session that needs it; the latest value wins, and at
+most one push per sidecar and group is unacknowledged, so a slow sidecar
+delays nobody and a halt never waits behind other work. Acks and health up:
+health goes to the leader (ForwardHealth), which keeps the fleet's table.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from coordinator.admin_service import PeerChannels
 from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
+from coordinator.convert import epoch_of
+from coordinator.core.model import ZERO_EPOCH, Epoch, check_name
 from coordinator.core.reconcile import Proposal
+from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
+from coordinator.health_relay import HealthRelay
 from coordinator.view import ClusterView
+from failover.aio import wait_any
 from failover.v1 import admin_pb2 as apb
-from failover.v1 import admin_pb2_grpc
+from failover.v1 import admin_pb2_grpc, sync_pb2
+from failover.v1 import types_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 10.0
+# A push not acknowledged within this long may be replaced by the latest one.
+ACK_TIMEOUT_NS = 5_000_000_000
+
+
+@dataclass
+class Session:
+    sid: int
+    host_id: str
+    site: str
+    groups: tuple[str, ...]
+    acked: dict[str, Epoch]
+    connected_ns: int = field(default_factory=time.monotonic_ns)
+    pending: dict[str, tuple[Epoch, int]] = field(default_factory=dict)
+    defs_sent: dict[str, int] = field(default_factory=dict)
+    health: dict[tuple[str, str], pb.PathHealth] = field(default_factory=dict)
+    effective: dict[str, str] = field(default_factory=dict)
+    push_to_ack_us: dict[str, int] = field(default_factory=dict)
+    heartbeats_sent: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    error: tuple[grpc.StatusCode, str] | None = None
 
 
 class SyncHub:
+    """Owns this replica's sessions and what they are sent."""
+
     def __init__(
         self, cfg: CoordinatorConfig, view: ClusterView, freshness: FreshnessProbe, peers: PeerChannels
     ) -> None:
         self.cfg = cfg
         self.view = view
         self.freshness = freshness
-        self.peers = peers
+        self.cache = EncodedCache(view)
+        self.sessions: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+        self._heartbeat = b""
+        self._heartbeat_seq = 0
+        self.relay = HealthRelay(cfg, view, peers, self)
         self.leader: Any = None
+        view.listeners.append(self._on_view)
+
+    # --- wiring ------------------------------------------------------------
 
     def register(self, server: grpc.aio.Server) -> None:
-        pass
+        handler = grpc.stream_stream_rpc_method_handler(self._stream)  # raw bytes both ways
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("failover.v1.Sync", {"Stream": handler}),)
+        )
 
     async def run(self) -> None:
-        pass
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._heartbeats(), name="sync-heartbeats")
+            tg.create_task(self.relay.run(), name="health-relay")
 
     async def close(self) -> None:
-        pass
+        for s in self.sessions.values():
+            s.error = (grpc.StatusCode.UNAVAILABLE, "replica shutting down")
+            s.wake.set()
+
+    # --- leader hooks (called by LeaderWork) ---------------------------------
 
     async def gather_health(self) -> None:
-        pass
+        await self.relay.gather()
 
     def health_policy(self, view: ClusterView) -> list[Proposal]:
-        return []
+        return self.relay.propose()
 
     def on_commit(self, done: Committed) -> None:
-        pass
+        self.relay.on_commit(done)
+
+    # --- fan-out -----------------------------------------------------------
+
+    def _on_view(self, view: ClusterView, groups: set[str]) -> None:
+        changed = {g for g in groups if g in view.groups or g in self.cache.decisions}
+        for g in changed:
+            self.cache.refresh(g)
+        if changed:
+            for s in self.sessions.values():
+                if changed.intersection(s.groups):
+                    s.wake.set()
+
+    async def _heartbeats(self) -> None:
+        interval = self.cfg.stream.heartbeat_interval_ms / 1000
+        while True:
+            self._heartbeat = self.cache.heartbeat_message(self.freshness_pb(), int(time.time() * 1000))
+            self._heartbeat_seq += 1
+            for s in self.sessions.values():
+                s.wake.set()
+            await asyncio.sleep(interval)
+
+    def freshness_pb(self) -> sync_pb2.Freshness:
+        f = self.freshness.state
+        stale, reason = f.stale, f.reason
+        if self.view.restore.detected:
+            stale, reason = True, f"etcd restore detected: {self.view.restore.detail}"
+        return sync_pb2.Freshness(
+            replica_id=self.cfg.replica_id,
+            applied_revision=f.applied_revision,
+            lag_revisions=f.lag_revisions,
+            stale=stale,
+            stale_reason=reason,
+            era=self.view.era.value,
+        )
+
+    def _due(self, s: Session, now_ns: int) -> list[bytes]:
+        """What this session should be sent now (definitions, newest decisions)."""
+        out: list[bytes] = []
+        for g in s.groups:
+            body = self.cache.group_body(g, s.site)
+            if body is not None and s.defs_sent.get(g) != body[0]:
+                out.append(self.cache.group_message(body[1]))
+                s.defs_sent[g] = body[0]
+            d = self.cache.decisions.get(g)
+            if d is None or d.epoch <= s.acked.get(g, ZERO_EPOCH):
+                continue
+            pending = s.pending.get(g)
+            if pending is not None and (pending[0] >= d.epoch or now_ns - pending[1] < ACK_TIMEOUT_NS):
+                continue
+            out.append(d.message)
+            s.pending[g] = (d.epoch, now_ns)
+        return out
+
+    def _snapshot(self, s: Session, now_ns: int) -> bytes:
+        groups, decisions = [], []
+        for g in s.groups:
+            body = self.cache.group_body(g, s.site)
+            if body is not None:
+                groups.append(body[1])
+                s.defs_sent[g] = body[0]
+            d = self.cache.decisions.get(g)
+            if d is not None and d.epoch > s.acked.get(g, ZERO_EPOCH):
+                decisions.append(d.body)
+                s.pending[g] = (d.epoch, now_ns)
+        return self.cache.snapshot_message(groups, decisions, self.freshness_pb())
+
+    # --- the stream --------------------------------------------------------
+
+    async def _stream(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        if len(self.sessions) >= self.cfg.stream.max_streams:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
+            )
+        it = requests.__aiter__()
+        try:
+            first = await asyncio.wait_for(it.__anext__(), HELLO_TIMEOUT_S)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        hello, problem = _parse_hello(first)
+        if hello is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            return
+        s = Session(
+            sid=next(self._ids),
+            host_id=hello.host_id,
+            site=hello.site or "default",
+            groups=tuple(dict.fromkeys(hello.groups)),
+            acked={g: epoch_of(e) for g, e in hello.held.items()},
+        )
+        self.sessions[s.sid] = s
+        log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
+        reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
+        try:
+            await context.write(self._snapshot(s, time.monotonic_ns()))
+            await self._write_loop(s, context, reader)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self.sessions.pop(s.sid, None)
+            self.relay.session_ended(s)
+            log.info("sidecar %s disconnected", s.host_id)
+        if s.error is not None:
+            await context.abort(*s.error)
+
+    async def _write_loop(self, s: Session, context: Any, reader: asyncio.Task[None]) -> None:
+        sent_hb = self._heartbeat_seq
+        while s.error is None and not reader.done():
+            await wait_any(s.wake.wait(), asyncio.shield(reader))
+            s.wake.clear()
+            if s.error is not None or reader.done():
+                return
+            for msg in self._due(s, time.monotonic_ns()):
+                await context.write(msg)
+            if self.relay.wants_full_health(s):
+                await context.write(self.cache.health_request)
+            if sent_hb != self._heartbeat_seq and self._heartbeat:
+                sent_hb = self._heartbeat_seq
+                s.heartbeats_sent += 1
+                await context.write(self._heartbeat)
+
+    async def _read(self, s: Session, it: AsyncIterator[bytes]) -> None:
+        try:
+            async for raw in it:
+                try:
+                    msg = sync_pb2.SidecarMessage.FromString(raw)
+                except DecodeError:
+                    s.error = (
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "message is not a failover.v1.SidecarMessage",
+                    )
+                    return
+                kind = msg.WhichOneof("kind")
+                if kind == "ack":
+                    self._on_ack(s, msg.ack)
+                elif kind == "health":
+                    self.relay.on_report(s, msg.health)
+                elif kind == "hello":
+                    s.error = (grpc.StatusCode.INVALID_ARGUMENT, "hello may be sent once, first")
+                    return
+        finally:
+            s.wake.set()
+
+    def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
+        epoch = epoch_of(ack.epoch)
+        if epoch > s.acked.get(ack.group, ZERO_EPOCH):
+            s.acked[ack.group] = epoch
+        pending = s.pending.get(ack.group)
+        if pending is not None and epoch >= pending[0]:
+            s.push_to_ack_us[ack.group] = (time.monotonic_ns() - pending[1]) // 1000
+            del s.pending[ack.group]
+            s.wake.set()  # a newer decision may be waiting behind this one
+
+    # --- status --------------------------------------------------------------
 
     def sidecar_statuses(self) -> list[apb.SidecarStatus]:
-        return []
+        now = time.monotonic_ns()
+        out = []
+        for s in sorted(self.sessions.values(), key=lambda x: x.host_id):
+            st = apb.SidecarStatus(
+                host_id=s.host_id,
+                site=s.site,
+                health=list(s.health.values()),
+                connected_for_ms=(now - s.connected_ns) // 1_000_000,
+                effective=s.effective,
+                push_to_ack_us=s.push_to_ack_us,
+            )
+            for g, e in s.acked.items():
+                st.acked[g].CopyFrom(pb.Epoch(era=e.era, revision=e.revision))
+            out.append(st)
+        return out
+
+
+def _parse_hello(raw: bytes) -> tuple[sync_pb2.Hello | None, str]:
+    try:
+        msg = sync_pb2.SidecarMessage.FromString(raw)
+    except DecodeError:
+        return None, "message is not a failover.v1.SidecarMessage"
+    if msg.WhichOneof("kind") != "hello":
+        return None, "the first message must be a hello"
+    h = msg.hello
+    try:
+        check_name(h.host_id, "host_id")
+        if h.site:
+            check_name(h.site, "site")
+        for g in h.groups:
+            check_name(g, "group name")
+    except ValueError as exc:
+        return None, f"hello: {exc}"
+    if not h.groups:
+        return None, "hello: groups: at least one group is required"
+    return h, ""
 
 
 class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
@@ -56,3 +311,9 @@ class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
 
     async def LocalStatus(self, request: apb.LocalStatusRequest, context: Any) -> apb.ReplicaStatus:
         return self._local_status()
+
+    async def ForwardHealth(self, request: apb.HealthForward, context: Any) -> apb.ForwardAck:
+        return apb.ForwardAck(is_leader=self._hub.relay.accept_forward(request))
+
+    async def CollectHealth(self, request: apb.CollectHealthRequest, context: Any) -> apb.HealthForward:
+        return self._hub.relay.full_state()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 
-async def wait_any(*coros: Coroutine[Any, Any, Any], timeout: float | None = None) -> bool:
+async def wait_any(*coros: Awaitable[Any], timeout: float | None = None) -> bool:
     """Wait until the first coroutine finishes (True) or the timeout passes (False).
 
     Every task it started is cancelled on the way out, also when the caller is

@@ -50,7 +50,9 @@ def server_options(
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_concurrent_streams", max_streams),
+        # Per HTTP/2 connection; channels to one address share a connection, so
+        # this must stay well above any per-server stream limit we enforce ourselves.
+        ("grpc.max_concurrent_streams", max(max_streams, DEFAULT_MAX_STREAMS)),
         ("grpc.so_reuseport", 0),
     ]
 

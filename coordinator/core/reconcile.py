@@ -8,9 +8,9 @@ longer has, or missing new ones, is rewritten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec
+from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec, Stage
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class Proposal:
     paths: list[str]
     reason: str
     kind: str = "seed"  # trigger kind
+    evidence: list[str] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
 
 
 def standby_order(spec: GroupSpec, active: str | None, controls: ControlsSpec | None) -> list[str]:

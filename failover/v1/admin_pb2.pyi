@@ -42,7 +42,7 @@ class LeaderInfo(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., fencing_token: _Optional[int] = ...) -> None: ...
 
 class SidecarStatus(_message.Message):
-    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms")
+    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms", "effective", "push_to_ack_us")
     class AckedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,17 +50,35 @@ class SidecarStatus(_message.Message):
         key: str
         value: _types_pb2.Epoch
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ...) -> None: ...
+    class EffectiveEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PushToAckUsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     ACKED_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    PUSH_TO_ACK_US_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     acked: _containers.MessageMap[str, _types_pb2.Epoch]
     health: _containers.RepeatedCompositeFieldContainer[_types_pb2.PathHealth]
     connected_for_ms: int
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ...) -> None: ...
+    effective: _containers.ScalarMap[str, str]
+    push_to_ack_us: _containers.ScalarMap[str, int]
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ..., effective: _Optional[_Mapping[str, str]] = ..., push_to_ack_us: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error")

@@ -37,12 +37,21 @@ class Ack(_message.Message):
     def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
 
 class HealthReport(_message.Message):
-    __slots__ = ("full", "paths")
+    __slots__ = ("full", "paths", "effective")
+    class EffectiveEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     FULL_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
     full: bool
     paths: _containers.RepeatedCompositeFieldContainer[_types_pb2.PathHealth]
-    def __init__(self, full: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ...) -> None: ...
+    effective: _containers.ScalarMap[str, str]
+    def __init__(self, full: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., effective: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SidecarMessage(_message.Message):
     __slots__ = ("hello", "ack", "health")

@@ -1,0 +1,106 @@
+"""What to send to sidecars, encoded once: decisions, definitions, heartbeats.
+
+Each committed decision is serialised once per replica, each definition once
+per site, each heartbeat once per tick; every stream then writes the same
+bytes through a pass-through serialiser. A snapshot is stitched together from
+those pre-encoded pieces with protobuf's length-delimited wire format, so a
+reconnecting sidecar costs no re-encoding either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coordinator.convert import decision_pb, group_pb
+from coordinator.core.model import Epoch
+from coordinator.view import ClusterView
+from failover.v1 import sync_pb2
+
+# Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.
+_RM_SNAPSHOT, _RM_GROUP, _RM_DECISION, _RM_HEARTBEAT, _RM_HEALTH_REQUEST = 1, 2, 3, 4, 5
+_SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS = 1, 2, 3
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num: int, payload: bytes) -> bytes:
+    """One length-delimited field (wire type 2)."""
+    return _varint((num << 3) | 2) + _varint(len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class EncodedDecision:
+    epoch: Epoch
+    body: bytes  # a serialised failover.v1.Decision
+    message: bytes  # the ReplicaMessage carrying it
+    paths: tuple[str, ...]
+
+
+class EncodedCache:
+    def __init__(self, view: ClusterView) -> None:
+        self._view = view
+        self.decisions: dict[str, EncodedDecision] = {}
+        self._groups: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self.decision_encodes = 0
+        self.group_encodes = 0
+        self.health_request = field(_RM_HEALTH_REQUEST, b"")
+
+    def refresh(self, group: str) -> bool:
+        """Re-encode the group's decision if its epoch changed; True when it did."""
+        route = self._view.routes.get(group)
+        if route is None:
+            return self.decisions.pop(group, None) is not None
+        cur = self.decisions.get(group)
+        if cur is not None and cur.epoch == route.epoch:
+            return False
+        body = decision_pb(route.record, route.epoch).SerializeToString()
+        self.decision_encodes += 1
+        self.decisions[group] = EncodedDecision(
+            route.epoch, body, field(_RM_DECISION, body), tuple(route.record.paths)
+        )
+        return True
+
+    def group_body(self, group: str, site: str) -> tuple[int, bytes] | None:
+        """(mod revision, serialised GroupDefinition for the site), encoded once per version."""
+        g = self._view.groups.get(group)
+        if g is None:
+            return None
+        cached = self._groups.get((group, site))
+        if cached is not None and cached[0] == g.mod_revision:
+            return cached
+        body = group_pb(g.value, g.mod_revision, site).SerializeToString()
+        self.group_encodes += 1
+        self._groups[(group, site)] = (g.mod_revision, body)
+        return g.mod_revision, body
+
+    @staticmethod
+    def group_message(body: bytes) -> bytes:
+        return field(_RM_GROUP, body)
+
+    @staticmethod
+    def heartbeat_message(freshness: sync_pb2.Freshness, sent_unix_ms: int) -> bytes:
+        return field(
+            _RM_HEARTBEAT,
+            sync_pb2.Heartbeat(freshness=freshness, sent_unix_ms=sent_unix_ms).SerializeToString(),
+        )
+
+    @staticmethod
+    def snapshot_message(groups: list[bytes], decisions: list[bytes], freshness: sync_pb2.Freshness) -> bytes:
+        body = b"".join(
+            [
+                *(field(_SNAP_GROUPS, g) for g in groups),
+                *(field(_SNAP_DECISIONS, d) for d in decisions),
+                field(_SNAP_FRESHNESS, freshness.SerializeToString()),
+            ]
+        )
+        return field(_RM_SNAPSHOT, body)
