@@ -169,6 +169,74 @@ def coordinator(
     run_until_signal(main)
 
 
+@app.command()
+def sidecar(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    host_id: Annotated[
+        str | None, typer.Option("--host-id", help="This host's id (overrides the file).")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
+) -> None:
+    """Run the sidecar of one trading host: warm paths, flips, the strategy API."""
+    from client.sidecar.app import SidecarApp, SocketError
+    from client.sidecar.config import SidecarConfig
+    from client.sidecar.state_file import StateFileError
+    from failover import logs
+    from failover.config_source import load
+
+    try:
+        cfg = load(SidecarConfig, config, {"host_id": host_id})
+        app_ = SidecarApp(cfg)
+    except (ConfigError, StateFileError) as exc:
+        fail(f"config: {exc}")
+        return
+    logs.setup(log_level, log_format, cfg.host_id)
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(app_.run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except SocketError as exc:
+            fail(str(exc))
+
+    run_until_signal(main)
+
+
+@app.command("sidecar-status")
+def sidecar_status(
+    socket: Annotated[str, typer.Option("--socket", help="The sidecar's unix socket (or host:port).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One sidecar's own view: effective routes, deviations, flips, counters."""
+    from failover import rpc
+    from failover.status_view import render_sidecar
+    from failover.v1 import sidecar_pb2 as spb
+    from failover.v1 import sidecar_pb2_grpc
+
+    target = socket if ":" in socket and not socket.startswith("/") else f"unix:{socket}"
+
+    async def call() -> spb.SidecarLocalStatus:
+        async with rpc.channel(target) as ch:
+            st: spb.SidecarLocalStatus = await sidecar_pb2_grpc.SidecarStub(ch).GetStatus(
+                spb.SidecarStatusRequest(), timeout=5
+            )
+            return st
+
+    st = run_async(call())
+    if as_json:
+        print_json(st)
+    else:
+        render_sidecar(st, out)
+
+
 # --- operator commands ---------------------------------------------------------
 
 
@@ -329,11 +397,14 @@ for _action, _with_path, _doc in [
 
 
 def _mount_optional() -> None:
-    try:
-        from failover.venue.cli import venue_app
-    except ImportError:
-        return
+    from failover.venue.cli import venue_app
+
     app.add_typer(venue_app, name="venue", help="The venue simulator and its fault controls.")
+    try:
+        from failover.bench.cli import bench_app  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the benchmark package is optional in slim installs
+        return
+    app.add_typer(bench_app, name="bench", help="Measure failover stages, fan-out and the relay.")
 
 
 _mount_optional()

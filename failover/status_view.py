@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from failover.v1 import admin_pb2 as apb
+from failover.v1 import sidecar_pb2 as spb
 
 
 def _epoch(e: object) -> str:
@@ -106,3 +107,42 @@ def render_history(group: str, resp: apb.HistoryResponse, out: Console) -> None:
             trig += ": " + ", ".join(d.trigger.evidence)
         t.add_row(_epoch(d.epoch), when, d.leader_id, " > ".join(d.paths) or "HALT", d.reason, trig)
     out.print(t)
+
+
+def render_sidecar(st: spb.SidecarLocalStatus, out: Console) -> None:
+    cp = (
+        f"streaming from {st.replica}"
+        if st.control_plane_connected
+        else "[yellow]no coordinator (static)[/yellow]"
+    )
+    out.print(f"sidecar {st.host_id} (site {st.site}): {cp}")
+    t = Table(title="routes")
+    for col in ("group", "effective", "decided order", "epoch", "reason", "paths"):
+        t.add_column(col)
+    for r in st.routes:
+        eff = r.effective_path or "-"
+        if r.halted:
+            eff = "[red]HALTED[/red]"
+        elif r.deviates:
+            eff = f"[yellow]{eff} (deviates)[/yellow]"
+        names = {1: "up", 2: "down", 3: "connecting"}
+        health = " ".join(f"{h.path}={names.get(h.state, '?')}" for h in r.health)
+        t.add_row(r.group, eff, " > ".join(r.decision_paths), _epoch(r.epoch), r.reason, health)
+    out.print(t)
+    if st.flips:
+        f = Table(title="recent flips (measured here)")
+        for col in ("group", "from", "to", "trigger", "cause", "detect ms", "flip ms", "first ack ms"):
+            f.add_column(col)
+        for x in list(st.flips)[-10:]:
+            f.add_row(
+                x.group,
+                x.from_path,
+                x.to_path,
+                x.trigger,
+                x.cause,
+                f"{x.detect_us / 1000:.2f}",
+                f"{x.flip_us / 1000:.3f}",
+                f"{x.first_ack_us / 1000:.2f}" if x.first_ack_us >= 0 else "-",
+            )
+        out.print(f)
+    out.print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(st.counters.items())))

@@ -174,7 +174,7 @@ class SidecarStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SidecarLocalStatus(_message.Message):
-    __slots__ = ("host_id", "site", "replica", "control_plane_connected", "routes", "counters")
+    __slots__ = ("host_id", "site", "replica", "control_plane_connected", "routes", "counters", "flips")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -188,10 +188,38 @@ class SidecarLocalStatus(_message.Message):
     CONTROL_PLANE_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    FLIPS_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     replica: str
     control_plane_connected: bool
     routes: _containers.RepeatedCompositeFieldContainer[Route]
     counters: _containers.ScalarMap[str, int]
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., replica: _Optional[str] = ..., control_plane_connected: _Optional[bool] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., counters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    flips: _containers.RepeatedCompositeFieldContainer[Flip]
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., replica: _Optional[str] = ..., control_plane_connected: _Optional[bool] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., counters: _Optional[_Mapping[str, int]] = ..., flips: _Optional[_Iterable[_Union[Flip, _Mapping]]] = ...) -> None: ...
+
+class Flip(_message.Message):
+    __slots__ = ("group", "from_path", "to_path", "trigger", "cause", "detect_us", "flip_us", "first_ack_us", "epoch", "at_unix_ms", "in_doubt")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    FROM_PATH_FIELD_NUMBER: _ClassVar[int]
+    TO_PATH_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    DETECT_US_FIELD_NUMBER: _ClassVar[int]
+    FLIP_US_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ACK_US_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    from_path: str
+    to_path: str
+    trigger: str
+    cause: str
+    detect_us: int
+    flip_us: int
+    first_ack_us: int
+    epoch: _types_pb2.Epoch
+    at_unix_ms: int
+    in_doubt: int
+    def __init__(self, group: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., trigger: _Optional[str] = ..., cause: _Optional[str] = ..., detect_us: _Optional[int] = ..., flip_us: _Optional[int] = ..., first_ack_us: _Optional[int] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., at_unix_ms: _Optional[int] = ..., in_doubt: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,341 @@
+"""The sidecar: warm paths, the effective route per group, and the coordinator link.
+
+Everything runs on one event loop and reacts to three kinds of input: path
+status changes (a path died or recovered here: flip at once, report up),
+decisions from the coordinators (apply only newer epochs, ack, persist), and
+strategy messages (see orders.py). The control plane is never on the data
+path: with every coordinator gone, the last route and the warm paths stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+
+from client.sidecar import state_file
+from client.sidecar.config import SidecarConfig
+from client.sidecar.liveness import SilenceGuard
+from client.sidecar.path import PathSession
+from client.sidecar.route import RouteState
+from client.sidecar.status import Cause, PathState, PathStatus, Warmth
+from client.sidecar.stream import CoordinatorLink
+from coordinator.convert import group_pb
+from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import sync_pb2
+from failover.v1 import types_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_STATE_PB = {
+    PathState.UP: pb.PATH_STATE_UP,
+    PathState.DOWN: pb.PATH_STATE_DOWN,
+    PathState.CONNECTING: pb.PATH_STATE_CONNECTING,
+}
+_CAUSE_PB = {
+    Cause.RESET: pb.FAILURE_CAUSE_RESET,
+    Cause.REFUSED: pb.FAILURE_CAUSE_REFUSED,
+    Cause.LOGON_LOST: pb.FAILURE_CAUSE_LOGON_LOST,
+    Cause.LOGON_REFUSED: pb.FAILURE_CAUSE_LOGON_REFUSED,
+    Cause.SILENT: pb.FAILURE_CAUSE_SILENT,
+}
+_WARMTH_PB = {
+    Warmth.LOGGED_ON: pb.WARMTH_LOGGED_ON,
+    Warmth.CONNECTED: pb.WARMTH_CONNECTED,
+    Warmth.COLD: pb.WARMTH_COLD,
+}
+_WARMTH_FROM_PB = {
+    pb.WARMTH_LOGGED_ON: Warmth.LOGGED_ON,
+    pb.WARMTH_CONNECTED: Warmth.CONNECTED,
+    pb.WARMTH_COLD: Warmth.COLD,
+}
+
+RouteListener = Callable[[str], None]
+
+
+def now_ms() -> float:
+    return time.monotonic() * 1000
+
+
+class Agent:
+    def __init__(self, cfg: SidecarConfig) -> None:
+        self.cfg = cfg
+        saved = state_file.load(cfg.state_file)
+        self.definitions: dict[str, pb.GroupDefinition] = {
+            g: d for g, d in saved.definitions.items() if g in cfg.groups
+        }
+        self.decisions: dict[str, pb.Decision] = {g: d for g, d in saved.decisions.items() if g in cfg.groups}
+        if not self.definitions:
+            for spec in cfg.bootstrap:
+                self.definitions[spec.name] = group_pb(spec, 0, cfg.site)
+        self.routes: dict[str, RouteState] = {}
+        self.sessions: dict[tuple[str, str], PathSession] = {}
+        self.guard = SilenceGuard()
+        self.flips: deque[spb.Flip] = deque(maxlen=200)
+        self.route_listeners: list[RouteListener] = []
+        self.path_dead_listeners: list[Callable[[str, str], None]] = []
+        self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._flip_started_ns: dict[str, int] = {}
+        self._save_pending = False
+        self._save_task: asyncio.Task[None] | None = None
+        self.link = CoordinatorLink(
+            host_id=cfg.host_id,
+            site=cfg.site,
+            groups=list(cfg.groups),
+            addresses=list(cfg.coordinators),
+            held=self.held,
+            on_definition=self.on_definition,
+            on_decision=self.on_decision,
+            full_health=self.full_health,
+            dead_after_ms=cfg.stream.dead_after_ms,
+        )
+
+    # --- state -------------------------------------------------------------
+
+    def held(self) -> dict[str, tuple[int, int]]:
+        return {g: (d.epoch.era, d.epoch.revision) for g, d in self.decisions.items()}
+
+    def route(self, group: str) -> spb.Route:
+        r = self.routes.get(group)
+        d = self.decisions.get(group)
+        out = spb.Route(group=group)
+        if d is not None:
+            out.decision_paths.extend(d.paths)
+            out.epoch.CopyFrom(d.epoch)
+            out.reason = d.reason
+        if r is not None:
+            out.effective_path = r.effective or ""
+            out.deviates = r.deviates
+            out.halted = r.halted
+            if r.deviates or r.reason not in ("", "decision"):
+                out.reason = r.reason
+        out.health.extend(self._health(group))
+        return out
+
+    def _health(self, group: str) -> list[pb.PathHealth]:
+        return [self._path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
+
+    def _path_health(self, st: PathStatus) -> pb.PathHealth:
+        return pb.PathHealth(
+            group=st.group,
+            path=st.path,
+            state=_STATE_PB.get(st.state, 0),  # type: ignore[arg-type]
+            cause=_CAUSE_PB.get(st.cause, 0) if st.cause is not None and st.state is not PathState.UP else 0,  # type: ignore[arg-type]
+            rtt_p50_us=int(st.rtt_p50_us or 0),
+            rtt_p99_us=int(st.rtt_p99_us or 0),
+            warmth=_WARMTH_PB.get(st.warmth, 0),  # type: ignore[arg-type]
+            detect_us=int(st.detect_us or 0),
+            seq=st.seq,
+        )
+
+    def full_health(self) -> sync_pb2.HealthReport:
+        rep = sync_pb2.HealthReport(full=True)
+        for s in self.sessions.values():
+            rep.paths.append(self._path_health(s.status))
+        for g, r in self.routes.items():
+            rep.effective[g] = r.effective or ""
+        return rep
+
+    # --- definitions -------------------------------------------------------
+
+    def on_definition(self, gdef: pb.GroupDefinition) -> None:
+        if gdef.name not in self.cfg.groups:
+            return
+        self.definitions[gdef.name] = gdef
+        self._apply_definition(gdef)
+        self._schedule_save()
+
+    def _apply_definition(self, gdef: pb.GroupDefinition) -> None:
+        g = gdef.name
+        ov = self.cfg.overrides.get(g)
+        local = gdef.policy.local_failover if ov is None or ov.local_failover is None else ov.local_failover
+        r = self.routes.get(g)
+        if r is None:
+            r = self.routes[g] = RouteState(g, local, gdef.policy.failback_hold_down_ms)
+            d = self.decisions.get(g)
+            if d is not None:
+                r.on_decision(list(d.paths), (d.epoch.era, d.epoch.revision))
+        else:
+            r.local_failover = local
+            r.hold_down_ms = gdef.policy.failback_hold_down_ms
+        wanted = {p.name: p for p in gdef.paths}
+        for (grp, name), sess in list(self.sessions.items()):
+            p = wanted.get(name) if grp == g else None
+            if grp == g and (p is None or p.endpoint != sess.endpoint):
+                del self.sessions[(grp, name)]
+                asyncio.get_running_loop().create_task(sess.stop())  # noqa: RUF006 - stop() is bounded
+        for p in gdef.paths:
+            if (g, p.name) in self.sessions:
+                continue
+            if not p.endpoint:
+                log.error("group %s path %s has no endpoint for site %s", g, p.name, self.cfg.site)
+                continue
+            warmth = _WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON)
+            if ov is not None and p.name in ov.warmth:
+                warmth = Warmth(ov.warmth[p.name])
+            dp = self.cfg.data_plane
+            sess = PathSession(
+                g,
+                p.name,
+                p.endpoint,
+                self.cfg.host_id,
+                warmth=warmth,
+                heartbeat_interval_ms=dp.heartbeat_interval_ms,
+                silent_after=dp.silent_after_intervals,
+                backoff_min_ms=dp.reconnect_min_ms,
+                backoff_max_ms=dp.reconnect_max_ms,
+                on_state=self._on_path_state,
+                on_message=functools.partial(self._on_path_message, g),
+                guard=self.guard,
+            )
+            self.sessions[(g, p.name)] = sess
+            asyncio.get_running_loop().create_task(sess.start())  # noqa: RUF006 - start() returns at once
+        self._route_changed(g)
+
+    # --- decisions ---------------------------------------------------------
+
+    def on_decision(self, d: pb.Decision, stages: list[pb.StageTiming]) -> tuple[int, int]:
+        g = d.group
+        epoch = (d.epoch.era, d.epoch.revision)
+        if g not in self.cfg.groups:
+            return epoch
+        r = self.routes.get(g)
+        held = self.decisions.get(g)
+        if held is not None and (held.epoch.era, held.epoch.revision) >= epoch:
+            return (held.epoch.era, held.epoch.revision)
+        started = time.monotonic_ns()
+        before = r.effective if r is not None else None
+        self.decisions[g] = d
+        if r is not None:
+            r.on_decision(list(d.paths), epoch)
+        log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
+        if r is not None and r.effective != before:
+            self._record_flip(g, before, r.effective, "decision", None, 0, started)
+        self._route_changed(g)
+        self._schedule_save()
+        return epoch
+
+    # --- paths -------------------------------------------------------------
+
+    def _on_path_state(self, st: PathStatus) -> None:
+        g = st.group
+        r = self.routes.get(g)
+        if r is None or self.sessions.get((g, st.path)) is None:
+            return
+        declared = time.monotonic_ns()
+        before = r.effective
+        r.on_health(st.path, st.state is PathState.UP, now_ms())
+        if st.state is PathState.DOWN:
+            for cb in self.path_dead_listeners:
+                cb(g, st.path)
+        if r.effective != before:
+            cause = st.cause.value if st.cause is not None and st.state is PathState.DOWN else None
+            self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
+        rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
+        rep.effective[g] = r.effective or ""
+        self.link.report(rep)
+        self._route_changed(g)
+
+    def _on_path_message(self, g: str, path: str, msg: dict[str, object]) -> None:
+        for cb in self.message_listeners:
+            cb(g, path, msg)
+
+    def _record_flip(
+        self,
+        g: str,
+        before: str | None,
+        after: str | None,
+        trigger: str,
+        cause: str | None,
+        detect_us: int,
+        started_ns: int,
+    ) -> None:
+        d = self.decisions.get(g)
+        flip = spb.Flip(
+            group=g,
+            from_path=before or "",
+            to_path=after or "",
+            trigger=trigger,
+            cause=cause or "",
+            detect_us=detect_us,
+            flip_us=(time.monotonic_ns() - started_ns) // 1000,
+            first_ack_us=-1,
+            at_unix_ms=int(time.time() * 1000),
+        )
+        if d is not None:
+            flip.epoch.CopyFrom(d.epoch)
+        self.flips.append(flip)
+        self._flip_started_ns[g] = time.monotonic_ns()
+        log.warning(
+            "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
+        )
+
+    def note_ack(self, g: str, path: str) -> None:
+        """First ack on a path after a flip to it completes that flip's timeline."""
+        started = self._flip_started_ns.pop(g, None)
+        if started is None:
+            return
+        for f in reversed(self.flips):
+            if f.group == g:
+                if f.to_path == path and f.first_ack_us < 0:
+                    f.first_ack_us = (time.monotonic_ns() - started) // 1000
+                break
+
+    def _route_changed(self, g: str) -> None:
+        r = self.routes.get(g)
+        if r is not None:
+            t = self._timers.pop(g, None)
+            if t is not None:
+                t.cancel()
+            deadline = r.next_deadline_ms()
+            if deadline is not None:
+                delay = max(0.0, (deadline - now_ms()) / 1000)
+                self._timers[g] = asyncio.get_running_loop().call_later(delay, self._tick, g)
+        for cb in self.route_listeners:
+            cb(g)
+
+    def _tick(self, g: str) -> None:
+        self._timers.pop(g, None)
+        r = self.routes.get(g)
+        if r is None:
+            return
+        before = r.effective
+        if r.tick(now_ms()):
+            self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
+            rep = sync_pb2.HealthReport()
+            rep.effective[g] = r.effective or ""
+            self.link.report(rep)
+        self._route_changed(g)
+
+    # --- persistence -------------------------------------------------------
+
+    def _schedule_save(self) -> None:
+        self._save_pending = True
+        if self._save_task is None or self._save_task.done():
+            self._save_task = asyncio.get_running_loop().create_task(self._save_loop())
+
+    async def _save_loop(self) -> None:
+        while self._save_pending:
+            self._save_pending = False
+            snap = state_file.SavedState(dict(self.definitions), dict(self.decisions))
+            try:
+                await asyncio.to_thread(state_file.save, self.cfg.state_file, self.cfg.host_id, snap)
+            except OSError as exc:
+                log.error("cannot write state file %s: %s", self.cfg.state_file, exc)
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        for gdef in list(self.definitions.values()):
+            self._apply_definition(gdef)
+
+    async def stop(self) -> None:
+        for t in self._timers.values():
+            t.cancel()
+        await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
+        if self._save_task is not None:
+            await asyncio.gather(self._save_task, return_exceptions=True)

@@ -1,0 +1,95 @@
+"""Runs one sidecar: the agent, the order path, the coordinator link, the local server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import stat
+from pathlib import Path
+
+from client.sidecar.agent import Agent
+from client.sidecar.config import SidecarConfig
+from client.sidecar.orders import OrderPath
+from client.sidecar.service import SidecarService
+from failover import rpc
+from failover.v1 import sidecar_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVICES = ["failover.v1.Sidecar"]
+
+
+class SocketError(OSError):
+    pass
+
+
+def prepare_socket(path: str) -> None:
+    """Refuse a socket path that is a symlink or belongs to someone else; clear our own stale one."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise SocketError(f"listen.socket: directory {str(p.parent)!r} does not exist")
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise SocketError(f"listen.socket: {path} is a symlink; refusing to use it")
+    if st.st_uid != os.getuid():
+        raise SocketError(f"listen.socket: {path} belongs to uid {st.st_uid}, not us; refusing to use it")
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SocketError(f"listen.socket: {path} exists and is not a socket")
+    p.unlink()
+
+
+def secure_socket(path: str, group: str) -> None:
+    os.chmod(path, 0o660)
+    if group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise SocketError(f"listen.socket_group: no such group {group!r}") from None
+        os.chown(path, -1, gid)
+
+
+class SidecarApp:
+    def __init__(self, cfg: SidecarConfig) -> None:
+        self.cfg = cfg
+        self.agent = Agent(cfg)
+        self.orders = OrderPath(self.agent)
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        prepare_socket(cfg.socket_path)
+        server = rpc.make_server()
+        sidecar_pb2_grpc.add_SidecarServicer_to_server(SidecarService(self.agent, self.orders), server)
+        health = rpc.add_health_and_reflection(server, SERVICES)
+        rpc.bind(server, f"unix:{cfg.socket_path}")
+        if cfg.listen.tcp:
+            rpc.bind(server, cfg.listen.tcp)
+        await server.start()
+        secure_socket(cfg.socket_path, cfg.listen.socket_group)
+        await rpc.mark_serving(health, SERVICES, True)
+        await self.agent.start()
+        log.info(
+            "sidecar %s (site %s) serving strategies on unix:%s%s; groups %s",
+            cfg.host_id,
+            cfg.site,
+            cfg.socket_path,
+            f" and {cfg.listen.tcp}" if cfg.listen.tcp else "",
+            ",".join(cfg.groups),
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.agent.link.run(), name="coordinator-link")
+                tg.create_task(self.orders.run(), name="order-expiry")
+                self.ready.set()
+        finally:
+            await rpc.mark_serving(health, SERVICES, False)
+            await server.stop(0.5)
+            await self.agent.stop()
+            with contextlib.suppress(OSError):
+                os.unlink(cfg.socket_path)
+            log.info("sidecar %s stopped", cfg.host_id)

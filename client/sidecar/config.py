@@ -1,0 +1,146 @@
+"""Sidecar configuration: validated at load, errors name the field.
+
+The process refuses to start on any problem (bad address, duplicate group,
+unreadable state file, an override naming an unknown path) rather than
+starting half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from coordinator.core.model import GroupSpec, check_address, check_name
+from failover.config_source import LayeredSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenSection(_Section):
+    # The strategy API. Unix socket by default: owner and one group may use it.
+    socket: str = ""
+    socket_group: str = ""
+    tcp: str = ""
+
+    @field_validator("tcp")
+    @classmethod
+    def _tcp(cls, v: str) -> str:
+        return check_address(v) if v else v
+
+
+class DataPlaneSection(_Section):
+    heartbeat_interval_ms: int = Field(default=50, ge=1, le=10_000)
+    silent_after_intervals: int = Field(default=3, ge=2, le=100)
+    reconnect_min_ms: int = Field(default=50, ge=1)
+    reconnect_max_ms: int = Field(default=2000, ge=1)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> DataPlaneSection:
+        if self.reconnect_max_ms < self.reconnect_min_ms:
+            raise ValueError("reconnect_max_ms must be >= reconnect_min_ms")
+        return self
+
+
+class OrdersSection(_Section):
+    # A message with no usable path gets NO_PATH after this long.
+    no_path_wait_ms: int = Field(default=500, ge=0, le=60_000)
+    max_outstanding: int = Field(default=10_000, ge=1)
+
+
+class StreamSection(_Section):
+    # No message from the replica for this long: the stream is dead, move on.
+    dead_after_ms: int = Field(default=1000, ge=100, le=60_000)
+    connect_timeout_ms: int = Field(default=1000, ge=50, le=60_000)
+
+
+class GroupOverride(_Section):
+    local_failover: bool | None = None
+    warmth: dict[str, str] = {}
+
+
+class SidecarConfig(LayeredSettings):
+    host_id: str
+    site: str = "default"
+    groups: list[str] = Field(min_length=1)
+    coordinators: list[str] = Field(min_length=1)
+    state_file: str
+    strategies: list[str] = []
+    listen: ListenSection = ListenSection()
+    data_plane: DataPlaneSection = DataPlaneSection()
+    orders: OrdersSection = OrdersSection()
+    stream: StreamSection = StreamSection()
+    # Definitions used only on a first start with no state file and no control plane.
+    bootstrap: list[GroupSpec] = []
+    overrides: dict[str, GroupOverride] = {}
+    log_level: str = "info"
+
+    @field_validator("host_id", "site")
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return check_name(v, "name")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        for g in v:
+            check_name(g, "group name")
+        dupes = sorted({g for g in v if v.count(g) > 1})
+        if dupes:
+            raise ValueError(f"duplicate group {dupes[0]!r}")
+        return v
+
+    @field_validator("coordinators")
+    @classmethod
+    def _coordinators(cls, v: list[str]) -> list[str]:
+        for a in v:
+            check_address(a)
+        return v
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, v: list[str]) -> list[str]:
+        for s in v:
+            check_name(s, "strategy id")
+        return v
+
+    @field_validator("state_file")
+    @classmethod
+    def _state_file(cls, v: str) -> str:
+        p = Path(v)
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise ValueError(f"directory {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise ValueError(f"directory {str(parent)!r} is not writable")
+        if p.exists():
+            try:
+                json.loads(p.read_text())
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"unreadable state file {v!r}: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _overrides(self) -> SidecarConfig:
+        known = {g.name: set(g.path_names()) for g in self.bootstrap}
+        for g, ov in self.overrides.items():
+            if g not in self.groups:
+                raise ValueError(f"overrides.{g}: unknown group (not in groups)")
+            for path in ov.warmth:
+                if g in known and path not in known[g]:
+                    raise ValueError(f"overrides.{g}.warmth.{path}: unknown path")
+            for level in ov.warmth.values():
+                if level not in ("logged_on", "connected", "cold"):
+                    raise ValueError(f"overrides.{g}.warmth: {level!r} is not logged_on, connected or cold")
+        for b in self.bootstrap:
+            if b.name not in self.groups:
+                raise ValueError(f"bootstrap.{b.name}: unknown group (not in groups)")
+        return self
+
+    @property
+    def socket_path(self) -> str:
+        return self.listen.socket or f"/tmp/failover-sidecar-{self.host_id}.sock"

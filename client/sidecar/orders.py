@@ -1,0 +1,208 @@
+"""The order path: each strategy message goes out on the effective route and
+gets exactly one outcome (ACKED, REJECTED, IN_DOUBT, NO_PATH).
+
+The pure rules live in ledger.Ledger (order per group, make-before-break,
+in doubt on a dead path, never resent); this module wires it to the paths,
+the route and the strategies' streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from client.sidecar.agent import Agent, now_ms
+from client.sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
+from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import types_pb2 as pb
+from failover.venue import protocol as vp
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_PB = {
+    Outcome.ACKED: spb.OUTCOME_KIND_ACKED,
+    Outcome.REJECTED: spb.OUTCOME_KIND_REJECTED,
+    Outcome.IN_DOUBT: spb.OUTCOME_KIND_IN_DOUBT,
+    Outcome.NO_PATH: spb.OUTCOME_KIND_NO_PATH,
+}
+
+Sink = Callable[[spb.RelayEvent], None]
+_EVENT_KINDS = {str(vp.MsgType.FILL): "fill", str(vp.MsgType.UCANCEL): "unsolicited_cancel"}
+
+
+class RelayError(Exception):
+    """A message refused before it entered the ledger; ``code`` maps to a gRPC status."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class OrderPath:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.ledger = Ledger()
+        self.sinks: dict[str, Sink] = {}
+        self.counters: Counter[str] = Counter()
+        self._submitted_ns: dict[MsgKey, int] = {}
+        self._sent_ns: dict[MsgKey, int] = {}
+        self._messages: dict[MsgKey, vp.Message] = {}
+        self._wake = asyncio.Event()
+        agent.route_listeners.append(self._on_route)
+        agent.path_dead_listeners.append(self._on_path_dead)
+        agent.message_listeners.append(self._on_venue)
+
+    # --- in --------------------------------------------------------------
+
+    def submit(self, strategy_id: str, m: spb.RelayMessage) -> None:
+        cfg = self.agent.cfg
+        if m.group not in cfg.groups:
+            raise RelayError("not_found", f"group: unknown group {m.group!r} on host {cfg.host_id}")
+        if not m.client_msg_id:
+            raise RelayError("invalid", "client_msg_id: required (non-zero)")
+        if m.kind not in (spb.MESSAGE_KIND_NEW_ORDER, spb.MESSAGE_KIND_CANCEL):
+            raise RelayError("invalid", "kind: NEW_ORDER or CANCEL")
+        if m.kind == spb.MESSAGE_KIND_CANCEL and not m.cancel_msg_id:
+            raise RelayError("invalid", "cancel_msg_id: required for a cancel")
+        try:
+            m.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RelayError("invalid", "payload: the sim transport carries UTF-8 text") from None
+        if self.ledger.unresolved() >= cfg.orders.max_outstanding:
+            raise RelayError("exhausted", f"{cfg.orders.max_outstanding} messages already without an outcome")
+        key = (strategy_id, str(m.client_msg_id))
+        try:
+            self.ledger.submit(key, m.group, now_ms())
+        except LedgerError as exc:
+            raise RelayError("duplicate", f"client_msg_id: {exc}") from None
+        self._submitted_ns[key] = time.monotonic_ns()
+        entry_msg = self._venue_message(strategy_id, m)
+        self._messages[key] = entry_msg
+        self.counters["submitted"] += 1
+        r = self.agent.routes.get(m.group)
+        if r is not None and r.halted:
+            self._resolve_all(self.ledger.halt(m.group), "group is halted")
+            return
+        self._pump(m.group)
+        self._wake.set()
+
+    def _venue_message(self, strategy_id: str, m: spb.RelayMessage) -> vp.Message:
+        host = self.agent.cfg.host_id
+        cid = clordid(host, strategy_id, str(m.client_msg_id))
+        if m.kind == spb.MESSAGE_KIND_CANCEL:
+            return vp.cancel(cid, clordid(host, strategy_id, str(m.cancel_msg_id)))
+        return vp.new_order(cid, m.payload.decode("utf-8"))
+
+    # --- out -------------------------------------------------------------
+
+    def _pump(self, group: str) -> None:
+        r = self.agent.routes.get(group)
+        if r is None or r.effective is None:
+            return
+        sess = self.agent.sessions.get((group, r.effective))
+        if sess is None or not sess.can_send:
+            return
+        for entry in self.ledger.next_to_send(group, r.effective):
+            msg = self._messages.get(entry.key)
+            if msg is None or not sess.send(dict(msg)):
+                return
+            self.ledger.mark_sent(entry, r.effective, now_ms())
+            self._sent_ns[entry.key] = time.monotonic_ns()
+            self.counters["sent"] += 1
+
+    def _resolve_all(self, entries: list[Entry], reason: str = "") -> None:
+        for e in entries:
+            self._deliver(e, reason or e.reason)
+
+    def _deliver(self, e: Entry, reason: str = "", order_id: str = "") -> None:
+        assert e.outcome is not None
+        self.counters[e.outcome.value] += 1
+        strategy, msg_id = e.key
+        now = time.monotonic_ns()
+        stages = []
+        sub, sent = self._submitted_ns.pop(e.key, None), self._sent_ns.pop(e.key, None)
+        if sub is not None and sent is not None:
+            stages.append(
+                pb.StageTiming(stage="queue", where=self.agent.cfg.host_id, duration_us=(sent - sub) // 1000)
+            )
+            stages.append(
+                pb.StageTiming(stage="venue", where=self.agent.cfg.host_id, duration_us=(now - sent) // 1000)
+            )
+        self._messages.pop(e.key, None)
+        out = spb.Outcome(
+            client_msg_id=int(msg_id),
+            kind=_OUTCOME_PB[e.outcome],
+            path=e.path or "",
+            reason=reason or e.reason,
+            venue_order_id=order_id,
+            client_order_id=clordid(self.agent.cfg.host_id, strategy, msg_id),
+            stages=stages,
+        )
+        sink = self.sinks.get(strategy)
+        if sink is not None:
+            sink(spb.RelayEvent(outcome=out))
+
+    # --- events ----------------------------------------------------------
+
+    def _on_route(self, group: str) -> None:
+        r = self.agent.routes.get(group)
+        if r is not None and r.halted:
+            self._resolve_all(self.ledger.halt(group), "group is halted")
+        self._pump(group)
+
+    def _on_path_dead(self, group: str, path: str) -> None:
+        dead = self.ledger.on_path_dead(path, group)
+        self._resolve_all(dead, f"{path} died before the reply")
+        self._pump(group)
+
+    def _on_venue(self, group: str, path: str, msg: dict[str, object]) -> None:
+        t = msg.get("t")
+        cid = str(msg.get("clordid", ""))
+        try:
+            host, strategy, msg_id = parse_clordid(cid)
+        except ValueError:
+            return
+        if host != self.agent.cfg.host_id:
+            return
+        key = (strategy, msg_id)
+        if t in (vp.MsgType.ACK, vp.MsgType.REJECT):
+            e = self.ledger.on_reply(key, t == vp.MsgType.ACK, str(msg.get("reason", "")))
+            if e is not None:
+                self._deliver(e, order_id=str(msg.get("order_id", "")))
+                if e.outcome is Outcome.ACKED:
+                    self.agent.note_ack(group, path)
+            self._pump(group)
+        elif t in (vp.MsgType.FILL, vp.MsgType.UCANCEL, vp.MsgType.SESSION_REJECT):
+            kind = _EVENT_KINDS.get(str(t), "session_reject")
+            sink = self.sinks.get(strategy)
+            self.counters[kind] += 1
+            if sink is not None:
+                payload = vp.encode(msg)[vp.HEADER_BYTES :]
+                sink(
+                    spb.RelayEvent(
+                        venue_event=spb.VenueEvent(
+                            client_msg_id=int(msg_id),
+                            kind=kind,
+                            path=path,
+                            client_order_id=cid,
+                            payload=payload,
+                        )
+                    )
+                )
+
+    async def run(self) -> None:
+        """Gives NO_PATH to messages that found no usable path within the configured wait."""
+        wait = self.agent.cfg.orders.no_path_wait_ms
+        while True:
+            nxt = self.ledger.next_expiry_ms(wait)
+            if nxt is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            delay = max(0.0, (nxt - now_ms()) / 1000)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._resolve_all(self.ledger.expire(now_ms(), wait), f"no usable path within {wait} ms")

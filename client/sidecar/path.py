@@ -1,0 +1,440 @@
+"""``PathSession``: one warm connection to one path's endpoint (the venue simulator's framed TCP protocol).
+
+A session keeps its path at the configured warmth, reconnects with bounded
+exponential backoff (with jitter) whenever it goes DOWN, and reports every change of
+state as a ``PathStatus`` through ``on_state``. Venue messages other than ``hb`` and
+``logon_ack`` go to ``on_message`` unchanged (acks, rejects, fills, unsolicited
+cancels, status replies, session rejects, logon rejects, logout acks).
+
+Warmth:
+
+- ``logged_on``: TCP + logon as ``host_id`` + a heartbeat every interval. UP once the
+  venue acknowledges the logon; orders can be sent.
+- ``connected``: TCP only, no session (for venues that allow one logged-on session
+  per sender). UP once TCP is connected. Liveness is the TCP state, plus (by default,
+  ``probe_connected``) a heartbeat, which the simulator's protocol answers before
+  logon. A venue that answers nothing before logon needs ``probe_connected=False``,
+  and then a stalled gateway is not noticed on a connected-only line. ``send``
+  refuses (returns False): there is no session. ``warm_up()`` logs on.
+- ``cold``: nothing until ``await warm_up()``.
+
+Why a path goes DOWN: see ``Cause`` (``status.py``). After any DOWN the socket is
+aborted before reconnecting; that matters for SILENT, where a stalled venue keeps
+the socket open.
+
+Loop-lag guard: a blocked event loop looks like silence on every line (replies sit
+unread, heartbeats are not sent). The checker measures its own lateness and reports
+it to the ``SilenceGuard`` shared by the sessions of a process; when the loop lagged
+since the last sign of life, or every watched line is silent at once, the session
+probes and waits one more interval before declaring SILENT.
+
+The clock (``clock``, seconds, default ``time.monotonic``) must advance in real
+seconds: the heartbeat task sleeps on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import cast
+
+from client.sidecar.liveness import Backoff, RttWindow, SilenceCheck, SilenceGuard, Verdict, default_guard
+from client.sidecar.status import Cause, PathState, PathStatus, Warmth
+from failover.venue import protocol as p
+from failover.venue.config import parse_host_port
+
+log = logging.getLogger(__name__)
+
+_MAX_HB_IN_FLIGHT = 1024
+
+
+class _Link(asyncio.Protocol):
+    """One TCP connection; events go to the owner tagged with the link, so stale ones are ignored."""
+
+    def __init__(self, owner: PathSession, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.decoder = p.FrameDecoder()
+        self.seq = p.SeqTracker()
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self.last_rx = owner.clock()
+        self.logged_on = False
+        self.logon_pending = False
+        self.session = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.last_rx = self.owner.clock()
+        self.owner._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.owner._on_data(self, data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the venue closed: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._on_lost(self, exc)
+
+    def write(self, msg: p.Message) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(p.encode(msg))
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+
+class PathSession:
+    """Keeps one path warm; see the module docstring. Use from one event loop."""
+
+    def __init__(
+        self,
+        group: str,
+        path: str,
+        endpoint: str,
+        host_id: str,
+        *,
+        warmth: Warmth | str = Warmth.LOGGED_ON,
+        heartbeat_interval_ms: int = 50,
+        silent_after: int = 3,
+        backoff_min_ms: int = 50,
+        backoff_max_ms: int = 2000,
+        on_state: Callable[[PathStatus], None] | None = None,
+        on_message: Callable[[str, p.Message], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        guard: SilenceGuard | None = None,
+        probe_connected: bool = True,
+        connect_timeout_ms: int = 1000,
+        rtt_window: int = 200,
+        rng: random.Random | None = None,
+    ) -> None:
+        if heartbeat_interval_ms <= 0 or silent_after < 1:
+            raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
+        if not host_id:
+            raise ValueError("host_id must be non-empty")
+        self.group = group
+        self.path = path
+        self.endpoint = endpoint
+        self.host_id = host_id
+        self._hostport = parse_host_port(endpoint)
+        self._warmth = Warmth(warmth)
+        self._interval = heartbeat_interval_ms / 1000.0
+        self._silent_s = silent_after * self._interval
+        self._connect_timeout = connect_timeout_ms / 1000.0
+        self._probe_connected = probe_connected
+        self._on_state = on_state
+        self._on_message = on_message
+        self.clock = clock
+        self.guard = guard if guard is not None else default_guard
+        self._backoff = Backoff(backoff_min_ms, backoff_max_ms, rng)
+        self.rtt = RttWindow(rtt_window)
+        self.connections_opened = 0
+        self.seq_gaps = 0  # venue messages with an unexpected seq (logged, not fatal)
+        self._status = PathStatus(
+            group, path, PathState.DOWN, None, None, None, self._warmth, None, 0, clock()
+        )
+        self._link: _Link | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopping = False
+        self._hb_id = 0
+        self._hb_sent: dict[int, float] = {}
+        self._silence = SilenceCheck(self._interval, self._silent_s, self.guard)
+        self._changed = asyncio.Event()
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def status(self) -> PathStatus:
+        """The latest status, with the current RTT percentiles."""
+        return replace(self._status, rtt_p50_us=self.rtt.percentile(50), rtt_p99_us=self.rtt.percentile(99))
+
+    @property
+    def is_up(self) -> bool:
+        return self._status.state is PathState.UP
+
+    @property
+    def warmth(self) -> Warmth:
+        return self._warmth
+
+    @property
+    def can_send(self) -> bool:
+        """UP with a logged-on session: ``send`` will write."""
+        return self.is_up and self._link is not None and self._link.logged_on
+
+    async def start(self) -> None:
+        """Start keeping the path warm (a cold session waits for ``warm_up``). Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        self.guard.register(self)
+        if self._warmth is not Warmth.COLD:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"path {self.path}")
+
+    async def warm_up(self, warmth: Warmth | str = Warmth.LOGGED_ON, timeout_s: float = 5.0) -> bool:
+        """Raise the warmth (cold -> connected/logged_on, connected -> logged_on); return whether UP at it.
+
+        Waits until the session is UP at the new warmth, fails (DOWN), or ``timeout_s`` passes.
+        """
+        target = Warmth(warmth)
+        if target is Warmth.COLD:
+            raise ValueError("warm_up needs logged_on or connected")
+        if not self._started or self._stopping:
+            raise RuntimeError("warm_up needs a started, not stopped, session")
+        if self._warmth is Warmth.COLD or (self._warmth is Warmth.CONNECTED and target is Warmth.LOGGED_ON):
+            was_cold = self._warmth is Warmth.COLD
+            self._warmth = target
+            link = self._link
+            if was_cold:
+                self._task = asyncio.get_running_loop().create_task(self._run(), name=f"path {self.path}")
+            elif link is not None and self.is_up and not link.logged_on:
+                self._begin_logon(link)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not (self.is_up and self._status.warmth is self._warmth):
+                    self._changed.clear()
+                    await self._changed.wait()
+                    if self._status.state is PathState.DOWN:
+                        break
+        return self.is_up
+
+    def send(self, msg: p.Message) -> bool:
+        """Stamp the session ``seq`` on ``msg`` (in place) and write it; False if not UP and logged on.
+
+        Raises ``ProtocolError`` for a message that cannot be encoded (its seq is not used up).
+        """
+        link = self._link
+        if link is None or not self.is_up or not link.logged_on:
+            return False
+        link.seq.stamp(msg)
+        try:
+            link.write(msg)
+        except p.ProtocolError:
+            link.seq.out_seq -= 1
+            raise
+        return True
+
+    async def stop(self) -> None:
+        """Log out if logged on (bounded wait), close the socket, end every task. Idempotent."""
+        if self._stopping:
+            return
+        self._stopping = True
+        link = self._link
+        if link is not None and link.logged_on and not link.ended.done():
+            link.write(link.seq.stamp(p.logout()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(2 * self._silent_s, 0.1)):
+                    await asyncio.shield(link.ended)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if link is not None:
+            link.abort()
+        self.guard.unregister(self)
+        if self._started:
+            self._emit(PathState.DOWN, None, "stopped")
+
+    def silent_at(self, now: float) -> bool | None:
+        """For the ``SilenceGuard``: is the watched line silent past its limit? None when not watching."""
+        link = self._link
+        if link is None or link.ended.done() or not self._watching(link):
+            return None
+        return now - link.last_rx >= self._silent_s
+
+    # ------------------------------------------------------------ connection lifecycle
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._connect_once()
+            if self._stopping:
+                return
+            await asyncio.sleep(self._backoff.next_ms() / 1000.0)
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._emit(PathState.CONNECTING, self._status.cause, f"connecting to {self.endpoint}")
+        started = self.clock()
+        host, port = self._hostport
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, link = await loop.create_connection(lambda: _Link(self, loop), host, port)
+        except (OSError, TimeoutError) as exc:
+            detect_us = int((self.clock() - started) * 1e6)
+            self._emit(
+                PathState.DOWN, Cause.REFUSED, f"connect to {self.endpoint} failed: {exc!r}", detect_us
+            )
+            return
+        ticker = loop.create_task(self._tick_loop(link), name=f"path {self.path} heartbeat")
+        try:
+            await link.ended
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            link.abort()
+
+    def _on_made(self, link: _Link) -> None:
+        self.connections_opened += 1
+        self._link = link
+        self._hb_sent.clear()
+        self._silence.alive()
+        if self._warmth is Warmth.LOGGED_ON:
+            self._begin_logon(link)
+        else:
+            self._backoff.reset()
+            self._emit(PathState.UP, None, f"connected to {self.endpoint} (no session)")
+
+    def _begin_logon(self, link: _Link) -> None:
+        link.logon_pending = True
+        link.last_rx = self.clock()  # the logon's answer is due within the silence limit from now
+        if self._status.state is PathState.UP:
+            self._emit(PathState.CONNECTING, None, "logging on")
+        link.write(p.logon(self.host_id, int(self._interval * 1000)))
+
+    def _fail(self, link: _Link, cause: Cause, detail: str) -> None:
+        """Declare the path DOWN once per link: abort the socket, report, end the link."""
+        if link.ended.done():
+            return
+        link.logged_on = link.logon_pending = False
+        link.abort()
+        detect_us = int((self.clock() - link.last_rx) * 1e6)
+        if not self._stopping:
+            log.info("path %s/%s DOWN: %s (%s)", self.group, self.path, cause.value, detail)
+            self._emit(PathState.DOWN, cause, detail, detect_us)
+        link.ended.set_result(None)
+
+    def _on_lost(self, link: _Link, exc: Exception | None) -> None:
+        self._fail(
+            link, Cause.RESET, f"connection lost: {exc!r}" if exc else "connection closed by the venue"
+        )
+
+    # ------------------------------------------------------------ receiving
+
+    def _on_data(self, link: _Link, data: bytes) -> None:
+        if link.ended.done():
+            return
+        now = self.clock()
+        link.last_rx = now
+        self._silence.alive()
+        error: str | None = None
+        try:
+            msgs = link.decoder.feed(data)
+        except p.ProtocolError as exc:
+            msgs, error = exc.decoded, exc.reason
+        for msg in msgs:
+            self._handle(link, msg, now)
+            if link.ended.done():
+                return
+        if error is not None:
+            self._fail(link, Cause.RESET, f"framing error from the venue: {error}")
+
+    def _handle(self, link: _Link, msg: p.Message, now: float) -> None:
+        t = msg["t"]
+        if link.logged_on and link.seq.check(msg) is not None:
+            self.seq_gaps += 1
+        if t == p.MsgType.HB:
+            hb_id = msg.get("id")
+            sent = self._hb_sent.pop(hb_id, None) if isinstance(hb_id, int) else None
+            if sent is not None:
+                self.rtt.add((now - sent) * 1e6)
+            return
+        if t == p.MsgType.LOGON_ACK:
+            link.seq.reset()
+            link.logged_on = True
+            link.logon_pending = False
+            link.session = str(msg.get("session", ""))
+            self._backoff.reset()
+            self._emit(PathState.UP, None, f"logged on to {msg.get('gateway', self.endpoint)}")
+            return
+        self._deliver(msg)
+        if t == p.MsgType.LOGON_REJECT:
+            self._fail(link, Cause.LOGON_REFUSED, f"logon refused: {msg.get('reason', '')}")
+        elif t == p.MsgType.LOGOUT_ACK and not self._stopping:
+            self._fail(link, Cause.LOGON_LOST, "the venue ended the session")
+
+    def _deliver(self, msg: p.Message) -> None:
+        if self._on_message is None:
+            return
+        try:
+            self._on_message(self.path, msg)
+        except Exception:
+            log.exception("path %s/%s: on_message failed", self.group, self.path)
+
+    # ------------------------------------------------------------ heartbeat and silence
+
+    def _heartbeating(self, link: _Link) -> bool:
+        if link.logged_on:
+            return True
+        return self._warmth is Warmth.CONNECTED and self._probe_connected and not link.logon_pending
+
+    def _watching(self, link: _Link) -> bool:
+        return link.logon_pending or self._heartbeating(link)
+
+    async def _tick_loop(self, link: _Link) -> None:
+        """Every interval: heartbeat, then check silence. Measures its own lateness for the guard."""
+        interval = self._interval
+        due = self.clock() + interval
+        while not link.ended.done():
+            delay = due - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = self.clock()
+            if now - due > interval:
+                self.guard.note_lag(now)
+            due += interval
+            if due <= now:
+                due = now + interval  # skip the ticks the loop missed
+            if link.ended.done():
+                return
+            self._tick(link, now)
+
+    def _tick(self, link: _Link, now: float) -> None:
+        if self._heartbeating(link):
+            self._hb_id += 1
+            msg = p.hb(self._hb_id)
+            if link.logged_on:
+                link.seq.stamp(msg)
+            link.write(msg)
+            self._hb_sent[self._hb_id] = now
+            if len(self._hb_sent) > _MAX_HB_IN_FLIGHT:
+                del self._hb_sent[next(iter(self._hb_sent))]
+        if not self._watching(link):
+            return
+        verdict = self._silence.verdict(now, link.last_rx)
+        if verdict is Verdict.SILENT:  # PROBE: this tick's heartbeat (if any) is the probe
+            what = "no answer to logon" if link.logon_pending else "nothing received"
+            self._fail(link, Cause.SILENT, f"{what} for {(now - link.last_rx) * 1000:.0f} ms")
+
+    # ------------------------------------------------------------ status
+
+    def _emit(self, state: PathState, cause: Cause | None, detail: str, detect_us: int | None = None) -> None:
+        link = self._link
+        session = link.session if link is not None and link.logged_on else ""
+        self._status = PathStatus(
+            group=self.group,
+            path=self.path,
+            state=state,
+            cause=cause,
+            rtt_p50_us=self.rtt.percentile(50),
+            rtt_p99_us=self.rtt.percentile(99),
+            warmth=self._warmth,
+            detect_us=detect_us,
+            seq=self._status.seq + 1,
+            at=self.clock(),
+            detail=detail,
+            session=session,
+        )
+        self._changed.set()
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(self._status)
+        except Exception:
+            log.exception("path %s/%s: on_state failed", self.group, self.path)

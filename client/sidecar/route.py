@@ -1,0 +1,181 @@
+"""The effective route of one group on this host (pure: no I/O, no clock of its own).
+
+A host uses the first path of the newest decision's order that is healthy *on this
+host*. The state is driven by three inputs, each synchronous and cheap so it can be
+property-tested and called from any event handler:
+
+- ``on_decision(paths, epoch)``: a coordinator decision; only a strictly newer epoch
+  applies (sidecar-side fencing). No paths means halt.
+- ``on_health(path, healthy, now_ms)``: a local path session went up or down.
+- ``tick(now_ms)``: time passed (a hold-down may have run out).
+
+Rules, in order:
+
+1. No decision yet: ``effective`` is None. Halt: None, ``halted`` is True.
+2. Local failover off: the decision's first path, whatever its local health.
+3. Cold start (no path of the order has reported any health yet): the first path.
+4. Nothing in the order is healthy ("degraded: nothing healthy locally"): keep the
+   decision's first path. Moving elsewhere would only trade one dead line for
+   another, and staying put is what the coordinators expect of the host.
+5. Otherwise the first healthy path, with a **hold-down** on the way back up: a path
+   above the one in use is taken only once it has stayed healthy for
+   ``hold_down_ms`` (a flapping primary must not drag every host back and forth).
+   Going down moves away at once. A path whose very first report is healthy (it was
+   never seen down, e.g. still connecting at start) needs no hold-down. If the path
+   in use dies and the only healthy paths are above it, still in hold-down, the
+   first of them is taken at once: healthy beats stable-but-dead.
+6. A decision that changes the order is applied at once, hold-down or not (the
+   coordinators chose it knowing the fleet's health). A newer decision with the same
+   order keeps any hold-down in progress: it says nothing new about this host.
+
+A path counts healthy only after it reported healthy; a path never reported is not
+healthy (but see rule 3).
+
+Change detection: ``on_health`` and ``tick`` return True when ``effective``
+changed; ``on_decision`` returns whether the decision applied. ``version`` grows on
+every visible change (``effective``, ``reason``, ``halted``), so a caller that needs
+to publish status can compare it before and after any call.
+
+Time is an injected monotonic clock in milliseconds; a value lower than one already
+seen is treated as the one already seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Epoch = tuple[int, int]
+"""``(era, revision)``, compared lexicographically."""
+
+
+class RouteState:
+    """Effective route of one group; see the module docstring for the rules."""
+
+    def __init__(self, group: str, local_failover: bool = True, hold_down_ms: int = 0) -> None:
+        if hold_down_ms < 0:
+            raise ValueError(f"hold_down_ms must be >= 0, got {hold_down_ms}")
+        self.group = group
+        self.local_failover = local_failover
+        self.hold_down_ms = hold_down_ms
+        self.paths: tuple[str, ...] = ()
+        self.epoch: Epoch | None = None
+        self.effective: str | None = None
+        self.reason = "no decision yet"
+        self.version = 0
+        self._health: dict[str, bool] = {}
+        # When a path last turned healthy; None: healthy since its first report (no hold-down).
+        self._healthy_since: dict[str, float | None] = {}
+        self._anchor: str | None = None  # the path in use, for hold-down; None: no hold-down applies
+        self._now_ms: float | None = None
+
+    # ------------------------------------------------------------ outputs
+
+    @property
+    def halted(self) -> bool:
+        """The newest decision is a halt (no paths): nothing may be sent."""
+        return self.epoch is not None and not self.paths
+
+    @property
+    def deviates(self) -> bool:
+        """The host uses another path than the decision's first (shown in status)."""
+        return self.effective is not None and self.effective != self.paths[0]
+
+    def health(self, path: str) -> bool | None:
+        """Last reported health of a path; None if it never reported."""
+        return self._health.get(path)
+
+    def next_deadline_ms(self) -> float | None:
+        """Earliest time at which a running hold-down ends (call ``tick`` then); None if none runs."""
+        if self._now_ms is None:
+            return None
+        ends = [
+            since + self.hold_down_ms
+            for path, since in self._healthy_since.items()
+            if since is not None and self._health.get(path) and since + self.hold_down_ms > self._now_ms
+        ]
+        return min(ends, default=None)
+
+    # ------------------------------------------------------------ inputs
+
+    def on_decision(self, paths: Sequence[str], epoch: Epoch) -> bool:
+        """Apply a decision if its epoch is strictly newer than the one held; return whether it applied."""
+        era, revision = epoch
+        new_epoch = (era, revision)
+        if self.epoch is not None and new_epoch <= self.epoch:
+            return False
+        order = tuple(paths)
+        if len(set(order)) != len(order):
+            raise ValueError(f"group {self.group}: decision lists a path twice: {list(order)}")
+        if order != self.paths:
+            self._anchor = None  # an ordered move: no hold-down
+        self.paths = order
+        self.epoch = new_epoch
+        self._recompute()
+        return True
+
+    def on_health(self, path: str, healthy: bool, now_ms: float) -> bool:
+        """Record a path's local health; return whether ``effective`` changed.
+
+        Paths outside the current order are remembered too: a later decision may list them.
+        """
+        now = self._advance(now_ms)
+        previous = self._health.get(path)
+        if healthy and previous is not True:
+            self._healthy_since[path] = None if previous is None else now
+        elif not healthy:
+            self._healthy_since.pop(path, None)
+        self._health[path] = healthy
+        return self._recompute()
+
+    def tick(self, now_ms: float) -> bool:
+        """Let time pass (hold-downs may end); return whether ``effective`` changed."""
+        self._advance(now_ms)
+        return self._recompute()
+
+    # ------------------------------------------------------------ internals
+
+    def _advance(self, now_ms: float) -> float:
+        if self._now_ms is None or now_ms > self._now_ms:
+            self._now_ms = now_ms
+        return self._now_ms
+
+    def _stable(self, path: str) -> bool:
+        since = self._healthy_since.get(path)
+        if since is None:
+            return True
+        return self._now_ms is not None and self._now_ms - since >= self.hold_down_ms
+
+    def _select(self) -> tuple[str | None, str]:
+        if self.epoch is None:
+            return None, "no decision yet"
+        if not self.paths:
+            return None, "halted by decision"
+        first = self.paths[0]
+        if not self.local_failover:
+            return first, "decision (local failover off)"
+        if not any(p in self._health for p in self.paths):
+            return first, "decision (no local health yet)"
+        healthy = [p for p in self.paths if self._health.get(p) is True]
+        if not healthy:
+            return first, f"degraded: nothing healthy locally: keeping {first}"
+        anchor_idx = self.paths.index(self._anchor) if self._anchor in self.paths else 0
+        stable = [p for p in healthy if self.paths.index(p) >= anchor_idx or self._stable(p)]
+        choice = healthy[0]
+        if choice == first:
+            return first, "decision"
+        first_health = self._health.get(first)
+        if first_health is None:
+            why = f"{first} not yet healthy locally"
+        elif not first_health:
+            why = f"{first} down locally"
+        else:
+            why = f"{first} healthy again, in hold-down"
+        return choice, f"{why}: using {choice}"
+
+    def _recompute(self) -> bool:
+        before = (self.effective, self.reason)  # the reason also tells halted from not
+        self.effective, self.reason = self._select()
+        self._anchor = self.effective
+        if (self.effective, self.reason) != before:
+            self.version += 1
+        return self.effective != before[0]

@@ -1,0 +1,164 @@
+"""The local Sidecar gRPC service strategies talk to (a Unix socket by default)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from client.sidecar.agent import Agent
+from client.sidecar.orders import OrderPath, RelayError
+from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import sidecar_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 8 * 1024
+RELAY_QUEUE = 10_000
+
+
+class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
+    def __init__(self, agent: Agent, orders: OrderPath) -> None:
+        self._agent = agent
+        self._orders = orders
+
+    async def GetRoute(self, request: spb.GetRouteRequest, context: Any) -> spb.Route:
+        if request.group not in self._agent.cfg.groups:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {request.group!r}")
+        return self._agent.route(request.group)
+
+    async def WatchRoute(self, request: spb.WatchRouteRequest, context: Any) -> AsyncIterator[spb.Route]:
+        groups = list(request.groups) or list(self._agent.cfg.groups)
+        unknown = [g for g in groups if g not in self._agent.cfg.groups]
+        if unknown:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"groups: unknown group {unknown[0]!r}")
+        changed: asyncio.Queue[str] = asyncio.Queue()
+
+        def listener(g: str) -> None:
+            if g in groups:
+                changed.put_nowait(g)
+
+        self._agent.route_listeners.append(listener)
+        last: dict[str, bytes] = {}
+        try:
+            for g in groups:
+                r = self._agent.route(g)
+                last[g] = _key(r)
+                yield r
+            while True:
+                g = await changed.get()
+                r = self._agent.route(g)
+                k = _key(r)
+                if last.get(g) != k:
+                    last[g] = k
+                    yield r
+        finally:
+            self._agent.route_listeners.remove(listener)
+
+    async def Relay(
+        self, requests: AsyncIterator[spb.RelayRequest], context: Any
+    ) -> AsyncIterator[spb.RelayEvent]:
+        it = requests.__aiter__()
+        try:
+            first = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("kind") != "open":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be open{strategy_id}"
+            )
+        sid = first.open.strategy_id
+        if sid not in self._agent.cfg.strategies:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"strategy_id: {sid!r} is not allowed on host {self._agent.cfg.host_id}",
+            )
+        out: asyncio.Queue[spb.RelayEvent | None] = asyncio.Queue(maxsize=RELAY_QUEUE)
+
+        def sink(ev: spb.RelayEvent) -> None:
+            try:
+                out.put_nowait(ev)
+            except asyncio.QueueFull:
+                log.error("strategy %s does not read its outcomes: queue full", sid)
+
+        self._orders.sinks[sid] = sink
+
+        async def reader() -> None:
+            try:
+                async for req in it:
+                    if req.WhichOneof("kind") != "message":
+                        continue
+                    m = req.message
+                    if len(m.payload) > MAX_PAYLOAD_BYTES:
+                        sink(
+                            _refused(
+                                m, f"payload: {len(m.payload)} bytes, over the {MAX_PAYLOAD_BYTES} limit"
+                            )
+                        )
+                        continue
+                    try:
+                        self._orders.submit(sid, m)
+                    except RelayError as exc:
+                        sink(_refused(m, str(exc)))
+            finally:
+                out.put_nowait(None)
+
+        task = asyncio.create_task(reader())
+        try:
+            while True:
+                ev = await out.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if self._orders.sinks.get(sid) is sink:
+                del self._orders.sinks[sid]
+
+    async def ResolveInDoubt(
+        self, request: spb.ResolveInDoubtRequest, context: Any
+    ) -> spb.ResolveInDoubtResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ResolveInDoubt arrives with the strategy API")
+        raise AssertionError
+
+    async def GetStatus(self, request: spb.SidecarStatusRequest, context: Any) -> spb.SidecarLocalStatus:
+        return status(self._agent, self._orders)
+
+
+def status(agent: Agent, orders: OrderPath) -> spb.SidecarLocalStatus:
+    link = agent.link.status
+    st = spb.SidecarLocalStatus(
+        host_id=agent.cfg.host_id,
+        site=agent.cfg.site,
+        replica=link.replica if link.connected else "",
+        control_plane_connected=link.connected,
+        routes=[agent.route(g) for g in agent.cfg.groups],
+        flips=list(agent.flips),
+    )
+    for k, v in orders.counters.items():
+        st.counters[k] = v
+    for (g, p), s in agent.sessions.items():
+        st.counters[f"connections_opened.{g}.{p}"] = s.connections_opened
+    st.counters["coordinator_moves"] = link.moves
+    return st
+
+
+def _refused(m: spb.RelayMessage, reason: str) -> spb.RelayEvent:
+    return spb.RelayEvent(
+        outcome=spb.Outcome(
+            client_msg_id=m.client_msg_id, kind=spb.OUTCOME_KIND_REJECTED, reason=f"sidecar: {reason}"
+        )
+    )
+
+
+def _key(r: spb.Route) -> bytes:
+    r2 = spb.Route()
+    r2.CopyFrom(r)
+    del r2.health[:]
+    return r2.SerializeToString(deterministic=True)

@@ -1,0 +1,70 @@
+"""The sidecar's last applied definitions and decisions, on disk.
+
+Static stability: a sidecar restarted while every coordinator (or etcd) is
+unreachable routes on what it last applied. Written atomically (temporary
+file, fsync, rename) so a crash never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from failover.v1 import types_pb2 as pb
+
+VERSION = 1
+
+
+class StateFileError(ValueError):
+    pass
+
+
+@dataclass
+class SavedState:
+    definitions: dict[str, pb.GroupDefinition] = field(default_factory=dict)
+    decisions: dict[str, pb.Decision] = field(default_factory=dict)
+
+
+def load(path: str | Path) -> SavedState:
+    p = Path(path)
+    if not p.exists():
+        return SavedState()
+    try:
+        data = json.loads(p.read_text())
+        if data.get("version") != VERSION:
+            raise StateFileError(f"state file {p}: unsupported version {data.get('version')!r}")
+        st = SavedState()
+        for name, d in data.get("definitions", {}).items():
+            st.definitions[name] = json_format.ParseDict(d, pb.GroupDefinition())
+        for name, d in data.get("decisions", {}).items():
+            st.decisions[name] = json_format.ParseDict(d, pb.Decision())
+        return st
+    except (OSError, ValueError, json_format.ParseError) as exc:
+        raise StateFileError(f"unreadable state file {p}: {exc}") from exc
+
+
+def save(path: str | Path, host_id: str, state: SavedState) -> None:
+    p = Path(path)
+    data = {
+        "version": VERSION,
+        "host_id": host_id,
+        "definitions": {n: json_format.MessageToDict(d) for n, d in sorted(state.definitions.items())},
+        "decisions": {n: json_format.MessageToDict(d) for n, d in sorted(state.decisions.items())},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,180 @@
+"""The sidecar's one stream to the coordinators.
+
+Stays on one replica until the stream breaks, goes quiet for
+``stream.dead_after_ms``, or the replica says it is stale; then moves to the
+next address and resumes from the epochs it holds, so no decision is missed
+and none is applied twice (only strictly newer epochs are applied). The data
+path never waits on this: if every replica is gone, the sidecar keeps its
+last route and its warm paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from failover import rpc
+from failover.v1 import sync_pb2, sync_pb2_grpc
+from failover.v1 import types_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkStatus:
+    replica: str = ""
+    connected: bool = False
+    replica_id: str = ""
+    stale_reason: str = ""
+    moves: int = 0
+    last_message_monotonic: float = 0.0
+
+
+class CoordinatorLink:
+    """Callbacks run on the event loop; they must not block.
+
+    ``on_decision`` returns the epoch now held for the group (acked as is).
+    ``full_health`` returns every path's current health, sent after each connect.
+    """
+
+    def __init__(
+        self,
+        *,
+        host_id: str,
+        site: str,
+        groups: list[str],
+        addresses: list[str],
+        held: Callable[[], dict[str, tuple[int, int]]],
+        on_definition: Callable[[pb.GroupDefinition], None],
+        on_decision: Callable[[pb.Decision, list[pb.StageTiming]], tuple[int, int]],
+        full_health: Callable[[], sync_pb2.HealthReport],
+        dead_after_ms: int = 1000,
+        retry_ms: int = 100,
+    ) -> None:
+        self._host_id = host_id
+        self._site = site
+        self._groups = groups
+        self._addresses = addresses
+        self._held = held
+        self._on_definition = on_definition
+        self._on_decision = on_decision
+        self._full_health = full_health
+        self._dead_after = dead_after_ms / 1000
+        self._retry = retry_ms / 1000
+        self._out: asyncio.Queue[sync_pb2.SidecarMessage] | None = None
+        self.status = LinkStatus()
+
+    def report(self, report: sync_pb2.HealthReport) -> None:
+        """Queue a health delta (dropped when disconnected: full state follows every connect)."""
+        if self._out is not None:
+            self._out.put_nowait(sync_pb2.SidecarMessage(health=report))
+
+    async def run(self) -> None:
+        i = 0
+        while True:
+            address = self._addresses[i % len(self._addresses)]
+            try:
+                await self._session(address)
+            except grpc.aio.AioRpcError as exc:
+                log.info("stream to %s ended: %s %s", address, exc.code().name, exc.details())
+            except (TimeoutError, OSError) as exc:
+                log.info("stream to %s ended: %s", address, exc or type(exc).__name__)
+            finally:
+                self._out = None
+                if self.status.connected:
+                    self.status.moves += 1
+                self.status.connected = False
+            i += 1
+            await asyncio.sleep(self._retry if i % len(self._addresses) == 0 else 0)
+
+    async def _session(self, address: str) -> None:
+        out: asyncio.Queue[sync_pb2.SidecarMessage] = asyncio.Queue()
+        hello = sync_pb2.Hello(host_id=self._host_id, site=self._site, groups=self._groups)
+        for g, (era, rev) in self._held().items():
+            hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev))
+        out.put_nowait(sync_pb2.SidecarMessage(hello=hello))
+
+        async def requests() -> AsyncIterator[sync_pb2.SidecarMessage]:
+            while True:
+                yield await out.get()
+
+        async with rpc.channel(address) as channel:
+            call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
+            try:
+                first = await asyncio.wait_for(call.read(), self._dead_after + 1)
+                if first is grpc.aio.EOF or first.WhichOneof("kind") != "snapshot":  # type: ignore[attr-defined]
+                    return
+                self._out = out
+                self.status = LinkStatus(
+                    replica=address,
+                    connected=True,
+                    moves=self.status.moves,
+                    last_message_monotonic=time.monotonic(),
+                )
+                log.info("streaming from coordinator %s", address)
+                self._apply_snapshot(first.snapshot, out)
+                out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
+                if first.snapshot.freshness.stale:
+                    self.status.stale_reason = first.snapshot.freshness.stale_reason
+                    log.warning("replica %s is stale (%s): moving on", address, self.status.stale_reason)
+                    return
+                while True:
+                    msg = await asyncio.wait_for(call.read(), self._dead_after)
+                    if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        return
+                    self.status.last_message_monotonic = time.monotonic()
+                    if not self._handle(msg, out):
+                        return
+            except TimeoutError:
+                log.warning(
+                    "no message from %s for %.1fs: the stream is dead, moving on", address, self._dead_after
+                )
+            finally:
+                call.cancel()
+                with contextlib.suppress(Exception):
+                    await channel.close(None)
+
+    def _apply_snapshot(self, snap: sync_pb2.Snapshot, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> None:
+        self.status.replica_id = snap.freshness.replica_id
+        for g in snap.groups:
+            self._on_definition(g)
+        for d in snap.decisions:
+            self._apply(d, out)
+
+    def _apply(self, d: pb.Decision, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> None:
+        received = time.monotonic_ns()
+        stages: list[pb.StageTiming] = []
+        held = self._on_decision(d, stages)
+        apply_us = (time.monotonic_ns() - received) // 1000
+        stages.append(pb.StageTiming(stage="apply", where=self._host_id, duration_us=apply_us))
+        out.put_nowait(
+            sync_pb2.SidecarMessage(
+                ack=sync_pb2.Ack(group=d.group, epoch=pb.Epoch(era=held[0], revision=held[1]), stages=stages)
+            )
+        )
+
+    def _handle(self, msg: sync_pb2.ReplicaMessage, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> bool:
+        kind = msg.WhichOneof("kind")
+        if kind == "decision":
+            self._apply(msg.decision, out)
+        elif kind == "group":
+            self._on_definition(msg.group)
+        elif kind == "heartbeat":
+            f = msg.heartbeat.freshness
+            if f.stale:
+                self.status.stale_reason = f.stale_reason
+                log.warning(
+                    "replica %s says it is stale (%s): moving on", self.status.replica, f.stale_reason
+                )
+                return False
+        elif kind == "health_request":
+            out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
+        elif kind == "snapshot":
+            self._apply_snapshot(msg.snapshot, out)
+        return True
