@@ -62,14 +62,15 @@ class Sidecar:
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.error: str = ""
+        self._started = False
 
     @classmethod
     async def connect(cls, address: str, strategy_id: str) -> Sidecar:
-        sc = cls(rpc.channel(_target(address)), strategy_id)
-        sc._start()
-        return sc
+        """Open the channel; the relay stream opens with the first message sent."""
+        return cls(rpc.channel(_target(address)), strategy_id)
 
     def _start(self) -> None:
+        self._started = True
         self._out.put_nowait(spb.RelayRequest(open=spb.RelayOpen(strategy_id=self.strategy_id)))
 
         async def requests() -> AsyncIterator[spb.RelayRequest]:
@@ -97,8 +98,13 @@ class Sidecar:
             self.closed.set()
             for msg_id, fut in list(self._pending.items()):
                 if not fut.done():
-                    fut.set_result(spb.Outcome(client_msg_id=msg_id, kind=spb.OUTCOME_KIND_IN_DOUBT,
-                                               reason=f"stream to the sidecar broke {self.error}".strip()))
+                    fut.set_result(
+                        spb.Outcome(
+                            client_msg_id=msg_id,
+                            kind=spb.OUTCOME_KIND_IN_DOUBT,
+                            reason=f"stream to the sidecar broke {self.error}".strip(),
+                        )
+                    )
             self._pending.clear()
 
     def next_id(self) -> int:
@@ -109,21 +115,32 @@ class Sidecar:
     ) -> tuple[int, asyncio.Future[spb.Outcome]]:
         """Queue one message; returns its id and a future for its outcome."""
         mid = msg_id if msg_id is not None else self.next_id()
+        if not self._started:
+            self._start()
         fut: asyncio.Future[spb.Outcome] = asyncio.get_running_loop().create_future()
         if self.closed.is_set():
-            fut.set_result(spb.Outcome(client_msg_id=mid, kind=spb.OUTCOME_KIND_IN_DOUBT,
-                                       reason=f"not connected {self.error}".strip()))
+            fut.set_result(
+                spb.Outcome(
+                    client_msg_id=mid,
+                    kind=spb.OUTCOME_KIND_IN_DOUBT,
+                    reason=f"not connected {self.error}".strip(),
+                )
+            )
             return mid, fut
         self._pending[mid] = fut
         m = spb.RelayMessage(
-            group=group, client_msg_id=mid, payload=payload.encode() if isinstance(payload, str) else payload,
-            kind=spb.MESSAGE_KIND_CANCEL if cancel_of else spb.MESSAGE_KIND_NEW_ORDER, cancel_msg_id=cancel_of or 0,
+            group=group,
+            client_msg_id=mid,
+            payload=payload.encode() if isinstance(payload, str) else payload,
+            kind=spb.MESSAGE_KIND_CANCEL if cancel_of else spb.MESSAGE_KIND_NEW_ORDER,
+            cancel_msg_id=cancel_of or 0,
         )
         self._out.put_nowait(spb.RelayRequest(message=m))
         return mid, fut
 
-    async def send(self, group: str, payload: bytes | str, *, msg_id: int | None = None,
-                   cancel_of: int | None = None) -> spb.Outcome:
+    async def send(
+        self, group: str, payload: bytes | str, *, msg_id: int | None = None, cancel_of: int | None = None
+    ) -> spb.Outcome:
         """Send one message and wait for its one outcome."""
         _, fut = self.submit(group, payload, msg_id=msg_id, cancel_of=cancel_of)
         return await fut
@@ -149,7 +166,7 @@ class Sidecar:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._channel.close()
+        await self._channel.close(None)
 
     async def __aenter__(self) -> Sidecar:
         return self

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from coordinator.admin_service import AdminService, PeerChannels
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
+from coordinator.convert import epoch_pb
 from coordinator.election import Election
 from coordinator.freshness import FreshnessProbe
 from coordinator.keys import Keys
@@ -96,6 +97,15 @@ class Replica:
             stale_reason=f.reason,
             sidecars=self.hub.sidecar_statuses(),
             reachable=True,
+            recent_commits=[
+                apb.CommitRecord(
+                    group=c.record.group,
+                    epoch=epoch_pb(c.epoch),
+                    commit_us=c.commit_us,
+                    reason=c.record.reason,
+                )
+                for c in self.leader.recent[-20:]
+            ],
         )
 
     async def _seed_groups(self) -> None:

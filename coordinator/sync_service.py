@@ -56,6 +56,7 @@ class Session:
     health: dict[tuple[str, str], pb.PathHealth] = field(default_factory=dict)
     effective: dict[str, str] = field(default_factory=dict)
     push_to_ack_us: dict[str, int] = field(default_factory=dict)
+    apply_us: dict[str, int] = field(default_factory=dict)
     heartbeats_sent: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     error: tuple[grpc.StatusCode, str] | None = None
@@ -260,6 +261,9 @@ class SyncHub:
         pending = s.pending.get(ack.group)
         if pending is not None and epoch >= pending[0]:
             s.push_to_ack_us[ack.group] = (time.monotonic_ns() - pending[1]) // 1000
+            for st in ack.stages:
+                if st.stage == "apply":
+                    s.apply_us[ack.group] = st.duration_us
             del s.pending[ack.group]
             s.wake.set()  # a newer decision may be waiting behind this one
 
@@ -276,6 +280,7 @@ class SyncHub:
                 connected_for_ms=(now - s.connected_ns) // 1_000_000,
                 effective=s.effective,
                 push_to_ack_us=s.push_to_ack_us,
+                apply_us=s.apply_us,
             )
             for g, e in s.acked.items():
                 st.acked[g].CopyFrom(pb.Epoch(era=e.era, revision=e.revision))

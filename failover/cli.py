@@ -237,6 +237,45 @@ def sidecar_status(
         render_sidecar(st, out)
 
 
+@app.command()
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="Shorter waits (CI).")] = False,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, max=100, help="Run the script this many times.")
+    ] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the timeline to this file.")] = None,
+    etcd: Annotated[
+        str | None, typer.Option("--etcd", help="Use this etcd (comma-separated endpoints).")
+    ] = None,
+    heartbeat_ms: Annotated[int, typer.Option("--heartbeat-ms", min=1, max=1000)] = 50,
+    interval_ms: Annotated[float, typer.Option("--order-interval-ms", min=1.0, max=1000.0)] = 10.0,
+    keep_logs: Annotated[bool, typer.Option("--keep-logs", help="Keep the processes' logs.")] = False,
+    pid_file: Annotated[Path | None, typer.Option("--pid-file", hidden=True)] = None,
+) -> None:
+    """A local cluster (etcd, 3 coordinators, a venue, 3 sidecars) and scripted failovers, measured."""
+    from failover import logs
+    from failover.demo.run import DemoOptions, run_demo
+
+    logs.setup("warning")
+    eps = [e.strip().removeprefix("http://") for e in etcd.split(",")] if etcd else None
+    opts = DemoOptions(
+        quick=quick,
+        repeat=repeat,
+        json_path=json_path,
+        etcd=eps,
+        heartbeat_ms=heartbeat_ms,
+        order_interval_ms=interval_ms,
+        keep_logs=keep_logs,
+        pid_file=pid_file,
+    )
+    try:
+        code = asyncio.run(run_demo(opts, out))
+    except KeyboardInterrupt:
+        err.print("interrupted: every process the demo started was stopped")
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
 # --- operator commands ---------------------------------------------------------
 
 

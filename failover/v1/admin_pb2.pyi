@@ -42,7 +42,7 @@ class LeaderInfo(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., fencing_token: _Optional[int] = ...) -> None: ...
 
 class SidecarStatus(_message.Message):
-    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms", "effective", "push_to_ack_us")
+    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms", "effective", "push_to_ack_us", "apply_us")
     class AckedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,13 @@ class SidecarStatus(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ApplyUsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     ACKED_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +78,7 @@ class SidecarStatus(_message.Message):
     CONNECTED_FOR_MS_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
     PUSH_TO_ACK_US_FIELD_NUMBER: _ClassVar[int]
+    APPLY_US_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     acked: _containers.MessageMap[str, _types_pb2.Epoch]
@@ -78,10 +86,23 @@ class SidecarStatus(_message.Message):
     connected_for_ms: int
     effective: _containers.ScalarMap[str, str]
     push_to_ack_us: _containers.ScalarMap[str, int]
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ..., effective: _Optional[_Mapping[str, str]] = ..., push_to_ack_us: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    apply_us: _containers.ScalarMap[str, int]
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ..., effective: _Optional[_Mapping[str, str]] = ..., push_to_ack_us: _Optional[_Mapping[str, int]] = ..., apply_us: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class CommitRecord(_message.Message):
+    __slots__ = ("group", "epoch", "commit_us", "reason")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_US_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    epoch: _types_pb2.Epoch
+    commit_us: int
+    reason: str
+    def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., commit_us: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error")
+    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +113,7 @@ class ReplicaStatus(_message.Message):
     SIDECARS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    RECENT_COMMITS_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     address: str
     is_leader: bool
@@ -102,7 +124,8 @@ class ReplicaStatus(_message.Message):
     sidecars: _containers.RepeatedCompositeFieldContainer[SidecarStatus]
     reachable: bool
     error: str
-    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    recent_commits: _containers.RepeatedCompositeFieldContainer[CommitRecord]
+    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ...) -> None: ...
 
 class GroupStatus(_message.Message):
     __slots__ = ("definition", "decision", "degraded", "controls")

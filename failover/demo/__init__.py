@@ -1,0 +1,1 @@
+"""`failover demo`: a whole local cluster, scripted failovers, and their measured timeline."""

@@ -1,0 +1,233 @@
+"""A local cluster of real processes: etcd, coordinators, a venue, sidecars.
+
+Every process is a child we started, tracked by pid, and stopped (SIGTERM,
+then SIGKILL) by ``stop()``, also when start-up fails half-way. Used by the
+demo, and meant for fault tests and benchmarks that need the whole system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from failover.etcdproc import EtcdCluster, free_port
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    expected_dead: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+@dataclass
+class Layout:
+    hosts: int = 3
+    replicas: int = 3
+    heartbeat_ms: int = 50
+    group: str = "cme-orders"
+    lease_ttl_s: int = 2
+
+
+@dataclass
+class LocalCluster:
+    layout: Layout = field(default_factory=Layout)
+    etcd_endpoints: list[str] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="failover-demo-")))
+    children: dict[str, Child] = field(default_factory=dict)
+    etcd: EtcdCluster | None = None
+    prefix: str = ""
+    coordinator_addrs: dict[str, str] = field(default_factory=dict)
+    gateways: dict[str, str] = field(default_factory=dict)
+    venue_control: str = ""
+    sockets: dict[str, str] = field(default_factory=dict)
+    # Every pid started is appended here at once (for tests that check nothing is left behind).
+    pid_file: Path | None = None
+
+    def _note_pid(self, pid: int) -> None:
+        if self.pid_file is not None:
+            with open(self.pid_file, "a") as f:
+                f.write(f"{pid}\n")
+
+    def __post_init__(self) -> None:
+        self.prefix = f"/failover-demo-{os.getpid()}-{int(time.time())}/"
+        self.gateways = {"primary": f"127.0.0.1:{free_port()}", "backup": f"127.0.0.1:{free_port()}"}
+        self.venue_control = f"127.0.0.1:{free_port()}"
+
+    # --- processes -----------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> Child:
+        child = Child(name, [sys.executable, "-m", "failover.cli", *args], self.workdir / f"{name}.log")
+        log = open(child.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            child.proc = subprocess.Popen(
+                child.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            log.close()
+        self.children[name] = child
+        self._note_pid(child.proc.pid)
+        return child
+
+    def _write(self, name: str, data: dict[str, Any]) -> Path:
+        p = self.workdir / name
+        p.write_text(yaml.safe_dump(data, sort_keys=False))
+        return p
+
+    def start_etcd(self) -> None:
+        if self.etcd_endpoints:
+            return
+        self.etcd = EtcdCluster(1)
+        try:
+            self.etcd.start()
+        finally:
+            for m in self.etcd.members:
+                if m.proc is not None:
+                    self._note_pid(m.proc.pid)
+        self.etcd_endpoints = self.etcd.endpoints
+
+    def group_definition(self) -> dict[str, Any]:
+        return {
+            "name": self.layout.group,
+            "paths": [{"name": name, "endpoints": {"default": addr}} for name, addr in self.gateways.items()],
+            "policy": {"min_dwell_ms": 500, "failback_hold_down_ms": 1000},
+        }
+
+    def start_coordinator(self, rid: str) -> Child:
+        addr = self.coordinator_addrs.get(rid) or f"127.0.0.1:{free_port()}"
+        self.coordinator_addrs[rid] = addr
+        cfg = self._write(
+            f"{rid}.yaml",
+            {
+                "replica_id": rid,
+                "listen": addr,
+                "etcd": {"endpoints": self.etcd_endpoints, "prefix": self.prefix},
+                "election": {"lease_ttl_s": self.layout.lease_ttl_s},
+                "groups": [self.group_definition()],
+            },
+        )
+        return self._spawn(rid, ["coordinator", "--config", str(cfg)])
+
+    def start_venue(self) -> Child:
+        args = ["venue", "run", "--control", self.venue_control]
+        for name, addr in self.gateways.items():
+            args += ["--gateway", f"{name}={addr}"]
+        return self._spawn("venue", args)
+
+    def start_sidecar(self, host: str) -> Child:
+        sock = str(self.workdir / f"{host}.sock")
+        self.sockets[host] = sock
+        cfg = self._write(
+            f"{host}.yaml",
+            {
+                "host_id": host,
+                "groups": [self.layout.group],
+                "coordinators": list(self.coordinator_addrs.values()),
+                "state_file": str(self.workdir / f"{host}.state.json"),
+                "strategies": ["demo"],
+                "listen": {"socket": sock},
+                "data_plane": {"heartbeat_interval_ms": self.layout.heartbeat_ms},
+            },
+        )
+        return self._spawn(host, ["sidecar", "--config", str(cfg)])
+
+    def check_alive(self) -> None:
+        for c in self.children.values():
+            if not c.alive and not c.expected_dead:
+                code = c.proc.returncode if c.proc else None
+                raise ClusterError(f"{c.name} exited (code {code}); its log ends:\n{c.tail()}")
+
+    def kill(self, name: str) -> None:
+        c = self.children[name]
+        c.expected_dead = True
+        if c.alive and c.proc is not None:
+            c.proc.send_signal(signal.SIGKILL)
+            c.proc.wait(timeout=10)
+
+    def pid_of(self, name: str) -> int:
+        c = self.children[name]
+        assert c.proc is not None
+        return c.proc.pid
+
+    def stop(self, keep_workdir: bool = False) -> list[str]:
+        """Stop every child (TERM, then KILL after a grace); returns any that needed KILL."""
+        killed: list[str] = []
+        live = [c for c in self.children.values() if c.alive]
+        for c in live:
+            with contextlib.suppress(ProcessLookupError):
+                assert c.proc is not None
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for c in live:
+            assert c.proc is not None
+            try:
+                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait(timeout=5)
+                killed.append(c.name)
+        if self.etcd is not None:
+            self.etcd.stop()
+        if not keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return killed
+
+    def pids(self) -> list[int]:
+        out = [c.proc.pid for c in self.children.values() if c.proc is not None]
+        if self.etcd is not None:
+            out += [m.proc.pid for m in self.etcd.members if m.proc is not None]
+        return out
+
+
+async def wait_until(
+    pred: Any, timeout: float, what: str, cluster: LocalCluster | None = None, interval: float = 0.02
+) -> Any:
+    """Poll an async or sync predicate until truthy; ClusterError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        if cluster is not None:
+            cluster.check_alive()
+        try:
+            v = pred()
+            if asyncio.iscoroutine(v):
+                v = await v
+            if v:
+                return v
+        except Exception as exc:  # a process still starting refuses connections
+            last_exc = exc
+        if time.monotonic() > deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
+        await asyncio.sleep(interval)
