@@ -32,6 +32,41 @@ class RttWindow:
         return ordered[rank - 1]
 
 
+class Heartbeats:
+    """Heartbeat ids (increasing for the session's life) and send times of those in flight.
+
+    An echo turns into an RTT sample; echoes that never come are forgotten once more
+    than ``max_in_flight`` are pending, so a silent line cannot grow the map.
+    """
+
+    def __init__(self, rtt_window: int = 200, max_in_flight: int = 1024) -> None:
+        self.rtt = RttWindow(rtt_window)
+        self.last_id = 0
+        self._sent: dict[int, float] = {}
+        self._max = max_in_flight
+
+    def sent(self, now: float) -> int:
+        """Allocate the next id, sent at ``now``."""
+        self.last_id += 1
+        self._sent[self.last_id] = now
+        if len(self._sent) > self._max:
+            del self._sent[next(iter(self._sent))]
+        return self.last_id
+
+    def echoed(self, hb_id: object, now: float) -> float | None:
+        """Record the echo of ``hb_id``; its RTT in microseconds, None if unknown (e.g. a stale echo)."""
+        sent = self._sent.pop(hb_id, None) if isinstance(hb_id, int) else None
+        if sent is None:
+            return None
+        rtt_us = (now - sent) * 1e6
+        self.rtt.add(rtt_us)
+        return rtt_us
+
+    def clear(self) -> None:
+        """Forget what is in flight (a new connection: old echoes will not come)."""
+        self._sent.clear()
+
+
 class Backoff:
     """Bounded exponential backoff with jitter: step n waits within [d/2, d], d = min(max, min * 2**n).
 

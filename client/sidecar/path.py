@@ -43,14 +43,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
-from client.sidecar.liveness import Backoff, RttWindow, SilenceCheck, SilenceGuard, Verdict, default_guard
+from client.sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
 from client.sidecar.status import Cause, PathState, PathStatus, Warmth
 from failover.venue import protocol as p
 from failover.venue.config import parse_host_port
 
 log = logging.getLogger(__name__)
-
-_MAX_HB_IN_FLIGHT = 1024
 
 
 class _Link(asyncio.Protocol):
@@ -133,7 +131,8 @@ class PathSession:
         self.clock = clock
         self.guard = guard if guard is not None else default_guard
         self._backoff = Backoff(backoff_min_ms, backoff_max_ms, rng)
-        self.rtt = RttWindow(rtt_window)
+        self._hb = Heartbeats(rtt_window)
+        self.rtt = self._hb.rtt  # recent round trips (µs) of heartbeat echoes
         self.connections_opened = 0
         self.seq_gaps = 0  # venue messages with an unexpected seq (logged, not fatal)
         self._status = PathStatus(
@@ -143,8 +142,6 @@ class PathSession:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
-        self._hb_id = 0
-        self._hb_sent: dict[int, float] = {}
         self._silence = SilenceCheck(self._interval, self._silent_s, self.guard)
         self._changed = asyncio.Event()
 
@@ -283,7 +280,7 @@ class PathSession:
     def _on_made(self, link: _Link) -> None:
         self.connections_opened += 1
         self._link = link
-        self._hb_sent.clear()
+        self._hb.clear()
         self._silence.alive()
         if self._warmth is Warmth.LOGGED_ON:
             self._begin_logon(link)
@@ -340,10 +337,7 @@ class PathSession:
         if link.logged_on and link.seq.check(msg) is not None:
             self.seq_gaps += 1
         if t == p.MsgType.HB:
-            hb_id = msg.get("id")
-            sent = self._hb_sent.pop(hb_id, None) if isinstance(hb_id, int) else None
-            if sent is not None:
-                self.rtt.add((now - sent) * 1e6)
+            self._hb.echoed(msg.get("id"), now)
             return
         if t == p.MsgType.LOGON_ACK:
             link.seq.reset()
@@ -353,19 +347,11 @@ class PathSession:
             self._backoff.reset()
             self._emit(PathState.UP, None, f"logged on to {msg.get('gateway', self.endpoint)}")
             return
-        self._deliver(msg)
+        self._callback(self._on_message, self.path, msg)
         if t == p.MsgType.LOGON_REJECT:
             self._fail(link, Cause.LOGON_REFUSED, f"logon refused: {msg.get('reason', '')}")
         elif t == p.MsgType.LOGOUT_ACK and not self._stopping:
             self._fail(link, Cause.LOGON_LOST, "the venue ended the session")
-
-    def _deliver(self, msg: p.Message) -> None:
-        if self._on_message is None:
-            return
-        try:
-            self._on_message(self.path, msg)
-        except Exception:
-            log.exception("path %s/%s: on_message failed", self.group, self.path)
 
     # ------------------------------------------------------------ heartbeat and silence
 
@@ -397,14 +383,8 @@ class PathSession:
 
     def _tick(self, link: _Link, now: float) -> None:
         if self._heartbeating(link):
-            self._hb_id += 1
-            msg = p.hb(self._hb_id)
-            if link.logged_on:
-                link.seq.stamp(msg)
-            link.write(msg)
-            self._hb_sent[self._hb_id] = now
-            if len(self._hb_sent) > _MAX_HB_IN_FLIGHT:
-                del self._hb_sent[next(iter(self._hb_sent))]
+            msg = p.hb(self._hb.sent(now))
+            link.write(link.seq.stamp(msg) if link.logged_on else msg)
         if not self._watching(link):
             return
         verdict = self._silence.verdict(now, link.last_rx)
@@ -417,24 +397,17 @@ class PathSession:
     def _emit(self, state: PathState, cause: Cause | None, detail: str, detect_us: int | None = None) -> None:
         link = self._link
         session = link.session if link is not None and link.logged_on else ""
-        self._status = PathStatus(
-            group=self.group,
-            path=self.path,
-            state=state,
-            cause=cause,
-            rtt_p50_us=self.rtt.percentile(50),
-            rtt_p99_us=self.rtt.percentile(99),
-            warmth=self._warmth,
-            detect_us=detect_us,
-            seq=self._status.seq + 1,
-            at=self.clock(),
-            detail=detail,
-            session=session,
-        )
+        rtt = (self.rtt.percentile(50), self.rtt.percentile(99))
+        head = (self.group, self.path, state, cause, *rtt, self._warmth, detect_us)
+        self._status = PathStatus(*head, self._status.seq + 1, self.clock(), detail, session)
         self._changed.set()
-        if self._on_state is None:
+        self._callback(self._on_state, self._status)
+
+    def _callback(self, fn: Callable[..., None] | None, *args: object) -> None:
+        """Call a user callback; its failure is logged, never allowed to break the session."""
+        if fn is None:
             return
         try:
-            self._on_state(self._status)
+            fn(*args)
         except Exception:
-            log.exception("path %s/%s: on_state failed", self.group, self.path)
+            log.exception("path %s/%s: callback %r failed", self.group, self.path, fn)

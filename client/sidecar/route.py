@@ -20,8 +20,10 @@ Rules, in order:
 5. Otherwise the first healthy path, with a **hold-down** on the way back up: a path
    above the one in use is taken only once it has stayed healthy for
    ``hold_down_ms`` (a flapping primary must not drag every host back and forth).
-   Going down moves away at once. A path whose very first report is healthy (it was
-   never seen down, e.g. still connecting at start) needs no hold-down. If the path
+   Going down moves away at once. Hold-down is for a path healthy *again*: one that
+   turns healthy for the first time (e.g. it was still connecting at start, reported
+   unhealthy or not at all) needs none, so a slow first logon on the primary does not
+   leave every host on the backup for a hold-down. If the path
    in use dies and the only healthy paths are above it, still in hold-down, the
    first of them is taken at once: healthy beats stable-but-dead.
 6. A decision that changes the order is applied at once, hold-down or not (the
@@ -63,8 +65,9 @@ class RouteState:
         self.reason = "no decision yet"
         self.version = 0
         self._health: dict[str, bool] = {}
-        # When a path last turned healthy; None: healthy since its first report (no hold-down).
+        # When a path last turned healthy; None: its first time healthy (no hold-down).
         self._healthy_since: dict[str, float | None] = {}
+        self._ever_healthy: set[str] = set()
         self._anchor: str | None = None  # the path in use, for hold-down; None: no hold-down applies
         self._now_ms: float | None = None
 
@@ -119,9 +122,9 @@ class RouteState:
         Paths outside the current order are remembered too: a later decision may list them.
         """
         now = self._advance(now_ms)
-        previous = self._health.get(path)
-        if healthy and previous is not True:
-            self._healthy_since[path] = None if previous is None else now
+        if healthy and self._health.get(path) is not True:
+            self._healthy_since[path] = now if path in self._ever_healthy else None
+            self._ever_healthy.add(path)
         elif not healthy:
             self._healthy_since.pop(path, None)
         self._health[path] = healthy
@@ -160,7 +163,7 @@ class RouteState:
             return first, f"degraded: nothing healthy locally: keeping {first}"
         anchor_idx = self.paths.index(self._anchor) if self._anchor in self.paths else 0
         stable = [p for p in healthy if self.paths.index(p) >= anchor_idx or self._stable(p)]
-        choice = healthy[0]
+        choice = stable[0] if stable else healthy[0]
         if choice == first:
             return first, "decision"
         first_health = self._health.get(first)

@@ -48,7 +48,8 @@ HIST_DIGITS = 3
 
 T = TypeVar("T")
 
-out = Console(highlight=False)
+# Wide enough for the tables when stdout is a file or a pipe (rich assumes 80 then).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 _started = time.monotonic()
 
 
@@ -76,16 +77,17 @@ class Stats:
     what: str
     hist: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, HIST_MAX_US, HIST_DIGITS))
     samples_us: list[int] = field(default_factory=list)
-    clamped: int = 0  # samples below 1 us (e.g. a client saw it before the reference): recorded as 1 us
+    # Samples below 1 us (a stream saw the decision before the reference instant was
+    # processed): recorded in the histogram as 1 us, kept signed in samples_us.
+    clamped: int = 0
 
     def record_ns(self, ns: int) -> None:
+        """Record one sample; the JSON keeps it signed, the histogram clamps it to 1 us .. 10 min."""
         us = round(ns / 1000)
+        self.samples_us.append(us)
         if us < 1:
             self.clamped += 1
-            us = 1
-        us = min(us, HIST_MAX_US)
-        self.hist.record_value(us)
-        self.samples_us.append(us)
+        self.hist.record_value(min(max(us, 1), HIST_MAX_US))
 
     @property
     def count(self) -> int:
@@ -118,23 +120,18 @@ def fmt_ms(v: Any) -> str:
 
 
 def stats_table(title: str, rows: list[Stats]) -> Table:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title, title_justify="left", caption_justify="left")
     t.add_column("measure")
     t.add_column("n", justify="right")
     t.add_column("p50 ms", justify="right")
     t.add_column("p99 ms", justify="right")
     t.add_column("max ms", justify="right")
-    t.add_column("what it is", overflow="fold")
     for s in rows:
         sm = s.summary()
         t.add_row(
-            s.name,
-            str(s.count),
-            fmt_ms(sm.get("p50_ms")),
-            fmt_ms(sm.get("p99_ms")),
-            fmt_ms(sm.get("max_ms")),
-            s.what,
+            s.name, str(s.count), fmt_ms(sm.get("p50_ms")), fmt_ms(sm.get("p99_ms")), fmt_ms(sm.get("max_ms"))
         )
+    t.caption = "\n".join(f"{s.name}: {s.what}" for s in rows)
     return t
 
 
@@ -322,9 +319,7 @@ class Cluster:
             }
             path = self.log_dir / f"{rid}.yaml"
             path.write_text(yaml.safe_dump(cfg))
-            self.procs.append(
-                CoordinatorProc(rid, f"127.0.0.1:{port}", path, self.log_dir / f"{rid}.log")
-            )
+            self.procs.append(CoordinatorProc(rid, f"127.0.0.1:{port}", path, self.log_dir / f"{rid}.log"))
         progress(f"[{self.label}] starting {self.n} coordinator(s); logs in {self.log_dir}")
         for p in self.procs:
             p.start()
@@ -386,7 +381,9 @@ class Cluster:
                 except grpc.aio.AioRpcError as exc:
                     last_err = f"{exc.code().name}: {exc.details()}"
                 if time.monotonic() > deadline:
-                    raise BenchFailure(f"coordinator {p.replica_id} not ready after {timeout:.0f}s ({last_err})")
+                    raise BenchFailure(
+                        f"coordinator {p.replica_id} not ready after {timeout:.0f}s ({last_err})"
+                    )
                 await asyncio.sleep(0.02)
         return st
 
@@ -426,18 +423,28 @@ async def retry_until(
         {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
     ),
     codes: dict[str, int] | None = None,
+    first_errors: list[str] | None = None,
 ) -> tuple[T, int]:
     """Call ``attempt`` again at once on a retryable gRPC error; bounded in count and time.
 
-    Returns (result, attempts). ``codes`` counts the errors seen, by name.
+    Returns (result, attempts). ``codes`` counts the errors seen, by name;
+    ``first_errors`` gets the first few, with when each attempt started and ended.
     """
-    end = time.monotonic() + deadline_s
+    start = time.monotonic()
+    end = start + deadline_s
     for n in range(1, max_attempts + 1):
+        sent = time.monotonic()
         try:
             return await attempt(), n
         except grpc.aio.AioRpcError as exc:
             if codes is not None:
                 codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
+            if first_errors is not None and len(first_errors) < 5:
+                now = time.monotonic()
+                first_errors.append(
+                    f"attempt {n} sent at +{(sent - start) * 1000:.1f} ms, failed at "
+                    f"+{(now - start) * 1000:.1f} ms: {exc.code().name}: {exc.details()}"
+                )
             if exc.code() not in retry_codes:
                 raise BenchFailure(f"{what}: {exc.code().name}: {exc.details()}") from exc
             last = f"{exc.code().name}: {exc.details()}"
