@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from coordinator.convert import decision_pb, group_pb, group_spec
 from coordinator.core.model import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
 from coordinator.keys import Keys
-from coordinator.leader import LeaderWork, RequestError, SwitchRequest
+from coordinator.leader import LeaderWork
+from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
@@ -40,6 +41,15 @@ _CODES = {
 }
 
 LocalStatusFn = Callable[[], apb.ReplicaStatus]
+_ACTIONS = {
+    apb.CONTROL_ACTION_DRAIN: "drain",
+    apb.CONTROL_ACTION_UNDRAIN: "undrain",
+    apb.CONTROL_ACTION_PIN: "pin",
+    apb.CONTROL_ACTION_UNPIN: "unpin",
+    apb.CONTROL_ACTION_PAUSE: "pause",
+    apb.CONTROL_ACTION_RESUME: "resume",
+    apb.CONTROL_ACTION_HALT: "halt",
+}
 
 
 class PeerChannels:
@@ -109,6 +119,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 gs.controls = _controls_summary(c.value)
             out.groups.append(gs)
         out.replicas.extend(await self._replica_statuses())
+        degraded = {g for r in out.replicas if r.is_leader for g in r.degraded_groups}
+        for gs in out.groups:
+            gs.degraded = gs.definition.name in degraded
         try:
             async with asyncio.timeout(self._timeout):
                 out.alarms.extend(await self._store.alarms())
@@ -171,17 +184,21 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 return await self._forward(context, leader, lambda stub: stub.Switch(request, timeout=10))
             if self._leader.leadership is None:
                 await self._abort(context, "unavailable", "no leader elected right now; retry")
-        req = SwitchRequest(
-            request.group, request.path, request.reason, request.operator or "unknown", request.force
+        req = OperatorRequest(
+            request.group, request.reason, request.operator or "unknown", request.force, path=request.path
         )
+        return await self._run(context, req)
+
+    async def _run(self, context: Any, req: OperatorRequest) -> apb.ControlResponse:
         try:
-            done = await self._leader.submit(req)
+            message, done = await self._leader.submit(req)
         except RequestError as exc:
             await self._abort(context, exc.code, str(exc))
             raise
-        return apb.ControlResponse(
-            decision=decision_pb(done.record, done.epoch), message=f"committed at epoch {done.epoch}"
-        )
+        resp = apb.ControlResponse(message=message)
+        if done is not None:
+            resp.decision.CopyFrom(decision_pb(done.record, done.epoch))
+        return resp
 
     async def _forward(
         self,
@@ -210,55 +227,29 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await wait_any(self._view.changed.wait(), timeout=remaining)
 
     async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
-        g = self._view.groups.get(request.group)
-        if g is None:
-            await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
-            raise AssertionError
-        act = request.action
-        needs_path = act in (apb.CONTROL_ACTION_DRAIN, apb.CONTROL_ACTION_UNDRAIN, apb.CONTROL_ACTION_PIN)
-        if needs_path and request.path not in g.value.path_names():
+        action = _ACTIONS.get(request.action)
+        if action is None:
             await self._abort(
-                context, "not_found", f"path: unknown path {request.path!r} in group {request.group!r}"
+                context, "invalid", "action: required (drain, undrain, pin, unpin, pause, resume, halt)"
             )
-        if act == apb.CONTROL_ACTION_UNSPECIFIED:
-            await self._abort(context, "invalid", "action: required")
-        cur = self._view.controls.get(request.group)
-        c = cur.value if cur else ControlsSpec()
-        drained = set(c.drained)
-        update: dict[str, Any] = {"reason": request.reason, "operator": request.operator or "unknown"}
-        if act == apb.CONTROL_ACTION_DRAIN:
-            drained.add(request.path)
-            if not request.force and not [p for p in g.value.path_names() if p not in drained]:
-                await self._abort(
-                    context,
-                    "failed_precondition",
-                    f"path: draining {request.path!r} leaves group {request.group!r} no path (use --force)",
-                )
-        elif act == apb.CONTROL_ACTION_UNDRAIN:
-            drained.discard(request.path)
-        elif act == apb.CONTROL_ACTION_PIN:
-            update["pinned"] = request.path
-        elif act == apb.CONTROL_ACTION_UNPIN:
-            update["pinned"] = None
-        elif act in (apb.CONTROL_ACTION_PAUSE, apb.CONTROL_ACTION_RESUME):
-            update["paused"] = act == apb.CONTROL_ACTION_PAUSE
-            if act == apb.CONTROL_ACTION_RESUME:
-                update["halted"] = False
-        elif act == apb.CONTROL_ACTION_HALT:
-            update["halted"] = True
-        update["drained"] = sorted(drained)
-        new = c.model_copy(update=update)
-        key = self._keys.control(request.group)
-        try:
-            res = await self._store.txn(
-                [Compare.mod(key, cur.mod_revision if cur else 0)], [Put(key, new.model_dump_json().encode())]
-            )
-        except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {exc}")
-            raise
-        if not res.succeeded:
-            await self._abort(context, "failed_precondition", "controls changed concurrently; retry")
-        return apb.ControlResponse(message=f"controls of {request.group}: {_controls_summary(new)}")
+            raise AssertionError
+        if not request.group:
+            await self._abort(context, "invalid", "group: required")
+        if self._leader.leadership is None:
+            leader = await self._await_leader()
+            if leader is not None:
+                return await self._forward(context, leader, lambda stub: stub.SetControl(request, timeout=10))
+            if self._leader.leadership is None:
+                await self._abort(context, "unavailable", "no leader elected right now; retry")
+        req = OperatorRequest(
+            request.group,
+            request.reason,
+            request.operator or "unknown",
+            request.force,
+            path=request.path,
+            action=action,
+        )
+        return await self._run(context, req)
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
         try:

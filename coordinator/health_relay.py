@@ -22,8 +22,8 @@ from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
 from coordinator.core.health import HealthTable, PathReport, State
 from coordinator.core.model import Stage
+from coordinator.core.policy import GroupStatus, Memory, Snapshot, evaluate, health_view
 from coordinator.core.reconcile import Proposal
-from coordinator.core.simple_policy import propose
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.v1 import admin_pb2 as apb
@@ -68,7 +68,9 @@ class HealthRelay:
         self._arrivals: dict[tuple[str, str, str], tuple[int, list[Stage]]] = {}
         self._dirty: dict[str, tuple[Session | None, int]] = {}
         self._dirty_event = asyncio.Event()
-        self._last_auto_ms: dict[str, float] = {}
+        self._memory = Memory()
+        self.statuses: dict[str, GroupStatus] = {}
+        self._wake_handle: asyncio.TimerHandle | None = None
 
     @property
     def _id(self) -> str:
@@ -215,17 +217,21 @@ class HealthRelay:
         now_ms = now_ns / 1e6
         self.table.forget_expired(now_ms, self._cfg.health.host_grace_s * 1000)
         v = self._view
-        proposals = propose(
-            {n: g.value for n, g in v.groups.items()},
-            {n: c.value for n, c in v.controls.items()},
-            {n: r.record for n, r in v.routes.items()},
-            self.table,
-            now_ms=now_ms,
-            last_auto_ms=self._last_auto_ms,
+        snap = Snapshot(
+            groups={n: g.value for n, g in v.groups.items()},
+            controls={n: c.value for n, c in v.controls.items()},
+            routes={n: r.record for n, r in v.routes.items()},
+            health=health_view(self.table),
+            health_ready=self.ready,
         )
+        proposals, self._memory, statuses = evaluate(snap, self._memory, now_ms)
+        self.statuses = {st.group: st for st in statuses}
+        self._schedule_wake(self._memory.wake_at_ms, now_ms)
         for p in proposals:
+            if p.kind != "health":
+                continue
             route = v.routes.get(p.group)
-            active = route.record.paths[0] if route else ""
+            active = route.record.paths[0] if route and route.record.paths else ""
             arrivals = [a for (h, g, path), a in self._arrivals.items() if g == p.group and path == active]
             if arrivals:
                 arrived_ns, stages = max(arrivals, key=lambda a: a[0])
@@ -233,6 +239,27 @@ class HealthRelay:
                 p.stages.extend([*stages, decide])
         return proposals
 
+    def _schedule_wake(self, at_ms: float | None, now_ms: float) -> None:
+        """Re-run the policy when a dwell or failback hold runs out (no new input will come)."""
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
+        if at_ms is not None and self._hub.leader is not None:
+            delay = max(0.0, (at_ms - now_ms) / 1000) + 0.001
+            self._wake_handle = asyncio.get_running_loop().call_later(delay, self._hub.leader.wake)
+
+    def path_has_up_report(self, group: str, path: str) -> bool:
+        return any(
+            (r := e.paths.get((group, path))) is not None and r.state is State.UP
+            for e in self.table.hosts.values()
+        )
+
+    def healthy_paths(self, group: str) -> list[str] | None:
+        """Paths healthy for the group per the policy (None: health not gathered yet)."""
+        st = self.statuses.get(group)
+        if not self.ready or st is None:
+            return None
+        return [v.path for v in st.verdicts if v.healthy]
+
     def on_commit(self, done: Committed) -> None:
-        if done.record.trigger.kind == "health":
-            self._last_auto_ms[done.record.group] = time.monotonic_ns() / 1e6
+        """Automatic decisions are remembered by the policy itself (its Memory)."""

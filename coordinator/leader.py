@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from coordinator.commit import (
     Committed,
@@ -25,33 +23,25 @@ from coordinator.commit import (
     StaleInputs,
 )
 from coordinator.core.model import Stage, TriggerSpec
-from coordinator.core.reconcile import Proposal, reconcile, standby_order
+from coordinator.core.reconcile import Proposal, reconcile
+from coordinator.keys import Keys
+from coordinator.operator_requests import (
+    HealthGuard,
+    OperatorRequest,
+    RequestError,
+    check_switch,
+    new_controls,
+    switch_trigger,
+    validate,
+    wait_view,
+    write_controls,
+)
 from coordinator.store.errors import StoreError
+from coordinator.store.port import Store
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 
 log = logging.getLogger(__name__)
-
-
-class RequestError(Exception):
-    """An operator request that cannot be done; ``field`` names the bad input."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code  # "not_found", "invalid", "failed_precondition", "unavailable"
-
-
-@dataclass
-class SwitchRequest:
-    group: str
-    path: str
-    reason: str
-    operator: str
-    force: bool = False
-    received_ns: int = field(default_factory=time.monotonic_ns)
-    future: asyncio.Future[Committed] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 # A policy hook: given the view, returns proposals driven by health (issue: policy).
@@ -69,14 +59,20 @@ class LeaderWork:
         before_first_decision: Callable[[], Awaitable[None]] | None = None,
         health_policy: HealthPolicy | None = None,
         on_commit: CommitListener | None = None,
+        store: Store | None = None,
+        keys: Keys | None = None,
+        guard: HealthGuard | None = None,
     ) -> None:
+        self._store = store
+        self._keys = keys
+        self.guard = guard
         self._view = view
         self._committer = committer
         self._retention = history_retention
         self._before_first = before_first_decision
         self._health_policy = health_policy
         self._on_commit = on_commit
-        self._requests: asyncio.Queue[SwitchRequest] = asyncio.Queue()
+        self._requests: asyncio.Queue[OperatorRequest] = asyncio.Queue()
         self._wake = asyncio.Event()
         self.leadership: Leadership | None = None
         self.recent: list[Committed] = []
@@ -85,7 +81,7 @@ class LeaderWork:
         """Re-run the decision pass (health changed)."""
         self._wake.set()
 
-    def submit(self, req: SwitchRequest) -> asyncio.Future[Committed]:
+    def submit(self, req: OperatorRequest) -> asyncio.Future[tuple[str, Committed | None]]:
         self._requests.put_nowait(req)
         self._wake.set()
         return req.future
@@ -118,7 +114,7 @@ class LeaderWork:
             if req.future.done():
                 continue
             try:
-                req.future.set_result(await self._switch(leadership, req))
+                req.future.set_result(await self._operator(leadership, req))
             except RequestError as exc:
                 req.future.set_exception(exc)
             except (RestoreBlocked, StoreError) as exc:
@@ -130,22 +126,39 @@ class LeaderWork:
                 if not req.future.done():
                     req.future.set_exception(RequestError("unavailable", "leadership ended; retry"))
         for group in sorted(self._view.groups):
-            g = self._view.groups[group]
-            c = self._view.controls.get(group)
-            r = self._view.routes.get(group)
-            proposal = reconcile(
-                group, g.value, c.value if c else None, r.record if r else None, self._view.era.value
-            )
+            proposal = self._reconcile(group)
             if proposal is not None:
                 await self._try(leadership, proposal)
         if self._health_policy is not None:
             for proposal in self._health_policy(self._view):
                 await self._try(leadership, proposal)
 
+    def _reconcile(self, group: str) -> Proposal | None:
+        g = self._view.groups[group]
+        c = self._view.controls.get(group)
+        r = self._view.routes.get(group)
+        return reconcile(
+            group, g.value, c.value if c else None, r.record if r else None, self._view.era.value
+        )
+
+    async def _decide_group(self, leadership: Leadership, group: str) -> None:
+        """One group's pass, right after an operator control: reconcile, then policy (e.g. a pin)."""
+        proposal = self._reconcile(group)
+        if proposal is not None:
+            await self._commit_proposal(leadership, proposal)
+            return
+        if self._health_policy is not None:
+            for p in self._health_policy(self._view):
+                if p.group == group:
+                    await self._commit_proposal(leadership, p)
+
+    async def _commit_proposal(self, leadership: Leadership, p: Proposal) -> Committed:
+        trigger = TriggerSpec(kind=p.kind, operator=p.operator, evidence=p.evidence)  # type: ignore[arg-type]
+        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, p.stages)
+
     async def _try(self, leadership: Leadership, p: Proposal) -> None:
         try:
-            trigger = TriggerSpec(kind=p.kind, evidence=p.evidence)  # type: ignore[arg-type]
-            await self._commit(leadership, p.group, p.paths, p.reason, trigger, p.stages)
+            await self._commit_proposal(leadership, p)
         except StaleInputs as exc:
             log.info("not committed, view was stale: %s", exc)
         except RestoreBlocked as exc:
@@ -176,29 +189,34 @@ class LeaderWork:
             log.info("history prune of %s deferred: %s", group, exc)
         return done
 
-    async def _switch(self, leadership: Leadership, req: SwitchRequest) -> Committed:
+    async def _operator(self, leadership: Leadership, req: OperatorRequest) -> tuple[str, Committed | None]:
         for _attempt in range(5):
-            g = self._view.groups.get(req.group)
-            if g is None:
-                raise RequestError("not_found", f"group: unknown group {req.group!r}")
-            names = g.value.path_names()
-            if req.path not in names:
-                raise RequestError(
-                    "not_found",
-                    f"path: unknown path {req.path!r} in group {req.group!r} (paths: {', '.join(names)})",
-                )
-            c = self._view.controls.get(req.group)
-            if c is not None and c.value.halted and not req.force:
-                raise RequestError("failed_precondition", f"group: {req.group!r} is halted; resume it first")
-            paths = standby_order(g.value, req.path, None)
-            trigger = TriggerSpec(kind="operator", operator=req.operator)
-            queued_us = (time.monotonic_ns() - req.received_ns) // 1000
-            stages = [Stage(stage="decide", where=leadership.replica_id, duration_us=queued_us)]
+            validate(self._view, req)
             try:
-                return await self._commit(
-                    leadership, req.group, paths, f"operator switch: {req.reason}", trigger, stages
-                )
+                if req.action == "switch":
+                    paths = check_switch(self._view, self.guard, req)
+                    trigger, stages = switch_trigger(req, leadership)
+                    done = await self._commit(
+                        leadership, req.group, paths, f"operator switch: {req.reason}", trigger, stages
+                    )
+                    return f"committed at epoch {done.epoch}", done
+                return await self._control(leadership, req)
             except StaleInputs:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._view.changed.wait(), 1.0)
         raise RequestError("unavailable", "inputs kept changing; try again")
+
+    async def _control(self, leadership: Leadership, req: OperatorRequest) -> tuple[str, Committed | None]:
+        assert self._store is not None and self._keys is not None
+        spec = new_controls(self._view, self.guard, req)
+        revision = await write_controls(self._store, self._keys, self._view, leadership, req.group, spec)
+        await wait_view(self._view, revision)
+        # The decision the control causes, if any, is made now (carrying operator and reason).
+        before = self._view.routes.get(req.group)
+        await self._decide_group(leadership, req.group)
+        after = self._view.routes.get(req.group)
+        done = next((c for c in reversed(self.recent) if c.record.group == req.group), None)
+        if after is not None and before is not None and after.epoch == before.epoch:
+            done = None
+        summary = f"{req.action} recorded for {req.group} by {req.operator}"
+        return (summary + (f"; decision at epoch {done.epoch}" if done else "; no decision needed"), done)

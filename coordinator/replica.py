@@ -65,6 +65,9 @@ class Replica:
             before_first_decision=self.hub.gather_health,
             health_policy=self.hub.health_policy,
             on_commit=self.hub.on_commit,
+            store=self.store,
+            keys=self.keys,
+            guard=self.hub.relay,
         )
         self.hub.leader = self.leader
         self.election = Election(
@@ -106,6 +109,9 @@ class Replica:
                 )
                 for c in self.leader.recent[-20:]
             ],
+            degraded_groups=sorted(g for g, st in self.hub.relay.statuses.items() if st.degraded)
+            if self.election.is_leader
+            else [],
         )
 
     async def _seed_groups(self) -> None:

@@ -7,6 +7,7 @@ config, 1: the operation failed), never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import signal
@@ -257,6 +258,9 @@ def demo(
     from failover.demo.run import DemoOptions, run_demo
 
     logs.setup("warning")
+    # Progress must show as it happens, also when stdout is a pipe.
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     eps = [e.strip().removeprefix("http://") for e in etcd.split(",")] if etcd else None
     opts = DemoOptions(
         quick=quick,

@@ -103,13 +103,36 @@ async def admin(address: str) -> AsyncIterator[admin_pb2_grpc.AdminStub]:
         await ch.close()
 
 
-async def switch(address: str, grp: str, path: str, reason: str = "test") -> apb.ControlResponse:
+async def switch(
+    address: str, grp: str, path: str, reason: str = "test", force: bool = True
+) -> apb.ControlResponse:
+    """An operator switch; forced by default (these tests often run without sidecars reporting health)."""
     async with admin(address) as stub:
         resp: apb.ControlResponse = await stub.Switch(
-            apb.SwitchRequest(group=grp, path=path, reason=reason, operator="test"), timeout=10
+            apb.SwitchRequest(group=grp, path=path, reason=reason, operator="test", force=force), timeout=10
         )
         return resp
 
 
 def code_of(exc: BaseException) -> grpc.StatusCode | None:
     return exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+
+
+async def leader_of(
+    addresses: list[str], timeout: float = 15.0, not_id: str | None = None
+) -> tuple[str, str]:
+    """(leader id, an address that answered) by polling GetStatus over grpc.aio (never mix in sync gRPC)."""
+    last: Exception | None = None
+    async with asyncio.timeout(timeout):
+        while True:
+            for a in addresses:
+                try:
+                    async with admin(a) as stub:
+                        st = await stub.GetStatus(apb.GetStatusRequest(), timeout=3)
+                except grpc.aio.AioRpcError as exc:
+                    last = exc
+                    continue
+                if st.leader.replica_id and st.leader.replica_id != not_id:
+                    return st.leader.replica_id, a
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"no leader ({last})")

@@ -19,6 +19,7 @@ class Proposal:
     paths: list[str]
     reason: str
     kind: str = "seed"  # trigger kind
+    operator: str = ""
     evidence: list[str] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
 
@@ -41,15 +42,16 @@ def reconcile(
         return Proposal(
             group, standby_order(spec, None, controls), "initial decision: paths in priority order"
         )
+    op = controls.operator if controls else ""
+    why = f": {controls.reason}" if controls and controls.reason else ""
     if controls is not None and controls.halted:
         if route.paths:
-            return Proposal(
-                group, [], f"halted by {controls.operator or 'operator'}: {controls.reason}", "control"
-            )
+            return Proposal(group, [], f"halted by {op or 'operator'}{why}", "control", op)
         return None
     if not route.paths:
         # A halt that was lifted: back to priority order.
-        return Proposal(group, standby_order(spec, None, controls), "resumed after halt", "control")
+        order = standby_order(spec, None, controls)
+        return Proposal(group, order, f"resumed by {op or 'operator'}{why}", "control", op)
     names = spec.path_names()
     drained = set(controls.drained) if controls else set()
     active = route.paths[0] if route.paths[0] in names and route.paths[0] not in drained else None
@@ -58,7 +60,13 @@ def reconcile(
     kept = [p for p in route.paths if p in wanted]
     merged = kept + [p for p in wanted if p not in kept]
     if merged != route.paths:
-        return Proposal(group, merged, "group definition changed", "seed")
+        if controls is not None and route.paths[0] in drained:
+            return Proposal(
+                group, merged, f"{route.paths[0]} drained by {op or 'operator'}{why}", "control", op
+            )
+        if controls is not None and set(route.paths) & drained:
+            return Proposal(group, merged, f"drained by {op or 'operator'}{why}", "control", op)
+        return Proposal(group, merged, "group definition or controls changed", "seed")
     if route.era < era:
         return Proposal(group, route.paths, f"era bumped to {era}: re-committed in the new era", "seed")
     return None

@@ -43,6 +43,12 @@ from coordinator.store.types import (
 
 log = logging.getLogger(__name__)
 
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
 # Ask etcd to refuse streams on members that have no leader.
 _HASLEADER = (("hasleader", "true"),)
 
@@ -118,6 +124,7 @@ class EtcdWatch:
                 )
             )
         )
+        self._cancelled = False
         self._call = stub.Watch(self._request_iter(), metadata=_HASLEADER)
 
     async def _request_iter(self) -> AsyncIterator[Any]:
@@ -233,8 +240,13 @@ class EtcdStore:
 
     async def _c(self) -> Etcd3Client:
         if self._client is None:
-            self._client = Etcd3Client(self._endpoints, rpc_max_attempts=3)
-            await self._client.connect()
+            client = Etcd3Client(self._endpoints, rpc_max_attempts=3)
+            # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
+            # restart would stay unused that long. Keep it short, and notice dead
+            # members within a few seconds even when idle.
+            client._manager.grpc_options.extend(_CHANNEL_OPTIONS)
+            await client.connect()
+            self._client = client
         return self._client
 
     async def _unary(self, operation: str, coro: Any) -> Any:

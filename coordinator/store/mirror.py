@@ -9,6 +9,7 @@ snapshot: the mirror lists again and tells its listener.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -81,8 +82,6 @@ class Mirror:
         if self.ready.is_set() and store_revision < applied_before:
             self._backwards(store_revision)
             self._relist.set()
-            if self._stream is not None:
-                self._stream.cancel()
 
     def _backwards(self, new_revision: int) -> None:
         log.warning("store revision went backwards: %d -> %d (etcd restored?)", self.revision, new_revision)
@@ -101,28 +100,41 @@ class Mirror:
         self._notify(changed, True)
 
     async def _watch(self) -> None:
+        """Apply watch batches until the stream fails or a re-list is requested."""
         async with self._store.watch(self._prefix, self.revision + 1) as stream:
             self._stream = stream
             self.connected = True
+            consumer = asyncio.ensure_future(self._consume(stream))
+            relist = asyncio.ensure_future(self._relist.wait())
             try:
-                async for batch in stream:
-                    if self._relist.is_set():
-                        return
-                    if batch.revision < self.revision:
-                        self._backwards(batch.revision)
-                        return
-                    changed: set[str] = set()
-                    for ev in batch.events:
-                        if ev.kind is EventKind.PUT:
-                            self.data[ev.kv.key] = ev.kv
-                        else:
-                            self.data.pop(ev.kv.key, None)
-                        changed.add(ev.kv.key)
-                    self.revision = max(self.revision, batch.revision)
-                    self._notify(changed, False)
+                await asyncio.wait({consumer, relist}, return_when=asyncio.FIRST_COMPLETED)
+                if consumer.done():
+                    consumer.result()  # re-raise the stream's StoreError
             finally:
+                consumer.cancel()
+                relist.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StoreError):
+                    await consumer
                 self._stream = None
                 self.connected = False
+
+    async def _consume(self, stream: WatchStream) -> None:
+        async for batch in stream:
+            if self._relist.is_set():
+                return
+            if batch.revision < self.revision:
+                self._backwards(batch.revision)
+                self._relist.set()
+                return
+            changed: set[str] = set()
+            for ev in batch.events:
+                if ev.kind is EventKind.PUT:
+                    self.data[ev.kv.key] = ev.kv
+                else:
+                    self.data.pop(ev.kv.key, None)
+                changed.add(ev.kv.key)
+            self.revision = max(self.revision, batch.revision)
+            self._notify(changed, False)
 
     async def run(self) -> None:
         """Run until cancelled; never raises StoreError."""

@@ -7,7 +7,7 @@ import pytest
 from coordinator.commit import Committer, Inputs, Leadership, NotLeader, StaleInputs
 from coordinator.core.model import TriggerSpec
 from coordinator.store.types import Lease
-from tests.harness import ReplicaSet
+from tests.harness import ReplicaSet, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -22,6 +22,7 @@ async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, pref
     await rs.start_all()
     try:
         leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
         assert leader.leader.leadership is not None
         real = leader.leader.leadership
         store, view = leader.store, leader.view

@@ -32,6 +32,7 @@ async def test_restore_blocks_decisions_until_era_bump_then_orders_after_everyth
         backup = tmp_path / "snapshot"
         shutil.copytree(member.data_dir, backup)
         await asyncio.to_thread(cluster.restart, 0)
+        await wait_for(lambda: not leader.freshness.state.stale and leader.mirror.connected, 10, "etcd back")
         for i in range(4):
             resp = await switch(
                 addr, "cme-orders", "backup" if i % 2 == 0 else "primary", f"before restore {i}"

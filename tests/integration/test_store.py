@@ -128,3 +128,23 @@ async def test_mirror_reports_revision_going_backwards(etcd_cluster, prefix) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await s.close()
+
+
+async def test_mirror_survives_its_own_relist_cancel(etcd_cluster, prefix) -> None:
+    """check_revision cancels the watch to re-list; the mirror must keep running and applying."""
+    s = EtcdStore(etcd_cluster.endpoints)
+    mirror = Mirror(s, prefix, lambda *a: None)
+    task = asyncio.create_task(mirror.run())
+    try:
+        async with asyncio.timeout(10):
+            await mirror.ready.wait()
+        await wait_for(lambda: mirror.connected, 5, "watch connected")
+        mirror.check_revision(mirror.revision - 1, mirror.revision)
+        await s.put(prefix + "after", b"1")
+        await wait_for(lambda: prefix + "after" in mirror.data, 5, "a write after the forced re-list")
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await s.close()

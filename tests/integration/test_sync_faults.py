@@ -9,7 +9,7 @@ import pytest
 
 from failover.v1 import types_pb2 as pb
 from tests.harness import ReplicaSet, switch, wait_for
-from tests.integration.test_leader_faults import start_cluster, stop_all, wait_leader
+from tests.integration.test_leader_faults import start_cluster, stop_all
 from tests.procs import status_json
 from tests.syncclient import RoamingClient, SyncClient
 
@@ -64,13 +64,27 @@ async def test_replica_without_quorum_goes_stale_and_client_moves_without_missin
         await rs.stop_all()
 
 
+def _leader_cli(addrs: list[str], not_id: str | None = None, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for a in addrs:
+            try:
+                lid = status_json(a).get("leader", {}).get("replica_id")
+            except RuntimeError:
+                continue
+            if lid and lid != not_id:
+                return str(lid)
+        time.sleep(0.05)
+    raise AssertionError("no leader")
+
+
 async def test_new_leader_after_sigkill_has_full_health_before_deciding(
     tmp_path, etcd_cluster, prefix
 ) -> None:
     procs, addrs = start_cluster(tmp_path, etcd_cluster.endpoints, prefix, n=3)
     clients: list[SyncClient] = []
     try:
-        lid, _ = wait_leader(addrs)
+        lid = await asyncio.to_thread(_leader_cli, addrs)
         idx = int(lid[1:]) - 1
         others = [i for i in range(3) if i != idx]
         # h0 reports primary down on one follower; h1, h2 report it up on the other.
@@ -90,7 +104,7 @@ async def test_new_leader_after_sigkill_has_full_health_before_deciding(
         assert before["groups"][0]["decision"]["paths"] == ["primary", "backup"], "precondition: no move yet"
         epoch_before = before["groups"][0]["decision"]["epoch"]
         procs[idx].kill()
-        new_lid, _ = await asyncio.to_thread(wait_leader, [addrs[i] for i in others], 15.0, lid)
+        new_lid = await asyncio.to_thread(_leader_cli, [addrs[i] for i in others], lid)
         new_idx = int(new_lid[1:]) - 1
         await asyncio.to_thread(procs[new_idx].wait_log, "health state gathered", 10)
         assert "3 hosts known" in procs[new_idx].log(), procs[new_idx].log()[-2000:]

@@ -1,0 +1,209 @@
+"""The failover policy as a pure state machine: unit cases and Hypothesis invariants."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from coordinator.core.health import PathReport, State
+from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec
+from coordinator.core.policy import Memory, Snapshot, evaluate
+from coordinator.core.reconcile import reconcile
+
+PATHS = ["a", "b", "c"]
+HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+
+
+def spec(**policy: object) -> GroupSpec:
+    return GroupSpec.model_validate(
+        {
+            "name": "g",
+            "paths": [{"name": p, "endpoints": {"default": "h:1"}} for p in PATHS],
+            "policy": policy,
+        }
+    )
+
+
+def rec(paths: list[str]) -> DecisionRecord:
+    return DecisionRecord(group="g", paths=paths, era=0, leader_id="x", reason="r")
+
+
+def health(states: dict[str, dict[str, State]]) -> dict[str, dict[tuple[str, str], PathReport]]:
+    return {
+        h: {("g", p): PathReport(s, "reset" if s is State.DOWN else "") for p, s in ps.items()}
+        for h, ps in states.items()
+    }
+
+
+def snap(states, route=("a", "b", "c"), controls=None, **policy) -> Snapshot:
+    return Snapshot(
+        {"g": spec(**policy)}, {"g": controls} if controls else {}, {"g": rec(list(route))}, health(states)
+    )
+
+
+UP, DOWN = State.UP, State.DOWN
+
+
+def test_one_of_three_down_does_not_move_two_of_three_do() -> None:
+    s = snap({"h1": {"a": DOWN, "b": UP}, "h2": {"a": UP, "b": UP}, "h3": {"a": UP, "b": UP}})
+    assert evaluate(s, Memory(), 0)[0] == []
+    s = snap({"h1": {"a": DOWN, "b": UP}, "h2": {"a": DOWN, "b": UP}, "h3": {"a": UP, "b": UP}})
+    (p,), _, _ = evaluate(s, Memory(), 0)
+    assert p.paths[0] == "b" and p.kind == "health" and "h1:a=down/reset" in p.evidence
+
+
+def test_unknown_hosts_are_never_down() -> None:
+    # Only one host reports at all: one of one down is a majority of the reporting hosts.
+    s = snap({"h1": {"a": DOWN, "b": UP}, "h2": {}, "h3": {}})
+    (p,), _, _ = evaluate(s, Memory(), 0)
+    assert p.paths[0] == "b"
+    # No report on the target means it is not healthy for the group: degraded, no move.
+    s = snap({"h1": {"a": DOWN}})
+    props, _, statuses = evaluate(s, Memory(), 0)
+    assert props == [] and statuses[0].degraded
+
+
+def test_fail_hosts_threshold_and_slow_paths() -> None:
+    s = snap({"h1": {"a": DOWN, "b": UP}, "h2": {"a": UP, "b": UP}, "h3": {"a": UP, "b": UP}}, fail_hosts=1)
+    assert evaluate(s, Memory(), 0)[0][0].paths[0] == "b"
+    slow = {
+        h: {("g", "a"): PathReport(UP, rtt_p99_us=9000), ("g", "b"): PathReport(UP, rtt_p99_us=100)}
+        for h in HOSTS[:3]
+    }
+    s2 = Snapshot({"g": spec(slow_threshold_ms=5)}, {}, {"g": rec(["a", "b", "c"])}, slow)
+    (p,), _, _ = evaluate(s2, Memory(), 0)
+    assert p.paths[0] == "b" and "slow" in p.reason
+
+
+def test_dwell_and_failback_hold() -> None:
+    states = {h: {"a": DOWN, "b": UP} for h in HOSTS[:3]}
+    _, mem, _ = evaluate(snap(states), Memory(), 0)
+    # Now b dies too while c is healthy, within the dwell: no decision, a wake-up is scheduled.
+    states2 = {h: {"a": DOWN, "b": DOWN, "c": UP} for h in HOSTS[:3]}
+    props, mem2, _ = evaluate(snap(states2, route=("b", "c", "a"), min_dwell_ms=1000), mem, 500)
+    assert props == [] and mem2.wake_at_ms == 1000
+    props, _, _ = evaluate(snap(states2, route=("b", "c", "a"), min_dwell_ms=1000), mem2, 1000)
+    assert props and props[0].paths[0] == "c"
+    # Failback: a healthy again; moves back only after failback_hold_s, and only when enabled.
+    healthy = {h: {"a": UP, "b": UP, "c": UP} for h in HOSTS[:3]}
+    kw = {"auto_failback": True, "failback_hold_s": 2, "min_dwell_ms": 0}
+    props, m, _ = evaluate(snap(healthy, route=("b", "a", "c"), **kw), Memory(), 10_000)
+    assert props == [] and m.wake_at_ms == 12_000
+    props, _, _ = evaluate(snap(healthy, route=("b", "a", "c"), **kw), m, 12_000)
+    assert props and props[0].paths[0] == "a" and "failback" in props[0].reason
+    assert evaluate(snap(healthy, route=("b", "a", "c"), min_dwell_ms=0), m, 20_000)[0] == []
+
+
+def test_controls_win() -> None:
+    states = {h: {"a": DOWN, "b": UP, "c": UP} for h in HOSTS[:3]}
+    assert evaluate(snap(states, controls=ControlsSpec(paused=True)), Memory(), 0)[0] == []
+    assert evaluate(snap(states, controls=ControlsSpec(halted=True)), Memory(), 0)[0] == []
+    (p,), _, _ = evaluate(snap(states, controls=ControlsSpec(drained=["b"])), Memory(), 0)
+    assert p.paths == ["c", "b"] or p.paths[0] == "c"
+    assert "b" not in p.paths
+    # Pinned: moves to the pin (an operator control), never elsewhere.
+    (p,), _, _ = evaluate(snap(states, route=("b", "a", "c"), controls=ControlsSpec(pinned="a")), Memory(), 0)
+    assert p.paths[0] == "a" and p.kind == "control"
+
+
+class PolicyMachine(RuleBasedStateMachine):
+    """Random health, controls, time and committed decisions; invariants on every output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: dict[str, dict[str, State]] = {h: {} for h in HOSTS}
+        self.controls = ControlsSpec()
+        self.route = ["a", "b", "c"]
+        self.now = 0.0
+        self.memory = Memory()
+        self.auto_times: list[float] = []
+        self.last: list = []
+        self.dwell = 300
+
+    def _snap(self) -> Snapshot:
+        return Snapshot(
+            {"g": spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)},
+            {"g": self.controls},
+            {"g": rec(self.route)},
+            health(self.states),
+        )
+
+    @rule(host=st.sampled_from(HOSTS), path=st.sampled_from(PATHS), state=st.sampled_from([UP, DOWN, None]))
+    def report(self, host: str, path: str, state: State | None) -> None:
+        if state is None:
+            self.states[host].pop(path, None)
+        else:
+            self.states[host][path] = state
+
+    @rule(ms=st.integers(min_value=0, max_value=2000))
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+    @rule(path=st.sampled_from(PATHS))
+    def drain(self, path: str) -> None:
+        if len(set(self.controls.drained) | {path}) < len(PATHS):
+            self.controls = self.controls.model_copy(
+                update={"drained": sorted(set(self.controls.drained) | {path})}
+            )
+
+    @rule()
+    def undrain_all(self) -> None:
+        self.controls = self.controls.model_copy(update={"drained": []})
+
+    @rule(path=st.sampled_from([*PATHS, None]))
+    def pin(self, path: str | None) -> None:
+        if path not in self.controls.drained:
+            self.controls = self.controls.model_copy(update={"pinned": path})
+
+    @rule(flag=st.booleans())
+    def pause(self, flag: bool) -> None:
+        self.controls = self.controls.model_copy(update={"paused": flag})
+
+    @rule(flag=st.booleans())
+    def halt(self, flag: bool) -> None:
+        self.controls = self.controls.model_copy(update={"halted": flag})
+
+    @rule()
+    def evaluate_and_commit(self) -> None:
+        snap_ = self._snap()
+        props, mem, _ = evaluate(snap_, self.memory, self.now)
+        again = evaluate(snap_, self.memory, self.now)
+        assert (props, mem) == (again[0], again[1]), "evaluate is not a pure function of its inputs"
+        self.memory = mem
+        self.last = props
+        for p in props:
+            assert p.paths, "the policy never halts on its own"
+            assert p.paths[0] not in self.controls.drained, "a drained path was chosen"
+            assert not self.controls.halted, "a halted group got a decision"
+            if self.controls.pinned:
+                assert p.kind == "control" and p.paths[0] == self.controls.pinned
+            if p.kind == "health":
+                assert not self.controls.paused
+                if self.auto_times:
+                    assert self.now - self.auto_times[-1] >= self.dwell, (
+                        "two automatic decisions within the dwell"
+                    )
+                self.auto_times.append(self.now)
+            non_drained = [x for x in PATHS if x not in self.controls.drained or x == p.paths[0]]
+            assert sorted(p.paths) == sorted(set(non_drained)), f"order {p.paths} vs {non_drained}"
+            self.route = list(p.paths)
+
+    @precondition(lambda self: True)
+    @rule()
+    def reconcile_controls(self) -> None:
+        r = reconcile("g", spec(), self.controls, rec(self.route), 0)
+        if r is not None and r.paths:
+            assert r.paths[0] not in self.controls.drained
+            self.route = list(r.paths)
+        elif r is not None:
+            assert self.controls.halted
+            self.route = self.route  # a halt is a decision with no paths; keep the model's order
+
+    @invariant()
+    def route_is_a_permutation(self) -> None:
+        assert len(set(self.route)) == len(self.route)
+
+
+TestPolicyMachine = PolicyMachine.TestCase
+TestPolicyMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
