@@ -133,6 +133,11 @@ class SilenceGuard:
         """Was the loop seen lagging at or after ``since``?"""
         return self._lag_at >= since
 
+    @property
+    def last_lag_at(self) -> float:
+        """When the loop was last seen lagging (-inf: never)."""
+        return self._lag_at
+
     def all_silent(self, now: float) -> bool:
         """Is every watched line of the process silent now? (True when the caller is the only one.)"""
         states = [m.silent_at(now) for m in self._members]
@@ -166,6 +171,7 @@ class SilenceCheck:
         self.guard = guard
         self.max_probes = max_probes
         self._deadline: float | None = None
+        self._probe_at = 0.0
         self._probes = 0
 
     def alive(self) -> None:
@@ -182,12 +188,13 @@ class SilenceCheck:
             return Verdict.SILENT
         if now < self._deadline:
             return Verdict.WAIT
-        if self.guard.lagged_since(self._deadline - self.interval_s) and self._probes < self.max_probes:
-            return self._probe(now)
+        if self.guard.last_lag_at > self._probe_at and self._probes < self.max_probes:
+            return self._probe(now)  # the loop lagged again during the probe: it proves nothing yet
         return Verdict.SILENT
 
     def _probe(self, now: float) -> Verdict:
         self._deadline = now + self.interval_s
+        self._probe_at = now
         self._probes += 1
         self.guard.probes += 1
         return Verdict.PROBE
