@@ -290,9 +290,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 "at_unix_ms": int(time.time() * 1000),
             }
         ).encode()
-        res = await self._store.txn(
-            [Compare.mod(self._keys.era, kv.mod_revision if kv else 0)], [Put(self._keys.era, value)]
-        )
+        try:
+            res = await self._store.txn(
+                [Compare.mod(self._keys.era, kv.mod_revision if kv else 0)], [Put(self._keys.era, value)]
+            )
+        except StoreError as exc:
+            await self._abort(context, "unavailable", f"etcd: {exc}")
+            raise
         if not res.succeeded:
             await self._abort(context, "failed_precondition", "era changed concurrently; retry")
         log.warning("era bumped to %d by %s: %s", era + 1, request.operator, request.reason)

@@ -77,6 +77,11 @@ def check_switch(view: ClusterView, guard: HealthGuard | None, req: OperatorRequ
         raise RequestError(
             "failed_precondition", f"group: {req.group!r} is halted; `failover resume` it first"
         )
+    if ctl.pinned and ctl.pinned != req.path:
+        raise RequestError(
+            "failed_precondition",
+            f"group: {req.group!r} is pinned to {ctl.pinned!r}; `failover unpin` it first",
+        )
     if req.path in ctl.drained and not req.force:
         raise RequestError("failed_precondition", f"path: {req.path!r} is drained; undrain it or use --force")
     if guard is not None and not req.force and not guard.path_has_up_report(req.group, req.path):

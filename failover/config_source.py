@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from coordinator.core.model import describe_validation_error
 
@@ -83,5 +83,8 @@ def load(cls: type[S], path: Path | str | None, overrides: dict[str, Any] | None
         return cls(**flags)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from exc
+    except SettingsError as exc:
+        # e.g. an environment variable for a list or section that is not valid JSON
+        raise ConfigError(f"environment: {exc} (lists and sections take JSON)") from exc
     finally:
         _FILE_DATA.reset(token)

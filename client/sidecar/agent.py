@@ -80,6 +80,7 @@ class Agent:
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flip_started_ns: dict[str, int] = {}
+        self._warming: set[asyncio.Task[bool]] = set()
         self._save_pending = False
         self._save_task: asyncio.Task[None] | None = None
         self.link = CoordinatorLink(
@@ -229,12 +230,12 @@ class Agent:
         declared = time.monotonic_ns()
         before = r.effective
         r.on_health(st.path, st.state is PathState.UP, now_ms())
-        if st.state is PathState.DOWN:
-            for cb in self.path_dead_listeners:
-                cb(g, st.path)
         if r.effective != before:
             cause = st.cause.value if st.cause is not None and st.state is PathState.DOWN else None
             self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
+        if st.state is PathState.DOWN:
+            for cb in self.path_dead_listeners:
+                cb(g, st.path)
         rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
         rep.effective[g] = r.effective or ""
         self.link.report(rep)
@@ -274,6 +275,14 @@ class Agent:
             "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
         )
 
+    def note_in_doubt(self, g: str, path: str, count: int) -> None:
+        """Messages a dead path left in doubt are charged to the flip away from it."""
+        for f in reversed(self.flips):
+            if f.group == g:
+                if f.from_path == path:
+                    f.in_doubt += count
+                break
+
     def note_ack(self, g: str, path: str) -> None:
         """First ack on a path after a flip to it completes that flip's timeline."""
         started = self._flip_started_ns.pop(g, None)
@@ -287,6 +296,13 @@ class Agent:
 
     def _route_changed(self, g: str) -> None:
         r = self.routes.get(g)
+        if r is not None and r.effective is not None:
+            sess = self.sessions.get((g, r.effective))
+            if sess is not None and sess.is_up and not sess.can_send and sess.warmth is not Warmth.LOGGED_ON:
+                # A path kept only connected (or cold) logs on when it becomes the route.
+                task = asyncio.get_running_loop().create_task(sess.warm_up(Warmth.LOGGED_ON))
+                self._warming.add(task)
+                task.add_done_callback(self._warming.discard)
         if r is not None:
             t = self._timers.pop(g, None)
             if t is not None:

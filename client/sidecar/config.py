@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from coordinator.core.model import GroupSpec, check_address, check_name
 from failover.config_source import LayeredSettings
@@ -64,6 +65,12 @@ class GroupOverride(_Section):
 
 
 class SidecarConfig(LayeredSettings):
+    """Environment overrides use FAILOVER_SIDECAR_ (FAILOVER_COORDINATORS belongs to the CLI)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAILOVER_SIDECAR_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
     host_id: str
     site: str = "default"
     groups: list[str] = Field(min_length=1)

@@ -156,6 +156,8 @@ class OrderPath:
     def _on_path_dead(self, group: str, path: str) -> None:
         dead = self.ledger.on_path_dead(path, group)
         self._resolve_all(dead, f"{path} died before the reply")
+        if dead:
+            self.agent.note_in_doubt(group, path, len(dead))
         self._pump(group)
 
     def _on_venue(self, group: str, path: str, msg: dict[str, object]) -> None:

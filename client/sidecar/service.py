@@ -78,12 +78,18 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 f"strategy_id: {sid!r} is not allowed on host {self._agent.cfg.host_id}",
             )
         out: asyncio.Queue[spb.RelayEvent | None] = asyncio.Queue(maxsize=RELAY_QUEUE)
+        overflow = asyncio.Event()
 
         def sink(ev: spb.RelayEvent) -> None:
             try:
                 out.put_nowait(ev)
             except asyncio.QueueFull:
-                log.error("strategy %s does not read its outcomes: queue full", sid)
+                # Never drop an outcome silently: end the stream; the client library
+                # reports what it still waits for as IN_DOUBT, and ResolveInDoubt tells.
+                log.error(
+                    "strategy %s does not read its outcomes: %d queued; closing its stream", sid, RELAY_QUEUE
+                )
+                overflow.set()
 
         self._orders.sinks[sid] = sink
 
@@ -109,11 +115,15 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
 
         task = asyncio.create_task(reader())
         try:
-            while True:
+            while not overflow.is_set():
                 ev = await out.get()
                 if ev is None:
                     return
                 yield ev
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{RELAY_QUEUE} outcomes not read: stream closed (resolve in doubt)",
+            )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
