@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy coordinator client failover
+	$(BIN)/mypy coordinator client failover examples
 
 check: check-proto lint typecheck
 

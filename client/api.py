@@ -26,6 +26,7 @@ from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 
 Outcome = spb.Outcome
+Resolution = spb.Resolution
 Route = spb.Route
 VenueEvent = spb.VenueEvent
 
@@ -94,18 +95,20 @@ class Sidecar:
                     self.events.put_nowait(ev.venue_event)
         except grpc.aio.AioRpcError as exc:
             self.error = f"{exc.code().name}: {exc.details()}"
+            # Refused at open (unknown strategy, bad first message): nothing was sent anywhere.
+            refused = exc.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+        else:
+            refused = False
         finally:
             self.closed.set()
-            for msg_id, fut in list(self._pending.items()):
-                if not fut.done():
-                    fut.set_result(
-                        spb.Outcome(
-                            client_msg_id=msg_id,
-                            kind=spb.OUTCOME_KIND_IN_DOUBT,
-                            reason=f"stream to the sidecar broke {self.error}".strip(),
-                        )
-                    )
-            self._pending.clear()
+        kind = spb.OUTCOME_KIND_REJECTED if refused else spb.OUTCOME_KIND_IN_DOUBT
+        why = "the sidecar refused the stream" if refused else "stream to the sidecar broke"
+        for msg_id, fut in list(self._pending.items()):
+            if not fut.done():
+                fut.set_result(
+                    spb.Outcome(client_msg_id=msg_id, kind=kind, reason=f"{why}: {self.error}".strip())
+                )
+        self._pending.clear()
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -153,6 +156,19 @@ class Sidecar:
         """The effective route of each group now, then every change."""
         async for r in self._stub.WatchRoute(spb.WatchRouteRequest(groups=groups or [])):
             yield r
+
+    async def resolve_in_doubt(self, group: str, msg_ids: list[int]) -> list[spb.Resolution]:
+        """Ask what became of messages reported IN_DOUBT (works after a sidecar restart too).
+
+        ACKED/REJECTED: the venue's state. UNKNOWN_TO_VENUE: never received, and the
+        session that carried it is closed, so it never will be: safe to send again
+        under a new id. STILL_IN_DOUBT: ask again later.
+        """
+        resp: spb.ResolveInDoubtResponse = await self._stub.ResolveInDoubt(
+            spb.ResolveInDoubtRequest(strategy_id=self.strategy_id, group=group, client_msg_ids=msg_ids),
+            timeout=10,
+        )
+        return list(resp.resolutions)
 
     async def status(self) -> spb.SidecarLocalStatus:
         st: spb.SidecarLocalStatus = await self._stub.GetStatus(spb.SidecarStatusRequest(), timeout=5)

@@ -51,6 +51,8 @@ class OrdersSection(_Section):
     # A message with no usable path gets NO_PATH after this long.
     no_path_wait_ms: int = Field(default=500, ge=0, le=60_000)
     max_outstanding: int = Field(default=10_000, ge=1)
+    # Messages per second each strategy may send (token bucket, burst of one second); 0: no limit.
+    rate_limit_per_s: int = Field(default=0, ge=0)
 
 
 class StreamSection(_Section):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 from client.sidecar.agent import Agent, now_ms
@@ -30,6 +30,7 @@ _OUTCOME_PB = {
 }
 
 Sink = Callable[[spb.RelayEvent], None]
+_WRITTEN_KEPT = 200_000
 _EVENT_KINDS = {str(vp.MsgType.FILL): "fill", str(vp.MsgType.UCANCEL): "unsolicited_cancel"}
 
 
@@ -50,6 +51,10 @@ class OrderPath:
         self._submitted_ns: dict[MsgKey, int] = {}
         self._sent_ns: dict[MsgKey, int] = {}
         self._messages: dict[MsgKey, vp.Message] = {}
+        # Where each message was written: (path, connection number of that path's session).
+        self._written: OrderedDict[MsgKey, tuple[str, int]] = OrderedDict()
+        self._status_waiters: dict[str, asyncio.Future[dict[str, object]]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # strategy -> (tokens, last refill, s)
         self._wake = asyncio.Event()
         agent.route_listeners.append(self._on_route)
         agent.path_dead_listeners.append(self._on_path_dead)
@@ -71,6 +76,7 @@ class OrderPath:
             m.payload.decode("utf-8")
         except UnicodeDecodeError:
             raise RelayError("invalid", "payload: the sim transport carries UTF-8 text") from None
+        self._rate_check(strategy_id)
         if self.ledger.unresolved() >= cfg.orders.max_outstanding:
             raise RelayError("exhausted", f"{cfg.orders.max_outstanding} messages already without an outcome")
         key = (strategy_id, str(m.client_msg_id))
@@ -88,6 +94,20 @@ class OrderPath:
             return
         self._pump(m.group)
         self._wake.set()
+
+    def _rate_check(self, strategy_id: str) -> None:
+        rate = self.agent.cfg.orders.rate_limit_per_s
+        if not rate:
+            return
+        now = time.monotonic()
+        tokens, last = self._buckets.get(strategy_id, (float(rate), now))
+        tokens = min(float(rate), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[strategy_id] = (tokens, now)
+            raise RelayError(
+                "exhausted", f"rate limit: strategy {strategy_id!r} may send {rate} messages per second"
+            )
+        self._buckets[strategy_id] = (tokens - 1.0, now)
 
     def _venue_message(self, strategy_id: str, m: spb.RelayMessage) -> vp.Message:
         host = self.agent.cfg.host_id
@@ -111,6 +131,9 @@ class OrderPath:
                 return
             self.ledger.mark_sent(entry, r.effective, now_ms())
             self._sent_ns[entry.key] = time.monotonic_ns()
+            self._written[entry.key] = (r.effective, sess.connections_opened)
+            if len(self._written) > _WRITTEN_KEPT:
+                self._written.popitem(last=False)
             self.counters["sent"] += 1
 
     def _resolve_all(self, entries: list[Entry], reason: str = "") -> None:
@@ -163,6 +186,11 @@ class OrderPath:
     def _on_venue(self, group: str, path: str, msg: dict[str, object]) -> None:
         t = msg.get("t")
         cid = str(msg.get("clordid", ""))
+        if t == vp.MsgType.STATUS_REPLY:
+            waiter = self._status_waiters.pop(cid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(msg)
+            return
         try:
             host, strategy, msg_id = parse_clordid(cid)
         except ValueError:
@@ -194,6 +222,80 @@ class OrderPath:
                         )
                     )
                 )
+
+    # --- in-doubt resolution ------------------------------------------------
+
+    def _can_still_deliver(self, group: str, key: MsgKey) -> bool:
+        """Could the session that carried this message still hand it to the venue?
+
+        Only while that very connection is open: once closed (the path died, was
+        declared silent and aborted, or this sidecar restarted) no buffered bytes
+        of it can reach the venue any more.
+        """
+        written = self._written.get(key)
+        if written is None:
+            return False  # not written by this process: every earlier connection is gone
+        path, conn = written
+        s = self.agent.sessions.get((group, path))
+        return s is not None and s.is_up and s.connections_opened == conn
+
+    async def resolve(
+        self, strategy_id: str, group: str, ids: list[int], timeout_s: float = 1.0
+    ) -> list[spb.Resolution]:
+        out = []
+        for msg_id in ids:
+            key = (strategy_id, str(msg_id))
+            e = self.ledger.get(key)
+            if e is not None and e.outcome in (Outcome.ACKED, Outcome.REJECTED):
+                state = spb.RESOLVE_STATE_ACKED if e.outcome is Outcome.ACKED else spb.RESOLVE_STATE_REJECTED
+                out.append(
+                    spb.Resolution(client_msg_id=msg_id, state=state, detail=f"outcome {e.outcome.value}")
+                )
+                continue
+            out.append(await self._ask_venue(strategy_id, group, msg_id, key, timeout_s))
+        return out
+
+    async def _ask_venue(
+        self, strategy_id: str, group: str, msg_id: int, key: MsgKey, timeout_s: float
+    ) -> spb.Resolution:
+        still = spb.RESOLVE_STATE_STILL_IN_DOUBT
+        r = self.agent.routes.get(group)
+        sess = self.agent.sessions.get((group, r.effective)) if r is not None and r.effective else None
+        if sess is None or not sess.can_send:
+            return spb.Resolution(client_msg_id=msg_id, state=still, detail="no usable path to ask the venue")
+        cid = clordid(self.agent.cfg.host_id, strategy_id, str(msg_id))
+        fut: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        self._status_waiters[cid] = fut
+        if not sess.send(vp.status(cid)):
+            self._status_waiters.pop(cid, None)
+            return spb.Resolution(client_msg_id=msg_id, state=still, detail="could not ask the venue")
+        try:
+            reply = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            self._status_waiters.pop(cid, None)
+            return spb.Resolution(
+                client_msg_id=msg_id, state=still, detail="the venue did not answer in time"
+            )
+        state = str(reply.get("state", "unknown"))
+        if state in ("acked", "filled", "cancelled"):
+            return spb.Resolution(
+                client_msg_id=msg_id, state=spb.RESOLVE_STATE_ACKED, detail=f"venue: {state}"
+            )
+        if state == "rejected":
+            return spb.Resolution(
+                client_msg_id=msg_id, state=spb.RESOLVE_STATE_REJECTED, detail="venue: rejected"
+            )
+        if self._can_still_deliver(group, key):
+            return spb.Resolution(
+                client_msg_id=msg_id,
+                state=still,
+                detail="unknown to the venue, but its session is still open",
+            )
+        return spb.Resolution(
+            client_msg_id=msg_id,
+            state=spb.RESOLVE_STATE_UNKNOWN_TO_VENUE,
+            detail="unknown to the venue and the session that carried it is closed: it was never received",
+        )
 
     async def run(self) -> None:
         """Gives NO_PATH to messages that found no usable path within the configured wait."""

@@ -111,7 +111,8 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                     except RelayError as exc:
                         sink(_refused(m, str(exc)))
             finally:
-                out.put_nowait(None)
+                with contextlib.suppress(asyncio.QueueFull):
+                    out.put_nowait(None)
 
         task = asyncio.create_task(reader())
         try:
@@ -134,8 +135,17 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
     async def ResolveInDoubt(
         self, request: spb.ResolveInDoubtRequest, context: Any
     ) -> spb.ResolveInDoubtResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ResolveInDoubt arrives with the strategy API")
-        raise AssertionError
+        cfg = self._agent.cfg
+        if request.strategy_id not in cfg.strategies:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"strategy_id: {request.strategy_id!r} is not allowed here"
+            )
+        if request.group not in cfg.groups:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {request.group!r}")
+        if len(request.client_msg_ids) > 10_000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client_msg_ids: at most 10000 per call")
+        res = await self._orders.resolve(request.strategy_id, request.group, list(request.client_msg_ids))
+        return spb.ResolveInDoubtResponse(resolutions=res)
 
     async def GetStatus(self, request: spb.SidecarStatusRequest, context: Any) -> spb.SidecarLocalStatus:
         return status(self._agent, self._orders)
