@@ -238,6 +238,10 @@ def sidecar_status(
         render_sidecar(st, out)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Shorter waits (CI).")] = False,
@@ -258,6 +262,10 @@ def demo(
     from failover.demo.run import DemoOptions, run_demo
 
     logs.setup("warning")
+    # A shell may start us with SIGINT ignored (background jobs); Ctrl-C and SIGTERM must
+    # still stop the demo and everything it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     # Progress must show as it happens, also when stdout is a pipe.
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
