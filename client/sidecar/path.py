@@ -301,7 +301,9 @@ class PathSession:
             return
         link.logged_on = link.logon_pending = False
         link.abort()
-        detect_us = int((self.clock() - link.last_rx) * 1e6)
+        # A silent path was unnoticed since its last byte; a hard failure (reset, logon
+        # lost or refused) is known the moment the connection reports it.
+        detect_us = int((self.clock() - link.last_rx) * 1e6) if cause is Cause.SILENT else 0
         if not self._stopping:
             log.info("path %s/%s DOWN: %s (%s)", self.group, self.path, cause.value, detail)
             self._emit(PathState.DOWN, cause, detail, detect_us)
