@@ -254,6 +254,7 @@ def demo(
     ] = None,
     heartbeat_ms: Annotated[int, typer.Option("--heartbeat-ms", min=1, max=1000)] = 50,
     interval_ms: Annotated[float, typer.Option("--order-interval-ms", min=1.0, max=1000.0)] = 10.0,
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=50, help="Sidecars (trading hosts) to start.")] = 3,
     keep_logs: Annotated[bool, typer.Option("--keep-logs", help="Keep the processes' logs.")] = False,
     pid_file: Annotated[Path | None, typer.Option("--pid-file", hidden=True)] = None,
 ) -> None:
@@ -277,6 +278,7 @@ def demo(
         etcd=eps,
         heartbeat_ms=heartbeat_ms,
         order_interval_ms=interval_ms,
+        hosts=hosts,
         keep_logs=keep_logs,
         pid_file=pid_file,
     )

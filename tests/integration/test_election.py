@@ -69,3 +69,41 @@ async def test_failed_leader_work_revokes_its_lease(etcd_cluster, prefix) -> Non
         assert other.view.leader is not None and other.view.leader.token > old_token
     finally:
         await rs.stop_all()
+
+
+async def test_etcd_member_killed_under_replicas_decisions_keep_committing_and_none_is_missed(
+    own_etcd, prefix
+) -> None:
+    rs = ReplicaSet(own_etcd.endpoints, prefix, n=2)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        follower = next(r for r in rs.running() if r is not leader)
+        seen: list[int] = []
+        follower.view.listeners.append(
+            lambda v, groups: (
+                seen.append(v.routes["cme-orders"].epoch.revision)
+                if "cme-orders" in groups
+                and "cme-orders" in v.routes
+                and (not seen or v.routes["cme-orders"].epoch.revision != seen[-1])
+                else None
+            )
+        )
+        committed: list[int] = []
+        for member in range(3):
+            own_etcd.kill(member)
+            for path in ("backup", "primary"):
+                for _attempt in range(50):
+                    try:
+                        r = await switch(
+                            rs.address(rs.replicas.index(leader)), "cme-orders", path, f"m{member}"
+                        )
+                        committed.append(r.decision.epoch.revision)
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.1)
+            await asyncio.to_thread(own_etcd.restart, member)
+        assert len(committed) == 6
+        await wait_for(lambda: set(committed) <= set(seen), 15, "the follower to see every decision")
+    finally:
+        await rs.stop_all()

@@ -1,0 +1,78 @@
+"""Smoke tests of ``failover bench``: tiny runs on a real loopback cluster, JSON checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from failover.bench.cli import bench_app
+from failover.bench.common import Stats
+
+
+def _check_stats(s: dict[str, Any], what: str, min_count: int) -> None:
+    assert s["count"] >= min_count, f"{what}: {s}"
+    for k in ("p50_ms", "p99_ms", "max_ms"):
+        assert s[k] > 0, f"{what}.{k} = {s[k]}"
+    assert s["p50_ms"] <= s["p99_ms"] <= s["max_ms"], what
+    assert len(s["samples_us"]) == s["count"], what
+
+
+def test_stats_percentiles_from_hdrhistogram() -> None:
+    s = Stats("x", "test")
+    for ms in range(1, 101):
+        s.record_ns(ms * 1_000_000)
+    s.record_ns(-5_000)  # a sample before its reference: kept signed, clamped in the histogram
+    sm = s.summary()
+    assert sm["count"] == 101
+    assert 49.9 <= sm["p50_ms"] <= 50.1
+    assert 98.9 <= sm["p99_ms"] <= 99.1
+    assert 99.9 <= sm["max_ms"] <= 100.1
+    assert s.clamped == 1 and s.samples_us[-1] == -5
+
+
+def test_bad_stream_list_is_rejected() -> None:
+    r = CliRunner().invoke(bench_app, ["fanout", "--streams", "1,x"])
+    assert r.exit_code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_control_plane_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "cp.json"
+    r = CliRunner().invoke(
+        bench_app,
+        ["control-plane", "--runs", "2", "--replicas", "2", "--commits", "2", "--json", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "failover bench control-plane" in r.output  # the command line in the header
+    doc = json.loads(out.read_text())
+    assert doc["ok"] is True and doc["benchmark"] == "control-plane"
+    res = doc["results"]
+    _check_stats(res["commit_via_leader"], "commit_via_leader", 4)
+    _check_stats(res["commit_via_follower"], "commit_via_follower", 4)
+    for key in ("sigkill_to_commit", "sigterm_to_new_leader", "sigterm_to_commit", "sigterm_to_exit"):
+        _check_stats(res[key], key, 2)
+    assert len(doc["runs"]) == 2
+    assert doc["machine"]["cpus_usable"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_fanout_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    r = CliRunner().invoke(
+        bench_app, ["fanout", "--streams", "1,5", "--replicas", "1", "--runs", "2", "--json", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "failover bench fanout" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["ok"] is True and doc["benchmark"] == "fanout"
+    assert [(x["streams"], x["replicas"]) for x in doc["results"]] == [(1, 1), (5, 1)]
+    for x in doc["results"]:
+        _check_stats(x["last_stream"], "last_stream", 2)
+        _check_stats(x["all_streams"], "all_streams", 2 * x["streams"])
+        assert x["etcd_members"] == 1
