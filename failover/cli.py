@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import os
 import signal
 import sys
@@ -73,6 +74,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))
     except OSError as exc:
         fail(str(exc), 1)
+    except Exception as exc:  # a bug: say so in one line, keep the details in the log
+        logging.getLogger("failover").exception("unexpected error")
+        fail(f"unexpected error: {exc!r} (details in the log)", 1)
     raise AssertionError
 
 
@@ -118,6 +122,24 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
     run_async(runner())
 
 
+def serve(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a server until SIGINT/SIGTERM, then cancel it (its finally blocks clean up)."""
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(make())
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    run_until_signal(main)
+
+
 # --- coordinator -------------------------------------------------------------
 
 
@@ -153,21 +175,7 @@ def coordinator(
         return
     logs.setup(log_level, log_format, cfg.replica_id)
 
-    async def main(stop: asyncio.Event) -> None:
-        replica = Replica(cfg)
-        task = asyncio.create_task(replica.run())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        finally:
-            stopper.cancel()
-
-    run_until_signal(main)
+    serve(lambda: Replica(cfg).run())
 
 
 @app.command()
@@ -180,7 +188,7 @@ def sidecar(
     log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
 ) -> None:
     """Run the sidecar of one trading host: warm paths, flips, the strategy API."""
-    from client.sidecar.app import SidecarApp, SocketError
+    from client.sidecar.app import SidecarApp
     from client.sidecar.config import SidecarConfig
     from client.sidecar.state_file import StateFileError
     from failover import logs
@@ -194,21 +202,7 @@ def sidecar(
         return
     logs.setup(log_level, log_format, cfg.host_id)
 
-    async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(app_.run())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if not task.done():
-            task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except SocketError as exc:
-            fail(str(exc))
-
-    run_until_signal(main)
+    serve(app_.run)
 
 
 @app.command("sidecar-status")
@@ -254,7 +248,7 @@ def demo(
     ] = None,
     heartbeat_ms: Annotated[int, typer.Option("--heartbeat-ms", min=1, max=1000)] = 50,
     interval_ms: Annotated[float, typer.Option("--order-interval-ms", min=1.0, max=1000.0)] = 10.0,
-    hosts: Annotated[int, typer.Option("--hosts", min=1, max=50, help="Sidecars (trading hosts) to start.")] = 3,
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=50, help="Sidecars (hosts) to start.")] = 3,
     keep_logs: Annotated[bool, typer.Option("--keep-logs", help="Keep the processes' logs.")] = False,
     pid_file: Annotated[Path | None, typer.Option("--pid-file", hidden=True)] = None,
 ) -> None:

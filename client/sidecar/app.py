@@ -15,14 +15,15 @@ from client.sidecar.config import SidecarConfig
 from client.sidecar.orders import OrderPath
 from client.sidecar.service import SidecarService
 from failover import rpc
+from failover.config_source import ConfigError
 from failover.v1 import sidecar_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICES = ["failover.v1.Sidecar"]
 
 
-class SocketError(OSError):
-    pass
+class SocketError(ConfigError):
+    """The strategy socket cannot be used safely (a config problem: exit 2)."""
 
 
 def prepare_socket(path: str) -> None:

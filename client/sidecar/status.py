@@ -37,10 +37,10 @@ class PathStatus:
     """One state of a path session; ``seq`` grows with every change, ``at`` is the session clock then.
 
     ``cause`` is the last failure (kept while CONNECTING again after it; None once UP).
-    ``detect_us`` (DOWN only): for SILENT, the time from the last byte received to the
-    declaration (how long the failure went unnoticed, at most); for REFUSED, the connect
-    attempt's duration; for other hard failures 0, since the connection itself reported them. ``warmth`` is the warmth the session keeps (UP means
-    reached).
+    ``detect_us`` (DOWN only): for SILENT, the time from the last byte received to
+    the declaration (at most how long the failure went unnoticed); for REFUSED, the
+    connect attempt's duration; for other hard failures 0, since the connection itself
+    reported them. ``warmth`` is the warmth the session keeps (UP means reached).
     """
 
     group: str
