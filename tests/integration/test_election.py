@@ -107,3 +107,50 @@ async def test_etcd_member_killed_under_replicas_decisions_keep_committing_and_n
         await wait_for(lambda: set(committed) <= set(seen), 15, "the follower to see every decision")
     finally:
         await rs.stop_all()
+
+
+async def test_an_etcd_outage_alone_does_not_end_leadership(prefix) -> None:
+    from failover.etcdproc import EtcdCluster
+
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=2)
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        token = leader.leader.leadership.token
+        await asyncio.to_thread(cluster.stop_member, 0)
+        await asyncio.sleep(3.0)  # an outage longer than the 2 s lease TTL
+        assert leader.election.is_leader, "leadership ended on the outage alone"
+        await asyncio.to_thread(cluster.restart, 0)
+        # etcd refreshes leases when it comes back: the key is still ours, the term goes on.
+        r = None
+        for _attempt in range(50):
+            try:
+                r = await switch(
+                    rs.address(rs.replicas.index(leader)), "cme-orders", "backup", "after outage"
+                )
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        assert r is not None and r.decision.leader_id == leader.cfg.replica_id
+        assert leader.leader.leadership is not None and leader.leader.leadership.token == token
+    finally:
+        await rs.stop_all()
+        cluster.stop()
+
+
+async def test_history_is_bounded_by_retention(etcd_cluster, prefix) -> None:
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1, history_retention=3)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        for i in range(6):
+            await switch(rs.address(0), "cme-orders", "backup" if i % 2 == 0 else "primary")
+        await wait_for(
+            lambda: len(leader.view.history_keys.get("cme-orders", ())) == 3, 5, "history pruned to 3"
+        )
+        kvs, _ = await leader.store.get_prefix(leader.keys.history_prefix("cme-orders"))
+        assert len(kvs) == 3
+    finally:
+        await rs.stop_all()
