@@ -93,7 +93,9 @@ class OrderPath:
             self._resolve_all(self.ledger.halt(m.group), "group is halted")
             return
         self._pump(m.group)
-        self._wake.set()
+        entry = self.ledger.get(key)
+        if entry is not None and not entry.written and entry.outcome is None:
+            self._wake.set()  # still waiting for a path: the NO_PATH timer must know
 
     def _rate_check(self, strategy_id: str) -> None:
         rate = self.agent.cfg.orders.rate_limit_per_s
