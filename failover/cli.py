@@ -32,7 +32,7 @@ group_app = typer.Typer(no_args_is_help=True, help="Route group definitions.")
 app.add_typer(era_app, name="era")
 app.add_typer(group_app, name="group")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 T = TypeVar("T")
 

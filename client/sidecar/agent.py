@@ -216,6 +216,10 @@ class Agent:
         log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
         if r is not None and r.effective != before:
             self._record_flip(g, before, r.effective, "decision", None, 0, started)
+        if r is not None:
+            rep = sync_pb2.HealthReport()
+            rep.effective[g] = r.effective or ""
+            self.link.report(rep)  # status shows each host's effective route, also after a decision
         self._route_changed(g)
         self._schedule_save()
         return epoch
@@ -229,6 +233,11 @@ class Agent:
             return
         declared = time.monotonic_ns()
         before = r.effective
+        if st.state is PathState.CONNECTING and r.health(st.path) is None:
+            # Still connecting for the first time says nothing yet: keep the cold-start
+            # rule (use the decision's order) until the path is really up or down.
+            self._report(g, st)
+            return
         r.on_health(st.path, st.state is PathState.UP, now_ms())
         if r.effective != before:
             cause = st.cause.value if st.cause is not None and st.state is PathState.DOWN else None
@@ -236,10 +245,14 @@ class Agent:
         if st.state is PathState.DOWN:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
-        rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
-        rep.effective[g] = r.effective or ""
-        self.link.report(rep)
+        self._report(g, st)
         self._route_changed(g)
+
+    def _report(self, g: str, st: PathStatus) -> None:
+        r = self.routes.get(g)
+        rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
+        rep.effective[g] = (r.effective if r is not None else None) or ""
+        self.link.report(rep)
 
     def _on_path_message(self, g: str, path: str, msg: dict[str, object]) -> None:
         for cb in self.message_listeners:

@@ -67,7 +67,7 @@ class CoordinatorLink:
         self._full_health = full_health
         self._dead_after = dead_after_ms / 1000
         self._retry = retry_ms / 1000
-        self._out: asyncio.Queue[sync_pb2.SidecarMessage] | None = None
+        self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
         self.status = LinkStatus()
 
     def report(self, report: sync_pb2.HealthReport) -> None:
@@ -94,15 +94,15 @@ class CoordinatorLink:
             await asyncio.sleep(self._retry if i % len(self._addresses) == 0 else 0)
 
     async def _session(self, address: str) -> None:
-        out: asyncio.Queue[sync_pb2.SidecarMessage] = asyncio.Queue()
+        out: asyncio.Queue[sync_pb2.SidecarMessage | None] = asyncio.Queue()
         hello = sync_pb2.Hello(host_id=self._host_id, site=self._site, groups=self._groups)
         for g, (era, rev) in self._held().items():
             hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev))
         out.put_nowait(sync_pb2.SidecarMessage(hello=hello))
 
         async def requests() -> AsyncIterator[sync_pb2.SidecarMessage]:
-            while True:
-                yield await out.get()
+            while (msg := await out.get()) is not None:
+                yield msg
 
         async with rpc.channel(address) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
@@ -136,18 +136,21 @@ class CoordinatorLink:
                     "no message from %s for %.1fs: the stream is dead, moving on", address, self._dead_after
                 )
             finally:
+                out.put_nowait(None)  # ends the request generator before the call goes
                 call.cancel()
                 with contextlib.suppress(Exception):
                     await channel.close(None)
 
-    def _apply_snapshot(self, snap: sync_pb2.Snapshot, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> None:
+    def _apply_snapshot(
+        self, snap: sync_pb2.Snapshot, out: asyncio.Queue[sync_pb2.SidecarMessage | None]
+    ) -> None:
         self.status.replica_id = snap.freshness.replica_id
         for g in snap.groups:
             self._on_definition(g)
         for d in snap.decisions:
             self._apply(d, out)
 
-    def _apply(self, d: pb.Decision, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> None:
+    def _apply(self, d: pb.Decision, out: asyncio.Queue[sync_pb2.SidecarMessage | None]) -> None:
         received = time.monotonic_ns()
         stages: list[pb.StageTiming] = []
         held = self._on_decision(d, stages)
@@ -159,7 +162,9 @@ class CoordinatorLink:
             )
         )
 
-    def _handle(self, msg: sync_pb2.ReplicaMessage, out: asyncio.Queue[sync_pb2.SidecarMessage]) -> bool:
+    def _handle(
+        self, msg: sync_pb2.ReplicaMessage, out: asyncio.Queue[sync_pb2.SidecarMessage | None]
+    ) -> bool:
         kind = msg.WhichOneof("kind")
         if kind == "decision":
             self._apply(msg.decision, out)

@@ -123,6 +123,10 @@ class Mirror:
             if self._relist.is_set():
                 return
             if batch.revision < self.revision:
+                if not batch.events:
+                    # A progress notification may trail an event already delivered
+                    # (etcd-io/etcd#15220, etcd 3.4): not a restore, nothing to apply.
+                    continue
                 self._backwards(batch.revision)
                 self._relist.set()
                 return

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -119,8 +120,9 @@ def fmt_ms(v: Any) -> str:
     return "-" if v is None else f"{float(v):.2f}"
 
 
-def stats_table(title: str, rows: list[Stats]) -> Table:
-    t = Table(title=title, title_justify="left", caption_justify="left")
+def print_stats(title: str, rows: list[Stats]) -> None:
+    """The result table (p50/p99/max in ms), then what each row measures."""
+    t = Table(title=title, title_justify="left")
     t.add_column("measure")
     t.add_column("n", justify="right")
     t.add_column("p50 ms", justify="right")
@@ -131,8 +133,9 @@ def stats_table(title: str, rows: list[Stats]) -> Table:
         t.add_row(
             s.name, str(s.count), fmt_ms(sm.get("p50_ms")), fmt_ms(sm.get("p99_ms")), fmt_ms(sm.get("max_ms"))
         )
-    t.caption = "\n".join(f"{s.name}: {s.what}" for s in rows)
-    return t
+    out.print(t)
+    for s in rows:
+        out.print(f"  {s.name}: {s.what}")
 
 
 # --- the header ------------------------------------------------------------------
@@ -174,6 +177,71 @@ def _etcd_version() -> str:
         return "unknown"
 
 
+def code_info() -> dict[str, Any]:
+    """Which code runs: where the packages are imported from, and its git commit when it is a checkout."""
+    import coordinator
+
+    root = Path(coordinator.__file__).resolve().parent.parent
+    info: dict[str, Any] = {"path": str(root), "commit": "unknown", "dirty": None}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if r.returncode == 0:
+            info["commit"] = r.stdout.strip()
+            d = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            info["dirty"] = sorted(line[3:] for line in d.stdout.splitlines()) if d.returncode == 0 else None
+    return info
+
+
+def _busy_cpu_seconds() -> float:
+    """Machine-wide busy CPU seconds so far (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            parts = f.readline().split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[:8])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of every child it has reaped (coordinators, etcd)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class MachineLoad:
+    """How much CPU other processes used while we measured (the machine is shared)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.busy0 = _busy_cpu_seconds()
+        self.own0 = _own_cpu_seconds()
+        self.load0 = os.getloadavg()
+
+    def finish(self) -> dict[str, Any]:
+        """Call after every child was reaped (their CPU is then in RUSAGE_CHILDREN)."""
+        wall = time.monotonic() - self.t0
+        busy = _busy_cpu_seconds() - self.busy0
+        own = _own_cpu_seconds() - self.own0
+        other = max(0.0, busy - own)
+        return {
+            "wall_s": round(wall, 1),
+            "machine_busy_cpu_s": round(busy, 1),
+            "ours_cpu_s": round(own, 1),
+            "other_processes_cpu_s": round(other, 1),
+            "other_processes_mean_cores": round(other / wall, 2) if wall > 0 else 0.0,
+            "loadavg_at_start": [round(x, 2) for x in self.load0],
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        }
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpus_online": os.cpu_count(),
@@ -197,6 +265,12 @@ def print_header(title: str, cmd: str, params: dict[str, Any], extra: dict[str, 
         f"{info['network']}"
     )
     out.print(f"software: Python {info['python']}, grpcio {info['grpcio']}, {info['etcd']}")
+    code = code_info()
+    info["code"] = code
+    dirty = f", modified: {', '.join(code['dirty'])}" if code["dirty"] else ""
+    out.print(f"code:     {code['path']} at {code['commit'][:12]}{dirty}")
+    la = os.getloadavg()
+    out.print(f"load:     load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} at start")
     out.print("params:   " + ", ".join(f"{k}={v}" for k, v in params.items()))
     for k, v in extra.items():
         out.print(f"{k + ':':9s} {v}")
@@ -345,7 +419,8 @@ class Cluster:
         return st
 
     async def switch(self, address: str, path: str, timeout: float) -> Any:
-        req = apb.SwitchRequest(group=GROUP, path=path, reason="bench", operator="bench")
+        # Forced: the bench runs no sidecars, so no host reports the path up (a guard rail).
+        req = apb.SwitchRequest(group=GROUP, path=path, reason="bench", operator="bench", force=True)
         resp: apb.ControlResponse = await self.admin(address).Switch(req, timeout=timeout)
         return resp
 

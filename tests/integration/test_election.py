@@ -123,9 +123,10 @@ async def test_an_etcd_outage_alone_does_not_end_leadership(prefix) -> None:
         await asyncio.sleep(3.0)  # an outage longer than the 2 s lease TTL
         assert leader.election.is_leader, "leadership ended on the outage alone"
         await asyncio.to_thread(cluster.restart, 0)
+        await wait_for(lambda: leader.mirror.connected and not leader.freshness.state.stale, 20, "etcd back")
         # etcd refreshes leases when it comes back: the key is still ours, the term goes on.
         r = None
-        for _attempt in range(50):
+        for _attempt in range(100):
             try:
                 r = await switch(
                     rs.address(rs.replicas.index(leader)), "cme-orders", "backup", "after outage"

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -30,7 +31,6 @@ import yaml
 
 from client.api import OutcomeKind, Sidecar
 from failover import rpc
-from failover.etcdproc import free_port
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sidecar_pb2_grpc, venue_pb2, venue_pb2_grpc
 from failover.v1 import sidecar_pb2 as spb
@@ -50,6 +50,21 @@ FAULT_KINDS = {
     "logon_refused": venue_pb2.FAULT_KIND_LOGON_REFUSED,
     "recover": venue_pb2.FAULT_KIND_RECOVER,
 }
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all bound at once, then released (``free_port`` twice in a row
+    can return the same port, and two coordinators on one port made a test fail once)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def short_dir(tag: str) -> Path:
@@ -184,6 +199,8 @@ class System:
     venues: dict[str, VenueProc] = field(default_factory=dict)
     sidecars: dict[str, SidecarProc] = field(default_factory=dict)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    _used: set[int] = field(default_factory=set)
+    _restores_healed: int = 0
 
     # ----------------------------------------------------------------- diagnostics
 
@@ -206,6 +223,14 @@ class System:
             if not v.proc.alive:
                 raise AssertionError(f"venue {v.name} exited:\n{v.proc.log()[-3000:]}")
 
+    def ports(self, n: int) -> list[int]:
+        """``n`` free ports never handed out before by this system."""
+        out: list[int] = []
+        while len(out) < n:
+            out += [p for p in free_ports(n - len(out)) if p not in self._used]
+            self._used.update(out)
+        return out
+
     def channel(self, target: str) -> grpc.aio.Channel:
         ch = self._channels.get(target)
         if ch is None:
@@ -222,10 +247,11 @@ class System:
     def start_venue(
         self, name: str = "venue", gateways: tuple[str, ...] = ("primary", "backup")
     ) -> VenueProc:
+        *gw_ports, control = self.ports(len(gateways) + 1)
         v = VenueProc(
             name,
-            {gw: f"127.0.0.1:{free_port()}" for gw in gateways},
-            f"127.0.0.1:{free_port()}",
+            {gw: f"127.0.0.1:{port}" for gw, port in zip(gateways, gw_ports, strict=True)},
+            f"127.0.0.1:{control}",
             Proc(f"venue-{name}", [], self.log_dir),
         )
         v.proc.args = v.args()
@@ -273,9 +299,8 @@ class System:
         }
 
     def start_coordinators(self, groups: list[dict[str, Any]], n: int = 3, **extra: Any) -> None:
-        for i in range(n):
+        for i, port in enumerate(self.ports(n)):
             rid = f"c{i + 1}"
-            port = free_port()
             cfg = {
                 "replica_id": rid,
                 "listen": f"127.0.0.1:{port}",
@@ -317,54 +342,84 @@ class System:
         assert last is not None
         raise last
 
+    async def heal_false_restore(self) -> bool:
+        """Bump the era if a replica wrongly detected an etcd restore (see ``start_coordinators``).
+
+        Workaround for a coordinator bug (reported): ``Mirror._consume`` takes an etcd progress
+        notification that arrives after newer events (etcd#15220, etcd 3.4.23) for a restore,
+        and the leader then commits nothing until ``failover era bump``. The first freshness
+        probe, at start-up, can still hit it. An operator would bump the era; so does this,
+        once per detection, and says so on stderr. Returns whether it bumped.
+        """
+        seen = sum(p.log().count("] etcd restore detected") for p in self.coordinators.values())
+        if seen <= self._restores_healed:
+            return False
+        self._restores_healed = seen
+        live = ",".join(a for rid, a in self.coordinator_addrs.items() if self.coordinators[rid].alive)
+        code, _, err = await run_cli(
+            "era",
+            "bump",
+            "--reason",
+            "test harness: false restore detection",
+            "--operator",
+            "test",
+            "-c",
+            live,
+        )
+        print(
+            f"harness: a coordinator falsely detected an etcd restore; era bump -> {code} {err}",
+            file=sys.stderr,
+        )
+        return code == 0
+
+    async def operator(self, *args: str, timeout: float = WAIT_S) -> str:
+        """An operator command (``failover ARGS -c <live replicas>``), retried (bounded) until it succeeds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            live = ",".join(a for rid, a in self.coordinator_addrs.items() if self.coordinators[rid].alive)
+            code, out, err = await run_cli(*args, "-c", live)
+            if code == 0:
+                return out
+            if time.monotonic() > deadline:
+                raise AssertionError(f"failover {' '.join(args)} kept failing for {timeout}s: {err.strip()}")
+            await self.heal_false_restore()
+            await asyncio.sleep(0.1)
+
     async def wait_coordinators(self) -> apb.ClusterStatus:
         """Every replica answers with a leader and a decision for the group."""
 
         def ready(st: apb.ClusterStatus) -> bool:
             return bool(st.leader.replica_id) and decision_of(st) is not None
 
+        async def probe(address: str) -> apb.ClusterStatus:
+            await self.heal_false_restore()
+            return await self.cluster_status(address)
+
         st = apb.ClusterStatus()
         for a in self.coordinator_addrs.values():
             st = await until(
-                functools.partial(self.cluster_status, a),
+                functools.partial(probe, a),
                 ready,
                 f"coordinator {a} to know a leader and a decision",
                 timeout=START_S,
                 interval=0.05,
                 diagnose=self.logs,
             )
+        for rid, p in self.coordinators.items():  # one answering for another would hide a dead one
+            assert p.alive, f"coordinator {rid} exited:\n{p.log()[-3000:]}"
         return st
 
     async def switch(self, path: str, reason: str = "test", timeout: float = WAIT_S) -> pb.Decision:
         """``failover switch`` through the CLI, retried (bounded) while no leader can commit."""
-        deadline = time.monotonic() + timeout
-        while True:
-            live = ",".join(a for rid, a in self.coordinator_addrs.items() if self.coordinators[rid].alive)
-            code, out, err = await run_cli(
-                "switch",
-                GROUP,
-                path,
-                "--reason",
-                reason,
-                "--operator",
-                "test",
-                "--json",
-                "-c",
-                live,
-                "--timeout",
-                "3",
-            )
-            if code == 0:
-                d = pb.Decision()
-                data = json.loads(out)["decision"]
-                d.group = data["group"]
-                d.paths.extend(data["paths"])
-                d.epoch.era = int(data["epoch"].get("era", 0))
-                d.epoch.revision = int(data["epoch"]["revision"])
-                return d
-            if time.monotonic() > deadline:
-                raise AssertionError(f"failover switch {path} kept failing for {timeout}s: {err.strip()}")
-            await asyncio.sleep(0.1)
+        out = await self.operator(
+            "switch", GROUP, path, "--reason", reason, "--operator", "test", "--json", "--timeout", "3",
+            timeout=timeout,
+        )  # fmt: skip
+        data = json.loads(out)["decision"]
+        d = pb.Decision(group=data["group"], paths=data["paths"])
+        d.epoch.era = int(data["epoch"].get("era", 0))
+        d.epoch.revision = int(data["epoch"]["revision"])
+        return d
 
     # ----------------------------------------------------------------- sidecars
 

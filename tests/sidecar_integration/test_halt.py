@@ -11,7 +11,6 @@ from tests.sidecar_integration.harness import (
     System,
     epoch_of,
     route_of,
-    run_cli,
     standard,
     system,
 )
@@ -38,10 +37,7 @@ async def test_halt_stops_every_sidecar_and_resume_restores_routing(tmp_path, et
         await standard(s, HOSTS)
         before = epoch_of(route_of(await s.status("h1")))
 
-        code, out, err = await run_cli(
-            "halt", GROUP, "--reason", "x", "--operator", "t", "-c", s.coordinator_list
-        )
-        assert code == 0, err
+        await s.operator("halt", GROUP, "--reason", "x", "--operator", "t")
         for h in HOSTS:
             st = await s.wait_sidecar(h, lambda st: route_of(st).halted, "the halt")
             r = route_of(st)
@@ -53,8 +49,7 @@ async def test_halt_stops_every_sidecar_and_resume_restores_routing(tmp_path, et
         c = await s.counters()
         assert c.orders == 0, c
 
-        code, out, err = await run_cli("resume", GROUP, "--operator", "t", "-c", s.coordinator_list)
-        assert code == 0, err
+        await s.operator("resume", GROUP, "--operator", "t")
         for h in HOSTS:
             st = await s.wait_route(h, "primary")
             r = route_of(st)

@@ -1,0 +1,346 @@
+"""``failover bench control-plane``: commit latency, leader crash and graceful hand-off.
+
+Each of ``runs`` repetitions, on one etcd cluster and N coordinator processes:
+
+1. commit latency: ``commits`` Admin/Switch calls to the leader and as many to
+   followers (forwarded), paths alternating so every call commits a change;
+2. SIGKILL the leader, then send Switch to a survivor (short timeout, retried
+   at once on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED) until one commits;
+   restart the killed replica with its config and wait until it answers;
+3. SIGTERM the leader, then concurrently poll a survivor's GetStatus every
+   5 ms until it names a new leader, and send Switch to that survivor until
+   one commits; restart it and wait until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import Any
+
+import grpc
+
+from failover.bench.common import (
+    PATHS,
+    BenchFailure,
+    Cluster,
+    CoordinatorProc,
+    Stats,
+    progress,
+    retry_until,
+)
+
+POLL_INTERVAL_S = 0.005
+MAX_POLLS_IN_FLIGHT = 50
+
+
+class ControlPlaneBench:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        runs: int,
+        commits: int,
+        rpc_timeout_s: float,
+        run_timeout_s: float,
+        deadline: float,
+    ) -> None:
+        self.c = cluster
+        self.runs = runs
+        self.commits = commits
+        self.rpc_timeout_s = rpc_timeout_s
+        self.run_timeout_s = run_timeout_s
+        self.deadline = deadline
+        self.active = ""
+        self.details: list[dict[str, Any]] = []
+        self.stats = {
+            "commit_via_leader": Stats(
+                "commit, sent to leader",
+                "Admin/Switch sent to the leader: request sent -> committed reply received",
+            ),
+            "commit_via_follower": Stats(
+                "commit, sent to follower",
+                "Admin/Switch sent to a follower, which forwards it to the leader: sent -> committed reply",
+            ),
+            "sigkill_to_commit": Stats(
+                "leader SIGKILL -> commit",
+                "SIGKILL of the leader -> reply of the first Switch (sent to a survivor, retried at once "
+                "on UNAVAILABLE/DEADLINE_EXCEEDED) that committed under a new leader",
+            ),
+            "sigterm_to_new_leader": Stats(
+                "leader SIGTERM -> new leader seen",
+                "SIGTERM of the leader -> a survivor's GetStatus (started every 5 ms) names another leader",
+            ),
+            "sigterm_to_commit": Stats(
+                "leader SIGTERM -> commit",
+                "SIGTERM of the leader -> reply of the first Switch to a survivor that committed",
+            ),
+            "sigterm_to_exit": Stats(
+                "leader SIGTERM -> process exit",
+                "SIGTERM of the leader -> its process has exited (polled every 5 ms)",
+            ),
+            "restart_to_ready": Stats(
+                "restart -> replica ready",
+                "restarted replica's process spawned -> its GetStatus answers with a leader and a decision",
+            ),
+        }
+
+    # --- helpers -------------------------------------------------------------
+
+    def _next_path(self) -> str:
+        return PATHS[1] if self.active == PATHS[0] else PATHS[0]
+
+    def _check_time(self, what: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise BenchFailure(f"--max-seconds reached before {what}")
+
+    async def leader(self) -> tuple[str, str]:
+        """(replica id, address) of the leader as a running replica's GetStatus reports it."""
+        end = time.monotonic() + self.run_timeout_s
+        last = ""
+        while time.monotonic() < end:
+            for p in self.c.procs:
+                if not p.alive:
+                    continue
+                try:
+                    st = await self.c.status(p.address, timeout=1.0)
+                except grpc.aio.AioRpcError as exc:
+                    last = f"{p.replica_id}: {exc.code().name}"
+                    continue
+                if st.leader.replica_id:
+                    return str(st.leader.replica_id), str(st.leader.address)
+                last = f"{p.replica_id}: no leader"
+            await asyncio.sleep(0.02)
+        raise BenchFailure(f"no leader known after {self.run_timeout_s:.0f}s ({last})")
+
+    async def timed_switch(self, address: str) -> tuple[int, Any]:
+        path = self._next_path()
+        t0 = time.monotonic_ns()
+        try:
+            resp = await self.c.switch(address, path, timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            raise BenchFailure(f"Switch to {path} via {address}: {exc.code().name}: {exc.details()}") from exc
+        dt = time.monotonic_ns() - t0
+        self._committed(resp, path)
+        return dt, resp
+
+    def _committed(self, resp: Any, path: str) -> None:
+        got = list(resp.decision.paths)
+        if not got or got[0] != path:
+            raise BenchFailure(f"Switch to {path} answered with paths {got} ({resp.message})")
+        self.active = path
+
+    async def restart(self, victim: CoordinatorProc) -> int:
+        """Reap, start again with the same config, wait until it answers; returns ns to ready."""
+        for _ in range(1500):  # up to 15 s
+            if not victim.alive:
+                break
+            await asyncio.sleep(0.01)
+        if victim.alive:
+            raise BenchFailure(f"{victim.replica_id} still running 15 s after it was signalled")
+        victim.reap()
+        t0 = time.monotonic_ns()
+        victim.start()
+        await self.c.wait_ready([victim], timeout=self.run_timeout_s)
+        dt = time.monotonic_ns() - t0
+        self.stats["restart_to_ready"].record_ns(dt)
+        return dt
+
+    # --- the phases ----------------------------------------------------------
+
+    async def commit_phase(self, run: int) -> dict[str, Any]:
+        leader_id, leader_addr = await self.leader()
+        followers = [p for p in self.c.procs if p.replica_id != leader_id]
+        lead, fwd = [], []
+        for k in range(self.commits):
+            dt, _ = await self.timed_switch(leader_addr)
+            self.stats["commit_via_leader"].record_ns(dt)
+            lead.append(dt)
+            dt, resp = await self.timed_switch(followers[k % len(followers)].address)
+            if resp.decision.leader_id != leader_id:
+                raise BenchFailure(f"leader changed during the commit phase ({resp.decision.leader_id})")
+            self.stats["commit_via_follower"].record_ns(dt)
+            fwd.append(dt)
+        progress(
+            f"run {run + 1}/{self.runs} commits: leader {leader_id} "
+            f"p50-of-run {sorted(lead)[len(lead) // 2] / 1e6:.2f} ms, "
+            f"forwarded {sorted(fwd)[len(fwd) // 2] / 1e6:.2f} ms"
+        )
+        return {
+            "leader": leader_id,
+            "via_leader_us": [x // 1000 for x in lead],
+            "via_follower_us": [x // 1000 for x in fwd],
+        }
+
+    async def kill_phase(self, run: int) -> dict[str, Any]:
+        leader_id, _ = await self.leader()
+        victim = self.c.by_id(leader_id)
+        survivors = [p for p in self.c.procs if p is not victim]
+        target = survivors[run % len(survivors)]
+        path = self._next_path()
+        codes: dict[str, int] = {}
+        first_errors: list[str] = []
+
+        async def attempt() -> Any:
+            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s)
+
+        t0 = time.monotonic_ns()
+        victim.signal(signal.SIGKILL)
+        resp, attempts = await retry_until(
+            f"Switch via {target.replica_id} after SIGKILL of {leader_id}",
+            attempt,
+            deadline_s=self.run_timeout_s,
+            codes=codes,
+            first_errors=first_errors,
+        )
+        dt = time.monotonic_ns() - t0
+        self._committed(resp, path)
+        new_leader = str(resp.decision.leader_id)
+        if new_leader == leader_id:
+            raise BenchFailure(f"the SIGKILLed leader {leader_id} is named as committing after its death")
+        self.stats["sigkill_to_commit"].record_ns(dt)
+        progress(
+            f"run {run + 1}/{self.runs} SIGKILL {leader_id}: {new_leader} committed after {dt / 1e6:.2f} ms "
+            f"({attempts} Switch attempts via {target.replica_id}: {codes or 'none failed'})"
+        )
+        restart_ns = await self.restart(victim)
+        self.c.check_alive()
+        return {
+            "killed": leader_id,
+            "sent_to": target.replica_id,
+            "new_leader": new_leader,
+            "ms": dt / 1e6,
+            "attempts": attempts,
+            "errors": codes,
+            "first_errors": first_errors,
+            "restart_to_ready_ms": restart_ns / 1e6,
+        }
+
+    async def _poll_new_leader(self, address: str, old: str, end: float) -> tuple[int, str, int]:
+        """Start a GetStatus every 5 ms until one names a leader other than ``old``.
+
+        Returns (monotonic ns of that reply, new leader id, polls started).
+        """
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[tuple[int, str]] = loop.create_future()
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def one() -> None:
+            try:
+                st = await self.c.status(address, timeout=2.0)
+            except grpc.aio.AioRpcError:
+                return
+            now = time.monotonic_ns()
+            rid = str(st.leader.replica_id)
+            if rid and rid != old and not found.done():
+                found.set_result((now, rid))
+
+        polls = 0
+        try:
+            while not found.done():
+                if time.monotonic() > end:
+                    raise BenchFailure(f"no new leader in {address}'s GetStatus within {self.run_timeout_s}s")
+                if len(inflight) < MAX_POLLS_IN_FLIGHT:
+                    polls += 1
+                    task = asyncio.create_task(one())
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                await asyncio.wait({found}, timeout=POLL_INTERVAL_S)
+            t, rid = found.result()
+            return t, rid, polls
+        finally:
+            for task in list(inflight):
+                task.cancel()
+            for task in list(inflight):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _wait_exit(self, p: CoordinatorProc, end: float) -> int:
+        while p.alive:
+            if time.monotonic() > end:
+                raise BenchFailure(f"{p.replica_id} did not exit within {self.run_timeout_s}s of SIGTERM")
+            await asyncio.sleep(POLL_INTERVAL_S)
+        return time.monotonic_ns()
+
+    async def term_phase(self, run: int) -> dict[str, Any]:
+        leader_id, _ = await self.leader()
+        victim = self.c.by_id(leader_id)
+        survivors = [p for p in self.c.procs if p is not victim]
+        target = survivors[run % len(survivors)]
+        path = self._next_path()
+        codes: dict[str, int] = {}
+        first_errors: list[str] = []
+
+        async def attempt() -> Any:
+            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s)
+
+        async def commit() -> tuple[int, Any, int]:
+            resp, n = await retry_until(
+                f"Switch via {target.replica_id} after SIGTERM of {leader_id}",
+                attempt,
+                deadline_s=self.run_timeout_s,
+                codes=codes,
+                first_errors=first_errors,
+            )
+            return time.monotonic_ns(), resp, n
+
+        t0 = time.monotonic_ns()
+        end = time.monotonic() + self.run_timeout_s
+        victim.signal(signal.SIGTERM)
+        async with asyncio.TaskGroup() as tg:
+            seen = tg.create_task(self._poll_new_leader(target.address, leader_id, end))
+            committed = tg.create_task(commit())
+            exited = tg.create_task(self._wait_exit(victim, end))
+        t_seen, seen_id, polls = seen.result()
+        t_commit, resp, attempts = committed.result()
+        t_exit = exited.result()
+        self._committed(resp, path)
+        self.stats["sigterm_to_new_leader"].record_ns(t_seen - t0)
+        self.stats["sigterm_to_commit"].record_ns(t_commit - t0)
+        self.stats["sigterm_to_exit"].record_ns(t_exit - t0)
+        code = victim.proc.returncode if victim.proc is not None else None
+        progress(
+            f"run {run + 1}/{self.runs} SIGTERM {leader_id}: {seen_id} seen as leader after "
+            f"{(t_seen - t0) / 1e6:.2f} ms, commit after {(t_commit - t0) / 1e6:.2f} ms, "
+            f"exit (code {code}) after {(t_exit - t0) / 1e6:.2f} ms "
+            f"({polls} polls, {attempts} Switch attempts: {codes or 'none failed'})"
+        )
+        restart_ns = await self.restart(victim)
+        self.c.check_alive()
+        return {
+            "stopped": leader_id,
+            "exit_code": code,
+            "sent_to": target.replica_id,
+            "new_leader_seen": seen_id,
+            "new_leader_committed": str(resp.decision.leader_id),
+            "new_leader_seen_ms": (t_seen - t0) / 1e6,
+            "commit_ms": (t_commit - t0) / 1e6,
+            "exit_ms": (t_exit - t0) / 1e6,
+            "status_polls": polls,
+            "attempts": attempts,
+            "errors": codes,
+            "first_errors": first_errors,
+            "restart_to_ready_ms": restart_ns / 1e6,
+        }
+
+    async def run(self) -> None:
+        progress(f"waiting for {self.c.n} coordinators to be ready")
+        await self.c.wait_ready(timeout=self.run_timeout_s * 2)
+        st = await self.c.status(self.c.procs[0].address)
+        for g in st.groups:
+            if g.HasField("decision") and g.decision.paths:
+                self.active = str(g.decision.paths[0])
+        # Warm-up (not recorded): open channels, first forwarded call.
+        leader_id, leader_addr = await self.leader()
+        await self.timed_switch(leader_addr)
+        await self.timed_switch(next(p.address for p in self.c.procs if p.replica_id != leader_id))
+        for run in range(self.runs):
+            self._check_time(f"run {run + 1}")
+            self.c.check_alive()
+            detail: dict[str, Any] = {"run": run + 1}
+            detail["commits"] = await self.commit_phase(run)
+            detail["sigkill"] = await self.kill_phase(run)
+            detail["sigterm"] = await self.term_phase(run)
+            self.details.append(detail)

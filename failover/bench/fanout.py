@@ -1,0 +1,436 @@
+"""``failover bench fanout``: commit -> decision on every sidecar stream.
+
+For one (streams S, replicas R) combination: a 1-member etcd, R coordinator
+processes, and S failover.v1.Sync streams opened by this process (spread
+evenly over the replicas, a few channels per replica, many streams per
+channel), each acknowledging every decision like a sidecar. Each run commits
+one operator switch; the reference instant t_commit is when this process's
+own etcd watch on ``<prefix>routes/`` delivers the new route revision. Per
+run: t_commit -> the last stream that receives that decision ("last stream"),
+and t_commit -> each stream ("all streams").
+
+The client does as little as it can per message: the ReplicaMessage kind is
+read from its first byte (heartbeats and definitions are not parsed), only
+decisions and snapshots are decoded, and acks are encoded once per epoch and
+shared by every stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from coordinator.store.etcd_store import EtcdStore
+from coordinator.store.types import EventKind
+from failover import rpc
+from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, Stats, progress
+from failover.v1 import sync_pb2
+from failover.v1 import types_pb2 as pb
+
+METHOD = "/failover.v1.Sync/Stream"
+# First byte of a ReplicaMessage: (field number << 3) | 2 (length-delimited).
+TAG_SNAPSHOT = (1 << 3) | 2
+TAG_DECISION = (3 << 3) | 2
+GIL_SWITCH_INTERVAL_S = 0.0002
+
+
+class CommitWatch:
+    """This process's own etcd watch on the routes: when each route revision became visible.
+
+    The watch runs on its own event loop in its own thread (still this process,
+    still ``EtcdStore.watch``): on the main loop its response would queue behind
+    the burst of stream messages it is the reference for, and its timestamp
+    would come late by however long the client takes to work through them.
+    """
+
+    def __init__(self, endpoints: list[str], prefix: str) -> None:
+        self.endpoints = endpoints
+        self.prefix = prefix + "routes/"
+        self.seen: dict[int, int] = {}  # route revision -> monotonic ns (written by the watch thread)
+        self.error: BaseException | None = None
+        self._main: asyncio.AbstractEventLoop | None = None
+        self._waiters: dict[int, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._main = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._thread_main, name="bench-commit-watch", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, timeout)
+        if self.error is not None:
+            raise BenchFailure(f"the bench's etcd watch failed to start: {self.error!r}")
+        if not self._ready.is_set():
+            raise BenchFailure(f"the bench's etcd watch did not start within {timeout}s")
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._watch())
+        except BaseException as exc:  # reported to the main loop's waiters
+            self.error = exc
+        finally:
+            self._ready.set()
+            if self._main is not None and not self._main.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    self._main.call_soon_threadsafe(self._wake_all)
+
+    async def _watch(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        store = EtcdStore(self.endpoints, rpc_timeout_s=2.0)
+        try:
+            start_revision = await store.current_revision() + 1
+            async with store.watch(self.prefix, start_revision) as w:
+                self._ready.set()
+                it = w.__aiter__()
+                while not self._stop.is_set():
+                    nxt = asyncio.ensure_future(it.__anext__())
+                    stop = asyncio.ensure_future(self._stop.wait())
+                    try:
+                        await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stop.cancel()
+                    if not nxt.done():
+                        nxt.cancel()
+                        with contextlib.suppress(BaseException):
+                            await nxt
+                        return
+                    batch = nxt.result()
+                    now = time.monotonic_ns()
+                    for ev in batch.events:
+                        if ev.kind is EventKind.PUT:
+                            self.seen.setdefault(ev.kv.mod_revision, now)
+                            assert self._main is not None
+                            self._main.call_soon_threadsafe(self._wake, ev.kv.mod_revision)
+        finally:
+            await store.close()
+
+    def _wake(self, rev: int) -> None:
+        waiter = self._waiters.pop(rev, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _wake_all(self) -> None:
+        for w in self._waiters.values():
+            w.set()
+
+    async def wait(self, rev: int, timeout: float) -> int:
+        if rev not in self.seen and self.error is None:
+            waiter = self._waiters.setdefault(rev, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), timeout)
+            self._waiters.pop(rev, None)
+        if rev not in self.seen:
+            if self.error is not None or (self._thread is not None and not self._thread.is_alive()):
+                raise BenchFailure(f"the bench's etcd watch ended: {self.error!r}")
+            raise BenchFailure(f"the bench's etcd watch did not see route revision {rev} within {timeout}s")
+        return self.seen[rev]
+
+    async def close(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+
+
+class StreamFleet:
+    """S Sync streams in this process; records when each receives each decision."""
+
+    def __init__(self, addresses: list[str], streams: int, channels_per_replica: int) -> None:
+        self.addresses = addresses
+        self.n = streams
+        self.channels_per_replica = max(1, min(channels_per_replica, streams))
+        self.arrivals: dict[int, list[int]] = {}  # route revision -> monotonic ns per stream
+        self.held: list[tuple[int, int]] = [(0, 0)] * streams
+        self.replica_of: list[str] = [addresses[i % len(addresses)] for i in range(streams)]
+        self.errors: dict[int, str] = {}
+        self.ready = 0
+        self._ready_event = asyncio.Event()
+        self._complete: dict[int, asyncio.Event] = {}
+        self._acks: dict[tuple[str, int, int], bytes] = {}
+        self._channels: list[grpc.aio.Channel] = []
+        self._calls: list[Any] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+
+    def _ack(self, group: str, era: int, rev: int) -> bytes:
+        key = (group, era, rev)
+        raw = self._acks.get(key)
+        if raw is None:
+            raw = self._acks[key] = sync_pb2.SidecarMessage(
+                ack=sync_pb2.Ack(group=group, epoch=pb.Epoch(era=era, revision=rev))
+            ).SerializeToString()
+        return raw
+
+    async def open(self, timeout: float) -> None:
+        r = len(self.addresses)
+        per_replica: list[list[grpc.aio.Channel]] = []
+        for addr in self.addresses:
+            chans = []
+            for _ in range(self.channels_per_replica):
+                # A local subchannel pool: each channel gets its own HTTP/2 connection.
+                ch = rpc.channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
+                chans.append(ch)
+                self._channels.append(ch)
+            per_replica.append(chans)
+        for i in range(self.n):
+            ch = per_replica[i % r][(i // r) % self.channels_per_replica]
+            # Raw bytes both ways; called without a request iterator: we write() ourselves.
+            method: Any = ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
+            call = method()
+            self._calls.append(call)
+            self._tasks.append(asyncio.create_task(self._stream(i, call), name=f"bench-stream-{i}"))
+        end = time.monotonic() + timeout
+        while self.ready < self.n:
+            if self.errors:
+                i, e = next(iter(self.errors.items()))
+                raise BenchFailure(f"stream {i} to {self.replica_of[i]} failed while opening: {e}")
+            left = end - time.monotonic()
+            if left <= 0:
+                raise BenchFailure(f"only {self.ready}/{self.n} streams got their snapshot within {timeout}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready_event.wait(), min(left, 0.5))
+
+    async def _stream(self, i: int, call: Any) -> None:
+        hello = sync_pb2.SidecarMessage(
+            hello=sync_pb2.Hello(host_id=f"bench-{i:05d}", site="default", groups=[GROUP])
+        ).SerializeToString()
+        eof = grpc.aio.EOF  # type: ignore[attr-defined]
+        try:
+            await call.write(hello)
+            while True:
+                raw = await call.read()
+                if raw is eof:
+                    self.errors[i] = "stream ended by the replica"
+                    return
+                tag = raw[0]
+                if tag == TAG_DECISION:
+                    t = time.monotonic_ns()
+                    d = sync_pb2.ReplicaMessage.FromString(raw).decision
+                    era, rev = d.epoch.era, d.epoch.revision
+                    if (era, rev) > self.held[i]:
+                        self.held[i] = (era, rev)
+                        lst = self.arrivals.get(rev)
+                        if lst is None:
+                            lst = self.arrivals[rev] = []
+                        lst.append(t)
+                        if len(lst) >= self.n:
+                            ev = self._complete.get(rev)
+                            if ev is not None:
+                                ev.set()
+                    await call.write(self._ack(d.group, era, rev))
+                elif tag == TAG_SNAPSHOT:
+                    snap = sync_pb2.ReplicaMessage.FromString(raw).snapshot
+                    for d in snap.decisions:
+                        era, rev = d.epoch.era, d.epoch.revision
+                        self.held[i] = max(self.held[i], (era, rev))
+                        await call.write(self._ack(d.group, era, rev))
+                    self.ready += 1
+                    if self.ready >= self.n:
+                        self._ready_event.set()
+                # heartbeats, definitions, health requests: not decoded
+        except grpc.aio.AioRpcError as exc:
+            self.errors[i] = f"{exc.code().name}: {exc.details()}"
+        finally:
+            self._changed.set()
+
+    async def wait_complete(self, rev: int, timeout: float) -> list[int]:
+        if len(self.arrivals.get(rev, ())) < self.n:
+            ev = self._complete.setdefault(rev, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ev.wait(), timeout)
+            self._complete.pop(rev, None)
+        got = self.arrivals.get(rev, [])
+        if len(got) < self.n:
+            missing = [i for i in range(self.n) if self.held[i][1] < rev]
+            lines = [
+                f"stream {i} (bench-{i:05d}) on {self.replica_of[i]}: holds revision {self.held[i][1]}"
+                + (f", stream error {self.errors[i]}" if i in self.errors else "")
+                for i in missing[:10]
+            ]
+            more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise BenchFailure(
+                f"{len(missing)}/{self.n} streams did not receive the decision at revision {rev} "
+                f"within {timeout}s:\n  " + "\n  ".join(lines) + more
+            )
+        return got
+
+    async def close(self) -> None:
+        for call in self._calls:
+            call.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        for ch in self._channels:
+            with contextlib.suppress(Exception):
+                await ch.close(None)
+
+
+def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds used so far by this process and by every process of the cluster."""
+    snap = {"bench": time.process_time()}
+    for p in cluster.procs:
+        snap[p.replica_id] = _cpu_seconds(p.pid)
+    if cluster.etcd is not None:
+        for m in cluster.etcd.members:
+            if m.proc is not None:
+                snap[f"etcd-{m.name}"] = _cpu_seconds(m.proc.pid)
+    return snap
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def run_combination(
+    cluster: Cluster,
+    *,
+    streams: int,
+    runs: int,
+    channels_per_replica: int,
+    run_timeout_s: float,
+    pause_s: float,
+    deadline: float,
+    label: str,
+) -> dict[str, Any]:
+    last = Stats(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
+    first = Stats(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
+    every = Stats(f"{label} all streams", "t_commit -> each stream receives the decision (S per run)")
+    to_commit = Stats(f"{label} switch -> commit", "Switch sent to the leader -> t_commit")
+    to_reply = Stats(
+        f"{label} switch reply", "Switch sent to the leader -> its committed reply received (operator view)"
+    )
+    per_run: list[dict[str, Any]] = []
+    watch: CommitWatch | None = None
+    fleet: StreamFleet | None = None
+    switch_interval = sys.getswitchinterval()
+    # The watch thread must get the GIL promptly while the main thread works through
+    # a burst of stream messages (default: it may wait 5 ms per hand-over).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    try:
+        cluster.start()
+        await cluster.wait_ready(timeout=60)
+        st = await cluster.status(cluster.procs[0].address)
+        leader_id, leader_addr = str(st.leader.replica_id), str(st.leader.address)
+        active = next(str(g.decision.paths[0]) for g in st.groups if g.definition.name == GROUP)
+        watch = CommitWatch(cluster.endpoints, cluster.prefix)
+        await watch.start()
+        fleet = StreamFleet([p.address for p in cluster.procs], streams, channels_per_replica)
+        t_open = time.monotonic()
+        progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
+        await fleet.open(timeout=max(30.0, streams / 20))
+        progress(f"[{label}] {streams} streams have their snapshot after {time.monotonic() - t_open:.2f}s")
+        cpu0 = _cpu_snapshot(cluster)
+        wall0 = time.monotonic()
+        for run in range(-1, runs):  # run -1: warm-up, not recorded
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"--max-seconds reached before run {run + 1} of {label}")
+            cluster.check_alive()
+            path = PATHS[1] if active == PATHS[0] else PATHS[0]
+            cpu_before = _cpu_snapshot(cluster)
+            t_sent = time.monotonic_ns()
+            try:
+                resp = await cluster.switch(leader_addr, path, timeout=5.0)
+            except grpc.aio.AioRpcError as exc:
+                raise BenchFailure(
+                    f"Switch via leader {leader_id}: {exc.code().name}: {exc.details()}"
+                ) from exc
+            if list(resp.decision.paths)[:1] != [path]:
+                raise BenchFailure(f"Switch to {path} answered {list(resp.decision.paths)}")
+            t_reply = time.monotonic_ns()
+            active = path
+            rev = int(resp.decision.epoch.revision)
+            t_commit = await watch.wait(rev, run_timeout_s)
+            got = await fleet.wait_complete(rev, run_timeout_s)
+            cpu_after = _cpu_snapshot(cluster)
+            if run < 0:
+                progress(f"[{label}] warm-up switch delivered to all {streams} streams")
+                await asyncio.sleep(pause_s)
+                continue
+            t_last, t_first = max(got), min(got)
+            to_commit.record_ns(t_commit - t_sent)
+            to_reply.record_ns(t_reply - t_sent)
+            last.record_ns(t_last - t_commit)
+            first.record_ns(t_first - t_commit)
+            for t in got:
+                every.record_ns(t - t_commit)
+            per_run.append(
+                {
+                    "run": run + 1,
+                    "revision": rev,
+                    "first_stream_us": (t_first - t_commit) // 1000,
+                    "last_stream_us": (t_last - t_commit) // 1000,
+                    "switch_sent_to_commit_us": (t_commit - t_sent) // 1000,
+                    "switch_sent_to_reply_us": (t_reply - t_sent) // 1000,
+                    # Absolute CLOCK_MONOTONIC instants, to line up with other observers.
+                    "t_sent_ns": t_sent,
+                    "t_commit_ns": t_commit,
+                    # From just before the Switch until every stream had the decision (+ a
+                    # little bookkeeping): CPU ms per process, next to the wall ms.
+                    "window_wall_ms": round((time.monotonic_ns() - t_sent) / 1e6, 2),
+                    "window_cpu_ms": {
+                        k: round((cpu_after[k] - v) * 1000, 1)
+                        for k, v in cpu_before.items()
+                        if k in cpu_after
+                    },
+                }
+            )
+            progress(
+                f"[{label}] run {run + 1}/{runs} rev {rev}: last stream {(t_last - t_commit) / 1e6:.2f} ms, "
+                f"first {(t_first - t_commit) / 1e6:.2f} ms"
+            )
+            await asyncio.sleep(pause_s)
+        wall = time.monotonic() - wall0
+        cpu1 = _cpu_snapshot(cluster)
+        cpu = {k: round(cpu1[k] - v, 3) for k, v in cpu0.items() if k in cpu1}
+        windows = [r["window_cpu_ms"] for r in per_run]
+        mean_window = {k: round(sum(w.get(k, 0.0) for w in windows) / len(windows), 1) for k in cpu0}
+        return {
+            "streams": streams,
+            "replicas": len(cluster.procs),
+            "etcd_members": cluster.etcd_members,
+            "leader": leader_id,
+            "last_stream": last.to_json(),
+            "first_stream": first.to_json(),
+            "all_streams": every.to_json(),
+            "switch_to_commit": to_commit.to_json(),
+            "switch_reply": to_reply.to_json(),
+            "streams_per_replica": {
+                p.replica_id: len(range(i, streams, len(cluster.procs))) for i, p in enumerate(cluster.procs)
+            },
+            "runs": per_run,
+            "cpu_seconds_during_runs": {"wall": round(wall, 3), **cpu},
+            "mean_window": {
+                "wall_ms": round(sum(r["window_wall_ms"] for r in per_run) / len(per_run), 2),
+                "cpu_ms": mean_window,
+            },
+        }
+    except Exception:
+        cluster.failed = True
+        raise
+    finally:
+        sys.setswitchinterval(switch_interval)
+        if fleet is not None:
+            await fleet.close()
+        if watch is not None:
+            await watch.close()
+        await cluster.aclose()
+        cluster.stop()
