@@ -40,6 +40,8 @@ class FreshnessProbe:
         self._max_lag = max_lag_revisions
         self._stale_after = stale_after_ms / 1000.0
         self.state = FreshnessState()
+        self._behind_since: float | None = None
+        self.watch_resets = 0
 
     async def probe_once(self) -> None:
         st = self.state
@@ -53,6 +55,7 @@ class FreshnessProbe:
             st.applied_revision = self._mirror.revision
             st.lag_revisions = max(0, lin - self._mirror.revision)
             st.last_ok_monotonic = time.monotonic()
+            self._check_progress(lin)
             if not self._mirror.ready.is_set():
                 self._set(True, "initial list not done")
             elif st.lag_revisions > self._max_lag:
@@ -65,6 +68,26 @@ class FreshnessProbe:
             age = time.monotonic() - st.last_ok_monotonic
             if st.last_ok_monotonic == 0.0 or age > self._stale_after:
                 self._set(True, f"no linearizable read for {age:.1f}s: {exc}")
+
+    def _check_progress(self, lin: int) -> None:
+        """A watch that stays behind a fresh read, even after a progress request, is stuck:
+        list again on a new watch rather than wait for the lag threshold."""
+        if self._mirror.revision >= lin or not self._mirror.ready.is_set():
+            self._behind_since = None
+            return
+        now = time.monotonic()
+        if self._behind_since is None:
+            self._behind_since = now
+        elif now - self._behind_since > self._stale_after / 2:
+            log.warning(
+                "watch stuck at revision %d while etcd is at %d for %.1fs: listing again",
+                self._mirror.revision,
+                lin,
+                now - self._behind_since,
+            )
+            self._behind_since = None
+            self.watch_resets += 1
+            self._mirror.force_relist()
 
     def _set(self, stale: bool, reason: str) -> None:
         if stale != self.state.stale:

@@ -34,6 +34,9 @@ _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.enable_retries", 0),
+    # Each channel owns its connections: closing one channel never disturbs another
+    # that targets the same address (seen as hung streams with the global pool).
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 

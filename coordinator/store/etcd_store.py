@@ -44,6 +44,9 @@ from coordinator.store.types import (
 log = logging.getLogger(__name__)
 
 _CHANNEL_OPTIONS = [
+    # Our own connections: never share subchannels (and their streams' fate) with
+    # another channel of this process that happens to target the same members.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),

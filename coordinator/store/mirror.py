@@ -73,6 +73,10 @@ class Mirror:
         if self._stream is not None:
             self._stream.request_progress()
 
+    def force_relist(self) -> None:
+        """Drop the current watch, list again, and watch anew (a watch that stopped progressing)."""
+        self._relist.set()
+
     def check_revision(self, store_revision: int, applied_before: int) -> None:
         """Feed a linearizable revision read after ``applied_before`` was applied.
 
