@@ -93,6 +93,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self._peers = peers
         self._timeout = rpc_timeout_s
         self._leader_wait_s = leader_wait_s
+        # Set when this replica shuts down: waits for a leader end at once.
+        self.stopping = asyncio.Event()
 
     async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], code: str, message: str) -> None:
         await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
@@ -224,7 +226,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            await wait_any(self._view.changed.wait(), timeout=remaining)
+            if self.stopping.is_set():
+                return None  # our view no longer moves: let the client retry another replica
+            await wait_any(self._view.changed.wait(), self.stopping.wait(), timeout=remaining)
 
     async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
         action = _ACTIONS.get(request.action)

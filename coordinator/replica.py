@@ -174,6 +174,7 @@ class Replica:
                 if on_ready is not None:
                     on_ready(self)
         finally:
+            admin.stopping.set()
             await rpc.mark_serving(health, SERVICES, False)
             await self.hub.close()
             await server.stop(0.5)

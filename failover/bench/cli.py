@@ -92,6 +92,11 @@ def _execute(
         doc["error"] = "interrupted"
     except Exception as exc:  # BenchFailure or anything unexpected: one clear message
         code = 1
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            first = exc.exceptions[0]
+            if not isinstance(first, Exception):
+                break
+            exc = first
         doc["error"] = str(exc) if isinstance(exc, BenchFailure) else f"{type(exc).__name__}: {exc}"
         for c in clusters:
             c.failed = True
@@ -191,7 +196,15 @@ def control_plane(
     def render() -> None:
         doc["results"] = {k: s.to_json() for k, s in bench.stats.items()}
         doc["runs"] = bench.details
+        doc["incidents"] = bench.incidents
         print_stats(f"control plane: {len(bench.details)}/{runs} runs", list(bench.stats.values()))
+        if bench.incidents:
+            out.print(
+                f"[yellow]WARNING:[/yellow] {len(bench.incidents)} time(s) a replica reported an etcd "
+                "restore that never happened (it would refuse every commit as leader); each was restarted "
+                "(runs " + ", ".join(str(i["run"]) for i in bench.incidents) + "; details under 'incidents' "
+                "in the JSON)."
+            )
 
     _execute(main, [cluster], doc, json_path, render)
 

@@ -113,6 +113,9 @@ class CommitWatch:
                             self._main.call_soon_threadsafe(self._wake, ev.kv.mod_revision)
         finally:
             await store.close()
+            # Let gRPC deliver the completions of the cancelled watch to this loop before
+            # asyncio.run closes it (else grpc logs "Event loop is closed" from its poller).
+            await asyncio.sleep(0.2)
 
     def _wake(self, rev: int) -> None:
         waiter = self._waiters.pop(rev, None)
