@@ -52,8 +52,8 @@ class FreshnessProbe:
             self._mirror.check_revision(lin, applied_before)
             self._mirror.request_progress()
             await self._mirror.wait_revision(lin, self._interval / 2)
-            st.applied_revision = self._mirror.revision
-            st.lag_revisions = max(0, lin - self._mirror.revision)
+            st.applied_revision = self._mirror.progress
+            st.lag_revisions = max(0, lin - self._mirror.progress)
             st.last_ok_monotonic = time.monotonic()
             self._check_progress(lin)
             if not self._mirror.ready.is_set():
@@ -72,7 +72,7 @@ class FreshnessProbe:
     def _check_progress(self, lin: int) -> None:
         """A watch that stays behind a fresh read, even after a progress request, is stuck:
         list again on a new watch rather than wait for the lag threshold."""
-        if self._mirror.revision >= lin or not self._mirror.ready.is_set():
+        if self._mirror.progress >= lin or not self._mirror.ready.is_set():
             self._behind_since = None
             return
         now = time.monotonic()

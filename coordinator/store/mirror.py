@@ -41,7 +41,10 @@ class Mirror:
         self._on_restore = on_restore
         self._retry_s = retry_s
         self.data: dict[str, KV] = {}
+        # Last revision whose events (or list) are applied: watches resume after it.
         self.revision = 0
+        # How far etcd said this watch is synced (progress notifications): for freshness only.
+        self.progress = 0
         self.ready = asyncio.Event()
         self.connected = False
         self.watch_restarts = 0
@@ -53,7 +56,7 @@ class Mirror:
         """Until the mirror has applied ``revision`` (True) or the timeout passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.revision < revision:
+        while self.progress < revision:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
@@ -99,6 +102,7 @@ class Mirror:
         changed = set(self.data) | {kv.key for kv in kvs}
         self.data = {kv.key: kv for kv in kvs}
         self.revision = revision
+        self.progress = revision
         self._relist.clear()
         self.ready.set()
         self._notify(changed, True)
@@ -126,11 +130,16 @@ class Mirror:
         async for batch in stream:
             if self._relist.is_set():
                 return
+            if not batch.events:
+                # A progress notification. etcd 3.4 can send one out of step with the
+                # events (etcd-io/etcd#15220): it only tells freshness how far etcd is;
+                # resuming always starts after the last *event* applied, so nothing is skipped.
+                if batch.revision > self.progress:
+                    self.progress = batch.revision
+                    self._advanced.set()
+                    self._advanced = asyncio.Event()
+                continue
             if batch.revision < self.revision:
-                if not batch.events:
-                    # A progress notification may trail an event already delivered
-                    # (etcd-io/etcd#15220, etcd 3.4): not a restore, nothing to apply.
-                    continue
                 self._backwards(batch.revision)
                 self._relist.set()
                 return
@@ -142,6 +151,7 @@ class Mirror:
                     self.data.pop(ev.kv.key, None)
                 changed.add(ev.kv.key)
             self.revision = max(self.revision, batch.revision)
+            self.progress = max(self.progress, self.revision)
             self._notify(changed, False)
 
     async def run(self) -> None:

@@ -21,7 +21,8 @@ def _diag(rs: ReplicaSet) -> list[str]:
             f"{r.cfg.replica_id}: leader={r.election.is_leader} mirror rev={m.revision} "
             f"ready={m.ready.is_set()} "
             f"connected={m.connected} restarts={m.watch_restarts} keys={sorted(m.data)} "
-            f"groups={sorted(r.view.groups)} fresh={r.freshness.state} resets={r.freshness.watch_resets}"
+            f"groups={sorted(r.view.groups)} fresh={r.freshness.state} resets={r.freshness.watch_resets} "
+            f"restore={r.view.restore}"
         )
     return out
 
