@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install etcd proto check-proto lint typecheck check test test-fast demo bench clean
 
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
+	@# Debian ships venv separately (python3-venv); install it only when missing.
+	$(PY) -m venv $(VENV) || { rm -rf $(VENV); apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
