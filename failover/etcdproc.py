@@ -31,6 +31,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n distinct ports that were free a moment ago, chosen while all are held open
+    (separate free_port calls can hand out the same port twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def etcd_binary() -> str:
     found = shutil.which("etcd") or (os.path.exists("/usr/bin/etcd") and "/usr/bin/etcd")
     if not found:
@@ -78,13 +93,14 @@ class EtcdCluster:
             self.base_dir = Path(tempfile.mkdtemp(prefix="failover-etcd-", dir=root))
             self._own_dir = True
         self.token = f"failover-{os.getpid()}-{time.monotonic_ns()}"
+        ports = free_ports(2 * self.size)
         for i in range(self.size):
             name = f"m{i}"
             self.members.append(
                 Member(
                     name=name,
-                    client_port=free_port(),
-                    peer_port=free_port(),
+                    client_port=ports[2 * i],
+                    peer_port=ports[2 * i + 1],
                     data_dir=self.base_dir / name,
                     log_path=self.base_dir / f"{name}.log",
                 )

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from failover.etcdproc import EtcdCluster, free_port
+from failover.etcdproc import EtcdCluster, free_ports
 
 
 class ClusterError(RuntimeError):
@@ -78,8 +78,12 @@ class LocalCluster:
 
     def __post_init__(self) -> None:
         self.prefix = f"/failover-demo-{os.getpid()}-{int(time.time())}/"
-        self.gateways = {"primary": f"127.0.0.1:{free_port()}", "backup": f"127.0.0.1:{free_port()}"}
-        self.venue_control = f"127.0.0.1:{free_port()}"
+        # Every port at once, so no two processes are handed the same one.
+        ports = free_ports(3 + self.layout.replicas)
+        self.gateways = {"primary": f"127.0.0.1:{ports[0]}", "backup": f"127.0.0.1:{ports[1]}"}
+        self.venue_control = f"127.0.0.1:{ports[2]}"
+        for i in range(self.layout.replicas):
+            self.coordinator_addrs[f"c{i + 1}"] = f"127.0.0.1:{ports[3 + i]}"
 
     # --- processes -----------------------------------------------------------
 
@@ -125,7 +129,7 @@ class LocalCluster:
         }
 
     def start_coordinator(self, rid: str) -> Child:
-        addr = self.coordinator_addrs.get(rid) or f"127.0.0.1:{free_port()}"
+        addr = self.coordinator_addrs.get(rid) or f"127.0.0.1:{free_ports(1)[0]}"
         self.coordinator_addrs[rid] = addr
         cfg = self._write(
             f"{rid}.yaml",
