@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,26 +25,40 @@ class EtcdNotFound(RuntimeError):
     """No etcd binary on PATH."""
 
 
+_recent: deque[int] = deque(maxlen=1024)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (racy, fine on loopback in tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port that was free a moment ago, and not one this process handed out recently
+    (the kernel may offer a just-closed ephemeral port again)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _recent:
+            _recent.append(port)
+            return port
+    raise OSError("no fresh free port found")
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """n distinct ports that were free a moment ago, chosen while all are held open
-    (separate free_port calls can hand out the same port twice)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    (separate free_port calls could otherwise hand out the same port twice)."""
+    for _ in range(100):
+        socks = []
+        try:
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((host, 0))
+            ports = [int(s.getsockname()[1]) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        if not set(ports) & set(_recent):
+            _recent.extend(ports)
+            return ports
+    raise OSError("no fresh free ports found")
 
 
 def etcd_binary() -> str:
