@@ -70,6 +70,8 @@ from hdrh.histogram import HdrHistogram
 from rich.console import Console
 from rich.table import Table
 
+from failover.bench.common import BenchFailure as BenchError
+from failover.bench.common import progress
 from failover.etcdproc import EtcdCluster
 
 if TYPE_CHECKING:  # the heavy modules are imported when a command runs, not when the CLI starts
@@ -89,15 +91,6 @@ FRESHNESS_PROBE_MS = 60_000  # see System.start
 ORDER_INTERVAL_S = 0.001
 
 out = Console(highlight=False)
-_t0 = time.monotonic()
-
-
-class BenchError(RuntimeError):
-    """A measurement could not be completed; the message says which and why."""
-
-
-def progress(message: str) -> None:
-    print(f"[{time.monotonic() - _t0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- numbers

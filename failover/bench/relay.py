@@ -66,6 +66,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from failover.bench.common import BenchFailure, progress
 from failover.venue import protocol as vp
 from failover.venue.config import parse_host_port
 
@@ -89,15 +90,6 @@ BLOCK_MIN = 500  # messages per alternating block, at least
 T = TypeVar("T")
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 180)
-_t0 = time.monotonic()
-
-
-class BenchFailure(RuntimeError):
-    """A measurement could not be completed; the message says which and why."""
-
-
-def progress(message: str) -> None:
-    print(f"[{time.monotonic() - _t0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- numbers
