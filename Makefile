@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy coordinator client failover examples
+	$(BIN)/mypy coordinator client/failover_sidecar client/failover_client failover examples
 
 check: check-proto lint typecheck
 

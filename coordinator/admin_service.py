@@ -17,8 +17,6 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 
-from coordinator.convert import decision_pb, group_pb, group_spec
-from coordinator.core.model import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest, RequestError
@@ -28,6 +26,8 @@ from coordinator.store.types import Compare, Put
 from coordinator.view import ClusterView, LeaderKey
 from failover import rpc
 from failover.aio import wait_any
+from failover.model.convert import decision_pb, group_pb, group_spec
+from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 

@@ -13,11 +13,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from coordinator.core.model import ZERO_EPOCH, DecisionRecord, Epoch, Stage, TriggerSpec
 from coordinator.keys import Keys
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Delete, Get, Lease, Put, TxnResult
 from coordinator.view import ClusterView
+from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch, Stage, TriggerSpec
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from coordinator.core.model import GroupSpec, check_address, check_name
 from failover.config_source import LayeredSettings
+from failover.model.spec import GroupSpec, check_address, check_name
 
 
 class _Section(BaseModel):

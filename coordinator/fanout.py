@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.convert import decision_pb, group_pb
-from coordinator.core.model import Epoch
 from coordinator.view import ClusterView
+from failover.model.convert import decision_pb, group_pb
+from failover.model.spec import Epoch
 from failover.v1 import sync_pb2
 
 # Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.

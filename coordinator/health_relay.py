@@ -21,11 +21,11 @@ import grpc
 from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
 from coordinator.core.health import HealthTable, PathReport, State
-from coordinator.core.model import Stage
 from coordinator.core.policy import GroupStatus, Memory, Snapshot, evaluate, health_view
 from coordinator.core.reconcile import Proposal
 from coordinator.view import ClusterView
 from failover.aio import wait_any
+from failover.model.spec import Stage
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sync_pb2
 from failover.v1 import types_pb2 as pb

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.core.model import Epoch
+from failover.model.spec import Epoch
 
 
 @dataclass(frozen=True)

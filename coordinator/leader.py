@@ -22,7 +22,6 @@ from coordinator.commit import (
     RestoreBlocked,
     StaleInputs,
 )
-from coordinator.core.model import Stage, TriggerSpec
 from coordinator.core.reconcile import Proposal, reconcile
 from coordinator.keys import Keys
 from coordinator.operator_requests import (
@@ -40,6 +39,7 @@ from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
 from failover.aio import wait_any
+from failover.model.spec import Stage, TriggerSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from coordinator.commit import Committed, Leadership, StaleInputs
-from coordinator.core.model import ControlsSpec, Stage, TriggerSpec
 from coordinator.core.reconcile import standby_order
 from coordinator.keys import Keys
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.view import ClusterView
+from failover.model.spec import ControlsSpec, Stage, TriggerSpec
 
 
 class RequestError(Exception):

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from coordinator.admin_service import AdminService, PeerChannels
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
-from coordinator.convert import epoch_pb
 from coordinator.election import Election
 from coordinator.freshness import FreshnessProbe
 from coordinator.keys import Keys
@@ -29,6 +28,7 @@ from coordinator.store.types import Compare, Put
 from coordinator.sync_service import PeerService, SyncHub
 from coordinator.view import ClusterView
 from failover import rpc
+from failover.model.convert import epoch_pb
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 

@@ -24,14 +24,14 @@ from google.protobuf.message import DecodeError
 from coordinator.admin_service import PeerChannels
 from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
-from coordinator.convert import epoch_of
-from coordinator.core.model import ZERO_EPOCH, Epoch, check_name
 from coordinator.core.reconcile import Proposal
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_relay import HealthRelay
 from coordinator.view import ClusterView
 from failover.aio import wait_any
+from failover.model.convert import epoch_of
+from failover.model.spec import ZERO_EPOCH, Epoch, check_name
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sync_pb2
 from failover.v1 import types_pb2 as pb

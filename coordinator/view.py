@@ -16,9 +16,9 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator.core.model import ControlsSpec, DecisionRecord, Epoch, GroupSpec
 from coordinator.keys import Keys
 from coordinator.store.types import KV
+from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, GroupSpec
 
 log = logging.getLogger(__name__)
 

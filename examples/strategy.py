@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 from collections import Counter
 
-from client import OutcomeKind, Sidecar
+from failover_client import OutcomeKind, Sidecar
+
 from failover.v1 import sidecar_pb2 as spb
 
 

@@ -188,9 +188,10 @@ def sidecar(
     log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
 ) -> None:
     """Run the sidecar of one trading host: warm paths, flips, the strategy API."""
-    from client.sidecar.app import SidecarApp
-    from client.sidecar.config import SidecarConfig
-    from client.sidecar.state_file import StateFileError
+    from failover_sidecar.app import SidecarApp
+    from failover_sidecar.config import SidecarConfig
+    from failover_sidecar.state_file import StateFileError
+
     from failover import logs
     from failover.config_source import load
 
@@ -373,9 +374,9 @@ def group_put(
     """Create or replace a group definition (validated; an invalid one changes nothing)."""
     from pydantic import ValidationError
 
-    from coordinator.convert import group_pb
-    from coordinator.core.model import GroupSpec, describe_validation_error
     from failover.config_source import read_yaml
+    from failover.model.convert import group_pb
+    from failover.model.spec import GroupSpec, describe_validation_error
     from failover.v1 import admin_pb2 as apb
 
     try:

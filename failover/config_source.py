@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from coordinator.core.model import describe_validation_error
+from failover.model.spec import describe_validation_error
 
 _FILE_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "failover_config_file", default=None

@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from coordinator.core.health import HealthTable, PathReport, State
-from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec, PolicySpec
 from coordinator.core.reconcile import Proposal
+from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, PolicySpec
 
 HealthView = Mapping[str, Mapping[tuple[str, str], PathReport]]  # host -> (group, path) -> report
 

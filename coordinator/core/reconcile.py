@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec, Stage
+from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, Stage
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ from failover.bench.common import progress
 from failover.etcdproc import EtcdCluster
 
 if TYPE_CHECKING:  # the heavy modules are imported when a command runs, not when the CLI starts
-    from client.sidecar.agent import Agent
-    from client.sidecar.orders import OrderPath
+    from failover_sidecar.agent import Agent
+    from failover_sidecar.orders import OrderPath
+
     from failover.v1 import sidecar_pb2 as spb
     from failover.venue.server import Venue
 
@@ -237,11 +238,12 @@ class FlipRig:
 
     @classmethod
     async def create(cls, heartbeat_ms: int, workdir: Path) -> FlipRig:
-        from client.sidecar.agent import Agent
-        from client.sidecar.config import DataPlaneSection, SidecarConfig
-        from client.sidecar.orders import OrderPath
-        from coordinator.convert import group_pb
-        from coordinator.core.model import GroupSpec, PathSpec
+        from failover_sidecar.agent import Agent
+        from failover_sidecar.config import DataPlaneSection, SidecarConfig
+        from failover_sidecar.orders import OrderPath
+
+        from failover.model.convert import group_pb
+        from failover.model.spec import GroupSpec, PathSpec
         from failover.venue.config import GatewayConfig, VenueConfig
         from failover.venue.server import Venue
 
@@ -458,7 +460,7 @@ def flip(
     """Local failover in one process: fault injected -> effective route on backup -> first ack there."""
     import logging
 
-    logging.getLogger("client.sidecar").setLevel(logging.ERROR)  # one warning per flip otherwise
+    logging.getLogger("failover_sidecar").setLevel(logging.ERROR)  # one warning per flip otherwise
     logging.getLogger("failover.venue").setLevel(logging.ERROR)
     _wide()
     params = {"heartbeat_ms": heartbeat_ms, "runs": runs}

@@ -10,9 +10,9 @@ Three processes on 127.0.0.1, each its own, as in production:
   feature). Its ``coordinators`` list names an unused loopback port: the coordinator
   link keeps retrying it in the background, as it would with the control plane down;
 - the strategy: this process. ``direct``: a minimal asyncio client of the venue
-  protocol (``failover.venue.protocol``) on the primary gateway: logon, then for each
+  protocol (``failover.wire.protocol``) on the primary gateway: logon, then for each
   message a ``new`` with a unique clordid and wait for its ``ack``. ``relay``: the
-  strategy library (``client.api.Sidecar``) over the sidecar's unix socket: for each
+  strategy library (``failover_client.api.Sidecar``) over the sidecar's unix socket: for each
   message ``submit`` and wait for the outcome ACKED (the sidecar writes it to its warm
   primary session and relays the venue's ack back).
 
@@ -67,11 +67,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from failover.bench.common import BenchFailure, progress
-from failover.venue import protocol as vp
-from failover.venue.config import parse_host_port
+from failover.wire import protocol as vp
+from failover.wire.address import parse_host_port
 
 if TYPE_CHECKING:  # imported when the run starts, not when the CLI parses its flags
-    from client.api import Sidecar
+    from failover_client.api import Sidecar
 
 GROUP = "cme-orders"
 PATHS = ("primary", "backup")
@@ -339,9 +339,10 @@ class Rig:
         self.keep_logs = False
 
     def write_sidecar_files(self) -> Path:
-        from client.sidecar import state_file
-        from coordinator.convert import group_pb
-        from coordinator.core.model import GroupSpec, PathSpec
+        from failover_sidecar import state_file
+
+        from failover.model.convert import group_pb
+        from failover.model.spec import GroupSpec, PathSpec
         from failover.v1 import types_pb2 as pb
 
         spec = GroupSpec(
@@ -636,7 +637,7 @@ class Bench:
         return self.sc.submit(GROUP, PAYLOAD)[1]
 
     def check_relay(self, o: Any) -> None:
-        from client.api import OutcomeKind
+        from failover_client.api import OutcomeKind
 
         if o.kind != OutcomeKind.ACKED:
             raise BenchFailure(
@@ -727,7 +728,8 @@ class Bench:
     # ---------------------------------------------------------------- phases
 
     async def setup(self) -> None:
-        from client.api import Sidecar
+        from failover_client.api import Sidecar
+
         from failover.v1 import types_pb2 as pb
 
         rig, wd = self.rig, self.wd
@@ -1105,7 +1107,7 @@ def relay(
         "three processes on this machine: the venue simulator, one sidecar, the strategy (this process); "
         "they share the machine's cores with each other and with anything else running",
         "direct: this process speaks the venue protocol to the primary gateway itself "
-        "(asyncio protocol, new -> ack); relay: client.api.Sidecar over the sidecar's unix socket "
+        "(asyncio protocol, new -> ack); relay: failover_client.api.Sidecar over the sidecar's unix socket "
         "(Relay stream; outcome ACKED), the sidecar writing to its warm primary session",
         "no control plane: the sidecar's state file is seeded with the group and a decision "
         "[primary, backup] before it starts; its coordinator address is an unused port "

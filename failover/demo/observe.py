@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
+from failover_client.api import Sidecar
 
-from client.api import Sidecar
 from failover.v1 import sidecar_pb2 as spb
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from failover_client.api import Sidecar
 from rich.console import Console
 
-from client.api import Sidecar
 from failover.demo.cluster import ClusterError, Layout, LocalCluster, wait_until
 from failover.demo.control import Control
 from failover.demo.observe import RouteWatch, Sender, watch_routes

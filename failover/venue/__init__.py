@@ -5,5 +5,5 @@ pure), ``faults`` (fault rules, pure), ``stats`` (counters), ``core`` (cross-gat
 rules), ``session`` (one connection), ``gateway`` (one listener), ``control`` (gRPC
 control service), ``config``, ``server`` (the ``Venue`` process), ``cli`` and
 ``testclient``. Kept import-light on purpose: a sidecar that only needs the codec
-imports ``failover.venue.protocol`` without pulling in gRPC.
+imports ``failover.wire.protocol`` without pulling in gRPC.
 """

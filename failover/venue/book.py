@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from failover.venue.protocol import OrderState
+from failover.wire.protocol import OrderState
 
 
 class EntryKind(StrEnum):

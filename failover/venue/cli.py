@@ -24,10 +24,11 @@ from rich.table import Table
 
 from failover import rpc
 from failover.v1 import venue_pb2, venue_pb2_grpc
-from failover.venue.config import VenueConfig, describe_validation_error, parse_host_port
+from failover.venue.config import VenueConfig, describe_validation_error
 from failover.venue.control import PROTO_FAULT_KINDS
 from failover.venue.faults import FaultKind
 from failover.venue.server import Venue, run_venue
+from failover.wire.address import parse_host_port
 
 venue_app = typer.Typer(
     name="venue",

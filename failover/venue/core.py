@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from failover.venue import protocol as p
 from failover.venue.book import Book, Entry
+from failover.wire import protocol as p
 
 
 class SessionHandle(Protocol):

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from failover.venue.config import VenueConfig, parse_host_port
+from failover.venue.config import VenueConfig
 from failover.venue.control import start_control_server
 from failover.venue.core import Delivery, EventKind, NotFound, VenueCore
 from failover.venue.faults import FaultKind
 from failover.venue.gateway import Gateway, format_address
 from failover.venue.stats import VenueSnapshot
+from failover.wire.address import parse_host_port
 
 log = logging.getLogger(__name__)
 

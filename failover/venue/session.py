@@ -18,8 +18,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from failover.venue import protocol as p
-from failover.venue.protocol import MessageError, MsgType, ProtocolError
+from failover.wire import protocol as p
+from failover.wire.protocol import MessageError, MsgType, ProtocolError
 
 if TYPE_CHECKING:
     from failover.venue.gateway import Gateway

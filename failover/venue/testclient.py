@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from failover.venue import protocol as p
-from failover.venue.config import parse_host_port
+from failover.wire import protocol as p
+from failover.wire.address import parse_host_port
 
 DEFAULT_TIMEOUT_S = 2.0
 _READ_CHUNK = 65536

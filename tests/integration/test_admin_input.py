@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from coordinator.convert import group_pb
-from coordinator.core.model import GroupSpec
+from failover.model.convert import group_pb
+from failover.model.spec import GroupSpec
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import types_pb2 as pb
 from tests.harness import ReplicaSet, admin, wait_for

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from coordinator.core.model import Epoch
+from failover.model.spec import Epoch
 from tests.harness import ReplicaSet, switch, wait_for
 
 pytestmark = pytest.mark.cluster

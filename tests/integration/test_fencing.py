@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from coordinator.commit import Committer, Inputs, Leadership, NotLeader, StaleInputs
-from coordinator.core.model import TriggerSpec
 from coordinator.store.types import Lease
+from failover.model.spec import TriggerSpec
 from tests.harness import ReplicaSet, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from failover_client.api import OutcomeKind, Sidecar
 from rich.console import Console
 
-from client.api import OutcomeKind, Sidecar
 from failover.demo.cluster import wait_until
 from failover.demo.run import Demo, DemoOptions
 from failover.v1 import admin_pb2 as apb

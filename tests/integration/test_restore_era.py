@@ -8,8 +8,8 @@ import shutil
 import grpc
 import pytest
 
-from coordinator.core.model import Epoch
 from failover.etcdproc import EtcdCluster
+from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from tests.harness import ReplicaSet, admin, switch, wait_for
 

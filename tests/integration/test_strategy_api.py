@@ -7,8 +7,8 @@ import os
 import time
 
 import pytest
+from failover_client import OutcomeKind, Sidecar, SyncSidecar
 
-from client import OutcomeKind, Sidecar, SyncSidecar
 from failover.demo.cluster import wait_until
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import venue_pb2, venue_pb2_grpc

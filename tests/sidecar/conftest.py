@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from failover_sidecar.liveness import SilenceGuard
+from failover_sidecar.path import PathSession
+from failover_sidecar.status import Cause, PathState, PathStatus
 
-from client.sidecar.liveness import SilenceGuard
-from client.sidecar.path import PathSession
-from client.sidecar.status import Cause, PathState, PathStatus
-from failover.venue import protocol as p
 from failover.venue.config import VenueConfig
 from failover.venue.server import Venue
+from failover.wire import protocol as p
 
 WAIT_S = 3.0  # bound of every wait for something that should happen within milliseconds
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from failover_sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from client.sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
 
 # ---------------------------------------------------------------- unit tests
 

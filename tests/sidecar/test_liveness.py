@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from failover_sidecar.liveness import Backoff, Heartbeats, RttWindow, SilenceCheck, SilenceGuard, Verdict
 from hypothesis import given
 from hypothesis import strategies as st
-
-from client.sidecar.liveness import Backoff, Heartbeats, RttWindow, SilenceCheck, SilenceGuard, Verdict
 
 IV = 0.05  # interval (s)
 LIMIT = 3 * IV

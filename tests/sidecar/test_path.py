@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from client.sidecar.liveness import SilenceGuard
-from client.sidecar.status import Cause, PathState, Warmth
-from failover.venue import protocol as p
+from failover_sidecar.liveness import SilenceGuard
+from failover_sidecar.status import Cause, PathState, Warmth
+
 from failover.venue.core import EventKind
 from failover.venue.faults import FaultKind
 from failover.venue.server import Venue
+from failover.wire import protocol as p
 
 from .conftest import MakeSession, poll_until
 

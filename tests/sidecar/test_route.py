@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from failover_sidecar.route import RouteState
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from client.sidecar.route import RouteState
 
 # ---------------------------------------------------------------- unit tests
 

@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 import grpc
 import yaml
+from failover_client.api import OutcomeKind, Sidecar
 
-from client.api import OutcomeKind, Sidecar
 from failover import rpc
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sidecar_pb2_grpc, venue_pb2, venue_pb2_grpc
@@ -569,7 +569,7 @@ class Sent:
 
 
 class OrderFlow:
-    """A strategy sending one order every ``interval_s`` through one sidecar (client.api.Sidecar)."""
+    """A strategy sending one order every ``interval_s`` through one sidecar (failover_client.api.Sidecar)."""
 
     def __init__(self, host: str, socket: str, interval_s: float = 0.005) -> None:
         self.host = host

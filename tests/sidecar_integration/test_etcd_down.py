@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from failover_client.api import OutcomeKind
 
-from client.api import OutcomeKind
 from tests.sidecar_integration.harness import (
     GROUP,
     OrderFlow,

@@ -10,8 +10,8 @@ import json
 import time
 
 import pytest
+from failover_client.api import OutcomeKind
 
-from client.api import OutcomeKind
 from failover.v1 import sidecar_pb2 as spb
 from tests.sidecar_integration.harness import (
     OrderFlow,

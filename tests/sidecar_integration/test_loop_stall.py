@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from failover_sidecar.app import SidecarApp
+from failover_sidecar.config import DataPlaneSection, ListenSection, SidecarConfig
+from failover_sidecar.path import PathSession
+from failover_sidecar.route import RouteState
+from failover_sidecar.status import PathState
 
-from client.sidecar.app import SidecarApp
-from client.sidecar.config import DataPlaneSection, ListenSection, SidecarConfig
-from client.sidecar.path import PathSession
-from client.sidecar.route import RouteState
-from client.sidecar.status import PathState
-from coordinator.core.model import GroupSpec, PathSpec
 from failover.etcdproc import free_port
+from failover.model.spec import GroupSpec, PathSpec
 from failover.v1 import types_pb2 as pb
 from failover.venue.config import GatewayConfig, VenueConfig
 from failover.venue.faults import FaultKind

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from failover_client.api import OutcomeKind
 
-from client.api import OutcomeKind
 from tests.sidecar_integration.harness import (
     GROUP,
     OrderFlow,

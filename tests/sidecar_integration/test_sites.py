@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from failover_client.api import OutcomeKind
 
-from client.api import OutcomeKind
 from tests.sidecar_integration.harness import (
     OrderFlow,
     gateway,

@@ -2,9 +2,9 @@ import pytest
 from pydantic import ValidationError
 
 from coordinator.config import CoordinatorConfig
-from coordinator.core.model import Epoch, GroupSpec, describe_validation_error
 from coordinator.keys import Keys
 from failover.config_source import ConfigError, load
+from failover.model.spec import Epoch, GroupSpec, describe_validation_error
 
 
 def g(**kw):

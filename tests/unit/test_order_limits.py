@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from failover_sidecar.agent import Agent
+from failover_sidecar.config import SidecarConfig
+from failover_sidecar.orders import OrderPath, RelayError
 
-from client.sidecar.agent import Agent
-from client.sidecar.config import SidecarConfig
-from client.sidecar.orders import OrderPath, RelayError
 from failover.v1 import sidecar_pb2 as spb
 
 

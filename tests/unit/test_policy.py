@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from coordinator.core.health import PathReport, State
-from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec
 from coordinator.core.policy import Memory, Snapshot, evaluate
 from coordinator.core.reconcile import reconcile
+from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec
 
 PATHS = ["a", "b", "c"]
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]

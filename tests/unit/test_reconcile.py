@@ -1,5 +1,5 @@
-from coordinator.core.model import ControlsSpec, DecisionRecord, GroupSpec
 from coordinator.core.reconcile import reconcile
+from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec
 
 SPEC = GroupSpec.model_validate(
     {"name": "g", "paths": [{"name": n, "endpoints": {"default": "h:1"}} for n in ("a", "b", "c")]}

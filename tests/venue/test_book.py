@@ -4,7 +4,7 @@ import pytest
 
 from failover.venue.book import Book, OrderNotOpen, UnknownOrder
 from failover.venue.faults import FaultKind, FaultSet
-from failover.venue.protocol import OrderState
+from failover.wire.protocol import OrderState
 
 
 def test_duplicate_clordid_rejected_wherever_it_arrives() -> None:

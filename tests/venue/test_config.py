@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from failover.venue.config import VenueConfig, describe_validation_error, parse_host_port
+from failover.venue.config import VenueConfig, describe_validation_error
+from failover.wire.address import parse_host_port
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from failover.venue import protocol as p
 from failover.venue.core import EventKind
 from failover.venue.faults import FaultKind
 from failover.venue.server import Venue, run_venue
 from failover.venue.testclient import VenueClient
+from failover.wire import protocol as p
 
 from .helpers import Connect, MakeVenue, venue_config
 

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from failover.venue import protocol as p
+from failover.wire import protocol as p
 
 
 def frame(body: bytes) -> bytes:

@@ -43,10 +43,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
-from client.sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
-from client.sidecar.status import Cause, PathState, PathStatus, Warmth
-from failover.venue import protocol as p
-from failover.venue.config import parse_host_port
+from failover.wire import protocol as p
+from failover.wire.address import parse_host_port
+from failover_sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
+from failover_sidecar.status import Cause, PathState, PathStatus, Warmth
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from client.sidecar import state_file
-from client.sidecar.config import SidecarConfig
-from client.sidecar.liveness import SilenceGuard
-from client.sidecar.path import PathSession
-from client.sidecar.route import RouteState
-from client.sidecar.status import Cause, PathState, PathStatus, Warmth
-from client.sidecar.stream import CoordinatorLink
-from coordinator.convert import group_pb
+from failover.model.convert import group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
+from failover_sidecar import state_file
+from failover_sidecar.config import SidecarConfig
+from failover_sidecar.liveness import SilenceGuard
+from failover_sidecar.path import PathSession
+from failover_sidecar.route import RouteState
+from failover_sidecar.status import Cause, PathState, PathStatus, Warmth
+from failover_sidecar.stream import CoordinatorLink
 
 log = logging.getLogger(__name__)
 

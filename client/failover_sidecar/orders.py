@@ -14,11 +14,11 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
-from client.sidecar.agent import Agent, now_ms
-from client.sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import types_pb2 as pb
-from failover.venue import protocol as vp
+from failover.wire import protocol as vp
+from failover_sidecar.agent import Agent, now_ms
+from failover_sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
 
 log = logging.getLogger(__name__)
 

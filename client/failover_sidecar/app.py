@@ -10,13 +10,13 @@ import os
 import stat
 from pathlib import Path
 
-from client.sidecar.agent import Agent
-from client.sidecar.config import SidecarConfig
-from client.sidecar.orders import OrderPath
-from client.sidecar.service import SidecarService
 from failover import rpc
 from failover.config_source import ConfigError
 from failover.v1 import sidecar_pb2_grpc
+from failover_sidecar.agent import Agent
+from failover_sidecar.config import SidecarConfig
+from failover_sidecar.orders import OrderPath
+from failover_sidecar.service import SidecarService
 
 log = logging.getLogger(__name__)
 SERVICES = ["failover.v1.Sidecar"]

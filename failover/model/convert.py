@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.core.model import DecisionRecord, Epoch, GroupSpec, PolicySpec, Stage
+from failover.model.spec import DecisionRecord, Epoch, GroupSpec, PolicySpec, Stage
 from failover.v1 import types_pb2 as pb
 
 WARMTH_TO_PB = {

@@ -10,10 +10,10 @@ from typing import Any
 
 import grpc
 
-from client.sidecar.agent import Agent
-from client.sidecar.orders import OrderPath, RelayError
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
+from failover_sidecar.agent import Agent
+from failover_sidecar.orders import OrderPath, RelayError
 
 log = logging.getLogger(__name__)
 

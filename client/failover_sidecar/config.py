@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from coordinator.core.model import GroupSpec, check_address, check_name
 from failover.config_source import LayeredSettings
+from failover.model.spec import GroupSpec, check_address, check_name
 
 
 class _Section(BaseModel):

@@ -12,14 +12,14 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from client.api import Sidecar
 from failover.v1 import sidecar_pb2 as spb
+from failover_client.api import Sidecar
 
 T = TypeVar("T")
 
 
 class SyncSidecar:
-    """Blocking wrapper around :class:`client.api.Sidecar`; every call waits at most ``timeout_s``."""
+    """Blocking wrapper around :class:`failover_client.api.Sidecar`; each call waits at most ``timeout_s``."""
 
     def __init__(self, address: str, strategy_id: str, *, timeout_s: float = 30.0) -> None:
         self._timeout = timeout_s
