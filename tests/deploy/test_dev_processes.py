@@ -29,7 +29,8 @@ from tests.deploy.kubelet import Cluster, ManifestError, PodFailed
 
 pytestmark = [
     pytest.mark.skipif(manifests.kubectl() is None, reason="kubectl is not installed: cannot render"),
-    pytest.mark.timeout(90),
+    # Generous: a shared 2-core machine under load starts each Python process in seconds.
+    pytest.mark.timeout(180),
 ]
 HOSTS = {"trading-a", "trading-b"}
 
