@@ -30,8 +30,9 @@ Orders:
 Static stability:
 
 7. While the control plane is down and no data-plane fault is active (nor was within
-   ``grace_s + recovery_s``), every host keeps routing on a healthy path with every
-   path of its order healthy, and no order gets NO_PATH.
+   ``grace_s + recovery_s``), every host keeps routing, no path of its order stays
+   down for longer than ``recovery_s`` (a path may blip and reconnect: it is kept
+   warm), and no order gets NO_PATH.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Checker:
         self._epoch: dict[tuple[str, str], Epoch] = {}
         self._orders_by_epoch: dict[tuple[str, Epoch], tuple[str, ...]] = {}
         self._healthy_since: dict[tuple[str, str, str], float] = {}
+        self._down_since: dict[tuple[str, str, str], float] = {}
         self._sent: dict[OrderKey, float] = {}
         self._outcome: dict[OrderKey, str] = {}
         self._clordids: dict[str, OrderKey] = {}
@@ -142,8 +144,10 @@ class Checker:
             key = (v.host, v.group, p)
             if v.health.get(p) is True:
                 self._healthy_since.setdefault(key, v.t)
+                self._down_since.pop(key, None)
             else:
                 self._healthy_since.pop(key, None)
+                self._down_since.setdefault(key, v.t)
         # 1
         if v.epoch is None or v.halted:
             if v.effective:
@@ -174,10 +178,14 @@ class Checker:
                 self._flag(4, v.t, where, f"epoch {v.epoch} is {list(v.paths)} here, {list(known)} elsewhere")
         # 7
         if self._static_window(v.t) and not v.halted:
-            down = [p for p in v.paths if v.health.get(p) is not True]
+            down = [
+                p
+                for p in v.paths
+                if v.t - self._down_since.get((v.host, v.group, p), v.t) > self.recovery_s
+            ]
             if not v.effective or down:
                 self._flag(
-                    7, v.t, where, f"control plane down: route {v.effective or 'none'}, paths not up {down}"
+                    7, v.t, where, f"control plane down: route {v.effective or 'none'}, paths down for over {self.recovery_s}s {down}"
                 )
 
     def applied_epoch(self, host: str, group: str) -> Epoch | None:

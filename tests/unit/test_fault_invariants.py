@@ -99,7 +99,9 @@ def test_rule7_static_stability_only_when_the_data_plane_is_quiet() -> None:
     c = Checker(grace_s=0.5, recovery_s=1.0)
     c.control_plane(10.0, up=False)
     c.route(view(10.2, "backup", primary=DOWN, backup=UP))  # within grace: not judged
-    c.route(view(11.0, "backup", primary=DOWN, backup=UP))
+    c.route(view(10.6, "backup", primary=DOWN, backup=UP))  # a blip: down for 0.4 s
+    assert rules(c) == []
+    c.route(view(11.3, "backup", primary=DOWN, backup=UP))  # down for 1.1 s: not kept warm
     assert rules(c) == [7]
     c.data_plane_fault(11.1, active=True)
     c.route(view(11.5, "backup", primary=DOWN, backup=UP))
