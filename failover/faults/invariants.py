@@ -179,14 +179,13 @@ class Checker:
         # 7
         if self._static_window(v.t) and not v.halted:
             down = [
-                p
-                for p in v.paths
-                if v.t - self._down_since.get((v.host, v.group, p), v.t) > self.recovery_s
+                p for p in v.paths if v.t - self._down_since.get((v.host, v.group, p), v.t) > self.recovery_s
             ]
             if not v.effective or down:
-                self._flag(
-                    7, v.t, where, f"control plane down: route {v.effective or 'none'}, paths down for over {self.recovery_s}s {down}"
+                why = (
+                    f"control plane down: route {v.effective or 'none'}, down over {self.recovery_s}s: {down}"
                 )
+                self._flag(7, v.t, where, why)
 
     def applied_epoch(self, host: str, group: str) -> Epoch | None:
         return self._epoch.get((host, group))
