@@ -138,7 +138,7 @@ async def test_all_replicas_down_then_restarted(fs: FaultSystem) -> None:
     await _leader(fs, timeout=30)
     elected = time.monotonic() - t0
     await fs.obs.until(
-        lambda: fs.obs.all_hosts(lambda _h, st, _r: st.control_plane_connected, since=time.monotonic()),
+        lambda: fs.obs.all_hosts(lambda _h, st, _r: st.control_plane_connected, since=t0),
         30,
         "every host reconnected",
     )
