@@ -85,8 +85,8 @@ async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
 @pytest.mark.xfail(
     strict=False,
     reason="a SIGSTOPped etcd member (sockets open, no replies) makes the leader's etcd calls time out "
-    "('get: timed out'): the adapter's round-robin channel keeps sending to the silent member "
-    "(coordinator/store/etcd_store.py _unary); operator switches fail while one member of three is paused",
+    "('get: timed out') whenever the round-robin channel picks it (coordinator/store/etcd_store.py _unary): "
+    "operator switches fail for seconds while one member of three is paused (docs/reliability.md)",
 )
 async def test_member_paused(fs: FaultSystem) -> None:
     """One member SIGSTOPped for 8 s: the others keep a quorum, decisions commit meanwhile."""
