@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install etcd proto check-proto lint typecheck check test test-fast demo bench clean
+.PHONY: install etcd proto check-proto lint typecheck check test test-fast test-fault demo bench clean
 
 $(STAMP): pyproject.toml
 	@# Debian ships venv separately (python3-venv); install it only when missing.
@@ -44,6 +44,12 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"
+
+# The fault tier alone (also part of `make test`): real processes broken on purpose,
+# invariants checked throughout, measured recovery printed. FAILOVER_FAULT_RESULTS=FILE
+# collects the measurements as JSON lines; FAILOVER_FAULT_KEEP=1 keeps every run's logs.
+test-fault: install
+	$(BIN)/pytest -q -s -m fault tests/fault
 
 demo: install
 	$(BIN)/failover demo

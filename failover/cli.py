@@ -458,6 +458,25 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
+@app.command()
+def chaos(
+    duration: Annotated[str, typer.Option("--duration", help="How long to run, e.g. 120s or 10m.")] = "2m",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the fault schedule (replays a run).")] = 1,
+    hosts: Annotated[int, typer.Option("--hosts", min=1, max=8, help="Sidecars, one strategy each.")] = 2,
+) -> None:
+    """Random overlapping faults on a local cluster while strategies trade; exit 1 on a violation."""
+    from failover.chaos.run import install_sigterm, parse_duration, run_chaos
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        fail(str(exc))
+    install_sigterm()
+    raise typer.Exit(
+        run_async(run_chaos(seconds, seed, hosts, lambda s: out.print(s, markup=False, highlight=False)))
+    )
+
+
 def main() -> None:
     try:
         app()

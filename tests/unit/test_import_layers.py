@@ -33,9 +33,17 @@ PLUMBING = (
     "failover.procs",
     "failover.etcdproc",
     "failover.stats",
+    "failover.faults",
 )
 COMPONENTS = ("coordinator", "failover_sidecar", "failover_client", "failover.venue")
-APPS = ("failover.cli", "failover.demo", "failover.bench", "failover.status_view", "failover.commands")
+APPS = (
+    "failover.cli",
+    "failover.chaos",
+    "failover.demo",
+    "failover.bench",
+    "failover.status_view",
+    "failover.commands",
+)
 IO_LIBS = ("asyncio", "grpc", "grpc_health", "grpc_reflection", "etcd3aio", "socket", "subprocess")
 
 

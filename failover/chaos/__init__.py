@@ -1,0 +1,1 @@
+"""The chaos soak and the strategies of the fault tier (uses the strategy library)."""

@@ -1,0 +1,288 @@
+"""The real processes of a fault test, started through the documented CLI, broken by pid.
+
+etcd members (``failover.etcdproc``), one venue simulator (``failover venue run``),
+coordinator replicas (``failover coordinator --config``) and sidecars (``failover
+sidecar --config``), each a child in its own session with its log in the run's
+directory. Every link a test may break goes through a ``ProxyThread`` link:
+
+- ``sc_link(host, rid)``: sidecar ``host`` -> coordinator ``rid`` (each host lists
+  the replicas rotated by its index, so hosts spread over replicas);
+- ``etcd_link(rid, i)``: coordinator ``rid`` -> etcd member ``i``.
+
+Venue paths are broken with the simulator's own control service (reset, stall,
+slow, logon refused, per gateway and per session). Signals go to the pids this
+object started, never to a name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from failover.etcdproc import EtcdCluster, free_ports
+from failover.faults.proxy import Mode, ProxyThread
+
+GROUP = "cme-orders"
+PATHS = ("primary", "backup")
+
+
+@dataclass
+class Topology:
+    hosts: tuple[str, ...] = ("h1", "h2")
+    replicas: tuple[str, ...] = ("c1", "c2", "c3")
+    etcd_members: int = 3
+    lease_ttl_s: int = 2
+    heartbeat_ms: int = 50
+    hold_down_ms: int = 1000
+    min_dwell_ms: int = 500
+    stream_dead_after_ms: int = 1000
+    no_path_wait_ms: int = 500
+    strategies: tuple[str, ...] = ("s1",)
+
+
+@dataclass
+class Proc:
+    """One child ``python -m failover.cli ARGS``; restartable with the same arguments."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> Proc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "failover.cli", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            log.close()
+        self.starts += 1
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            assert self.proc is not None
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def stop(self, grace_s: float = 5.0) -> bool:
+        """SIGCONT + SIGTERM, SIGKILL after the grace; returns whether KILL was needed."""
+        if not self.alive:
+            return False
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=grace_s)
+            return False
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return True
+
+    def tail(self, chars: int = 2000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-chars:]
+        return ""
+
+
+@dataclass
+class FaultCluster:
+    topo: Topology
+    proxy: ProxyThread
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="failover-fault-")))
+    procs: dict[str, Proc] = field(default_factory=dict)
+    etcd: EtcdCluster | None = None
+    prefix: str = ""
+    coordinator_addrs: dict[str, str] = field(default_factory=dict)
+    gateways: dict[str, str] = field(default_factory=dict)
+    venue_control: str = ""
+    sockets: dict[str, str] = field(default_factory=dict)
+    state_files: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prefix = f"/failover-fault-{os.getpid()}-{time.monotonic_ns()}/"
+        n = len(self.topo.replicas)
+        ports = free_ports(3 + n)
+        self.gateways = {"primary": f"127.0.0.1:{ports[0]}", "backup": f"127.0.0.1:{ports[1]}"}
+        self.venue_control = f"127.0.0.1:{ports[2]}"
+        for i, rid in enumerate(self.topo.replicas):
+            self.coordinator_addrs[rid] = f"127.0.0.1:{ports[3 + i]}"
+
+    # ------------------------------------------------------------ names
+
+    @staticmethod
+    def sc_link(host: str, rid: str) -> str:
+        return f"{host}>{rid}"
+
+    @staticmethod
+    def etcd_link(rid: str, member: int) -> str:
+        return f"{rid}>etcd{member}"
+
+    def replica_of_link_address(self, address: str) -> str:
+        """The replica behind a sidecar's proxied coordinator address ('' if none)."""
+        for name, link in self.proxy.links.items():
+            if link.address == address and ">" in name:
+                return name.split(">", 1)[1]
+        return ""
+
+    # ------------------------------------------------------------ start
+
+    def _write(self, name: str, data: dict[str, Any]) -> Path:
+        p = self.workdir / name
+        p.write_text(yaml.safe_dump(data, sort_keys=False))
+        return p
+
+    def group_definition(self) -> dict[str, Any]:
+        return {
+            "name": GROUP,
+            "paths": [{"name": n, "endpoints": {"default": a}} for n, a in self.gateways.items()],
+            "policy": {
+                "min_dwell_ms": self.topo.min_dwell_ms,
+                "failback_hold_down_ms": self.topo.hold_down_ms,
+            },
+        }
+
+    def start(self) -> None:
+        """Start everything (no waiting for readiness: see ``wait_ready`` in the observer)."""
+        self.etcd = EtcdCluster(self.topo.etcd_members, base_dir=None)
+        self.etcd.start()
+        for rid in self.topo.replicas:
+            for i, ep in enumerate(self.etcd.endpoints):
+                self.proxy.add(self.etcd_link(rid, i), ep)
+        for host in self.topo.hosts:
+            for rid in self.topo.replicas:
+                self.proxy.add(self.sc_link(host, rid), self.coordinator_addrs[rid])
+        args = ["venue", "run", "--control", self.venue_control]
+        for name, addr in self.gateways.items():
+            args += ["--gateway", f"{name}={addr}"]
+        self._add("venue", args).start()
+        for rid in self.topo.replicas:
+            self.start_coordinator(rid)
+        for host in self.topo.hosts:
+            self.start_sidecar(host)
+
+    def _add(self, name: str, args: list[str]) -> Proc:
+        p = Proc(name, args, self.workdir / f"{name}.log")
+        self.procs[name] = p
+        return p
+
+    def start_coordinator(self, rid: str) -> Proc:
+        if rid in self.procs:
+            return self.procs[rid].start()
+        assert self.etcd is not None
+        eps = [self.proxy.links[self.etcd_link(rid, i)].address for i in range(len(self.etcd.members))]
+        cfg = self._write(
+            f"{rid}.yaml",
+            {
+                "replica_id": rid,
+                "listen": self.coordinator_addrs[rid],
+                "etcd": {"endpoints": eps, "prefix": self.prefix},
+                "election": {"lease_ttl_s": self.topo.lease_ttl_s},
+                "groups": [self.group_definition()],
+            },
+        )
+        return self._add(rid, ["coordinator", "--config", str(cfg)]).start()
+
+    def start_sidecar(self, host: str) -> Proc:
+        if host in self.procs:
+            return self.procs[host].start()
+        idx = self.topo.hosts.index(host)
+        reps = list(self.topo.replicas)
+        reps = reps[idx % len(reps) :] + reps[: idx % len(reps)]
+        sock = str(self.workdir / f"{host}.sock")
+        self.sockets[host] = sock
+        self.state_files[host] = self.workdir / f"{host}.state.json"
+        cfg = self._write(
+            f"{host}.yaml",
+            {
+                "host_id": host,
+                "groups": [GROUP],
+                "coordinators": [self.proxy.links[self.sc_link(host, r)].address for r in reps],
+                "state_file": str(self.state_files[host]),
+                "strategies": list(self.topo.strategies),
+                "listen": {"socket": sock},
+                "data_plane": {"heartbeat_interval_ms": self.topo.heartbeat_ms},
+                "orders": {"no_path_wait_ms": self.topo.no_path_wait_ms},
+                "stream": {"dead_after_ms": self.topo.stream_dead_after_ms},
+            },
+        )
+        return self._add(host, ["sidecar", "--config", str(cfg)]).start()
+
+    # ------------------------------------------------------------ faults
+
+    def kill(self, name: str) -> None:
+        self.procs[name].kill()
+
+    def pause(self, name: str) -> None:
+        self.procs[name].signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self.procs[name].signal(signal.SIGCONT)
+
+    def restart(self, name: str) -> Proc:
+        p = self.procs[name]
+        if p.alive:
+            p.kill()
+        return p.start()
+
+    def cut_sidecar_from(self, host: str, rids: list[str] | None = None, mode: Mode = Mode.CUT) -> None:
+        for rid in rids or list(self.topo.replicas):
+            self.proxy.set(self.sc_link(host, rid), mode)
+
+    def heal_sidecar(self, host: str) -> None:
+        self.cut_sidecar_from(host, None, Mode.PASS)
+
+    def cut_replica_from_etcd(self, rid: str, mode: Mode = Mode.CUT) -> None:
+        assert self.etcd is not None
+        for i in range(len(self.etcd.members)):
+            self.proxy.set(self.etcd_link(rid, i), mode)
+
+    def dead(self) -> list[str]:
+        """Children that exited on their own (not killed by the test) are worth a look."""
+        return [n for n, p in self.procs.items() if p.proc is not None and not p.alive]
+
+    def logs(self, chars: int = 1500) -> str:
+        return "\n".join(
+            f"--- {n} (pid {p.proc.pid if p.proc else '-'})\n{p.tail(chars)}" for n, p in self.procs.items()
+        )
+
+    def stop(self, keep: bool = False) -> list[str]:
+        """Stop every child we started (and etcd); returns those that needed SIGKILL."""
+        needed_kill = [n for n, p in self.procs.items() if p.stop()]
+        if self.etcd is not None:
+            for i in range(len(self.etcd.members)):
+                self.etcd.signal_member(i, signal.SIGCONT)
+            self.etcd.stop()
+        if not keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return needed_kill

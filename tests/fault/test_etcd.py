@@ -1,0 +1,114 @@
+"""etcd faults under the coordinators: a member lost, quorum lost and restored, a member paused.
+
+Coordinators reach etcd through the fault proxy; the members are real processes
+signalled by pid. A decision must commit again within the bound once a quorum is
+there, nothing commits without one, and the hosts route on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import grpc
+import pytest
+
+from tests.fault.conftest import FaultSystem
+from tests.fault.helpers import all_apply, leader
+
+pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
+
+
+async def _switch_applied(fs: FaultSystem, path: str, timeout: float) -> float:
+    t0 = time.monotonic()
+    d = await fs.obs.switch(path, "etcd fault row")
+    await all_apply(fs, path, (d.epoch.era, d.epoch.revision), timeout, f"every host on {path}")
+    return time.monotonic() - t0
+
+
+async def test_one_member_killed(fs: FaultSystem) -> None:
+    """Two of three members left: no leader change, decisions go on."""
+    before = await leader(fs)
+    assert fs.cluster.etcd is not None
+    t0 = time.monotonic()
+    fs.cluster.etcd.kill(0)
+    took = await _switch_applied(fs, "backup", 20)
+    after = await leader(fs)
+    fs.bound("etcd member SIGKILL: a decision reaches every host", time.monotonic() - t0, 5 * 1.0)
+    assert after == before, f"the leader changed from {before} to {after} on the loss of one etcd member"
+    assert took > 0
+    await asyncio.to_thread(fs.cluster.etcd.restart, 0)
+    await fs.finish_clean()
+
+
+async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
+    """Two of three members down for 10 s: nothing commits, hosts route on; restored, decisions resume."""
+    assert fs.cluster.etcd is not None
+    await leader(fs)
+    t_down = time.monotonic()
+    fs.checker.control_plane(t_down, up=False)
+    fs.cluster.etcd.kill(1)
+    fs.cluster.etcd.kill(2)
+    with pytest.raises((AssertionError, grpc.aio.AioRpcError)):
+        await asyncio.wait_for(fs.obs.switch("backup", "without quorum"), 8)
+    while time.monotonic() - t_down < 10:  # noqa: ASYNC110 - the outage is a duration
+        await fs.obs.poll_once()
+    during = {h: s.counts(t_down + 1) for h, s in fs.strategies.items()}
+    t0 = time.monotonic()
+    await asyncio.to_thread(fs.cluster.etcd.restart, 1)
+    await asyncio.to_thread(fs.cluster.etcd.restart, 2)
+    fs.checker.control_plane(time.monotonic(), up=True)
+    await leader(fs)
+    await fs.obs.until(
+        lambda: fs.obs.all_hosts(
+            lambda _h, st, r: st.control_plane_connected and r.effective_path == "primary"
+        ),
+        20,
+        "hosts connected and on primary",
+    )
+
+    async def committed() -> bool:
+        try:
+            await asyncio.wait_for(_switch_applied(fs, "backup", 10), 12)
+            return True
+        except (AssertionError, grpc.aio.AioRpcError, TimeoutError):
+            return False
+
+    await fs.obs.until(committed, 40, "a decision committed after the quorum is back")
+    for h, c in during.items():
+        assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h} during the outage: {c}"
+    fs.bound("etcd quorum lost 10 s: restore to a decision on every host", time.monotonic() - t0, 5 * 4.0)
+    await fs.finish_clean()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="a SIGSTOPped etcd member (sockets open, no replies) makes the leader's etcd calls time out "
+    "('get: timed out') whenever the round-robin channel picks it (coordinator/store/etcd_store.py _unary): "
+    "operator switches fail for seconds while one member of three is paused (docs/reliability.md)",
+)
+async def test_member_paused(fs: FaultSystem) -> None:
+    """One member SIGSTOPped for 8 s: the others keep a quorum, decisions commit meanwhile."""
+    assert fs.cluster.etcd is not None
+    before = await leader(fs)
+    fs.cluster.etcd.signal_member(0, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+
+        async def committed() -> bool:
+            try:
+                await asyncio.wait_for(_switch_applied(fs, "backup", 3), 4)
+                return True
+            except (AssertionError, grpc.aio.AioRpcError, TimeoutError):
+                return False
+
+        took = await fs.obs.until(committed, 7, "a decision committed while one member is paused")
+        while time.monotonic() - t0 < 8:  # noqa: ASYNC110 - the pause is a duration
+            await fs.obs.poll_once()
+    finally:
+        fs.cluster.etcd.signal_member(0, signal.SIGCONT)
+    after = await leader(fs)
+    fs.bound("etcd member SIGSTOP: a decision reaches every host", took, 5 * 1.0)
+    assert after == before, f"the leader changed from {before} to {after} while one etcd member was paused"
+    await fs.finish_clean()

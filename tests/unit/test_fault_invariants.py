@@ -1,0 +1,117 @@
+"""The observing invariant checker: each numbered rule holds and breaks where it should."""
+
+from __future__ import annotations
+
+from failover.faults.invariants import Checker, RouteView
+
+UP, DOWN = True, False
+PB = ("primary", "backup")
+
+
+def view(
+    t: float, eff: str, epoch: tuple[int, int] | None = (1, 10), paths=PB, host="h1", **health: bool | None
+) -> RouteView:
+    return RouteView(host, "g", t, eff, paths, epoch, halted=epoch is not None and not paths, health=health)
+
+
+def rules(c: Checker) -> list[int]:
+    return [v.rule for v in c.violations]
+
+
+def test_clean_failover_and_failback_hold() -> None:
+    c = Checker(hold_down_s=1.0, grace_s=0.2)
+    c.route(view(0.0, "primary", primary=UP, backup=UP))
+    c.route(view(0.1, "backup", primary=DOWN, backup=UP))
+    c.route(view(0.5, "backup", primary=UP, backup=UP))  # healthy again: in hold-down
+    c.route(view(1.6, "primary", primary=UP, backup=UP))
+    c.route(view(2.0, "backup", (1, 12), ("backup", "primary"), primary=UP, backup=UP))
+    assert c.violations == []
+
+
+def test_rule1_path_outside_order_or_routing_while_halted() -> None:
+    c = Checker()
+    c.route(view(0.0, "other", primary=UP))
+    c.route(view(0.1, "primary", (1, 11), ()))
+    c.route(view(0.2, "primary", None))
+    assert rules(c) == [1, 1, 1]
+
+
+def test_rule2_unhealthy_choice_and_stuck_below_healthy_path() -> None:
+    c = Checker(hold_down_s=0.5, grace_s=0.2)
+    c.route(view(0.0, "primary", primary=DOWN, backup=UP))
+    assert rules(c) == [2]
+    c.route(view(1.0, "backup", primary=UP, backup=UP))
+    c.route(view(1.6, "backup", primary=UP, backup=UP))  # 0.6 s: within hold-down + grace
+    assert rules(c) == [2]
+    c.route(view(1.8, "backup", primary=UP, backup=UP))  # 0.8 s: stuck
+    assert rules(c) == [2, 2]
+
+
+def test_rule2_nothing_healthy_any_path_of_the_order() -> None:
+    c = Checker()
+    c.route(view(0.0, "primary", primary=DOWN, backup=DOWN))
+    c.route(view(0.1, "backup", primary=None, backup=DOWN))
+    assert c.violations == []
+
+
+def test_rule3_epoch_never_goes_back_but_an_era_bump_is_newer() -> None:
+    c = Checker()
+    c.route(view(0.0, "primary", (1, 10), primary=UP))
+    c.route(view(0.1, "primary", (2, 3), primary=UP))
+    assert c.violations == []
+    c.route(view(0.2, "primary", (2, 2), primary=UP))
+    assert rules(c) == [3]
+
+
+def test_rule4_same_epoch_two_orders_across_hosts() -> None:
+    c = Checker()
+    c.route(view(0.0, "primary", (1, 10), host="h1", primary=UP, backup=UP))
+    c.route(view(0.0, "backup", (1, 10), ("backup", "primary"), host="h2", primary=UP, backup=UP))
+    assert rules(c) == [4]
+
+
+def test_rule5_exactly_one_outcome() -> None:
+    c = Checker(outcome_bound_s=2.0)
+    c.sent(("h1", "s", 1), 0.0)
+    c.sent(("h1", "s", 2), 0.0)
+    c.sent(("h1", "s", 3), 9.5)
+    c.outcome(("h1", "s", 1), "ACKED", 0.1, "h1-s-1")
+    c.outcome(("h1", "s", 1), "IN_DOUBT", 0.2)
+    c.outcome(("h1", "s", 9), "ACKED", 0.3)
+    rep = c.finish(10.0)
+    assert [v.rule for v in rep.violations] == [5, 5, 5]  # second outcome, never sent, order 2 missing
+    assert rep.outcomes == {"ACKED": 1, "REJECTED": 0, "IN_DOUBT": 0, "NO_PATH": 0, "pending": 2}
+
+
+def test_rule6_client_order_id_twice_and_venue_counter() -> None:
+    c = Checker()
+    c.sent(("h1", "s", 1), 0.0)
+    c.sent(("h2", "s", 1), 0.0)
+    c.outcome(("h1", "s", 1), "ACKED", 0.1, "X")
+    c.outcome(("h2", "s", 1), "ACKED", 0.1, "X")
+    c.venue(0.2, 0)
+    c.venue(0.3, 0)
+    c.venue(0.4, 2)
+    assert rules(c) == [6, 6]
+
+
+def test_rule7_static_stability_only_when_the_data_plane_is_quiet() -> None:
+    c = Checker(grace_s=0.5, recovery_s=1.0)
+    c.control_plane(10.0, up=False)
+    c.route(view(10.2, "backup", primary=DOWN, backup=UP))  # within grace: not judged
+    c.route(view(10.6, "backup", primary=DOWN, backup=UP))  # a blip: down for 0.4 s
+    assert rules(c) == []
+    c.route(view(11.3, "backup", primary=DOWN, backup=UP))  # down for 1.1 s: not kept warm
+    assert rules(c) == [7]
+    c.data_plane_fault(11.1, active=True)
+    c.route(view(11.5, "backup", primary=DOWN, backup=UP))
+    c.sent(("h1", "s", 1), 11.5)
+    c.outcome(("h1", "s", 1), "NO_PATH", 11.6)
+    c.data_plane_fault(12.0, active=False)
+    c.route(view(12.5, "backup", primary=DOWN, backup=UP))  # still recovering
+    assert rules(c) == [7]
+    c.sent(("h1", "s", 2), 14.0)
+    c.outcome(("h1", "s", 2), "NO_PATH", 14.0)
+    c.control_plane(15.0, up=True)
+    c.route(view(15.1, "backup", primary=DOWN, backup=UP))
+    assert rules(c) == [7, 7]
