@@ -14,8 +14,10 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
+from failover.aio import cancel_and_wait
 from failover.model.convert import group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
@@ -80,9 +82,12 @@ class Agent:
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._flip_started_ns: dict[str, int] = {}
-        self._warming: set[asyncio.Task[bool]] = set()
+        # Every task the agent starts (session start/retire, warm-ups) is kept here and
+        # ended or awaited by stop(); the save task is awaited by stop() too.
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._save_pending = False
         self._save_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
         self.link = CoordinatorLink(
             host_id=cfg.host_id,
             site=cfg.site,
@@ -168,7 +173,7 @@ class Agent:
             p = wanted.get(name) if grp == g else None
             if grp == g and (p is None or p.endpoint != sess.endpoint):
                 del self.sessions[(grp, name)]
-                asyncio.get_running_loop().create_task(sess.stop())  # noqa: RUF006 - stop() is bounded
+                self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
             if (g, p.name) in self.sessions:
                 continue
@@ -194,7 +199,7 @@ class Agent:
                 guard=self.guard,
             )
             self.sessions[(g, p.name)] = sess
-            asyncio.get_running_loop().create_task(sess.start())  # noqa: RUF006 - start() returns at once
+            self._spawn(sess.start(), f"start path {p.name}")
         self._route_changed(g)
 
     # --- decisions ---------------------------------------------------------
@@ -313,9 +318,7 @@ class Agent:
             sess = self.sessions.get((g, r.effective))
             if sess is not None and sess.is_up and not sess.can_send and sess.warmth is not Warmth.LOGGED_ON:
                 # A path kept only connected (or cold) logs on when it becomes the route.
-                task = asyncio.get_running_loop().create_task(sess.warm_up(Warmth.LOGGED_ON))
-                self._warming.add(task)
-                task.add_done_callback(self._warming.discard)
+                self._spawn(sess.warm_up(Warmth.LOGGED_ON), f"warm up path {r.effective}")
         if r is not None:
             t = self._timers.pop(g, None)
             if t is not None:
@@ -362,9 +365,34 @@ class Agent:
         for gdef in list(self.definitions.values()):
             self._apply_definition(gdef)
 
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` as a task the agent owns; nothing new starts once stopping."""
+        if self._stop_task is not None:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def stop(self) -> None:
+        """Stop every path session and end every task the agent started. Idempotent.
+
+        The work runs in one task of its own: a second call, or a call after the first
+        caller was cancelled, waits for that same stop instead of returning early.
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name="agent stop")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         for t in self._timers.values():
             t.cancel()
+        self._timers.clear()
+        warm_ups = [t for t in self._tasks if t.get_name().startswith("warm up")]
+        await cancel_and_wait(warm_ups)
+        # Session starts return at once and retirements are bounded: wait for them, then
+        # stop the sessions still in use (each stop is bounded too).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
         if self._save_task is not None:
             await asyncio.gather(self._save_task, return_exceptions=True)

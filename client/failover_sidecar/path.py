@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
+from failover.aio import cancel_and_wait
 from failover.wire import protocol as p
 from failover.wire.address import parse_host_port
 from failover_sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
@@ -142,6 +143,7 @@ class PathSession:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._silence = SilenceCheck(self._interval, self._silent_s, self.guard)
         self._changed = asyncio.Event()
 
@@ -218,10 +220,17 @@ class PathSession:
         return True
 
     async def stop(self) -> None:
-        """Log out if logged on (bounded wait), close the socket, end every task. Idempotent."""
-        if self._stopping:
-            return
-        self._stopping = True
+        """Log out if logged on (bounded wait), close the socket, end every task. Idempotent.
+
+        The work runs in one task the session keeps: a second call, or a call after the
+        first caller was cancelled, waits for that same stop to finish.
+        """
+        if self._stop_task is None:
+            self._stopping = True
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name=f"stop {self.path}")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         link = self._link
         if link is not None and link.logged_on and not link.ended.done():
             link.write(link.seq.stamp(p.logout()))
@@ -229,9 +238,7 @@ class PathSession:
                 async with asyncio.timeout(max(2 * self._silent_s, 0.1)):
                     await asyncio.shield(link.ended)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         if link is not None:
             link.abort()
         self.guard.unregister(self)
@@ -272,9 +279,7 @@ class PathSession:
         try:
             await link.ended
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await cancel_and_wait([ticker])
             link.abort()
 
     def _on_made(self, link: _Link) -> None:
