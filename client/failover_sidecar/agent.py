@@ -192,6 +192,7 @@ class Agent:
                 warmth=warmth,
                 heartbeat_interval_ms=dp.heartbeat_interval_ms,
                 silent_after=dp.silent_after_intervals,
+                logon_timeout_ms=dp.logon_timeout_ms,
                 backoff_min_ms=dp.reconnect_min_ms,
                 backoff_max_ms=dp.reconnect_max_ms,
                 on_state=self._on_path_state,

@@ -9,7 +9,9 @@ cancels, status replies, session rejects, logon rejects, logout acks).
 Warmth:
 
 - ``logged_on``: TCP + logon as ``host_id`` + a heartbeat every interval. UP once the
-  venue acknowledges the logon; orders can be sent.
+  venue acknowledges the logon (within ``logon_timeout_ms``, its own deadline: a
+  logon may take longer than the silence budget of an established session); orders
+  can be sent.
 - ``connected``: TCP only, no session (for venues that allow one logged-on session
   per sender). UP once TCP is connected. Liveness is the TCP state, plus (by default,
   ``probe_connected``) a heartbeat, which the simulator's protocol answers before
@@ -110,6 +112,7 @@ class PathSession:
         guard: SilenceGuard | None = None,
         probe_connected: bool = True,
         connect_timeout_ms: int = 1000,
+        logon_timeout_ms: int = 1000,
         rtt_window: int = 200,
         rng: random.Random | None = None,
     ) -> None:
@@ -126,6 +129,7 @@ class PathSession:
         self._interval = heartbeat_interval_ms / 1000.0
         self._silent_s = silent_after * self._interval
         self._connect_timeout = connect_timeout_ms / 1000.0
+        self._logon_timeout = logon_timeout_ms / 1000.0
         self._probe_connected = probe_connected
         self._on_state = on_state
         self._on_message = on_message
@@ -295,7 +299,7 @@ class PathSession:
 
     def _begin_logon(self, link: _Link) -> None:
         link.logon_pending = True
-        link.last_rx = self.clock()  # the logon's answer is due within the silence limit from now
+        link.last_rx = self.clock()  # the logon's answer is due within logon_timeout_ms from now
         if self._status.state is PathState.UP:
             self._emit(PathState.CONNECTING, None, "logging on")
         link.write(p.logon(self.host_id, int(self._interval * 1000)))
@@ -368,7 +372,8 @@ class PathSession:
         return self._warmth is Warmth.CONNECTED and self._probe_connected and not link.logon_pending
 
     def _watching(self, link: _Link) -> bool:
-        return link.logon_pending or self._heartbeating(link)
+        """Is the line held to the silence budget? Not while a logon waits: that has its own deadline."""
+        return not link.logon_pending and self._heartbeating(link)
 
     async def _tick_loop(self, link: _Link) -> None:
         """Every interval: heartbeat, then check silence. Measures its own lateness for the guard."""
@@ -392,12 +397,18 @@ class PathSession:
         if self._heartbeating(link):
             msg = p.hb(self._hb.sent(now))
             link.write(link.seq.stamp(msg) if link.logged_on else msg)
+        if link.logon_pending:
+            # A logon may take longer than a heartbeat round trip (venue-side checks, a
+            # loaded host): it has its own deadline, not the established session's budget.
+            if now - link.last_rx >= self._logon_timeout:
+                waited = (now - link.last_rx) * 1000
+                self._fail(link, Cause.SILENT, f"no answer to logon for {waited:.0f} ms")
+            return
         if not self._watching(link):
             return
         verdict = self._silence.verdict(now, link.last_rx)
         if verdict is Verdict.SILENT:  # PROBE: this tick's heartbeat (if any) is the probe
-            what = "no answer to logon" if link.logon_pending else "nothing received"
-            self._fail(link, Cause.SILENT, f"{what} for {(now - link.last_rx) * 1000:.0f} ms")
+            self._fail(link, Cause.SILENT, f"nothing received for {(now - link.last_rx) * 1000:.0f} ms")
 
     # ------------------------------------------------------------ status
 
