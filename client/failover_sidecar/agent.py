@@ -275,6 +275,7 @@ class Agent:
         started_ns: int,
     ) -> None:
         d = self.decisions.get(g)
+        changed_ns = time.monotonic_ns()
         flip = spb.Flip(
             group=g,
             from_path=before or "",
@@ -282,14 +283,15 @@ class Agent:
             trigger=trigger,
             cause=cause or "",
             detect_us=detect_us,
-            flip_us=(time.monotonic_ns() - started_ns) // 1000,
+            flip_us=(changed_ns - started_ns) // 1000,
             first_ack_us=-1,
             at_unix_ms=int(time.time() * 1000),
+            at_monotonic_ns=changed_ns,
         )
         if d is not None:
             flip.epoch.CopyFrom(d.epoch)
         self.flips.append(flip)
-        self._flip_started_ns[g] = time.monotonic_ns()
+        self._flip_started_ns[g] = changed_ns
         log.warning(
             "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
         )
