@@ -19,7 +19,10 @@ async def test_flip_has_a_monotonic_ns_time_beside_the_wall_clock(tmp_path: Path
     closed = [f"127.0.0.1:{free_port()}" for _ in range(2)]  # nothing listens: paths stay down
     spec = GroupSpec(
         name=GROUP,
-        paths=[PathSpec(name=p, endpoints={"default": a}) for p, a in zip(("primary", "backup"), closed)],
+        paths=[
+            PathSpec(name=p, endpoints={"default": a})
+            for p, a in zip(("primary", "backup"), closed, strict=True)
+        ],
     )
     cfg = SidecarConfig(
         host_id="h1",
@@ -32,7 +35,8 @@ async def test_flip_has_a_monotonic_ns_time_beside_the_wall_clock(tmp_path: Path
     await agent.start()
     try:
         before_ns, before_ms = time.monotonic_ns(), int(time.time() * 1000)
-        agent.on_decision(pb.Decision(group=GROUP, paths=["backup", "primary"], epoch=pb.Epoch(revision=5)), [])
+        decision = pb.Decision(group=GROUP, paths=["backup", "primary"], epoch=pb.Epoch(revision=5))
+        agent.on_decision(decision, [])
         after_ns, after_ms = time.monotonic_ns(), int(time.time() * 1000)
         flip = agent.flips[-1]
         assert (flip.trigger, flip.to_path) == ("decision", "backup")
