@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from failover.aio import cancel_and_wait
-from failover.model.convert import group_pb
+from failover.model.convert import WARMTH_FROM_PB, WARMTH_TO_PB, group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -44,17 +44,6 @@ _CAUSE_PB = {
     Cause.LOGON_REFUSED: pb.FAILURE_CAUSE_LOGON_REFUSED,
     Cause.SILENT: pb.FAILURE_CAUSE_SILENT,
 }
-_WARMTH_PB = {
-    Warmth.LOGGED_ON: pb.WARMTH_LOGGED_ON,
-    Warmth.CONNECTED: pb.WARMTH_CONNECTED,
-    Warmth.COLD: pb.WARMTH_COLD,
-}
-_WARMTH_FROM_PB = {
-    pb.WARMTH_LOGGED_ON: Warmth.LOGGED_ON,
-    pb.WARMTH_CONNECTED: Warmth.CONNECTED,
-    pb.WARMTH_COLD: Warmth.COLD,
-}
-
 RouteListener = Callable[[str], None]
 
 
@@ -133,7 +122,7 @@ class Agent:
             cause=_CAUSE_PB.get(st.cause, 0) if st.cause is not None and st.state is not PathState.UP else 0,  # type: ignore[arg-type]
             rtt_p50_us=int(st.rtt_p50_us or 0),
             rtt_p99_us=int(st.rtt_p99_us or 0),
-            warmth=_WARMTH_PB.get(st.warmth, 0),  # type: ignore[arg-type]
+            warmth=WARMTH_TO_PB[st.warmth],
             detect_us=int(st.detect_us or 0),
             seq=st.seq,
         )
@@ -180,7 +169,7 @@ class Agent:
             if not p.endpoint:
                 log.error("group %s path %s has no endpoint for site %s", g, p.name, self.cfg.site)
                 continue
-            warmth = _WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON)
+            warmth = Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
             if ov is not None and p.name in ov.warmth:
                 warmth = Warmth(ov.warmth[p.name])
             dp = self.cfg.data_plane
