@@ -31,6 +31,23 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
         raise asyncio.CancelledError
 
 
+async def finish(task: asyncio.Future[Any]) -> None:
+    """Wait for ``task`` to end (its error is raised); a cancel of the caller meanwhile
+    does not cancel it and is passed on once it has ended: for shutdown work that must
+    run to its end."""
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    task.result()
+
+
 async def wait_any(*coros: Awaitable[Any], timeout: float | None = None) -> bool:
     """Wait until the first coroutine finishes (True) or the timeout passes (False).
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from failover.aio import cancel_and_wait, wait_any
+from failover.aio import cancel_and_wait, finish, wait_any
 
 
 async def test_wait_any_returns_only_after_every_task_it_started_has_finished() -> None:
@@ -44,3 +44,18 @@ async def test_cancel_and_wait_lets_the_tasks_finish_before_passing_on_the_calle
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert finished.is_set() and child.done()
+
+
+async def test_finish_runs_the_task_to_its_end_through_a_cancel_of_the_caller() -> None:
+    ended = asyncio.Event()
+
+    async def shutdown() -> None:
+        await asyncio.sleep(0.02)
+        ended.set()
+
+    waiter = asyncio.create_task(finish(asyncio.create_task(shutdown())))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert ended.is_set()
