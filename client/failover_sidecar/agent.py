@@ -5,6 +5,12 @@ status changes (a path died or recovered here: flip at once, report up),
 decisions from the coordinators (apply only newer epochs, ack, persist), and
 strategy messages (see orders.py). The control plane is never on the data
 path: with every coordinator gone, the last route and the warm paths stay.
+
+This module wires the parts and owns the session lifecycle; each other idea
+lives in its own module: the route rules (route.py), a path session (path.py),
+the flip log and its timeline (flips.py), the protobuf form of path health
+(health_pb.py), the state file and its writer (state_file.py, saver.py), and
+the coordinator stream (stream.py).
 """
 
 from __future__ import annotations
@@ -13,37 +19,27 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from failover.aio import cancel_and_wait
-from failover.model.convert import WARMTH_FROM_PB, WARMTH_TO_PB, group_pb
+from failover.model.convert import WARMTH_FROM_PB, group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 from failover_sidecar import state_file
 from failover_sidecar.config import SidecarConfig
+from failover_sidecar.flips import FlipLog
+from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
 from failover_sidecar.path import PathSession
 from failover_sidecar.route import RouteState
-from failover_sidecar.status import Cause, PathState, PathStatus, Warmth
+from failover_sidecar.saver import StateSaver
+from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
 
 log = logging.getLogger(__name__)
 
-_STATE_PB = {
-    PathState.UP: pb.PATH_STATE_UP,
-    PathState.DOWN: pb.PATH_STATE_DOWN,
-    PathState.CONNECTING: pb.PATH_STATE_CONNECTING,
-}
-_CAUSE_PB = {
-    Cause.RESET: pb.FAILURE_CAUSE_RESET,
-    Cause.REFUSED: pb.FAILURE_CAUSE_REFUSED,
-    Cause.LOGON_LOST: pb.FAILURE_CAUSE_LOGON_LOST,
-    Cause.LOGON_REFUSED: pb.FAILURE_CAUSE_LOGON_REFUSED,
-    Cause.SILENT: pb.FAILURE_CAUSE_SILENT,
-}
 RouteListener = Callable[[str], None]
 
 
@@ -65,17 +61,20 @@ class Agent:
         self.routes: dict[str, RouteState] = {}
         self.sessions: dict[tuple[str, str], PathSession] = {}
         self.guard = SilenceGuard()
-        self.flips: deque[spb.Flip] = deque(maxlen=200)
+        self.flip_log = FlipLog()
+        self.flips = self.flip_log.entries
         self.route_listeners: list[RouteListener] = []
         self.path_dead_listeners: list[Callable[[str, str], None]] = []
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._flip_started_ns: dict[str, int] = {}
         # Every task the agent starts (session start/retire, warm-ups) is kept here and
         # ended or awaited by stop(); the save task is awaited by stop() too.
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._save_pending = False
-        self._save_task: asyncio.Task[None] | None = None
+        self.saver = StateSaver(
+            cfg.state_file,
+            cfg.host_id,
+            lambda: state_file.SavedState(dict(self.definitions), dict(self.decisions)),
+        )
         self._stop_task: asyncio.Task[None] | None = None
         self.link = CoordinatorLink(
             host_id=cfg.host_id,
@@ -112,25 +111,12 @@ class Agent:
         return out
 
     def _health(self, group: str) -> list[pb.PathHealth]:
-        return [self._path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
-
-    def _path_health(self, st: PathStatus) -> pb.PathHealth:
-        return pb.PathHealth(
-            group=st.group,
-            path=st.path,
-            state=_STATE_PB.get(st.state, 0),  # type: ignore[arg-type]
-            cause=_CAUSE_PB.get(st.cause, 0) if st.cause is not None and st.state is not PathState.UP else 0,  # type: ignore[arg-type]
-            rtt_p50_us=int(st.rtt_p50_us or 0),
-            rtt_p99_us=int(st.rtt_p99_us or 0),
-            warmth=WARMTH_TO_PB[st.warmth],
-            detect_us=int(st.detect_us or 0),
-            seq=st.seq,
-        )
+        return [path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
 
     def full_health(self) -> sync_pb2.HealthReport:
         rep = sync_pb2.HealthReport(full=True)
         for s in self.sessions.values():
-            rep.paths.append(self._path_health(s.status))
+            rep.paths.append(path_health(s.status))
         for g, r in self.routes.items():
             rep.effective[g] = r.effective or ""
         return rep
@@ -142,7 +128,7 @@ class Agent:
             return
         self.definitions[gdef.name] = gdef
         self._apply_definition(gdef)
-        self._schedule_save()
+        self.saver.schedule()
 
     def _apply_definition(self, gdef: pb.GroupDefinition) -> None:
         g = gdef.name
@@ -216,7 +202,7 @@ class Agent:
             rep.effective[g] = r.effective or ""
             self.link.report(rep)  # status shows each host's effective route, also after a decision
         self._route_changed(g)
-        self._schedule_save()
+        self.saver.schedule()
         return epoch
 
     # --- paths -------------------------------------------------------------
@@ -245,7 +231,7 @@ class Agent:
 
     def _report(self, g: str, st: PathStatus) -> None:
         r = self.routes.get(g)
-        rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
+        rep = sync_pb2.HealthReport(paths=[path_health(st)])
         rep.effective[g] = (r.effective if r is not None else None) or ""
         self.link.report(rep)
 
@@ -264,45 +250,16 @@ class Agent:
         started_ns: int,
     ) -> None:
         d = self.decisions.get(g)
-        changed_ns = time.monotonic_ns()
-        flip = spb.Flip(
-            group=g,
-            from_path=before or "",
-            to_path=after or "",
-            trigger=trigger,
-            cause=cause or "",
-            detect_us=detect_us,
-            flip_us=(changed_ns - started_ns) // 1000,
-            first_ack_us=-1,
-            at_unix_ms=int(time.time() * 1000),
-            at_monotonic_ns=changed_ns,
-        )
-        if d is not None:
-            flip.epoch.CopyFrom(d.epoch)
-        self.flips.append(flip)
-        self._flip_started_ns[g] = changed_ns
-        log.warning(
-            "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
-        )
+        epoch = d.epoch if d is not None else None
+        self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
 
     def note_in_doubt(self, g: str, path: str, count: int) -> None:
         """Messages a dead path left in doubt are charged to the flip away from it."""
-        for f in reversed(self.flips):
-            if f.group == g:
-                if f.from_path == path:
-                    f.in_doubt += count
-                break
+        self.flip_log.note_in_doubt(g, path, count)
 
     def note_ack(self, g: str, path: str) -> None:
         """First ack on a path after a flip to it completes that flip's timeline."""
-        started = self._flip_started_ns.pop(g, None)
-        if started is None:
-            return
-        for f in reversed(self.flips):
-            if f.group == g:
-                if f.to_path == path and f.first_ack_us < 0:
-                    f.first_ack_us = (time.monotonic_ns() - started) // 1000
-                break
+        self.flip_log.note_ack(g, path)
 
     def _route_changed(self, g: str) -> None:
         r = self.routes.get(g)
@@ -334,22 +291,6 @@ class Agent:
             rep.effective[g] = r.effective or ""
             self.link.report(rep)
         self._route_changed(g)
-
-    # --- persistence -------------------------------------------------------
-
-    def _schedule_save(self) -> None:
-        self._save_pending = True
-        if self._save_task is None or self._save_task.done():
-            self._save_task = asyncio.get_running_loop().create_task(self._save_loop())
-
-    async def _save_loop(self) -> None:
-        while self._save_pending:
-            self._save_pending = False
-            snap = state_file.SavedState(dict(self.definitions), dict(self.decisions))
-            try:
-                await asyncio.to_thread(state_file.save, self.cfg.state_file, self.cfg.host_id, snap)
-            except OSError as exc:
-                log.error("cannot write state file %s: %s", self.cfg.state_file, exc)
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -386,5 +327,4 @@ class Agent:
         # stop the sessions still in use (each stop is bounded too).
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
-        if self._save_task is not None:
-            await asyncio.gather(self._save_task, return_exceptions=True)
+        await self.saver.flush()
