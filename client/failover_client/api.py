@@ -6,8 +6,11 @@
         if outcome.kind == OutcomeKind.IN_DOUBT: ...
 
 Every ``send`` resolves to exactly one Outcome. When the stream to the sidecar
-breaks, every message still waiting is reported IN_DOUBT locally (it may or
-may not have reached the venue: ask ``resolve_in_doubt`` later).
+breaks (or the strategy closes), every message still waiting is reported
+IN_DOUBT locally (it may or may not have reached the venue: ask
+``resolve_in_doubt`` later); a message submitted after that gets NO_PATH
+(nothing was sent). A second outcome for one message is never returned: it is
+counted, logged and put on ``events`` as a ``duplicate_outcome`` event.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -24,6 +30,12 @@ import grpc
 from failover import rpc
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+# VenueEvent.kind of the event that reports a second outcome for one message.
+DUPLICATE_OUTCOME = "duplicate_outcome"
+_RESOLVED_KEPT = 100_000
 
 Outcome = spb.Outcome
 Resolution = spb.Resolution
@@ -49,7 +61,11 @@ def _target(address: str) -> str:
 
 
 class Sidecar:
-    """One strategy's connection to its host's sidecar. Create with ``await Sidecar.connect(...)``."""
+    """One strategy's connection to its host's sidecar. Create with ``await Sidecar.connect(...)``.
+
+    Every ``submit``/``send`` resolves exactly once, whatever happens to the stream
+    (it breaks, the library fails, the strategy closes): see ``_read`` and ``close``.
+    """
 
     def __init__(self, channel: grpc.aio.Channel, strategy_id: str) -> None:
         self._channel = channel
@@ -58,12 +74,18 @@ class Sidecar:
         # Ids unique per strategy across reconnects and restarts: microseconds at connect, then +1.
         self._ids = itertools.count(time.time_ns() // 1000)
         self._pending: dict[int, asyncio.Future[spb.Outcome]] = {}
+        # The kind each recently resolved message got, to recognise a second outcome.
+        self._resolved: OrderedDict[int, int] = OrderedDict()
         self._out: asyncio.Queue[spb.RelayRequest | None] = asyncio.Queue()
         self.events: asyncio.Queue[spb.VenueEvent] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self._closing = False
+        self._close_done = asyncio.Event()
         self.error: str = ""
         self._started = False
+        self.duplicate_outcomes = 0  # outcomes for a message that already had one (a broken promise)
+        self.unmatched_outcomes = 0  # outcomes for a message this connection never sent
 
     @classmethod
     async def connect(cls, address: str, strategy_id: str) -> Sidecar:
@@ -82,33 +104,88 @@ class Sidecar:
                 yield r
 
         call = self._stub.Relay(requests())
-        self._reader = asyncio.get_running_loop().create_task(self._read(call))
+        self._reader = asyncio.get_running_loop().create_task(self._read(call), name="failover-relay")
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+        """Deliver outcomes and events until the stream ends; then resolve whatever is still waiting.
+
+        The resolution is in ``finally``, so it also happens when the task is
+        cancelled (``close``) or fails with something other than a gRPC error.
+        """
+        kind, why = spb.OUTCOME_KIND_IN_DOUBT, "stream to the sidecar ended"
         try:
             async for ev in call:
                 if ev.WhichOneof("kind") == "outcome":
-                    fut = self._pending.pop(ev.outcome.client_msg_id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(ev.outcome)
+                    self._on_outcome(ev.outcome)
                 else:
                     self.events.put_nowait(ev.venue_event)
         except grpc.aio.AioRpcError as exc:
             self.error = f"{exc.code().name}: {exc.details()}"
-            # Refused at open (unknown strategy, bad first message): nothing was sent anywhere.
-            refused = exc.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
-        else:
-            refused = False
+            why = "stream to the sidecar broke"
+            if exc.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT):
+                # Refused at open (unknown strategy, bad first message): nothing was sent anywhere.
+                kind, why = spb.OUTCOME_KIND_REJECTED, "the sidecar refused the stream"
+        except asyncio.CancelledError:
+            why = "the client closed before the outcome arrived"
+            raise
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            why = "the client library failed reading the stream"
+            log.exception("relay stream of strategy %s failed", self.strategy_id)
         finally:
             self.closed.set()
-        kind = spb.OUTCOME_KIND_REJECTED if refused else spb.OUTCOME_KIND_IN_DOUBT
-        why = "the sidecar refused the stream" if refused else "stream to the sidecar broke"
-        for msg_id, fut in list(self._pending.items()):
-            if not fut.done():
-                fut.set_result(
-                    spb.Outcome(client_msg_id=msg_id, kind=kind, reason=f"{why}: {self.error}".strip())
-                )
-        self._pending.clear()
+            reason = f"{why}: {self.error}" if self.error else why
+            for msg_id, fut in list(self._pending.items()):
+                self._settle(fut, spb.Outcome(client_msg_id=msg_id, kind=kind, reason=reason))
+            self._pending.clear()
+
+    def _settle(self, fut: asyncio.Future[spb.Outcome], outcome: spb.Outcome) -> None:
+        if not fut.done():  # a caller that gave up cancelled its future: nothing to tell
+            fut.set_result(outcome)
+        self._resolved[outcome.client_msg_id] = outcome.kind
+        if len(self._resolved) > _RESOLVED_KEPT:
+            self._resolved.popitem(last=False)
+
+    def _on_outcome(self, o: spb.Outcome) -> None:
+        mid = o.client_msg_id
+        fut = self._pending.pop(mid, None)
+        if fut is not None:
+            self._settle(fut, o)
+            return
+        first = self._resolved.get(mid)
+        if first is None:
+            self.unmatched_outcomes += 1
+            log.warning(
+                "outcome %s for message %d, which this connection did not send: ignored",
+                OutcomeKind.name(o.kind),
+                mid,
+            )
+            return
+        # The sidecar promises one outcome per message: a second one is a bug to surface, not hide.
+        self.duplicate_outcomes += 1
+        detail = {
+            "first": OutcomeKind.name(first),
+            "second": OutcomeKind.name(o.kind),
+            "path": o.path,
+            "reason": o.reason,
+        }
+        log.error(
+            "second outcome for message %d: %s after %s (path %r, %s); the first one stands",
+            mid,
+            detail["second"],
+            detail["first"],
+            o.path,
+            o.reason,
+        )
+        self.events.put_nowait(
+            spb.VenueEvent(
+                client_msg_id=mid,
+                kind=DUPLICATE_OUTCOME,
+                path=o.path,
+                client_order_id=o.client_order_id,
+                payload=json.dumps(detail).encode(),
+            )
+        )
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -116,20 +193,31 @@ class Sidecar:
     def submit(
         self, group: str, payload: bytes | str, *, msg_id: int | None = None, cancel_of: int | None = None
     ) -> tuple[int, asyncio.Future[spb.Outcome]]:
-        """Queue one message; returns its id and a future for its outcome."""
+        """Queue one message; returns its id and a future for its one outcome.
+
+        Resolved at once, with nothing sent, after ``close`` or once the stream has
+        ended (NO_PATH), and for an id still waiting for its outcome (REJECTED).
+        """
         mid = msg_id if msg_id is not None else self.next_id()
+        fut: asyncio.Future[spb.Outcome] = asyncio.get_running_loop().create_future()
+        refusal: tuple[int, str] | None = None
+        if self._closing:
+            refusal = spb.OUTCOME_KIND_NO_PATH, "not sent: the client is closed"
+        elif self.closed.is_set():
+            refusal = (
+                spb.OUTCOME_KIND_NO_PATH,
+                f"not sent: no stream to the sidecar ({self.error or 'ended'})",
+            )
+        elif mid in self._pending:
+            refusal = (
+                spb.OUTCOME_KIND_REJECTED,
+                f"not sent: client_msg_id {mid} is already waiting for an outcome",
+            )
+        if refusal is not None:
+            fut.set_result(spb.Outcome(client_msg_id=mid, kind=refusal[0], reason=refusal[1]))  # type: ignore[arg-type]
+            return mid, fut
         if not self._started:
             self._start()
-        fut: asyncio.Future[spb.Outcome] = asyncio.get_running_loop().create_future()
-        if self.closed.is_set():
-            fut.set_result(
-                spb.Outcome(
-                    client_msg_id=mid,
-                    kind=spb.OUTCOME_KIND_IN_DOUBT,
-                    reason=f"not connected {self.error}".strip(),
-                )
-            )
-            return mid, fut
         self._pending[mid] = fut
         m = spb.RelayMessage(
             group=group,
@@ -174,15 +262,32 @@ class Sidecar:
         st: spb.SidecarLocalStatus = await self._stub.GetStatus(spb.SidecarStatusRequest(), timeout=5)
         return st
 
-    async def close(self) -> None:
-        self._out.put_nowait(None)
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.closed.wait()), 2.0)
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._channel.close(None)
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Stop sending, wait up to ``timeout_s`` for outstanding outcomes, then end the stream.
+
+        Messages still without an outcome then resolve IN_DOUBT (they were written);
+        later ``submit`` calls resolve NO_PATH at once. Idempotent: a second call
+        waits for the first to finish.
+        """
+        if self._closing:
+            await self._close_done.wait()
+            return
+        self._closing = True
+        try:
+            reader = self._reader
+            if reader is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout_s):
+                        if self._pending:
+                            await asyncio.wait(list(self._pending.values()))
+                        self._out.put_nowait(None)  # half-close: the sidecar ends the stream
+                        await self.closed.wait()
+                self._out.put_nowait(None)
+                reader.cancel()
+                await asyncio.wait({reader})  # unlike `await reader`, never swallows our own cancel
+            await self._channel.close(None)
+        finally:
+            self._close_done.set()
 
     async def __aenter__(self) -> Sidecar:
         return self

@@ -47,7 +47,8 @@ class SyncSidecar:
 
         async def get() -> spb.VenueEvent | None:
             try:
-                return await asyncio.wait_for(self._sc.events.get(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    return await self._sc.events.get()
             except TimeoutError:
                 return None
 

@@ -5,6 +5,12 @@ status changes (a path died or recovered here: flip at once, report up),
 decisions from the coordinators (apply only newer epochs, ack, persist), and
 strategy messages (see orders.py). The control plane is never on the data
 path: with every coordinator gone, the last route and the warm paths stay.
+
+This module wires the parts and owns the session lifecycle; each other idea
+lives in its own module: the route rules (route.py), a path session (path.py),
+the flip log and its timeline (flips.py), the protobuf form of path health
+(health_pb.py), the state file and its writer (state_file.py, saver.py), and
+the coordinator stream (stream.py).
 """
 
 from __future__ import annotations
@@ -13,45 +19,26 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from failover.model.convert import group_pb
+from failover.aio import cancel_and_wait
+from failover.model.convert import WARMTH_FROM_PB, group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 from failover_sidecar import state_file
 from failover_sidecar.config import SidecarConfig
+from failover_sidecar.flips import FlipLog
+from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
 from failover_sidecar.path import PathSession
 from failover_sidecar.route import RouteState
-from failover_sidecar.status import Cause, PathState, PathStatus, Warmth
+from failover_sidecar.saver import StateSaver
+from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
 
 log = logging.getLogger(__name__)
-
-_STATE_PB = {
-    PathState.UP: pb.PATH_STATE_UP,
-    PathState.DOWN: pb.PATH_STATE_DOWN,
-    PathState.CONNECTING: pb.PATH_STATE_CONNECTING,
-}
-_CAUSE_PB = {
-    Cause.RESET: pb.FAILURE_CAUSE_RESET,
-    Cause.REFUSED: pb.FAILURE_CAUSE_REFUSED,
-    Cause.LOGON_LOST: pb.FAILURE_CAUSE_LOGON_LOST,
-    Cause.LOGON_REFUSED: pb.FAILURE_CAUSE_LOGON_REFUSED,
-    Cause.SILENT: pb.FAILURE_CAUSE_SILENT,
-}
-_WARMTH_PB = {
-    Warmth.LOGGED_ON: pb.WARMTH_LOGGED_ON,
-    Warmth.CONNECTED: pb.WARMTH_CONNECTED,
-    Warmth.COLD: pb.WARMTH_COLD,
-}
-_WARMTH_FROM_PB = {
-    pb.WARMTH_LOGGED_ON: Warmth.LOGGED_ON,
-    pb.WARMTH_CONNECTED: Warmth.CONNECTED,
-    pb.WARMTH_COLD: Warmth.COLD,
-}
 
 RouteListener = Callable[[str], None]
 
@@ -74,15 +61,21 @@ class Agent:
         self.routes: dict[str, RouteState] = {}
         self.sessions: dict[tuple[str, str], PathSession] = {}
         self.guard = SilenceGuard()
-        self.flips: deque[spb.Flip] = deque(maxlen=200)
+        self.flip_log = FlipLog()
+        self.flips = self.flip_log.entries
         self.route_listeners: list[RouteListener] = []
         self.path_dead_listeners: list[Callable[[str, str], None]] = []
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._flip_started_ns: dict[str, int] = {}
-        self._warming: set[asyncio.Task[bool]] = set()
-        self._save_pending = False
-        self._save_task: asyncio.Task[None] | None = None
+        # Every task the agent starts (session start/retire, warm-ups) is kept here and
+        # ended or awaited by stop(); the save task is awaited by stop() too.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.saver = StateSaver(
+            cfg.state_file,
+            cfg.host_id,
+            lambda: state_file.SavedState(dict(self.definitions), dict(self.decisions)),
+        )
+        self._stop_task: asyncio.Task[None] | None = None
         self.link = CoordinatorLink(
             host_id=cfg.host_id,
             site=cfg.site,
@@ -118,25 +111,12 @@ class Agent:
         return out
 
     def _health(self, group: str) -> list[pb.PathHealth]:
-        return [self._path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
-
-    def _path_health(self, st: PathStatus) -> pb.PathHealth:
-        return pb.PathHealth(
-            group=st.group,
-            path=st.path,
-            state=_STATE_PB.get(st.state, 0),  # type: ignore[arg-type]
-            cause=_CAUSE_PB.get(st.cause, 0) if st.cause is not None and st.state is not PathState.UP else 0,  # type: ignore[arg-type]
-            rtt_p50_us=int(st.rtt_p50_us or 0),
-            rtt_p99_us=int(st.rtt_p99_us or 0),
-            warmth=_WARMTH_PB.get(st.warmth, 0),  # type: ignore[arg-type]
-            detect_us=int(st.detect_us or 0),
-            seq=st.seq,
-        )
+        return [path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
 
     def full_health(self) -> sync_pb2.HealthReport:
         rep = sync_pb2.HealthReport(full=True)
         for s in self.sessions.values():
-            rep.paths.append(self._path_health(s.status))
+            rep.paths.append(path_health(s.status))
         for g, r in self.routes.items():
             rep.effective[g] = r.effective or ""
         return rep
@@ -148,7 +128,7 @@ class Agent:
             return
         self.definitions[gdef.name] = gdef
         self._apply_definition(gdef)
-        self._schedule_save()
+        self.saver.schedule()
 
     def _apply_definition(self, gdef: pb.GroupDefinition) -> None:
         g = gdef.name
@@ -168,14 +148,14 @@ class Agent:
             p = wanted.get(name) if grp == g else None
             if grp == g and (p is None or p.endpoint != sess.endpoint):
                 del self.sessions[(grp, name)]
-                asyncio.get_running_loop().create_task(sess.stop())  # noqa: RUF006 - stop() is bounded
+                self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
             if (g, p.name) in self.sessions:
                 continue
             if not p.endpoint:
                 log.error("group %s path %s has no endpoint for site %s", g, p.name, self.cfg.site)
                 continue
-            warmth = _WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON)
+            warmth = Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
             if ov is not None and p.name in ov.warmth:
                 warmth = Warmth(ov.warmth[p.name])
             dp = self.cfg.data_plane
@@ -187,6 +167,7 @@ class Agent:
                 warmth=warmth,
                 heartbeat_interval_ms=dp.heartbeat_interval_ms,
                 silent_after=dp.silent_after_intervals,
+                logon_timeout_ms=dp.logon_timeout_ms,
                 backoff_min_ms=dp.reconnect_min_ms,
                 backoff_max_ms=dp.reconnect_max_ms,
                 on_state=self._on_path_state,
@@ -194,7 +175,7 @@ class Agent:
                 guard=self.guard,
             )
             self.sessions[(g, p.name)] = sess
-            asyncio.get_running_loop().create_task(sess.start())  # noqa: RUF006 - start() returns at once
+            self._spawn(sess.start(), f"start path {p.name}")
         self._route_changed(g)
 
     # --- decisions ---------------------------------------------------------
@@ -221,7 +202,7 @@ class Agent:
             rep.effective[g] = r.effective or ""
             self.link.report(rep)  # status shows each host's effective route, also after a decision
         self._route_changed(g)
-        self._schedule_save()
+        self.saver.schedule()
         return epoch
 
     # --- paths -------------------------------------------------------------
@@ -250,7 +231,7 @@ class Agent:
 
     def _report(self, g: str, st: PathStatus) -> None:
         r = self.routes.get(g)
-        rep = sync_pb2.HealthReport(paths=[self._path_health(st)])
+        rep = sync_pb2.HealthReport(paths=[path_health(st)])
         rep.effective[g] = (r.effective if r is not None else None) or ""
         self.link.report(rep)
 
@@ -269,43 +250,16 @@ class Agent:
         started_ns: int,
     ) -> None:
         d = self.decisions.get(g)
-        flip = spb.Flip(
-            group=g,
-            from_path=before or "",
-            to_path=after or "",
-            trigger=trigger,
-            cause=cause or "",
-            detect_us=detect_us,
-            flip_us=(time.monotonic_ns() - started_ns) // 1000,
-            first_ack_us=-1,
-            at_unix_ms=int(time.time() * 1000),
-        )
-        if d is not None:
-            flip.epoch.CopyFrom(d.epoch)
-        self.flips.append(flip)
-        self._flip_started_ns[g] = time.monotonic_ns()
-        log.warning(
-            "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
-        )
+        epoch = d.epoch if d is not None else None
+        self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
 
     def note_in_doubt(self, g: str, path: str, count: int) -> None:
         """Messages a dead path left in doubt are charged to the flip away from it."""
-        for f in reversed(self.flips):
-            if f.group == g:
-                if f.from_path == path:
-                    f.in_doubt += count
-                break
+        self.flip_log.note_in_doubt(g, path, count)
 
     def note_ack(self, g: str, path: str) -> None:
         """First ack on a path after a flip to it completes that flip's timeline."""
-        started = self._flip_started_ns.pop(g, None)
-        if started is None:
-            return
-        for f in reversed(self.flips):
-            if f.group == g:
-                if f.to_path == path and f.first_ack_us < 0:
-                    f.first_ack_us = (time.monotonic_ns() - started) // 1000
-                break
+        self.flip_log.note_ack(g, path)
 
     def _route_changed(self, g: str) -> None:
         r = self.routes.get(g)
@@ -313,9 +267,7 @@ class Agent:
             sess = self.sessions.get((g, r.effective))
             if sess is not None and sess.is_up and not sess.can_send and sess.warmth is not Warmth.LOGGED_ON:
                 # A path kept only connected (or cold) logs on when it becomes the route.
-                task = asyncio.get_running_loop().create_task(sess.warm_up(Warmth.LOGGED_ON))
-                self._warming.add(task)
-                task.add_done_callback(self._warming.discard)
+                self._spawn(sess.warm_up(Warmth.LOGGED_ON), f"warm up path {r.effective}")
         if r is not None:
             t = self._timers.pop(g, None)
             if t is not None:
@@ -340,31 +292,39 @@ class Agent:
             self.link.report(rep)
         self._route_changed(g)
 
-    # --- persistence -------------------------------------------------------
-
-    def _schedule_save(self) -> None:
-        self._save_pending = True
-        if self._save_task is None or self._save_task.done():
-            self._save_task = asyncio.get_running_loop().create_task(self._save_loop())
-
-    async def _save_loop(self) -> None:
-        while self._save_pending:
-            self._save_pending = False
-            snap = state_file.SavedState(dict(self.definitions), dict(self.decisions))
-            try:
-                await asyncio.to_thread(state_file.save, self.cfg.state_file, self.cfg.host_id, snap)
-            except OSError as exc:
-                log.error("cannot write state file %s: %s", self.cfg.state_file, exc)
-
     # --- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
         for gdef in list(self.definitions.values()):
             self._apply_definition(gdef)
 
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` as a task the agent owns; nothing new starts once stopping."""
+        if self._stop_task is not None:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def stop(self) -> None:
+        """Stop every path session and end every task the agent started. Idempotent.
+
+        The work runs in one task of its own: a second call, or a call after the first
+        caller was cancelled, waits for that same stop instead of returning early.
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name="agent stop")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         for t in self._timers.values():
             t.cancel()
+        self._timers.clear()
+        warm_ups = [t for t in self._tasks if t.get_name().startswith("warm up")]
+        await cancel_and_wait(warm_ups)
+        # Session starts return at once and retirements are bounded: wait for them, then
+        # stop the sessions still in use (each stop is bounded too).
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
-        if self._save_task is not None:
-            await asyncio.gather(self._save_task, return_exceptions=True)
+        await self.saver.flush()

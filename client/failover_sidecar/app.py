@@ -10,7 +10,11 @@ import os
 import stat
 from pathlib import Path
 
+import grpc
+from grpc_health.v1._async import HealthServicer as AioHealthServicer
+
 from failover import rpc
+from failover.aio import finish
 from failover.config_source import ConfigError
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
@@ -88,9 +92,13 @@ class SidecarApp:
                 tg.create_task(self.orders.run(), name="order-expiry")
                 self.ready.set()
         finally:
-            await rpc.mark_serving(health, SERVICES, False)
-            await server.stop(0.5)
-            await self.agent.stop()
-            with contextlib.suppress(OSError):
-                os.unlink(cfg.socket_path)
-            log.info("sidecar %s stopped", cfg.host_id)
+            # The shutdown runs to its end even if we are cancelled again meanwhile.
+            await finish(asyncio.create_task(self._shutdown(server, health), name="sidecar shutdown"))
+
+    async def _shutdown(self, server: grpc.aio.Server, health: AioHealthServicer) -> None:
+        await rpc.mark_serving(health, SERVICES, False)
+        await server.stop(0.5)
+        await self.agent.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(self.cfg.socket_path)
+        log.info("sidecar %s stopped", self.cfg.host_id)

@@ -37,6 +37,9 @@ class ListenSection(_Section):
 class DataPlaneSection(_Section):
     heartbeat_interval_ms: int = Field(default=50, ge=1, le=10_000)
     silent_after_intervals: int = Field(default=3, ge=2, le=100)
+    # The logon's answer has its own deadline, well above the silence budget of an
+    # established session: a venue may take longer to answer a logon than a heartbeat.
+    logon_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     reconnect_min_ms: int = Field(default=50, ge=1)
     reconnect_max_ms: int = Field(default=2000, ge=1)
 

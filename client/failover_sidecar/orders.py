@@ -272,7 +272,8 @@ class OrderPath:
             self._status_waiters.pop(cid, None)
             return spb.Resolution(client_msg_id=msg_id, state=still, detail="could not ask the venue")
         try:
-            reply = await asyncio.wait_for(fut, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                reply = await fut
         except TimeoutError:
             self._status_waiters.pop(cid, None)
             return spb.Resolution(

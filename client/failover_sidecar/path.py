@@ -9,7 +9,9 @@ cancels, status replies, session rejects, logon rejects, logout acks).
 Warmth:
 
 - ``logged_on``: TCP + logon as ``host_id`` + a heartbeat every interval. UP once the
-  venue acknowledges the logon; orders can be sent.
+  venue acknowledges the logon (within ``logon_timeout_ms``, its own deadline: a
+  logon may take longer than the silence budget of an established session); orders
+  can be sent.
 - ``connected``: TCP only, no session (for venues that allow one logged-on session
   per sender). UP once TCP is connected. Liveness is the TCP state, plus (by default,
   ``probe_connected``) a heartbeat, which the simulator's protocol answers before
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
+from failover.aio import cancel_and_wait
 from failover.wire import protocol as p
 from failover.wire.address import parse_host_port
 from failover_sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
@@ -109,6 +112,7 @@ class PathSession:
         guard: SilenceGuard | None = None,
         probe_connected: bool = True,
         connect_timeout_ms: int = 1000,
+        logon_timeout_ms: int = 1000,
         rtt_window: int = 200,
         rng: random.Random | None = None,
     ) -> None:
@@ -125,6 +129,7 @@ class PathSession:
         self._interval = heartbeat_interval_ms / 1000.0
         self._silent_s = silent_after * self._interval
         self._connect_timeout = connect_timeout_ms / 1000.0
+        self._logon_timeout = logon_timeout_ms / 1000.0
         self._probe_connected = probe_connected
         self._on_state = on_state
         self._on_message = on_message
@@ -142,6 +147,7 @@ class PathSession:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._silence = SilenceCheck(self._interval, self._silent_s, self.guard)
         self._changed = asyncio.Event()
 
@@ -218,10 +224,17 @@ class PathSession:
         return True
 
     async def stop(self) -> None:
-        """Log out if logged on (bounded wait), close the socket, end every task. Idempotent."""
-        if self._stopping:
-            return
-        self._stopping = True
+        """Log out if logged on (bounded wait), close the socket, end every task. Idempotent.
+
+        The work runs in one task the session keeps: a second call, or a call after the
+        first caller was cancelled, waits for that same stop to finish.
+        """
+        if self._stop_task is None:
+            self._stopping = True
+            self._stop_task = asyncio.get_running_loop().create_task(self._stop(), name=f"stop {self.path}")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
         link = self._link
         if link is not None and link.logged_on and not link.ended.done():
             link.write(link.seq.stamp(p.logout()))
@@ -229,9 +242,7 @@ class PathSession:
                 async with asyncio.timeout(max(2 * self._silent_s, 0.1)):
                     await asyncio.shield(link.ended)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         if link is not None:
             link.abort()
         self.guard.unregister(self)
@@ -272,9 +283,7 @@ class PathSession:
         try:
             await link.ended
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            await cancel_and_wait([ticker])
             link.abort()
 
     def _on_made(self, link: _Link) -> None:
@@ -290,7 +299,7 @@ class PathSession:
 
     def _begin_logon(self, link: _Link) -> None:
         link.logon_pending = True
-        link.last_rx = self.clock()  # the logon's answer is due within the silence limit from now
+        link.last_rx = self.clock()  # the logon's answer is due within logon_timeout_ms from now
         if self._status.state is PathState.UP:
             self._emit(PathState.CONNECTING, None, "logging on")
         link.write(p.logon(self.host_id, int(self._interval * 1000)))
@@ -363,7 +372,8 @@ class PathSession:
         return self._warmth is Warmth.CONNECTED and self._probe_connected and not link.logon_pending
 
     def _watching(self, link: _Link) -> bool:
-        return link.logon_pending or self._heartbeating(link)
+        """Is the line held to the silence budget? Not while a logon waits: that has its own deadline."""
+        return not link.logon_pending and self._heartbeating(link)
 
     async def _tick_loop(self, link: _Link) -> None:
         """Every interval: heartbeat, then check silence. Measures its own lateness for the guard."""
@@ -387,12 +397,18 @@ class PathSession:
         if self._heartbeating(link):
             msg = p.hb(self._hb.sent(now))
             link.write(link.seq.stamp(msg) if link.logged_on else msg)
+        if link.logon_pending:
+            # A logon may take longer than a heartbeat round trip (venue-side checks, a
+            # loaded host): it has its own deadline, not the established session's budget.
+            if now - link.last_rx >= self._logon_timeout:
+                waited = (now - link.last_rx) * 1000
+                self._fail(link, Cause.SILENT, f"no answer to logon for {waited:.0f} ms")
+            return
         if not self._watching(link):
             return
         verdict = self._silence.verdict(now, link.last_rx)
         if verdict is Verdict.SILENT:  # PROBE: this tick's heartbeat (if any) is the probe
-            what = "no answer to logon" if link.logon_pending else "nothing received"
-            self._fail(link, Cause.SILENT, f"{what} for {(now - link.last_rx) * 1000:.0f} ms")
+            self._fail(link, Cause.SILENT, f"nothing received for {(now - link.last_rx) * 1000:.0f} ms")
 
     # ------------------------------------------------------------ status
 

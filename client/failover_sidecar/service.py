@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from failover.aio import cancel_and_wait
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
@@ -126,9 +127,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 f"{RELAY_QUEUE} outcomes not read: stream closed (resolve in doubt)",
             )
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
             if self._orders.sinks.get(sid) is sink:
                 del self._orders.sinks[sid]
 

@@ -29,7 +29,7 @@ class Cause(StrEnum):
     REFUSED = "refused"  # the connect failed (refused, unreachable, timed out)
     LOGON_LOST = "logon_lost"  # the venue ended a logged-on session (an unrequested logout_ack)
     LOGON_REFUSED = "logon_refused"  # logon_reject
-    SILENT = "silent"  # nothing received for silent_after intervals (or no answer to the logon)
+    SILENT = "silent"  # nothing received for silent_after intervals (or no logon answer in logon_timeout_ms)
 
 
 @dataclass(frozen=True, slots=True)

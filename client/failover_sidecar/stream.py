@@ -107,7 +107,10 @@ class CoordinatorLink:
         async with rpc.channel(address) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
             try:
-                first = await asyncio.wait_for(call.read(), self._dead_after + 1)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that lands with a message, and the link would outlive a SIGTERM.
+                async with asyncio.timeout(self._dead_after + 1):
+                    first = await call.read()
                 if first is grpc.aio.EOF or first.WhichOneof("kind") != "snapshot":  # type: ignore[attr-defined]
                     return
                 self._out = out
@@ -125,7 +128,8 @@ class CoordinatorLink:
                     log.warning("replica %s is stale (%s): moving on", address, self.status.stale_reason)
                     return
                 while True:
-                    msg = await asyncio.wait_for(call.read(), self._dead_after)
+                    async with asyncio.timeout(self._dead_after):
+                        msg = await call.read()
                     if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return
                     self.status.last_message_monotonic = time.monotonic()

@@ -9,13 +9,13 @@ snapshot: the mirror lists again and tells its listener.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from coordinator.store.errors import Compacted, StoreError
 from coordinator.store.port import Store, WatchStream
 from coordinator.store.types import KV, EventKind
+from failover.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,7 @@ class Mirror:
                 if consumer.done():
                     consumer.result()  # re-raise the stream's StoreError
             finally:
-                consumer.cancel()
-                relist.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StoreError):
-                    await consumer
+                await cancel_and_wait((consumer, relist))
                 self._stream = None
                 self.connected = False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from failover.model.spec import DecisionRecord, Epoch, GroupSpec, PolicySpec, Stage
 from failover.v1 import types_pb2 as pb
 
+# The one map between warmth names (GroupSpec, the sidecar's Warmth) and the protobuf enum.
 WARMTH_TO_PB = {
     "logged_on": pb.WARMTH_LOGGED_ON,
     "connected": pb.WARMTH_CONNECTED,

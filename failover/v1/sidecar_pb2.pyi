@@ -199,7 +199,7 @@ class SidecarLocalStatus(_message.Message):
     def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., replica: _Optional[str] = ..., control_plane_connected: _Optional[bool] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., counters: _Optional[_Mapping[str, int]] = ..., flips: _Optional[_Iterable[_Union[Flip, _Mapping]]] = ...) -> None: ...
 
 class Flip(_message.Message):
-    __slots__ = ("group", "from_path", "to_path", "trigger", "cause", "detect_us", "flip_us", "first_ack_us", "epoch", "at_unix_ms", "in_doubt")
+    __slots__ = ("group", "from_path", "to_path", "trigger", "cause", "detect_us", "flip_us", "first_ack_us", "epoch", "at_unix_ms", "in_doubt", "at_monotonic_ns")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     FROM_PATH_FIELD_NUMBER: _ClassVar[int]
     TO_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,7 @@ class Flip(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
+    AT_MONOTONIC_NS_FIELD_NUMBER: _ClassVar[int]
     group: str
     from_path: str
     to_path: str
@@ -222,4 +223,5 @@ class Flip(_message.Message):
     epoch: _types_pb2.Epoch
     at_unix_ms: int
     in_doubt: int
-    def __init__(self, group: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., trigger: _Optional[str] = ..., cause: _Optional[str] = ..., detect_us: _Optional[int] = ..., flip_us: _Optional[int] = ..., first_ack_us: _Optional[int] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., at_unix_ms: _Optional[int] = ..., in_doubt: _Optional[int] = ...) -> None: ...
+    at_monotonic_ns: int
+    def __init__(self, group: _Optional[str] = ..., from_path: _Optional[str] = ..., to_path: _Optional[str] = ..., trigger: _Optional[str] = ..., cause: _Optional[str] = ..., detect_us: _Optional[int] = ..., flip_us: _Optional[int] = ..., first_ack_us: _Optional[int] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., at_unix_ms: _Optional[int] = ..., in_doubt: _Optional[int] = ..., at_monotonic_ns: _Optional[int] = ...) -> None: ...

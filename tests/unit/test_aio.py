@@ -1,0 +1,61 @@
+"""failover.aio: helpers that start tasks must leave none behind, finished or not."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from failover.aio import cancel_and_wait, finish, wait_any
+
+
+async def test_wait_any_returns_only_after_every_task_it_started_has_finished() -> None:
+    cleaned: list[str] = []
+
+    async def slow_to_cancel(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # cleanup that takes a step of the loop
+            cleaned.append(name)
+            raise
+
+    assert not await wait_any(slow_to_cancel("a"), slow_to_cancel("b"), timeout=0.01)
+    assert sorted(cleaned) == ["a", "b"]
+    assert await wait_any(asyncio.sleep(0), slow_to_cancel("c"))
+    assert "c" in cleaned
+
+
+async def test_cancel_and_wait_lets_the_tasks_finish_before_passing_on_the_callers_cancel() -> None:
+    finished = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.02)
+            finished.set()
+
+    child = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(cancel_and_wait([child]))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert finished.is_set() and child.done()
+
+
+async def test_finish_runs_the_task_to_its_end_through_a_cancel_of_the_caller() -> None:
+    ended = asyncio.Event()
+
+    async def shutdown() -> None:
+        await asyncio.sleep(0.02)
+        ended.set()
+
+    waiter = asyncio.create_task(finish(asyncio.create_task(shutdown())))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert ended.is_set()
