@@ -41,6 +41,8 @@ _CODES = {
 }
 
 LocalStatusFn = Callable[[], apb.ReplicaStatus]
+# Sends a request to the leader's Admin service with the given deadline (seconds).
+Forward = Callable[[admin_pb2_grpc.AdminStub, float], Awaitable[apb.ControlResponse]]
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -83,6 +85,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         peers: PeerChannels,
         rpc_timeout_s: float,
         leader_wait_s: float = 5.0,
+        forward_s: float = 10.0,
     ) -> None:
         self._id = replica_id
         self._store = store
@@ -93,6 +96,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self._peers = peers
         self._timeout = rpc_timeout_s
         self._leader_wait_s = leader_wait_s
+        self._forward_s = forward_s  # a forward's deadline when the caller gave none
         # Set when this replica shuts down: waits for a leader end at once.
         self.stopping = asyncio.Event()
 
@@ -180,16 +184,25 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "path: required")
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
-        if self._leader.leadership is None:
-            leader = await self._await_leader()
-            if leader is not None:
-                return await self._forward(context, leader, lambda stub: stub.Switch(request, timeout=10))
-            if self._leader.leadership is None:
-                await self._abort(context, "unavailable", "no leader elected right now; retry")
         req = OperatorRequest(
             request.group, request.reason, request.operator or "unknown", request.force, path=request.path
         )
-        return await self._run(context, req)
+        return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t))
+
+    async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
+        """Run the request here when we lead, else forward it to the leader, re-resolving it
+        when leadership moves while we wait on it (a stalled leader loses its key at its TTL)."""
+        while True:
+            if self._leader.leadership is not None:
+                return await self._run(context, req)
+            leader = await self._await_leader()
+            if leader is not None:
+                resp = await self._forward(context, leader, forward)
+                if resp is not None:
+                    return resp
+                log.info("leader %s changed while a request waited on it: re-resolving", leader.replica_id)
+            elif self._leader.leadership is None:
+                await self._abort(context, "unavailable", "no leader elected right now; retry")
 
     async def _run(self, context: Any, req: OperatorRequest) -> apb.ControlResponse:
         try:
@@ -202,17 +215,37 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             resp.decision.CopyFrom(decision_pb(done.record, done.epoch))
         return resp
 
-    async def _forward(
-        self,
-        context: Any,
-        leader: LeaderKey,
-        call: Callable[[admin_pb2_grpc.AdminStub], Awaitable[apb.ControlResponse]],
-    ) -> apb.ControlResponse:
+    async def _forward(self, context: Any, leader: LeaderKey, forward: Forward) -> apb.ControlResponse | None:
+        """The leader's answer, or None when its term ended (or we stop) before it answered."""
+        remaining = context.time_remaining()
+        timeout = self._forward_s if remaining is None else max(0.0, remaining)
+        call = asyncio.ensure_future(
+            forward(admin_pb2_grpc.AdminStub(self._peers.get(leader.address)), timeout)
+        )
+        moved = asyncio.ensure_future(self._leader_moved(leader))
         try:
-            return await call(admin_pb2_grpc.AdminStub(self._peers.get(leader.address)))
+            await asyncio.wait([call, moved], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            moved.cancel()
+        if not call.done():
+            call.cancel()
+            await asyncio.wait([call])  # settles it (no answer to retrieve); our own cancel still propagates
+            if self.stopping.is_set():
+                await self._abort(context, "unavailable", "replica shutting down; retry another")
+            return None
+        try:
+            return call.result()
         except grpc.aio.AioRpcError as exc:
             await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
             raise
+
+    async def _leader_moved(self, leader: LeaderKey) -> None:
+        """Until the view shows another term than ``leader``'s (or none), or we stop."""
+        while not self.stopping.is_set():
+            now = self._view.leader
+            if now is None or now.token != leader.token:
+                return
+            await wait_any(self._view.changed.wait(), self.stopping.wait())
 
     async def _await_leader(self) -> LeaderKey | None:
         """The leader, waiting a bounded time through an election in progress."""
@@ -228,7 +261,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 return None
             if self.stopping.is_set():
                 return None  # our view no longer moves: let the client retry another replica
-            await wait_any(self._view.changed.wait(), self.stopping.wait(), timeout=remaining)
+            # Our own term may begin without a view change (the key was already seen).
+            await wait_any(
+                self._view.changed.wait(),
+                self._leader.leadership_changed.wait(),
+                self.stopping.wait(),
+                timeout=remaining,
+            )
 
     async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
         action = _ACTIONS.get(request.action)
@@ -239,12 +278,6 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             raise AssertionError
         if not request.group:
             await self._abort(context, "invalid", "group: required")
-        if self._leader.leadership is None:
-            leader = await self._await_leader()
-            if leader is not None:
-                return await self._forward(context, leader, lambda stub: stub.SetControl(request, timeout=10))
-            if self._leader.leadership is None:
-                await self._abort(context, "unavailable", "no leader elected right now; retry")
         req = OperatorRequest(
             request.group,
             request.reason,
@@ -253,7 +286,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             path=request.path,
             action=action,
         )
-        return await self._run(context, req)
+        return await self._decide(context, req, lambda stub, t: stub.SetControl(request, timeout=t))
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
         try:

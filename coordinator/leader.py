@@ -2,8 +2,14 @@
 
 Inputs: operator requests (queued with a future for the reply), view changes
 (definitions, controls, era) and health triggers. Every decision goes through
-the Committer, so it is fenced. On a stale view it waits for the mirror to
-catch up and decides again; on NotLeader the term ends.
+the Committer, so it is fenced, against the inputs it was computed from.
+
+A pass decides on the view as it is; the next pass starts as soon as the view
+has moved past the revision the pass started from (so a change that lands
+during a pass is never missed) or something woke the loop. A commit that lost
+to a concurrent change (StaleInputs) is decided again on the newer view. On
+NotLeader the term ends; nothing a caller does (giving up on its request, its
+deadline passing) touches the term: the reply is simply dropped.
 """
 
 from __future__ import annotations
@@ -46,7 +52,20 @@ log = logging.getLogger(__name__)
 
 # A policy hook: given the view, returns proposals driven by health (issue: policy).
 HealthPolicy = Callable[[ClusterView], list[Proposal]]
-CommitListener = Callable[[Committed], None]
+Reply = tuple[str, Committed | None]
+
+# How long a pass that lost to StaleInputs waits for the view to move before deciding again.
+STALE_RETRY_S = 1.0
+
+
+def _reply(req: OperatorRequest, result: Reply | None = None, error: BaseException | None = None) -> None:
+    """Answer a request unless its caller already gave up (a cancelled future takes no answer)."""
+    if req.future.done():
+        return
+    if error is not None:
+        req.future.set_exception(error)
+    else:
+        req.future.set_result(result)  # type: ignore[arg-type]
 
 
 class LeaderWork:
@@ -58,7 +77,6 @@ class LeaderWork:
         history_retention: int,
         before_first_decision: Callable[[], Awaitable[None]] | None = None,
         health_policy: HealthPolicy | None = None,
-        on_commit: CommitListener | None = None,
         store: Store | None = None,
         keys: Keys | None = None,
         guard: HealthGuard | None = None,
@@ -71,37 +89,53 @@ class LeaderWork:
         self._retention = history_retention
         self._before_first = before_first_decision
         self._health_policy = health_policy
-        self._on_commit = on_commit
         self._requests: asyncio.Queue[OperatorRequest] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._stale = False  # a commit of this pass lost to a concurrent change
         self.leadership: Leadership | None = None
+        # Set (and replaced) whenever ``leadership`` changes: requests waiting for a
+        # leader wake when this replica's term begins, not at the next view change.
+        self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
+
+    def _set_leadership(self, leadership: Leadership | None) -> None:
+        self.leadership = leadership
+        self.leadership_changed.set()
+        self.leadership_changed = asyncio.Event()
 
     def wake(self) -> None:
         """Re-run the decision pass (health changed)."""
         self._wake.set()
 
-    def submit(self, req: OperatorRequest) -> asyncio.Future[tuple[str, Committed | None]]:
+    def submit(self, req: OperatorRequest) -> asyncio.Future[Reply]:
         self._requests.put_nowait(req)
         self._wake.set()
         return req.future
 
     async def run(self, leadership: Leadership) -> None:
-        self.leadership = leadership
+        self._set_leadership(leadership)
         try:
             await self._catch_up(leadership.token)
             if self._before_first is not None:
                 await self._before_first()
             while True:
-                await self._pass(leadership)
-                await wait_any(self._view.changed.wait(), self._wake.wait())
+                started_at = self._view.revision
                 self._wake.clear()
+                self._stale = False
+                await self._pass(leadership)
+                await self._until_moved(started_at)
         finally:
-            self.leadership = None
+            self._set_leadership(None)
+            ended = RequestError("unavailable", "leadership ended; retry")
             while not self._requests.empty():
-                req = self._requests.get_nowait()
-                if not req.future.done():
-                    req.future.set_exception(RequestError("unavailable", "leadership ended; retry"))
+                _reply(self._requests.get_nowait(), error=ended)
+
+    async def _until_moved(self, revision: int) -> None:
+        """Until the view is past ``revision`` or the loop is woken; bounded after a lost commit."""
+        timeout = STALE_RETRY_S if self._stale else None
+        while self._view.revision == revision and not self._wake.is_set():
+            if not await wait_any(self._view.changed.wait(), self._wake.wait(), timeout=timeout):
+                return  # the view did not move after a lost commit: decide again anyway
 
     async def _catch_up(self, revision: int) -> None:
         """Decide only on a view at least as new as our election."""
@@ -112,26 +146,34 @@ class LeaderWork:
         while not self._requests.empty():
             req = self._requests.get_nowait()
             if req.future.done():
-                continue
+                continue  # the caller gave up before we got to it
             try:
-                req.future.set_result(await self._operator(leadership, req))
+                _reply(req, await self._operator(leadership, req))
             except RequestError as exc:
-                req.future.set_exception(exc)
+                _reply(req, error=exc)
             except (RestoreBlocked, StoreError) as exc:
-                req.future.set_exception(RequestError("unavailable", str(exc)))
+                _reply(req, error=RequestError("unavailable", str(exc)))
             except NotLeader as exc:
-                req.future.set_exception(RequestError("unavailable", f"leadership lost: {exc}"))
+                _reply(req, error=RequestError("unavailable", f"leadership lost: {exc}"))
                 raise
             finally:
-                if not req.future.done():
-                    req.future.set_exception(RequestError("unavailable", "leadership ended; retry"))
+                _reply(req, error=RequestError("unavailable", "leadership ended; retry"))
         for group in sorted(self._view.groups):
             proposal = self._reconcile(group)
             if proposal is not None:
-                await self._try(leadership, proposal)
-        if self._health_policy is not None:
-            for proposal in self._health_policy(self._view):
-                await self._try(leadership, proposal)
+                await self._try(leadership, proposal, Inputs.of(self._view, group))
+        for proposal, inputs in self._policy():
+            await self._try(leadership, proposal, inputs)
+
+    def _policy(self, group: str | None = None) -> list[tuple[Proposal, Inputs]]:
+        """The health policy's proposals, each with the inputs it was computed from (same view)."""
+        if self._health_policy is None:
+            return []
+        return [
+            (p, Inputs.of(self._view, p.group))
+            for p in self._health_policy(self._view)
+            if group is None or p.group == group
+        ]
 
     def _reconcile(self, group: str) -> Proposal | None:
         g = self._view.groups[group]
@@ -141,26 +183,26 @@ class LeaderWork:
             group, g.value, c.value if c else None, r.record if r else None, self._view.era.value
         )
 
-    async def _decide_group(self, leadership: Leadership, group: str) -> None:
+    async def _decide_group(self, leadership: Leadership, group: str) -> Committed | None:
         """One group's pass, right after an operator control: reconcile, then policy (e.g. a pin)."""
         proposal = self._reconcile(group)
         if proposal is not None:
-            await self._commit_proposal(leadership, proposal)
-            return
-        if self._health_policy is not None:
-            for p in self._health_policy(self._view):
-                if p.group == group:
-                    await self._commit_proposal(leadership, p)
+            return await self._commit_proposal(leadership, proposal, Inputs.of(self._view, group))
+        done = None
+        for p, inputs in self._policy(group):
+            done = await self._commit_proposal(leadership, p, inputs)
+        return done
 
-    async def _commit_proposal(self, leadership: Leadership, p: Proposal) -> Committed:
+    async def _commit_proposal(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> Committed:
         trigger = TriggerSpec(kind=p.kind, operator=p.operator, evidence=p.evidence)  # type: ignore[arg-type]
-        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, p.stages)
+        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, inputs, p.stages)
 
-    async def _try(self, leadership: Leadership, p: Proposal) -> None:
+    async def _try(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> None:
         try:
-            await self._commit_proposal(leadership, p)
+            await self._commit_proposal(leadership, p, inputs)
         except StaleInputs as exc:
-            log.info("not committed, view was stale: %s", exc)
+            log.info("not committed, view was stale (deciding again): %s", exc)
+            self._stale = True
         except RestoreBlocked as exc:
             log.warning("not committed: %s", exc)
         except StoreError as exc:
@@ -175,48 +217,53 @@ class LeaderWork:
         paths: list[str],
         reason: str,
         trigger: TriggerSpec,
+        inputs: Inputs,
         stages: list[Stage] | None = None,
     ) -> Committed:
-        inputs = Inputs.of(self._view, group)
         done = await self._committer.commit(leadership, group, paths, reason, trigger, inputs, stages)
         log.info("committed %s -> %s at epoch %s: %s", group, ",".join(paths) or "(halt)", done.epoch, reason)
         self.recent = [*self.recent[-99:], done]
-        if self._on_commit is not None:
-            self._on_commit(done)
         try:
             await self._committer.prune_history(leadership, group, self._retention)
         except StoreError as exc:
             log.info("history prune of %s deferred: %s", group, exc)
         return done
 
-    async def _operator(self, leadership: Leadership, req: OperatorRequest) -> tuple[str, Committed | None]:
+    async def _operator(self, leadership: Leadership, req: OperatorRequest) -> Reply:
         for _attempt in range(5):
+            seen = self._view.revision
             validate(self._view, req)
             try:
                 if req.action == "switch":
                     paths = check_switch(self._view, self.guard, req)
                     trigger, stages = switch_trigger(req, leadership)
-                    done = await self._commit(
-                        leadership, req.group, paths, f"operator switch: {req.reason}", trigger, stages
-                    )
+                    inputs = Inputs.of(self._view, req.group)
+                    reason = f"operator switch: {req.reason}"
+                    done = await self._commit(leadership, req.group, paths, reason, trigger, inputs, stages)
                     return f"committed at epoch {done.epoch}", done
                 return await self._control(leadership, req)
             except StaleInputs:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._view.changed.wait(), 1.0)
+                await self._view_past(seen, STALE_RETRY_S)
         raise RequestError("unavailable", "inputs kept changing; try again")
 
-    async def _control(self, leadership: Leadership, req: OperatorRequest) -> tuple[str, Committed | None]:
+    async def _view_past(self, revision: int, timeout: float) -> None:
+        """Until the view has moved past ``revision`` (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._view.revision == revision:
+                    await self._view.changed.wait()
+
+    async def _control(self, leadership: Leadership, req: OperatorRequest) -> Reply:
         assert self._store is not None and self._keys is not None
         spec = new_controls(self._view, self.guard, req)
         revision = await write_controls(self._store, self._keys, self._view, leadership, req.group, spec)
         await wait_view(self._view, revision)
         # The decision the control causes, if any, is made now (carrying operator and reason).
-        before = self._view.routes.get(req.group)
-        await self._decide_group(leadership, req.group)
-        after = self._view.routes.get(req.group)
-        done = next((c for c in reversed(self.recent) if c.record.group == req.group), None)
-        if after is not None and before is not None and after.epoch == before.epoch:
-            done = None
         summary = f"{req.action} recorded for {req.group} by {req.operator}"
+        try:
+            done = await self._decide_group(leadership, req.group)
+        except StaleInputs:
+            # The control is recorded; the loop decides again on the newer view.
+            self._stale = True
+            return summary + "; decision follows", None
         return (summary + (f"; decision at epoch {done.epoch}" if done else "; no decision needed"), done)

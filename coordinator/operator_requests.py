@@ -2,10 +2,12 @@
 
 Run inside the leader's decision loop, so they are serialised with every
 automatic decision. Guard rails use the leader's health table: a switch to a
-path no host reports up, or a drain of the last path healthy for the group,
-is refused unless forced. Controls are written with a fenced transaction
-(leader token + the controls' mod revision) and recorded with the operator
-and reason; the decision they cause carries both.
+path no host reports up, a drain of the last path healthy for the group,
+or a drain of the pinned path, is refused unless forced (a forced drain of
+the pinned path removes the pin: drain wins, see ``core.controls``).
+Controls are written with a fenced transaction (leader token + the controls'
+mod revision) and recorded with the operator and reason; the decision they
+cause carries both.
 """
 
 from __future__ import annotations
@@ -99,6 +101,14 @@ def new_controls(view: ClusterView, guard: HealthGuard | None, req: OperatorRequ
     update: dict[str, object] = {"reason": req.reason, "operator": req.operator}
     a = req.action
     if a == "drain":
+        if cur.pinned == req.path:
+            if not req.force:
+                raise RequestError(
+                    "failed_precondition",
+                    f"path: {req.path!r} is pinned in group {req.group!r}; `failover unpin` it first, "
+                    "or use --force to drain it and remove the pin",
+                )
+            update["pinned"] = None  # drain wins (core.controls); say so in the controls too
         drained.add(req.path)
         names = view.groups[req.group].value.path_names()
         healthy = guard.healthy_paths(req.group) if guard is not None else None

@@ -64,7 +64,6 @@ class Replica:
             history_retention=cfg.history_retention,
             before_first_decision=self.hub.gather_health,
             health_policy=self.hub.health_policy,
-            on_commit=self.hub.on_commit,
             store=self.store,
             keys=self.keys,
             guard=self.hub.relay,

@@ -433,7 +433,7 @@ def _make_control(action: str, with_path: bool, doc: str) -> None:
 
 
 for _action, _with_path, _doc in [
-    ("drain", True, "Never choose PATH in GROUP; move off it if active."),
+    ("drain", True, "Never choose PATH in GROUP; move off it if active (--force: also the pinned path)."),
     ("undrain", True, "Allow PATH again."),
     ("pin", True, "Keep GROUP on PATH: no automatic moves."),
     ("unpin", False, "Remove a pin."),

@@ -20,13 +20,19 @@ Definitions, per group (``GroupSpec.policy``):
   highest-priority path healthy for the group that is not drained. When no
   path is healthy the group is **degraded**: the order is kept (each host
   uses whatever is healthy locally) and the policy never halts on its own.
-* At most one automatic decision per group per ``min_dwell_ms``.
+* At most one automatic decision per group per ``min_dwell_ms``, counted from
+  what was committed: the dwell starts when the policy sees its proposal in
+  the routes (a health decision moving to the proposed path), so a proposal
+  that lost a race to another commit holds nothing back and is proposed
+  again on the next evaluation.
 * Failback (off by default): with ``auto_failback``, move back to the
   preferred (first non-drained) path once it has been healthy for the group
   for ``failback_hold_s``.
 * Operator controls win: halted or paused groups get no automatic decision;
   a pinned group moves to its pin and nowhere else; drained paths are never
-  chosen (moving off a drained active path is the reconciler's job).
+  chosen (moving off a drained active path is the reconciler's job). Drain
+  beats pin: a pin on a drained path holds nothing (``core.controls``, the
+  rule the reconciler uses too).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from coordinator.core.controls import effective
 from coordinator.core.health import HealthTable, PathReport, State
 from coordinator.core.reconcile import Proposal
 from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, PolicySpec
@@ -55,7 +62,13 @@ class Snapshot:
 class Memory:
     """What the policy remembers between evaluations (returned, never mutated)."""
 
+    # When the last automatic decision the policy saw committed was proposed (dwell start).
     last_auto_ms: Mapping[str, float] = field(default_factory=dict)
+    # Automatic decisions proposed and not yet seen committed: group -> (target, proposed at).
+    # A proposal that loses its race is simply proposed again; it holds nothing back.
+    proposed: Mapping[str, tuple[str, float]] = field(default_factory=dict)
+    # The route each group had at the last evaluation, to notice a newly committed one.
+    seen: Mapping[str, DecisionRecord] = field(default_factory=dict)
     preferred_healthy_since_ms: Mapping[str, float] = field(default_factory=dict)
     # Earliest time a re-evaluation may decide something without new input
     # (a dwell or a failback hold running out); None: nothing pending.
@@ -128,11 +141,29 @@ def _order(spec: GroupSpec, first: str, verdicts: Mapping[str, PathVerdict], dra
     return [first, *rest]
 
 
+def _note_committed(
+    group: str,
+    route: DecisionRecord,
+    known: bool,
+    proposed: dict[str, tuple[str, float]],
+    last_auto: dict[str, float],
+    now_ms: float,
+) -> None:
+    """A new route is in: if it is an automatic decision, its dwell starts (when it was proposed)."""
+    pending = proposed.pop(group, None)
+    if not known or route.trigger.kind != "health" or not route.paths:
+        return  # the first route seen is history from before this memory; others are not automatic
+    ours = pending is not None and pending[0] == route.paths[0]
+    last_auto[group] = pending[1] if ours and pending is not None else now_ms
+
+
 def evaluate(
     snap: Snapshot, memory: Memory, now_ms: float
 ) -> tuple[list[Proposal], Memory, list[GroupStatus]]:
     proposals: list[Proposal] = []
     last_auto = dict(memory.last_auto_ms)
+    proposed = dict(memory.proposed)
+    seen = dict(memory.seen)
     healthy_since = dict(memory.preferred_healthy_since_ms)
     statuses: list[GroupStatus] = []
     wakes: list[float] = []
@@ -140,13 +171,17 @@ def evaluate(
         spec = snap.groups[name]
         pol = spec.policy
         ctl = snap.controls.get(name) or ControlsSpec()
-        drained = set(ctl.drained)
+        eff = effective(ctl, spec.path_names())
+        drained = set(eff.drained)
         verdicts = {p: judge(name, p, pol, snap.health) for p in spec.path_names()}
         usable = [p for p in spec.path_names() if p not in drained and verdicts[p].healthy]
         statuses.append(
             GroupStatus(name, degraded=not usable and snap.health_ready, verdicts=tuple(verdicts.values()))
         )
         route = snap.routes.get(name)
+        if route is not None and seen.get(name) != route:
+            _note_committed(name, route, name in seen, proposed, last_auto, now_ms)
+            seen[name] = route
         preferred = next((p for p in spec.path_names() if p not in drained), None)
         # Track how long the preferred path has been healthy for the group (failback hold).
         if preferred is not None and verdicts[preferred].healthy:
@@ -156,12 +191,12 @@ def evaluate(
         if route is None or not route.paths or ctl.halted or not snap.health_ready:
             continue
         active = route.paths[0]
-        if ctl.pinned:
-            if active != ctl.pinned and ctl.pinned in verdicts:
+        if eff.pinned is not None:
+            if active != eff.pinned:
                 proposals.append(
                     Proposal(
                         name,
-                        _order(spec, ctl.pinned, verdicts, drained - {ctl.pinned}),
+                        _order(spec, eff.pinned, verdicts, drained),
                         f"pinned to {ctl.pinned} by {ctl.operator or 'operator'}: {ctl.reason}".rstrip(": "),
                         "control",
                     )
@@ -196,7 +231,7 @@ def evaluate(
                     evidence=[*_evidence(name, active, snap.health), *_evidence(name, target, snap.health)],
                 )
             )
-            last_auto[name] = now_ms
+            proposed[name] = (target, now_ms)
             continue
         if wants_failback and preferred is not None:
             due = healthy_since.get(name, now_ms) + pol.failback_hold_s * 1000
@@ -212,10 +247,12 @@ def evaluate(
                     evidence=_evidence(name, preferred, snap.health),
                 )
             )
-            last_auto[name] = now_ms
+            proposed[name] = (preferred, now_ms)
     new_memory = replace(
         memory,
         last_auto_ms=last_auto,
+        proposed=proposed,
+        seen=seen,
         preferred_healthy_since_ms=healthy_since,
         wake_at_ms=min(wakes) if wakes else None,
     )

@@ -3,13 +3,16 @@
 A group without a route gets its first decision; a route from an older era is
 re-committed in the current era (after an etcd restore and era bump, so every
 sidecar orders it after what it holds); a route naming paths the definition no
-longer has, or missing new ones, is rewritten.
+longer has, or missing new ones, is rewritten. A route whose active path is
+drained moves to the pin when one holds (see ``core.controls``), else to the
+next path of its order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator.core.controls import effective
 from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, Stage
 
 
@@ -26,7 +29,7 @@ class Proposal:
 
 def standby_order(spec: GroupSpec, active: str | None, controls: ControlsSpec | None) -> list[str]:
     """active first (when given), then every other non-drained path by priority."""
-    drained = set(controls.drained) if controls else set()
+    drained = effective(controls, spec.path_names()).drained
     rest = [p for p in spec.path_names() if p != active and p not in drained]
     return ([active] if active else []) + rest
 
@@ -38,9 +41,11 @@ def reconcile(
     route: DecisionRecord | None,
     era: int,
 ) -> Proposal | None:
+    names = spec.path_names()
+    ctl = effective(controls, names)
     if route is None:
         return Proposal(
-            group, standby_order(spec, None, controls), "initial decision: paths in priority order"
+            group, standby_order(spec, ctl.pinned, controls), "initial decision: paths in priority order"
         )
     op = controls.operator if controls else ""
     why = f": {controls.reason}" if controls and controls.reason else ""
@@ -50,15 +55,16 @@ def reconcile(
         return None
     if not route.paths:
         # A halt that was lifted: back to priority order.
-        order = standby_order(spec, None, controls)
+        order = standby_order(spec, ctl.pinned, controls)
         return Proposal(group, order, f"resumed by {op or 'operator'}{why}", "control", op)
-    names = spec.path_names()
-    drained = set(controls.drained) if controls else set()
-    active = route.paths[0] if route.paths[0] in names and route.paths[0] not in drained else None
+    drained = ctl.drained
+    active = route.paths[0] if route.paths[0] in names and route.paths[0] not in drained else ctl.pinned
     wanted = standby_order(spec, active, controls)
     # Keep the standby order the last decision chose, restricted to known paths.
     kept = [p for p in route.paths if p in wanted]
     merged = kept + [p for p in wanted if p not in kept]
+    if active is not None:
+        merged = [active, *(p for p in merged if p != active)]
     if merged != route.paths:
         if controls is not None and route.paths[0] in drained:
             return Proposal(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from coordinator.core.health import PathReport, State
 from coordinator.core.policy import Memory, Snapshot, evaluate
@@ -25,8 +25,11 @@ def spec(**policy: object) -> GroupSpec:
     )
 
 
-def rec(paths: list[str]) -> DecisionRecord:
-    return DecisionRecord(group="g", paths=paths, era=0, leader_id="x", reason="r")
+def rec(paths: list[str], kind: str = "seed", n: int = 0) -> DecisionRecord:
+    """A committed route; ``n`` tells apart two commits of the same order."""
+    return DecisionRecord(
+        group="g", paths=paths, era=0, leader_id="x", reason="r", trigger={"kind": kind}, prev=(0, n)
+    )
 
 
 def health(states: dict[str, dict[str, State]]) -> dict[str, dict[tuple[str, str], PathReport]]:
@@ -36,9 +39,12 @@ def health(states: dict[str, dict[str, State]]) -> dict[str, dict[tuple[str, str
     }
 
 
-def snap(states, route=("a", "b", "c"), controls=None, **policy) -> Snapshot:
+def snap(states, route=("a", "b", "c"), controls=None, kind="seed", **policy) -> Snapshot:
     return Snapshot(
-        {"g": spec(**policy)}, {"g": controls} if controls else {}, {"g": rec(list(route))}, health(states)
+        {"g": spec(**policy)},
+        {"g": controls} if controls else {},
+        {"g": rec(list(route), kind)},
+        health(states),
     )
 
 
@@ -79,11 +85,12 @@ def test_fail_hosts_threshold_and_slow_paths() -> None:
 def test_dwell_and_failback_hold() -> None:
     states = {h: {"a": DOWN, "b": UP} for h in HOSTS[:3]}
     _, mem, _ = evaluate(snap(states), Memory(), 0)
-    # Now b dies too while c is healthy, within the dwell: no decision, a wake-up is scheduled.
+    # Committed; now b dies too while c is healthy, within the dwell: no decision, a wake-up is scheduled.
     states2 = {h: {"a": DOWN, "b": DOWN, "c": UP} for h in HOSTS[:3]}
-    props, mem2, _ = evaluate(snap(states2, route=("b", "c", "a"), min_dwell_ms=1000), mem, 500)
+    moved = {"route": ("b", "c", "a"), "kind": "health", "min_dwell_ms": 1000}
+    props, mem2, _ = evaluate(snap(states2, **moved), mem, 500)
     assert props == [] and mem2.wake_at_ms == 1000
-    props, _, _ = evaluate(snap(states2, route=("b", "c", "a"), min_dwell_ms=1000), mem2, 1000)
+    props, _, _ = evaluate(snap(states2, **moved), mem2, 1000)
     assert props and props[0].paths[0] == "c"
     # Failback: a healthy again; moves back only after failback_hold_s, and only when enabled.
     healthy = {h: {"a": UP, "b": UP, "c": UP} for h in HOSTS[:3]}
@@ -107,27 +114,109 @@ def test_controls_win() -> None:
     assert p.paths[0] == "a" and p.kind == "control"
 
 
+def test_a_proposal_that_was_not_committed_holds_nothing_back() -> None:
+    """It lost its race (StaleInputs): the next evaluation proposes again, the dwell has not started."""
+    states = {h: {"a": DOWN, "b": UP} for h in HOSTS[:3]}
+    s = snap(states, min_dwell_ms=1000)
+    (p,), mem, _ = evaluate(s, Memory(), 0)
+    assert p.paths[0] == "b"
+    (again,), mem, _ = evaluate(s, mem, 10)
+    assert again.paths == p.paths
+    # Committed at last: the dwell counts from the proposal that was committed.
+    states2 = {h: {"a": UP, "b": DOWN, "c": UP} for h in HOSTS[:3]}
+    moved = snap(states2, route=("b", "a", "c"), kind="health", min_dwell_ms=1000)
+    props, mem, _ = evaluate(moved, mem, 20)
+    assert props == [] and mem.wake_at_ms == 1010
+
+
+def test_drain_beats_pin_in_policy_and_reconciler_alike() -> None:
+    """pin(b), drain(b): both rules move off b and then agree; nothing alternates."""
+    states = {h: {"a": UP, "b": UP, "c": UP} for h in HOSTS[:3]}
+    ctl = ControlsSpec(pinned="b", drained=["b"])
+    route = ["b", "a", "c"]
+    orders = []
+    for _ in range(4):
+        r = reconcile("g", spec(), ctl, rec(route), 0)
+        if r is not None:
+            route = r.paths
+            orders.append(route)
+        props, _, _ = evaluate(snap(states, route=tuple(route), controls=ctl), Memory(), 0)
+        for p in props:
+            route = p.paths
+            orders.append(route)
+    assert orders == [["a", "c"]], orders
+
+
 class PolicyMachine(RuleBasedStateMachine):
-    """Random health, controls, time and committed decisions; invariants on every output."""
+    """Random health, controls, time, and decisions committed or lost; invariants on every output.
+
+    Controls may hold what the operator requests refuse (a pin on a drained
+    path): it can still be read from etcd, and the rules must agree on it.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.states: dict[str, dict[str, State]] = {h: {} for h in HOSTS}
         self.controls = ControlsSpec()
-        self.route = ["a", "b", "c"]
+        self.commits = 0
+        self.route = rec(["a", "b", "c"])
         self.now = 0.0
         self.memory = Memory()
         self.auto_times: list[float] = []
-        self.last: list = []
+        # A health decision committed and replaced before the policy saw it is not
+        # counted by the dwell (the policy learns what was committed from the routes).
+        self.unseen_auto = False
         self.dwell = 300
 
+    def _spec(self) -> GroupSpec:
+        return spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)
+
     def _snap(self) -> Snapshot:
-        return Snapshot(
-            {"g": spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)},
-            {"g": self.controls},
-            {"g": rec(self.route)},
-            health(self.states),
-        )
+        return Snapshot({"g": self._spec()}, {"g": self.controls}, {"g": self.route}, health(self.states))
+
+    def _commit(self, paths: list[str], kind: str) -> None:
+        self.commits += 1
+        if self.unseen_auto and self.auto_times:
+            self.auto_times.pop()
+        self.route = rec(paths, kind, self.commits)
+        self.unseen_auto = kind == "health"
+        if kind == "health":
+            self.auto_times.append(self.now)
+
+    def _evaluate(self) -> list:
+        snap_ = self._snap()
+        props, mem, _ = evaluate(snap_, self.memory, self.now)
+        again = evaluate(snap_, self.memory, self.now)
+        assert (props, mem) == (again[0], again[1]), "evaluate is not a pure function of its inputs"
+        self.memory = mem
+        self.unseen_auto = False
+        drained = set(self.controls.drained)
+        for p in props:
+            assert p.paths, "the policy never halts on its own"
+            assert p.paths[0] not in drained, "a drained path was chosen"
+            assert not self.controls.halted, "a halted group got a decision"
+            if self.controls.pinned and self.controls.pinned not in drained:
+                assert p.kind == "control" and p.paths[0] == self.controls.pinned
+            if p.kind == "health":
+                assert not self.controls.paused
+                if self.auto_times:
+                    assert self.now - self.auto_times[-1] >= self.dwell, (
+                        "two automatic decisions within the dwell"
+                    )
+            non_drained = [x for x in PATHS if x not in drained or x == p.paths[0]]
+            assert sorted(p.paths) == sorted(set(non_drained)), f"order {p.paths} vs {non_drained}"
+        return props
+
+    def _reconcile(self) -> bool:
+        r = reconcile("g", self._spec(), self.controls, self.route, 0)
+        if r is None:
+            return False
+        if r.paths:
+            assert r.paths[0] not in self.controls.drained
+        else:
+            assert self.controls.halted
+        self._commit(list(r.paths), r.kind)
+        return True
 
     @rule(host=st.sampled_from(HOSTS), path=st.sampled_from(PATHS), state=st.sampled_from([UP, DOWN, None]))
     def report(self, host: str, path: str, state: State | None) -> None:
@@ -153,8 +242,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(path=st.sampled_from([*PATHS, None]))
     def pin(self, path: str | None) -> None:
-        if path not in self.controls.drained:
-            self.controls = self.controls.model_copy(update={"pinned": path})
+        self.controls = self.controls.model_copy(update={"pinned": path})
 
     @rule(flag=st.booleans())
     def pause(self, flag: bool) -> None:
@@ -166,43 +254,37 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule()
     def evaluate_and_commit(self) -> None:
-        snap_ = self._snap()
-        props, mem, _ = evaluate(snap_, self.memory, self.now)
-        again = evaluate(snap_, self.memory, self.now)
-        assert (props, mem) == (again[0], again[1]), "evaluate is not a pure function of its inputs"
-        self.memory = mem
-        self.last = props
-        for p in props:
-            assert p.paths, "the policy never halts on its own"
-            assert p.paths[0] not in self.controls.drained, "a drained path was chosen"
-            assert not self.controls.halted, "a halted group got a decision"
-            if self.controls.pinned:
-                assert p.kind == "control" and p.paths[0] == self.controls.pinned
-            if p.kind == "health":
-                assert not self.controls.paused
-                if self.auto_times:
-                    assert self.now - self.auto_times[-1] >= self.dwell, (
-                        "two automatic decisions within the dwell"
-                    )
-                self.auto_times.append(self.now)
-            non_drained = [x for x in PATHS if x not in self.controls.drained or x == p.paths[0]]
-            assert sorted(p.paths) == sorted(set(non_drained)), f"order {p.paths} vs {non_drained}"
-            self.route = list(p.paths)
+        for p in self._evaluate():
+            self._commit(list(p.paths), p.kind)
 
-    @precondition(lambda self: True)
+    @rule()
+    def evaluate_and_lose_the_race(self) -> None:
+        """The commit fails (StaleInputs): asked again at once, the policy proposes the same."""
+        props = self._evaluate()
+        again = self._evaluate()
+        assert [(p.paths, p.kind) for p in again] == [(p.paths, p.kind) for p in props], (
+            "a proposal that was not committed held the next one back"
+        )
+
     @rule()
     def reconcile_controls(self) -> None:
-        r = reconcile("g", spec(), self.controls, rec(self.route), 0)
-        if r is not None and r.paths:
-            assert r.paths[0] not in self.controls.drained
-            self.route = list(r.paths)
-        elif r is not None:
-            assert self.controls.halted
-            self.route = self.route  # a halt is a decision with no paths; keep the model's order
+        self._reconcile()
+
+    @rule()
+    def settle(self) -> None:
+        """With no new input, the reconciler and the policy agree within a few passes (no flapping)."""
+        for _ in range(4):
+            moved = self._reconcile()
+            for p in self._evaluate():
+                self._commit(list(p.paths), p.kind)
+                moved = True
+            if not moved:
+                return
+        raise AssertionError(f"still moving after 4 passes: {self.route.paths} under {self.controls}")
 
     @invariant()
     def route_is_a_permutation(self) -> None:
-        assert len(set(self.route)) == len(self.route)
+        assert len(set(self.route.paths)) == len(self.route.paths)
 
 
 TestPolicyMachine = PolicyMachine.TestCase

@@ -43,3 +43,10 @@ def test_halt_and_resume() -> None:
     assert reconcile("g", SPEC, ControlsSpec(halted=True), rec([]), 0) is None
     p = reconcile("g", SPEC, ControlsSpec(), rec([]), 0)
     assert p is not None and p.paths == ["a", "b", "c"]
+
+
+def test_drained_active_path_moves_to_the_pin_and_a_drained_pin_holds_nothing() -> None:
+    p = reconcile("g", SPEC, ControlsSpec(drained=["a"], pinned="c"), rec(["a", "b", "c"]), 0)
+    assert p is not None and p.paths == ["c", "b"]
+    p = reconcile("g", SPEC, ControlsSpec(drained=["a"], pinned="a"), rec(["a", "b", "c"]), 0)
+    assert p is not None and p.paths == ["b", "c"]
