@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from coordinator.store.types import LeaseTiming
 from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_name
 
@@ -15,7 +16,9 @@ class _Section(BaseModel):
 class EtcdSection(_Section):
     endpoints: list[str] = Field(default_factory=lambda: ["127.0.0.1:2379"], min_length=1)
     prefix: str = "/failover/v1/"
+    # Deadline of one attempt; a call makes at most rpc_attempts of them.
     rpc_timeout_ms: int = Field(default=500, ge=50, le=60_000)
+    rpc_attempts: int = Field(default=2, ge=1, le=5)
 
     @field_validator("endpoints")
     @classmethod
@@ -34,11 +37,14 @@ class EtcdSection(_Section):
 
 class ElectionSection(_Section):
     lease_ttl_s: int = Field(default=2, ge=1, le=300)
-    # 0: a third of the TTL.
-    keepalive_interval_ms: int = Field(default=0, ge=0)
+    # 0: a third of the granted TTL.
+    keepalive_interval_ms: int = Field(default=0, ge=0, le=300_000)
+    # The lease is given up locally this long before etcd could expire it.
+    lease_margin_ms: int = Field(default=200, ge=0, le=60_000)
 
     @property
     def keepalive_ms(self) -> int:
+        """The renewal interval, for the requested TTL."""
         return self.keepalive_interval_ms or self.lease_ttl_s * 1000 // 3
 
 
@@ -54,6 +60,10 @@ class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
     max_streams: int = Field(default=5000, ge=1)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A stream that sends no hello within this long is closed.
+    hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
+    # A push not acknowledged within this long may be replaced by the newest decision.
+    ack_timeout_ms: int = Field(default=5_000, ge=10, le=600_000)
 
 
 class HealthSection(_Section):
@@ -94,15 +104,32 @@ class CoordinatorConfig(LayeredSettings):
     def _addr(cls, v: str) -> str:
         return check_address(v) if v else v
 
+    @property
+    def lease_timing(self) -> LeaseTiming:
+        """What the lease keeper really uses; the timing budget is computed from the same value."""
+        return LeaseTiming(
+            keepalive_interval_ms=self.election.keepalive_interval_ms,
+            attempt_timeout_ms=self.etcd.rpc_timeout_ms,
+            attempts=self.etcd.rpc_attempts,
+            margin_ms=self.election.lease_margin_ms,
+        )
+
     @model_validator(mode="after")
     def _budget(self) -> CoordinatorConfig:
-        ttl_ms = self.election.lease_ttl_s * 1000
-        budget = self.election.keepalive_ms + 2 * self.etcd.rpc_timeout_ms
-        if budget >= ttl_ms:
+        # Patroni's rule (loop_wait + 2 x retry_timeout <= ttl) on what our keeper does:
+        # after the last answered renewal, the next is due one interval later and may
+        # need every attempt before the local deadline, TTL - margin.
+        t, ttl_s = self.lease_timing, self.election.lease_ttl_s
+        budget = t.budget_ms(ttl_s)
+        if budget > ttl_s * 1000:
+            interval = (
+                f"{t.interval_ms(ttl_s)}{', a third of the TTL' if not t.keepalive_interval_ms else ''}"
+            )
             raise ValueError(
-                f"timing budget: election.keepalive_interval_ms ({self.election.keepalive_ms}) + "
-                f"2 x etcd.rpc_timeout_ms ({self.etcd.rpc_timeout_ms}) = {budget} ms must be below "
-                f"election.lease_ttl_s ({ttl_ms} ms)"
+                f"timing budget: election.keepalive_interval_ms ({interval}) + etcd.rpc_attempts "
+                f"({t.attempts}) x etcd.rpc_timeout_ms ({t.attempt_timeout_ms}) + "
+                f"election.lease_margin_ms ({t.margin_ms}) = {budget} ms must not exceed "
+                f"election.lease_ttl_s ({ttl_s * 1000} ms)"
             )
         names = [g.name for g in self.groups]
         dupes = sorted({n for n in names if names.count(n) > 1})

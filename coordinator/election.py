@@ -2,8 +2,10 @@
 
 Leadership is the election key, owned by our lease and created only if
 absent; its create revision is the fencing token. A term ends when the store
-says our lease is gone or the key no longer carries our token (as seen by the
-mirror once it has caught up). An etcd outage alone does not end a term:
+says our lease is gone, when the lease keeper's local deadline passes with no
+renewal answered (before etcd could expire the lease and elect a successor),
+or when the key no longer carries our token (as seen by the mirror once it has
+caught up). An etcd outage alone does not end a term:
 nothing can commit meanwhile, and every commit is fenced anyway. Whenever a
 term ends, for whatever reason, its lease is revoked, so followers take over
 in milliseconds rather than after the TTL.
@@ -20,7 +22,7 @@ from typing import Any
 
 from coordinator.commit import Leadership, NotLeader
 from coordinator.keys import Keys
-from coordinator.store.errors import StoreError
+from coordinator.store.errors import StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import ClusterView
@@ -63,7 +65,16 @@ class Election:
 
     async def run(self, work: LeaderWork) -> None:
         """Campaign forever; run ``work`` during each term. Cancel to resign."""
+        unrevoked: Lease | None = None
         while True:
+            if unrevoked is not None:
+                # A lease given up while etcd did not answer (its local deadline passed):
+                # revoke it as soon as etcd answers, so nobody waits for etcd to expire
+                # a lease it may have refreshed, and only then campaign again.
+                if not await self._revoke(unrevoked):
+                    await asyncio.sleep(self._retry_s)
+                    continue
+                unrevoked = None
             try:
                 lease = await self._store.grant(self._ttl_s)
             except StoreError as exc:
@@ -74,13 +85,17 @@ class Election:
                 async with self._store.keep_alive(lease) as keeper:
                     ended = await self._campaign(lease, keeper, work)
             finally:
-                await self._revoke(lease)
+                if not await self._revoke(lease):
+                    unrevoked = lease
             if ended:
                 # Give a healthy follower the first chance after a failed term.
                 await asyncio.sleep(self._retry_s)
 
-    async def _revoke(self, lease: Lease) -> None:
-        # Shielded: resigning must finish even while we are being cancelled.
+    async def _revoke(self, lease: Lease) -> bool:
+        """Revoke (shielded: resigning must finish even while we are being cancelled).
+
+        False when etcd did not answer (worth trying again); True otherwise.
+        """
         task = asyncio.ensure_future(self._store.revoke(lease.id))
         try:
             await asyncio.shield(asyncio.wait_for(task, 2.0))
@@ -88,8 +103,12 @@ class Election:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 2.0)
             raise
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.info("revoking lease %x failed: %s (will retry)", lease.id, exc)
+            return False
         except Exception as exc:  # the TTL will expire it
             log.info("revoking lease %x failed: %s", lease.id, exc)
+        return True
 
     async def _acquire(self, lease: Lease) -> tuple[int | None, int]:
         value = json.dumps({"id": self._id, "address": self._address}).encode()
@@ -135,12 +154,22 @@ class Election:
             self.leadership = None
 
     async def _watchdog(self, leadership: Leadership, keeper: LeaseKeeper) -> None:
+        """Raises LeadershipLost when the term is over; leadership is cleared at once.
+
+        Clearing it here, not after the work has unwound, means the replica stops
+        calling itself leader at the keeper's local deadline, before etcd can
+        expire the lease and a successor can be elected.
+        """
         while True:
             v = self._view
+            why = ""
             if keeper.lost:
-                raise LeadershipLost("the lease is gone")
-            if v.revision >= leadership.token and (v.leader is None or v.leader.token != leadership.token):
-                raise LeadershipLost("the election key is gone or belongs to a newer term")
+                why = "the lease is lost (etcd said so, or no renewal answered before its local deadline)"
+            elif v.revision >= leadership.token and (v.leader is None or v.leader.token != leadership.token):
+                why = "the election key is gone or belongs to a newer term"
+            if why:
+                self.leadership = None
+                raise LeadershipLost(why)
             await wait_any(keeper.wait_lost(), v.changed.wait())
 
     async def _wait_vacancy(self, keeper: LeaseKeeper, seen_revision: int) -> None:

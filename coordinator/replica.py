@@ -42,7 +42,10 @@ class Replica:
         self.cfg = cfg
         self.keys = Keys(cfg.etcd.prefix)
         self.store: Store = store or EtcdStore(
-            cfg.etcd.endpoints, rpc_timeout_s=cfg.etcd.rpc_timeout_ms / 1000
+            cfg.etcd.endpoints,
+            rpc_timeout_s=cfg.etcd.rpc_timeout_ms / 1000,
+            rpc_attempts=cfg.etcd.rpc_attempts,
+            lease_timing=cfg.lease_timing,
         )
         self.view = ClusterView(self.keys)
         self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)

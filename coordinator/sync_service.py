@@ -38,10 +38,6 @@ from failover.v1 import types_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-HELLO_TIMEOUT_S = 10.0
-# A push not acknowledged within this long may be replaced by the latest one.
-ACK_TIMEOUT_NS = 5_000_000_000
-
 
 @dataclass
 class Session:
@@ -69,6 +65,8 @@ class SyncHub:
         self, cfg: CoordinatorConfig, view: ClusterView, freshness: FreshnessProbe, peers: PeerChannels
     ) -> None:
         self.cfg = cfg
+        # A push not acknowledged within this long may be replaced by the latest one.
+        self._ack_timeout_ns = cfg.stream.ack_timeout_ms * 1_000_000
         self.view = view
         self.freshness = freshness
         self.cache = EncodedCache(view)
@@ -155,7 +153,7 @@ class SyncHub:
             if d is None or d.epoch <= s.acked.get(g, ZERO_EPOCH):
                 continue
             pending = s.pending.get(g)
-            if pending is not None and (pending[0] >= d.epoch or now_ns - pending[1] < ACK_TIMEOUT_NS):
+            if pending is not None and (pending[0] >= d.epoch or now_ns - pending[1] < self._ack_timeout_ns):
                 continue
             out.append(d.message)
             s.pending[g] = (d.epoch, now_ns)
@@ -186,7 +184,7 @@ class SyncHub:
             )
         it = requests.__aiter__()
         try:
-            first = await asyncio.wait_for(it.__anext__(), HELLO_TIMEOUT_S)
+            first = await asyncio.wait_for(it.__anext__(), self.cfg.stream.hello_timeout_ms / 1000)
         except (StopAsyncIteration, TimeoutError):
             return
         hello, problem = _parse_hello(first)

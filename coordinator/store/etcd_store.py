@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -25,7 +26,15 @@ from etcd3aio._protobuf import (  # type: ignore[attr-defined]
     rpc_pb2,
 )
 
-from coordinator.store.errors import Compacted, LeaseLost, NoLeader, StoreError, StoreUnavailable, map_error
+from coordinator.store.errors import (
+    Compacted,
+    LeaseLost,
+    NoLeader,
+    StoreError,
+    StoreTimeout,
+    StoreUnavailable,
+    map_error,
+)
 from coordinator.store.types import (
     KV,
     Compare,
@@ -34,6 +43,7 @@ from coordinator.store.types import (
     EventKind,
     Get,
     Lease,
+    LeaseTiming,
     Op,
     Put,
     Target,
@@ -165,13 +175,23 @@ class EtcdWatch:
 
 
 class EtcdLeaseKeeper:
-    """One long-lived keepalive stream for one lease, sending every TTL/3."""
+    """Keeps one lease alive over one long-lived stream, with a local deadline.
 
-    def __init__(self, stub: Any, lease: Lease) -> None:
+    Renews every ``timing.interval_s`` (a third of the granted TTL unless
+    configured). A renewal whose reply does not arrive within one attempt's
+    timeout is sent again on a fresh stream. ``lost`` is set when etcd answers
+    ``TTL <= 0`` or "lease not found", and when the local deadline passes
+    (``timing.deadline`` of the last answered renewal: before etcd could have
+    expired the lease), whatever the stream is doing. Once set it stays set.
+    """
+
+    def __init__(self, stub: Any, lease: Lease, timing: LeaseTiming) -> None:
         self._stub = stub
         self._lease = lease
+        self._timing = timing
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.deadline = 0.0
 
     @property
     def lost(self) -> bool:
@@ -190,9 +210,17 @@ class EtcdLeaseKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _give_up(self, why: str) -> None:
+        log.warning("lease %x is lost: %s", self._lease.id, why)
+        self._lost.set()
+
     async def _run(self) -> None:
-        interval = max(self._lease.ttl_s / 3.0, 0.2)
-        while not self._lost.is_set():
+        t = self._timing
+        ttl = self._lease.ttl_s
+        answered_at = self._lease.requested_at or time.monotonic()
+        self.deadline = t.deadline(answered_at, ttl)
+        due = time.monotonic()  # renew at once: the grant's reply may have been slow
+        while True:
             call = None
             try:
                 requests: asyncio.Queue[Any] = asyncio.Queue()
@@ -203,38 +231,73 @@ class EtcdLeaseKeeper:
 
                 call = self._stub.LeaseKeepAlive(req_iter(), metadata=_HASLEADER)
                 while True:
+                    now = time.monotonic()
+                    if due > now:
+                        await asyncio.sleep(min(due, self.deadline) - now)
+                    sent = time.monotonic()
                     requests.put_nowait(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
-                    async with asyncio.timeout(interval * 2):
+                    wait = min(t.attempt_timeout_ms / 1000, self.deadline - sent)
+                    async with asyncio.timeout(max(wait, 0.0)):
                         resp = await call.read()
                     if resp is grpc.aio.EOF:  # type: ignore[attr-defined]
                         raise StoreUnavailable("keepalive stream ended")
                     if resp.TTL <= 0:
-                        log.warning("lease %x is gone (TTL %d)", self._lease.id, resp.TTL)
-                        self._lost.set()
+                        self._give_up(f"etcd says it is gone (TTL {resp.TTL})")
                         return
-                    await asyncio.sleep(interval)
+                    ttl = int(resp.TTL)
+                    answered_at = sent
+                    self.deadline = t.deadline(sent, ttl)
+                    due = sent + t.interval_s(ttl)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # one stream broke: open another
+            except Exception as exc:  # no reply in time, or the stream broke: open another
                 err = map_error(exc, "keepalive")
                 if isinstance(err, LeaseLost):
-                    self._lost.set()
+                    self._give_up(str(err))
                     return
-                log.debug("keepalive stream for lease %x broke: %s", self._lease.id, err)
-                await asyncio.sleep(min(0.1, interval))
+                log.debug("keepalive for lease %x: %s; renewing on a new stream", self._lease.id, err)
+                if not isinstance(err, StoreTimeout):
+                    # A stream that fails at once: do not spin.
+                    await asyncio.sleep(max(0.0, min(0.05, self.deadline - time.monotonic())))
+                due = time.monotonic()
             finally:
                 if call is not None:
                     call.cancel()
+            if time.monotonic() >= self.deadline:
+                self._give_up(
+                    f"no keepalive answered for {time.monotonic() - answered_at:.2f}s: local deadline "
+                    f"{t.margin_ms} ms before etcd could expire it (TTL {ttl}s)"
+                )
+                return
 
 
 class EtcdStore:
-    """The Store interface on a real etcd cluster (every member's endpoint)."""
+    """The Store interface on a real etcd cluster (every member's endpoint).
 
-    def __init__(self, endpoints: Sequence[str], *, rpc_timeout_s: float = 1.0) -> None:
+    Every unary call makes at most ``rpc_attempts`` attempts of ``rpc_timeout_s``
+    each (transactions and the linearizable revision read: one), so a call
+    takes at most ``rpc_attempts x rpc_timeout_s``: the figure the coordinator's
+    timing budget uses. Lease keepers renew as ``lease_timing`` says.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        rpc_timeout_s: float = 1.0,
+        rpc_attempts: int = 2,
+        lease_timing: LeaseTiming | None = None,
+    ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
+        if rpc_attempts < 1:
+            raise ValueError("rpc_attempts must be at least 1")
         self._endpoints = list(endpoints)
         self._timeout = rpc_timeout_s
+        self._attempts = rpc_attempts
+        self.lease_timing = lease_timing or LeaseTiming(
+            attempt_timeout_ms=round(rpc_timeout_s * 1000), attempts=rpc_attempts
+        )
         self._client: Etcd3Client | None = None
 
     @property
@@ -243,7 +306,7 @@ class EtcdStore:
 
     async def _c(self) -> Etcd3Client:
         if self._client is None:
-            client = Etcd3Client(self._endpoints, rpc_max_attempts=3)
+            client = Etcd3Client(self._endpoints, rpc_max_attempts=1)
             # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
             # restart would stay unused that long. Keep it short, and notice dead
             # members within a few seconds even when idle.
@@ -252,18 +315,34 @@ class EtcdStore:
             self._client = client
         return self._client
 
-    async def _unary(self, operation: str, coro: Any) -> Any:
+    async def _unary(self, operation: str, call: Callable[[], Awaitable[Any]], *, attempts: int = 0) -> Any:
+        """Run ``call`` (one attempt, with its own deadline) up to ``attempts`` times.
+
+        Retries only when no member answered (unavailable, timed out, no leader):
+        the round robin sends the next attempt to another member. The whole call
+        is bounded by attempts x rpc_timeout_s.
+        """
+        attempts = attempts or self._attempts
         try:
-            async with asyncio.timeout(self._timeout * 3):
-                return await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise map_error(exc, operation) from exc
+            async with asyncio.timeout(attempts * self._timeout):
+                for attempt in range(1, attempts + 1):
+                    try:
+                        return await call()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        err = map_error(exc, operation)
+                        if attempt == attempts or not isinstance(err, StoreUnavailable):
+                            raise err from exc
+                        if not isinstance(err, StoreTimeout):
+                            await asyncio.sleep(0.05)  # refused at once: do not spin
+        except TimeoutError as exc:
+            raise StoreTimeout(f"{operation}: timed out") from exc
+        raise AssertionError("unreachable")
 
     async def get(self, key: str) -> tuple[KV | None, int]:
         c = await self._c()
-        resp = await self._unary("get", c.kv.get(key.encode(), timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary("get", lambda: c.kv.get(key.encode(), timeout=self._timeout))  # type: ignore[union-attr]
         return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
@@ -271,13 +350,16 @@ class EtcdStore:
         key = prefix.encode()
         resp = await self._unary(
             "get_prefix",
-            c.kv.get(key, range_end=prefix_end(key), timeout=self._timeout),  # type: ignore[union-attr]
+            lambda: c.kv.get(key, range_end=prefix_end(key), timeout=self._timeout),  # type: ignore[union-attr]
         )
         return [_kv(kv) for kv in resp.kvs], resp.header.revision
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         c = await self._c()
-        resp = await self._unary("put", c.kv.put(key.encode(), value, lease=lease, timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary(
+            "put",
+            lambda: c.kv.put(key.encode(), value, lease=lease, timeout=self._timeout),  # type: ignore[union-attr]
+        )
         return int(resp.header.revision)
 
     async def delete(self, key: str, prefix: bool = False) -> int:
@@ -285,7 +367,7 @@ class EtcdStore:
         k = key.encode()
         resp = await self._unary(
             "delete",
-            c.kv.delete(k, range_end=prefix_end(k) if prefix else None, timeout=self._timeout),  # type: ignore[union-attr]
+            lambda: c.kv.delete(k, range_end=prefix_end(k) if prefix else None, timeout=self._timeout),  # type: ignore[union-attr]
         )
         return int(resp.header.revision)
 
@@ -295,13 +377,13 @@ class EtcdStore:
         c = await self._c()
         resp = await self._unary(
             "txn",
-            c.kv.txn(  # type: ignore[union-attr]
+            lambda: c.kv.txn(  # type: ignore[union-attr]
                 [_compare(x) for x in compares],
                 [_op(x) for x in success],
                 [_op(x) for x in failure],
                 timeout=self._timeout,
-                max_attempts=1,
             ),
+            attempts=1,  # a retried transaction could report a false failure
         )
         branch = success if resp.succeeded else failure
         gets: list[KV | None] = []
@@ -313,22 +395,24 @@ class EtcdStore:
 
     async def grant(self, ttl_s: int) -> Lease:
         c = await self._c()
-        resp = await self._unary("grant", c.lease.grant(ttl_s, timeout=self._timeout))  # type: ignore[union-attr]
+        # etcd cannot expire the lease before this + TTL: the keeper counts from here.
+        requested_at = time.monotonic()
+        resp = await self._unary("grant", lambda: c.lease.grant(ttl_s, timeout=self._timeout))  # type: ignore[union-attr]
         if resp.error:
             raise StoreError(f"grant: {resp.error}")
-        return Lease(id=int(resp.ID), ttl_s=int(resp.TTL))
+        return Lease(id=int(resp.ID), ttl_s=int(resp.TTL), requested_at=requested_at)
 
     async def revoke(self, lease_id: int) -> None:
         c = await self._c()
         try:
-            await self._unary("revoke", c.lease.revoke(lease_id, timeout=self._timeout, max_attempts=2))  # type: ignore[union-attr]
+            await self._unary("revoke", lambda: c.lease.revoke(lease_id, timeout=self._timeout))  # type: ignore[union-attr]
         except LeaseLost:
             return
 
     @contextlib.asynccontextmanager
     async def keep_alive(self, lease: Lease) -> AsyncIterator[EtcdLeaseKeeper]:
         c = await self._c()
-        keeper = EtcdLeaseKeeper(LeaseStub(c._channel), lease)
+        keeper = EtcdLeaseKeeper(LeaseStub(c._channel), lease, self.lease_timing)
         async with keeper:
             yield keeper
 
@@ -346,20 +430,21 @@ class EtcdStore:
         # A linearizable count-only read goes through the etcd leader's read index.
         resp = await self._unary(
             "current_revision",
-            c.kv.get(b"\0", count_only=True, timeout=self._timeout, max_attempts=1),  # type: ignore[union-attr]
+            lambda: c.kv.get(b"\0", count_only=True, timeout=self._timeout),  # type: ignore[union-attr]
+            attempts=1,
         )
         return int(resp.header.revision)
 
     async def alarms(self) -> list[str]:
         c = await self._c()
-        resp = await self._unary("alarms", c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary("alarms", lambda: c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]
         names = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
         return sorted({names.get(a.alarm, str(a.alarm)) for a in resp.alarms})
 
     async def compact(self, revision: int) -> None:
         c = await self._c()
         try:
-            await self._unary("compact", c.kv.compact(revision, timeout=self._timeout))  # type: ignore[union-attr]
+            await self._unary("compact", lambda: c.kv.compact(revision, timeout=self._timeout))  # type: ignore[union-attr]
         except Compacted:
             return
 
