@@ -345,16 +345,30 @@ def demo(
 
 
 @app.command()
-def status(coordinators: Coordinators = DEFAULT_COORDINATORS, as_json: JsonFlag = False) -> None:
-    """Leader, replicas, groups, routes, epochs and connected sidecars."""
+def status(
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+    as_json: JsonFlag = False,
+    hosts: Annotated[
+        bool,
+        typer.Option("--hosts", help="List every sidecar (a page per replica), not only deviating ones."),
+    ] = False,
+    group: Annotated[str, typer.Option("--group", help="Only this group.")] = "",
+    after: Annotated[str, typer.Option("--after", help="With --hosts: start after this host id.")] = "",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=5000, help="With --hosts: sidecars per replica and page.")
+    ] = 1000,
+) -> None:
+    """Leader, replicas, groups, routes and epochs; sidecars counted per group, epoch and path."""
     from failover.status_view import render_status
     from failover.v1 import admin_pb2 as apb
 
-    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(apb.GetStatusRequest(), timeout=5)))
+    coordinator_targets(coordinators)
+    req = apb.GetStatusRequest(hosts=hosts, group=group, host_limit=limit, hosts_after=after)
+    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(req, timeout=10)))
     if as_json:
         print_json(st)
     else:
-        render_status(st, out.get())
+        render_status(st, out.get(), all_hosts=hosts)
 
 
 @app.command()
@@ -373,6 +387,7 @@ def switch(
     """Operator switch: commit a decision with PATH active (through the leader)."""
     from failover.v1 import admin_pb2 as apb
 
+    coordinator_targets(coordinators)
     req = apb.SwitchRequest(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )

@@ -8,6 +8,7 @@ on the roadmap) will be added here and nowhere else.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -106,8 +107,28 @@ async def mark_serving(servicer: AioHealthServicer, service_names: Sequence[str]
         await servicer.set(name, status)
 
 
+def _check_free(address: str) -> None:
+    """Try the address with a plain socket first: gRPC core logs its own multi-line
+    complaint on stderr before raising, and the operator should see one line."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0 or host.startswith("unix"):
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {address}: {(exc.strerror or str(exc)).lower()}") from exc
+
+
 def bind(server: grpc.aio.Server, address: str) -> int:
     """Bind an insecure port; raise a clear error when the address is unusable."""
+    _check_free(address)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError on bind failure
