@@ -99,3 +99,18 @@ def test_venue_and_bench_are_still_mounted() -> None:
     assert r.returncode == 0 and "venue" in r.stdout and "bench" in r.stdout
     r = cli("bench", "--help")
     assert r.returncode == 0, r.stderr
+
+
+def test_an_unknown_socket_group_stops_the_sidecar_cleanly(tmp_path: Path) -> None:
+    sock = Path("/tmp") / f"fo-sg-{tmp_path.name[-12:]}.sock"
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        "host_id: h1\ngroups: [g]\ncoordinators: ['127.0.0.1:1']\n"
+        f"state_file: {tmp_path / 'state.json'}\nlisten: {{socket: {sock}, socket_group: no-such-group-x}}\n"
+    )
+    try:
+        line = _one_line_error(cli("sidecar", "--config", str(cfg), timeout=60))
+        assert "listen.socket_group" in line and "no-such-group-x" in line
+        assert not sock.exists()
+    finally:
+        sock.unlink(missing_ok=True)
