@@ -1,5 +1,6 @@
 """While every replica is stale the sidecar retries every ~100 ms; it logs the change, not
-every attempt (a line per replica when it turns stale). An in-process Sync server (real gRPC on loopback) answers stale snapshots."""
+every attempt (a line per replica when it turns stale). An in-process Sync server
+(real gRPC on loopback) answers stale snapshots."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from failover.v1 import sync_pb2, sync_pb2_grpc
 class StaleSync(sync_pb2_grpc.SyncServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         self.sessions = 0
+        self.session_started = asyncio.Event()
         self.reason = "no linearizable read for 1.6s: etcd has no quorum"
 
     async def Stream(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         self.sessions += 1
+        self.session_started.set()
         await anext(aiter(requests))
         fresh = sync_pb2.Freshness(replica_id="c1", stale=True, stale_reason=self.reason)
         yield sync_pb2.ReplicaMessage(snapshot=sync_pb2.Snapshot(freshness=fresh))
@@ -52,12 +55,11 @@ async def test_a_stale_replica_is_logged_once_per_change(caplog: pytest.LogCaptu
     task = asyncio.create_task(link.run())
     try:
         async with asyncio.timeout(20):
-            while svc.sessions < 10:
-                await asyncio.sleep(0.01)
-            svc.reason = "watch lags 80 revisions behind etcd"
-            first = svc.sessions
-            while svc.sessions < first + 10:
-                await asyncio.sleep(0.01)
+            while svc.sessions < 20:
+                svc.session_started.clear()
+                await svc.session_started.wait()
+                if svc.sessions == 10:
+                    svc.reason = "watch lags 80 revisions behind etcd"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
