@@ -82,7 +82,8 @@ DEFAULT_COORDINATORS = "127.0.0.1:7001"
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    """One plain line on stderr (no rich: an error must not wait for an import) and exit."""
+    _plain_error(message)
     raise typer.Exit(code)
 
 
@@ -396,9 +397,7 @@ def switch(
         print_json(resp)
     else:
         d = resp.decision
-        out.print(
-            f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})"
-        )
+        print(f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})")
 
 
 @app.command()
@@ -433,7 +432,7 @@ def era_bump(
 
     req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
     resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5)))
-    out.print(f"era is now {resp.era}")
+    print(f"era is now {resp.era}")
 
 
 @group_app.command("put")
@@ -460,7 +459,7 @@ def group_put(
         return
     req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
     resp = run_async(with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5)))
-    out.print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
+    print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
 
 def _control(
@@ -473,7 +472,7 @@ def _control(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(with_admin(coordinators, lambda s: s.SetControl(req, timeout=10)))
-    out.print(resp.message)
+    print(resp.message)
 
 
 def _make_control(action: str, with_path: bool, doc: str) -> None:
@@ -516,6 +515,8 @@ for _action, _with_path, _doc in [
 
 
 _MOUNTED = False
+# Long-running processes keep pydantic's defaults (a deployment may install a plugin).
+_SERVERS = {"coordinator", "sidecar", "demo", "venue", "bench"}
 
 
 def _mount_subapps() -> None:
@@ -560,6 +561,10 @@ def main(args: list[str] | None = None) -> None:
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
     argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] not in _SERVERS:
+        # typer validates parameters with pydantic, which otherwise scans every installed
+        # package's entry points for plugins (tens of ms); no plugin serves the CLI itself.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if _needs_subapps(argv):
         _mount_subapps()
     elif argv:
