@@ -112,3 +112,29 @@ def test_a_coordinator_whose_port_is_taken_says_so_in_one_line(tmp_path, etcd_cl
     assert r.returncode == 1, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot listen on"), r.stderr
+
+
+async def test_an_etcd_outage_is_named_in_switch_and_status(own_etcd, prefix) -> None:
+    rs = ReplicaSet(own_etcd.endpoints, prefix, n=1)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: GROUP in leader.view.routes, 10, "the initial decision")
+        for i in range(3):
+            await asyncio.to_thread(own_etcd.kill, i)
+        async with admin(rs.address(0)) as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.Switch(
+                    apb.SwitchRequest(group=GROUP, path="backup", reason="outage", force=True), timeout=20
+                )
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "etcd has no quorum (0 of 3 members answer)" in (e.value.details() or ""), (
+                e.value.details()
+            )
+            st = await stub.GetStatus(apb.GetStatusRequest(), timeout=20)
+        assert len(st.alarms) == 1 and "etcd has no quorum (0 of 3 members answer)" in st.alarms[0], st.alarms
+        await wait_for(lambda: leader.freshness.state.stale, 10, "the replica to turn stale")
+        reason = leader.freshness.state.reason
+        assert not reason.endswith(": "), reason
+    finally:
+        await rs.stop_all()
