@@ -11,15 +11,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 from pydantic import ValidationError
 
+from coordinator.etcd_reach import count_answering, describe, has_quorum
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest, RequestError
+from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
@@ -40,9 +42,11 @@ _CODES = {
     "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 
-LocalStatusFn = Callable[[], apb.ReplicaStatus]
 # Sends a request to the leader's Admin service with the given deadline (seconds).
 Forward = Callable[[admin_pb2_grpc.AdminStub, float], Awaitable[apb.ControlResponse]]
+LocalStatusFn = Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
+# Actions that name a path: refused without one (INVALID_ARGUMENT "path: required").
+_NEEDS_PATH = {"drain", "undrain", "pin"}
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -86,6 +90,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         rpc_timeout_s: float,
         leader_wait_s: float = 5.0,
         forward_s: float = 10.0,
+        etcd_endpoints: Sequence[str] = (),
     ) -> None:
         self._id = replica_id
         self._store = store
@@ -97,6 +102,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self._timeout = rpc_timeout_s
         self._leader_wait_s = leader_wait_s
         self._forward_s = forward_s  # a forward's deadline when the caller gave none
+        self._etcd_endpoints = list(etcd_endpoints)
         # Set when this replica shuts down: waits for a leader end at once.
         self.stopping = asyncio.Event()
 
@@ -105,8 +111,33 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 
     # --- reads -------------------------------------------------------------
 
+    async def _etcd_problem(self, exc: BaseException) -> str:
+        """What went wrong talking to etcd, in words an operator can act on."""
+        what = str(exc) or type(exc).__name__
+        if not self._etcd_endpoints:
+            return what
+        n = await count_answering(self._etcd_endpoints, min(self._timeout, 0.5))
+        return f"{describe(n, len(self._etcd_endpoints))} ({what})"
+
+    async def _unavailable(self, context: Any, text: str) -> None:
+        """Abort UNAVAILABLE, leading with etcd's state when it has lost its quorum
+        (the usual reason why no leader is elected or a commit times out)."""
+        if self._etcd_endpoints:
+            n = await count_answering(self._etcd_endpoints, min(self._timeout, 0.5))
+            if not has_quorum(n, len(self._etcd_endpoints)):
+                text = f"{describe(n, len(self._etcd_endpoints))}: {text}"
+        await self._abort(context, "unavailable", text)
+
     async def GetStatus(self, request: apb.GetStatusRequest, context: Any) -> apb.ClusterStatus:
         v = self._view
+        if request.group and request.group not in v.groups:
+            await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
+        local_req = apb.LocalStatusRequest(
+            hosts=request.hosts,
+            group=request.group,
+            host_limit=request.host_limit,
+            hosts_after=request.hosts_after,
+        )
         out = apb.ClusterStatus(era=v.era.value, revision=v.revision, restore_detected=v.restore.detected)
         if v.leader is not None:
             out.leader.CopyFrom(
@@ -115,16 +146,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 )
             )
         for name in sorted(v.groups):
+            if request.group and name != request.group:
+                continue
             g = v.groups[name]
             gs = apb.GroupStatus(definition=group_pb(g.value, g.mod_revision))
             r = v.routes.get(name)
             if r is not None:
                 gs.decision.CopyFrom(decision_pb(r.record, r.epoch))
             c = v.controls.get(name)
-            if c is not None:
-                gs.controls = _controls_summary(c.value)
+            gs.controls = _controls_summary(c.value) if c is not None else "none"
             out.groups.append(gs)
-        out.replicas.extend(await self._replica_statuses())
+        out.replicas.extend(await self._replica_statuses(local_req))
         degraded = {g for r in out.replicas if r.is_leader for g in r.degraded_groups}
         for gs in out.groups:
             gs.degraded = gs.definition.name in degraded
@@ -132,18 +164,18 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             async with asyncio.timeout(self._timeout):
                 out.alarms.extend(await self._store.alarms())
         except (StoreError, TimeoutError) as exc:
-            out.alarms.append(f"UNKNOWN ({exc})")
+            out.alarms.append(f"UNKNOWN (cannot read alarms: {await self._etcd_problem(exc)})")
         return out
 
-    async def _replica_statuses(self) -> list[apb.ReplicaStatus]:
+    async def _replica_statuses(self, req: apb.LocalStatusRequest) -> list[apb.ReplicaStatus]:
         others = {rid: m.address for rid, m in self._view.members.items() if rid != self._id}
 
         async def one(rid: str, address: str) -> apb.ReplicaStatus:
             try:
                 stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
-                st: apb.ReplicaStatus = await stub.LocalStatus(
-                    apb.LocalStatusRequest(), timeout=self._timeout
-                )
+                st: apb.ReplicaStatus = await stub.LocalStatus(req, timeout=self._timeout)
+                if st.sidecars and not st.host_counts:  # a replica that does not shape its answer
+                    st = shape(st, req, decided_of(self._view.routes))
                 return st
             except grpc.aio.AioRpcError as exc:
                 return apb.ReplicaStatus(
@@ -154,7 +186,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 )
 
         results = await asyncio.gather(*(one(rid, addr) for rid, addr in sorted(others.items())))
-        return sorted([self._local_status(), *results], key=lambda r: r.replica_id)
+        return sorted([self._local_status(req), *results], key=lambda r: r.replica_id)
 
     async def History(self, request: apb.HistoryRequest, context: Any) -> apb.HistoryResponse:
         if request.group not in self._view.groups:
@@ -162,7 +194,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             kvs, _ = await self._store.get_prefix(self._keys.history_prefix(request.group))
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {exc}")
+            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
             raise
         decisions = []
         for kv in kvs:
@@ -208,6 +240,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             message, done = await self._leader.submit(req)
         except RequestError as exc:
+            if exc.code == "unavailable":
+                await self._unavailable(context, str(exc))
             await self._abort(context, exc.code, str(exc))
             raise
         resp = apb.ControlResponse(message=message)
@@ -278,6 +312,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             raise AssertionError
         if not request.group:
             await self._abort(context, "invalid", "group: required")
+        if action in _NEEDS_PATH and not request.path:
+            await self._abort(context, "invalid", "path: required")
         req = OperatorRequest(
             request.group,
             request.reason,
@@ -305,7 +341,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             res = await self._store.txn([cmp], [Put(key, spec.model_dump_json().encode())])
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {exc}")
+            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
             raise
         if not res.succeeded:
             what = "already exists" if request.create_only else "changed since it was read; re-read and retry"
@@ -332,7 +368,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 [Compare.mod(self._keys.era, kv.mod_revision if kv else 0)], [Put(self._keys.era, value)]
             )
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {exc}")
+            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
             raise
         if not res.succeeded:
             await self._abort(context, "failed_precondition", "era changed concurrently; retry")
@@ -343,7 +379,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             return await self._store.get(key)
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {exc}")
+            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
             raise
 
 

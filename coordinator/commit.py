@@ -133,6 +133,7 @@ class Committer:
             decided_at_unix_ms=int(time.time() * 1000),
             stages=stages or [],
             prev=(inputs.prev.era, inputs.prev.revision),
+            fencing_token=leadership.token,
         )
         value = record.model_dump_json().encode()
         k = self._keys

@@ -40,14 +40,16 @@ class FreshnessProbe:
         self._max_lag = max_lag_revisions
         self._stale_after = stale_after_ms / 1000.0
         self.state = FreshnessState()
+        self._started = time.monotonic()
         self._behind_since: float | None = None
         self.watch_resets = 0
 
     async def probe_once(self) -> None:
         st = self.state
+        bound = max(self._interval, 0.5)
         try:
             applied_before = self._mirror.revision
-            async with asyncio.timeout(max(self._interval, 0.5)):
+            async with asyncio.timeout(bound):
                 lin = await self._store.current_revision()
             self._mirror.check_revision(lin, applied_before)
             self._mirror.request_progress()
@@ -65,9 +67,19 @@ class FreshnessProbe:
         except (StoreError, TimeoutError) as exc:
             st.applied_revision = self._mirror.revision
             st.lag_revisions = -1
-            age = time.monotonic() - st.last_ok_monotonic
-            if st.last_ok_monotonic == 0.0 or age > self._stale_after:
-                self._set(True, f"no linearizable read for {age:.1f}s: {exc}")
+            self._set(*self.failure(exc, time.monotonic(), bound))
+
+    def failure(self, exc: BaseException, now: float, bound_s: float) -> tuple[bool, str]:
+        """Whether a failed probe makes the replica stale, and why in words (never an empty
+        cause; the age counts from this replica's start, not the machine's boot)."""
+        st = self.state
+        cause = str(exc) or f"no answer within {bound_s:.1f}s"
+        if st.last_ok_monotonic == 0.0:
+            return True, f"no linearizable read since start ({now - self._started:.1f}s): {cause}"
+        age = now - st.last_ok_monotonic
+        if age > self._stale_after:
+            return True, f"no linearizable read for {age:.1f}s: {cause}"
+        return st.stale, st.reason
 
     def _check_progress(self, lin: int) -> None:
         """A watch that stays behind a fresh read, even after a progress request, is stuck:

@@ -20,6 +20,7 @@ from coordinator.freshness import FreshnessProbe
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.members import register_forever
+from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.mirror import Mirror
@@ -90,7 +91,12 @@ class Replica:
     def _on_restore(self, previous: int, current: int) -> None:
         self.view.mark_restore(f"revision went from {previous} back to {current}")
 
-    def local_status(self) -> apb.ReplicaStatus:
+    def local_status(self, request: apb.LocalStatusRequest | None = None) -> apb.ReplicaStatus:
+        """This replica's status; with a request, shaped by its filters (status_summary)."""
+        full = self._full_local_status()
+        return full if request is None else shape(full, request, decided_of(self.view.routes))
+
+    def _full_local_status(self) -> apb.ReplicaStatus:
         f = self.freshness.state
         return apb.ReplicaStatus(
             replica_id=self.cfg.replica_id,
@@ -145,6 +151,7 @@ class Replica:
             local_status=self.local_status,
             peers=self.peers,
             rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
+            etcd_endpoints=self.cfg.etcd.endpoints,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         admin_pb2_grpc.add_PeerServicer_to_server(PeerService(self.hub, self.local_status), server)

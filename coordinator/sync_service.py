@@ -308,12 +308,14 @@ def _parse_hello(raw: bytes) -> tuple[sync_pb2.Hello | None, str]:
 
 
 class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
-    def __init__(self, hub: SyncHub, local_status: Callable[[], apb.ReplicaStatus]) -> None:
+    def __init__(
+        self, hub: SyncHub, local_status: Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
+    ) -> None:
         self._hub = hub
         self._local_status = local_status
 
     async def LocalStatus(self, request: apb.LocalStatusRequest, context: Any) -> apb.ReplicaStatus:
-        return self._local_status()
+        return self._local_status(request)
 
     async def ForwardHealth(self, request: apb.HealthForward, context: Any) -> apb.ForwardAck:
         return apb.ForwardAck(is_leader=self._hub.relay.accept_forward(request))

@@ -1,7 +1,12 @@
 """The ``failover`` command line: one entry point, a subcommand per job.
 
 Errors are one clear line on stderr and a non-zero exit (2: bad input or
-config, 1: the operation failed), never a traceback.
+config, 1: the operation failed), never a traceback, usage errors included.
+
+Start-up is part of an operator's incident time: only typer is imported at
+module level; grpc, protobuf, rich, pydantic, the simulator and the benchmarks
+are imported by the commands that use them (``tests/unit/test_cli_errors.py``
+checks this, docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations
@@ -15,14 +20,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import grpc
 import typer
-from google.protobuf import json_format
-from rich.console import Console
 
-from failover.config_source import ConfigError
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="gRPC failover coordinator for trading connectivity."
@@ -32,9 +35,34 @@ group_app = typer.Typer(no_args_is_help=True, help="Route group definitions.")
 app.add_typer(era_app, name="era")
 app.add_typer(group_app, name="group")
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
 T = TypeVar("T")
+
+
+class _LazyConsole:
+    """A rich Console created on first use (rich costs ~50 ms to import)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return self._console
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        self.get().print(*args, **kwargs)
+
+
+err = _LazyConsole(stderr=True, soft_wrap=True)
+out = _LazyConsole()
+
+
+class AllCoordinatorsFailed(Exception):
+    """No replica answered; the message names each address tried and its error."""
+
 
 Coordinators = Annotated[
     str,
@@ -54,8 +82,14 @@ DEFAULT_COORDINATORS = "127.0.0.1:7001"
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """One plain line on stderr (no rich: an error must not wait for an import) and exit."""
+    _plain_error(message)
     raise typer.Exit(code)
+
+
+def _plain_error(message: str) -> None:
+    """One line on stderr without rich (usage errors happen before anything is loaded)."""
+    print(f"error: {message}", file=sys.stderr)
 
 
 def login_name() -> str:
@@ -66,29 +100,47 @@ def login_name() -> str:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import grpc
+
     try:
         return asyncio.run(coro)
+    except typer.Exit:
+        raise
     except grpc.aio.AioRpcError as exc:
         fail(f"{exc.code().name}: {exc.details()}", 1)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:
+    except AllCoordinatorsFailed as exc:
         fail(str(exc), 1)
-    except Exception as exc:  # a bug: say so in one line, keep the details in the log
-        logging.getLogger("failover").exception("unexpected error")
-        fail(f"unexpected error: {exc!r} (details in the log)", 1)
+    except Exception as exc:
+        # Only a command that loaded the config layer can raise its error (importing it
+        # here would cost every operator command ~100 ms of start-up).
+        cfg = sys.modules.get("failover.config_source")
+        if cfg is not None and isinstance(exc, cfg.ConfigError):
+            fail(str(exc))
+        if not isinstance(exc, OSError):
+            logging.getLogger("failover").exception("unexpected error")
+            fail(f"unexpected error: {exc!r} (details in the log)", 1)
+        fail(str(exc), 1)
     raise AssertionError
 
 
+def coordinator_targets(addresses: str) -> list[str]:
+    """The replica addresses of ``--coordinators``; none at all is a usage error (exit 2)."""
+    targets = [a.strip() for a in addresses.split(",") if a.strip()]
+    if not targets:
+        fail("--coordinators (or FAILOVER_COORDINATORS): give at least one host:port")
+    return targets
+
+
 async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
-    """Call the first replica that answers (UNAVAILABLE moves on to the next)."""
+    """Call the first replica that answers (UNAVAILABLE and DEADLINE_EXCEEDED move on to the
+    next); when none answers, the error names every address tried and what it said."""
+    import grpc
+
     from failover import rpc
     from failover.v1 import admin_pb2_grpc
 
-    targets = [a.strip() for a in addresses.split(",") if a.strip()]
-    if not targets:
-        fail("--coordinators: give at least one host:port")
-    last: grpc.aio.AioRpcError | None = None
+    targets = coordinator_targets(addresses)
+    errors: list[tuple[str, grpc.aio.AioRpcError]] = []
     for target in targets:
         async with rpc.channel(target) as ch:
             try:
@@ -96,12 +148,17 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
-                last = exc
-    assert last is not None
-    raise last
+                errors.append((target, exc))
+    if len(errors) == 1:
+        raise errors[0][1]
+    raise AllCoordinatorsFailed(
+        "no coordinator answered: " + "; ".join(f"{t}: {e.code().name}: {e.details()}" for t, e in errors)
+    )
 
 
 def print_json(msg: Any) -> None:
+    from google.protobuf import json_format
+
     print(
         json_format.MessageToJson(
             msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -159,7 +216,7 @@ def coordinator(
     from coordinator.config import CoordinatorConfig
     from coordinator.replica import Replica
     from failover import logs
-    from failover.config_source import load
+    from failover.config_source import ConfigError, load
 
     overrides: dict[str, Any] = {"replica_id": replica_id, "listen": listen, "advertise": advertise}
     try:
@@ -193,7 +250,7 @@ def sidecar(
     from failover_sidecar.state_file import StateFileError
 
     from failover import logs
-    from failover.config_source import load
+    from failover.config_source import ConfigError, load
 
     try:
         cfg = load(SidecarConfig, config, {"host_id": host_id})
@@ -230,7 +287,7 @@ def sidecar_status(
     if as_json:
         print_json(st)
     else:
-        render_sidecar(st, out)
+        render_sidecar(st, out.get())
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -278,7 +335,7 @@ def demo(
         pid_file=pid_file,
     )
     try:
-        code = asyncio.run(run_demo(opts, out))
+        code = asyncio.run(run_demo(opts, out.get()))
     except KeyboardInterrupt:
         err.print("interrupted: every process the demo started was stopped")
         raise typer.Exit(130) from None
@@ -289,16 +346,30 @@ def demo(
 
 
 @app.command()
-def status(coordinators: Coordinators = DEFAULT_COORDINATORS, as_json: JsonFlag = False) -> None:
-    """Leader, replicas, groups, routes, epochs and connected sidecars."""
+def status(
+    coordinators: Coordinators = DEFAULT_COORDINATORS,
+    as_json: JsonFlag = False,
+    hosts: Annotated[
+        bool,
+        typer.Option("--hosts", help="List every sidecar (a page per replica), not only deviating ones."),
+    ] = False,
+    group: Annotated[str, typer.Option("--group", help="Only this group.")] = "",
+    after: Annotated[str, typer.Option("--after", help="With --hosts: start after this host id.")] = "",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=5000, help="With --hosts: sidecars per replica and page.")
+    ] = 1000,
+) -> None:
+    """Leader, replicas, groups, routes and epochs; sidecars counted per group, epoch and path."""
     from failover.status_view import render_status
     from failover.v1 import admin_pb2 as apb
 
-    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(apb.GetStatusRequest(), timeout=5)))
+    coordinator_targets(coordinators)
+    req = apb.GetStatusRequest(hosts=hosts, group=group, host_limit=limit, hosts_after=after)
+    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(req, timeout=10)))
     if as_json:
         print_json(st)
     else:
-        render_status(st, out)
+        render_status(st, out.get(), all_hosts=hosts)
 
 
 @app.command()
@@ -317,6 +388,7 @@ def switch(
     """Operator switch: commit a decision with PATH active (through the leader)."""
     from failover.v1 import admin_pb2 as apb
 
+    coordinator_targets(coordinators)
     req = apb.SwitchRequest(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
@@ -325,9 +397,7 @@ def switch(
         print_json(resp)
     else:
         d = resp.decision
-        out.print(
-            f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})"
-        )
+        print(f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})")
 
 
 @app.command()
@@ -347,7 +417,7 @@ def history(
     if as_json:
         print_json(resp)
     else:
-        render_history(group, resp, out)
+        render_history(group, resp, out.get())
 
 
 @era_app.command("bump")
@@ -362,7 +432,7 @@ def era_bump(
 
     req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
     resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5)))
-    out.print(f"era is now {resp.era}")
+    print(f"era is now {resp.era}")
 
 
 @group_app.command("put")
@@ -374,7 +444,7 @@ def group_put(
     """Create or replace a group definition (validated; an invalid one changes nothing)."""
     from pydantic import ValidationError
 
-    from failover.config_source import read_yaml
+    from failover.config_source import ConfigError, read_yaml
     from failover.model.convert import group_pb
     from failover.model.spec import GroupSpec, describe_validation_error
     from failover.v1 import admin_pb2 as apb
@@ -389,7 +459,7 @@ def group_put(
         return
     req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
     resp = run_async(with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5)))
-    out.print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
+    print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
 
 def _control(
@@ -402,7 +472,7 @@ def _control(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(with_admin(coordinators, lambda s: s.SetControl(req, timeout=10)))
-    out.print(resp.message)
+    print(resp.message)
 
 
 def _make_control(action: str, with_path: bool, doc: str) -> None:
@@ -444,18 +514,27 @@ for _action, _with_path, _doc in [
     _make_control(_action, _with_path, _doc)
 
 
-def _mount_optional() -> None:
+_MOUNTED = False
+# Long-running processes keep pydantic's defaults (a deployment may install a plugin).
+_SERVERS = {"coordinator", "sidecar", "demo", "venue", "bench"}
+
+
+def _mount_subapps() -> None:
+    """Add the simulator and benchmark command groups (imported only when they may be used)."""
+    global _MOUNTED
+    if _MOUNTED:
+        return
+    _MOUNTED = True
+    from failover.bench.cli import bench_app
     from failover.venue.cli import venue_app
 
     app.add_typer(venue_app, name="venue", help="The venue simulator and its fault controls.")
-    try:
-        from failover.bench.cli import bench_app  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the benchmark package is optional in slim installs
-        return
     app.add_typer(bench_app, name="bench", help="Measure failover stages, fan-out and the relay.")
 
 
-_mount_optional()
+@app.callback()
+def _root() -> None:
+    """Always a command group, also when only one command is registered (see ``_only``)."""
 
 
 @app.command()
@@ -477,11 +556,54 @@ def chaos(
     )
 
 
-def main() -> None:
+def _only(name: str) -> None:
+    """Keep only the command or group NAME: typer builds every parameter of every command
+    before running one, and start-up time is an operator's incident time."""
+    commands = [c for c in app.registered_commands if (c.name or _cli_name(c.callback)) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if commands or groups:  # otherwise keep everything, so a typo gets "No such command"
+        app.registered_commands = commands
+        app.registered_groups = groups
+
+
+def _cli_name(callback: Callable[..., Any] | None) -> str:
+    return (getattr(callback, "__name__", "") or "").replace("_", "-")
+
+
+def _needs_subapps(args: list[str]) -> bool:
+    """Top-level help, or a venue/bench command: every other command runs without them."""
+    return not args or args[0].startswith("-") or args[0] in {"venue", "bench"}
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: usage errors are one line (exit 2), Ctrl-C exits 130."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] not in _SERVERS:
+        # typer validates parameters with pydantic, which otherwise scans every installed
+        # package's entry points for plugins (tens of ms); no plugin serves the CLI itself.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if _needs_subapps(argv):
+        _mount_subapps()
+    elif argv:
+        _only(argv[0])
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(argv, prog_name="failover", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "failover"
+        message = " ".join(exc.format_message().split())
+        _plain_error(f"{message} (see '{where} --help')")
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

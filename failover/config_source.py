@@ -55,18 +55,33 @@ class LayeredSettings(BaseSettings):
 S = TypeVar("S", bound=LayeredSettings)
 
 
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "syntax error"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{' '.join(str(problem).split())}{where}"
+
+
 def read_yaml(path: Path | str | None) -> dict[str, Any]:
+    """The mapping in a YAML file; ConfigError (one line naming the file) on any problem."""
     if path is None:
         return {}
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"config file {p}: {exc.strerror or exc}") from exc
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+    try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {p}: not valid YAML: {yaml_error_line(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

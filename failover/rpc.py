@@ -8,12 +8,14 @@ on the roadmap) will be added here and nowhere else.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer as AioHealthServicer
-from grpc_reflection.v1alpha import reflection
+
+if TYPE_CHECKING:  # server-side only: clients (the CLI) do not pay for importing them
+    from grpc_health.v1._async import HealthServicer as AioHealthServicer
 
 # Client pings every 1 s and gives up 1 s later: a dead TCP peer is noticed in
 # about 2 s even when no message is due. The server permits pings that often.
@@ -21,6 +23,15 @@ KEEPALIVE_TIME_MS = 1000
 KEEPALIVE_TIMEOUT_MS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_STREAMS = 10_000
+# How long one connection attempt (TCP + HTTP/2 SETTINGS) may take: the documented
+# 2 s connect bound. gRPC core reads it from ``grpc.min_reconnect_backoff_ms`` (the
+# name is historical: it is the minimum *connect timeout*, not a delay), so a small
+# value there makes every peer further away than that unreachable.
+CONNECT_TIMEOUT_MS = 2000
+# Delay before reconnecting after a failed or lost connection: short, so a restarted
+# replica is found again quickly; independent of the connect timeout above.
+RECONNECT_BACKOFF_INITIAL_MS = 100
+RECONNECT_BACKOFF_MAX_MS = 1000
 
 _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
@@ -29,10 +40,11 @@ _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # Reconnect quickly after a replica restarts.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    # Reconnect quickly after a replica restarts, but give each attempt the full
+    # connect bound (see CONNECT_TIMEOUT_MS).
+    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_INITIAL_MS),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+    ("grpc.min_reconnect_backoff_ms", CONNECT_TIMEOUT_MS),
     ("grpc.enable_retries", 0),
     # Each channel owns its connections: closing one channel never disturbs another
     # that targets the same address (seen as hung streams with the global pool).
@@ -74,6 +86,10 @@ def make_server(
 
 def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> AioHealthServicer:
     """Register standard health checking and reflection; every named service starts SERVING."""
+    from grpc_health.v1 import health, health_pb2_grpc
+    from grpc_health.v1._async import HealthServicer as AioHealthServicer
+    from grpc_reflection.v1alpha import reflection
+
     servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     reflection.enable_server_reflection(
@@ -84,13 +100,35 @@ def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequence[s
 
 async def mark_serving(servicer: AioHealthServicer, service_names: Sequence[str], serving: bool) -> None:
     """Set every named service (and the overall "" service) to SERVING or NOT_SERVING."""
+    from grpc_health.v1 import health_pb2
+
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *service_names]:
         await servicer.set(name, status)
 
 
+def _check_free(address: str) -> None:
+    """Try the address with a plain socket first: gRPC core logs its own multi-line
+    complaint on stderr before raising, and the operator should see one line."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0 or host.startswith("unix"):
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+        try:
+            s.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {address}: {(exc.strerror or str(exc)).lower()}") from exc
+
+
 def bind(server: grpc.aio.Server, address: str) -> int:
     """Bind an insecure port; raise a clear error when the address is unusable."""
+    _check_free(address)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError on bind failure

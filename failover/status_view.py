@@ -9,13 +9,16 @@ from rich.table import Table
 
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import types_pb2 as pb
 
 
 def _epoch(e: object) -> str:
     return f"{e.era}:{e.revision}"  # type: ignore[attr-defined]
 
 
-def render_status(st: apb.ClusterStatus, out: Console) -> None:
+def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = False) -> None:
+    """Leader, replicas, groups; hosts as counts plus those needing attention, or (with
+    ``all_hosts``) the page of every sidecar the request asked for."""
     leader = (
         f"{st.leader.replica_id} at {st.leader.address} (token {st.leader.fencing_token})"
         if st.leader.replica_id
@@ -57,44 +60,81 @@ def render_status(st: apb.ClusterStatus, out: Console) -> None:
         )
     out.print(g)
     decided = {gs.definition.name: (list(gs.decision.paths), gs.decision.epoch) for gs in st.groups}
-    s = Table(title="sidecars")
+    _render_host_counts(st, out)
+    listed = [(r.replica_id, sc) for r in st.replicas for sc in r.sidecars]
+    total = sum(r.sidecar_count for r in st.replicas)
+    attention = sum(r.deviating_total for r in st.replicas)
+    full = all_hosts
+    title = "sidecars" if full else f"sidecars that deviate or lag ({attention} of {total})"
+    s = Table(title=title)
     for col in ("host", "site", "replica", "group", "acked epoch", "effective", "health"):
         s.add_column(col)
+    for replica_id, sc in listed:
+        for group in sorted(set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}):
+            s.add_row(*_sidecar_row(replica_id, sc, group, decided))
+    if listed or attention:
+        out.print(s)
+    if attention > len(listed) and not full:
+        out.print(f"... {attention - len(listed)} more: `failover status --hosts` lists every sidecar")
+    after = min((r.next_host for r in st.replicas if r.next_host), default="")
+    if after:
+        out.print(f"more sidecars follow: `failover status --hosts --after {after}`")
+
+
+def _render_host_counts(st: apb.ClusterStatus, out: Console) -> None:
+    counts: dict[tuple[str, tuple[int, int] | None, str], int] = {}
     for r in st.replicas:
-        for sc in r.sidecars:
-            for group in sorted(set(sc.acked) | {h.group for h in sc.health}):
-                acked = sc.acked.get(group)
-                paths, epoch = decided.get(group, ([], None))
-                lag = ""
-                if (
-                    acked is not None
-                    and epoch is not None
-                    and (acked.era, acked.revision) < (epoch.era, epoch.revision)
-                ):
-                    lag = " [yellow](behind)[/yellow]"
-                health = " ".join(
-                    f"{h.path}={'up' if h.state == 1 else 'down' if h.state == 2 else '?'}"
-                    for h in sc.health
-                    if h.group == group
-                )
-                eff = sc.effective.get(group, "") if hasattr(sc, "effective") else ""
-                if eff and paths and eff != paths[0]:
-                    eff = f"[yellow]{eff} (deviates)[/yellow]"
-                s.add_row(
-                    sc.host_id,
-                    sc.site,
-                    r.replica_id,
-                    group,
-                    (_epoch(acked) if acked is not None else "-") + lag,
-                    eff,
-                    health,
-                )
-    out.print(s)
+        for hc in r.host_counts:
+            key = (
+                hc.group,
+                (hc.acked.era, hc.acked.revision) if hc.HasField("acked") else None,
+                hc.effective,
+            )
+            counts[key] = counts.get(key, 0) + hc.hosts
+    if not counts:
+        return
+    t = Table(title="hosts per group, acked epoch and effective path")
+    for col in ("group", "acked epoch", "effective", "hosts"):
+        t.add_column(col)
+    for (group, acked, eff), n in sorted(
+        counts.items(), key=lambda kv: (kv[0][0], kv[0][1] or (0, 0), kv[0][2])
+    ):
+        t.add_row(group, f"{acked[0]}:{acked[1]}" if acked else "-", eff or "-", str(n))
+    out.print(t)
+
+
+def _sidecar_row(
+    replica_id: str, sc: apb.SidecarStatus, group: str, decided: dict[str, tuple[list[str], pb.Epoch]]
+) -> tuple[str, ...]:
+    acked = sc.acked.get(group)
+    paths, epoch = decided.get(group, ([], None))
+    lag = ""
+    if (
+        acked is not None and epoch is not None and (acked.era, acked.revision) < (epoch.era, epoch.revision)  # type: ignore[attr-defined]
+    ):
+        lag = " [yellow](behind)[/yellow]"
+    health = " ".join(
+        f"{h.path}={'up' if h.state == 1 else 'down' if h.state == 2 else '?'}"
+        for h in sc.health
+        if h.group == group
+    )
+    eff = sc.effective.get(group, "")
+    if eff and paths and eff != paths[0]:
+        eff = f"[yellow]{eff} (deviates)[/yellow]"
+    return (
+        sc.host_id,
+        sc.site,
+        replica_id,
+        group,
+        (_epoch(acked) if acked is not None else "-") + lag,
+        eff,
+        health,
+    )
 
 
 def render_history(group: str, resp: apb.HistoryResponse, out: Console) -> None:
     t = Table(title=f"history of {group} (newest first)")
-    for col in ("epoch", "time (UTC)", "leader", "order", "reason", "trigger"):
+    for col in ("epoch", "time (UTC)", "leader", "token", "order", "reason", "trigger"):
         t.add_column(col)
     for d in resp.decisions:
         when = dt.datetime.fromtimestamp(d.decided_at_unix_ms / 1000, dt.UTC).strftime(
@@ -105,7 +145,8 @@ def render_history(group: str, resp: apb.HistoryResponse, out: Console) -> None:
             trig += f" by {d.trigger.operator}"
         if d.trigger.evidence:
             trig += ": " + ", ".join(d.trigger.evidence)
-        t.add_row(_epoch(d.epoch), when, d.leader_id, " > ".join(d.paths) or "HALT", d.reason, trig)
+        token = str(d.fencing_token) if d.fencing_token else "-"
+        t.add_row(_epoch(d.epoch), when, d.leader_id, token, " > ".join(d.paths) or "HALT", d.reason, trig)
     out.print(t)
 
 

@@ -140,7 +140,7 @@ def cli(
 
 
 def status_json(address: str) -> dict[str, Any]:
-    r = cli("status", "--json", "-c", address, timeout=15)
+    r = cli("status", "--json", "--hosts", "-c", address, timeout=15)
     if r.returncode != 0:
         raise RuntimeError(f"status failed: {r.stderr}")
     return dict(json.loads(r.stdout))

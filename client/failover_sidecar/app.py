@@ -48,13 +48,20 @@ def prepare_socket(path: str) -> None:
     p.unlink()
 
 
+def socket_gid(group: str) -> int:
+    """The gid of ``listen.socket_group`` (-1: none); checked before anything is started."""
+    if not group:
+        return -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise SocketError(f"listen.socket_group: no such group {group!r}") from None
+
+
 def secure_socket(path: str, group: str) -> None:
     os.chmod(path, 0o660)
-    if group:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise SocketError(f"listen.socket_group: no such group {group!r}") from None
+    gid = socket_gid(group)
+    if gid >= 0:
         os.chown(path, -1, gid)
 
 
@@ -67,6 +74,7 @@ class SidecarApp:
 
     async def run(self) -> None:
         cfg = self.cfg
+        socket_gid(cfg.listen.socket_group)  # refuse before a server or socket file exists
         prepare_socket(cfg.socket_path)
         server = rpc.make_server()
         sidecar_pb2_grpc.add_SidecarServicer_to_server(SidecarService(self.agent, self.orders), server)

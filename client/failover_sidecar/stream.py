@@ -69,6 +69,8 @@ class CoordinatorLink:
         self._retry = retry_ms / 1000
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
         self.status = LinkStatus()
+        # Replicas last seen stale: logged when one turns stale, not on every retry.
+        self._stale: set[str] = set()
 
     def report(self, report: sync_pb2.HealthReport) -> None:
         """Queue a health delta (dropped when disconnected: full state follows every connect)."""
@@ -120,13 +122,20 @@ class CoordinatorLink:
                     moves=self.status.moves,
                     last_message_monotonic=time.monotonic(),
                 )
-                log.info("streaming from coordinator %s", address)
                 self._apply_snapshot(first.snapshot, out)
                 out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
                 if first.snapshot.freshness.stale:
                     self.status.stale_reason = first.snapshot.freshness.stale_reason
-                    log.warning("replica %s is stale (%s): moving on", address, self.status.stale_reason)
+                    log.log(
+                        logging.DEBUG if address in self._stale else logging.WARNING,
+                        "replica %s is stale (%s): moving on",
+                        address,
+                        self.status.stale_reason,
+                    )
+                    self._stale.add(address)
                     return
+                self._stale.discard(address)
+                log.info("streaming from coordinator %s", address)
                 while True:
                     async with asyncio.timeout(self._dead_after):
                         msg = await call.read()
@@ -178,6 +187,7 @@ class CoordinatorLink:
             f = msg.heartbeat.freshness
             if f.stale:
                 self.status.stale_reason = f.stale_reason
+                self._stale.add(self.status.replica)
                 log.warning(
                     "replica %s says it is stale (%s): moving on", self.status.replica, f.stale_reason
                 )

@@ -50,6 +50,7 @@ from coordinator.store.types import (
     TxnResult,
     WatchBatch,
 )
+from failover import rpc
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ _CHANNEL_OPTIONS = [
     # Our own connections: never share subchannels (and their streams' fate) with
     # another channel of this process that happens to target the same members.
     ("grpc.use_local_subchannel_pool", 1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    # Short reconnect backoff; ``min_reconnect_backoff_ms`` is gRPC core's minimum
+    # *connect timeout* (see failover.rpc), so it gets the connect bound, not 100 ms.
+    ("grpc.initial_reconnect_backoff_ms", rpc.RECONNECT_BACKOFF_INITIAL_MS),
+    ("grpc.max_reconnect_backoff_ms", rpc.RECONNECT_BACKOFF_MAX_MS),
+    ("grpc.min_reconnect_backoff_ms", rpc.CONNECT_TIMEOUT_MS),
 ]
 
 # Ask etcd to refuse streams on members that have no leader.

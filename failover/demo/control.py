@@ -28,7 +28,7 @@ class Control:
                 continue
             try:
                 st: apb.ClusterStatus = await admin_pb2_grpc.AdminStub(ch).GetStatus(
-                    apb.GetStatusRequest(), timeout=3
+                    apb.GetStatusRequest(hosts=True), timeout=3
                 )
                 return st
             except grpc.aio.AioRpcError as exc:

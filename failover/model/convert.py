@@ -14,6 +14,15 @@ WARMTH_TO_PB = {
 WARMTH_FROM_PB = {v: k for k, v in WARMTH_TO_PB.items()}
 
 
+def warmth_of(value: int) -> str:
+    """The model's warmth for a wire value: unset means the default; an undefined number
+    is passed through as text so validation refuses it naming the field."""
+    if value == pb.WARMTH_UNSPECIFIED:
+        return "logged_on"
+    known = {int(k): v for k, v in WARMTH_FROM_PB.items()}
+    return known.get(value, f"undefined Warmth value {value}")
+
+
 def epoch_pb(e: Epoch) -> pb.Epoch:
     return pb.Epoch(era=e.era, revision=e.revision)
 
@@ -33,6 +42,7 @@ def decision_pb(rec: DecisionRecord, epoch: Epoch) -> pb.Decision:
             kind=rec.trigger.kind, operator=rec.trigger.operator, evidence=rec.trigger.evidence
         ),
         decided_at_unix_ms=rec.decided_at_unix_ms,
+        fencing_token=rec.fencing_token,
         stages=[pb.StageTiming(stage=s.stage, where=s.where, duration_us=s.duration_us) for s in rec.stages],
     )
 
@@ -93,7 +103,7 @@ def group_spec(msg: pb.GroupDefinition, with_policy: bool) -> GroupSpec:
                     "name": p.name,
                     "transport": p.transport or "sim",
                     "endpoints": dict(p.endpoints) or ({"default": p.endpoint} if p.endpoint else {}),
-                    "warmth": WARMTH_FROM_PB.get(p.warmth, "logged_on"),
+                    "warmth": warmth_of(p.warmth),
                 }
                 for p in msg.paths
             ],

@@ -135,6 +135,8 @@ class DecisionRecord(Strict):
     decided_at_unix_ms: int = 0
     stages: list[Stage] = []
     prev: tuple[int, int] | None = None
+    # The leader's fencing token the commit compared (0: written before it was recorded).
+    fencing_token: int = 0
 
 
 class ControlsSpec(Strict):

@@ -28,8 +28,16 @@ CONTROL_ACTION_RESUME: ControlAction
 CONTROL_ACTION_HALT: ControlAction
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("hosts", "group", "host_limit", "hosts_after")
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    HOST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    hosts: bool
+    group: str
+    host_limit: int
+    hosts_after: str
+    def __init__(self, hosts: _Optional[bool] = ..., group: _Optional[str] = ..., host_limit: _Optional[int] = ..., hosts_after: _Optional[str] = ...) -> None: ...
 
 class LeaderInfo(_message.Message):
     __slots__ = ("replica_id", "address", "fencing_token")
@@ -102,7 +110,7 @@ class CommitRecord(_message.Message):
     def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., commit_us: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups")
+    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups", "sidecar_count", "host_counts", "deviating_total", "next_host")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +123,10 @@ class ReplicaStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RECENT_COMMITS_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    SIDECAR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HOST_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DEVIATING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_HOST_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     address: str
     is_leader: bool
@@ -127,7 +139,23 @@ class ReplicaStatus(_message.Message):
     error: str
     recent_commits: _containers.RepeatedCompositeFieldContainer[CommitRecord]
     degraded_groups: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ...) -> None: ...
+    sidecar_count: int
+    host_counts: _containers.RepeatedCompositeFieldContainer[HostCount]
+    deviating_total: int
+    next_host: str
+    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ..., sidecar_count: _Optional[int] = ..., host_counts: _Optional[_Iterable[_Union[HostCount, _Mapping]]] = ..., deviating_total: _Optional[int] = ..., next_host: _Optional[str] = ...) -> None: ...
+
+class HostCount(_message.Message):
+    __slots__ = ("group", "acked", "effective", "hosts")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    acked: _types_pb2.Epoch
+    effective: str
+    hosts: int
+    def __init__(self, group: _Optional[str] = ..., acked: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., effective: _Optional[str] = ..., hosts: _Optional[int] = ...) -> None: ...
 
 class GroupStatus(_message.Message):
     __slots__ = ("definition", "decision", "degraded", "controls")
@@ -282,5 +310,13 @@ class CollectHealthRequest(_message.Message):
     def __init__(self, leader_id: _Optional[str] = ...) -> None: ...
 
 class LocalStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("hosts", "group", "host_limit", "hosts_after")
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    HOST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    hosts: bool
+    group: str
+    host_limit: int
+    hosts_after: str
+    def __init__(self, hosts: _Optional[bool] = ..., group: _Optional[str] = ..., host_limit: _Optional[int] = ..., hosts_after: _Optional[str] = ...) -> None: ...

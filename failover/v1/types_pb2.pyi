@@ -130,7 +130,7 @@ class Trigger(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., operator: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("group", "paths", "epoch", "leader_id", "reason", "trigger", "decided_at_unix_ms", "stages")
+    __slots__ = ("group", "paths", "epoch", "leader_id", "reason", "trigger", "decided_at_unix_ms", "stages", "fencing_token")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class Decision(_message.Message):
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     group: str
     paths: _containers.RepeatedScalarFieldContainer[str]
     epoch: Epoch
@@ -147,7 +148,8 @@ class Decision(_message.Message):
     trigger: Trigger
     decided_at_unix_ms: int
     stages: _containers.RepeatedCompositeFieldContainer[StageTiming]
-    def __init__(self, group: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., epoch: _Optional[_Union[Epoch, _Mapping]] = ..., leader_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger: _Optional[_Union[Trigger, _Mapping]] = ..., decided_at_unix_ms: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+    fencing_token: int
+    def __init__(self, group: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., epoch: _Optional[_Union[Epoch, _Mapping]] = ..., leader_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger: _Optional[_Union[Trigger, _Mapping]] = ..., decided_at_unix_ms: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., fencing_token: _Optional[int] = ...) -> None: ...
 
 class PathHealth(_message.Message):
     __slots__ = ("group", "path", "state", "cause", "rtt_p50_us", "rtt_p99_us", "warmth", "detect_us", "seq")

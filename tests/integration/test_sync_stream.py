@@ -40,7 +40,7 @@ async def test_snapshot_then_updates_and_resume_from_held_epochs(etcd_cluster, p
         async with admin(follower) as stub:
 
             async def acked() -> bool:
-                st = await stub.GetStatus(apb.GetStatusRequest(), timeout=5)
+                st = await stub.GetStatus(apb.GetStatusRequest(hosts=True), timeout=5)
                 scs = [s for rep in st.replicas for s in rep.sidecars if s.host_id == "h1"]
                 return bool(scs) and scs[0].acked[G].revision == r.decision.epoch.revision
 

@@ -334,7 +334,7 @@ class System:
         for a in targets:
             try:
                 st: apb.ClusterStatus = await admin_pb2_grpc.AdminStub(self.channel(a)).GetStatus(
-                    apb.GetStatusRequest(), timeout=3
+                    apb.GetStatusRequest(hosts=True), timeout=3
                 )
                 return st
             except grpc.aio.AioRpcError as exc:

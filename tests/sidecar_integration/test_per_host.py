@@ -55,7 +55,7 @@ async def test_one_host_primary_fault_moves_that_host_only_and_status_shows_the_
         # The coordinators hear of it: `failover status --json` shows h1 using backup while
         # the decision (unchanged: one host of three is no majority) says primary.
         async def cluster_view() -> dict[str, Any]:
-            code, out, err = await run_cli("status", "--json", "-c", s.coordinator_list)
+            code, out, err = await run_cli("status", "--json", "--hosts", "-c", s.coordinator_list)
             assert code == 0, err
             return dict(json.loads(out))
 

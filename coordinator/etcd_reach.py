@@ -1,0 +1,45 @@
+"""Say why etcd does not answer: how many of its members answer at all.
+
+"get: timed out" tells an operator nothing; "etcd has no quorum (0 of 3 members
+answer)" tells them where to look. A member "answers" when its client port
+accepts a TCP connection within the bound: enough to tell a dead or unreachable
+cluster from a slow one, without another etcd client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+
+def describe(answering: int, members: int) -> str:
+    """One phrase for an etcd call that failed, given how many members answer (pure)."""
+    if members <= 0:
+        return "etcd did not answer"
+    if not has_quorum(answering, members):
+        return f"etcd has no quorum ({answering} of {members} members answer)"
+    return f"etcd did not answer in time ({answering} of {members} members answer)"
+
+
+async def _answers(endpoint: str, timeout_s: float) -> bool:
+    host, _, port = endpoint.removeprefix("http://").rpartition(":")
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def has_quorum(answering: int, members: int) -> bool:
+    return members > 0 and answering > members // 2
+
+
+async def count_answering(endpoints: Sequence[str], timeout_s: float = 0.5) -> int:
+    """Probe every member in parallel, bounded by ``timeout_s``."""
+    results = await asyncio.gather(*(_answers(e, timeout_s) for e in endpoints))
+    return sum(results)

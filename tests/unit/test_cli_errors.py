@@ -1,0 +1,116 @@
+"""Bad input to the CLI: one line naming the file or field, exit 2, never a traceback.
+
+These start ``python -m failover.cli`` (no etcd, no coordinator needed).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.procs import REPO, cli
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def not_utf8(tmp_path: Path) -> Path:
+    p = tmp_path / "b.yaml"
+    p.write_bytes(b"\xff\xfe\x00")
+    return p
+
+
+@pytest.mark.parametrize("command", [["coordinator", "--config"], ["sidecar", "--config"], ["group", "put"]])
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_file(command: list[str], not_utf8: Path) -> None:
+    line = _one_line_error(
+        cli(*command, str(not_utf8), "-c", "127.0.0.1:1")
+        if command[0] == "group"
+        else cli(*command, str(not_utf8))
+    )
+    assert str(not_utf8) in line and "UTF-8" in line
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path: Path) -> None:
+    p = tmp_path / "y.yaml"
+    p.write_text("a: [1,\n b: }\n")
+    line = _one_line_error(cli("coordinator", "--config", str(p)))
+    assert str(p) in line and "line 2" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["status", "-c", ""], {}),
+        (["status"], {"FAILOVER_COORDINATORS": ","}),
+        (["switch", "g", "p", "--reason", "x", "-c", " , "], {}),
+    ],
+)
+def test_no_coordinator_address_is_a_usage_error(args: list[str], env: dict[str, str]) -> None:
+    line = _one_line_error(cli(*args, env=env))
+    assert "--coordinators" in line
+
+
+def test_usage_errors_are_one_line() -> None:
+    line = _one_line_error(cli("switch", "cme-orders"))
+    assert "path" in line.lower() and "failover switch --help" in line
+    line = _one_line_error(cli("status", "--nope"))
+    assert "--nope" in line
+
+
+def test_every_failed_coordinator_is_named_with_its_error() -> None:
+    r = cli("status", "-c", "127.0.0.1:1,127.0.0.1:2", timeout=60)
+    line = _one_line_error(r, 1)
+    assert "127.0.0.1:1" in line and "127.0.0.1:2" in line and "UNAVAILABLE" in line
+
+
+def test_operator_commands_import_nothing_heavy() -> None:
+    """Start-up cost: `status` must not load the config layer, the simulator or the benchmarks
+    (pydantic itself is loaded by typer)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['failover', 'status', '--help']\n"
+        "from failover import cli\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'pydantic_settings', 'grpc_health', 'grpc_reflection', 'yaml', 'coordinator', 'failover_sidecar'} "
+        "or m.startswith(('failover.venue', 'failover.bench', 'failover.demo', 'failover.config_source')))\n"
+        "print(heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+
+
+def test_venue_and_bench_are_still_mounted() -> None:
+    r = cli("--help")
+    assert r.returncode == 0 and "venue" in r.stdout and "bench" in r.stdout
+    r = cli("bench", "--help")
+    assert r.returncode == 0, r.stderr
+
+
+def test_an_unknown_socket_group_stops_the_sidecar_cleanly(tmp_path: Path) -> None:
+    sock = Path("/tmp") / f"fo-sg-{tmp_path.name[-12:]}.sock"
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        "host_id: h1\ngroups: [g]\ncoordinators: ['127.0.0.1:1']\n"
+        f"state_file: {tmp_path / 'state.json'}\nlisten: {{socket: {sock}, socket_group: no-such-group-x}}\n"
+    )
+    try:
+        line = _one_line_error(cli("sidecar", "--config", str(cfg), timeout=60))
+        assert "listen.socket_group" in line and "no-such-group-x" in line
+        assert not sock.exists()
+    finally:
+        sock.unlink(missing_ok=True)

@@ -1,0 +1,111 @@
+"""`failover status` stays under the message cap at the largest documented fleet
+(3 replicas x stream.max_streams 5000 sidecars), and still names the hosts that matter."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from pydantic import ValidationError
+from rich.console import Console
+
+from coordinator.status_summary import MAX_LISTED, shape
+from failover.model.convert import group_spec
+from failover.model.spec import Epoch
+from failover.status_view import render_status
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import types_pb2 as pb
+
+CAP = 1024 * 1024  # stream.max_message_bytes default, which also bounds Admin.GetStatus
+PER_REPLICA = 5000
+GROUPS = ["cme-orders", "eurex-orders"]
+DECIDED = {g: ("primary", Epoch(1, 100)) for g in GROUPS}
+
+
+def _replica(i: int) -> apb.ReplicaStatus:
+    r = apb.ReplicaStatus(replica_id=f"c{i}", address=f"127.0.0.1:700{i}", reachable=True)
+    for n in range(PER_REPLICA):
+        sc = r.sidecars.add(host_id=f"host-{i}-{n:05d}", site="ny4", connected_for_ms=123456)
+        for g in GROUPS:
+            behind = n % 1000 == 7
+            sc.acked[g].CopyFrom(pb.Epoch(era=1, revision=90 if behind else 100))
+            sc.effective[g] = "backup" if n % 1000 == 3 else "primary"
+            sc.push_to_ack_us[g] = 812
+            sc.apply_us[g] = 41
+            for p in ("primary", "backup"):
+                sc.health.append(pb.PathHealth(group=g, path=p, state=pb.PATH_STATE_UP))
+    return r
+
+
+@pytest.fixture(scope="module")
+def fleet() -> list[apb.ReplicaStatus]:
+    return [_replica(i) for i in (1, 2, 3)]
+
+
+def _status(replicas: list[apb.ReplicaStatus]) -> apb.ClusterStatus:
+    st = apb.ClusterStatus(era=1, revision=100)
+    for g in GROUPS:
+        gs = st.groups.add(controls="none")
+        gs.definition.name = g
+        gs.decision.CopyFrom(
+            pb.Decision(group=g, paths=["primary", "backup"], epoch=pb.Epoch(era=1, revision=100))
+        )
+    st.replicas.extend(replicas)
+    return st
+
+
+def test_the_full_list_would_not_fit(fleet: list[apb.ReplicaStatus]) -> None:
+    assert _status(fleet).ByteSize() > CAP
+
+
+def test_the_default_summary_fits_and_counts_every_host(fleet: list[apb.ReplicaStatus]) -> None:
+    shaped = [shape(r, apb.LocalStatusRequest(), DECIDED) for r in fleet]
+    st = _status(shaped)
+    assert st.ByteSize() < CAP // 10
+    for r in shaped:
+        assert r.sidecar_count == PER_REPLICA
+        for g in GROUPS:
+            assert sum(hc.hosts for hc in r.host_counts if hc.group == g) == PER_REPLICA
+        # 5 hosts deviate and 5 lag per replica: each listed, nobody else
+        assert r.deviating_total == 10 and len(r.sidecars) == 10
+        assert {sc.host_id[-3:] for sc in r.sidecars} == {"003", "007"}
+    text = _render(st)
+    assert "host-1-00003" in text and "host-1-00007" in text and "(behind)" in text and "(deviates)" in text
+    assert "host-1-00004" not in text
+    assert "14970" in text  # healthy hosts of one group on 1:100 via primary, all replicas
+
+
+def test_attention_list_is_capped(fleet: list[apb.ReplicaStatus]) -> None:
+    decided = {g: ("backup", Epoch(1, 100)) for g in GROUPS}  # now almost everyone deviates
+    r = shape(fleet[0], apb.LocalStatusRequest(), decided)
+    assert r.deviating_total > MAX_LISTED and len(r.sidecars) == MAX_LISTED
+
+
+def test_hosts_pages_and_group_filters(fleet: list[apb.ReplicaStatus]) -> None:
+    req = apb.LocalStatusRequest(hosts=True, group="cme-orders", host_limit=2000)
+    seen: list[str] = []
+    while True:
+        r = shape(fleet[0], req, DECIDED)
+        assert r.ByteSize() < CAP
+        assert all(set(sc.acked) == {"cme-orders"} for sc in r.sidecars)
+        assert all({h.group for h in sc.health} == {"cme-orders"} for sc in r.sidecars)
+        seen += [sc.host_id for sc in r.sidecars]
+        if not r.next_host:
+            break
+        req.hosts_after = r.next_host
+    assert seen == sorted(sc.host_id for sc in fleet[0].sidecars)
+
+
+def _render(st: apb.ClusterStatus) -> str:
+    buf = io.StringIO()
+    render_status(st, Console(file=buf, width=200))
+    return buf.getvalue()
+
+
+def test_an_undefined_warmth_is_refused_naming_the_field() -> None:
+    msg = pb.GroupDefinition(name="g", paths=[pb.Path(name="a", endpoint="127.0.0.1:1", warmth=9)])
+    with pytest.raises(ValidationError) as exc:
+        group_spec(msg, with_policy=False)
+    assert "paths.0.warmth" in str(exc.value)
+    msg.paths[0].warmth = pb.WARMTH_UNSPECIFIED
+    assert group_spec(msg, with_policy=False).paths[0].warmth == "logged_on"
