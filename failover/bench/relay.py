@@ -320,7 +320,7 @@ class Rig:
     """The venue and the sidecar processes, their files, and how to stop them."""
 
     def __init__(self) -> None:
-        from failover.etcdproc import free_port
+        from failover.procs import free_port
 
         self.workdir = Path(tempfile.mkdtemp(prefix="failover-bench-relay-"))
         self.sock_dir = Path(tempfile.mkdtemp(prefix="fo-relay-", dir="/tmp"))  # short: unix path limit
