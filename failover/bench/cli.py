@@ -349,8 +349,9 @@ def fanout(
 
 
 def _mount_more() -> None:
-    """The data-plane and relay benchmarks live in their own modules."""
-    from failover.bench.flip import apply_latency, flip
+    """The data-plane and relay benchmarks live in their own packages."""
+    from failover.bench.apply_latency import apply_latency
+    from failover.bench.flip import flip
     from failover.bench.relay import relay
 
     bench_app.command("flip", help="Local flip time after a hard or silent failure (one process).")(flip)

@@ -33,6 +33,7 @@ PLUMBING = (
     "failover.procs",
     "failover.etcdproc",
     "failover.stats",
+    "failover.machine",
 )
 COMPONENTS = ("coordinator", "failover_sidecar", "failover_client", "failover.venue")
 APPS = ("failover.cli", "failover.demo", "failover.bench", "failover.status_view", "failover.commands")
