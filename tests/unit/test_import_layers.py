@@ -83,7 +83,12 @@ def _forbidden(module: str) -> tuple[tuple[str, ...], str]:
     if _under(module, ("failover_sidecar",)):
         return ("coordinator", "failover.venue", *APPS), "sidecar imports no coordinator"
     if _under(module, ("coordinator",)):
-        return ("failover_sidecar", "failover_client", "failover.venue", *APPS), "coordinator imports no sidecar"
+        return (
+            "failover_sidecar",
+            "failover_client",
+            "failover.venue",
+            *APPS,
+        ), "coordinator imports no sidecar"
     if _under(module, ("failover.venue",)):
         return ("coordinator", "failover_sidecar", "failover_client", *APPS), "simulator imports no component"
     return (), ""
@@ -94,7 +99,12 @@ MODULES = _modules()
 
 def test_every_package_is_scanned() -> None:
     names = {m for m, _ in MODULES}
-    for expected in ("coordinator.core.policy", "failover_sidecar.agent", "failover_client.api", "failover.model.spec"):
+    for expected in (
+        "coordinator.core.policy",
+        "failover_sidecar.agent",
+        "failover_client.api",
+        "failover.model.spec",
+    ):
         assert expected in names
 
 
