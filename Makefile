@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install etcd proto check-proto lint typecheck check test test-fast test-fault demo bench clean
+.PHONY: install etcd proto check-proto lint typecheck check test test-fast test-explore test-fault demo bench clean
 
 $(STAMP): pyproject.toml
 	@# Debian ships venv separately (python3-venv); install it only when missing.
@@ -39,11 +39,17 @@ typecheck: $(STAMP)
 
 check: check-proto lint typecheck
 
+# Hypothesis: `ci` is derandomized (the same examples every run; a failure prints the blob
+# that reproduces it); `explore` draws random seeds and more examples, to hunt for new ones.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --hypothesis-profile=ci
 
 test-fast: install
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --hypothesis-profile=ci
+
+# Only the property tests matter here; the rest would just run again.
+test-explore: install
+	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar
 
 # The fault tier alone (also part of `make test`): real processes broken on purpose,
 # invariants checked throughout, measured recovery printed. FAILOVER_FAULT_RESULTS=FILE

@@ -10,55 +10,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from failover.procs import Child, free_ports
 
 
 class EtcdNotFound(RuntimeError):
     """No etcd binary on PATH."""
-
-
-_recent: deque[int] = deque(maxlen=1024)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago, and not one this process handed out recently
-    (the kernel may offer a just-closed ephemeral port again)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-        if port not in _recent:
-            _recent.append(port)
-            return port
-    raise OSError("no fresh free port found")
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """n distinct ports that were free a moment ago, chosen while all are held open
-    (separate free_port calls could otherwise hand out the same port twice)."""
-    for _ in range(100):
-        socks = []
-        try:
-            for _ in range(n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind((host, 0))
-            ports = [int(s.getsockname()[1]) for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-        if not set(ports) & set(_recent):
-            _recent.extend(ports)
-            return ports
-    raise OSError("no fresh free ports found")
 
 
 def etcd_binary() -> str:
@@ -77,7 +40,11 @@ class Member:
     peer_port: int
     data_dir: Path
     log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    child: Child | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
 
     @property
     def endpoint(self) -> str:
@@ -89,7 +56,7 @@ class Member:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive
 
 
 @dataclass
@@ -158,9 +125,7 @@ class EtcdCluster:
             "--log-level",
             "warn",
         ]
-        log = open(m.log_path, "ab")  # noqa: SIM115 - owned by the child
-        m.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        m.child = Child(f"etcd-{m.name}", args, m.log_path).start()
 
     def start(self, timeout_s: float = 20.0) -> None:
         for m in self.members:
@@ -189,19 +154,14 @@ class EtcdCluster:
     def kill(self, index: int) -> None:
         """SIGKILL one member (a crash)."""
         m = self.members[index]
-        if m.proc is not None and m.proc.poll() is None:
-            m.proc.send_signal(signal.SIGKILL)
-            m.proc.wait(timeout=10)
+        if m.child is not None and m.child.alive:
+            m.child.kill()
 
     def stop_member(self, index: int) -> None:
+        """SIGTERM one member, SIGKILL after 10 s; reaped either way."""
         m = self.members[index]
-        if m.proc is not None and m.proc.poll() is None:
-            m.proc.terminate()
-            try:
-                m.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                m.proc.kill()
-                m.proc.wait(timeout=10)
+        if m.child is not None and m.child.alive:
+            m.child.stop(timeout=10)
 
     def restart(self, index: int, timeout_s: float = 20.0) -> None:
         """Start a stopped member again on its old data (rejoins the cluster)."""
@@ -213,8 +173,8 @@ class EtcdCluster:
 
     def signal_member(self, index: int, sig: int) -> None:
         m = self.members[index]
-        if m.proc is not None and m.proc.poll() is None:
-            m.proc.send_signal(sig)
+        if m.child is not None:
+            m.child.signal(sig)
 
     def stop(self) -> None:
         for i in range(len(self.members)):

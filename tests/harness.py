@@ -12,7 +12,7 @@ import grpc
 from coordinator.config import CoordinatorConfig
 from coordinator.replica import Replica
 from failover import rpc
-from failover.etcdproc import free_port
+from failover.procs import free_port
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 from tests.procs import group

@@ -2,92 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from failover.etcdproc import free_port
+from failover.procs import Child, child_env, cli_argv, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Proc:
-    """A child process running ``python -m failover.cli ARGS`` with its log in a file."""
+class Proc(Child):
+    """``python -m failover.cli ARGS`` run from the repository, its log in ``log_dir/NAME.log``.
+
+    ``args`` may be changed before ``start`` (the command line is built then).
+    """
 
     def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
+        super().__init__(name, cli_argv(*args), log_dir / f"{name}.log", env=child_env(env), cwd=REPO)
         self.args = args
-        self.log_path = log_dir / f"{name}.log"
-        self._env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "failover.cli", *self.args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=self._env,
-            start_new_session=True,
-        )
-        log.close()
+        self.argv = cli_argv(*self.args)
+        super().start()
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive:
-            assert self.proc is not None
-            os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 10) -> int | None:
-        if self.proc is None:
-            return None
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return self.proc.returncode
-
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")
-        return ""
-
-    def wait_log(self, needle: str, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while needle not in self.log():
-            if not self.alive:
-                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{needle!r} not in {self.name} log after {timeout}s:\n{self.log()[-3000:]}"
-                )
-            time.sleep(0.02)
 
 
 def group(

@@ -13,29 +13,27 @@ out, also on Ctrl-C, SIGTERM and errors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from failover.bench.common import (
+from failover.bench.common import Cluster
+from failover.bench.report import (
     BenchFailure,
-    Cluster,
-    MachineLoad,
+    command_line,
     fmt_ms,
     out,
     print_header,
     print_stats,
-    progress,
-    write_json,
+    sigterm_as_interrupt,
+    write_results,
 )
+from failover.machine import MachineLoad
 
 bench_app = typer.Typer(
     add_completion=False,
@@ -67,10 +65,6 @@ def _timing_defaults() -> dict[str, Any]:
     }
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _execute(
     main: Callable[[], Coroutine[Any, Any, None]],
     clusters: list[Cluster],
@@ -79,32 +73,28 @@ def _execute(
     render: Callable[[], None],
 ) -> None:
     """Run ``main``; whatever happens, stop every process it started, then report."""
-    previous: Any = None
-    with contextlib.suppress(ValueError):  # not the main thread: keep the default
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     code = 0
     started = time.monotonic()
     load = MachineLoad()
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        code = 130
-        doc["error"] = "interrupted"
-    except Exception as exc:  # BenchFailure or anything unexpected: one clear message
-        code = 1
-        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-            first = exc.exceptions[0]
-            if not isinstance(first, Exception):
-                break
-            exc = first
-        doc["error"] = str(exc) if isinstance(exc, BenchFailure) else f"{type(exc).__name__}: {exc}"
-        for c in clusters:
-            c.failed = True
-    finally:
-        for c in clusters:
-            c.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():  # also while stopping: a second SIGTERM must not skip the rest
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            code = 130
+            doc["error"] = "interrupted"
+        except Exception as exc:  # BenchFailure or anything unexpected: one clear message
+            code = 1
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                first = exc.exceptions[0]
+                if not isinstance(first, Exception):
+                    break
+                exc = first
+            doc["error"] = str(exc) if isinstance(exc, BenchFailure) else f"{type(exc).__name__}: {exc}"
+            for c in clusters:
+                c.failed = True
+        finally:
+            for c in clusters:
+                c.stop()
     doc["ok"] = code == 0
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
     doc["machine_load"] = ml = load.finish()
@@ -114,9 +104,7 @@ def _execute(
         f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
         f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
     )
-    if json_path is not None:
-        write_json(json_path, doc)
-        progress(f"raw results written to {json_path}")
+    write_results(json_path, doc)
     if code:
         out.print(f"[red]FAILED:[/red] {doc['error']}")
         raise typer.Exit(code)
@@ -145,7 +133,6 @@ def control_plane(
     keep_logs: KeepLogs = False,
 ) -> None:
     """Commit latency (leader / forwarded), leader SIGKILL -> commit, SIGTERM hand-off."""
-    from failover.bench.common import command_line
     from failover.bench.control_plane import ControlPlaneBench
 
     params = {
@@ -162,7 +149,8 @@ def control_plane(
         "failover bench control-plane",
         cmd,
         params,
-        {
+        etcd=True,
+        extra={
             "setup": f"{etcd_members} etcd member(s), {replicas} coordinator processes, group cme-orders "
             "(primary, backup); everything on 127.0.0.1",
             "timing": ", ".join(f"{k}={v}" for k, v in timing.items()) + " (coordinator defaults)",
@@ -241,7 +229,6 @@ def fanout(
     keep_logs: KeepLogs = False,
 ) -> None:
     """Commit (seen by our own etcd watch) -> decision received on every one of S streams."""
-    from failover.bench.common import command_line
     from failover.bench.fanout import run_combination
 
     s_list = _int_list(streams, "--streams", 1, 5000)
@@ -260,7 +247,8 @@ def fanout(
         "failover bench fanout",
         cmd,
         params,
-        {
+        etcd=True,
+        extra={
             "setup": "per (S, R): a fresh 1-member etcd (1 member is enough here: fan-out, not consensus, "
             "is measured) and R coordinator processes; S streams in this process, auto-acking",
             "timing": ", ".join(f"{k}={v}" for k, v in timing.items()) + " (coordinator defaults)",
@@ -361,8 +349,9 @@ def fanout(
 
 
 def _mount_more() -> None:
-    """The data-plane and relay benchmarks live in their own modules."""
-    from failover.bench.flip import apply_latency, flip
+    """The data-plane and relay benchmarks live in their own packages."""
+    from failover.bench.apply_latency import apply_latency
+    from failover.bench.flip import flip
     from failover.bench.relay import relay
 
     bench_app.command("flip", help="Local flip time after a hard or silent failure (one process).")(flip)

@@ -27,10 +27,10 @@ from failover.bench.common import (
     BenchFailure,
     Cluster,
     CoordinatorProc,
-    Stats,
     progress,
     retry_until,
 )
+from failover.stats import Latency
 
 POLL_INTERVAL_S = 0.005
 MAX_POLLS_IN_FLIGHT = 50
@@ -57,32 +57,32 @@ class ControlPlaneBench:
         self.details: list[dict[str, Any]] = []
         self.incidents: list[dict[str, Any]] = []
         self.stats = {
-            "commit_via_leader": Stats(
+            "commit_via_leader": Latency(
                 "commit, sent to leader",
                 "Admin/Switch sent to the leader: request sent -> committed reply received",
             ),
-            "commit_via_follower": Stats(
+            "commit_via_follower": Latency(
                 "commit, sent to follower",
                 "Admin/Switch sent to a follower, which forwards it to the leader: sent -> committed reply",
             ),
-            "sigkill_to_commit": Stats(
+            "sigkill_to_commit": Latency(
                 "leader SIGKILL -> commit",
                 "SIGKILL of the leader -> reply of the first Switch (sent to a survivor, retried at once "
                 "on UNAVAILABLE/DEADLINE_EXCEEDED) that committed under a new leader",
             ),
-            "sigterm_to_new_leader": Stats(
+            "sigterm_to_new_leader": Latency(
                 "leader SIGTERM -> new leader seen",
                 "SIGTERM of the leader -> a survivor's GetStatus (started every 5 ms) names another leader",
             ),
-            "sigterm_to_commit": Stats(
+            "sigterm_to_commit": Latency(
                 "leader SIGTERM -> commit",
                 "SIGTERM of the leader -> reply of the first Switch to a survivor that committed",
             ),
-            "sigterm_to_exit": Stats(
+            "sigterm_to_exit": Latency(
                 "leader SIGTERM -> process exit",
                 "SIGTERM of the leader -> its process has exited (polled every 5 ms)",
             ),
-            "restart_to_ready": Stats(
+            "restart_to_ready": Latency(
                 "restart -> replica ready",
                 "restarted replica's process spawned -> its GetStatus answers with a leader and a decision",
             ),
@@ -175,7 +175,7 @@ class ControlPlaneBench:
                     break
                 evidence = [
                     line.strip()
-                    for line in p.log_tail(50_000).splitlines()
+                    for line in p.tail(50_000).splitlines()
                     if "went backwards" in line or "restore detected" in line
                 ][-2:]
                 self.incidents.append(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import threading
 import time
@@ -30,7 +29,9 @@ import grpc
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
-from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, Stats, progress
+from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.machine import proc_cpu_s
+from failover.stats import Latency
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 
@@ -285,22 +286,12 @@ def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
     """CPU seconds used so far by this process and by every process of the cluster."""
     snap = {"bench": time.process_time()}
     for p in cluster.procs:
-        snap[p.replica_id] = _cpu_seconds(p.pid)
+        snap[p.replica_id] = proc_cpu_s(p.pid)
     if cluster.etcd is not None:
         for m in cluster.etcd.members:
             if m.proc is not None:
-                snap[f"etcd-{m.name}"] = _cpu_seconds(m.proc.pid)
+                snap[f"etcd-{m.name}"] = proc_cpu_s(m.proc.pid)
     return snap
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (0 when unknown)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 async def run_combination(
@@ -314,11 +305,11 @@ async def run_combination(
     deadline: float,
     label: str,
 ) -> dict[str, Any]:
-    last = Stats(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
-    first = Stats(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
-    every = Stats(f"{label} all streams", "t_commit -> each stream receives the decision (S per run)")
-    to_commit = Stats(f"{label} switch -> commit", "Switch sent to the leader -> t_commit")
-    to_reply = Stats(
+    last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
+    first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
+    every = Latency(f"{label} all streams", "t_commit -> each stream receives the decision (S per run)")
+    to_commit = Latency(f"{label} switch -> commit", "Switch sent to the leader -> t_commit")
+    to_reply = Latency(
         f"{label} switch reply", "Switch sent to the leader -> its committed reply received (operator view)"
     )
     per_run: list[dict[str, Any]] = []

@@ -8,12 +8,8 @@ demo, and meant for fault tests and benchmarks that need the whole system.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,29 +18,12 @@ from typing import Any
 
 import yaml
 
-from failover.etcdproc import EtcdCluster, free_ports
+from failover.etcdproc import EtcdCluster
+from failover.procs import Child, child_env, cli_argv, free_ports, stop_all
 
 
 class ClusterError(RuntimeError):
     pass
-
-
-@dataclass
-class Child:
-    name: str
-    args: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    expected_dead: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, n: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
 
 
 @dataclass
@@ -62,6 +41,7 @@ class LocalCluster:
     etcd_endpoints: list[str] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="failover-demo-")))
     children: dict[str, Child] = field(default_factory=dict)
+    expected_dead: set[str] = field(default_factory=set)  # killed on purpose: not a failure
     etcd: EtcdCluster | None = None
     prefix: str = ""
     coordinator_addrs: dict[str, str] = field(default_factory=dict)
@@ -88,20 +68,13 @@ class LocalCluster:
     # --- processes -----------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> Child:
-        child = Child(name, [sys.executable, "-m", "failover.cli", *args], self.workdir / f"{name}.log")
-        log = open(child.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            child.proc = subprocess.Popen(
-                child.args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        finally:
-            log.close()
+        child = Child(
+            name, cli_argv(*args), self.workdir / f"{name}.log", env=child_env({"PYTHONUNBUFFERED": "1"})
+        )
+        child.start()
         self.children[name] = child
-        self._note_pid(child.proc.pid)
+        self.expected_dead.discard(name)
+        self._note_pid(child.pid)
         return child
 
     def _write(self, name: str, data: dict[str, Any]) -> Path:
@@ -168,39 +141,19 @@ class LocalCluster:
 
     def check_alive(self) -> None:
         for c in self.children.values():
-            if not c.alive and not c.expected_dead:
-                code = c.proc.returncode if c.proc else None
-                raise ClusterError(f"{c.name} exited (code {code}); its log ends:\n{c.tail()}")
+            if not c.alive and c.name not in self.expected_dead:
+                raise ClusterError(f"{c.name} exited (code {c.returncode}); its log ends:\n{c.tail_lines()}")
 
     def kill(self, name: str) -> None:
-        c = self.children[name]
-        c.expected_dead = True
-        if c.alive and c.proc is not None:
-            c.proc.send_signal(signal.SIGKILL)
-            c.proc.wait(timeout=10)
+        self.expected_dead.add(name)
+        self.children[name].kill()
 
     def pid_of(self, name: str) -> int:
-        c = self.children[name]
-        assert c.proc is not None
-        return c.proc.pid
+        return self.children[name].pid
 
     def stop(self, keep_workdir: bool = False) -> list[str]:
         """Stop every child (TERM, then KILL after a grace); returns any that needed KILL."""
-        killed: list[str] = []
-        live = [c for c in self.children.values() if c.alive]
-        for c in live:
-            with contextlib.suppress(ProcessLookupError):
-                assert c.proc is not None
-                c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for c in live:
-            assert c.proc is not None
-            try:
-                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait(timeout=5)
-                killed.append(c.name)
+        killed = stop_all(self.children.values(), grace_s=5)
         if self.etcd is not None:
             self.etcd.stop()
         if not keep_workdir:

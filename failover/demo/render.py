@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from hdrh.histogram import HdrHistogram
 from rich.console import Console
 from rich.table import Table
 
 from failover.demo.scenario import EventResult
+from failover.stats import Latency
 
 
 def _f(v: float) -> str:
@@ -64,14 +64,11 @@ def render_event(r: EventResult, out: Console) -> None:
 
 
 def _percentiles(values: list[float]) -> tuple[float, float, float]:
-    h = HdrHistogram(1, 60_000_000, 3)  # microseconds, up to a minute
+    """p50, p99 and max (ms) of samples in ms."""
+    lat = Latency("summary", keep_samples=False)
     for v in values:
-        h.record_value(max(1, int(v * 1000)))
-    return (
-        h.get_value_at_percentile(50) / 1000,
-        h.get_value_at_percentile(99) / 1000,
-        h.get_max_value() / 1000,
-    )
+        lat.record_ms(v)
+    return (lat.ms(50) or 0.0, lat.ms(99) or 0.0, lat.ms(None) or 0.0)
 
 
 def render_summary(results: list[EventResult], out: Console) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from failover.demo.control import Control
 from failover.demo.observe import RouteWatch, Sender, watch_routes
 from failover.demo.render import render_event, render_summary
 from failover.demo.scenario import PRIMARY, EventResult, Script
+from failover.machine import machine_info, write_json
 
 
 @dataclass
@@ -197,8 +197,9 @@ class Demo:
                     "order_interval_ms": self.opts.order_interval_ms,
                     "repeat": self.opts.repeat,
                 },
+                "machine": machine_info(etcd=True),
             }
-            self.opts.json_path.write_text(json.dumps(data, indent=1))
+            write_json(self.opts.json_path, data)
             self.out.print(f"timeline written to {self.opts.json_path}")
         if missing or doubled or counters.duplicates:
             self.out.print("[red]FAILED: some orders did not get exactly one outcome[/red]")

@@ -274,6 +274,5 @@ class Script:
         await self._stages(res, epoch)
         self._orders(res, t0 - 0.5, time.monotonic())
         # Bring the replica back for the next round.
-        self.cluster.children[leader].expected_dead = False
         self.cluster.start_coordinator(leader)
         return res

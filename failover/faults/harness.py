@@ -16,12 +16,10 @@ object started, never to a name.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,8 +28,9 @@ from typing import Any
 
 import yaml
 
-from failover.etcdproc import EtcdCluster, free_ports
+from failover.etcdproc import EtcdCluster
 from failover.faults.proxy import Mode, ProxyThread
+from failover.procs import Child, child_env, cli_argv, free_ports
 
 GROUP = "cme-orders"
 PATHS = ("primary", "backup")
@@ -51,56 +50,18 @@ class Topology:
     strategies: tuple[str, ...] = ("s1",)
 
 
-@dataclass
-class Proc:
+class Proc(Child):
     """One child ``python -m failover.cli ARGS``; restartable with the same arguments."""
 
-    name: str
-    args: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
+    def __init__(self, name: str, args: list[str], log_path: Path) -> None:
+        super().__init__(name, cli_argv(*args), log_path, env=child_env({"PYTHONUNBUFFERED": "1"}))
+        self.args = args
 
-    def start(self) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "failover.cli", *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        finally:
-            log.close()
-        self.starts += 1
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive:
-            assert self.proc is not None
-            os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=10)
-
-    def stop(self, grace_s: float = 5.0) -> bool:
+    def stop_within(self, grace_s: float = 5.0) -> bool:
         """SIGCONT + SIGTERM, SIGKILL after the grace; returns whether KILL was needed."""
         if not self.alive:
             return False
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
+        self.terminate()
         assert self.proc is not None
         try:
             self.proc.wait(timeout=grace_s)
@@ -108,11 +69,6 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.kill()
             return True
-
-    def tail(self, chars: int = 2000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
 
 
 @dataclass
@@ -278,7 +234,7 @@ class FaultCluster:
 
     def stop(self, keep: bool = False) -> list[str]:
         """Stop every child we started (and etcd); returns those that needed SIGKILL."""
-        needed_kill = [n for n, p in self.procs.items() if p.stop()]
+        needed_kill = [n for n, p in self.procs.items() if p.stop_within()]
         if self.etcd is not None:
             for i in range(len(self.etcd.members)):
                 self.etcd.signal_member(i, signal.SIGCONT)

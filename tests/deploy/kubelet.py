@@ -38,6 +38,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from failover.procs import Child
 from tests.deploy.manifests import REPO, Obj, all_containers, dockerfile_final_stage, pod_spec
 
 VENV_BIN = Path(sys.executable).parent
@@ -94,27 +95,16 @@ def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-@dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    log_path: Path
-    popen: subprocess.Popen[bytes] | None = None
+class Proc(Child):
+    """One container's process; the pod's environment and working directory are given at start."""
 
-    def start(self, env: dict[str, str], cwd: Path) -> None:
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
-            )
+    def start_in(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.start()
 
     @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")
-        return ""
+    def popen(self) -> subprocess.Popen[bytes] | None:
+        return self.proc
 
     def failure(self, what: str) -> PodFailed:
         code = self.popen.poll() if self.popen else None
@@ -298,7 +288,7 @@ class Cluster:
         argv[0] = exe
         argv = [self.image["files"].get(a, a) for a in argv]
         proc = Proc(f"{pod.name}.{c['name']}", argv, self.root / f"{pod.name}.{c['name']}.log")
-        proc.start(env, cwd=self.root)
+        proc.start_in(env, cwd=self.root)
         return proc
 
     def _mounts(self, pod: Pod, c: Obj, write: bool = True) -> dict[str, Path]:

@@ -17,7 +17,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import yaml
 from failover_client.api import OutcomeKind, Sidecar
 
 from failover import rpc
+from failover.procs import cli_argv, free_ports
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sidecar_pb2_grpc, venue_pb2, venue_pb2_grpc
 from failover.v1 import sidecar_pb2 as spb
@@ -50,21 +50,6 @@ FAULT_KINDS = {
     "logon_refused": venue_pb2.FAULT_KIND_LOGON_REFUSED,
     "recover": venue_pb2.FAULT_KIND_RECOVER,
 }
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free ports: all bound at once, then released (``free_port`` twice in a row
-    can return the same port, and two coordinators on one port made a test fail once)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def short_dir(tag: str) -> Path:
@@ -103,10 +88,7 @@ async def until(
 async def run_cli(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """``python -m failover.cli ARGS`` without blocking the event loop: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "failover.cli",
-        *args,
+        *cli_argv(*args),
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -199,7 +181,6 @@ class System:
     venues: dict[str, VenueProc] = field(default_factory=dict)
     sidecars: dict[str, SidecarProc] = field(default_factory=dict)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
-    _used: set[int] = field(default_factory=set)
     _restores_healed: int = 0
 
     # ----------------------------------------------------------------- diagnostics
@@ -224,12 +205,8 @@ class System:
                 raise AssertionError(f"venue {v.name} exited:\n{v.proc.log()[-3000:]}")
 
     def ports(self, n: int) -> list[int]:
-        """``n`` free ports never handed out before by this system."""
-        out: list[int] = []
-        while len(out) < n:
-            out += [p for p in free_ports(n - len(out)) if p not in self._used]
-            self._used.update(out)
-        return out
+        """``n`` distinct free ports (``free_ports`` never repeats one it handed out recently)."""
+        return free_ports(n)
 
     def channel(self, target: str) -> grpc.aio.Channel:
         ch = self._channels.get(target)

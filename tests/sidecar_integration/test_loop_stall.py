@@ -24,8 +24,8 @@ from failover_sidecar.path import PathSession
 from failover_sidecar.route import RouteState
 from failover_sidecar.status import PathState
 
-from failover.etcdproc import free_port
 from failover.model.spec import GroupSpec, PathSpec
+from failover.procs import free_port
 from failover.v1 import types_pb2 as pb
 from failover.venue.config import GatewayConfig, VenueConfig
 from failover.venue.faults import FaultKind

@@ -1,0 +1,127 @@
+"""The relay benchmark's processes: a venue simulator and one sidecar, children of this process.
+
+No control plane runs: the sidecar's state file is seeded before it starts with
+the group definition and a decision ``[primary, backup]``, and a sidecar with no
+reachable coordinator routes on its stored state (static stability). Its
+``coordinators`` list names an unused loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from failover.bench.report import BenchFailure, progress
+from failover.procs import Child, ChildExited, child_env, cli_argv, free_port
+
+GROUP = "cme-orders"
+PATHS = ("primary", "backup")
+HOST_ID = "bench-relay"
+STRATEGY = "bench"
+PAYLOAD = '{"sym":"ESZ6","side":"buy","qty":1,"px":5000}'
+
+
+def _child(name: str, args: list[str], log_path: Path) -> Child:
+    # FAILOVER_* variables would override the config files: each child is defined by its flags/file.
+    return Child(name, cli_argv(*args), log_path, env=child_env(drop_prefix="FAILOVER_"))
+
+
+def check(child: Child) -> None:
+    """BenchFailure (with its log's tail) when ``child`` has exited."""
+    try:
+        child.check(f"the {child.name} process")
+    except ChildExited as exc:
+        raise BenchFailure(str(exc)) from None
+
+
+class Rig:
+    """The venue and the sidecar processes, their files, and how to stop them."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="failover-bench-relay-"))
+        self.sock_dir = Path(tempfile.mkdtemp(prefix="fo-relay-", dir="/tmp"))  # short: unix path limit
+        self.socket = str(self.sock_dir / "sidecar.sock")
+        self.gateways = {p: f"127.0.0.1:{free_port()}" for p in PATHS}
+        self.venue_control = f"127.0.0.1:{free_port()}"
+        # Nothing listens here: the sidecar runs on its seeded state file, no control plane.
+        self.coordinator = f"127.0.0.1:{free_port()}"
+        self.venue = _child(
+            "venue",
+            ["venue", "run", "--name", "bench", "--control", self.venue_control]
+            + [a for p, addr in self.gateways.items() for a in ("--gateway", f"{p}={addr}")],
+            self.workdir / "venue.log",
+        )
+        self.sidecar = _child("sidecar", [], self.workdir / "sidecar.log")
+        self.keep_logs = False
+
+    def write_sidecar_files(self) -> Path:
+        from failover_sidecar import state_file
+
+        from failover.model.convert import group_pb
+        from failover.model.spec import GroupSpec, PathSpec
+        from failover.v1 import types_pb2 as pb
+
+        spec = GroupSpec(
+            name=GROUP, paths=[PathSpec(name=p, endpoints={"default": a}) for p, a in self.gateways.items()]
+        )
+        state_path = self.workdir / "sidecar.state.json"
+        decision = pb.Decision(
+            group=GROUP,
+            paths=list(PATHS),
+            epoch=pb.Epoch(era=0, revision=1),
+            reason="seeded by the relay benchmark",
+            leader_id="bench",
+        )
+        state_file.save(
+            state_path,
+            HOST_ID,
+            state_file.SavedState(
+                definitions={GROUP: group_pb(spec, 1, "default")}, decisions={GROUP: decision}
+            ),
+        )
+        cfg = {
+            "host_id": HOST_ID,
+            "groups": [GROUP],
+            "coordinators": [self.coordinator],
+            "state_file": str(state_path),
+            "strategies": [STRATEGY],
+            "listen": {"socket": self.socket},
+        }
+        path = self.workdir / "sidecar.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def start_venue(self) -> None:
+        self.venue.start()
+        progress(f"venue started (pid {self.venue.pid}); gateways {self.gateways}; logs in {self.workdir}")
+
+    def start_sidecar(self) -> None:
+        cfg = self.write_sidecar_files()
+        self.sidecar.argv = cli_argv("sidecar", "--config", str(cfg))
+        self.sidecar.start()
+        progress(f"sidecar started (pid {self.sidecar.pid}) on unix:{self.socket}")
+
+    async def venue_ready(self, timeout: float) -> None:
+        """The venue printed its control address (it prints it once every listener is bound)."""
+        end = time.monotonic() + timeout
+        while "control " not in self.venue.tail(100_000):
+            check(self.venue)
+            if time.monotonic() > end:
+                raise BenchFailure(
+                    f"the venue did not bind within {timeout:.0f}s; its log:\n{self.venue.tail()}"
+                )
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        self.sidecar.stop(timeout=5)  # first: it logs out of the venue
+        self.venue.stop(timeout=5)
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
+        if self.keep_logs:
+            progress(f"logs kept in {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)

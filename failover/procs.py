@@ -1,0 +1,208 @@
+"""Child processes and loopback ports for the demo, the benchmarks and the tests.
+
+One home for both, so a fix reaches every user:
+
+- ``free_port``/``free_ports`` never hand out a port this process handed out
+  recently (the kernel may offer a just-closed ephemeral port again, and two
+  children told the same port made tests fail);
+- ``Child`` is a process we started in its own session with its output in a log
+  file, signalled and stopped only by its pid (never by name), always reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Self
+
+_recent: deque[int] = deque(maxlen=4096)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago and that this process has not handed out recently."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that were free a moment ago, none handed out recently by this process.
+
+    All are bound at once while they are chosen (separate binds could return the
+    same port twice), then released for the caller's children to bind.
+    """
+    for _ in range(100):
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((host, 0))
+            ports = [int(s.getsockname()[1]) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        if not set(ports) & set(_recent):
+            _recent.extend(ports)
+            return ports
+    raise OSError(f"no {n} fresh free port(s) found on {host}")
+
+
+def cli_argv(*args: str) -> list[str]:
+    """``python -m failover.cli ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "failover.cli", *args]
+
+
+def child_env(extra: Mapping[str, str] | None = None, *, drop_prefix: str | None = None) -> dict[str, str]:
+    """This process's environment for a child, without variables starting with ``drop_prefix``
+    (``FAILOVER_`` ones would override a child's config file), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if drop_prefix is None or not k.startswith(drop_prefix)}
+    env.update(extra or {})
+    return env
+
+
+class ChildExited(RuntimeError):
+    """A child that should be running has exited (the message ends with its log's tail)."""
+
+
+class Child:
+    """One child process we own: its own session, stdout and stderr appended to ``log_path``.
+
+    ``start`` may be called again after the child exited (a restart; ``starts``
+    counts them). Signals go to the pid of our own child only, and only while it
+    runs; ``stop`` and ``kill`` always reap it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | str | None = None,
+        banner: bool = False,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.banner = banner  # write a "--- start #N ---" line to the log before each start
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Self:
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            if self.banner:
+                log.write(f"--- start #{self.starts} at {time.strftime('%H:%M:%S')} ---\n".encode())
+                log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was never started"
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to our child while it runs (a no-op once it exited)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def terminate(self) -> None:
+        """SIGTERM (and SIGCONT, in case it was stopped), without waiting."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+
+    def kill(self, timeout: float = 10.0) -> int | None:
+        """SIGKILL (a crash) and reap."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGKILL)
+        return None if self.proc is None else self.proc.wait(timeout=timeout)
+
+    def reap(self, timeout: float = 10.0) -> int | None:
+        """Wait up to ``timeout`` for the child to exit, then SIGKILL it; returns its exit code."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return self.kill()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; always reaps."""
+        self.terminate()
+        return self.reap(timeout)
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
+
+    def tail_lines(self, n: int = 15) -> str:
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def check(self, what: str | None = None) -> None:
+        """Raise ``ChildExited`` if the child was started and is no longer running."""
+        if self.proc is not None and not self.alive:
+            raise ChildExited(
+                f"{what or self.name} exited (code {self.proc.returncode}); its log ends:\n{self.tail()}"
+            )
+
+    def wait_log(self, needle: str, timeout: float = 10.0) -> None:
+        """Block until ``needle`` is in the log (polled: a file has no event to wait on)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log():
+            if not self.alive:
+                raise ChildExited(f"{self.name} exited:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{needle!r} not in {self.name} log after {timeout}s:\n{self.tail()}")
+            time.sleep(0.02)
+
+
+def stop_all(children: Iterable[Child], grace_s: float = 5.0) -> list[str]:
+    """SIGTERM every running child at once, reap them within one shared ``grace_s``, SIGKILL the rest.
+
+    Returns the names of the children that needed SIGKILL.
+    """
+    live = [c for c in children if c.alive]
+    for c in live:
+        c.terminate()
+    deadline = time.monotonic() + grace_s
+    killed: list[str] = []
+    for c in live:
+        assert c.proc is not None
+        try:
+            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.kill()
+            killed.append(c.name)
+    return killed
