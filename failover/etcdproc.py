@@ -8,17 +8,49 @@ own leader constantly on two shared cores.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child: nothing may be imported between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (also when it is SIGKILLed)."""
+    assert _LIBC is not None
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, its output appended to ``log_path``, that dies with us.
+
+    The kernel delivers the parent-death signal when the *thread* that forked
+    exits, so a child started from a worker thread would die with that thread:
+    such children get no death signal and rely on our stop paths.
+    """
+    on_main = threading.current_thread() is threading.main_thread()
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            preexec_fn=_die_with_parent if on_main and sys.platform == "linux" else None,
+        )
 
 
 class EtcdNotFound(RuntimeError):
@@ -158,9 +190,7 @@ class EtcdCluster:
             "--log-level",
             "warn",
         ]
-        log = open(m.log_path, "ab")  # noqa: SIM115 - owned by the child
-        m.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        m.proc = spawn(args, m.log_path)
 
     def start(self, timeout_s: float = 20.0) -> None:
         for m in self.members:
@@ -203,13 +233,18 @@ class EtcdCluster:
                 m.proc.kill()
                 m.proc.wait(timeout=10)
 
-    def restart(self, index: int, timeout_s: float = 20.0) -> None:
-        """Start a stopped member again on its old data (rejoins the cluster)."""
+    def restart(self, index: int, timeout_s: float = 20.0, wait: bool = True) -> None:
+        """Start a stopped member again on its old data (rejoins the cluster).
+
+        ``wait=False`` only starts it (call from the main thread, then ``wait_healthy``
+        anywhere): a member started from a worker thread does not die with us.
+        """
         m = self.members[index]
         if m.running:
             return
         self._start_member(m, state="existing" if m.data_dir.exists() else "new")
-        self.wait_healthy(timeout_s, [m])
+        if wait:
+            self.wait_healthy(timeout_s, [m])
 
     def signal_member(self, index: int, sig: int) -> None:
         m = self.members[index]

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from failover.etcdproc import EtcdCluster, free_ports
+from failover.etcdproc import EtcdCluster, free_ports, spawn
 from failover.faults.proxy import Mode, ProxyThread
 
 GROUP = "cme-orders"
@@ -64,17 +64,11 @@ class Proc:
     starts: int = 0
 
     def start(self) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "failover.cli", *self.args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        finally:
-            log.close()
+        self.proc = spawn(
+            [sys.executable, "-m", "failover.cli", *self.args],
+            self.log_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         self.starts += 1
         return self
 

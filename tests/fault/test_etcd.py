@@ -40,7 +40,8 @@ async def test_one_member_killed(fs: FaultSystem) -> None:
     fs.bound("etcd member SIGKILL: a decision reaches every host", time.monotonic() - t0, 5 * 1.0)
     assert after == before, f"the leader changed from {before} to {after} on the loss of one etcd member"
     assert took > 0
-    await asyncio.to_thread(fs.cluster.etcd.restart, 0)
+    fs.cluster.etcd.restart(0, wait=False)
+    await asyncio.to_thread(fs.cluster.etcd.wait_healthy, 20.0)
     await fs.finish_clean()
 
 
@@ -58,8 +59,9 @@ async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
         await fs.obs.poll_once()
     during = {h: s.counts(t_down + 1) for h, s in fs.strategies.items()}
     t0 = time.monotonic()
-    await asyncio.to_thread(fs.cluster.etcd.restart, 1)
-    await asyncio.to_thread(fs.cluster.etcd.restart, 2)
+    fs.cluster.etcd.restart(1, wait=False)
+    fs.cluster.etcd.restart(2, wait=False)
+    await asyncio.to_thread(fs.cluster.etcd.wait_healthy, 20.0)
     fs.checker.control_plane(time.monotonic(), up=True)
     await leader(fs)
     await fs.obs.until(
