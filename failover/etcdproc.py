@@ -163,13 +163,18 @@ class EtcdCluster:
         if m.child is not None and m.child.alive:
             m.child.stop(timeout=10)
 
-    def restart(self, index: int, timeout_s: float = 20.0) -> None:
-        """Start a stopped member again on its old data (rejoins the cluster)."""
+    def restart(self, index: int, timeout_s: float = 20.0, wait: bool = True) -> None:
+        """Start a stopped member again on its old data (rejoins the cluster).
+
+        ``wait=False`` only starts it (call from the main thread, then ``wait_healthy``
+        anywhere): a member started from a worker thread does not die with us.
+        """
         m = self.members[index]
         if m.running:
             return
         self._start_member(m, state="existing" if m.data_dir.exists() else "new")
-        self.wait_healthy(timeout_s, [m])
+        if wait:
+            self.wait_healthy(timeout_s, [m])
 
     def signal_member(self, index: int, sig: int) -> None:
         m = self.members[index]

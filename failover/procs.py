@@ -6,24 +6,47 @@ One home for both, so a fix reaches every user:
   recently (the kernel may offer a just-closed ephemeral port again, and two
   children told the same port made tests fail);
 - ``Child`` is a process we started in its own session with its output in a log
-  file, signalled and stopped only by its pid (never by name), always reaped.
+  file, signalled and stopped only by its pid (never by name), always reaped,
+  and killed by the kernel if we die first (``PR_SET_PDEATHSIG``), so a killed
+  test run leaves no etcd or coordinator behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Self
 
 _recent: deque[int] = deque(maxlen=4096)
+
+_PR_SET_PDEATHSIG = 1
+# Loaded here, not in the forked child: nothing may be imported between fork and exec.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies (also when it is SIGKILLed)."""
+    assert _LIBC is not None
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """The kernel sends the parent-death signal when the *thread* that forked exits, so a
+    child started from a worker thread gets none (it would die with that thread) and
+    relies on our stop paths."""
+    if _LIBC is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return _die_with_parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -112,6 +135,7 @@ class Child:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=_death_signal(),
             )
         return self
 

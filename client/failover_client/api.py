@@ -60,6 +60,14 @@ def _target(address: str) -> str:
     return f"unix:{address}" if address.startswith("/") or ":" not in address else address
 
 
+def _never_connected(exc: grpc.aio.AioRpcError) -> bool:
+    """gRPC failed the call before it had a transport to write on (sidecar socket absent or
+    refusing): its requests never left this process."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "").startswith(
+        "failed to connect to all addresses"
+    )
+
+
 class Sidecar:
     """One strategy's connection to its host's sidecar. Create with ``await Sidecar.connect(...)``.
 
@@ -113,8 +121,10 @@ class Sidecar:
         cancelled (``close``) or fails with something other than a gRPC error.
         """
         kind, why = spb.OUTCOME_KIND_IN_DOUBT, "stream to the sidecar ended"
+        received = False
         try:
             async for ev in call:
+                received = True
                 if ev.WhichOneof("kind") == "outcome":
                     self._on_outcome(ev.outcome)
                 else:
@@ -125,6 +135,9 @@ class Sidecar:
             if exc.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT):
                 # Refused at open (unknown strategy, bad first message): nothing was sent anywhere.
                 kind, why = spb.OUTCOME_KIND_REJECTED, "the sidecar refused the stream"
+            elif not received and _never_connected(exc):
+                # The call found no connection to start on: nothing was written, nothing sent.
+                kind, why = spb.OUTCOME_KIND_NO_PATH, "not sent: the sidecar is not reachable"
         except asyncio.CancelledError:
             why = "the client closed before the outcome arrived"
             raise

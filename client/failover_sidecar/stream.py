@@ -6,6 +6,11 @@ next address and resumes from the epochs it holds, so no decision is missed
 and none is applied twice (only strictly newer epochs are applied). The data
 path never waits on this: if every replica is gone, the sidecar keeps its
 last route and its warm paths.
+
+When a whole round of replicas gave no healthy stream (all down, or all stale
+during an etcd quorum loss), the next round waits a jittered exponential
+backoff (50 ms doubling to 2 s), reset by a stream that stayed healthy; the
+log says when that state begins and ends, not every attempt.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -34,6 +40,35 @@ class LinkStatus:
     stale_reason: str = ""
     moves: int = 0
     last_message_monotonic: float = 0.0
+
+
+class Backoff:
+    """Jittered exponential delay: ``initial_s`` doubling to ``cap_s``, each +-``jitter``."""
+
+    def __init__(
+        self,
+        initial_s: float = 0.05,
+        cap_s: float = 2.0,
+        jitter: float = 0.2,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._initial = initial_s
+        self._cap = cap_s
+        self._jitter = jitter
+        self._rand = rand
+        self._next = initial_s
+
+    def next(self) -> float:
+        base = self._next
+        self._next = min(self._cap, base * 2)
+        return base * (1 - self._jitter + 2 * self._jitter * self._rand())
+
+    def reset(self) -> None:
+        self._next = self._initial
+
+
+# A stream that stayed fresh this long counts as healthy: the backoff starts over.
+_HEALTHY_AFTER_S = 1.0
 
 
 class CoordinatorLink:
@@ -68,6 +103,9 @@ class CoordinatorLink:
         self._dead_after = dead_after_ms / 1000
         self._retry = retry_ms / 1000
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
+        self._backoff = Backoff(initial_s=max(0.01, retry_ms / 2000), cap_s=2.0)
+        self._fresh_since = 0.0  # when the current stream got a fresh snapshot (0: not yet)
+        self._quiet = False  # a whole round failed: per-attempt lines go to debug
         self.status = LinkStatus()
         # Replicas last seen stale: logged when one turns stale, not on every retry.
         self._stale: set[str] = set()
@@ -79,21 +117,42 @@ class CoordinatorLink:
 
     async def run(self) -> None:
         i = 0
+        failed_in_round = 0
         while True:
             address = self._addresses[i % len(self._addresses)]
+            self._fresh_since = 0.0
             try:
                 await self._session(address)
             except grpc.aio.AioRpcError as exc:
-                log.info("stream to %s ended: %s %s", address, exc.code().name, exc.details())
+                self._note("stream to %s ended: %s %s", address, exc.code().name, exc.details())
             except (TimeoutError, OSError) as exc:
-                log.info("stream to %s ended: %s", address, exc or type(exc).__name__)
+                self._note("stream to %s ended: %s", address, exc or type(exc).__name__)
             finally:
                 self._out = None
                 if self.status.connected:
                     self.status.moves += 1
                 self.status.connected = False
             i += 1
-            await asyncio.sleep(self._retry if i % len(self._addresses) == 0 else 0)
+            if self._fresh_since and time.monotonic() - self._fresh_since >= _HEALTHY_AFTER_S:
+                self._backoff.reset()
+                failed_in_round = 0
+                continue
+            failed_in_round += 1
+            if failed_in_round >= len(self._addresses):
+                failed_in_round = 0
+                if not self._quiet:
+                    self._quiet = True
+                    log.warning(
+                        "no coordinator gave a healthy stream in a whole round (%s): "
+                        "retrying with backoff up to %.1fs",
+                        self.status.stale_reason or "unreachable",
+                        self._backoff._cap,
+                    )
+                await asyncio.sleep(self._backoff.next())
+
+    def _note(self, msg: str, *args: object, level: int = logging.INFO) -> None:
+        """Log an attempt's outcome; during a backoff these are debug (the state change was logged)."""
+        log.log(logging.DEBUG if self._quiet else level, msg, *args)
 
     async def _session(self, address: str) -> None:
         out: asyncio.Queue[sync_pb2.SidecarMessage | None] = asyncio.Queue()
@@ -126,16 +185,21 @@ class CoordinatorLink:
                 out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
                 if first.snapshot.freshness.stale:
                     self.status.stale_reason = first.snapshot.freshness.stale_reason
-                    log.log(
-                        logging.DEBUG if address in self._stale else logging.WARNING,
+                    self._note(
                         "replica %s is stale (%s): moving on",
                         address,
                         self.status.stale_reason,
+                        level=logging.DEBUG if address in self._stale else logging.WARNING,
                     )
                     self._stale.add(address)
                     return
                 self._stale.discard(address)
-                log.info("streaming from coordinator %s", address)
+                self._fresh_since = time.monotonic()
+                if self._quiet:
+                    self._quiet = False
+                    log.warning("streaming from coordinator %s: the backoff is over", address)
+                else:
+                    log.info("streaming from coordinator %s", address)
                 while True:
                     async with asyncio.timeout(self._dead_after):
                         msg = await call.read()
@@ -145,8 +209,11 @@ class CoordinatorLink:
                     if not self._handle(msg, out):
                         return
             except TimeoutError:
-                log.warning(
-                    "no message from %s for %.1fs: the stream is dead, moving on", address, self._dead_after
+                self._note(
+                    "no message from %s for %.1fs: the stream is dead, moving on",
+                    address,
+                    self._dead_after,
+                    level=logging.WARNING,
                 )
             finally:
                 out.put_nowait(None)  # ends the request generator before the call goes
@@ -188,8 +255,11 @@ class CoordinatorLink:
             if f.stale:
                 self.status.stale_reason = f.stale_reason
                 self._stale.add(self.status.replica)
-                log.warning(
-                    "replica %s says it is stale (%s): moving on", self.status.replica, f.stale_reason
+                self._note(
+                    "replica %s says it is stale (%s): moving on",
+                    self.status.replica,
+                    f.stale_reason,
+                    level=logging.WARNING,
                 )
                 return False
         elif kind == "health_request":

@@ -1,11 +1,16 @@
 """The etcd v3 adapter, on etcd3aio (see docs/etcd-client.md for the choice).
 
-etcd3aio gives us a multi-endpoint channel (round robin over every member)
-and unary calls with retries. Two things we do ourselves, on its generated
-stubs: the lease keepalive (one long-lived stream per lease, re-opened when it
-breaks) and watches (with etcd's ``hasleader`` metadata so a member without a
-leader cancels the watch instead of leaving us silently stale). Every client
-error goes through ``errors.map_error``.
+etcd3aio gives us the channels and typed unary calls. We keep one channel per
+member and pin calls to one member (``Members``) rather than use its
+round-robin channel: a member that accepts connections but never answers
+(paused, or hung behind a live TCP peer) would otherwise get every third call
+until gRPC keepalive notices it, seconds later. An attempt that fails there
+moves the member pointer, so the next attempt (and every later call) goes to
+another member. On the generated stubs we do two things ourselves: the lease
+keepalive (one long-lived stream per lease, re-opened when it breaks, on the
+next member when it timed out) and watches (with etcd's ``hasleader`` metadata
+so a member without a leader cancels the watch instead of leaving us silently
+stale). Every client error goes through ``errors.map_error``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -127,6 +133,54 @@ def _op(op: Op) -> Any:
     return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=op.key.encode()))
 
 
+class Members:
+    """One etcd3aio client per member, and the member calls go to now.
+
+    Calls stick to the current member until an attempt there fails (no answer
+    in time, refused, no leader); ``failed`` then moves the pointer to the next
+    member, so a silent member costs one attempt, not every third call. The
+    starting member is random so replicas spread over the cluster.
+    """
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        self.clients = [Etcd3Client([ep], rpc_max_attempts=1) for ep in endpoints]
+        for c in self.clients:
+            # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
+            # restart would stay unused that long.
+            c._manager.grpc_options.extend(_CHANNEL_OPTIONS)
+        self.current = random.randrange(len(self.clients))
+
+    async def connect(self) -> None:
+        for c in self.clients:
+            await c.connect()
+
+    def pick(self, tried: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+        """The member for the next attempt: the current one unless tried, else the
+        next untried one whose channel is not failing (any untried one if all are)."""
+        n = len(self.clients)
+        order = [(self.current + k) % n for k in range(n)]
+        untried = [i for i in order if i not in tried] or order
+        for i in untried:
+            ch = self.clients[i]._channel
+            if ch is None or ch.get_state(try_to_connect=True) != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                return i
+        return untried[0]
+
+    def failed(self, i: int) -> None:
+        """An attempt on member ``i`` got no usable answer: later calls go to the next one."""
+        if self.current == i and len(self.clients) > 1:
+            self.current = (i + 1) % len(self.clients)
+            log.info("etcd member %d failed an attempt: moving to member %d", i, self.current)
+
+    def channel(self, i: int) -> Any:
+        return self.clients[i]._channel
+
+    async def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+
 class EtcdWatch:
     """One watch stream; re-establishing it is the caller's job (see Mirror)."""
 
@@ -188,8 +242,8 @@ class EtcdLeaseKeeper:
     expired the lease), whatever the stream is doing. Once set it stays set.
     """
 
-    def __init__(self, stub: Any, lease: Lease, timing: LeaseTiming) -> None:
-        self._stub = stub
+    def __init__(self, members: Members, lease: Lease, timing: LeaseTiming) -> None:
+        self._members = members
         self._lease = lease
         self._timing = timing
         self._lost = asyncio.Event()
@@ -225,6 +279,7 @@ class EtcdLeaseKeeper:
         due = time.monotonic()  # renew at once: the grant's reply may have been slow
         while True:
             call = None
+            member = self._members.pick()
             try:
                 requests: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -232,7 +287,9 @@ class EtcdLeaseKeeper:
                     while True:
                         yield await q.get()
 
-                call = self._stub.LeaseKeepAlive(req_iter(), metadata=_HASLEADER)
+                call = LeaseStub(self._members.channel(member)).LeaseKeepAlive(
+                    req_iter(), metadata=_HASLEADER
+                )
                 while True:
                     now = time.monotonic()
                     if due > now:
@@ -259,6 +316,8 @@ class EtcdLeaseKeeper:
                     self._give_up(str(err))
                     return
                 log.debug("keepalive for lease %x: %s; renewing on a new stream", self._lease.id, err)
+                if isinstance(err, StoreUnavailable):
+                    self._members.failed(member)
                 if not isinstance(err, StoreTimeout):
                     # A stream that fails at once: do not spin.
                     await asyncio.sleep(max(0.0, min(0.05, self.deadline - time.monotonic())))
@@ -301,40 +360,46 @@ class EtcdStore:
         self.lease_timing = lease_timing or LeaseTiming(
             attempt_timeout_ms=round(rpc_timeout_s * 1000), attempts=rpc_attempts
         )
-        self._client: Etcd3Client | None = None
+        self._members: Members | None = None
 
     @property
     def endpoints(self) -> list[str]:
         return list(self._endpoints)
 
-    async def _c(self) -> Etcd3Client:
-        if self._client is None:
-            client = Etcd3Client(self._endpoints, rpc_max_attempts=1)
-            # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
-            # restart would stay unused that long. Keep it short, and notice dead
-            # members within a few seconds even when idle.
-            client._manager.grpc_options.extend(_CHANNEL_OPTIONS)
-            await client.connect()
-            self._client = client
-        return self._client
+    async def _c(self) -> Members:
+        if self._members is None:
+            members = Members(self._endpoints)
+            await members.connect()
+            self._members = members
+        return self._members
 
-    async def _unary(self, operation: str, call: Callable[[], Awaitable[Any]], *, attempts: int = 0) -> Any:
+    async def _unary(
+        self, operation: str, call: Callable[[Etcd3Client], Awaitable[Any]], *, attempts: int = 0
+    ) -> Any:
         """Run ``call`` (one attempt, with its own deadline) up to ``attempts`` times.
 
-        Retries only when no member answered (unavailable, timed out, no leader):
-        the round robin sends the next attempt to another member. The whole call
-        is bounded by attempts x rpc_timeout_s.
+        Retries only when no member answered (unavailable, timed out, no leader),
+        each time on another member; the member that failed is left for later
+        calls too. The whole call is bounded by attempts x rpc_timeout_s.
         """
         attempts = attempts or self._attempts
+        members = await self._c()
+        tried: set[int] = set()
         try:
             async with asyncio.timeout(attempts * self._timeout):
                 for attempt in range(1, attempts + 1):
+                    member = members.pick(tried)
+                    tried.add(member)
+                    if len(tried) >= len(members.clients):
+                        tried.clear()
                     try:
-                        return await call()
+                        return await call(members.clients[member])
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
                         err = map_error(exc, operation)
+                        if isinstance(err, StoreUnavailable):
+                            members.failed(member)
                         if attempt == attempts or not isinstance(err, StoreUnavailable):
                             raise err from exc
                         if not isinstance(err, StoreTimeout):
@@ -344,43 +409,38 @@ class EtcdStore:
         raise AssertionError("unreachable")
 
     async def get(self, key: str) -> tuple[KV | None, int]:
-        c = await self._c()
-        resp = await self._unary("get", lambda: c.kv.get(key.encode(), timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary("get", lambda c: c.kv.get(key.encode(), timeout=self._timeout))  # type: ignore[union-attr]
         return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
-        c = await self._c()
         key = prefix.encode()
         resp = await self._unary(
             "get_prefix",
-            lambda: c.kv.get(key, range_end=prefix_end(key), timeout=self._timeout),  # type: ignore[union-attr]
+            lambda c: c.kv.get(key, range_end=prefix_end(key), timeout=self._timeout),  # type: ignore[union-attr]
         )
         return [_kv(kv) for kv in resp.kvs], resp.header.revision
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
-        c = await self._c()
         resp = await self._unary(
             "put",
-            lambda: c.kv.put(key.encode(), value, lease=lease, timeout=self._timeout),  # type: ignore[union-attr]
+            lambda c: c.kv.put(key.encode(), value, lease=lease, timeout=self._timeout),  # type: ignore[union-attr]
         )
         return int(resp.header.revision)
 
     async def delete(self, key: str, prefix: bool = False) -> int:
-        c = await self._c()
         k = key.encode()
         resp = await self._unary(
             "delete",
-            lambda: c.kv.delete(k, range_end=prefix_end(k) if prefix else None, timeout=self._timeout),  # type: ignore[union-attr]
+            lambda c: c.kv.delete(k, range_end=prefix_end(k) if prefix else None, timeout=self._timeout),  # type: ignore[union-attr]
         )
         return int(resp.header.revision)
 
     async def txn(
         self, compares: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = ()
     ) -> TxnResult:
-        c = await self._c()
         resp = await self._unary(
             "txn",
-            lambda: c.kv.txn(  # type: ignore[union-attr]
+            lambda c: c.kv.txn(  # type: ignore[union-attr]
                 [_compare(x) for x in compares],
                 [_op(x) for x in success],
                 [_op(x) for x in failure],
@@ -397,62 +457,60 @@ class EtcdStore:
         return TxnResult(succeeded=bool(resp.succeeded), revision=int(resp.header.revision), gets=tuple(gets))
 
     async def grant(self, ttl_s: int) -> Lease:
-        c = await self._c()
         # etcd cannot expire the lease before this + TTL: the keeper counts from here.
         requested_at = time.monotonic()
-        resp = await self._unary("grant", lambda: c.lease.grant(ttl_s, timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary("grant", lambda c: c.lease.grant(ttl_s, timeout=self._timeout))  # type: ignore[union-attr]
         if resp.error:
             raise StoreError(f"grant: {resp.error}")
         return Lease(id=int(resp.ID), ttl_s=int(resp.TTL), requested_at=requested_at)
 
     async def revoke(self, lease_id: int) -> None:
-        c = await self._c()
         try:
-            await self._unary("revoke", lambda: c.lease.revoke(lease_id, timeout=self._timeout))  # type: ignore[union-attr]
+            await self._unary("revoke", lambda c: c.lease.revoke(lease_id, timeout=self._timeout))  # type: ignore[union-attr]
         except LeaseLost:
             return
 
     @contextlib.asynccontextmanager
     async def keep_alive(self, lease: Lease) -> AsyncIterator[EtcdLeaseKeeper]:
         c = await self._c()
-        keeper = EtcdLeaseKeeper(LeaseStub(c._channel), lease, self.lease_timing)
+        keeper = EtcdLeaseKeeper(c, lease, self.lease_timing)
         async with keeper:
             yield keeper
 
     @contextlib.asynccontextmanager
     async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[EtcdWatch]:
         c = await self._c()
-        w = EtcdWatch(WatchStub(c._channel), prefix, start_revision)
+        member = c.pick()
+        w = EtcdWatch(WatchStub(c.channel(member)), prefix, start_revision)
         try:
             yield w
+        except StoreUnavailable:
+            c.failed(member)
+            raise
         finally:
             w.cancel()
 
     async def current_revision(self) -> int:
-        c = await self._c()
         # A linearizable count-only read goes through the etcd leader's read index.
         resp = await self._unary(
             "current_revision",
-            lambda: c.kv.get(b"\0", count_only=True, timeout=self._timeout),  # type: ignore[union-attr]
+            lambda c: c.kv.get(b"\0", count_only=True, timeout=self._timeout),  # type: ignore[union-attr]
             attempts=1,
         )
         return int(resp.header.revision)
 
     async def alarms(self) -> list[str]:
-        c = await self._c()
-        resp = await self._unary("alarms", lambda: c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]
+        resp = await self._unary("alarms", lambda c: c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]
         names = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
         return sorted({names.get(a.alarm, str(a.alarm)) for a in resp.alarms})
 
     async def compact(self, revision: int) -> None:
-        c = await self._c()
         try:
-            await self._unary("compact", lambda: c.kv.compact(revision, timeout=self._timeout))  # type: ignore[union-attr]
+            await self._unary("compact", lambda c: c.kv.compact(revision, timeout=self._timeout))  # type: ignore[union-attr]
         except Compacted:
             return
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            with contextlib.suppress(Exception):
-                await client.close()
+        if self._members is not None:
+            members, self._members = self._members, None
+            await members.close()

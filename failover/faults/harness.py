@@ -16,12 +16,15 @@ object started, never to a name.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +225,17 @@ class FaultCluster:
         assert self.etcd is not None
         for i in range(len(self.etcd.members)):
             self.proxy.set(self.etcd_link(rid, i), mode)
+
+    def etcd_leader(self) -> int:
+        """Index of the etcd member that is etcd's own raft leader (-1 if none answers)."""
+        assert self.etcd is not None
+        for i, ep in enumerate(self.etcd.endpoints):
+            req = urllib.request.Request(f"http://{ep}/v3/maintenance/status", data=b"{}", method="POST")
+            with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(req, timeout=1) as r:
+                st = json.loads(r.read())
+                if st.get("leader") and st["leader"] == st.get("header", {}).get("member_id"):
+                    return i
+        return -1
 
     def dead(self) -> list[str]:
         """Children that exited on their own (not killed by the test) are worth a look."""

@@ -122,12 +122,6 @@ async def test_follower_killed_while_streaming(fs: FaultSystem) -> None:
     await fs.finish_clean()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="after every replica was killed and restarted, connections through the fault proxy "
-    "(sidecar->replica and replica->etcd) time out 'before receiving SETTINGS frame' for 10-30 s: "
-    "suspected in the harness's proxy (failover/faults/proxy.py), not the product (docs/reliability.md)",
-)
 async def test_all_replicas_down_then_restarted(fs: FaultSystem) -> None:
     """Every replica dies for 10 s: hosts keep routing on warm paths; restarted, they resume."""
     t_down = time.monotonic()

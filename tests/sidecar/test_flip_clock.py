@@ -8,8 +8,8 @@ from pathlib import Path
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
 
-from failover.etcdproc import free_port
 from failover.model.spec import GroupSpec, PathSpec
+from failover.procs import free_port
 from failover.v1 import types_pb2 as pb
 
 GROUP = "cme-orders"

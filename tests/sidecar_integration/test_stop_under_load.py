@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from failover.etcdproc import free_port
+from failover.procs import free_port
 from tests.procs import Proc
 
 SIDECARS = 4

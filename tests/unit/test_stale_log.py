@@ -55,10 +55,10 @@ async def test_a_stale_replica_is_logged_once_per_change(caplog: pytest.LogCaptu
     task = asyncio.create_task(link.run())
     try:
         async with asyncio.timeout(20):
-            while svc.sessions < 20:
+            while svc.sessions < 8:
                 svc.session_started.clear()
                 await svc.session_started.wait()
-                if svc.sessions == 10:
+                if svc.sessions == 4:
                     svc.reason = "watch lags 80 revisions behind etcd"
     finally:
         task.cancel()
