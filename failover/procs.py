@@ -14,8 +14,8 @@ One home for both, so a fix reaches every user:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,30 +23,28 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Self
 
 _recent: deque[int] = deque(maxlen=4096)
 
-_PR_SET_PDEATHSIG = 1
-# Loaded here, not in the forked child: nothing may be imported between fork and exec.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_SETPRIV = shutil.which("setpriv")  # util-linux
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent dies (also when it is SIGKILLed)."""
-    assert _LIBC is not None
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _dying_with_us(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when we die (``PR_SET_PDEATHSIG``).
 
-
-def _death_signal() -> Callable[[], None] | None:
-    """The kernel sends the parent-death signal when the *thread* that forked exits, so a
-    child started from a worker thread gets none (it would die with that thread) and
-    relies on our stop paths."""
-    if _LIBC is None or threading.current_thread() is not threading.main_thread():
-        return None
-    return _die_with_parent
+    Set by util-linux's ``setpriv`` just before it execs the command: a
+    ``preexec_fn`` would run Python between fork and exec, which is unsafe in a
+    process with threads (gRPC's) and was seen to crash the child. The kernel
+    sends the signal when the *thread* that forked exits, so a child started
+    from a worker thread gets none (it would die with that thread) and relies
+    on our stop paths.
+    """
+    if _SETPRIV is None or threading.current_thread() is not threading.main_thread():
+        return argv
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -128,14 +126,13 @@ class Child:
                 log.write(f"--- start #{self.starts} at {time.strftime('%H:%M:%S')} ---\n".encode())
                 log.flush()
             self.proc = subprocess.Popen(
-                self.argv,
+                _dying_with_us(self.argv),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_death_signal(),
             )
         return self
 
