@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from failover import rpc
+from failover.tls import TlsSection
 from failover.v1 import sync_pb2, sync_pb2_grpc
 from failover.v1 import types_pb2 as pb
 
@@ -56,6 +57,7 @@ class CoordinatorLink:
         full_health: Callable[[], sync_pb2.HealthReport],
         dead_after_ms: int = 1000,
         retry_ms: int = 100,
+        tls: TlsSection | None = None,
     ) -> None:
         self._host_id = host_id
         self._site = site
@@ -67,6 +69,7 @@ class CoordinatorLink:
         self._full_health = full_health
         self._dead_after = dead_after_ms / 1000
         self._retry = retry_ms / 1000
+        self._tls = tls
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
         self.status = LinkStatus()
         # Replicas last seen stale: logged when one turns stale, not on every retry.
@@ -106,7 +109,9 @@ class CoordinatorLink:
             while (msg := await out.get()) is not None:
                 yield msg
 
-        async with rpc.channel(address) as channel:
+        # A channel per connection: its credentials are read from the files now, so a
+        # rotated certificate is used from the next connection on.
+        async with rpc.channel(address, tls=self._tls) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel

@@ -51,6 +51,7 @@ from coordinator.store.types import (
     WatchBatch,
 )
 from failover import rpc
+from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ class EtcdStore:
         rpc_timeout_s: float = 1.0,
         rpc_attempts: int = 2,
         lease_timing: LeaseTiming | None = None,
+        tls: TlsSection | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
@@ -302,6 +304,7 @@ class EtcdStore:
             attempt_timeout_ms=round(rpc_timeout_s * 1000), attempts=rpc_attempts
         )
         self._client: Etcd3Client | None = None
+        self._tls = tls if tls is not None and tls.enabled else None
 
     @property
     def endpoints(self) -> list[str]:
@@ -309,7 +312,17 @@ class EtcdStore:
 
     async def _c(self) -> Etcd3Client:
         if self._client is None:
-            client = Etcd3Client(self._endpoints, rpc_max_attempts=1)
+            # Read at connect: a rotated etcd client certificate takes effect when the
+            # replica restarts (etcd's PKI rotates rarely; see docs/security.md).
+            m = self._tls.files().read() if self._tls is not None else None
+            client = Etcd3Client(
+                self._endpoints,
+                rpc_max_attempts=1,
+                tls_server_name=(self._tls.server_name or None) if self._tls else None,
+                ca_cert=m.ca if m else None,
+                cert_key=m.key if m else None,
+                cert_chain=m.cert if m else None,
+            )
             # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
             # restart would stay unused that long. Keep it short, and notice dead
             # members within a few seconds even when idle.
