@@ -142,8 +142,6 @@ class Replica:
                 await asyncio.sleep(0.2)
 
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:
-        tls.warn_if_insecure(self.cfg.tls, f"replica {self.cfg.replica_id}'s server and peer channels")
-        tls.warn_if_insecure(self.cfg.etcd.tls, f"replica {self.cfg.replica_id}'s etcd client")
         server = rpc.make_server(
             max_message_bytes=self.cfg.stream.max_message_bytes,
             max_streams=self.cfg.stream.max_streams,
@@ -166,6 +164,14 @@ class Replica:
         health = rpc.add_health_and_reflection(server, SERVICES)
         self.port = rpc.bind(server, self.cfg.listen, self.cfg.tls)
         await server.start()
+        # Once serving (a start that fails says only why, in one line).
+        insecure = [
+            w
+            for w, t in (("server and peer channels", self.cfg.tls), ("etcd client", self.cfg.etcd.tls))
+            if not t.enabled
+        ]
+        if insecure:
+            tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
         await rpc.mark_serving(health, SERVICES, True)
         log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
         try:

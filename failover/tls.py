@@ -153,13 +153,15 @@ def channel_credentials(tls: TlsSection) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=m.ca, private_key=m.key, certificate_chain=m.cert)
 
 
+def warn_insecure(what: str) -> None:
+    """The one loud line a process logs at start when it runs without TLS."""
+    log.warning("INSECURE: %s without TLS (tls.mode: insecure): anyone who can reach it can act on it", what)
+
+
 def warn_if_insecure(tls: TlsSection, what: str) -> None:
-    """One loud line at start when a process runs without TLS."""
+    """:func:`warn_insecure` unless ``tls`` is mtls."""
     if not tls.enabled:
-        log.warning(
-            "INSECURE: %s runs without TLS (tls.mode: insecure): anyone who can reach it can act on it",
-            what,
-        )
+        warn_insecure(what)
 
 
 def from_env(env: dict[str, str] | None = None) -> TlsSection | None:
