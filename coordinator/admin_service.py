@@ -30,6 +30,7 @@ from failover import rpc
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
+from failover.tls import TlsSection
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -59,21 +60,36 @@ _ACTIONS = {
 
 
 class PeerChannels:
-    """One cached channel per peer replica address."""
+    """One cached channel per peer replica address (mTLS when ``tls`` says so).
 
-    def __init__(self) -> None:
+    When the certificate files change on disk, the next ``get`` builds new channels
+    (new handshakes use the new certificate); the old ones are closed with a grace
+    so calls already on them finish.
+    """
+
+    def __init__(self, tls: TlsSection | None = None) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls = tls if tls is not None and tls.enabled else None
+        self._sig = self._tls.files().signature() if self._tls else None
+        self._retired: list[grpc.aio.Channel] = []
 
     def get(self, address: str) -> grpc.aio.Channel:
+        if self._tls is not None:
+            sig = self._tls.files().signature()
+            if sig != self._sig:
+                self._sig = sig
+                self._retired.extend(self._channels.values())
+                self._channels.clear()
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = rpc.channel(address)
+            ch = self._channels[address] = rpc.channel(address, tls=self._tls)
         return ch
 
     async def close(self) -> None:
-        for ch in self._channels.values():
+        for ch in [*self._channels.values(), *self._retired]:
             await ch.close(None)
         self._channels.clear()
+        self._retired.clear()
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]

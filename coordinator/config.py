@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from coordinator.store.types import LeaseTiming
 from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_name
+from failover.tls import TlsSection
 
 
 class _Section(BaseModel):
@@ -19,6 +20,8 @@ class EtcdSection(_Section):
     # Deadline of one attempt; a call makes at most rpc_attempts of them.
     rpc_timeout_ms: int = Field(default=500, ge=50, le=60_000)
     rpc_attempts: int = Field(default=2, ge=1, le=5)
+    # TLS to etcd (its own PKI may differ from the replicas'): read when the client connects.
+    tls: TlsSection = TlsSection()
 
     @field_validator("endpoints")
     @classmethod
@@ -92,6 +95,8 @@ class CoordinatorConfig(LayeredSettings):
     history_retention: int = Field(default=200, ge=1, le=100_000)
     groups: list[GroupSpec] = []
     metrics_listen: str = ""
+    # mTLS for the replica's server and its channels to peers (docs/security.md).
+    tls: TlsSection = TlsSection()
     test_hooks: TestHooks = TestHooks()
 
     @field_validator("replica_id")

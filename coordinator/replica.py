@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from coordinator.access import AuthzInterceptor, Denials
 from coordinator.admin_service import AdminService, PeerChannels
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
@@ -28,7 +29,7 @@ from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.sync_service import PeerService, SyncHub
 from coordinator.view import ClusterView
-from failover import rpc
+from failover import rpc, tls
 from failover.model.convert import epoch_pb
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -47,6 +48,7 @@ class Replica:
             rpc_timeout_s=cfg.etcd.rpc_timeout_ms / 1000,
             rpc_attempts=cfg.etcd.rpc_attempts,
             lease_timing=cfg.lease_timing,
+            tls=cfg.etcd.tls,
         )
         self.view = ClusterView(self.keys)
         self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)
@@ -60,7 +62,8 @@ class Replica:
         self.committer = Committer(
             self.store, self.keys, self.view, hold_before_commit_ms=cfg.test_hooks.hold_before_commit_ms
         )
-        self.peers = PeerChannels()
+        self.peers = PeerChannels(cfg.tls)
+        self.denials = Denials()
         self.hub = SyncHub(cfg, self.view, self.freshness, self.peers)
         self.leader = LeaderWork(
             self.view,
@@ -140,7 +143,9 @@ class Replica:
 
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:
         server = rpc.make_server(
-            max_message_bytes=self.cfg.stream.max_message_bytes, max_streams=self.cfg.stream.max_streams
+            max_message_bytes=self.cfg.stream.max_message_bytes,
+            max_streams=self.cfg.stream.max_streams,
+            interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
         )
         admin = AdminService(
             replica_id=self.cfg.replica_id,
@@ -157,8 +162,16 @@ class Replica:
         admin_pb2_grpc.add_PeerServicer_to_server(PeerService(self.hub, self.local_status), server)
         self.hub.register(server)
         health = rpc.add_health_and_reflection(server, SERVICES)
-        self.port = rpc.bind(server, self.cfg.listen)
+        self.port = rpc.bind(server, self.cfg.listen, self.cfg.tls)
         await server.start()
+        # Once serving (a start that fails says only why, in one line).
+        insecure = [
+            w
+            for w, t in (("server and peer channels", self.cfg.tls), ("etcd client", self.cfg.etcd.tls))
+            if not t.enabled
+        ]
+        if insecure:
+            tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
         await rpc.mark_serving(health, SERVICES, True)
         log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
         try:

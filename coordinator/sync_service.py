@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from coordinator.admin_service import PeerChannels
+from coordinator.authz import check_stream_host
 from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
 from coordinator.core.reconcile import Proposal
@@ -32,6 +33,7 @@ from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, Epoch, check_name
+from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -71,6 +73,8 @@ class SyncHub:
         self.freshness = freshness
         self.cache = EncodedCache(view)
         self.sessions: dict[int, Session] = {}
+        # Streams refused because the hello named another host than the certificate.
+        self.denied_hellos = 0
         self._ids = itertools.count(1)
         self._heartbeat = b""
         self._heartbeat_seq = 0
@@ -191,6 +195,12 @@ class SyncHub:
         if hello is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
+        if self.cfg.tls.enabled:
+            denied = check_stream_host(peer_uri_or_cn(context), hello.host_id)
+            if denied is not None:
+                log.warning("denied: %s", denied)
+                self.denied_hellos += 1
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,

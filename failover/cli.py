@@ -140,9 +140,15 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
     from failover.v1 import admin_pb2_grpc
 
     targets = coordinator_targets(addresses)
+    tls = None
+    if _client_tls is not None:
+        from failover.tls import TlsSection
+
+        ca, cert, key = _client_tls
+        tls = TlsSection(mode="mtls", ca_file=ca, cert_file=cert, key_file=key)
     errors: list[tuple[str, grpc.aio.AioRpcError]] = []
     for target in targets:
-        async with rpc.channel(target) as ch:
+        async with rpc.channel(target, tls=tls) as ch:
             try:
                 return await call(admin_pb2_grpc.AdminStub(ch))
             except grpc.aio.AioRpcError as exc:
@@ -526,15 +532,43 @@ def _mount_subapps() -> None:
         return
     _MOUNTED = True
     from failover.bench.cli import bench_app
+    from failover.certs_cli import certs_app
     from failover.venue.cli import venue_app
 
     app.add_typer(venue_app, name="venue", help="The venue simulator and its fault controls.")
     app.add_typer(bench_app, name="bench", help="Measure failover stages, fan-out and the relay.")
+    app.add_typer(certs_app, name="certs", help="Certificates for mTLS (a local CA for development).")
+
+
+# TLS of the operator commands' channels (set by the root options below).
+_client_tls: tuple[str, str, str] | None = None
 
 
 @app.callback()
-def _root() -> None:
-    """Always a command group, also when only one command is registered (see ``_only``)."""
+def _root(
+    tls_ca: Annotated[str, typer.Option("--tls-ca", envvar="FAILOVER_TLS_CA", help="CA bundle (mTLS).")] = "",
+    tls_cert: Annotated[
+        str, typer.Option("--tls-cert", envvar="FAILOVER_TLS_CERT", help="Client certificate (mTLS).")
+    ] = "",
+    tls_key: Annotated[
+        str, typer.Option("--tls-key", envvar="FAILOVER_TLS_KEY", help="Client key (mTLS).")
+    ] = "",
+    insecure: Annotated[
+        bool, typer.Option("--insecure", envvar="FAILOVER_INSECURE", help="Plaintext to the coordinators.")
+    ] = False,
+) -> None:
+    """Always a command group, also when only one command is registered (see ``_only``).
+
+    The TLS options apply to every command that talks to the coordinators.
+    """
+    global _client_tls
+    given = [n for n, v in (("--tls-ca", tls_ca), ("--tls-cert", tls_cert), ("--tls-key", tls_key)) if v]
+    if given and insecure:
+        fail("--insecure: cannot be combined with --tls-ca/--tls-cert/--tls-key")
+    if given and len(given) < 3:
+        missing = sorted({"--tls-ca", "--tls-cert", "--tls-key"} - set(given))
+        fail(f"{missing[0]}: required with {given[0]} (or set FAILOVER_TLS_CA/CERT/KEY)")
+    _client_tls = (tls_ca, tls_cert, tls_key) if given else None
 
 
 @app.command()
@@ -572,7 +606,7 @@ def _cli_name(callback: Callable[..., Any] | None) -> str:
 
 def _needs_subapps(args: list[str]) -> bool:
     """Top-level help, or a venue/bench command: every other command runs without them."""
-    return not args or args[0].startswith("-") or args[0] in {"venue", "bench"}
+    return not args or args[0].startswith("-") or args[0] in {"venue", "bench", "certs"}
 
 
 def main(args: list[str] | None = None) -> None:

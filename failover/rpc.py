@@ -17,6 +17,8 @@ import grpc
 if TYPE_CHECKING:  # server-side only: clients (the CLI) do not pay for importing them
     from grpc_health.v1._async import HealthServicer as AioHealthServicer
 
+    from failover.tls import TlsSection
+
 # Client pings every 1 s and gives up 1 s later: a dead TCP peer is noticed in
 # about 2 s even when no message is due. The server permits pings that often.
 KEEPALIVE_TIME_MS = 1000
@@ -126,11 +128,19 @@ def _check_free(address: str) -> None:
             raise OSError(f"cannot listen on {address}: {(exc.strerror or str(exc)).lower()}") from exc
 
 
-def bind(server: grpc.aio.Server, address: str) -> int:
-    """Bind an insecure port; raise a clear error when the address is unusable."""
+def bind(server: grpc.aio.Server, address: str, tls: TlsSection | None = None) -> int:
+    """Bind a port (mTLS when ``tls`` says so, never on a Unix socket); raise a clear
+    error when the address is unusable."""
     _check_free(address)
+    secure = tls is not None and tls.enabled and not address.startswith("unix")
+    creds = None
+    if secure:
+        from failover.tls import server_credentials
+
+        assert tls is not None
+        creds = server_credentials(tls)
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
     except RuntimeError as exc:  # grpc raises RuntimeError on bind failure
         raise OSError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
@@ -138,6 +148,19 @@ def bind(server: grpc.aio.Server, address: str) -> int:
     return port
 
 
-def channel(target: str, *, options: Sequence[tuple[str, int | str]] = ()) -> grpc.aio.Channel:
-    """A grpc.aio channel to one address or an ``ipv4:a,b`` list; call inside the running loop."""
-    return grpc.aio.insecure_channel(target, options=[*_CLIENT_OPTIONS, *options])
+def channel(
+    target: str, *, options: Sequence[tuple[str, int | str]] = (), tls: TlsSection | None = None
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to one address or an ``ipv4:a,b`` list; call inside the running loop.
+
+    With ``tls`` in mode mtls the channel presents the section's certificate and
+    checks the server's against its CA (files read now: rebuild to rotate).
+    """
+    opts = [*_CLIENT_OPTIONS, *options]
+    if tls is None or not tls.enabled or target.startswith("unix"):
+        return grpc.aio.insecure_channel(target, options=opts)
+    from failover.tls import channel_credentials
+
+    if tls.server_name:
+        opts.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=opts)

@@ -86,6 +86,7 @@ class Agent:
             on_decision=self.on_decision,
             full_health=self.full_health,
             dead_after_ms=cfg.stream.dead_after_ms,
+            tls=cfg.tls,
         )
 
     # --- state -------------------------------------------------------------

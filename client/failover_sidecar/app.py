@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1._async import HealthServicer as AioHealthServicer
 
-from failover import rpc
+from failover import rpc, tls
 from failover.aio import finish
 from failover.config_source import ConfigError
 from failover.v1 import sidecar_pb2_grpc
@@ -86,6 +86,7 @@ class SidecarApp:
         secure_socket(cfg.socket_path, cfg.listen.socket_group)
         await rpc.mark_serving(health, SERVICES, True)
         await self.agent.start()
+        tls.warn_if_insecure(cfg.tls, f"sidecar {cfg.host_id}'s link to the coordinators")
         log.info(
             "sidecar %s (site %s) serving strategies on unix:%s%s; groups %s",
             cfg.host_id,

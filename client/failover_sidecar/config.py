@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_name
+from failover.tls import TlsSection
 
 
 class _Section(BaseModel):
@@ -86,6 +87,8 @@ class SidecarConfig(LayeredSettings):
     data_plane: DataPlaneSection = DataPlaneSection()
     orders: OrdersSection = OrdersSection()
     stream: StreamSection = StreamSection()
+    # mTLS to the coordinators (docs/security.md); insecure by default, loudly logged.
+    tls: TlsSection = TlsSection()
     # Definitions used only on a first start with no state file and no control plane.
     bootstrap: list[GroupSpec] = []
     overrides: dict[str, GroupOverride] = {}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import grpc
 
 from failover import rpc
+from failover.tls import TlsSection
 from failover.v1 import sync_pb2, sync_pb2_grpc
 from failover.v1 import types_pb2 as pb
 
@@ -91,6 +92,7 @@ class CoordinatorLink:
         full_health: Callable[[], sync_pb2.HealthReport],
         dead_after_ms: int = 1000,
         retry_ms: int = 100,
+        tls: TlsSection | None = None,
     ) -> None:
         self._host_id = host_id
         self._site = site
@@ -102,6 +104,7 @@ class CoordinatorLink:
         self._full_health = full_health
         self._dead_after = dead_after_ms / 1000
         self._retry = retry_ms / 1000
+        self._tls = tls
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
         self._backoff = Backoff(initial_s=max(0.01, retry_ms / 2000), cap_s=2.0)
         self._fresh_since = 0.0  # when the current stream got a fresh snapshot (0: not yet)
@@ -165,7 +168,9 @@ class CoordinatorLink:
             while (msg := await out.get()) is not None:
                 yield msg
 
-        async with rpc.channel(address) as channel:
+        # A channel per connection: its credentials are read from the files now, so a
+        # rotated certificate is used from the next connection on.
+        async with rpc.channel(address, tls=self._tls) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel

@@ -57,6 +57,7 @@ from coordinator.store.types import (
     WatchBatch,
 )
 from failover import rpc
+from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,9 @@ class Members:
     starting member is random so replicas spread over the cluster.
     """
 
-    def __init__(self, endpoints: Sequence[str]) -> None:
-        self.clients = [Etcd3Client([ep], rpc_max_attempts=1) for ep in endpoints]
+    def __init__(self, endpoints: Sequence[str], **client_kwargs: Any) -> None:
+        """``client_kwargs``: etcd3aio's TLS options (``ca_cert``, ``cert_key``, ...)."""
+        self.clients = [Etcd3Client([ep], rpc_max_attempts=1, **client_kwargs) for ep in endpoints]
         for c in self.clients:
             # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
             # restart would stay unused that long.
@@ -349,6 +351,7 @@ class EtcdStore:
         rpc_timeout_s: float = 1.0,
         rpc_attempts: int = 2,
         lease_timing: LeaseTiming | None = None,
+        tls: TlsSection | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
@@ -361,6 +364,7 @@ class EtcdStore:
             attempt_timeout_ms=round(rpc_timeout_s * 1000), attempts=rpc_attempts
         )
         self._members: Members | None = None
+        self._tls = tls if tls is not None and tls.enabled else None
 
     @property
     def endpoints(self) -> list[str]:
@@ -368,7 +372,18 @@ class EtcdStore:
 
     async def _c(self) -> Members:
         if self._members is None:
-            members = Members(self._endpoints)
+            # Read at connect: a rotated etcd client certificate takes effect when the
+            # replica restarts (etcd's PKI rotates rarely; see docs/security.md).
+            m = self._tls.files().read() if self._tls is not None else None
+            tls_kwargs: dict[str, Any] = {}
+            if self._tls is not None and m is not None:
+                tls_kwargs = {
+                    "tls_server_name": self._tls.server_name or None,
+                    "ca_cert": m.ca,
+                    "cert_key": m.key,
+                    "cert_chain": m.cert,
+                }
+            members = Members(self._endpoints, **tls_kwargs)
             await members.connect()
             self._members = members
         return self._members
