@@ -114,13 +114,37 @@ def _op(op: Op) -> Any:
     return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=op.key.encode()))
 
 
+class _Requests:
+    """The request side of one client stream, ended by ``close()``.
+
+    gRPC consumes a request iterator in a task of its own, which it cancels only
+    when the call is cancelled while still running: a call that failed on its own
+    (etcd unreachable) leaves that task waiting forever, and when it is collected
+    its generator's ``aclose()`` fails as a "Task exception was never retrieved".
+    Closing ends the iterator, so gRPC's task finishes with the call.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, request: Any) -> None:
+        self._queue.put_nowait(request)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def iterate(self) -> AsyncIterator[Any]:
+        while (request := await self._queue.get()) is not None:
+            yield request
+
+
 class EtcdWatch:
     """One watch stream; re-establishing it is the caller's job (see Mirror)."""
 
     def __init__(self, stub: Any, prefix: str, start_revision: int) -> None:
-        self._requests: asyncio.Queue[Any] = asyncio.Queue()
+        self._requests = _Requests()
         key = prefix.encode()
-        self._requests.put_nowait(
+        self._requests.put(
             rpc_pb2.WatchRequest(
                 create_request=rpc_pb2.WatchCreateRequest(
                     key=key, range_end=prefix_end(key), start_revision=start_revision, progress_notify=True
@@ -128,14 +152,10 @@ class EtcdWatch:
             )
         )
         self._cancelled = False
-        self._call = stub.Watch(self._request_iter(), metadata=_HASLEADER)
-
-    async def _request_iter(self) -> AsyncIterator[Any]:
-        while True:
-            yield await self._requests.get()
+        self._call = stub.Watch(self._requests.iterate(), metadata=_HASLEADER)
 
     def request_progress(self) -> None:
-        self._requests.put_nowait(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
+        self._requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
 
     async def __aiter__(self) -> AsyncIterator[WatchBatch]:
         try:
@@ -162,6 +182,7 @@ class EtcdWatch:
 
     def cancel(self) -> None:
         self._call.cancel()
+        self._requests.close()
 
 
 class EtcdLeaseKeeper:
@@ -194,16 +215,11 @@ class EtcdLeaseKeeper:
         interval = max(self._lease.ttl_s / 3.0, 0.2)
         while not self._lost.is_set():
             call = None
+            requests = _Requests()
             try:
-                requests: asyncio.Queue[Any] = asyncio.Queue()
-
-                async def req_iter(q: asyncio.Queue[Any] = requests) -> AsyncIterator[Any]:
-                    while True:
-                        yield await q.get()
-
-                call = self._stub.LeaseKeepAlive(req_iter(), metadata=_HASLEADER)
+                call = self._stub.LeaseKeepAlive(requests.iterate(), metadata=_HASLEADER)
                 while True:
-                    requests.put_nowait(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
+                    requests.put(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
                     async with asyncio.timeout(interval * 2):
                         resp = await call.read()
                     if resp is grpc.aio.EOF:  # type: ignore[attr-defined]
@@ -225,6 +241,7 @@ class EtcdLeaseKeeper:
             finally:
                 if call is not None:
                     call.cancel()
+                requests.close()
 
 
 class EtcdStore:
