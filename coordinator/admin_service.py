@@ -20,11 +20,11 @@ from pydantic import ValidationError
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest, RequestError
+from coordinator.peers import PeerChannels
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.view import ClusterView, LeaderKey
-from failover import rpc
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
@@ -50,24 +50,6 @@ _ACTIONS = {
     apb.CONTROL_ACTION_RESUME: "resume",
     apb.CONTROL_ACTION_HALT: "halt",
 }
-
-
-class PeerChannels:
-    """One cached channel per peer replica address."""
-
-    def __init__(self) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    def get(self, address: str) -> grpc.aio.Channel:
-        ch = self._channels.get(address)
-        if ch is None:
-            ch = self._channels[address] = rpc.channel(address)
-        return ch
-
-    async def close(self) -> None:
-        for ch in self._channels.values():
-            await ch.close(None)
-        self._channels.clear()
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
