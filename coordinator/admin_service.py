@@ -21,16 +21,15 @@ from coordinator.etcd_reach import count_answering, describe, has_quorum
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest, RequestError
+from coordinator.peers import PeerChannels
 from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.view import ClusterView, LeaderKey
-from failover import rpc
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
-from failover.tls import TlsSection
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -57,39 +56,6 @@ _ACTIONS = {
     apb.CONTROL_ACTION_RESUME: "resume",
     apb.CONTROL_ACTION_HALT: "halt",
 }
-
-
-class PeerChannels:
-    """One cached channel per peer replica address (mTLS when ``tls`` says so).
-
-    When the certificate files change on disk, the next ``get`` builds new channels
-    (new handshakes use the new certificate); the old ones are closed with a grace
-    so calls already on them finish.
-    """
-
-    def __init__(self, tls: TlsSection | None = None) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._tls = tls if tls is not None and tls.enabled else None
-        self._sig = self._tls.files().signature() if self._tls else None
-        self._retired: list[grpc.aio.Channel] = []
-
-    def get(self, address: str) -> grpc.aio.Channel:
-        if self._tls is not None:
-            sig = self._tls.files().signature()
-            if sig != self._sig:
-                self._sig = sig
-                self._retired.extend(self._channels.values())
-                self._channels.clear()
-        ch = self._channels.get(address)
-        if ch is None:
-            ch = self._channels[address] = rpc.channel(address, tls=self._tls)
-        return ch
-
-    async def close(self) -> None:
-        for ch in [*self._channels.values(), *self._retired]:
-            await ch.close(None)
-        self._channels.clear()
-        self._retired.clear()
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from failover.model.spec import Epoch
 from failover.v1 import sync_pb2
 
 # Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.
-_RM_SNAPSHOT, _RM_GROUP, _RM_DECISION, _RM_HEARTBEAT, _RM_HEALTH_REQUEST = 1, 2, 3, 4, 5
+_RM_SNAPSHOT, _RM_GROUP, _RM_DECISION, _RM_HEARTBEAT = 1, 2, 3, 4
 _SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS = 1, 2, 3
 
 
@@ -53,7 +53,6 @@ class EncodedCache:
         self._groups: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.decision_encodes = 0
         self.group_encodes = 0
-        self.health_request = field(_RM_HEALTH_REQUEST, b"")
 
     def refresh(self, group: str) -> bool:
         """Re-encode the group's decision if its epoch changed; True when it did."""

@@ -28,6 +28,9 @@ class FreshnessState:
     stale: bool = True
     reason: str = "starting"
     last_ok_monotonic: float = 0.0
+    # When this replica last became stale (0.0: never since it started): health
+    # reports older than this do not pass a guard rail.
+    stale_since_monotonic: float = 0.0
 
 
 class FreshnessProbe:
@@ -102,6 +105,8 @@ class FreshnessProbe:
             self._mirror.force_relist()
 
     def _set(self, stale: bool, reason: str) -> None:
+        if stale and not self.state.stale:
+            self.state.stale_since_monotonic = time.monotonic()
         if stale != self.state.stale:
             log.log(
                 logging.WARNING if stale else logging.INFO,

@@ -13,21 +13,24 @@ import time
 from collections.abc import Callable
 
 from coordinator.access import AuthzInterceptor, Denials
-from coordinator.admin_service import AdminService, PeerChannels
+from coordinator.admin_service import AdminService
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
 from coordinator.election import Election
 from coordinator.freshness import FreshnessProbe
+from coordinator.health_forwarder import HealthForwarder
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
+from coordinator.leader_health import HealthTerms, LeaderHealth
 from coordinator.members import register_forever
+from coordinator.peers import PeerChannels, PeerService
 from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.mirror import Mirror
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
-from coordinator.sync_service import PeerService, SyncHub
+from coordinator.sync_service import SyncHub
 from coordinator.view import ClusterView
 from failover import rpc, tls
 from failover.model.convert import epoch_pb
@@ -64,18 +67,20 @@ class Replica:
         )
         self.peers = PeerChannels(cfg.tls)
         self.denials = Denials()
-        self.hub = SyncHub(cfg, self.view, self.freshness, self.peers)
+        # Leader-side health lives per term; the forwarder (replica side) outlives terms.
+        self.health = HealthTerms(self._leader_health)
+        self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept)
+        self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder)
         self.leader = LeaderWork(
             self.view,
             self.committer,
             history_retention=cfg.history_retention,
-            before_first_decision=self.hub.gather_health,
-            health_policy=self.hub.health_policy,
+            before_first_decision=self.health.gather,
+            health_policy=self.health.propose,
             store=self.store,
             keys=self.keys,
-            guard=self.hub.relay,
+            guard=self.health,
         )
-        self.hub.leader = self.leader
         self.election = Election(
             self.store,
             self.keys,
@@ -87,6 +92,17 @@ class Replica:
         self.started_monotonic = time.monotonic()
         self.port = 0
         self.ready = asyncio.Event()
+
+    def _leader_health(self) -> LeaderHealth:
+        return LeaderHealth(
+            replica_id=self.cfg.replica_id,
+            settings=self.cfg.health,
+            view=self.view,
+            peers=self.peers,
+            local_state=self.forwarder.full_state,
+            wake=self.leader.wake,
+            outage_since=lambda: self.freshness.state.stale_since_monotonic,
+        )
 
     def _on_change(self, changed: set[str], revision: int, relisted: bool) -> None:
         self.view.apply(self.mirror.data, changed, revision)
@@ -120,7 +136,7 @@ class Replica:
                 )
                 for c in self.leader.recent[-20:]
             ],
-            degraded_groups=sorted(g for g, st in self.hub.relay.statuses.items() if st.degraded)
+            degraded_groups=sorted(g for g, st in self.health.statuses.items() if st.degraded)
             if self.election.is_leader
             else [],
         )
@@ -159,7 +175,12 @@ class Replica:
             etcd_endpoints=self.cfg.etcd.endpoints,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
-        admin_pb2_grpc.add_PeerServicer_to_server(PeerService(self.hub, self.local_status), server)
+        peer = PeerService(
+            local_status=self.local_status,
+            accept_health=self.health.accept,
+            full_health=self.forwarder.full_state,
+        )
+        admin_pb2_grpc.add_PeerServicer_to_server(peer, server)
         self.hub.register(server)
         health = rpc.add_health_and_reflection(server, SERVICES)
         self.port = rpc.bind(server, self.cfg.listen, self.cfg.tls)
@@ -191,7 +212,7 @@ class Replica:
                 )
                 tg.create_task(self.hub.run(), name="sync-hub")
                 await self.mirror.ready.wait()
-                tg.create_task(self.election.run(self.leader.run), name="election")
+                tg.create_task(self.election.run(self.health.term(self.leader.run)), name="election")
                 self.ready.set()
                 if on_ready is not None:
                     on_ready(self)

@@ -1,10 +1,10 @@
-"""The sidecar stream, served by every replica: sessions, pushes, health relay.
+"""The sidecar stream, served by every replica: sessions, pushes, health reports.
 
 Decisions down: each is encoded once (fanout.EncodedCache) and written as
 the same bytes to every session that needs it; the latest value wins, and at
 most one push per sidecar and group is unacknowledged, so a slow sidecar
 delays nobody and a halt never waits behind other work. Acks and health up:
-health goes to the leader (ForwardHealth), which keeps the fleet's table.
+health goes to the HealthForwarder, which passes it on to the leader.
 """
 
 from __future__ import annotations
@@ -14,28 +14,25 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from coordinator.admin_service import PeerChannels
 from coordinator.authz import check_stream_host
-from coordinator.commit import Committed
 from coordinator.config import CoordinatorConfig
-from coordinator.core.reconcile import Proposal
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
-from coordinator.health_relay import HealthRelay
+from coordinator.health_forwarder import HealthForwarder
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, Epoch, check_name
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
-from failover.v1 import admin_pb2_grpc, sync_pb2
+from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -64,7 +61,11 @@ class SyncHub:
     """Owns this replica's sessions and what they are sent."""
 
     def __init__(
-        self, cfg: CoordinatorConfig, view: ClusterView, freshness: FreshnessProbe, peers: PeerChannels
+        self,
+        cfg: CoordinatorConfig,
+        view: ClusterView,
+        freshness: FreshnessProbe,
+        forwarder: HealthForwarder,
     ) -> None:
         self.cfg = cfg
         # A push not acknowledged within this long may be replaced by the latest one.
@@ -78,8 +79,7 @@ class SyncHub:
         self._ids = itertools.count(1)
         self._heartbeat = b""
         self._heartbeat_seq = 0
-        self.relay = HealthRelay(cfg, view, peers, self)
-        self.leader: Any = None
+        self.forwarder = forwarder
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -93,23 +93,12 @@ class SyncHub:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._heartbeats(), name="sync-heartbeats")
-            tg.create_task(self.relay.run(), name="health-relay")
+            tg.create_task(self.forwarder.run(), name="health-forwarder")
 
     async def close(self) -> None:
         for s in self.sessions.values():
             s.error = (grpc.StatusCode.UNAVAILABLE, "replica shutting down")
             s.wake.set()
-
-    # --- leader hooks (called by LeaderWork) ---------------------------------
-
-    async def gather_health(self) -> None:
-        await self.relay.gather()
-
-    def health_policy(self, view: ClusterView) -> list[Proposal]:
-        return self.relay.propose()
-
-    def on_commit(self, done: Committed) -> None:
-        self.relay.on_commit(done)
 
     # --- fan-out -----------------------------------------------------------
 
@@ -209,6 +198,7 @@ class SyncHub:
             acked={g: epoch_of(e) for g, e in hello.held.items()},
         )
         self.sessions[s.sid] = s
+        self.forwarder.opened(s.sid, s.host_id, s.site)
         log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
         reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
         try:
@@ -219,7 +209,7 @@ class SyncHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             self.sessions.pop(s.sid, None)
-            self.relay.session_ended(s)
+            self.forwarder.ended(s.sid)
             log.info("sidecar %s disconnected", s.host_id)
         if s.error is not None:
             await context.abort(*s.error)
@@ -233,8 +223,6 @@ class SyncHub:
                 return
             for msg in self._due(s, time.monotonic_ns()):
                 await context.write(msg)
-            if self.relay.wants_full_health(s):
-                await context.write(self.cache.health_request)
             if sent_hb != self._heartbeat_seq and self._heartbeat:
                 sent_hb = self._heartbeat_seq
                 s.heartbeats_sent += 1
@@ -255,12 +243,21 @@ class SyncHub:
                 if kind == "ack":
                     self._on_ack(s, msg.ack)
                 elif kind == "health":
-                    self.relay.on_report(s, msg.health)
+                    self._on_health(s, msg.health)
                 elif kind == "hello":
                     s.error = (grpc.StatusCode.INVALID_ARGUMENT, "hello may be sent once, first")
                     return
         finally:
             s.wake.set()
+
+    def _on_health(self, s: Session, report: sync_pb2.HealthReport) -> None:
+        if report.full:
+            s.health, s.effective = {}, dict(report.effective)
+        else:
+            s.effective.update(report.effective)
+        for ph in report.paths:
+            s.health[(ph.group, ph.path)] = ph
+        self.forwarder.report(s.sid, s.health.values())
 
     def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
         epoch = epoch_of(ack.epoch)
@@ -315,20 +312,3 @@ def _parse_hello(raw: bytes) -> tuple[sync_pb2.Hello | None, str]:
     if not h.groups:
         return None, "hello: groups: at least one group is required"
     return h, ""
-
-
-class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
-    def __init__(
-        self, hub: SyncHub, local_status: Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
-    ) -> None:
-        self._hub = hub
-        self._local_status = local_status
-
-    async def LocalStatus(self, request: apb.LocalStatusRequest, context: Any) -> apb.ReplicaStatus:
-        return self._local_status(request)
-
-    async def ForwardHealth(self, request: apb.HealthForward, context: Any) -> apb.ForwardAck:
-        return apb.ForwardAck(is_leader=self._hub.relay.accept_forward(request))
-
-    async def CollectHealth(self, request: apb.CollectHealthRequest, context: Any) -> apb.HealthForward:
-        return self._hub.relay.full_state()

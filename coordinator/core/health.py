@@ -1,14 +1,22 @@
 """The leader's table of path health per host: pure, clock injected.
 
-A host not heard from is unknown, never down. Hosts whose stream ended are
-kept for a grace period (the sidecar is probably reconnecting to another
-replica) and then forgotten. Entries carry the replica that reported them so
-a replica's full state can replace exactly what it reported before.
+Rules:
+
+1. A host not heard from is unknown, never down.
+2. Every report carries the time it was received (on the leader's clock,
+   less the time it spent being forwarded), so each path's health says how
+   old it is.
+3. A host's newest report wins: a report older than the one the table holds
+   for that host changes nothing. A replica forwards a host's last report
+   together with "gone" when its stream ends, so "gone" never hides a report.
+4. A host whose stream ended is kept for a grace period (the sidecar is
+   probably reconnecting to another replica), then forgotten. A newer report
+   from anywhere brings it back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 
@@ -25,6 +33,8 @@ class PathReport:
     cause: str = ""
     rtt_p99_us: int = 0
     detect_us: int = 0
+    # When the report that last confirmed this state was received (leader's clock, ms).
+    received_ms: float = 0.0
 
 
 @dataclass
@@ -32,7 +42,7 @@ class HostEntry:
     site: str
     replica: str
     paths: dict[tuple[str, str], PathReport] = field(default_factory=dict)
-    updated_ms: float = 0.0
+    updated_ms: float = 0.0  # received time of the newest report applied
     gone_since_ms: float | None = None
 
 
@@ -49,15 +59,27 @@ class HealthTable:
         paths: dict[tuple[str, str], PathReport],
         *,
         full: bool,
-        now_ms: float,
-    ) -> None:
+        received_ms: float,
+        gone_ms: float | None = None,
+    ) -> bool:
+        """Apply one host's report; False when the table holds a newer one (rule 3).
+
+        ``gone_ms``: the host's stream on ``replica`` ended after this report
+        (its grace period runs from then).
+        """
         entry = self.hosts.get(host)
+        if entry is not None and received_ms < entry.updated_ms:
+            return False
+        if entry is None and not paths and gone_ms is not None:
+            return False  # a host we never heard from stays unknown
+        stamped = {k: replace(r, received_ms=received_ms) for k, r in paths.items()}
         if entry is None or full:
-            entry = self.hosts[host] = HostEntry(site, replica, dict(paths) if full else {})
-        if not full:
-            entry.paths.update(paths)
-        entry.site, entry.replica, entry.updated_ms, entry.gone_since_ms = site, replica, now_ms, None
+            entry = self.hosts[host] = HostEntry(site, replica, {})
+        entry.paths.update(stamped)
+        entry.site, entry.replica, entry.updated_ms = site, replica, received_ms
+        entry.gone_since_ms = gone_ms
         self.version += 1
+        return True
 
     def mark_gone(self, host: str, now_ms: float) -> None:
         entry = self.hosts.get(host)
@@ -77,11 +99,17 @@ class HealthTable:
             self.version += 1
         return gone
 
-    def reports(self, group: str, path: str) -> dict[str, PathReport]:
-        """Hosts with a known state for this path (unknown hosts are absent)."""
+    def reports(self, group: str, path: str, *, since_ms: float | None = None) -> dict[str, PathReport]:
+        """Hosts with a known state for this path (unknown hosts are absent).
+
+        ``since_ms``: only reports received at or after this time.
+        """
         out = {}
         for host, e in self.hosts.items():
             r = e.paths.get((group, path))
-            if r is not None and r.state is not State.UNKNOWN:
-                out[host] = r
+            if r is None or r.state is State.UNKNOWN:
+                continue
+            if since_ms is not None and r.received_ms < since_ms:
+                continue
+            out[host] = r
         return out

@@ -183,13 +183,37 @@ class Members:
                 await c.close()
 
 
+class _Requests:
+    """The request side of one client stream, ended by ``close()``.
+
+    gRPC consumes a request iterator in a task of its own, which it cancels only
+    when the call is cancelled while still running: a call that failed on its own
+    (etcd unreachable) leaves that task waiting forever, and when it is collected
+    its generator's ``aclose()`` fails as a "Task exception was never retrieved".
+    Closing ends the iterator, so gRPC's task finishes with the call.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(self, request: Any) -> None:
+        self._queue.put_nowait(request)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def iterate(self) -> AsyncIterator[Any]:
+        while (request := await self._queue.get()) is not None:
+            yield request
+
+
 class EtcdWatch:
     """One watch stream; re-establishing it is the caller's job (see Mirror)."""
 
     def __init__(self, stub: Any, prefix: str, start_revision: int) -> None:
-        self._requests: asyncio.Queue[Any] = asyncio.Queue()
+        self._requests = _Requests()
         key = prefix.encode()
-        self._requests.put_nowait(
+        self._requests.put(
             rpc_pb2.WatchRequest(
                 create_request=rpc_pb2.WatchCreateRequest(
                     key=key, range_end=prefix_end(key), start_revision=start_revision, progress_notify=True
@@ -197,14 +221,10 @@ class EtcdWatch:
             )
         )
         self._cancelled = False
-        self._call = stub.Watch(self._request_iter(), metadata=_HASLEADER)
-
-    async def _request_iter(self) -> AsyncIterator[Any]:
-        while True:
-            yield await self._requests.get()
+        self._call = stub.Watch(self._requests.iterate(), metadata=_HASLEADER)
 
     def request_progress(self) -> None:
-        self._requests.put_nowait(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
+        self._requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
 
     async def __aiter__(self) -> AsyncIterator[WatchBatch]:
         try:
@@ -231,6 +251,7 @@ class EtcdWatch:
 
     def cancel(self) -> None:
         self._call.cancel()
+        self._requests.close()
 
 
 class EtcdLeaseKeeper:
@@ -282,22 +303,17 @@ class EtcdLeaseKeeper:
         while True:
             call = None
             member = self._members.pick()
+            requests = _Requests()
             try:
-                requests: asyncio.Queue[Any] = asyncio.Queue()
-
-                async def req_iter(q: asyncio.Queue[Any] = requests) -> AsyncIterator[Any]:
-                    while True:
-                        yield await q.get()
-
                 call = LeaseStub(self._members.channel(member)).LeaseKeepAlive(
-                    req_iter(), metadata=_HASLEADER
+                    requests.iterate(), metadata=_HASLEADER
                 )
                 while True:
                     now = time.monotonic()
                     if due > now:
                         await asyncio.sleep(min(due, self.deadline) - now)
                     sent = time.monotonic()
-                    requests.put_nowait(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
+                    requests.put(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
                     wait = min(t.attempt_timeout_ms / 1000, self.deadline - sent)
                     async with asyncio.timeout(max(wait, 0.0)):
                         resp = await call.read()
@@ -327,6 +343,7 @@ class EtcdLeaseKeeper:
             finally:
                 if call is not None:
                     call.cancel()
+                requests.close()
             if time.monotonic() >= self.deadline:
                 self._give_up(
                     f"no keepalive answered for {time.monotonic() - answered_at:.2f}s: local deadline "

@@ -76,7 +76,7 @@ async def test_health_sent_to_a_follower_reaches_the_leader(etcd_cluster, prefix
         for i, c in enumerate(clients):
             await c.connect(rs.address(followers[i % 2]))
             c.report({(G, "primary"): pb.PATH_STATE_UP, (G, "backup"): pb.PATH_STATE_UP})
-        await wait_for(lambda: len(leader.hub.relay.table.hosts) == 3, 5, "the leader to know 3 hosts")
+        await wait_for(lambda: len(leader.health.current.table.hosts) == 3, 5, "the leader to know 3 hosts")
         # Two of three report the active path down: the majority policy moves the group.
         for c in clients[:2]:
             c.report({(G, "primary"): pb.PATH_STATE_DOWN, (G, "backup"): pb.PATH_STATE_UP})
@@ -103,10 +103,10 @@ async def test_one_host_down_does_not_move_the_group(etcd_cluster, prefix) -> No
         for c in clients:
             await c.connect(rs.address(0))
             c.report({(G, "primary"): pb.PATH_STATE_UP, (G, "backup"): pb.PATH_STATE_UP})
-        await wait_for(lambda: len(leader.hub.relay.table.hosts) == 3, 5, "3 hosts known")
+        await wait_for(lambda: len(leader.health.current.table.hosts) == 3, 5, "3 hosts known")
         clients[0].report({(G, "primary"): pb.PATH_STATE_DOWN, (G, "backup"): pb.PATH_STATE_UP})
         await wait_for(
-            lambda: leader.hub.relay.table.hosts["h0"].paths[(G, "primary")].state.value == "down",
+            lambda: leader.health.current.table.hosts["h0"].paths[(G, "primary")].state.value == "down",
             5,
             "report",
         )

@@ -1,0 +1,139 @@
+"""Replica side of path health: hold each stream's latest report, forward it to the leader.
+
+Every sidecar sends its full path health after each (re)connect and deltas
+after that; the replica keeps the stream's whole state and forwards it, per
+host, to the leader named in the election key (or straight to this replica's
+own term when it leads). When a stream ends, the host's last report goes
+with "gone" in the same message, so a sidecar that leaves right after
+reporting (a stale replica) never has its report replaced by "gone". What
+could not be delivered is kept until a newer state of the same host
+replaces it. Each forwarded host carries a "forward" stage: how long ago this
+replica received the report, so the leader can tell how old it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+
+from coordinator.peers import PeerChannels
+from coordinator.view import ClusterView
+from failover.aio import wait_any
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc
+from failover.v1 import types_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.2
+FORWARD_TIMEOUT_S = 1.0
+
+
+@dataclass
+class _Stream:
+    host: str
+    site: str
+    paths: list[pb.PathHealth]
+    reported: bool  # False until the first report (then ``paths`` is the host's full state)
+    at_ns: int  # when the last report arrived (the connect time before any)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    stream: _Stream
+    at_ns: int
+    gone: bool
+
+
+class HealthForwarder:
+    """``deliver_local`` hands a message to this replica's own term; False when it has none."""
+
+    def __init__(
+        self,
+        replica_id: str,
+        view: ClusterView,
+        peers: PeerChannels,
+        deliver_local: Callable[[apb.HealthForward], bool],
+    ) -> None:
+        self._id = replica_id
+        self._view = view
+        self._peers = peers
+        self._deliver_local = deliver_local
+        self._streams: dict[int, _Stream] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._event = asyncio.Event()
+
+    # --- inputs from the sync streams ----------------------------------------
+
+    def opened(self, sid: int, host: str, site: str) -> None:
+        self._streams[sid] = _Stream(host, site, [], False, time.monotonic_ns())
+
+    def report(self, sid: int, paths: Iterable[pb.PathHealth]) -> None:
+        """The stream's whole path state after a report was applied to it."""
+        st = self._streams.get(sid)
+        if st is None:
+            return
+        st.paths, st.reported, st.at_ns = list(paths), True, time.monotonic_ns()
+        self._pending[st.host] = _Pending(
+            _Stream(st.host, st.site, st.paths, True, st.at_ns), st.at_ns, False
+        )
+        self._event.set()
+
+    def ended(self, sid: int) -> None:
+        st = self._streams.pop(sid, None)
+        if st is None or any(o.host == st.host for o in self._streams.values()):
+            return  # the host is still connected through another stream
+        self._pending[st.host] = _Pending(st, st.at_ns, True)
+        self._event.set()
+
+    # --- what the leader gets --------------------------------------------------
+
+    def _host(self, p: _Pending, now_ns: int) -> apb.HostHealth:
+        age = pb.StageTiming(stage="forward", where=self._id, duration_us=max(0, now_ns - p.at_ns) // 1000)
+        s = p.stream
+        return apb.HostHealth(
+            host_id=s.host, site=s.site, full=s.reported, gone=p.gone, paths=s.paths, stages=[age]
+        )
+
+    def full_state(self) -> apb.HealthForward:
+        """Every host connected here now (a new leader collects this)."""
+        now = time.monotonic_ns()
+        hosts = {s.host: s for s in self._streams.values()}
+        return apb.HealthForward(
+            replica_id=self._id,
+            complete=True,
+            hosts=[self._host(_Pending(s, now, False), now) for _, s in sorted(hosts.items())],
+        )
+
+    async def run(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            batch, self._pending = self._pending, {}
+            now = time.monotonic_ns()
+            msg = apb.HealthForward(replica_id=self._id, hosts=[self._host(p, now) for p in batch.values()])
+            if await self._send(msg):
+                continue
+            for host, p in batch.items():  # keep what was not delivered, unless superseded
+                self._pending.setdefault(host, p)
+            self._event.set()
+            await wait_any(self._view.changed.wait(), timeout=RETRY_S)
+
+    async def _send(self, msg: apb.HealthForward) -> bool:
+        if self._deliver_local(msg):
+            return True
+        leader = self._view.leader
+        if leader is None or not leader.address or leader.replica_id == self._id:
+            return False
+        try:
+            stub = admin_pb2_grpc.PeerStub(self._peers.get(leader.address))
+            ack = await stub.ForwardHealth(msg, timeout=FORWARD_TIMEOUT_S)
+            return bool(ack.is_leader)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("forwarding health to %s failed: %s", leader.replica_id, exc.code().name)
+            return False

@@ -1,0 +1,291 @@
+"""The leader's health state, built afresh for every term.
+
+``LeaderHealth`` is one term's table of fleet health, the policy's memory and
+the wake-up timer for dwell and failback holds. ``HealthTerms`` creates one
+when a term starts, runs its timer in the term's task group next to the
+leader's work, and drops it when the term ends: nothing a term learned or
+scheduled survives into the next (a failback hold begun in an old term
+cannot fire in a new one).
+
+A new term first collects every replica's full state, waiting at most
+``health.collect_timeout_ms``, before any health-driven decision: hosts not
+heard from are unknown, never down. Each report says how old it is; a guard
+rail counts only reports received since this replica's latest etcd outage
+began (health from before it may no longer be true, and the hosts that left
+a stale replica report again when they reconnect). Stage durations (detect
+on the host, forward on the replica, decide on the leader) travel with the
+reports into each decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import grpc
+
+from coordinator.commit import Leadership
+from coordinator.config import HealthSection
+from coordinator.core.health import HealthTable, PathReport, State
+from coordinator.core.policy import GroupStatus, Memory, Snapshot, evaluate, health_view, judge
+from coordinator.core.reconcile import Proposal
+from coordinator.peers import PeerChannels
+from coordinator.view import ClusterView
+from failover.model.spec import Stage
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc
+from failover.v1 import types_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_STATES = {
+    pb.PATH_STATE_UP: State.UP,
+    pb.PATH_STATE_DOWN: State.DOWN,
+    pb.PATH_STATE_CONNECTING: State.CONNECTING,
+}
+_CAUSES = {
+    pb.FAILURE_CAUSE_RESET: "reset",
+    pb.FAILURE_CAUSE_REFUSED: "refused",
+    pb.FAILURE_CAUSE_LOGON_LOST: "logon_lost",
+    pb.FAILURE_CAUSE_SILENT: "silent",
+    pb.FAILURE_CAUSE_LOGON_REFUSED: "logon_refused",
+}
+
+
+def _report(ph: pb.PathHealth) -> PathReport:
+    return PathReport(
+        _STATES.get(ph.state, State.UNKNOWN), _CAUSES.get(ph.cause, ""), ph.rtt_p99_us, ph.detect_us
+    )
+
+
+class LeaderHealth:
+    """One term's health table, policy memory and wake-up timer.
+
+    Inputs: the view (definitions, controls, routes, members), the peers to
+    collect from, this replica's own full state, ``wake`` (re-run the leader's
+    pass) and ``outage_since`` (monotonic seconds when this replica's latest
+    etcd outage began; 0 for none).
+    """
+
+    def __init__(
+        self,
+        *,
+        replica_id: str,
+        settings: HealthSection,
+        view: ClusterView,
+        peers: PeerChannels,
+        local_state: Callable[[], apb.HealthForward],
+        wake: Callable[[], None],
+        outage_since: Callable[[], float],
+    ) -> None:
+        self._id = replica_id
+        self._settings = settings
+        self._view = view
+        self._peers = peers
+        self._local_state = local_state
+        self._wake = wake
+        self._outage_since = outage_since
+        self.table = HealthTable()
+        self.ready = False
+        self.statuses: dict[str, GroupStatus] = {}
+        # (host, group, path) -> (arrived at the leader, monotonic ns; stages so far)
+        self._arrivals: dict[tuple[str, str, str], tuple[int, list[Stage]]] = {}
+        self._memory = Memory()
+        self._wake_at_ms: float | None = None
+        self._rescheduled = asyncio.Event()
+
+    # --- input -----------------------------------------------------------------
+
+    def accept(self, msg: apb.HealthForward) -> None:
+        now_ns = time.monotonic_ns()
+        now_ms = now_ns / 1e6
+        changed = False
+        for h in msg.hosts:
+            age_us = sum(st.duration_us for st in h.stages if st.stage == "forward")
+            received_ms = now_ms - age_us / 1000
+            before = self.table.hosts.get(h.host_id)
+            paths = {(ph.group, ph.path): _report(ph) for ph in h.paths}
+            applied = self.table.update(
+                h.host_id,
+                h.site,
+                msg.replica_id,
+                paths,
+                full=h.full,
+                received_ms=received_ms,
+                gone_ms=now_ms if h.gone else None,
+            )
+            if not applied:
+                continue
+            changed = True
+            stages = [Stage(stage=st.stage, where=st.where, duration_us=st.duration_us) for st in h.stages]
+            for key, rep in paths.items():
+                old = before.paths.get(key) if before is not None else None
+                if old is None or old.state != rep.state:
+                    detect = Stage(stage="detect", where=h.host_id, duration_us=rep.detect_us)
+                    self._arrivals[(h.host_id, *key)] = (now_ns, [detect, *stages])
+        if changed:
+            self._wake()
+
+    async def gather(self) -> None:
+        """Collect every replica's full state, bounded in time; then health may drive decisions."""
+        timeout = self._settings.collect_timeout_ms / 1000
+        members = {rid: m.address for rid, m in self._view.members.items()}
+        members.setdefault(self._id, "")
+        started = time.monotonic()
+
+        async def one(rid: str, address: str) -> None:
+            if rid == self._id:
+                self.accept(self._local_state())
+                return
+            stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
+            try:
+                resp = await stub.CollectHealth(apb.CollectHealthRequest(leader_id=self._id), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("no health state from replica %s: %s", rid, exc.code().name)
+                return
+            self.accept(resp)
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), asyncio.TaskGroup() as tg:
+                for rid, address in members.items():
+                    tg.create_task(one(rid, address), name=f"collect-health-{rid}")
+        self.ready = True
+        log.info(
+            "health state gathered from %d replicas in %.0f ms: %d hosts known",
+            len(members),
+            (time.monotonic() - started) * 1000,
+            len(self.table.hosts),
+        )
+
+    # --- the policy ------------------------------------------------------------
+
+    def propose(self) -> list[Proposal]:
+        if not self.ready:
+            return []
+        now_ns = time.monotonic_ns()
+        now_ms = now_ns / 1e6
+        self.table.forget_expired(now_ms, self._settings.host_grace_s * 1000)
+        v = self._view
+        snap = Snapshot(
+            groups={n: g.value for n, g in v.groups.items()},
+            controls={n: c.value for n, c in v.controls.items()},
+            routes={n: r.record for n, r in v.routes.items()},
+            health=health_view(self.table),
+            health_ready=self.ready,
+        )
+        proposals, self._memory, statuses = evaluate(snap, self._memory, now_ms)
+        self.statuses = {st.group: st for st in statuses}
+        self._schedule(self._memory.wake_at_ms)
+        for p in proposals:
+            if p.kind != "health":
+                continue
+            route = v.routes.get(p.group)
+            active = route.record.paths[0] if route and route.record.paths else ""
+            arrivals = [a for (_h, g, path), a in self._arrivals.items() if g == p.group and path == active]
+            if arrivals:
+                arrived_ns, stages = max(arrivals, key=lambda a: a[0])
+                decide = Stage(stage="decide", where=self._id, duration_us=(now_ns - arrived_ns) // 1000)
+                p.stages.extend([*stages, decide])
+        return proposals
+
+    def _schedule(self, at_ms: float | None) -> None:
+        if at_ms != self._wake_at_ms:
+            self._wake_at_ms = at_ms
+            self._rescheduled.set()
+
+    async def run(self) -> None:
+        """The term's timer: re-run the leader's pass when a dwell or failback hold runs out."""
+        while True:
+            self._rescheduled.clear()
+            at = self._wake_at_ms
+            delay = None if at is None else max(0.0, at - time.monotonic_ns() / 1e6) / 1000 + 0.001
+            try:
+                async with asyncio.timeout(delay):
+                    await self._rescheduled.wait()
+            except TimeoutError:
+                self._wake_at_ms = None
+                self._wake()
+
+    # --- guard rails (coordinator.operator_requests.HealthGuard) -----------------
+
+    def _fresh_view(self) -> dict[str, dict[tuple[str, str], PathReport]]:
+        since_ms = self._outage_since() * 1000
+        return {
+            h: {k: r for k, r in ps.items() if r.received_ms >= since_ms}
+            for h, ps in health_view(self.table).items()
+        }
+
+    def path_has_up_report(self, group: str, path: str) -> bool:
+        """Some host reports the path up, in a report received since the latest etcd outage."""
+        since_ms = self._outage_since() * 1000
+        reports = self.table.reports(group, path, since_ms=since_ms)
+        return any(r.state is State.UP for r in reports.values())
+
+    def healthy_paths(self, group: str) -> list[str] | None:
+        """Paths healthy for the group per the policy, on reports since the latest outage.
+
+        None: health not gathered yet in this term.
+        """
+        g = self._view.groups.get(group)
+        if not self.ready or g is None:
+            return None
+        spec, fresh = g.value, self._fresh_view()
+        return [p for p in spec.path_names() if judge(group, p, spec.policy, fresh).healthy]
+
+
+class HealthTerms:
+    """The current term's ``LeaderHealth`` (None between terms), and the hooks the leader calls."""
+
+    def __init__(self, make: Callable[[], LeaderHealth]) -> None:
+        self._make = make
+        self.current: LeaderHealth | None = None
+
+    def term(
+        self, work: Callable[[Leadership], Awaitable[None]]
+    ) -> Callable[[Leadership], Coroutine[Any, Any, None]]:
+        """Wrap one term's leader work: fresh health state, its timer in the term's task group."""
+
+        async def run(leadership: Leadership) -> None:
+            health = self._make()
+            self.current = health
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(health.run(), name="leader-health-timer")
+                    await work(leadership)
+            except BaseExceptionGroup as eg:
+                if len(eg.exceptions) == 1:  # what ended the term, as the election expects it
+                    raise eg.exceptions[0] from None
+                raise
+            finally:
+                if self.current is health:
+                    self.current = None
+
+        return run
+
+    def accept(self, msg: apb.HealthForward) -> bool:
+        """Forwarded health; False when this replica has no term (the sender retries)."""
+        if self.current is None:
+            return False
+        self.current.accept(msg)
+        return True
+
+    async def gather(self) -> None:
+        if self.current is not None:
+            await self.current.gather()
+
+    def propose(self, view: ClusterView) -> list[Proposal]:
+        return self.current.propose() if self.current is not None else []
+
+    def path_has_up_report(self, group: str, path: str) -> bool:
+        return self.current is not None and self.current.path_has_up_report(group, path)
+
+    def healthy_paths(self, group: str) -> list[str] | None:
+        return self.current.healthy_paths(group) if self.current is not None else None
+
+    @property
+    def statuses(self) -> dict[str, GroupStatus]:
+        return self.current.statuses if self.current is not None else {}

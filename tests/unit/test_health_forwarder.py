@@ -1,0 +1,87 @@
+"""Replica side of health: a host's last report reaches the leader even when its stream ends at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from coordinator.health_forwarder import HealthForwarder
+from coordinator.keys import Keys
+from coordinator.peers import PeerChannels
+from coordinator.view import ClusterView
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import types_pb2 as pb
+
+G = "g"
+
+
+def _paths(state: int) -> list[pb.PathHealth]:
+    return [pb.PathHealth(group=G, path="a", state=state)]  # type: ignore[arg-type]
+
+
+async def test_a_report_sent_just_before_the_stream_ends_is_not_replaced_by_gone() -> None:
+    delivered: list[apb.HealthForward] = []
+    leader_reachable = True
+    arrived = asyncio.Event()
+
+    def deliver(msg: apb.HealthForward) -> bool:
+        arrived.set()
+        if leader_reachable:
+            delivered.append(msg)
+        return leader_reachable
+
+    fwd = HealthForwarder("r1", ClusterView(Keys("/t/")), PeerChannels(), deliver)
+    task = asyncio.create_task(fwd.run())
+    try:
+        fwd.opened(1, "h1", "site")
+        fwd.report(1, _paths(pb.PATH_STATE_UP))
+        async with asyncio.timeout(5):
+            while not delivered:
+                await arrived.wait()
+                arrived.clear()
+        # The leader is unreachable for a moment (an etcd outage): the sidecar reports the
+        # path down and leaves this (stale) replica right away.
+        leader_reachable = False
+        fwd.report(1, _paths(pb.PATH_STATE_DOWN))
+        async with asyncio.timeout(5):
+            await arrived.wait()  # one failed attempt with the report in it
+        fwd.ended(1)
+        leader_reachable = True
+        async with asyncio.timeout(5):
+            while len(delivered) < 2:
+                arrived.clear()
+                await arrived.wait()
+        last = delivered[-1].hosts
+        assert len(last) == 1 and last[0].host_id == "h1" and last[0].gone and last[0].full
+        assert [p.state for p in last[0].paths] == [pb.PATH_STATE_DOWN]
+        assert [s.stage for s in last[0].stages] == ["forward"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_host_that_never_reported_is_only_marked_gone() -> None:
+    delivered: list[apb.HealthForward] = []
+    arrived = asyncio.Event()
+
+    def deliver(msg: apb.HealthForward) -> bool:
+        delivered.append(msg)
+        arrived.set()
+        return True
+
+    fwd = HealthForwarder("r1", ClusterView(Keys("/t/")), PeerChannels(), deliver)
+    fwd.opened(1, "h1", "site")
+    fwd.opened(2, "h1", "site")
+    fwd.ended(1)  # still connected through stream 2: nothing to say
+    fwd.ended(2)
+    task = asyncio.create_task(fwd.run())
+    try:
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        (h,) = delivered[0].hosts
+        assert h.gone and not h.full and not h.paths
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
