@@ -220,7 +220,7 @@ class ReplyWatch:
     Heartbeats alone see a stall only after ``silent_after`` intervals (150 ms at the
     defaults). A line that carries orders gives evidence much sooner: once the oldest
     unanswered order is older than ``timeout_s`` (``rtt_multiple`` x the line's RTT
-    p99, at least ``floor_s``), the session probes at once with a heartbeat; if the
+    median, at least ``floor_s``), the session probes at once with a heartbeat; if the
     probe's echo (or a later heartbeat's: one line is in order) does not come within
     ``probe_timeout_s`` the line is SILENT. An answered probe proves the line, so the
     orders written before it stop counting (the venue answered after them: their
@@ -259,8 +259,11 @@ class ReplyWatch:
         return len(self._owed)
 
     def _scaled(self, floor_s: float) -> float:
-        p99 = self.rtt.percentile(99)
-        return floor_s if p99 is None else max(floor_s, self.rtt_multiple * p99 / 1e6)
+        # The median, not p99: on a loaded host a few echoes wait behind a blocked loop, and
+        # a p99 window inflated by them kept the timeout near the heartbeat limit (measured:
+        # 87-215 ms). Loop lag is the guard's business (the probe is renewed), not the RTT's.
+        p50 = self.rtt.percentile(50)
+        return floor_s if p50 is None else max(floor_s, self.rtt_multiple * p50 / 1e6)
 
     def timeout_s(self) -> float:
         """How long the oldest order may go unanswered before the line is probed."""

@@ -27,9 +27,9 @@ the socket open.
 Silence: an idle line is declared SILENT when nothing has arrived for
 ``silent_after`` heartbeat intervals, checked at that instant (not at the next
 tick). A line that carries orders is watched more closely (``ReplyWatch``): when
-the oldest order written on it has had no ack or reject for ``max(k x RTT p99,
+the oldest order written on it has had no ack or reject for ``max(k x RTT median,
 floor)``, a heartbeat probe goes out at once, and an unanswered probe (within
-``max(k x RTT p99, probe floor)``) declares the line SILENT (detail
+``max(k x RTT median, probe floor)``) declares the line SILENT (detail
 ``order_timeout``), typically some 10 ms after a stall instead of 150 ms.
 
 Loop-lag guard: a blocked event loop looks like silence on every line (replies sit
