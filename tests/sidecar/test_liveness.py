@@ -152,7 +152,9 @@ def _watch(rtt_us: list[float] | None = None, **kw: float) -> ReplyWatch:
         ([100.0] * 9 + [90_000.0], 0.005),  # one echo stuck behind a blocked loop does not count
     ],
 )
-def test_reply_timeout_is_k_times_rtt_median_with_a_floor(rtt_us: list[float] | None, expected_s: float) -> None:
+def test_reply_timeout_is_k_times_rtt_median_with_a_floor(
+    rtt_us: list[float] | None, expected_s: float
+) -> None:
     w = _watch(rtt_us)
     assert w.timeout_s() == pytest.approx(expected_s)
     assert w.probe_timeout_s() == pytest.approx(expected_s)
