@@ -43,6 +43,14 @@ class DataPlaneSection(_Section):
     logon_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     reconnect_min_ms: int = Field(default=50, ge=1)
     reconnect_max_ms: int = Field(default=2000, ge=1)
+    # A line that carries orders: once its oldest order has had no ack or reject for
+    # max(order_timeout_rtt_multiple x heartbeat RTT median, order_timeout_floor_ms), probe
+    # it with a heartbeat at once; no echo within max(multiple x RTT median,
+    # probe_timeout_floor_ms) declares the path silent. Idle lines keep the heartbeat limit.
+    order_probe: bool = True
+    order_timeout_rtt_multiple: float = Field(default=4.0, ge=1.0, le=1000.0)
+    order_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
+    probe_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
 
     @model_validator(mode="after")
     def _backoff(self) -> DataPlaneSection:

@@ -1,10 +1,12 @@
-"""Liveness helpers of the path sessions (pure: no I/O): RTT window, bounded backoff, loop-lag guard."""
+"""Liveness helpers of the path sessions (pure: no I/O): RTT window, bounded backoff, loop-lag guard,
+silence verdicts for idle lines (``SilenceCheck``) and for lines that owe replies (``ReplyWatch``)."""
 
 from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Hashable
 from enum import StrEnum
 from typing import Protocol
 
@@ -16,18 +18,22 @@ class RttWindow:
         if size < 1:
             raise ValueError(f"RTT window size must be >= 1, got {size}")
         self._samples: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] | None = None  # cached: read on every order deadline, changed per echo
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def add(self, rtt_us: float) -> None:
         self._samples.append(rtt_us)
+        self._sorted = None
 
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0 < q <= 100) of the window; None while it is empty."""
         if not self._samples:
             return None
-        ordered = sorted(self._samples)
+        if self._sorted is None:
+            self._sorted = sorted(self._samples)
+        ordered = self._sorted
         rank = max(1, math.ceil(q / 100.0 * len(ordered)))
         return ordered[rank - 1]
 
@@ -178,6 +184,14 @@ class SilenceCheck:
         self._deadline = None
         self._probes = 0
 
+    def next_check(self, last_rx: float) -> float:
+        """When the next verdict is due: the end of a probe, else the instant the limit is reached.
+
+        The session checks then, not at its next heartbeat tick, so a silent line is
+        declared at the silence limit rather than up to one interval later.
+        """
+        return self._deadline if self._deadline is not None else last_rx + self.silent_s
+
     def verdict(self, now: float, last_rx: float) -> Verdict:
         if now - last_rx < self.silent_s:
             self.alive()
@@ -198,3 +212,121 @@ class SilenceCheck:
         self._probes += 1
         self.guard.probes += 1
         return Verdict.PROBE
+
+
+class ReplyWatch:
+    """Replies a logged-on line owes (orders written, no ack or reject yet), and the verdict on its silence.
+
+    Heartbeats alone see a stall only after ``silent_after`` intervals (150 ms at the
+    defaults). A line that carries orders gives evidence much sooner: once the oldest
+    unanswered order is older than ``timeout_s`` (``rtt_multiple`` x the line's RTT
+    median, at least ``floor_s``), the session probes at once with a heartbeat; if the
+    probe's echo (or a later heartbeat's: one line is in order) does not come within
+    ``probe_timeout_s`` the line is SILENT. An answered probe proves the line, so the
+    orders written before it stop counting (the venue answered after them: their
+    silence is the venue's business, not the line's). Loop-lag guard: if the loop
+    lagged while the probe was out, the echo may be sitting unread, so the probe is
+    renewed (up to ``max_probes``). Pure: the caller brings the clock (seconds).
+    """
+
+    def __init__(
+        self,
+        rtt: RttWindow,
+        guard: SilenceGuard,
+        *,
+        rtt_multiple: float = 4.0,
+        floor_s: float = 0.005,
+        probe_floor_s: float = 0.005,
+        max_probes: int = 3,
+    ) -> None:
+        if rtt_multiple <= 0 or floor_s <= 0 or probe_floor_s <= 0:
+            raise ValueError("rtt_multiple, floor_s and probe_floor_s must be > 0")
+        self.rtt = rtt
+        self.guard = guard
+        self.rtt_multiple = rtt_multiple
+        self.floor_s = floor_s
+        self.probe_floor_s = probe_floor_s
+        self.max_probes = max_probes
+        self._owed: OrderedDict[Hashable, float] = OrderedDict()  # token -> written at (write order)
+        self._probe_id: int | None = None
+        self._probe_at = 0.0
+        self._probe_deadline = 0.0
+        self._probes = 0
+        self.probes_sent = 0  # counters for status and tests
+        self.probes_answered = 0
+
+    def __len__(self) -> int:
+        return len(self._owed)
+
+    def _scaled(self, floor_s: float) -> float:
+        # The median, not p99: on a loaded host a few echoes wait behind a blocked loop, and
+        # a p99 window inflated by them kept the timeout near the heartbeat limit (measured:
+        # 87-215 ms). Loop lag is the guard's business (the probe is renewed), not the RTT's.
+        p50 = self.rtt.percentile(50)
+        return floor_s if p50 is None else max(floor_s, self.rtt_multiple * p50 / 1e6)
+
+    def timeout_s(self) -> float:
+        """How long the oldest order may go unanswered before the line is probed."""
+        return self._scaled(self.floor_s)
+
+    def probe_timeout_s(self) -> float:
+        """How long a probe may go unanswered before the line is declared SILENT."""
+        return self._scaled(self.probe_floor_s)
+
+    @property
+    def probing(self) -> bool:
+        return self._probe_id is not None
+
+    def written(self, token: Hashable, now: float) -> None:
+        """A message that owes a reply was written at ``now``."""
+        self._owed[token] = now
+
+    def replied(self, token: Hashable) -> None:
+        self._owed.pop(token, None)
+
+    def clear(self) -> None:
+        """A new connection: nothing is owed on it, no probe is out."""
+        self._owed.clear()
+        self._probe_id = None
+        self._probes = 0
+
+    def oldest(self) -> float | None:
+        return next(iter(self._owed.values())) if self._owed else None
+
+    def next_check(self) -> float | None:
+        """When ``check`` must run next; None while nothing is owed and no probe is out."""
+        if self._probe_id is not None:
+            return self._probe_deadline
+        oldest = self.oldest()
+        return None if oldest is None else oldest + self.timeout_s()
+
+    def check(self, now: float) -> Verdict:
+        """PROBE: send a heartbeat now and call ``probe_sent``. SILENT: declare the line dead."""
+        if self._probe_id is not None:
+            if now < self._probe_deadline:
+                return Verdict.WAIT
+            if self.guard.lagged_since(self._probe_at) and self._probes < self.max_probes:
+                self.guard.probes += 1
+                return Verdict.PROBE  # the echo may be sitting unread behind the lag: ask again
+            return Verdict.SILENT
+        oldest = self.oldest()
+        if oldest is not None and now - oldest >= self.timeout_s():
+            return Verdict.PROBE
+        return Verdict.ALIVE
+
+    def probe_sent(self, hb_id: int, now: float) -> None:
+        self._probe_id = hb_id
+        self._probe_at = now
+        self._probe_deadline = now + self.probe_timeout_s()
+        self._probes += 1
+        self.probes_sent += 1
+
+    def echoed(self, hb_id: object) -> None:
+        """A heartbeat echo arrived: if it answers the probe (or comes after it), the line is proven."""
+        if self._probe_id is None or not isinstance(hb_id, int) or hb_id < self._probe_id:
+            return
+        self._probe_id = None
+        self._probes = 0
+        self.probes_answered += 1
+        while self._owed and next(iter(self._owed.values())) <= self._probe_at:
+            self._owed.popitem(last=False)

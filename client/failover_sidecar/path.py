@@ -24,6 +24,14 @@ Why a path goes DOWN: see ``Cause`` (``status.py``). After any DOWN the socket i
 aborted before reconnecting; that matters for SILENT, where a stalled venue keeps
 the socket open.
 
+Silence: an idle line is declared SILENT when nothing has arrived for
+``silent_after`` heartbeat intervals, checked at that instant (not at the next
+tick). A line that carries orders is watched more closely (``ReplyWatch``): when
+the oldest order written on it has had no ack or reject for ``max(k x RTT median,
+floor)``, a heartbeat probe goes out at once, and an unanswered probe (within
+``max(k x RTT median, probe floor)``) declares the line SILENT (detail
+``order_timeout``), typically some 10 ms after a stall instead of 150 ms.
+
 Loop-lag guard: a blocked event loop looks like silence on every line (replies sit
 unread, heartbeats are not sent). The checker measures its own lateness and reports
 it to the ``SilenceGuard`` shared by the sessions of a process; when the loop lagged
@@ -39,19 +47,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import cast
 
 from failover.aio import cancel_and_wait
 from failover.wire import protocol as p
 from failover.wire.address import parse_host_port
-from failover_sidecar.liveness import Backoff, Heartbeats, SilenceCheck, SilenceGuard, Verdict, default_guard
+from failover_sidecar.liveness import (
+    Backoff,
+    Heartbeats,
+    ReplyWatch,
+    SilenceCheck,
+    SilenceGuard,
+    Verdict,
+    default_guard,
+)
 from failover_sidecar.status import Cause, PathState, PathStatus, Warmth
 
 log = logging.getLogger(__name__)
+
+_OWES_REPLY = frozenset({p.MsgType.NEW, p.MsgType.CANCEL})  # answered by an ack or a reject
+_REPLIES = frozenset({p.MsgType.ACK, p.MsgType.REJECT})
 
 
 class _Link(asyncio.Protocol):
@@ -115,6 +135,10 @@ class PathSession:
         logon_timeout_ms: int = 1000,
         rtt_window: int = 200,
         rng: random.Random | None = None,
+        order_probe: bool = True,
+        order_timeout_rtt_multiple: float = 4.0,
+        order_timeout_floor_ms: float = 5.0,
+        probe_timeout_floor_ms: float = 5.0,
     ) -> None:
         if heartbeat_interval_ms <= 0 or silent_after < 1:
             raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
@@ -149,6 +173,16 @@ class PathSession:
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self._silence = SilenceCheck(self._interval, self._silent_s, self.guard)
+        self._order_probe = order_probe
+        self.replies = ReplyWatch(
+            self.rtt,
+            self.guard,
+            rtt_multiple=order_timeout_rtt_multiple,
+            floor_s=order_timeout_floor_ms / 1000.0,
+            probe_floor_s=probe_timeout_floor_ms / 1000.0,
+        )
+        self._reply_timer: asyncio.TimerHandle | None = None
+        self._reply_due = 0.0
         self._changed = asyncio.Event()
 
     # ------------------------------------------------------------ public API
@@ -221,7 +255,22 @@ class PathSession:
         except p.ProtocolError:
             link.seq.out_seq -= 1
             raise
+        if msg.get("t") in _OWES_REPLY:
+            self.expect_reply(str(msg.get("clordid")))
         return True
+
+    def expect_reply(self, token: Hashable) -> None:
+        """Watch for the reply to ``token`` (a clordid): ``send`` calls it for orders and cancels.
+
+        Until an ack or reject naming it arrives, it counts as evidence against the line
+        once overdue (see ``ReplyWatch``). No-op unless ``order_probe`` and logged on.
+        """
+        link = self._link
+        if not self._order_probe or link is None or not link.logged_on or link.ended.done():
+            return
+        self.replies.written(token, self.clock())
+        if self._reply_timer is None:
+            self._arm_reply_timer(link)
 
     async def stop(self) -> None:
         """Log out if logged on (bounded wait), close the socket, end every task. Idempotent.
@@ -291,6 +340,7 @@ class PathSession:
         self._link = link
         self._hb.clear()
         self._silence.alive()
+        self._reset_replies()
         if self._warmth is Warmth.LOGGED_ON:
             self._begin_logon(link)
         else:
@@ -310,6 +360,7 @@ class PathSession:
             return
         link.logged_on = link.logon_pending = False
         link.abort()
+        self._reset_replies()
         # A silent path was unnoticed since its last byte; a hard failure (reset, logon
         # lost or refused) is known the moment the connection reports it.
         detect_us = int((self.clock() - link.last_rx) * 1e6) if cause is Cause.SILENT else 0
@@ -349,7 +400,10 @@ class PathSession:
             self.seq_gaps += 1
         if t == p.MsgType.HB:
             self._hb.echoed(msg.get("id"), now)
+            self.replies.echoed(msg.get("id"))
             return
+        if t in _REPLIES:
+            self.replies.replied(msg.get("clordid"))
         if t == p.MsgType.LOGON_ACK:
             link.seq.reset()
             link.logged_on = True
@@ -376,16 +430,28 @@ class PathSession:
         return not link.logon_pending and self._heartbeating(link)
 
     async def _tick_loop(self, link: _Link) -> None:
-        """Every interval: heartbeat, then check silence. Measures its own lateness for the guard."""
+        """Every interval: heartbeat, then check silence; and a check at the silence limit itself.
+
+        Wakes at the next tick or at the instant the line would reach its silence
+        limit, whichever comes first, so a silent line is declared at the limit rather
+        than at the tick after it. Measures its own lateness for the guard.
+        """
         interval = self._interval
         due = self.clock() + interval
         while not link.ended.done():
-            delay = due - self.clock()
+            check_at = self._silence.next_check(link.last_rx) if self._watching(link) else math.inf
+            wake = min(due, check_at)
+            delay = wake - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             now = self.clock()
-            if now - due > interval:
+            if now - wake > interval:
                 self.guard.note_lag(now)
+            if link.ended.done():
+                return
+            if now < due:  # woke for the silence limit only
+                self._check_silence(link, now, probe=True)
+                continue
             due += interval
             if due <= now:
                 due = now + interval  # skip the ticks the loop missed
@@ -395,8 +461,7 @@ class PathSession:
 
     def _tick(self, link: _Link, now: float) -> None:
         if self._heartbeating(link):
-            msg = p.hb(self._hb.sent(now))
-            link.write(link.seq.stamp(msg) if link.logged_on else msg)
+            self._send_hb(link, now)
         if link.logon_pending:
             # A logon may take longer than a heartbeat round trip (venue-side checks, a
             # loaded host): it has its own deadline, not the established session's budget.
@@ -404,11 +469,61 @@ class PathSession:
                 waited = (now - link.last_rx) * 1000
                 self._fail(link, Cause.SILENT, f"no answer to logon for {waited:.0f} ms")
             return
+        self._check_silence(link, now, probe=False)  # PROBE: this tick's heartbeat (if any) is the probe
+
+    def _check_silence(self, link: _Link, now: float, *, probe: bool) -> None:
         if not self._watching(link):
             return
         verdict = self._silence.verdict(now, link.last_rx)
-        if verdict is Verdict.SILENT:  # PROBE: this tick's heartbeat (if any) is the probe
+        if verdict is Verdict.SILENT:
             self._fail(link, Cause.SILENT, f"nothing received for {(now - link.last_rx) * 1000:.0f} ms")
+        elif verdict is Verdict.PROBE and probe:
+            self._send_hb(link, now)
+
+    def _send_hb(self, link: _Link, now: float) -> int:
+        hb_id = self._hb.sent(now)
+        msg = p.hb(hb_id)
+        link.write(link.seq.stamp(msg) if link.logged_on else msg)
+        return hb_id
+
+    # ------------------------------------------------------------ replies owed (orders in flight)
+
+    def _reset_replies(self) -> None:
+        self.replies.clear()
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+            self._reply_timer = None
+
+    def _arm_reply_timer(self, link: _Link) -> None:
+        at = self.replies.next_check()
+        if at is None:
+            return
+        self._reply_due = at
+        loop = asyncio.get_running_loop()
+        self._reply_timer = loop.call_later(max(0.0, at - self.clock()), self._on_reply_timer, link)
+
+    def _on_reply_timer(self, link: _Link) -> None:
+        """An owed reply is overdue, or a probe's time is up: probe, wait, or declare SILENT."""
+        self._reply_timer = None
+        if link is not self._link or link.ended.done() or not link.logged_on:
+            return
+        now = self.clock()
+        if now - self._reply_due > self.replies.probe_floor_s:
+            self.guard.note_lag(now)  # this timer ran late: the loop, not the line, may be slow
+        verdict = self.replies.check(now)
+        if verdict is Verdict.SILENT:
+            oldest = self.replies.oldest()
+            owed = f"{(now - oldest) * 1000:.1f} ms" if oldest is not None else "?"
+            self._fail(
+                link,
+                Cause.SILENT,
+                f"order_timeout: an order unanswered for {owed}, and no echo of a probe within "
+                f"{self.replies.probe_timeout_s() * 1000:.1f} ms",
+            )
+            return
+        if verdict is Verdict.PROBE:
+            self.replies.probe_sent(self._send_hb(link, now), now)
+        self._arm_reply_timer(link)
 
     # ------------------------------------------------------------ status
 

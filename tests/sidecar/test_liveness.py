@@ -5,7 +5,15 @@ from __future__ import annotations
 import random
 
 import pytest
-from failover_sidecar.liveness import Backoff, Heartbeats, RttWindow, SilenceCheck, SilenceGuard, Verdict
+from failover_sidecar.liveness import (
+    Backoff,
+    Heartbeats,
+    ReplyWatch,
+    RttWindow,
+    SilenceCheck,
+    SilenceGuard,
+    Verdict,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -113,3 +121,116 @@ def test_rtt_window_percentiles_and_heartbeats() -> None:
     hb.sent(1.2)  # evicts the oldest in flight
     assert hb.echoed(first, 1.3) is None and hb.echoed("junk", 1.3) is None
     assert hb.echoed(second, 1.3) == pytest.approx(200_000.0) and len(hb.rtt) == 1 and second > first
+
+
+# --- silence checked at the limit, replies owed on a line that carries orders ----------------
+
+
+def test_next_check_is_the_silence_limit_then_the_probe_deadline() -> None:
+    guard = SilenceGuard()
+    guard.register(Line(False))
+    check = SilenceCheck(IV, LIMIT, guard)
+    assert check.next_check(1.0) == pytest.approx(1.0 + LIMIT)
+    guard.note_lag(1.2)
+    assert check.verdict(1.2, 1.0) is Verdict.PROBE
+    assert check.next_check(1.0) == pytest.approx(1.2 + IV)
+
+
+def _watch(rtt_us: list[float] | None = None, **kw: float) -> ReplyWatch:
+    w = RttWindow(50)
+    for r in rtt_us or []:
+        w.add(r)
+    return ReplyWatch(w, SilenceGuard(), **kw)
+
+
+@pytest.mark.parametrize(
+    ("rtt_us", "expected_s"),
+    [
+        (None, 0.005),  # no samples yet: the floor
+        ([100.0] * 10, 0.005),  # 4 x 0.1 ms is below the floor
+        ([100.0] * 4 + [3000.0] * 6, 0.012),  # median 3 ms x 4
+        ([100.0] * 9 + [90_000.0], 0.005),  # one echo stuck behind a blocked loop does not count
+    ],
+)
+def test_reply_timeout_is_k_times_rtt_median_with_a_floor(
+    rtt_us: list[float] | None, expected_s: float
+) -> None:
+    w = _watch(rtt_us)
+    assert w.timeout_s() == pytest.approx(expected_s)
+    assert w.probe_timeout_s() == pytest.approx(expected_s)
+
+
+def test_overdue_order_probes_then_silent_without_an_echo() -> None:
+    w = _watch()
+    assert w.next_check() is None and w.check(1.0) is Verdict.ALIVE
+    w.written("a", 1.000)
+    w.written("b", 1.001)
+    assert w.next_check() == pytest.approx(1.005)
+    assert w.check(1.004) is Verdict.ALIVE
+    assert w.check(1.0051) is Verdict.PROBE
+    w.probe_sent(7, 1.005)
+    assert w.next_check() == pytest.approx(1.010)
+    assert w.check(1.008) is Verdict.WAIT
+    w.echoed(6)  # an older heartbeat's echo says nothing about the probe
+    assert w.check(1.0101) is Verdict.SILENT
+
+
+def test_replies_in_time_never_probe() -> None:
+    w = _watch()
+    for i in range(100):
+        w.written(i, i * 0.001)
+        w.replied(i)
+        assert w.check(i * 0.001 + 0.004) is Verdict.ALIVE
+    assert w.probes_sent == 0 and len(w) == 0
+
+
+def test_answered_probe_proves_the_line_and_forgets_what_was_written_before_it() -> None:
+    w = _watch()
+    w.written("a", 1.000)
+    assert w.check(1.006) is Verdict.PROBE
+    w.probe_sent(3, 1.006)
+    w.written("b", 1.007)
+    w.echoed(4)  # a later heartbeat's echo: the line is in order, so the probe was answered too
+    assert not w.probing and w.probes_answered == 1
+    assert len(w) == 1 and w.next_check() == pytest.approx(1.012)  # only "b" still counts
+
+
+def test_loop_lag_during_the_probe_renews_it_a_bounded_number_of_times() -> None:
+    w = _watch(max_probes=2)
+    w.written("a", 0.0)
+    assert w.check(0.0051) is Verdict.PROBE
+    w.probe_sent(1, 0.005)
+    w.guard.note_lag(0.009)
+    assert w.check(0.0101) is Verdict.PROBE  # the echo may be unread behind the lag
+    w.probe_sent(2, 0.010)
+    w.guard.note_lag(0.014)
+    assert w.check(0.0151) is Verdict.SILENT  # max_probes reached
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.0, 0.02), st.booleans()), min_size=1, max_size=50),
+    st.floats(0.0, 0.1),
+)
+def test_never_silent_without_a_probe_outstanding_past_its_deadline(
+    events: list[tuple[float, bool]], later: float
+) -> None:
+    """Whatever was written and answered, SILENT needs an unanswered probe past its deadline."""
+    w = _watch()
+    now = 0.0
+    for i, (gap, answered) in enumerate(events):
+        now += gap
+        w.written(i, now)
+        if answered:
+            w.replied(i)
+        deadline = w.next_check() if w.probing else None
+        v = w.check(now)
+        if v is Verdict.SILENT:
+            assert deadline is not None and now >= deadline
+            return
+        if v is Verdict.PROBE:
+            w.probe_sent(i, now)
+    d = w.next_check()
+    if w.probing and d is not None:
+        assert w.check(d - 1e-4) is Verdict.WAIT
+    elif len(w) == 0:
+        assert w.check(now + later) is Verdict.ALIVE

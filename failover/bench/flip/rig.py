@@ -56,7 +56,8 @@ class FlipRig:
         self._spb = sidecar_pb2  # imported once, off the timed path
 
     @classmethod
-    async def create(cls, heartbeat_ms: int, workdir: Path) -> FlipRig:
+    async def create(cls, heartbeat_ms: int, workdir: Path, extra_gateways: tuple[str, ...] = ()) -> FlipRig:
+        """``extra_gateways``: more gateways of the same venue (shared order book) for others to use."""
         from failover_sidecar.agent import Agent
         from failover_sidecar.config import DataPlaneSection, SidecarConfig
         from failover_sidecar.orders import OrderPath
@@ -69,7 +70,7 @@ class FlipRig:
         venue = Venue(
             VenueConfig(
                 name="bench",
-                gateways=[GatewayConfig(name=p, listen="127.0.0.1:0") for p in PATHS],
+                gateways=[GatewayConfig(name=p, listen="127.0.0.1:0") for p in PATHS + extra_gateways],
                 control_listen="127.0.0.1:0",
             )
         )

@@ -1,0 +1,36 @@
+"""Smoke test of ``failover bench vs-haproxy --quick``: the suite works (not the numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from failover.bench.cli import bench_app
+from failover.bench.vs_haproxy import haproxy_binary, haproxy_config
+
+
+def test_haproxy_config_has_the_tuned_settings_and_a_venue_heartbeat_check() -> None:
+    cfg = haproxy_config(1234, "127.0.0.1:1", "127.0.0.1:2")
+    for needle in ("mode tcp", "inter 20", "fall 1", "rise 1", "option redispatch 1", "timeout connect 20ms"):
+        assert needle in cfg
+    assert "tcp-check send-binary" in cfg and "server backup 127.0.0.1:2 check backup" in cfg
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    haproxy_binary() is None, reason="haproxy not installed (Debian: apt-get install -y haproxy)"
+)
+def test_vs_haproxy_quick(tmp_path: Path) -> None:
+    out = tmp_path / "vs.json"
+    r = CliRunner().invoke(bench_app, ["vs-haproxy", "--quick", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["ok"] and "machine_load" in doc
+    for key in ("ours/hard", "haproxy/hard", "ours/silent", "haproxy/silent"):
+        res = doc["results"][key]
+        assert res["gap"]["count"] == 3, key
+        assert sum(res["lost_or_unknown"]) >= 0
+    assert sum(doc["results"]["ours/hard"]["lost_or_unknown"]) == 0  # nothing without an outcome
