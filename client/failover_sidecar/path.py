@@ -138,7 +138,7 @@ class PathSession:
         order_probe: bool = True,
         order_timeout_rtt_multiple: float = 4.0,
         order_timeout_floor_ms: float = 5.0,
-        probe_timeout_floor_ms: float = 5.0,
+        probe_timeout_floor_ms: float = 50.0,
     ) -> None:
         if heartbeat_interval_ms <= 0 or silent_after < 1:
             raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
