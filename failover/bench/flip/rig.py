@@ -84,9 +84,11 @@ class FlipRig:
         await venue.start()
         gws = venue.gateway_addresses
         spec = GroupSpec(name=GROUP, paths=[PathSpec(name=p, endpoints={"default": gws[p]}) for p in PATHS])
-        overrides: dict[str, float] = {}
+        data_plane = DataPlaneSection(
+            heartbeat_interval_ms=heartbeat_ms, reconnect_min_ms=10, reconnect_max_ms=100
+        )
         if probe_timeout_floor_ms is not None:
-            overrides["probe_timeout_floor_ms"] = probe_timeout_floor_ms
+            data_plane = data_plane.model_copy(update={"probe_timeout_floor_ms": probe_timeout_floor_ms})
         cfg = SidecarConfig(
             host_id="bench",
             groups=[GROUP],
@@ -94,12 +96,7 @@ class FlipRig:
             coordinators=["127.0.0.1:9"],
             state_file=str(workdir / f"state-{heartbeat_ms}.json"),
             strategies=[STRATEGY],
-            data_plane=DataPlaneSection(
-                heartbeat_interval_ms=heartbeat_ms,
-                reconnect_min_ms=10,
-                reconnect_max_ms=100,
-                **overrides,
-            ),
+            data_plane=data_plane,
         )
         agent = Agent(cfg)
         rig = cls(heartbeat_ms, venue, agent, OrderPath(agent))
