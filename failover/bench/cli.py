@@ -228,7 +228,7 @@ def fanout(
         bool,
         typer.Option(
             "--as-sidecars",
-            help="Streams report health as real sidecars do (full state once, the route after each decision).",
+            help="Streams report health as sidecars do (full state once, the route after each decision).",
         ),
     ] = False,
     max_seconds: MaxSeconds = 3600,

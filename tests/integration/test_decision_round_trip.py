@@ -65,7 +65,9 @@ async def test_a_decision_applied_by_every_sidecar_costs_the_leader_nothing(etcd
         leader = await rs.wait_leader()
         follower = next(r for r in rs.running() if r is not leader)
         await wait_for(lambda: _active(leader) == "primary", 10, "the seeded decision")
-        await wait_for(lambda: leader.health.current is not None and leader.health.current.ready, 10, "health")
+        await wait_for(
+            lambda: leader.health.current is not None and leader.health.current.ready, 10, "health"
+        )
         assert leader.health.current is not None
         counted = _Counted(leader.health.current)
         for i in range(N):
@@ -74,12 +76,16 @@ async def test_a_decision_applied_by_every_sidecar_costs_the_leader_nothing(etcd
             await c.connect(follower.cfg.listen)
             await c.wait(lambda c=c: bool(c.snapshots), 5, "snapshot")
             c.report(BOTH_UP)
-        await wait_for(lambda: {f"h{i:02d}" for i in range(N)} <= set(counted.hosts), 10, "every host's health")
+        await wait_for(
+            lambda: {f"h{i:02d}" for i in range(N)} <= set(counted.hosts), 10, "every host's health"
+        )
 
         counted.hosts.clear()
         await switch(leader.cfg.listen, G, "backup", force=False)
         for c in clients:
-            await c.wait(lambda c=c: bool(c.decisions) and c.decisions[-1].paths[0] == "backup", 5, "decision")
+            await c.wait(
+                lambda c=c: bool(c.decisions) and c.decisions[-1].paths[0] == "backup", 5, "decision"
+            )
             _effective(c, "backup")
         # The route is visible in the replica's status (replica-local) ...
         await wait_for(
