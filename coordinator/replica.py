@@ -22,6 +22,7 @@ from coordinator.health_forwarder import HealthForwarder
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
+from coordinator.leader_watch import LeaderWatch
 from coordinator.members import register_forever
 from coordinator.peers import PeerChannels, PeerService
 from coordinator.status_summary import decided_of, shape
@@ -88,6 +89,14 @@ class Replica:
             replica_id=cfg.replica_id,
             address=cfg.advertised,
             ttl_s=cfg.election.lease_ttl_s,
+        )
+        # A follower revokes the lease of a leader whose port refuses connections.
+        self.leader_watch = LeaderWatch(
+            replica_id=cfg.replica_id,
+            view=self.view,
+            peers=self.peers,
+            store=self.store,
+            is_leader=lambda: self.election.is_leader,
         )
         self.started_monotonic = time.monotonic()
         self.port = 0
@@ -213,6 +222,7 @@ class Replica:
                 tg.create_task(self.hub.run(), name="sync-hub")
                 await self.mirror.ready.wait()
                 tg.create_task(self.election.run(self.health.term(self.leader.run)), name="election")
+                tg.create_task(self.leader_watch.run(), name="leader-watch")
                 self.ready.set()
                 if on_ready is not None:
                     on_ready(self)

@@ -4,7 +4,8 @@ Decisions down: each is encoded once (fanout.EncodedCache) and written as
 the same bytes to every session that needs it; the latest value wins, and at
 most one push per sidecar and group is unacknowledged, so a slow sidecar
 delays nobody and a halt never waits behind other work. Acks and health up:
-health goes to the HealthForwarder, which passes it on to the leader.
+health that changes a path goes to the HealthForwarder, which passes it on to
+the leader; a report of the effective route alone stays here (status).
 """
 
 from __future__ import annotations
@@ -251,13 +252,23 @@ class SyncHub:
             s.wake.set()
 
     def _on_health(self, s: Session, report: sync_pb2.HealthReport) -> None:
+        """Keep the report; forward the host's health only when it says something new.
+
+        A sidecar reports its effective route after applying each decision: that
+        changes no path's health, stays here for status, and costs the leader nothing.
+        """
         if report.full:
             s.health, s.effective = {}, dict(report.effective)
         else:
             s.effective.update(report.effective)
+        changed = report.full
         for ph in report.paths:
-            s.health[(ph.group, ph.path)] = ph
-        self.forwarder.report(s.sid, s.health.values())
+            key = (ph.group, ph.path)
+            if s.health.get(key) != ph:
+                s.health[key] = ph
+                changed = True
+        if changed:
+            self.forwarder.report(s.sid, s.health.values())
 
     def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
         epoch = epoch_of(ack.epoch)
