@@ -41,8 +41,9 @@ check: check-proto lint typecheck
 
 # Hypothesis: `ci` is derandomized (the same examples every run; a failure prints the blob
 # that reproduces it); `explore` draws random seeds and more examples, to hunt for new ones.
+# The gate: every tier but the fault tier (see test-fault).
 test: install
-	$(BIN)/pytest -q --hypothesis-profile=ci
+	$(BIN)/pytest -q --hypothesis-profile=ci -m "not fault"
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow" --hypothesis-profile=ci
@@ -51,8 +52,9 @@ test-fast: install
 test-explore: install
 	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar
 
-# The fault tier alone (also part of `make test`): real processes broken on purpose,
-# invariants checked throughout, measured recovery printed. FAILOVER_FAULT_RESULTS=FILE
+# The fault tier: real processes broken on purpose, invariants checked throughout,
+# measured recovery printed. CI runs it after the gate, report-only until every row is
+# stable on a loaded 2-core machine (docs/reliability.md lists the open rows). FAILOVER_FAULT_RESULTS=FILE
 # collects the measurements as JSON lines; FAILOVER_FAULT_KEEP=1 keeps every run's logs.
 test-fault: install
 	$(BIN)/pytest -q -s -m fault tests/fault
