@@ -28,6 +28,7 @@ from coordinator.core.reconcile import Proposal
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_relay import HealthRelay
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
@@ -76,6 +77,7 @@ class SyncHub:
         self._heartbeat_seq = 0
         self.relay = HealthRelay(cfg, view, peers, self)
         self.leader: Any = None
+        self.metrics: CoordinatorMetrics | None = None  # set by the replica
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -178,6 +180,8 @@ class SyncHub:
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         if len(self.sessions) >= self.cfg.stream.max_streams:
+            if self.metrics is not None:
+                self.metrics.refused("limit")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
@@ -189,6 +193,8 @@ class SyncHub:
             return
         hello, problem = _parse_hello(first)
         if hello is None:
+            if self.metrics is not None:
+                self.metrics.refused("hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
         s = Session(
@@ -262,6 +268,8 @@ class SyncHub:
             for st in ack.stages:
                 if st.stage == "apply":
                     s.apply_us[ack.group] = st.duration_us
+            if self.metrics is not None:
+                self.metrics.acked(ack.group, s.push_to_ack_us[ack.group], s.apply_us.get(ack.group))
             del s.pending[ack.group]
             s.wake.set()  # a newer decision may be waiting behind this one
 

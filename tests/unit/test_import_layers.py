@@ -34,6 +34,7 @@ PLUMBING = (
     "failover.etcdproc",
     "failover.stats",
     "failover.faults",
+    "failover.telemetry",
 )
 COMPONENTS = ("coordinator", "failover_sidecar", "failover_client", "failover.venue")
 APPS = (
