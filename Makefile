@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install etcd proto check-proto lint typecheck check test test-fast test-explore test-fault demo bench clean
+.PHONY: install etcd promtool proto check-proto lint typecheck check test test-fast test-explore test-fault demo bench clean
 
 $(STAMP): pyproject.toml
 	@# Debian ships venv separately (python3-venv); install it only when missing.
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) etcd
+install: $(STAMP) etcd promtool
 
 # Debian's etcd-server when etcd is not on PATH (needs root, as on CI).
 etcd:
@@ -23,6 +23,13 @@ etcd:
 	  echo "installing Debian's etcd-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 	@etcd --version | head -1
+
+# Debian's prometheus package brings promtool (alert rule checks and unit tests).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus (for promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@promtool --version 2>&1 | head -1
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py

@@ -94,9 +94,12 @@ class CoordinatorConfig(LayeredSettings):
     health: HealthSection = HealthSection()
     history_retention: int = Field(default=200, ge=1, le=100_000)
     groups: list[GroupSpec] = []
+    # Prometheus /metrics ("host:port"; empty: no endpoint) and OTLP/gRPC export ("host:port").
     metrics_listen: str = ""
     # mTLS for the replica's server and its channels to peers (docs/security.md).
     tls: TlsSection = TlsSection()
+    otlp_endpoint: str = ""
+    otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
     test_hooks: TestHooks = TestHooks()
 
     @field_validator("replica_id")
@@ -104,7 +107,7 @@ class CoordinatorConfig(LayeredSettings):
     def _rid(cls, v: str) -> str:
         return check_name(v, "replica id")
 
-    @field_validator("listen", "advertise", "metrics_listen")
+    @field_validator("listen", "advertise", "metrics_listen", "otlp_endpoint")
     @classmethod
     def _addr(cls, v: str) -> str:
         return check_address(v) if v else v

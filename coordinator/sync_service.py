@@ -27,6 +27,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
@@ -81,6 +82,7 @@ class SyncHub:
         self._heartbeat = b""
         self._heartbeat_seq = 0
         self.forwarder = forwarder
+        self.metrics: CoordinatorMetrics | None = None  # set by the replica
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -172,6 +174,8 @@ class SyncHub:
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         if len(self.sessions) >= self.cfg.stream.max_streams:
+            if self.metrics is not None:
+                self.metrics.refused("limit")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
@@ -183,6 +187,8 @@ class SyncHub:
             return
         hello, problem = _parse_hello(first)
         if hello is None:
+            if self.metrics is not None:
+                self.metrics.refused("hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
         if self.cfg.tls.enabled:
@@ -280,6 +286,8 @@ class SyncHub:
             for st in ack.stages:
                 if st.stage == "apply":
                     s.apply_us[ack.group] = st.duration_us
+            if self.metrics is not None:
+                self.metrics.acked(ack.group, s.push_to_ack_us[ack.group], s.apply_us.get(ack.group))
             del s.pending[ack.group]
             s.wake.set()  # a newer decision may be waiting behind this one
 

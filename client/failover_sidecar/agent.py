@@ -32,6 +32,7 @@ from failover_sidecar.config import SidecarConfig
 from failover_sidecar.flips import FlipLog
 from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
+from failover_sidecar.metrics import SidecarMetrics
 from failover_sidecar.path import PathSession
 from failover_sidecar.route import RouteState
 from failover_sidecar.saver import StateSaver
@@ -48,8 +49,9 @@ def now_ms() -> float:
 
 
 class Agent:
-    def __init__(self, cfg: SidecarConfig) -> None:
+    def __init__(self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         saved = state_file.load(cfg.state_file)
         self.definitions: dict[str, pb.GroupDefinition] = {
             g: d for g, d in saved.definitions.items() if g in cfg.groups
@@ -61,7 +63,7 @@ class Agent:
         self.routes: dict[str, RouteState] = {}
         self.sessions: dict[tuple[str, str], PathSession] = {}
         self.guard = SilenceGuard()
-        self.flip_log = FlipLog()
+        self.flip_log = FlipLog(metrics)
         self.flips = self.flip_log.entries
         self.route_listeners: list[RouteListener] = []
         self.path_dead_listeners: list[Callable[[str, str], None]] = []

@@ -101,6 +101,10 @@ class SidecarConfig(LayeredSettings):
     bootstrap: list[GroupSpec] = []
     overrides: dict[str, GroupOverride] = {}
     log_level: str = "info"
+    # Prometheus /metrics ("host:port"; empty: no endpoint) and OTLP/gRPC export ("host:port").
+    metrics_listen: str = ""
+    otlp_endpoint: str = ""
+    otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
 
     @field_validator("host_id", "site")
     @classmethod
@@ -116,6 +120,11 @@ class SidecarConfig(LayeredSettings):
         if dupes:
             raise ValueError(f"duplicate group {dupes[0]!r}")
         return v
+
+    @field_validator("metrics_listen", "otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return check_address(v) if v else v
 
     @field_validator("coordinators")
     @classmethod
