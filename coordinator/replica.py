@@ -22,6 +22,7 @@ from coordinator.health_forwarder import HealthForwarder
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
+from coordinator.limits import PerCaller
 from coordinator.members import register_forever
 from coordinator.peers import PeerChannels, PeerService
 from coordinator.status_summary import decided_of, shape
@@ -163,6 +164,8 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
         )
+        # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.
+        self.admin_limits = PerCaller(self.cfg.admin_limits.rate_per_s, self.cfg.admin_limits.burst)
         admin = AdminService(
             replica_id=self.cfg.replica_id,
             store=self.store,
@@ -173,6 +176,7 @@ class Replica:
             peers=self.peers,
             rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
             etcd_endpoints=self.cfg.etcd.endpoints,
+            limits=self.admin_limits,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         peer = PeerService(
