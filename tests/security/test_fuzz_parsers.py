@@ -299,3 +299,33 @@ def test_yaml_alias_bomb_is_refused_quickly(cfg_file: Path) -> None:
     with pytest.raises(ConfigError):
         load(CoordinatorConfig, cfg_file)
     _bounded(start)
+
+
+# --- atheris (coverage-guided), when installed -------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["frames", "stream"])
+def test_atheris_finds_no_crash_in_a_few_seconds(target: str, tmp_path: Path) -> None:
+    pytest.importorskip("atheris")
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.security.fuzz_atheris",
+            target,
+            "-max_total_time=5",
+            "-seed=1",
+            f"-artifact_prefix={tmp_path}/",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(tmp_path.glob("crash-*"))
