@@ -102,6 +102,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self.stopping = asyncio.Event()
 
     async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], code: str, message: str) -> None:
+        # Bounded: a message echoing a caller's value must fit gRPC's status metadata (16 KiB).
+        if len(message) > 2000:
+            message = message[:2000] + "... (truncated)"
         await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
 
     async def _refuse_invalid(self, context: grpc.aio.ServicerContext[Any, Any], problem: str | None) -> None:

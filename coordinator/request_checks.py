@@ -201,12 +201,25 @@ def check_put_group(r: apb.PutGroupRequest) -> str | None:
     d = r.definition
     if len(d.paths) > MAX_PATHS:
         return f"definition.paths: {len(d.paths)} paths, at most {MAX_PATHS}"
+    problem = _name(d.name, "definition.name")
+    if problem is not None:
+        return problem
     for i, p in enumerate(d.paths):
+        f = f"definition.paths.{i}"
         if len(p.endpoints) > MAX_GROUPS:
-            return f"definition.paths.{i}.endpoints: {len(p.endpoints)} sites, at most {MAX_GROUPS}"
-        e = _enum(p.warmth, _WARMTHS, f"definition.paths.{i}.warmth")
-        if e is not None:
-            return e
+            return f"{f}.endpoints: {len(p.endpoints)} sites, at most {MAX_GROUPS}"
+        problem = _first(
+            (
+                _name(p.name, f"{f}.name"),
+                _enum(p.warmth, _WARMTHS, f"{f}.warmth"),
+                _text(p.transport, f"{f}.transport"),
+                _text(p.endpoint, f"{f}.endpoint"),
+                *(_name(site, f"{f}.endpoints") for site in p.endpoints),
+                *(_text(addr, f"{f}.endpoints.{site}") for site, addr in p.endpoints.items()),
+            )
+        )
+        if problem is not None:
+            return problem
     if r.expected_mod_revision < 0:
         return f"expected_mod_revision: {r.expected_mod_revision} is negative"
     return None
