@@ -63,7 +63,7 @@ class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
     max_streams: int = Field(default=5000, ge=1)
     # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
-    max_streams_per_host: int = Field(default=4, ge=1, le=1000)
+    max_streams_per_host: int = Field(default=8, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A stream that sends no hello within this long is closed.
     hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
