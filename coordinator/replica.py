@@ -23,6 +23,7 @@ from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
 from coordinator.leader_watch import LeaderWatch
+from coordinator.limits import PerCaller
 from coordinator.members import register_forever
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.peers import PeerChannels, PeerService
@@ -189,6 +190,8 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
         )
+        # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.
+        self.admin_limits = PerCaller(self.cfg.admin_limits.rate_per_s, self.cfg.admin_limits.burst)
         admin = AdminService(
             replica_id=self.cfg.replica_id,
             store=self.store,
@@ -199,6 +202,7 @@ class Replica:
             peers=self.peers,
             rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
             etcd_endpoints=self.cfg.etcd.endpoints,
+            limits=self.admin_limits,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         peer = PeerService(

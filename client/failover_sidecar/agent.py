@@ -27,6 +27,7 @@ from failover.model.convert import WARMTH_FROM_PB, group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
+from failover.wire.address import parse_host_port
 from failover_sidecar import state_file
 from failover_sidecar.config import SidecarConfig
 from failover_sidecar.flips import FlipLog
@@ -157,6 +158,11 @@ class Agent:
                 continue
             if not p.endpoint:
                 log.error("group %s path %s has no endpoint for site %s", g, p.name, self.cfg.site)
+                continue
+            try:
+                parse_host_port(p.endpoint)
+            except ValueError as exc:  # a coordinator validates this; never let one kill the stream
+                log.error("group %s path %s: bad endpoint %.80r: %s", g, p.name, p.endpoint, exc)
                 continue
             warmth = Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
             if ov is not None and p.name in ov.warmth:
