@@ -533,6 +533,8 @@ def _mount_observe() -> None:
         from failover.commands import observe
 
         observe.register(app, sys.modules[__name__])
+
+
 # Long-running processes keep pydantic's defaults (a deployment may install a plugin).
 _SERVERS = {"coordinator", "sidecar", "demo", "venue", "bench"}
 
