@@ -13,6 +13,7 @@ as objects.
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -397,6 +398,9 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         page: PageSize = 1000,  # type: ignore[valid-type]
     ) -> None:
         """Live decisions, per-host effective routes and sync status (Ctrl-C exits with 130)."""
+        # A shell starts background jobs with SIGINT ignored; Ctrl-C (or a supervisor's
+        # SIGINT) must still end a watch.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         cli.coordinator_targets(coordinators)
         interval_s = interval_ms / 1000
         if as_json:
