@@ -57,6 +57,10 @@ Forward = Callable[[admin_pb2_grpc.AdminStub, float], Awaitable[apb.ControlRespo
 LocalStatusFn = Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
 # Actions that name a path: refused without one (INVALID_ARGUMENT "path: required").
 _NEEDS_PATH = {"drain", "undrain", "pin"}
+# A leader whose server cannot be reached is asked again this often, this many times
+# (it may be restarting, or elected a moment before it serves; a dead one loses its lease).
+_REFUSED_RETRY_S = 0.1
+_MAX_REFUSALS = 50
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -241,12 +245,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
         when leadership moves while we wait on it (a stalled leader loses its key at its TTL)."""
+        refusals = 0
         while True:
             if self._leader.leadership is not None:
                 return await self._run(context, req)
             leader = await self._await_leader()
             if leader is not None:
-                resp = await self._forward(context, leader, forward)
+                resp = await self._forward(context, leader, forward, retry_refused=refusals < _MAX_REFUSALS)
+                refusals += 1
                 if resp is not None:
                     return resp
                 log.info("leader %s changed while a request waited on it: re-resolving", leader.replica_id)
@@ -266,8 +272,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             resp.decision.CopyFrom(decision_pb(done.record, done.epoch))
         return resp
 
-    async def _forward(self, context: Any, leader: LeaderKey, forward: Forward) -> apb.ControlResponse | None:
-        """The leader's answer, or None when its term ended (or we stop) before it answered."""
+    async def _forward(
+        self, context: Any, leader: LeaderKey, forward: Forward, retry_refused: bool = False
+    ) -> apb.ControlResponse | None:
+        """The leader's answer, or None when its term ended (or we stop) before it answered,
+        or (``retry_refused``) when its server could not be reached: a leader that is
+        restarting, or elected a moment before it serves, is asked again shortly."""
         remaining = context.time_remaining()
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
@@ -287,6 +297,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             return call.result()
         except grpc.aio.AioRpcError as exc:
+            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (
+                exc.details() or ""
+            )
+            remaining = context.time_remaining()
+            if retry_refused and unreachable and (remaining is None or remaining > 2 * _REFUSED_RETRY_S):
+                await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S)
+                return None
             await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
             raise
 
