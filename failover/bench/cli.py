@@ -368,7 +368,12 @@ def _mount_more() -> None:
         apply_latency
     )
     bench_app.command("relay", help="Relay round trip vs direct TCP, and relay throughput.")(relay)
+    from failover.bench.cli_startup import cli_startup
     from failover.bench.vs_haproxy import vs_haproxy
+
+    bench_app.command("cli-startup", help="Operator command start-up: spawn -> connected to a coordinator.")(
+        cli_startup
+    )
 
     bench_app.command("vs-haproxy", help="Ours vs tuned HAProxy, hard and silent failures, in one run.")(
         vs_haproxy
