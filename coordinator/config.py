@@ -69,6 +69,9 @@ class StreamSection(_Section):
     hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     # A push not acknowledged within this long may be replaced by the newest decision.
     ack_timeout_ms: int = Field(default=5_000, ge=10, le=600_000)
+    # New streams are refused (UNAVAILABLE, "overloaded") while the event loop ran this
+    # late in the last second and streams are already served; 0 never sheds.
+    shed_loop_lag_ms: int = Field(default=500, ge=0, le=60_000)
 
 
 class HealthSection(_Section):

@@ -38,6 +38,7 @@ from coordinator.view import ClusterView
 from failover import rpc, tls
 from failover.model.convert import epoch_pb
 from failover.telemetry import metrics as telemetry
+from failover.telemetry.loop_lag import LoopLag
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -72,12 +73,14 @@ class Replica:
         )
         self.view = ClusterView(self.keys)
         self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)
+        self.loop_lag = LoopLag()
         self.freshness = FreshnessProbe(
             self.store,
             self.mirror,
             interval_ms=cfg.freshness.probe_interval_ms,
             max_lag_revisions=cfg.freshness.max_lag_revisions,
             stale_after_ms=cfg.freshness.stale_after_ms,
+            loop_lag=self.loop_lag,
         )
         self.committer = Committer(
             self.store, self.keys, self.view, hold_before_commit_ms=cfg.test_hooks.hold_before_commit_ms
@@ -88,6 +91,7 @@ class Replica:
         self.health = HealthTerms(self._leader_health)
         self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept)
         self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder)
+        self.hub.loop_lag = self.loop_lag
         self.leader = LeaderWork(
             self.view,
             self.committer,
@@ -229,6 +233,7 @@ class Replica:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.mirror.run(), name="mirror")
+                tg.create_task(self.loop_lag.run(), name="loop-lag")
                 tg.create_task(self.freshness.run(), name="freshness")
                 tg.create_task(self._seed_groups(), name="seed")
                 tg.create_task(

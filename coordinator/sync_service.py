@@ -33,6 +33,7 @@ from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, Epoch
+from failover.telemetry.loop_lag import LoopLag
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
@@ -86,6 +87,8 @@ class SyncHub:
         self._heartbeat_seq = 0
         self.forwarder = forwarder
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
+        self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
+        self.shed_streams = 0
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -173,6 +176,16 @@ class SyncHub:
 
     # --- the stream --------------------------------------------------------
 
+    def _overloaded_ms(self) -> float:
+        """How late the loop ran in the last second, when that is past ``stream.shed_loop_lag_ms``
+        and streams are already served (0.0 otherwise): a replica sheds new streams before it
+        starves the ones it has; the sidecar tries another replica, with jittered backoff."""
+        limit_ms = self.cfg.stream.shed_loop_lag_ms
+        if not limit_ms or self.loop_lag is None or not self.sessions:
+            return 0.0
+        late_ms = self.loop_lag.worst_since(time.monotonic() - 1.0) * 1000
+        return late_ms if late_ms >= limit_ms else 0.0
+
     async def _stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
@@ -182,6 +195,16 @@ class SyncHub:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
+            )
+        late_ms = self._overloaded_ms()
+        if late_ms:
+            self.shed_streams += 1
+            if self.metrics is not None:
+                self.metrics.refused("overload")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"replica {self.cfg.replica_id} is overloaded (its event loop ran {late_ms:.0f} ms late "
+                "in the last second): try another replica",
             )
         it = requests.__aiter__()
         try:
