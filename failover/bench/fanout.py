@@ -30,6 +30,8 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.bench.tls_variant import BenchPki
+from failover.bench.tls_variant import label as label_of
 from failover.machine import proc_cpu_s
 from failover.stats import Latency
 from failover.v1 import sync_pb2
@@ -151,9 +153,20 @@ class StreamFleet:
     """S Sync streams in this process; records when each receives each decision."""
 
     def __init__(
-        self, addresses: list[str], streams: int, channels_per_replica: int, as_sidecars: bool = False
+        self,
+        addresses: list[str],
+        streams: int,
+        channels_per_replica: int,
+        as_sidecars: bool = False,
+        *,
+        pki: BenchPki | None = None,
+        channel_per_stream: bool = False,
     ) -> None:
         self.addresses = addresses
+        # With a PKI every stream presents its own sidecar certificate (bench-NNNNN), so it
+        # needs its own connection; ``channel_per_stream`` gives plaintext the same shape.
+        self.pki = pki
+        self.channel_per_stream = channel_per_stream or pki is not None
         # Report health as a real sidecar does: its full path health once the snapshot is
         # applied, and the effective route after applying each decision.
         self.as_sidecars = as_sidecars
@@ -172,6 +185,11 @@ class StreamFleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
 
+    @property
+    def connections(self) -> int:
+        """HTTP/2 connections (channels) the streams use."""
+        return len(self._channels)
+
     def _ack(self, group: str, era: int, rev: int) -> bytes:
         key = (group, era, rev)
         raw = self._acks.get(key)
@@ -186,14 +204,19 @@ class StreamFleet:
         per_replica: list[list[grpc.aio.Channel]] = []
         for addr in self.addresses:
             chans = []
-            for _ in range(self.channels_per_replica):
+            for _ in range(0 if self.channel_per_stream else self.channels_per_replica):
                 # A local subchannel pool: each channel gets its own HTTP/2 connection.
                 ch = rpc.channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
                 chans.append(ch)
                 self._channels.append(ch)
             per_replica.append(chans)
         for i in range(self.n):
-            ch = per_replica[i % r][(i // r) % self.channels_per_replica]
+            if self.channel_per_stream:
+                tls = self.pki.section("sidecar", _host(i)) if self.pki is not None else None
+                ch = rpc.channel(self.replica_of[i], options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
+                self._channels.append(ch)
+            else:
+                ch = per_replica[i % r][(i // r) % self.channels_per_replica]
             # Raw bytes both ways; called without a request iterator: we write() ourselves.
             method: Any = ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
             call = method()
@@ -212,7 +235,7 @@ class StreamFleet:
 
     async def _stream(self, i: int, call: Any) -> None:
         hello = sync_pb2.SidecarMessage(
-            hello=sync_pb2.Hello(host_id=f"bench-{i:05d}", site="default", groups=[GROUP])
+            hello=sync_pb2.Hello(host_id=_host(i), site="default", groups=[GROUP])
         ).SerializeToString()
         eof = grpc.aio.EOF  # type: ignore[attr-defined]
         try:
@@ -291,6 +314,10 @@ class StreamFleet:
                 await ch.close(None)
 
 
+def _host(i: int) -> str:
+    return f"bench-{i:05d}"
+
+
 def _effective_report(group: str, path: str) -> bytes:
     rep = sync_pb2.HealthReport()
     rep.effective[group] = path
@@ -330,6 +357,7 @@ async def run_combination(
     deadline: float,
     label: str,
     as_sidecars: bool = False,
+    channel_per_stream: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -353,7 +381,14 @@ async def run_combination(
         active = next(str(g.decision.paths[0]) for g in st.groups if g.definition.name == GROUP)
         watch = CommitWatch(cluster.endpoints, cluster.prefix)
         await watch.start()
-        fleet = StreamFleet([p.address for p in cluster.procs], streams, channels_per_replica, as_sidecars)
+        fleet = StreamFleet(
+            [p.address for p in cluster.procs],
+            streams,
+            channels_per_replica,
+            as_sidecars,
+            pki=cluster.pki,
+            channel_per_stream=channel_per_stream,
+        )
         t_open = time.monotonic()
         progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
         await fleet.open(timeout=max(30.0, streams / 20))
@@ -426,6 +461,8 @@ async def run_combination(
         return {
             "streams": streams,
             "replicas": len(cluster.procs),
+            "tls": label_of(cluster.pki is not None),
+            "connections": fleet.connections,
             "etcd_members": cluster.etcd_members,
             "leader": leader_id,
             "last_stream": last.to_json(),
