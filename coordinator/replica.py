@@ -88,6 +88,7 @@ class Replica:
         self.health = HealthTerms(self._leader_health)
         self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept)
         self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder)
+        self.hub.denials = self.denials
         self.leader = LeaderWork(
             self.view,
             self.committer,
