@@ -61,7 +61,9 @@ class FreshnessSection(_Section):
 
 class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
-    max_streams: int = Field(default=5000, ge=1)
+    # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
+    # stream) must fit in one forward its peers accept.
+    max_streams: int = Field(default=5000, ge=1, le=100_000)
     # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
     max_streams_per_host: int = Field(default=8, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -210,6 +210,8 @@ class Replica:
             local_status=self.local_status,
             accept_health=self.health.accept,
             full_health=self.forwarder.full_state,
+            tls=self.cfg.tls.enabled,
+            denials=self.denials,
         )
         admin_pb2_grpc.add_PeerServicer_to_server(peer, server)
         self.hub.register(server)
