@@ -61,7 +61,9 @@ class FreshnessSection(_Section):
 
 class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
-    max_streams: int = Field(default=5000, ge=1)
+    # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
+    # stream) must fit in one forward its peers accept.
+    max_streams: int = Field(default=5000, ge=1, le=100_000)
     # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
     max_streams_per_host: int = Field(default=8, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -110,6 +112,9 @@ class CoordinatorConfig(LayeredSettings):
     metrics_listen: str = ""
     # mTLS for the replica's server and its channels to peers (docs/security.md).
     tls: TlsSection = TlsSection()
+    # Site -> the groups its sidecars may receive. Empty (the default): every group for
+    # every site. With mTLS the site is the one in the sidecar's certificate.
+    site_groups: dict[str, list[str]] = {}
     otlp_endpoint: str = ""
     otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
     test_hooks: TestHooks = TestHooks()
@@ -118,6 +123,15 @@ class CoordinatorConfig(LayeredSettings):
     @classmethod
     def _rid(cls, v: str) -> str:
         return check_name(v, "replica id")
+
+    @field_validator("site_groups")
+    @classmethod
+    def _site_groups(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for site, groups in v.items():
+            check_name(site, "site")
+            for g in groups:
+                check_name(g, f"group of site {site!r}")
+        return v
 
     @field_validator("listen", "advertise", "metrics_listen", "otlp_endpoint")
     @classmethod

@@ -127,7 +127,8 @@ class CoordinatorMetrics:
         self._leader_terms.add(1, self._a("replica", self.replica))
 
     def refused(self, reason: str) -> None:
-        """A sidecar stream refused (``limit``: max_streams reached; ``hello``: bad first message)."""
+        """A sidecar stream refused (``limit``: max_streams reached; ``hello``: bad first message;
+        ``denied``: another host or site than its certificate, or a group its site may not receive)."""
         self._refusals.add(1, self._a("replica", self.replica, "reason", reason))
 
     def nospace(self) -> None:

@@ -92,6 +92,7 @@ class Replica:
         self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept)
         self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder)
         self.hub.loop_lag = self.loop_lag
+        self.hub.denials = self.denials
         self.leader = LeaderWork(
             self.view,
             self.committer,
@@ -213,6 +214,8 @@ class Replica:
             local_status=self.local_status,
             accept_health=self.health.accept,
             full_health=self.forwarder.full_state,
+            tls=self.cfg.tls.enabled,
+            denials=self.denials,
         )
         admin_pb2_grpc.add_PeerServicer_to_server(peer, server)
         self.hub.register(server)

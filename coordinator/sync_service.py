@@ -22,7 +22,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from coordinator.authz import check_stream_host
+from coordinator.access import Denials
+from coordinator.authz import check_site_groups, check_stream_host, parse_identity, site_groups_of
 from coordinator.config import CoordinatorConfig
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
@@ -78,8 +79,11 @@ class SyncHub:
         self.freshness = freshness
         self.cache = EncodedCache(view)
         self.sessions: dict[int, Session] = {}
-        # Streams refused because the hello named another host than the certificate.
+        # Streams refused because the hello named another host or site than the certificate,
+        # or a group its site may not receive (site_groups).
         self.denied_hellos = 0
+        self.site_groups = site_groups_of(cfg.site_groups)
+        self.denials: Denials | None = None  # the replica's count per identity (set by the replica)
         # Streams refused per host id for stream.max_streams_per_host.
         self.refused_host_streams: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -217,17 +221,12 @@ class SyncHub:
                 self.metrics.refused("hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
-        if self.cfg.tls.enabled:
-            denied = check_stream_host(peer_uri_or_cn(context), hello.host_id)
-            if denied is not None:
-                log.warning("denied: %s", denied)
-                self.denied_hellos += 1
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        site = await self._authorize_hello(hello, context)
         await self._refuse_over_host_limit(hello.host_id, context)
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,
-            site=hello.site or "default",
+            site=site,
             groups=tuple(dict.fromkeys(hello.groups)),
             acked={g: epoch_of(e) for g, e in hello.held.items()},
         )
@@ -247,6 +246,35 @@ class SyncHub:
             log.info("sidecar %s disconnected", s.host_id)
         if s.error is not None:
             await context.abort(*s.error)
+
+    async def _authorize_hello(self, hello: sync_pb2.Hello, context: Any) -> str:
+        """The session's site, or PERMISSION_DENIED (logged and counted) when the certificate
+        may not stream as this host or site, or its site may not receive a group it asks for.
+
+        With mTLS the site is the certificate's when it names one; otherwise (and always in
+        insecure mode, where site_groups guards against mistakes, not attackers) the hello's.
+        """
+        raw = peer_uri_or_cn(context) if self.cfg.tls.enabled else None
+        denied: str | None = None
+        site = hello.site or "default"
+        if self.cfg.tls.enabled:
+            denied = check_stream_host(raw, hello.host_id, hello.site)
+            ident = parse_identity(raw) if raw else None
+            if denied is None and ident is not None:
+                site = ident.site or ("" if self.site_groups else site)
+                denied = check_site_groups(str(ident), site, hello.groups, self.site_groups)
+                site = site or "default"
+        else:
+            denied = check_site_groups(f"host {hello.host_id}", site, hello.groups, self.site_groups)
+        if denied is not None:
+            log.warning("denied: %s", denied)
+            self.denied_hellos += 1
+            if self.denials is not None:
+                self.denials.by_caller[(raw or hello.host_id, "/failover.v1.Sync/Stream")] += 1
+            if self.metrics is not None:
+                self.metrics.refused("denied")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        return site
 
     async def _refuse_over_host_limit(self, host_id: str, context: Any) -> None:
         """RESOURCE_EXHAUSTED past stream.max_streams_per_host: one host reconnecting in a
