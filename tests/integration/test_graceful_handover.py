@@ -22,7 +22,7 @@ COLLECT_S = 6.0
 async def test_a_forced_switch_does_not_wait_for_health_collection(etcd_cluster, prefix) -> None:
     # A member whose CollectHealth never answers: the new term's collection waits for it
     # until health.collect_timeout_ms.
-    async def never(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def never(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         await asyncio.Event().wait()
         return b""
 
