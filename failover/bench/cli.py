@@ -231,6 +231,16 @@ def fanout(
             help="Streams report health as sidecars do (full state once, the route after each decision).",
         ),
     ] = False,
+    idle_seconds: Annotated[
+        float,
+        typer.Option(
+            "--idle-seconds",
+            min=0,
+            max=600,
+            help="Before the runs, measure the coordinators' CPU this long with the streams idle "
+            "(ms of CPU per second per 1,000 streams).",
+        ),
+    ] = 0.0,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -248,6 +258,7 @@ def fanout(
         "run_timeout": run_timeout,
         "pause_ms": pause_ms,
         "as_sidecars": as_sidecars,
+        "idle_seconds": idle_seconds,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -291,6 +302,7 @@ def fanout(
                         deadline=deadline,
                         label=label,
                         as_sidecars=as_sidecars,
+                        idle_seconds=idle_seconds,
                     )
                 )
 
@@ -346,6 +358,21 @@ def fanout(
                 fmt_ms(tr.get("max_ms")),
                 f"{w['cpu_ms'].get('bench', 0):.0f} / {coord:.0f} / {etcd:.0f} ({w['wall_ms']:.0f})",
             )
+        idle_rows = [r for r in results if r.get("idle")]
+        if idle_rows:
+            it = Table(title=f"idle streams: coordinator CPU over {idle_seconds:g} s", title_justify="left")
+            for col in ("S", "R", "CPU ms/s, all replicas", "per 1,000 streams ms/s", "bench ms/s"):
+                it.add_column(col, justify="right")
+            for res in idle_rows:
+                idle = res["idle"]
+                it.add_row(
+                    str(res["streams"]),
+                    str(res["replicas"]),
+                    f"{idle['coordinator_cpu_ms_per_s_total']:.1f}",
+                    f"{idle['coordinator_cpu_ms_per_s_per_1000_streams']:.1f}",
+                    f"{idle['bench_cpu_ms_per_s']:.1f}",
+                )
+            out.print(it)
         if results:
             out.print(c)
             out.print(
