@@ -174,18 +174,19 @@ class Replica:
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
         """Stop in the order that lets a follower lead at once: resign first (the lease is
-        revoked, so the election key goes and every follower's watch fires), while the
-        view and the server still run, so a Switch forwarded here meanwhile is passed on
-        to the successor instead of failing; then stop serving (calls in flight get a
-        short grace, the view still moving); the rest stops after this.
+        revoked before the term unwinds, so the election key goes and every follower's
+        watch fires), while the view and the server still run, so a Switch forwarded here
+        meanwhile is passed on to the successor instead of failing; then stop serving
+        (calls in flight get a short grace, the view still moving); the rest stops after.
         """
         started = time.monotonic()
         was_leader = self.election.is_leader
+        await self.election.resign()
+        if was_leader:
+            log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
         election.cancel()
         # Bounded: the revoke inside gives up after 2 s (the TTL then expires the lease).
         await asyncio.wait([election], timeout=3.0)
-        if was_leader:
-            log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
         await rpc.mark_serving(health, SERVICES, False)
         await self.hub.close()
         await server.stop(0.5)
