@@ -281,7 +281,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         remaining = context.time_remaining()
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
-            forward(admin_pb2_grpc.AdminStub(self._peers.get(leader.address)), timeout)
+            forward(admin_pb2_grpc.AdminStub(self._peers.for_term(leader.address, leader.token)), timeout)
         )
         moved = asyncio.ensure_future(self._leader_moved(leader))
         try:

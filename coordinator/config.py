@@ -60,7 +60,9 @@ class FreshnessSection(_Section):
 
 
 class StreamSection(_Section):
-    heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
+    # Proof of life only (freshness changes go out at once): the sidecars' stream.dead_after_ms
+    # (default 3000) should be at least 3 intervals.
+    heartbeat_interval_ms: int = Field(default=1000, ge=20, le=60_000)
     # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
     # stream) must fit in one forward its peers accept.
     max_streams: int = Field(default=5000, ge=1, le=100_000)

@@ -58,6 +58,7 @@ class Election:
         self._retry_s = retry_s
         self.leadership: Leadership | None = None
         self.terms = 0
+        self._lease: Lease | None = None  # the lease we campaign (or lead) with now
 
     @property
     def is_leader(self) -> bool:
@@ -81,15 +82,30 @@ class Election:
                 log.info("cannot grant a lease (%s): retrying", exc)
                 await asyncio.sleep(self._retry_s)
                 continue
+            self._lease = lease
             try:
                 async with self._store.keep_alive(lease) as keeper:
                     ended = await self._campaign(lease, keeper, work)
             finally:
+                self._lease = None
                 if not await self._revoke(lease):
                     unrevoked = lease
             if ended:
                 # Give a healthy follower the first chance after a failed term.
                 await asyncio.sleep(self._retry_s)
+
+    async def resign(self) -> None:
+        """Give the role up now, before anything else stops: stop calling ourselves leader
+        and revoke the lease at once (the election key goes with it and every follower's
+        watch fires), without waiting for the term's work to unwind first. Anything the
+        term still tries to commit is refused by etcd (every write is fenced). Cancel
+        ``run`` afterwards; its own revoke of the same lease then finds it gone.
+        """
+        lease = self._lease
+        if lease is None:
+            return
+        self.leadership = None
+        await self._revoke(lease)
 
     async def _revoke(self, lease: Lease) -> bool:
         """Revoke (shielded: resigning must finish even while we are being cancelled).

@@ -45,7 +45,7 @@ from coordinator.operator_requests import (
 from coordinator.store.errors import NoSpace, StoreError
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
-from failover.aio import wait_any
+from failover.aio import cancel_and_wait, wait_any
 from failover.model.spec import Stage, TriggerSpec
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class LeaderWork:
         self._requests: asyncio.Queue[OperatorRequest] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._stale = False  # a commit of this pass lost to a concurrent change
+        self._gathered = True  # this term's health is collected (set per term in run)
         self.leadership: Leadership | None = None
         # Set (and replaced) whenever ``leadership`` changes: requests waiting for a
         # leader wake when this replica's term begins, not at the next view change.
@@ -118,10 +119,10 @@ class LeaderWork:
 
     async def run(self, leadership: Leadership) -> None:
         self._set_leadership(leadership)
+        self._gathered = self._before_first is None
+        gather = asyncio.create_task(self._gather(), name="leader-gather-health")
         try:
             await self._catch_up(leadership.token)
-            if self._before_first is not None:
-                await self._before_first()
             while True:
                 started_at = self._view.revision
                 self._wake.clear()
@@ -129,10 +130,30 @@ class LeaderWork:
                 await self._pass(leadership)
                 await self._until_moved(started_at)
         finally:
+            await cancel_and_wait([gather])
             self._set_leadership(None)
             ended = RequestError("unavailable", "leadership ended; retry")
             while not self._requests.empty():
                 _reply(self._requests.get_nowait(), error=ended)
+
+    async def _gather(self) -> None:
+        """Collect health (bounded by health.collect_timeout_ms), then run a full pass.
+
+        Meanwhile the loop already serves what health does not decide: operator
+        requests that consult no guard rail (a forced switch, pause, halt...) commit at
+        once, so a hand-over is not held up by the slowest replica's answer.
+        """
+        if self._before_first is not None:
+            try:
+                await self._before_first()
+            except Exception:  # hosts stay unknown (never down); the term goes on
+                log.exception("collecting health for the new term failed")
+        self._gathered = True
+        self._wake.set()
+
+    def _needs_health(self, req: OperatorRequest) -> bool:
+        """Requests whose guard rails read the health table (a switch, a drain) wait for it."""
+        return not req.force and req.action in ("switch", "drain")
 
     async def _until_moved(self, revision: int) -> None:
         """Until the view is past ``revision`` or the loop is woken; bounded after a lost commit."""
@@ -147,10 +168,14 @@ class LeaderWork:
             await self._view.changed.wait()
 
     async def _pass(self, leadership: Leadership) -> None:
+        held: list[OperatorRequest] = []
         while not self._requests.empty():
             req = self._requests.get_nowait()
             if req.future.done():
                 continue  # the caller gave up before we got to it
+            if not self._gathered and self._needs_health(req):
+                held.append(req)  # answered once health is gathered (that wakes the loop)
+                continue
             try:
                 _reply(req, await self._operator(leadership, req))
             except RequestError as exc:
@@ -162,6 +187,10 @@ class LeaderWork:
                 raise
             finally:
                 _reply(req, error=RequestError("unavailable", "leadership ended; retry"))
+        for req in held:
+            self._requests.put_nowait(req)
+        if not self._gathered:
+            return  # no decision of its own before the new term knows the fleet's health
         for group in sorted(self._view.groups):
             proposal = self._reconcile(group)
             if proposal is not None:

@@ -80,7 +80,7 @@ class LeaderWatch:
             if lk is None:
                 await wait_any(self._view.changed.wait(), timeout=RECHECK_S)
                 continue
-            channel = self._peers.get(lk.address)
+            channel = self._peers.for_term(lk.address, lk.token)
             state = channel.get_state(try_to_connect=True)
             if state is grpc.ChannelConnectivity.READY:
                 await wait_any(channel.wait_for_state_change(state), self._view.changed.wait())

@@ -40,6 +40,7 @@ class PeerChannels:
         self._tls = tls if tls is not None and tls.enabled else None
         self._sig = self._tls.files().signature() if self._tls else None
         self._retired: list[grpc.aio.Channel] = []
+        self._terms: dict[str, int] = {}  # address -> the latest leader term it was used for
 
     def get(self, address: str) -> grpc.aio.Channel:
         if self._tls is not None:
@@ -51,6 +52,22 @@ class PeerChannels:
         ch = self._channels.get(address)
         if ch is None:
             ch = self._channels[address] = rpc.channel(address, tls=self._tls)
+        return ch
+
+    def for_term(self, address: str, token: int) -> grpc.aio.Channel:
+        """The channel to the leader of term ``token`` at ``address``.
+
+        Once per new term, a channel in TRANSIENT_FAILURE is rebuilt: the reconnect
+        backoff it learned while an earlier process at that address was down (up to
+        1 s) says nothing about the one just elected there, and until that backoff
+        ends every call on it fails at once.
+        """
+        ch = self.get(address)
+        if self._terms.get(address) != token:
+            self._terms[address] = token
+            if ch.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                self._retired.append(ch)
+                ch = self._channels[address] = rpc.channel(address, tls=self._tls)
         return ch
 
     async def close(self) -> None:

@@ -11,6 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+
+import grpc
 
 from coordinator.access import AuthzInterceptor, Denials
 from coordinator.admin_service import AdminService
@@ -124,6 +127,7 @@ class Replica:
         self.started_monotonic = time.monotonic()
         self.port = 0
         self.ready = asyncio.Event()
+        self._served_out = False  # the hand-over stopped the server already
 
     def _leader_health(self) -> LeaderHealth:
         return LeaderHealth(
@@ -172,6 +176,26 @@ class Replica:
             if self.election.is_leader
             else [],
         )
+
+    async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
+        """Stop in the order that lets a follower lead at once: resign first (the lease is
+        revoked before the term unwinds, so the election key goes and every follower's
+        watch fires), while the view and the server still run, so a Switch forwarded here
+        meanwhile is passed on to the successor instead of failing; then stop serving
+        (calls in flight get a short grace, the view still moving); the rest stops after.
+        """
+        started = time.monotonic()
+        was_leader = self.election.is_leader
+        await self.election.resign()
+        if was_leader:
+            log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
+        election.cancel()
+        # Bounded: the revoke inside gives up after 2 s (the TTL then expires the lease).
+        await asyncio.wait([election], timeout=3.0)
+        await rpc.mark_serving(health, SERVICES, False)
+        await self.hub.close()
+        await server.stop(0.5)
+        self._served_out = True
 
     async def _seed_groups(self) -> None:
         """Write configured group definitions only where etcd has none."""
@@ -252,16 +276,24 @@ class Replica:
                 tg.create_task(self.hub.run(), name="sync-hub")
                 tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
                 await self.mirror.ready.wait()
-                tg.create_task(self.election.run(self.health.term(self.leader.run)), name="election")
+                election = tg.create_task(
+                    self.election.run(self.health.term(self.leader.run)), name="election"
+                )
                 tg.create_task(self.leader_watch.run(), name="leader-watch")
                 self.ready.set()
                 if on_ready is not None:
                     on_ready(self)
+                try:
+                    await asyncio.Event().wait()  # until stopped (cancelled) or a task fails
+                except asyncio.CancelledError:
+                    await self._hand_over(election, server, health)
+                    raise
         finally:
             admin.stopping.set()
-            await rpc.mark_serving(health, SERVICES, False)
-            await self.hub.close()
-            await server.stop(0.5)
+            if not self._served_out:
+                await rpc.mark_serving(health, SERVICES, False)
+                await self.hub.close()
+                await server.stop(0.5)
             await self.peers.close()
             await self.store.close()
             if self._owns_telemetry:

@@ -31,7 +31,6 @@ from coordinator.health_forwarder import HealthForwarder
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.request_checks import check_ack, check_health, check_hello
 from coordinator.view import ClusterView
-from failover.aio import wait_any
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, Epoch
 from failover.telemetry.loop_lag import LoopLag
@@ -41,6 +40,9 @@ from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+# How often the heartbeat task looks for a change of freshness worth telling at once.
+FRESHNESS_CHECK_S = 0.05
 
 
 @dataclass
@@ -59,6 +61,9 @@ class Session:
     apply_us: dict[str, int] = field(default_factory=dict)
     heartbeats_sent: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Something besides a heartbeat may be due (a decision, a definition, an ack that frees
+    # the next push): a heartbeat-only wake skips the per-group scan.
+    dirty: bool = True
     error: tuple[grpc.StatusCode, str] | None = None
 
 
@@ -122,16 +127,27 @@ class SyncHub:
         if changed:
             for s in self.sessions.values():
                 if changed.intersection(s.groups):
+                    s.dirty = True
                     s.wake.set()
 
     async def _heartbeats(self) -> None:
+        """One shared, pre-encoded heartbeat per interval for every stream; sooner when the
+        freshness a sidecar acts on (stale or not, the era) changes, so a long interval
+        delays only the proof of life, never the news that this replica went stale."""
         interval = self.cfg.stream.heartbeat_interval_ms / 1000
+        check = min(interval, FRESHNESS_CHECK_S)
+        sent_at, sent_key = 0.0, None
         while True:
-            self._heartbeat = self.cache.heartbeat_message(self.freshness_pb(), int(time.time() * 1000))
-            self._heartbeat_seq += 1
-            for s in self.sessions.values():
-                s.wake.set()
-            await asyncio.sleep(interval)
+            fresh = self.freshness_pb()
+            key = (fresh.stale, fresh.era)
+            now = time.monotonic()
+            if key != sent_key or now - sent_at >= interval:
+                self._heartbeat = self.cache.heartbeat_message(fresh, int(time.time() * 1000))
+                self._heartbeat_seq += 1
+                sent_at, sent_key = now, key
+                for s in self.sessions.values():
+                    s.wake.set()
+            await asyncio.sleep(min(check, max(0.0, sent_at + interval - time.monotonic())))
 
     def freshness_pb(self) -> sync_pb2.Freshness:
         f = self.freshness.state
@@ -294,13 +310,18 @@ class SyncHub:
 
     async def _write_loop(self, s: Session, context: Any, reader: asyncio.Task[None]) -> None:
         sent_hb = self._heartbeat_seq
+        # The reader sets ``wake`` when it ends, so one event is all this loop waits on
+        # (no task per wake-up: idle streams are woken once per heartbeat).
+        reader.add_done_callback(lambda _t: s.wake.set())
         while s.error is None and not reader.done():
-            await wait_any(s.wake.wait(), asyncio.shield(reader))
+            await s.wake.wait()
             s.wake.clear()
             if s.error is not None or reader.done():
                 return
-            for msg in self._due(s, time.monotonic_ns()):
-                await context.write(msg)
+            if s.dirty or s.pending:  # pending: the ack timeout is checked on every wake-up
+                s.dirty = False
+                for msg in self._due(s, time.monotonic_ns()):
+                    await context.write(msg)
             if sent_hb != self._heartbeat_seq and self._heartbeat:
                 sent_hb = self._heartbeat_seq
                 s.heartbeats_sent += 1
@@ -364,6 +385,7 @@ class SyncHub:
             if self.metrics is not None:
                 self.metrics.acked(ack.group, s.push_to_ack_us[ack.group], s.apply_us.get(ack.group))
             del s.pending[ack.group]
+            s.dirty = True
             s.wake.set()  # a newer decision may be waiting behind this one
 
     # --- status --------------------------------------------------------------

@@ -69,7 +69,8 @@ class OrdersSection(_Section):
 
 class StreamSection(_Section):
     # No message from the replica for this long: the stream is dead, move on.
-    dead_after_ms: int = Field(default=1000, ge=100, le=60_000)
+    # At least 3 of the replicas' stream.heartbeat_interval_ms (default 1000).
+    dead_after_ms: int = Field(default=3000, ge=100, le=60_000)
     connect_timeout_ms: int = Field(default=1000, ge=50, le=60_000)
 
 

@@ -109,7 +109,7 @@ class CoordinatorLink:
         on_definition: Callable[[pb.GroupDefinition], None],
         on_decision: Callable[[pb.Decision, list[pb.StageTiming]], tuple[int, int]],
         full_health: Callable[[], sync_pb2.HealthReport],
-        dead_after_ms: int = 1000,
+        dead_after_ms: int = 3000,
         retry_ms: int = 100,
         tls: TlsSection | None = None,
     ) -> None:

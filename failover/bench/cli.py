@@ -240,6 +240,16 @@ def fanout(
         ),
     ] = False,
     tls_mode: TlsOption = TlsMode.off,
+    idle_seconds: Annotated[
+        float,
+        typer.Option(
+            "--idle-seconds",
+            min=0,
+            max=600,
+            help="Before the runs, measure the coordinators' CPU this long with the streams idle "
+            "(ms of CPU per second per 1,000 streams).",
+        ),
+    ] = 0.0,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -261,6 +271,7 @@ def fanout(
         "pause_ms": pause_ms,
         "as_sidecars": as_sidecars,
         "tls": tls,
+        "idle_seconds": idle_seconds,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -323,6 +334,7 @@ def fanout(
                                 label=name,
                                 as_sidecars=as_sidecars,
                                 channel_per_stream=tls != "off",
+                                idle_seconds=idle_seconds,
                             )
                         )
         finally:
@@ -383,6 +395,21 @@ def fanout(
                 fmt_ms(tr.get("max_ms")),
                 f"{w['cpu_ms'].get('bench', 0):.0f} / {coord:.0f} / {etcd:.0f} ({w['wall_ms']:.0f})",
             )
+        idle_rows = [r for r in results if r.get("idle")]
+        if idle_rows:
+            it = Table(title=f"idle streams: coordinator CPU over {idle_seconds:g} s", title_justify="left")
+            for col in ("S", "R", "CPU ms/s, all replicas", "per 1,000 streams ms/s", "bench ms/s"):
+                it.add_column(col, justify="right")
+            for res in idle_rows:
+                idle = res["idle"]
+                it.add_row(
+                    str(res["streams"]),
+                    str(res["replicas"]),
+                    f"{idle['coordinator_cpu_ms_per_s_total']:.1f}",
+                    f"{idle['coordinator_cpu_ms_per_s_per_1000_streams']:.1f}",
+                    f"{idle['bench_cpu_ms_per_s']:.1f}",
+                )
+            out.print(it)
         if results:
             out.print(c)
             out.print(

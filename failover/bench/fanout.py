@@ -354,6 +354,36 @@ def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
     return snap
 
 
+async def measure_idle(cluster: Cluster, streams: int, seconds: float, label: str) -> dict[str, Any]:
+    """Coordinator CPU while the S streams are open and nothing is decided.
+
+    Read from /proc/<pid>/stat of each replica over ``seconds`` (after 1 s to settle):
+    what keeping idle streams alive costs (heartbeats, keepalives, timers).
+    """
+    await asyncio.sleep(1.0)
+    before, t0 = _cpu_snapshot(cluster), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, wall = _cpu_snapshot(cluster), time.monotonic() - t0
+    per_replica = {
+        p.replica_id: round((after[p.replica_id] - before[p.replica_id]) * 1000 / wall, 2)
+        for p in cluster.procs
+    }
+    total = sum(per_replica.values())
+    per_1000 = round(total * 1000 / streams, 2)
+    bench_ms = (after["bench"] - before["bench"]) * 1000 / wall
+    progress(
+        f"[{label}] idle {wall:.1f}s: coordinators {total:.1f} ms CPU per second "
+        f"({per_1000:.1f} ms/s per 1,000 streams); bench {bench_ms:.1f} ms/s"
+    )
+    return {
+        "wall_s": round(wall, 3),
+        "coordinator_cpu_ms_per_s": per_replica,
+        "coordinator_cpu_ms_per_s_total": round(total, 2),
+        "coordinator_cpu_ms_per_s_per_1000_streams": per_1000,
+        "bench_cpu_ms_per_s": round(bench_ms, 2),
+    }
+
+
 async def run_combination(
     cluster: Cluster,
     *,
@@ -366,6 +396,7 @@ async def run_combination(
     label: str,
     as_sidecars: bool = False,
     channel_per_stream: bool = False,
+    idle_seconds: float = 0.0,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -401,6 +432,7 @@ async def run_combination(
         progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
         await fleet.open(timeout=max(30.0, streams / 20))
         progress(f"[{label}] {streams} streams have their snapshot after {time.monotonic() - t_open:.2f}s")
+        idle = await measure_idle(cluster, streams, idle_seconds, label) if idle_seconds > 0 else None
         cpu0 = _cpu_snapshot(cluster)
         wall0 = time.monotonic()
         for run in range(-1, runs):  # run -1: warm-up, not recorded
@@ -482,6 +514,7 @@ async def run_combination(
                 p.replica_id: len(range(i, streams, len(cluster.procs))) for i, p in enumerate(cluster.procs)
             },
             "runs": per_run,
+            "idle": idle,
             "cpu_seconds_during_runs": {"wall": round(wall, 3), **cpu},
             "mean_window": {
                 "wall_ms": round(sum(r["window_wall_ms"] for r in per_run) / len(per_run), 2),

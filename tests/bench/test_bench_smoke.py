@@ -65,10 +65,24 @@ def test_control_plane_smoke(tmp_path: Path) -> None:
 def test_fanout_smoke(tmp_path: Path) -> None:
     out = tmp_path / "fanout.json"
     r = CliRunner().invoke(
-        bench_app, ["fanout", "--streams", "1,5", "--replicas", "1", "--runs", "2", "--json", str(out)]
+        bench_app,
+        [
+            "fanout",
+            "--streams",
+            "1,5",
+            "--replicas",
+            "1",
+            "--runs",
+            "2",
+            "--idle-seconds",
+            "0.5",
+            "--json",
+            str(out),
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "failover bench fanout" in r.output
+    assert "idle streams: coordinator CPU" in r.output
     doc = json.loads(out.read_text())
     assert doc["ok"] is True and doc["benchmark"] == "fanout"
     assert [(x["streams"], x["replicas"]) for x in doc["results"]] == [(1, 1), (5, 1)]
@@ -76,6 +90,7 @@ def test_fanout_smoke(tmp_path: Path) -> None:
         _check_stats(x["last_stream"], "last_stream", 2)
         _check_stats(x["all_streams"], "all_streams", 2 * x["streams"])
         assert x["etcd_members"] == 1
+        assert x["idle"]["coordinator_cpu_ms_per_s_per_1000_streams"] >= 0
 
 
 def test_cli_startup_smoke(tmp_path: Path) -> None:
