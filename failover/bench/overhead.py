@@ -83,6 +83,51 @@ def render(title: str, rows: list[tuple[str, Latency, Latency]], unit: str = "ms
     )
 
 
+def instrument_cost(calls: int = 2000) -> dict[str, Latency]:
+    """What one flip's measurements cost the caller, queued (as recorded) and straight into the SDK.
+
+    A flip records a counter and three histogram samples (detect, flip, first ack). Each
+    is timed here ``calls`` times, on providers of their own with a Prometheus reader (so
+    the figures are not mixed into a run's exported metrics): ``queued`` through
+    ``SidecarMetrics`` (``flipped`` + ``first_ack``), ``sdk`` the same four measurements
+    recorded directly into the SDK's instruments, as before they were queued.
+    """
+    import time
+
+    from failover_sidecar.metrics import SidecarMetrics
+
+    from failover.telemetry import metrics as telemetry
+
+    queued = Latency("queued", unit="us", keep_samples=False)
+    sdk = Latency("sdk", unit="us", keep_samples=False)
+    tq = telemetry.build("failover-sidecar", "cost-queued", listen="127.0.0.1:0")
+    ts = telemetry.build("failover-sidecar", "cost-sdk", listen="127.0.0.1:0")
+    try:
+        sm = SidecarMetrics(tq.meter)
+        hist = ts.meter.create_histogram("failover.stage.duration", unit="s")
+        flips = ts.meter.create_counter("failover.flips", unit="{flip}")
+        base = {"group": "cme-orders", "reason": "reset"}
+        a_flips = {**base, "trigger": "local"}
+        a_stage = [{**base, "stage": st} for st in ("detect", "flip", "first_ack")]
+        for i in range(calls):
+            t0 = time.perf_counter_ns()
+            sm.flipped("cme-orders", "local", "reset", 200, 300)
+            sm.first_ack("cme-orders", "reset", 400)
+            t1 = time.perf_counter_ns()
+            flips.add(1, a_flips)
+            for a in a_stage:
+                hist.record(0.0003, a)
+            t2 = time.perf_counter_ns()
+            if i % 500 == 499:  # a reader collects now and then, as a scrape would
+                tq.provider.force_flush()
+            queued.record_ns(t1 - t0)
+            sdk.record_ns(t2 - t1)
+    finally:
+        tq.shutdown()
+        ts.shutdown()
+    return {"queued": queued, "sdk": sdk}
+
+
 def scrape(port: int, prefix: str = "failover_") -> dict[str, float]:
     """``/metrics`` on 127.0.0.1:``port``, parsed: sample name (with labels) -> value, ours only."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -37,3 +37,6 @@ def test_flip_bench_quick_compare_metrics(tmp_path: Path) -> None:
     # one back (two decisions; flips are counted only while metrics are on).
     assert doc["scraped"]["5ms"]["flips_counted"] >= 2 * 4
     assert doc["machine_load"]["wall_s"] > 0
+    cost = doc["instrument_cost_us"]
+    assert cost["queued"]["count"] == cost["sdk"]["count"] == 2000
+    assert "one flip's measurements" in r.stdout

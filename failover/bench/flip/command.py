@@ -240,6 +240,16 @@ def flip(
             rows += [(f"{off.kind}/{off.heartbeat_ms}ms first ack", off.first_ack, on.first_ack)]
         overhead.render("metrics overhead: without (off) and with (on) metrics, same run", rows)
         doc["metrics_overhead"] = {label: overhead.compare(a, b) for label, a, b in rows}
+        if code == 0:
+            cost = overhead.instrument_cost()
+            doc["instrument_cost_us"] = {k: v.summary() for k, v in cost.items()}
+            q, d = cost["queued"], cost["sdk"]
+            out.print(
+                f"one flip's measurements (a counter, three histogram samples) cost the flip's path "
+                f"p50 {q.percentile_us(50):.0f} us, p99 {q.percentile_us(99):.0f} us as recorded (queued); "
+                f"straight into the SDK they would cost p50 {d.percentile_us(50):.0f} us, "
+                f"p99 {d.percentile_us(99):.0f} us ({q.count} calls each, interleaved)"
+            )
     out.print(
         f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
         f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
