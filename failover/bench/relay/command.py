@@ -101,8 +101,9 @@ def relay(
         "no control plane: the sidecar's state file is seeded with the group and a decision "
         "[primary, backup] before it starts; its coordinator address is an unused port "
         "(its link keeps retrying)",
-        "sidecar heartbeats every 50 ms (default); a path is silent after 20 intervals (1 s, default 3) "
-        "so that a starved machine does not flip the sidecar mid-run (a flip fails the run)",
+        "sidecar heartbeats every 50 ms (default); a path is declared silent after 20 intervals (1 s, "
+        "default 3), and an unanswered order or probe after 1 s (defaults 5 and 50 ms floors), so that "
+        "a starved machine does not flip the sidecar mid-run (a flip fails the run)",
         f"round trips: {warmup} warm-up of each, then {messages} of each in alternating blocks; "
         "clock: CLOCK_MONOTONIC in this process, from just before the send to the task resuming "
         "with the answer",

@@ -25,10 +25,15 @@ HOST_ID = "bench-relay"
 METRICS_HOST_ID = "bench-relay-m"
 STRATEGY = "bench"
 PAYLOAD = '{"sym":"ESZ6","side":"buy","qty":1,"px":5000}'
-# Heartbeats as by default (every 50 ms), but a path is declared silent only after 1 s:
-# this bench measures relaying, not detection, and a starved shared machine must not
-# flip the sidecar (which fails the run) over a few hundred ms without CPU.
-SILENT_AFTER_INTERVALS = 20
+# Heartbeats as by default (every 50 ms), but a path is declared silent only after 1 s of
+# silence, an unanswered order or probe only after 1 s: this bench measures relaying, not
+# detection, and a starved shared machine must not flip the sidecar (which fails the run)
+# over a few hundred ms without CPU.
+DATA_PLANE = {
+    "silent_after_intervals": 20,
+    "order_timeout_floor_ms": 1000.0,
+    "probe_timeout_floor_ms": 1000.0,
+}
 
 
 def _child(name: str, args: list[str], log_path: Path) -> Child:
@@ -107,7 +112,7 @@ class Rig:
             "state_file": str(state_path),
             "strategies": [STRATEGY],
             "listen": {"socket": socket or self.socket},
-            "data_plane": {"silent_after_intervals": SILENT_AFTER_INTERVALS},
+            "data_plane": DATA_PLANE,
         }
         if metrics_listen:
             cfg["metrics_listen"] = metrics_listen
