@@ -14,8 +14,9 @@ The hot path does not pay for the SDK: :class:`Instruments` (the base of the
 coordinator's and the sidecar's instrument sets) queues each measurement (one
 deque append) and hands the queue to the SDK when a reader collects, on the
 reader's thread. Recording through the SDK itself costs tens of microseconds
-per call (attribute hashing and validation, exemplar sampling; hundreds for a
-new label set), which a flip of a few hundred microseconds would feel.
+per call (attribute hashing and validation, exemplar sampling; more for a label
+set's first record), which a flip of a few hundred microseconds would feel
+(``failover bench flip --compare-metrics`` times both).
 """
 
 from __future__ import annotations
