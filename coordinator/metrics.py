@@ -1,9 +1,10 @@
 """The coordinator's instruments: stage histograms, decisions, sessions, sync, leadership, freshness.
 
 Recording sites call one method with plain values; attribute dicts are made
-once per label set and reused, so a push or an ack costs a dict lookup and one
-histogram record. Gauges (sessions, sync, leadership, freshness, etcd alarms)
-are observed only when a reader collects: nothing is paid on the hot path.
+once per label set and reused, and measurements are queued for the SDK
+(``Instruments``), so a push or an ack costs a dict lookup and a deque append.
+Gauges (sessions, sync, leadership, freshness, etcd alarms) are observed only
+when a reader collects: nothing is paid on the hot path.
 Observation callbacks run on the exporter's thread, so they copy what they
 read (``list(...)`` of a dict is atomic under the GIL) and never write.
 
@@ -25,6 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from failover.model.spec import ZERO_EPOCH, DecisionRecord
+from failover.telemetry.metrics import Instruments
 
 if TYPE_CHECKING:
     from coordinator.replica import Replica
@@ -55,10 +57,11 @@ def reason_class(reason: str) -> str:
     return "other"
 
 
-class CoordinatorMetrics:
+class CoordinatorMetrics(Instruments):
     """Instruments of one replica; ``replica`` labels its gauges."""
 
     def __init__(self, meter: Meter, replica: str) -> None:
+        super().__init__(meter)
         self.replica = replica
         self._stage = meter.create_histogram(
             "failover.stage.duration", unit="s", description="Time spent in one failover stage"
@@ -75,7 +78,6 @@ class CoordinatorMetrics:
         self._nospace = meter.create_counter(
             "failover.etcd.nospace_errors", unit="{error}", description="Writes refused by etcd's NOSPACE"
         )
-        self._attrs: dict[tuple[str, ...], dict[str, str]] = {}
         self._replica: Replica | None = None
         self.alarms: list[str] = []
         self._alarms_known = False
@@ -92,13 +94,6 @@ class CoordinatorMetrics:
         ):  # fmt: skip
             meter.create_observable_gauge(name, callbacks=[cb], unit=unit, description=desc)
 
-    def _a(self, *kv: str) -> dict[str, str]:
-        """The attribute dict for key/value pairs, made once."""
-        a = self._attrs.get(kv)
-        if a is None:
-            a = self._attrs[kv] = dict(zip(kv[::2], kv[1::2], strict=True))
-        return a
-
     def bind(self, replica: Replica) -> None:
         """Gauges read this replica's state from now on."""
         self._replica = replica
@@ -108,14 +103,18 @@ class CoordinatorMetrics:
     def committed(self, record: DecisionRecord, commit_us: int) -> None:
         """A decision committed by this replica's leader: its stages so far, then the commit."""
         kind, cls = record.trigger.kind, reason_class(record.reason)
-        self._decisions.add(1, self._a("group", record.group, "trigger", kind, "reason", cls))
+        self._record(self._decisions.add, 1, self._a("group", record.group, "trigger", kind, "reason", cls))
         for st in record.stages:
             self.stage(st.stage, record.group, cls, st.duration_us)
         self.stage("commit", record.group, cls, commit_us)
 
     def stage(self, stage: str, group: str, reason: str, duration_us: int) -> None:
         if duration_us >= 0:
-            self._stage.record(duration_us / 1e6, self._a("stage", stage, "group", group, "reason", reason))
+            self._record(
+                self._stage.record,
+                duration_us / 1e6,
+                self._a("stage", stage, "group", group, "reason", reason),
+            )
 
     def acked(self, group: str, push_to_ack_us: int, apply_us: int | None) -> None:
         """A sidecar acknowledged the push it was waiting on (push -> ack; its own apply time)."""
@@ -124,15 +123,16 @@ class CoordinatorMetrics:
             self.stage("apply", group, "push", apply_us)
 
     def term_began(self) -> None:
-        self._leader_terms.add(1, self._a("replica", self.replica))
+        self._record(self._leader_terms.add, 1, self._a("replica", self.replica))
 
     def refused(self, reason: str) -> None:
         """A sidecar stream refused (``limit``: max_streams reached; ``hello``: bad first message;
-        ``denied``: another host or site than its certificate, or a group its site may not receive)."""
-        self._refusals.add(1, self._a("replica", self.replica, "reason", reason))
+        ``denied``: another host or site than its certificate, or a group its site may not receive;
+        ``overload``: the event loop ran late, see stream.shed_loop_lag_ms)."""
+        self._record(self._refusals.add, 1, self._a("replica", self.replica, "reason", reason))
 
     def nospace(self) -> None:
-        self._nospace.add(1, self._a("replica", self.replica))
+        self._record(self._nospace.add, 1, self._a("replica", self.replica))
 
     # --- observed ------------------------------------------------------------
 

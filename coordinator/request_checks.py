@@ -24,6 +24,8 @@ MAX_STAGES = 32
 MAX_TEXT = 1024
 """Reasons and operator names."""
 MAX_EVIDENCE = 256
+MAX_VERSION = 64
+"""A sidecar's software version (a PEP 440 version with a local part fits)."""
 MAX_EPOCH_REVISION = 2**62
 """Epoch revisions are etcd revisions (int64); an era is a small counter."""
 MAX_ERA = 2**62
@@ -117,6 +119,8 @@ def check_hello(h: sync_pb2.Hello) -> str | None:
     p = _first((_name(h.host_id, "hello.host_id"), _name(h.site, "hello.site", optional=True)))
     if p is not None:
         return p
+    if len(h.version) > MAX_VERSION or not h.version.isprintable():
+        return f"hello.version: at most {MAX_VERSION} printable characters"
     if not h.groups:
         return "hello.groups: at least one group is required"
     if len(h.groups) > MAX_GROUPS:

@@ -44,11 +44,15 @@ def _only_group(sc: apb.SidecarStatus, group: str) -> apb.SidecarStatus:
     keep = [h for h in out.health if h.group == group]
     del out.health[:]
     out.health.extend(keep)
+    subscribed = [g for g in out.groups if g == group]
+    del out.groups[:]
+    out.groups.extend(subscribed)
     return out
 
 
 def groups_of(sc: apb.SidecarStatus) -> set[str]:
-    return set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}
+    """Subscribed (hello), acked, effective or reported: a host that never acked still counts."""
+    return set(sc.groups) | set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}
 
 
 def needs_attention(sc: apb.SidecarStatus, group: str, decided: Decided) -> bool:

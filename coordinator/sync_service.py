@@ -52,6 +52,7 @@ class Session:
     site: str
     groups: tuple[str, ...]
     acked: dict[str, Epoch]
+    version: str = ""
     connected_ns: int = field(default_factory=time.monotonic_ns)
     pending: dict[str, tuple[Epoch, int]] = field(default_factory=dict)
     defs_sent: dict[str, int] = field(default_factory=dict)
@@ -245,6 +246,7 @@ class SyncHub:
             site=site,
             groups=tuple(dict.fromkeys(hello.groups)),
             acked={g: epoch_of(e) for g, e in hello.held.items()},
+            version=hello.version,
         )
         self.sessions[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
@@ -402,6 +404,8 @@ class SyncHub:
                 effective=s.effective,
                 push_to_ack_us=s.push_to_ack_us,
                 apply_us=s.apply_us,
+                groups=s.groups,
+                version=s.version,
             )
             for g, e in s.acked.items():
                 st.acked[g].CopyFrom(pb.Epoch(era=e.era, revision=e.revision))

@@ -3,8 +3,9 @@
 Nothing here runs per message: orders are counted by the order path's own
 ``Counter`` (an int increment it already does) and observed when a reader
 collects; path state, RTT, routes and the link are gauges read the same way.
-Histograms are recorded once per flip. Observation callbacks run on the
-exporter's thread, so they copy what they read and never write.
+Histograms and counters are queued once per flip (``Instruments``: the SDK
+sees them when a reader collects, not on the flip's path). Observation
+callbacks run on the exporter's thread, so they copy what they read.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from failover.telemetry.metrics import Instruments
 from failover_sidecar.status import PathState
 
 if TYPE_CHECKING:
     from failover_sidecar.agent import Agent
 
 
-class SidecarMetrics:
+class SidecarMetrics(Instruments):
     """Instruments of one sidecar; ``bind`` tells the gauges what to read."""
 
     def __init__(self, meter: Meter) -> None:
+        super().__init__(meter)
         self._stage = meter.create_histogram(
             "failover.stage.duration", unit="s", description="Time spent in one failover stage"
         )
@@ -37,7 +40,6 @@ class SidecarMetrics:
         self._refusals = meter.create_counter(
             "failover.relay.refusals", unit="{message}", description="Messages refused by a limit, by reason"
         )
-        self._attrs: dict[tuple[str, ...], dict[str, str]] = {}
         self._agent: Agent | None = None
         self._orders: Callable[[], Counter[str]] | None = None
         meter.create_observable_counter(
@@ -53,12 +55,6 @@ class SidecarMetrics:
         ):  # fmt: skip
             meter.create_observable_gauge(name, callbacks=[cb], unit=unit, description=desc)
 
-    def _a(self, *kv: str) -> dict[str, str]:
-        a = self._attrs.get(kv)
-        if a is None:
-            a = self._attrs[kv] = dict(zip(kv[::2], kv[1::2], strict=True))
-        return a
-
     def bind(self, agent: Agent, orders: Callable[[], Counter[str]]) -> None:
         self._agent = agent
         self._orders = orders
@@ -68,21 +64,29 @@ class SidecarMetrics:
     def flipped(self, group: str, trigger: str, cause: str | None, detect_us: int, flip_us: int) -> None:
         """A flip: detect (local flips only: last sign of life -> declared) and flip (-> route changed)."""
         reason = cause or trigger
-        self._flips.add(1, self._a("group", group, "trigger", trigger, "reason", reason))
+        self._record(self._flips.add, 1, self._a("group", group, "trigger", trigger, "reason", reason))
         if trigger == "local":  # 0 for a reset or refusal: known the moment it happened
-            self._stage.record(detect_us / 1e6, self._a("stage", "detect", "group", group, "reason", reason))
-        self._stage.record(flip_us / 1e6, self._a("stage", "flip", "group", group, "reason", reason))
+            self._record(
+                self._stage.record,
+                detect_us / 1e6,
+                self._a("stage", "detect", "group", group, "reason", reason),
+            )
+        self._record(
+            self._stage.record, flip_us / 1e6, self._a("stage", "flip", "group", group, "reason", reason)
+        )
 
     def first_ack(self, group: str, reason: str, first_ack_us: int) -> None:
-        self._stage.record(
-            first_ack_us / 1e6, self._a("stage", "first_ack", "group", group, "reason", reason)
+        self._record(
+            self._stage.record,
+            first_ack_us / 1e6,
+            self._a("stage", "first_ack", "group", group, "reason", reason),
         )
 
     def resolved(self, result: str) -> None:
-        self._resolutions.add(1, self._a("result", result))
+        self._record(self._resolutions.add, 1, self._a("result", result))
 
     def refused(self, reason: str) -> None:
-        self._refusals.add(1, self._a("reason", reason))
+        self._record(self._refusals.add, 1, self._a("reason", reason))
 
     # --- observed ------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import grpc
 
 from failover import rpc
+from failover.telemetry.version import software_version
 from failover.tls import TlsSection
 from failover.v1 import sync_pb2, sync_pb2_grpc
 from failover.v1 import types_pb2 as pb
@@ -178,7 +179,9 @@ class CoordinatorLink:
 
     async def _session(self, address: str) -> None:
         out: asyncio.Queue[sync_pb2.SidecarMessage | None] = asyncio.Queue()
-        hello = sync_pb2.Hello(host_id=self._host_id, site=self._site, groups=self._groups)
+        hello = sync_pb2.Hello(
+            host_id=self._host_id, site=self._site, groups=self._groups, version=software_version()
+        )
         for g, (era, rev) in self._held().items():
             hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev))
         out.put_nowait(sync_pb2.SidecarMessage(hello=hello))

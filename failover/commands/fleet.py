@@ -64,7 +64,8 @@ def _acked(sc: apb.SidecarStatus, group: str) -> Epoch | None:
 
 
 def _groups(sc: apb.SidecarStatus) -> set[str]:
-    return set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}
+    """The groups a host subscribed to (in its hello), also those it has not acked or reported."""
+    return set(sc.groups) | set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}
 
 
 def _applied(acked: Epoch | None, want: Epoch | None) -> bool:
@@ -157,6 +158,7 @@ def host_rows(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> list[dic
             {
                 "host_id": sc.host_id,
                 "site": sc.site,
+                "version": sc.version,
                 "replica": replica_id,
                 "connected_for_ms": sc.connected_for_ms,
                 "groups": groups,

@@ -132,6 +132,7 @@ def render_sidecars(rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "C
     for col in (
         "host",
         "site",
+        "version",
         "replica",
         "connected",
         "group",
@@ -158,6 +159,7 @@ def render_sidecars(rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "C
             t.add_row(
                 row["host_id"],
                 row["site"],
+                row["version"] or "-",
                 row["replica"],
                 f"{row['connected_for_ms'] / 1000:.0f} s",
                 g,
@@ -365,7 +367,7 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         as_json: cli.JsonFlag = False,  # type: ignore[name-defined]
         page: PageSize = 1000,  # type: ignore[valid-type]
     ) -> None:
-        """Every sidecar: its replica, applied epoch per group, effective path, path health and RTT."""
+        """Every sidecar: version, replica, applied epoch per group, effective path, path health, RTT."""
         from failover.commands import fleet
 
         cli.coordinator_targets(coordinators)

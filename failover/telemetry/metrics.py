@@ -9,23 +9,33 @@ The Prometheus reader gets its own registry (not prometheus_client's global
 one), so several processes' worth of replicas can share one Python process in
 tests without colliding. ``start`` never fails half-way: a bad address is a
 config error, raised by ``build`` before anything is bound.
+
+The hot path does not pay for the SDK: :class:`Instruments` (the base of the
+coordinator's and the sidecar's instrument sets) queues each measurement (one
+deque append) and hands the queue to the SDK when a reader collects, on the
+reader's thread. Recording through the SDK itself costs tens of microseconds
+per call (attribute hashing and validation, exemplar sampling; more for a label
+set's first record), which a flip of a few hundred microseconds would feel
+(``failover bench flip --compare-metrics`` times both).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
+from failover.telemetry.version import software_version
 from failover.wire.address import parse_host_port
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,61 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 
 METER_NAME = "failover"
+# Measurements held between two collections; past this the oldest are dropped (and counted).
+PENDING_MAX = 10_000
+
+Attrs = dict[str, str]
+
+
+class Instruments:
+    """Attribute dicts made once per label set, and measurements recorded off the hot path.
+
+    ``_a(k1, v1, k2, v2, ...)`` returns the same dict for the same pairs (the SDK never
+    mutates it). ``_record`` and ``_add`` queue a measurement for a histogram or a counter;
+    the queue is drained into the instruments by an observable counter's callback, which
+    the SDK runs on every collection before it reads the instruments, so a scrape (or an
+    OTLP export, or an in-memory reader) sees every measurement queued before it. Callers
+    run on one event loop; the drain runs on the reader's thread (deque appends and pops
+    are atomic). With no reader nothing collects: the queue keeps the newest
+    ``PENDING_MAX`` and ``failover.telemetry.dropped`` counts the rest.
+    """
+
+    def __init__(self, meter: Meter, max_pending: int = PENDING_MAX) -> None:
+        self._attrs: dict[tuple[str, ...], Attrs] = {}
+        self._pending: deque[tuple[Callable[[float, Attrs], None], float, Attrs]] = deque()
+        self._max_pending = max_pending
+        self.dropped = 0
+        meter.create_observable_counter(
+            "failover.telemetry.dropped",
+            callbacks=[self._drain],
+            unit="{measurement}",
+            description="Measurements dropped because no reader collected them in time",
+        )
+
+    def _a(self, *kv: str) -> Attrs:
+        """The attribute dict for key/value pairs, made once."""
+        a = self._attrs.get(kv)
+        if a is None:
+            a = self._attrs[kv] = dict(zip(kv[::2], kv[1::2], strict=True))
+        return a
+
+    def _record(self, record: Callable[[float, Attrs], None], value: float, attrs: Attrs) -> None:
+        """Queue ``record(value, attrs)`` (a histogram's ``record`` or a counter's ``add``)."""
+        p = self._pending
+        if len(p) >= self._max_pending:
+            p.popleft()
+            self.dropped += 1
+        p.append((record, value, attrs))
+
+    def _drain(self, _: CallbackOptions) -> Iterable[Observation]:
+        p = self._pending
+        while True:
+            try:
+                record, value, attrs = p.popleft()
+            except IndexError:
+                break
+            record(value, attrs)
+        return [Observation(self.dropped)]
 
 
 @dataclass
@@ -116,7 +181,9 @@ def build(
 
         exporter = OTLPMetricExporter(endpoint=otlp_endpoint, insecure=True)
         all_readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp_interval_ms))
-    resource = Resource.create({"service.name": service, "service.instance.id": instance})
+    resource = Resource.create(
+        {"service.name": service, "service.instance.id": instance, "service.version": software_version()}
+    )
     provider = MeterProvider(metric_readers=all_readers, resource=resource, views=views())
     return Telemetry(
         provider=provider,

@@ -111,3 +111,37 @@ def test_relay_bench_tiny_run(tmp_path: Path) -> None:
     assert c["relay_outcome_paths"] == {"primary": relayed}
     assert c["sidecar_flips"] == [] and c["problems"] == []
     assert doc["sidecar_at_rest"]["wall_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_relay_bench_quick_compare_metrics(tmp_path: Path) -> None:
+    out = tmp_path / "relay.json"
+    cmd = [sys.executable, "-m", "failover.bench.relay", "--quick", "--compare-metrics", "--json", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAILOVER_")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=100, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    assert "metrics overhead" in r.stdout and "machine load while measuring" in r.stdout
+
+    doc = json.loads(out.read_text())
+    assert doc["ok"] is True and doc["params"]["compare_metrics"] is True
+    assert doc["params"]["messages"] == 300 and doc["params"]["throughput_messages"] == 400
+    lat = doc["latency"]
+    for kind in ("direct", "relay", "relay_metrics"):
+        _check(lat[kind], kind, 300)
+    over = doc["metrics_overhead"]["relay round trip"]
+    assert over["count_off"] == over["count_on"] == 300
+    assert over["p50_ratio"] == pytest.approx(over["p50_on_us"] / over["p50_off_us"], abs=0.001)
+    # Every block ran every kind, and each kind went first at least once.
+    assert {b["order"][0] for b in doc["latency_blocks"]} == {"direct", "relay", "relay_metrics"}
+    assert [(x["path"], x["inflight"]) for x in doc["throughput"]] == [
+        ("direct", 1),
+        ("relay", 1),
+        ("relay_metrics", 1),
+    ]
+    c = doc["checks"]
+    assert c["relay_metrics_sent"] == 50 + 300 + 50 + 400
+    assert c["metrics_sidecar_counters"]["acked"] == c["relay_metrics_sent"]
+    assert c["venue"]["orders"] == c["direct_sent"] + c["relay_sent"] + c["relay_metrics_sent"]
+    assert doc["scraped"]["orders_acked"] == c["relay_metrics_sent"]
+    assert c["problems"] == []

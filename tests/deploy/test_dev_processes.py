@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import urllib.request
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.deploy.dev_cluster import (
     COORDINATOR,
     GROUP,
     NODES,
+    SIDECAR,
     all_on,
     kubectl_exec,
     pods_of,
@@ -47,6 +49,17 @@ def test_dev_overlay_elects_connects_and_fails_over(own_etcd, tmp_path_factory):
         assert {r.replica_id for r in st.replicas} == replicas
         assert st.leader.replica_id in replicas
 
+        # Prometheus can scrape every pod on the port its annotations name.
+        for owner, family in (
+            (COORDINATOR, "failover_leader_is_leader"),
+            (SIDECAR, "failover_link_connected"),
+        ):
+            for p in pods_of(cluster, owner):
+                fams = _scrape(
+                    p.ip, int(p.owner["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
+                )
+                assert family in fams, (p.name, sorted(fams))
+
         # The example strategy Pod, exactly as rendered: 200 orders through its node's sidecar.
         strategy = cluster.plan(skip=())
         pod = next(p for p in strategy if p.name == "example-strategy")
@@ -73,6 +86,13 @@ def test_dev_overlay_elects_connects_and_fails_over(own_etcd, tmp_path_factory):
         wait_for(cluster, "both sidecars on backup", all_on("backup", HOSTS))
         seen = kubectl_exec(cluster, coordinator, ["failover", "status", "--json"])
         assert seen["leader"]["replica_id"] in replicas
+
+
+def _scrape(ip: str, port: int) -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=10) as resp:  # noqa: S310
+        return {f.name for f in text_string_to_metric_families(resp.read().decode())}
 
 
 def _outcomes(log: str) -> dict[str, int]:

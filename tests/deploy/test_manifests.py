@@ -15,7 +15,7 @@ from failover_sidecar.config import SidecarConfig
 
 from coordinator.config import CoordinatorConfig
 from tests.deploy import manifests
-from tests.deploy.manifests import DEPLOY, K8S, KUBE_VERSION, OVERLAYS, all_containers, one, pod_spec
+from tests.deploy.manifests import DEPLOY, K8S, KUBE_VERSION, OVERLAYS, Obj, all_containers, one, pod_spec
 
 pytestmark = pytest.mark.skipif(manifests.kubectl() is None, reason="kubectl is not installed: cannot render")
 BIN = Path(sys.executable).parent
@@ -95,6 +95,10 @@ def test_invariants(rendered, overlay):
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(grpc_port, "grpc")]
     ds = one(objs, "DaemonSet", "failover-sidecar")
     assert pod_spec(ds)["nodeSelector"] and pod_spec(ds)["tolerations"]
+    scraped = metrics_ingress_ports(objs)
+    for w, name in ((sts, "coordinator"), (ds, "sidecar")):
+        port = metrics_port(w, name)
+        assert port in scraped, f"{name}: NetworkPolicy metrics-ingress does not open {port}"
     for w in manifests.workloads(objs):
         ws = pod_spec(w)
         for c in all_containers(ws):
@@ -110,6 +114,34 @@ def test_invariants(rendered, overlay):
                 assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
 
 
+# The variable each process reads metrics_listen from (the sidecar's settings prefix differs).
+METRICS_ENV = {"coordinator": "FAILOVER_METRICS_LISTEN", "sidecar": "FAILOVER_SIDECAR_METRICS_LISTEN"}
+
+
+def metrics_port(workload: Obj, container: str) -> int:
+    """The /metrics port, checked consistent across the container's port, env and the annotations."""
+    c = next(c for c in pod_spec(workload)["containers"] if c["name"] == container)
+    port = next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics")
+    names = [e["name"] for e in c["env"]]
+    env = {e["name"]: e for e in c["env"]}
+    # $(POD_IP) expands only from a variable defined earlier in the list.
+    var = METRICS_ENV[container]
+    assert names.index("POD_IP") < names.index(var), container
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", container
+    assert env[var]["value"] == f"$(POD_IP):{port}", container
+    ann = workload["spec"]["template"]["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(port), container
+    assert ann["prometheus.io/path"] == "/metrics", container
+    return int(port)
+
+
+def metrics_ingress_ports(objs: list[Obj]) -> set[int]:
+    np = one(objs, "NetworkPolicy", "metrics-ingress")
+    selected = set(np["spec"]["podSelector"]["matchExpressions"][0]["values"])
+    assert selected == {"failover-coordinator", "failover-sidecar"}
+    return {p["port"] for rule in np["spec"]["ingress"] for p in rule["ports"]}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_config_files_load_with_the_real_models(rendered, overlay, tmp_path, monkeypatch):
     """Every key the ConfigMaps set is one the processes read (the models forbid unknown keys)."""
@@ -119,14 +151,22 @@ def test_config_files_load_with_the_real_models(rendered, overlay, tmp_path, mon
     objs = manifests.parse(rendered[overlay])
     sts = one(objs, "StatefulSet", "failover-coordinator")
     _, text = manifests.config_file(objs, sts, "coordinator", "/etc/failover")
-    cfg = CoordinatorConfig(**yaml.safe_load(text))
+    # metrics_listen as the pod spec sets it ($(POD_IP):PORT in the environment), pod IP made up.
+    listen = f"10.1.2.3:{metrics_port(sts, 'coordinator')}"
+    data = yaml.safe_load(text)
+    assert "metrics_listen" not in data, "the pod spec sets it (the file's value would be overridden)"
+    cfg = CoordinatorConfig(**data, metrics_listen=listen)
     assert cfg.groups, "no group would be seeded"
+    assert cfg.metrics_listen == listen
     ds = one(objs, "DaemonSet", "failover-sidecar")
     _, text = manifests.config_file(objs, ds, "sidecar", "/etc/failover")
     data = yaml.safe_load(text)
     state = tmp_path / "state.json"
     data["state_file"] = str(state)  # the model checks the directory exists on this machine
-    sc = SidecarConfig(host_id="node-1", **data)
+    assert "metrics_listen" not in data, "the pod spec sets it (the file's value would be overridden)"
+    listen = f"10.1.2.3:{metrics_port(ds, 'sidecar')}"
+    sc = SidecarConfig(host_id="node-1", metrics_listen=listen, **data)
+    assert sc.metrics_listen == listen
     assert set(sc.groups) <= {g.name for g in cfg.groups}
     for address in sc.coordinators:
         assert address.startswith("failover-coordinator-") and address.endswith(":7001"), address

@@ -20,6 +20,11 @@ at once (``[backup, primary]`` then ``[primary, backup]``: a decision that
 changes the order skips the failback hold-down), and the next run starts once
 both paths are logged on again.
 
+``--compare-metrics``: every run twice, the same agent alternately without
+instruments and with the sidecar's instruments behind a Prometheus
+``/metrics`` endpoint (off/on, on/off, ...), both rows and on/off at p50 and
+p99 reported (``failover.bench.overhead``).
+
 Modules: ``rig`` (the venue, the agent and the strategy in this process),
 ``command`` (the runs, the table and the JSON). Runnable alone:
 ``python -m failover.bench.flip --runs 50``.

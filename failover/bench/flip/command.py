@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from failover.bench import overhead
 from failover.bench.flip.rig import FlipRig
+from failover.bench.overhead import scrape
 from failover.bench.report import (
     BenchFailure,
     command_line,
@@ -22,6 +24,7 @@ from failover.bench.report import (
     progress,
     write_results,
 )
+from failover.machine import MachineLoad
 from failover.stats import Latency
 
 
@@ -32,33 +35,86 @@ class FlipResult:
     flip: Latency
     first_ack: Latency
     runs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: str = ""  # with --compare-metrics: "off" or "on"
 
     @property
     def label(self) -> str:
-        return f"{self.kind}, heartbeat {self.heartbeat_ms} ms"
+        m = f", metrics {self.metrics}" if self.metrics else ""
+        return f"{self.kind}, heartbeat {self.heartbeat_ms} ms{m}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.heartbeat_ms}ms" + (f"/metrics-{self.metrics}" if self.metrics else "")
 
 
-async def _flip_main(heartbeats: list[int], runs: int, results: list[FlipResult], workdir: Path) -> None:
+def _result(kind: str, hb: int, metrics: str) -> FlipResult:
+    tag = f"{kind}/{hb}ms" + (f" metrics {metrics}" if metrics else "")
+    return FlipResult(kind, hb, Latency(f"{tag} flip"), Latency(f"{tag} first ack"), metrics=metrics)
+
+
+async def _flip_main(
+    heartbeats: list[int],
+    runs: int,
+    results: list[FlipResult],
+    workdir: Path,
+    compare: bool,
+    doc: dict[str, Any],
+) -> None:
     for hb in heartbeats:
         rig = await FlipRig.create(hb, workdir)
+        tel = None
         try:
+            variants: list[Any] = [None]
+            if compare:
+                # The sidecar's own instruments, exported as in production: a Prometheus reader
+                # behind /metrics on loopback. "off" is the agent with no instruments at all.
+                from failover_sidecar.metrics import SidecarMetrics
+
+                from failover.telemetry import metrics as telemetry
+
+                tel = telemetry.build("failover-sidecar", "bench", listen="127.0.0.1:0")
+                tel.serve()
+                sm = SidecarMetrics(tel.meter)
+                sm.bind(rig.agent, rig.order_counters)
+                variants = [None, sm]
             for fault, kind in (("reset", "hard"), ("stall", "silent")):
-                res = FlipResult(
-                    kind, hb, Latency(f"{kind}/{hb}ms flip"), Latency(f"{kind}/{hb}ms first ack")
-                )
-                results.append(res)
-                await rig.one_run(fault)  # warm-up, not recorded
+                rows = [_result(kind, hb, ("on" if v else "off") if compare else "") for v in variants]
+                results.extend(rows)
+                for v in variants:  # one warm-up per variant, not recorded
+                    rig.set_metrics(v)
+                    await rig.one_run(fault)
                 for i in range(runs):
-                    d = await rig.one_run(fault)
-                    res.flip.record_ns(rig.flip_ns - rig.armed_ns)
-                    res.first_ack.record_ns(rig.ack_ns - rig.armed_ns)
-                    res.runs.append({"run": i + 1, **d})
+                    # Alternate which variant goes first, so neither always follows the other.
+                    order = list(zip(variants, rows, strict=True))
+                    if i % 2:
+                        order.reverse()
+                    for v, res in order:
+                        rig.set_metrics(v)
+                        d = await rig.one_run(fault)
+                        res.flip.record_ns(rig.flip_ns - rig.armed_ns)
+                        res.first_ack.record_ns(rig.ack_ns - rig.armed_ns)
+                        res.runs.append({"run": i + 1, **d})
+                for res in rows:
+                    progress(
+                        f"{res.label}: {runs} runs, flip p50 {fmt_ms(res.flip.ms(50))} ms, "
+                        f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms"
+                    )
+            if tel is not None:
+                scraped = await asyncio.to_thread(scrape, tel.port)
+                flips = sum(v for k, v in scraped.items() if k.startswith("failover_flips"))
+                doc.setdefault("scraped", {})[f"{hb}ms"] = {"samples": len(scraped), "flips_counted": flips}
                 progress(
-                    f"{res.label}: {runs} runs, flip p50 {fmt_ms(res.flip.ms(50))} ms, "
-                    f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms"
+                    f"heartbeat {hb} ms: /metrics scraped, {len(scraped)} samples, {flips:.0f} flips counted"
                 )
+                if not flips:
+                    raise BenchFailure(
+                        f"heartbeat {hb} ms: /metrics counted no flip in the runs with metrics"
+                    )
         finally:
+            rig.set_metrics(None)
             await rig.stop()
+            if tel is not None:
+                await asyncio.to_thread(tel.shutdown)
 
 
 def flip(
@@ -71,13 +127,28 @@ def flip(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every sample (us) to this file.")
     ] = None,
+    compare_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--compare-metrics",
+            help="Each run twice, without and with the sidecar's metrics (interleaved); report the ratio.",
+        ),
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="3 runs at a 5 ms heartbeat: checks the command works.")
+    ] = False,
 ) -> None:
     """Local failover in one process: fault injected -> effective route on backup -> first ack there."""
     import logging
 
+    if quick:
+        heartbeat_ms, runs = [5], 3
+
     logging.getLogger("failover_sidecar").setLevel(logging.ERROR)  # one warning per flip otherwise
     logging.getLogger("failover.venue").setLevel(logging.ERROR)
-    params = {"heartbeat_ms": heartbeat_ms, "runs": runs}
+    params: dict[str, Any] = {"heartbeat_ms": heartbeat_ms, "runs": runs}
+    if compare_metrics:
+        params["compare_metrics"] = True
     cmd = command_line("flip", params)
     notes = [
         "one process, one monotonic clock: in-process venue (2 gateways on 127.0.0.1) and sidecar "
@@ -91,6 +162,12 @@ def flip(
         "each fault lands at a random phase (uniform) of the heartbeat interval",
         "reconnect backoff 10..100 ms (bench setting, not measured); one warm-up run per row, not recorded",
     ]
+    if compare_metrics:
+        notes.append(
+            "--compare-metrics: the same agent runs alternately without instruments (off) and with the "
+            "sidecar's instruments behind a Prometheus /metrics endpoint on loopback (on); runs "
+            "alternate off/on, on/off, ...; /metrics is scraped once per interval after its runs"
+        )
     machine = print_header("failover bench flip", cmd, params, notes=notes)
     doc: dict[str, Any] = {
         "benchmark": "flip",
@@ -102,8 +179,9 @@ def flip(
     results: list[FlipResult] = []
     workdir = Path(tempfile.mkdtemp(prefix="failover-bench-flip-"))
     code = 0
+    load = MachineLoad()
     try:
-        asyncio.run(_flip_main(heartbeat_ms, runs, results, workdir))
+        asyncio.run(_flip_main(heartbeat_ms, runs, results, workdir, compare_metrics, doc))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except BenchFailure as exc:
@@ -112,10 +190,12 @@ def flip(
         code, doc["error"] = 1, f"{type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    doc["machine_load"] = ml = load.finish()
     t = Table(title="local failover: from fault injection (ms)", title_justify="left")
     for col in (
         "failure",
         "heartbeat",
+        *(("metrics",) if compare_metrics else ()),
         "runs",
         "flip p50",
         "flip p99",
@@ -129,6 +209,7 @@ def flip(
         t.add_row(
             r.kind,
             f"{r.heartbeat_ms} ms",
+            *((r.metrics,) if compare_metrics else ()),
             str(r.flip.count),
             fmt_ms(r.flip.ms(50)),
             fmt_ms(r.flip.ms(99)),
@@ -151,11 +232,35 @@ def flip(
                 f"  {r.label}: ack - flip = next order after the flip (p50 {w50:.2f} ms) "
                 f"+ its round trip on backup (p50 {r50:.2f} ms)"
             )
+    if compare_metrics:
+        pairs = [(a, b) for a, b in zip(results[::2], results[1::2], strict=False)]
+        rows = []
+        for off, on in pairs:
+            rows += [(f"{off.kind}/{off.heartbeat_ms}ms flip", off.flip, on.flip)]
+            rows += [(f"{off.kind}/{off.heartbeat_ms}ms first ack", off.first_ack, on.first_ack)]
+        overhead.render("metrics overhead: without (off) and with (on) metrics, same run", rows)
+        doc["metrics_overhead"] = {label: overhead.compare(a, b) for label, a, b in rows}
+        if code == 0:
+            cost = overhead.instrument_cost()
+            doc["instrument_cost_us"] = {k: v.summary() for k, v in cost.items()}
+            q, d = cost["queued"], cost["sdk"]
+            out.print(
+                f"one flip's measurements (a counter, three histogram samples) cost the flip's path "
+                f"p50 {q.percentile_us(50):.0f} us, p99 {q.percentile_us(99):.0f} us as recorded (queued); "
+                f"straight into the SDK they would cost p50 {d.percentile_us(50):.0f} us, "
+                f"p99 {d.percentile_us(99):.0f} us ({q.count} calls each, interleaved)"
+            )
+    out.print(
+        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
+        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
+        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
+    )
     doc["results"] = {
-        f"{r.kind}/{r.heartbeat_ms}ms": {
+        r.key: {
             "kind": r.kind,
             "fault": "reset" if r.kind == "hard" else "stall",
             "heartbeat_ms": r.heartbeat_ms,
+            "metrics": r.metrics or None,
             "flip": r.flip.to_json(),
             "first_ack": r.first_ack.to_json(),
             "runs": r.runs,
@@ -166,3 +271,4 @@ def flip(
     write_results(json_out, doc)
     if code:
         out.print(f"[red]FAILED:[/red] {doc['error']}")
+        raise typer.Exit(code)

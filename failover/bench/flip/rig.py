@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from failover.bench.report import BenchFailure
 
 if TYPE_CHECKING:  # the heavy modules are imported when a command runs, not when the CLI starts
     from failover_sidecar.agent import Agent
+    from failover_sidecar.metrics import SidecarMetrics
     from failover_sidecar.orders import OrderPath
 
     from failover.v1 import sidecar_pb2 as spb
@@ -107,6 +109,19 @@ class FlipRig:
         agent.on_definition(group_pb(spec, 1, "default"))
         rig.decide(["primary", "backup"])
         return rig
+
+    def order_counters(self) -> Counter[str]:
+        """The order path's outcome counters (what the sidecar's ``failover.orders`` observes)."""
+        return self.orders.counters
+
+    def set_metrics(self, metrics: SidecarMetrics | None) -> None:
+        """Record into ``metrics`` from now on (None: no instruments at all, as before metrics existed).
+
+        The agent, its flip log and its order path each hold the instruments; a run with and
+        one without differ in nothing else (same sockets, same event loop, same venue)."""
+        self.agent.metrics = metrics
+        self.agent.flip_log.metrics = metrics
+        self.orders.metrics = metrics
 
     def decide(self, paths: list[str]) -> None:
         from failover.v1 import types_pb2 as pb

@@ -29,7 +29,12 @@ Measured, after the sidecar's GetStatus shows the route on primary with both pat
    utime+stime, all threads): messages / sidecar CPU-seconds is what one sidecar
    relays per second on one core.
 
-Modules: ``rig`` (the two child processes), ``direct`` (the direct strategy),
+``--compare-metrics``: a second sidecar process, identical but for its host id,
+socket and ``metrics_listen``; ``relay_metrics`` goes through it, the order of
+direct, relay and relay_metrics rotates per block, and on/off at p50 and p99
+is reported (``failover.bench.overhead``).
+
+Modules: ``rig`` (the child processes), ``direct`` (the direct strategy),
 ``guard`` (watchdog and bounded waits), ``measure`` (round trips, throughput,
 checks), ``render`` (tables), ``command`` (the typer command and the JSON).
 

@@ -11,11 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from failover.bench import overhead
 from failover.bench.relay.guard import Watchdog
 from failover.bench.relay.measure import Bench, Results
 from failover.bench.relay.render import added, render
 from failover.bench.relay.rig import GROUP, STRATEGY, Rig
 from failover.bench.report import BenchFailure, command_line, out, print_header, write_results
+from failover.machine import MachineLoad
 from failover.procs import ChildExited
 
 NETWORK = "loopback (127.0.0.1 TCP to the venue, a unix socket to the sidecar)"
@@ -62,8 +64,21 @@ def relay(
     max_seconds: Annotated[
         float, typer.Option("--max-seconds", min=10, help="Abort (exit 1) when the run takes longer.")
     ] = 600.0,
+    compare_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--compare-metrics",
+            help="Also relay through a second sidecar with /metrics (interleaved); report the ratio.",
+        ),
+    ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="300 round trips, 400 per throughput row: checks the command works."),
+    ] = False,
 ) -> None:
     """Round trip strategy -> venue, direct vs through a sidecar process, and one sidecar's throughput."""
+    if quick:
+        messages, warmup, throughput_messages = 300, 50, 400
     windows = parse_inflight(inflight)
     params: dict[str, Any] = {
         "messages": messages,
@@ -72,6 +87,8 @@ def relay(
         "throughput_messages": throughput_messages,
         "max_seconds": max_seconds,
     }
+    if compare_metrics:
+        params["compare_metrics"] = True
     if json_out is not None:
         params["json_out"] = str(json_out)
     cmd = command_line("relay", params)
@@ -84,10 +101,20 @@ def relay(
         "no control plane: the sidecar's state file is seeded with the group and a decision "
         "[primary, backup] before it starts; its coordinator address is an unused port "
         "(its link keeps retrying)",
+        "sidecar heartbeats every 50 ms (default); a path is declared silent after 20 intervals (1 s, "
+        "default 3), and an unanswered order or probe after 1 s (defaults 5 and 50 ms floors), so that "
+        "a starved machine does not flip the sidecar mid-run (a flip fails the run)",
         f"round trips: {warmup} warm-up of each, then {messages} of each in alternating blocks; "
         "clock: CLOCK_MONOTONIC in this process, from just before the send to the task resuming "
         "with the answer",
     ]
+    if compare_metrics:
+        notes.append(
+            "--compare-metrics: a second sidecar process, identical but for its host id, its socket and "
+            "metrics_listen (Prometheus /metrics on loopback); relay_metrics goes through it, and the "
+            "order of direct, relay and relay_metrics rotates per block; its /metrics is scraped at the end "
+            "and must count every message it relayed"
+        )
     m = print_header("failover bench relay", cmd, params, network=NETWORK, notes=notes)
 
     res = Results()
@@ -102,8 +129,9 @@ def relay(
     rig: Rig | None = None
     code = 0
     started = time.monotonic()
+    load = MachineLoad()
     try:
-        rig = Rig()
+        rig = Rig(metrics=compare_metrics)
         doc["setup"] = {
             "gateways": rig.gateways,
             "venue_control": rig.venue_control,
@@ -120,6 +148,7 @@ def relay(
             warmup=warmup,
             inflight=windows,
             throughput_messages=throughput_messages,
+            compare_metrics=compare_metrics,
         )
         asyncio.run(wd.guard(bench.run()))
     except KeyboardInterrupt:
@@ -137,6 +166,11 @@ def relay(
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
     doc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["latency"] = {"direct": res.direct.to_json(), "relay": res.relay.to_json(), "added_us": added(res)}
+    if compare_metrics:
+        doc["latency"]["relay_metrics"] = res.relay_metrics.to_json()
+        doc["metrics_overhead"] = {"relay round trip": overhead.compare(res.relay, res.relay_metrics)}
+        doc["sidecar_with_metrics_at_rest"] = res.idle_metrics
+        doc["scraped"] = res.scraped
     doc["relay_split_us"] = {
         "queue": res.relay_queue.summary(),
         "venue": res.relay_venue.summary(),
@@ -153,11 +187,20 @@ def relay(
         out.print(
             f"checks: {c['relay_sent']} relayed, sidecar acked {c['sidecar_counters'].get('acked', 0)}; "
             f"venue booked {c['venue']['orders']} orders "
-            f"({c['direct_sent']} direct + {c['relay_sent']} relay), "
+            f"({c['direct_sent']} direct + {c['relay_sent']} relay"
+            + (f" + {c['relay_metrics_sent']} relay_metrics" if "relay_metrics_sent" in c else "")
+            + "), "
             f"{c['venue']['duplicates']} duplicates; sidecar flips: {len(c['sidecar_flips'])}"
         )
+    doc["machine_load"] = ml = load.finish()
     out.print(
         f"elapsed {doc['elapsed_s']}s; load average {doc['load_average_at_end']} at the end", markup=False
+    )
+    out.print(
+        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
+        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
+        f"{ml['wall_s']} s",
+        markup=False,
     )
     write_results(json_out, doc)
     if code:

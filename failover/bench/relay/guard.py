@@ -70,6 +70,8 @@ async def bounded(
     while True:
         check(rig.venue)
         check(rig.sidecar)
+        if rig.metrics_sidecar is not None:
+            check(rig.metrics_sidecar)
         try:
             if await probe():
                 return

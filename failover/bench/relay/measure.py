@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
+from failover.bench.overhead import scrape
 from failover.bench.relay.direct import DirectClient, check_direct
 from failover.bench.relay.guard import Watchdog, bounded
 from failover.bench.relay.rig import GROUP, PATHS, PAYLOAD, STRATEGY, Rig
@@ -44,6 +45,8 @@ def Dist(name: str, keep_samples: bool = False) -> Latency:  # noqa: N802 - read
 class Results:
     direct: Latency = field(default_factory=lambda: Dist("direct", keep_samples=True))
     relay: Latency = field(default_factory=lambda: Dist("relay", keep_samples=True))
+    # With --compare-metrics: through the second sidecar, the one with /metrics.
+    relay_metrics: Latency = field(default_factory=lambda: Dist("relay_metrics", keep_samples=True))
     # The relay round trip split by the sidecar's own stage timings (Outcome.stages, us):
     # queue = the strategy message arrived in the order path -> written to the venue session;
     # venue = written -> the venue's reply handled; outside = the rest (both gRPC hops, the
@@ -54,9 +57,18 @@ class Results:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     idle: dict[str, float] = field(default_factory=dict)
+    idle_metrics: dict[str, float] = field(default_factory=dict)
+    scraped: dict[str, Any] = field(default_factory=dict)
     latency_cpu: dict[str, float] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     relay_paths: dict[str, int] = field(default_factory=dict)
+
+
+async def _counters_and_flips(sc: Sidecar) -> tuple[dict[str, int], list[dict[str, str]]]:
+    st = await sc.status()
+    counters = {k: int(v) for k, v in st.counters.items()}
+    flips = [{"from": f.from_path, "to": f.to_path, "trigger": f.trigger, "cause": f.cause} for f in st.flips]
+    return counters, flips
 
 
 class Bench:
@@ -70,6 +82,7 @@ class Bench:
         warmup: int,
         inflight: list[int],
         throughput_messages: int,
+        compare_metrics: bool = False,
     ) -> None:
         self.rig = rig
         self.res = res
@@ -80,7 +93,11 @@ class Bench:
         self.throughput_messages = throughput_messages
         self.direct: DirectClient | None = None
         self.sc: Sidecar | None = None
+        self.scm: Sidecar | None = None  # the sidecar with metrics (--compare-metrics)
+        self.compare_metrics = compare_metrics
+        self.kinds: tuple[str, ...] = ("direct", "relay") + (("relay_metrics",) if compare_metrics else ())
         self.relay_sent = 0
+        self.relay_metrics_sent = 0
         self.direct_sent = 0
 
     # ---------------------------------------------------------------- submitters
@@ -94,6 +111,23 @@ class Bench:
         assert self.sc is not None
         self.relay_sent += 1
         return self.sc.submit(GROUP, PAYLOAD)[1]
+
+    def submit_relay_metrics(self) -> asyncio.Future[Any]:
+        assert self.scm is not None
+        self.relay_metrics_sent += 1
+        return self.scm.submit(GROUP, PAYLOAD)[1]
+
+    def submitter(self, kind: str) -> tuple[Callable[[], asyncio.Future[Any]], Callable[[Any], None]]:
+        if kind == "direct":
+            return self.submit_direct, check_direct
+        if kind == "relay":
+            return self.submit_relay, self.check_relay
+        return self.submit_relay_metrics, self.check_relay
+
+    def sidecar_pid(self, kind: str) -> int:
+        """The sidecar a kind goes through (direct: the plain one, idle meanwhile)."""
+        m = self.rig.metrics_sidecar
+        return m.pid if kind == "relay_metrics" and m is not None else self.rig.sidecar.pid
 
     def check_relay(self, o: Any) -> None:
         from failover_client.api import OutcomeKind
@@ -197,25 +231,34 @@ class Bench:
         await rig.venue_ready(min(READY_TIMEOUT_S, wd.left()))
         wd.phase = "starting the sidecar"
         rig.start_sidecar()
-        sc = self.sc = await Sidecar.connect(rig.socket, STRATEGY)
+        self.sc = await Sidecar.connect(rig.socket, STRATEGY)
+        clients = [self.sc]
+        if rig.metrics_sidecar is not None:
+            self.scm = await Sidecar.connect(rig.metrics_socket, STRATEGY)
+            clients.append(self.scm)
 
-        async def routed_on_primary() -> bool:
-            st = await sc.status()
-            r = next((r for r in st.routes if r.group == GROUP), None)
-            if r is None or r.effective_path != "primary":
-                return False
-            return sum(1 for h in r.health if h.state == pb.PATH_STATE_UP) == len(PATHS)
+        for sc in clients:
 
-        await bounded(
-            "the sidecar's GetStatus shows the route on primary with both paths up",
-            min(READY_TIMEOUT_S, wd.left()),
-            routed_on_primary,
-            rig,
-        )
+            async def routed_on_primary(sc: Sidecar = sc) -> bool:
+                st = await sc.status()
+                r = next((r for r in st.routes if r.group == GROUP), None)
+                if r is None or r.effective_path != "primary":
+                    return False
+                return sum(1 for h in r.health if h.state == pb.PATH_STATE_UP) == len(PATHS)
+
+            await bounded(
+                "the sidecar's GetStatus shows the route on primary with both paths up",
+                min(READY_TIMEOUT_S, wd.left()),
+                routed_on_primary,
+                rig,
+            )
         progress("sidecar ready: route on primary (seeded decision), primary and backup logged on")
         self.direct = await DirectClient.connect(rig.gateways["primary"], DIRECT_SENDER, "direct-")
         # The sidecar at rest: heartbeats on both paths, the coordinator link retrying an unused port.
-        w = CpuWindow({"sidecar": rig.sidecar.pid})
+        pids = {"sidecar": rig.sidecar.pid}
+        if rig.metrics_sidecar is not None:
+            pids["sidecar_metrics"] = rig.metrics_sidecar.pid
+        w = CpuWindow(pids)
         await asyncio.sleep(IDLE_SAMPLE_S)
         idle = w.finish()
         self.res.idle = {
@@ -223,33 +266,46 @@ class Bench:
             "sidecar_cpu_s": idle["sidecar"],
             "sidecar_cores": round(idle["sidecar"] / idle["wall_s"], 4),
         }
+        if "sidecar_metrics" in idle:
+            self.res.idle_metrics = {
+                "wall_s": idle["wall_s"],
+                "sidecar_cpu_s": idle["sidecar_metrics"],
+                "sidecar_cores": round(idle["sidecar_metrics"] / idle["wall_s"], 4),
+            }
         progress(f"sidecar at rest uses {self.res.idle['sidecar_cores'] * 100:.1f}% of a core")
 
     async def latency(self) -> None:
-        """Round trips, one outstanding, direct and relay in alternating blocks."""
+        """Round trips, one outstanding, each kind in turn in blocks (the order rotates per block)."""
         wd, res = self.wd, self.res
         wd.measuring = True
         wd.phase = "warm-up"
-        progress(f"warm-up: {self.warmup} direct, {self.warmup} relay (not recorded)")
-        await self.one_at_a_time(self.submit_direct, check_direct, self.warmup, None)
-        await self.one_at_a_time(self.submit_relay, self.check_relay, self.warmup, None)
+        progress(f"warm-up: {self.warmup} of each of {', '.join(self.kinds)} (not recorded)")
+        for kind in self.kinds:
+            await self.one_at_a_time(*self.submitter(kind), self.warmup, None)
         blocks = max(1, min(MAX_BLOCKS, self.messages // BLOCK_MIN))
+        if self.compare_metrics:
+            blocks = max(blocks, len(self.kinds))  # every kind goes first once
         base, extra = divmod(self.messages, blocks)
         pids = {"sidecar": self.rig.sidecar.pid, "venue": self.rig.venue.pid, "strategy": os.getpid()}
+        if self.rig.metrics_sidecar is not None:
+            pids["sidecar_metrics"] = self.rig.metrics_sidecar.pid
         cpu = CpuWindow(pids)
+        dists = {"direct": res.direct, "relay": res.relay, "relay_metrics": res.relay_metrics}
+        k = len(self.kinds)
         for b in range(blocks):
             n = base + (1 if b < extra else 0)
-            order = ("direct", "relay") if b % 2 == 0 else ("relay", "direct")
+            order = self.kinds[b % k :] + self.kinds[: b % k]
+            if (b // k) % 2:
+                order = order[::-1]
             row: dict[str, Any] = {"block": b + 1, "messages": n, "order": list(order)}
             for kind in order:
                 wd.phase = f"round trips, block {b + 1}/{blocks}, {kind}"
                 d = Dist(kind, keep_samples=True)
-                if kind == "direct":
-                    await self.one_at_a_time(self.submit_direct, check_direct, n, d)
-                    res.direct.merge(d)
-                else:
-                    await self.one_at_a_time(self.submit_relay, self.check_relay, n, d, self.observe_stages)
-                    res.relay.merge(d)
+                submit, check = self.submitter(kind)
+                await self.one_at_a_time(
+                    submit, check, n, d, self.observe_stages if kind == "relay" else None
+                )
+                dists[kind].merge(d)
                 row[kind] = {
                     "p50_us": d.percentile_us(50),
                     "p99_us": d.percentile_us(99),
@@ -257,24 +313,24 @@ class Bench:
                 }
             res.blocks.append(row)
             progress(
-                f"block {b + 1}/{blocks}: {n} each; p50 direct {fmt_us(row['direct']['p50_us'])} us, "
-                f"relay {fmt_us(row['relay']['p50_us'])} us"
+                f"block {b + 1}/{blocks}: {n} each; p50 "
+                + ", ".join(f"{kind} {fmt_us(row[kind]['p50_us'])} us" for kind in self.kinds)
             )
         res.latency_cpu = cpu.finish()
         wd.measuring = False
 
     async def throughput(self) -> None:
         wd = self.wd
-        pids = {"sidecar": self.rig.sidecar.pid, "venue": self.rig.venue.pid, "strategy": os.getpid()}
-        idle_cores = self.res.idle.get("sidecar_cores", 0.0)
         for window in self.inflight:
-            for kind in ("direct", "relay"):
-                submit: Callable[[], asyncio.Future[Any]]
-                check: Callable[[Any], None]
-                if kind == "direct":
-                    submit, check = self.submit_direct, check_direct
-                else:
-                    submit, check = self.submit_relay, self.check_relay
+            for kind in self.kinds:
+                pids = {
+                    "sidecar": self.sidecar_pid(kind),
+                    "venue": self.rig.venue.pid,
+                    "strategy": os.getpid(),
+                }
+                idle = self.res.idle_metrics if kind == "relay_metrics" else self.res.idle
+                idle_cores = idle.get("sidecar_cores", 0.0)
+                submit, check = self.submitter(kind)
                 wd.measuring = True
                 wd.phase = f"throughput, {kind}, {window} in flight (warm-up)"
                 await self.windowed(submit, check, min(self.warmup, self.throughput_messages), window, None)
@@ -314,7 +370,7 @@ class Bench:
                     ),
                 }
                 self.res.throughput.append(row)
-                per_core = row["sidecar_msgs_per_cpu_s"] if kind == "relay" else None
+                per_core = row["sidecar_msgs_per_cpu_s"] if kind != "direct" else None
                 progress(
                     f"throughput {kind}, {window} in flight: {row['msgs_per_s']:,.0f} msg/s; "
                     f"sidecar {sc_cpu:.2f} CPU-s in {wall:.2f}s"
@@ -323,15 +379,11 @@ class Bench:
                 await asyncio.sleep(0.2)
 
     async def final_checks(self) -> None:
-        """Every message got exactly one answer: the sidecar's and the venue's own counters agree."""
+        """Every message got exactly one answer: the sidecars' and the venue's own counters agree."""
         from failover.v1 import venue_pb2, venue_pb2_grpc
 
         assert self.sc is not None
-        st = await self.sc.status()
-        counters = {k: int(v) for k, v in st.counters.items()}
-        flips = [
-            {"from": f.from_path, "to": f.to_path, "trigger": f.trigger, "cause": f.cause} for f in st.flips
-        ]
+        counters, flips = await _counters_and_flips(self.sc)
         async with grpc.aio.insecure_channel(self.rig.venue_control) as ch:
             vc = await venue_pb2_grpc.VenueControlStub(ch).GetCounters(venue_pb2.CountersRequest(), timeout=5)
         venue = {
@@ -352,10 +404,29 @@ class Bench:
         problems = []
         if counters.get("acked", 0) != self.relay_sent:
             problems.append(f"sidecar counted {counters.get('acked', 0)} acked of {self.relay_sent} relayed")
-        if venue["orders"] != self.direct_sent + self.relay_sent:
-            problems.append(
-                f"venue booked {venue['orders']} orders, {self.direct_sent + self.relay_sent} sent"
+        if self.scm is not None:
+            m_counters, m_flips = await _counters_and_flips(self.scm)
+            self.res.checks.update(
+                relay_metrics_sent=self.relay_metrics_sent,
+                metrics_sidecar_counters=m_counters,
+                metrics_sidecar_flips=m_flips,
             )
+            flips = flips + m_flips
+            if m_counters.get("acked", 0) != self.relay_metrics_sent:
+                problems.append(
+                    f"sidecar with metrics counted {m_counters.get('acked', 0)} acked "
+                    f"of {self.relay_metrics_sent} relayed"
+                )
+            scraped = await asyncio.to_thread(scrape, self.rig.metrics_port)
+            acked = sum(
+                v for k, v in scraped.items() if k.startswith("failover_orders") and "outcome=acked" in k
+            )
+            self.res.scraped = {"samples": len(scraped), "orders_acked": acked}
+            if acked != self.relay_metrics_sent:
+                problems.append(f"/metrics of the sidecar with metrics counted {acked:.0f} acked orders")
+        sent = self.direct_sent + self.relay_sent + self.relay_metrics_sent
+        if venue["orders"] != sent:
+            problems.append(f"venue booked {venue['orders']} orders, {sent} sent")
         if venue["duplicates"]:
             problems.append(f"venue saw {venue['duplicates']} duplicate clordids")
         if flips:
@@ -367,9 +438,10 @@ class Bench:
     async def close(self) -> None:
         if self.direct is not None:
             await self.direct.logout()
-        if self.sc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sc.close(), 5)
+        for sc in (self.sc, self.scm):
+            if sc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sc.close(), 5)
 
     async def run(self) -> None:
         try:

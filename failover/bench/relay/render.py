@@ -6,6 +6,7 @@ import os
 
 from rich.table import Table
 
+from failover.bench import overhead
 from failover.bench.relay.measure import Results
 from failover.bench.report import fmt_us, out
 
@@ -23,10 +24,13 @@ def render(res: Results) -> None:
     t.add_column("strategy ->")
     for col in ("n", "p50", "p90", "p99", "p99.9", "max", "mean"):
         t.add_column(col, justify="right")
-    for name, dist, what in (
+    rows = [
         ("direct", res.direct, "venue: new -> ack"),
         ("relay", res.relay, "sidecar -> venue: send -> outcome ACKED"),
-    ):
+    ]
+    if res.relay_metrics.count:
+        rows.append(("relay_metrics", res.relay_metrics, "the same through the sidecar with /metrics"))
+    for name, dist, what in rows:
         s = dist.summary()
         t.add_row(
             f"{name} ({what})",
@@ -50,6 +54,18 @@ def render(res: Results) -> None:
             f"{a['mean_us']:,.0f} us on the means; each row's percentiles come from its own histogram, "
             "so the 'added' row is a difference of percentiles, not a percentile of differences"
         )
+    if res.relay_metrics.count:
+        overhead.render(
+            "metrics overhead: relay round trip without (off) and with (on) metrics, same run",
+            [("relay round trip", res.relay, res.relay_metrics)],
+            unit="us",
+        )
+        if res.scraped:
+            out.print(
+                f"/metrics of the sidecar with metrics, scraped at the end: "
+                f"{res.scraped['samples']} samples; "
+                f"{res.scraped['orders_acked']:.0f} orders acked"
+            )
     if res.relay_outside.count:
         sp = Table(
             title="where the relay round trip goes (us), by the sidecar's own stage timings",
@@ -105,7 +121,7 @@ def render(res: Results) -> None:
             tt.add_column(col, justify="left" if col == "path" else "right")
         for row in res.throughput:
             cpu, rt = row["cpu_s"], row["round_trip"]
-            relay = row["path"] == "relay"
+            relay = row["path"] != "direct"
             tt.add_row(
                 row["path"],
                 str(row["inflight"]),

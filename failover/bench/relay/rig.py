@@ -22,8 +22,18 @@ from failover.procs import Child, ChildExited, child_env, cli_argv, free_port
 GROUP = "cme-orders"
 PATHS = ("primary", "backup")
 HOST_ID = "bench-relay"
+METRICS_HOST_ID = "bench-relay-m"
 STRATEGY = "bench"
 PAYLOAD = '{"sym":"ESZ6","side":"buy","qty":1,"px":5000}'
+# Heartbeats as by default (every 50 ms), but a path is declared silent only after 1 s of
+# silence, an unanswered order or probe only after 1 s: this bench measures relaying, not
+# detection, and a starved shared machine must not flip the sidecar (which fails the run)
+# over a few hundred ms without CPU.
+DATA_PLANE = {
+    "silent_after_intervals": 20,
+    "order_timeout_floor_ms": 1000.0,
+    "probe_timeout_floor_ms": 1000.0,
+}
 
 
 def _child(name: str, args: list[str], log_path: Path) -> Child:
@@ -40,9 +50,13 @@ def check(child: Child) -> None:
 
 
 class Rig:
-    """The venue and the sidecar processes, their files, and how to stop them."""
+    """The venue and the sidecar processes, their files, and how to stop them.
 
-    def __init__(self) -> None:
+    With ``metrics``: a second sidecar, the same in every way but its host id, its socket
+    and a Prometheus ``/metrics`` endpoint (``metrics_listen``); the first has none.
+    """
+
+    def __init__(self, metrics: bool = False) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="failover-bench-relay-"))
         self.sock_dir = Path(tempfile.mkdtemp(prefix="fo-relay-", dir="/tmp"))  # short: unix path limit
         self.socket = str(self.sock_dir / "sidecar.sock")
@@ -57,9 +71,16 @@ class Rig:
             self.workdir / "venue.log",
         )
         self.sidecar = _child("sidecar", [], self.workdir / "sidecar.log")
+        self.metrics_sidecar: Child | None = None
+        self.metrics_socket = ""
+        self.metrics_port = 0
+        if metrics:
+            self.metrics_sidecar = _child("sidecar-metrics", [], self.workdir / "sidecar-metrics.log")
+            self.metrics_socket = str(self.sock_dir / "sidecar-m.sock")
+            self.metrics_port = free_port()
         self.keep_logs = False
 
-    def write_sidecar_files(self) -> Path:
+    def write_sidecar_files(self, host_id: str = HOST_ID, socket: str = "", metrics_listen: str = "") -> Path:
         from failover_sidecar import state_file
 
         from failover.model.convert import group_pb
@@ -69,7 +90,7 @@ class Rig:
         spec = GroupSpec(
             name=GROUP, paths=[PathSpec(name=p, endpoints={"default": a}) for p, a in self.gateways.items()]
         )
-        state_path = self.workdir / "sidecar.state.json"
+        state_path = self.workdir / f"{host_id}.state.json"
         decision = pb.Decision(
             group=GROUP,
             paths=list(PATHS),
@@ -79,20 +100,23 @@ class Rig:
         )
         state_file.save(
             state_path,
-            HOST_ID,
+            host_id,
             state_file.SavedState(
                 definitions={GROUP: group_pb(spec, 1, "default")}, decisions={GROUP: decision}
             ),
         )
-        cfg = {
-            "host_id": HOST_ID,
+        cfg: dict[str, object] = {
+            "host_id": host_id,
             "groups": [GROUP],
             "coordinators": [self.coordinator],
             "state_file": str(state_path),
             "strategies": [STRATEGY],
-            "listen": {"socket": self.socket},
+            "listen": {"socket": socket or self.socket},
+            "data_plane": DATA_PLANE,
         }
-        path = self.workdir / "sidecar.yaml"
+        if metrics_listen:
+            cfg["metrics_listen"] = metrics_listen
+        path = self.workdir / f"{host_id}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 
@@ -105,6 +129,15 @@ class Rig:
         self.sidecar.argv = cli_argv("sidecar", "--config", str(cfg))
         self.sidecar.start()
         progress(f"sidecar started (pid {self.sidecar.pid}) on unix:{self.socket}")
+        if self.metrics_sidecar is not None:
+            listen = f"127.0.0.1:{self.metrics_port}"
+            cfg = self.write_sidecar_files(METRICS_HOST_ID, self.metrics_socket, listen)
+            self.metrics_sidecar.argv = cli_argv("sidecar", "--config", str(cfg))
+            self.metrics_sidecar.start()
+            progress(
+                f"sidecar with metrics started (pid {self.metrics_sidecar.pid}) "
+                f"on unix:{self.metrics_socket}, /metrics on {listen}"
+            )
 
     async def venue_ready(self, timeout: float) -> None:
         """The venue printed its control address (it prints it once every listener is bound)."""
@@ -119,6 +152,8 @@ class Rig:
 
     def stop(self) -> None:
         self.sidecar.stop(timeout=5)  # first: it logs out of the venue
+        if self.metrics_sidecar is not None:
+            self.metrics_sidecar.stop(timeout=5)
         self.venue.stop(timeout=5)
         shutil.rmtree(self.sock_dir, ignore_errors=True)
         if self.keep_logs:
