@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from failover.bench.relay.framed_rows import FramedRows, render_framed
 from failover.bench.relay.guard import Watchdog
 from failover.bench.relay.measure import Bench, Results
 from failover.bench.relay.render import added, render
@@ -62,6 +63,13 @@ def relay(
     max_seconds: Annotated[
         float, typer.Option("--max-seconds", min=10, help="Abort (exit 1) when the run takes longer.")
     ] = 600.0,
+    framed: Annotated[
+        bool,
+        typer.Option(
+            "--framed/--no-framed",
+            help="Also measure the sidecar's framed socket and a bare framed relay (same run).",
+        ),
+    ] = True,
 ) -> None:
     """Round trip strategy -> venue, direct vs through a sidecar process, and one sidecar's throughput."""
     windows = parse_inflight(inflight)
@@ -71,6 +79,7 @@ def relay(
         "inflight": ",".join(map(str, windows)),
         "throughput_messages": throughput_messages,
         "max_seconds": max_seconds,
+        "framed": framed,
     }
     if json_out is not None:
         params["json_out"] = str(json_out)
@@ -100,6 +109,7 @@ def relay(
     }
     wd = Watchdog(max_seconds)
     rig: Rig | None = None
+    bench: Bench | None = None
     code = 0
     started = time.monotonic()
     try:
@@ -121,6 +131,8 @@ def relay(
             inflight=windows,
             throughput_messages=throughput_messages,
         )
+        if framed:
+            bench.framed_rows = FramedRows(bench)
         asyncio.run(wd.guard(bench.run()))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
@@ -147,6 +159,8 @@ def relay(
     doc["sidecar_at_rest"] = res.idle
     doc["throughput"] = res.throughput
     doc["checks"] = res.checks
+    if bench is not None and bench.framed_rows is not None:
+        doc["framed"] = bench.framed_rows.res.to_json()
     render(res)
     if res.checks:
         c = res.checks
@@ -156,6 +170,8 @@ def relay(
             f"({c['direct_sent']} direct + {c['relay_sent']} relay), "
             f"{c['venue']['duplicates']} duplicates; sidecar flips: {len(c['sidecar_flips'])}"
         )
+    if bench is not None and bench.framed_rows is not None:
+        render_framed(bench.framed_rows.res)
     out.print(
         f"elapsed {doc['elapsed_s']}s; load average {doc['load_average_at_end']} at the end", markup=False
     )
