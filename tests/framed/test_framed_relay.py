@@ -8,10 +8,12 @@ import logging
 import os
 import stat
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from failover_client.api import OutcomeKind, Sidecar
 from failover_client.framed import FramedRelay
+from failover_sidecar.app import SocketError, prepare_socket
 
 from failover.v1 import sidecar_pb2 as spb
 from failover.venue.faults import FaultKind
@@ -177,3 +179,14 @@ async def test_an_unknown_strategy_gets_rejected_not_in_doubt(rig: FramedRig) ->
 async def test_a_missing_socket_raises_at_connect(rig: FramedRig) -> None:
     with pytest.raises(OSError):
         await FramedRelay.connect(rig.framed_socket + ".absent", STRATEGY)
+
+
+def test_the_framed_socket_has_the_same_checks_as_the_grpc_one(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    link = tmp_path / "h1.framed"
+    link.symlink_to(target)
+    with pytest.raises(SocketError, match=r"^listen\.framed_socket: .* is a symlink"):
+        prepare_socket(str(link), "listen.framed_socket")
+    with pytest.raises(SocketError, match=r"^listen\.framed_socket: directory"):
+        prepare_socket(str(tmp_path / "no" / "h1.framed"), "listen.framed_socket")

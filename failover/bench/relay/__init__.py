@@ -29,9 +29,15 @@ Measured, after the sidecar's GetStatus shows the route on primary with both pat
    utime+stime, all threads): messages / sidecar CPU-seconds is what one sidecar
    relays per second on one core.
 
+3. the framed rows (``--no-framed`` skips them): the same strategy over the sidecar's
+   framed socket (``failover_client.framed.FramedRelay``) and over a bare framed relay
+   child (the floor), with direct TCP again in the same alternating blocks; then their
+   throughput and counter checks (``framed_rows``).
+
 Modules: ``rig`` (the two child processes), ``direct`` (the direct strategy),
 ``guard`` (watchdog and bounded waits), ``measure`` (round trips, throughput,
-checks), ``render`` (tables), ``command`` (the typer command and the JSON).
+checks), ``render`` (tables), ``command`` (the typer command and the JSON),
+``framed_rows`` and ``bare_framed`` (the framed rows and their floor).
 
 Runnable alone: ``python -m failover.bench.relay --messages 100000 --inflight 1,64``.
 Progress goes to stderr, the header and tables to stdout, raw figures to ``--json``.
