@@ -70,6 +70,13 @@ def relay(
             help="Also measure the sidecar's framed socket and a bare framed relay (same run).",
         ),
     ] = True,
+    framed_only: Annotated[
+        bool,
+        typer.Option(
+            "--framed-only",
+            help="Only the framed rows (direct TCP, the sidecar's framed socket, a bare framed relay).",
+        ),
+    ] = False,
 ) -> None:
     """Round trip strategy -> venue, direct vs through a sidecar process, and one sidecar's throughput."""
     windows = parse_inflight(inflight)
@@ -80,6 +87,7 @@ def relay(
         "throughput_messages": throughput_messages,
         "max_seconds": max_seconds,
         "framed": framed,
+        "framed_only": framed_only,
     }
     if json_out is not None:
         params["json_out"] = str(json_out)
@@ -131,9 +139,10 @@ def relay(
             inflight=windows,
             throughput_messages=throughput_messages,
         )
-        if framed:
+        if framed or framed_only:
             bench.framed_rows = FramedRows(bench)
-        asyncio.run(wd.guard(bench.run()))
+        main = bench.framed_rows.run_alone() if bench.framed_rows and framed_only else bench.run()
+        asyncio.run(wd.guard(main))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except (BenchFailure, ChildExited) as exc:
@@ -161,7 +170,8 @@ def relay(
     doc["checks"] = res.checks
     if bench is not None and bench.framed_rows is not None:
         doc["framed"] = bench.framed_rows.res.to_json()
-    render(res)
+    if not framed_only:
+        render(res)
     if res.checks:
         c = res.checks
         out.print(

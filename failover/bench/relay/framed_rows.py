@@ -57,6 +57,7 @@ class FramedResults:
     throughput: list[dict[str, Any]] = field(default_factory=list)
     latency_cpu: dict[str, float] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
+    loadavg_at_start: list[float] = field(default_factory=list)
 
     def added(self) -> dict[str, dict[str, float]]:
         """Each framed row minus direct TCP (same blocks), per statistic (us)."""
@@ -76,6 +77,7 @@ class FramedResults:
             "latency_cpu_s": self.latency_cpu,
             "throughput": self.throughput,
             "checks": self.checks,
+            "loadavg_at_start": self.loadavg_at_start,
         }
 
 
@@ -255,6 +257,7 @@ class FramedRows:
         return int(st.counters.get("acked", 0)), {"orders": int(vc.orders), "duplicates": int(vc.duplicates)}
 
     async def run(self) -> None:
+        self.res.loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
         try:
             await self.setup()
             acked0, venue0 = await self._counters()
@@ -266,6 +269,14 @@ class FramedRows:
             await self.checks(acked0, venue_orders0)
         finally:
             await self.close()
+
+    async def run_alone(self) -> None:
+        """``--framed-only``: the venue and sidecar set up as for every row, then these rows alone."""
+        try:
+            await self.bench.setup()
+            await self.run()
+        finally:
+            await self.bench.close()
 
     async def close(self) -> None:
         for c in self.clients.values():
