@@ -71,6 +71,10 @@ class FramedConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._server.connections.discard(self)
+        self._release_sink()
+
+    def _release_sink(self) -> None:
+        """Outcomes from now on stay in the ledger only (ResolveInDoubt), as after a gRPC stream ends."""
         sid = self.strategy_id
         if sid and self._orders.sinks.get(sid) == self.sink:
             del self._orders.sinks[sid]
@@ -147,6 +151,7 @@ class FramedConnection(asyncio.Protocol):
                 t.get_write_buffer_size(),
             )
             self._closing = True
+            self._release_sink()
             t.abort()
 
     def close_with(self, reason: str) -> None:
@@ -154,6 +159,7 @@ class FramedConnection(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
+        self._release_sink()
         t = self._transport
         log.warning(
             "framed connection%s closed: %s",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from failover_client.api import OutcomeKind, Sidecar
 from failover_client.framed import FramedRelay
+from failover_sidecar import framed as framed_mod
 from failover_sidecar.app import SocketError, prepare_socket
 
 from failover.v1 import sidecar_pb2 as spb
@@ -190,3 +191,20 @@ def test_the_framed_socket_has_the_same_checks_as_the_grpc_one(tmp_path: Path) -
         prepare_socket(str(link), "listen.framed_socket")
     with pytest.raises(SocketError, match=r"^listen\.framed_socket: directory"):
         prepare_socket(str(tmp_path / "no" / "h1.framed"), "listen.framed_socket")
+
+
+async def test_a_strategy_that_does_not_read_is_disconnected_alone(
+    rig: FramedRig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(framed_mod, "UNREAD_LIMIT_BYTES", 20_000)
+    caplog.set_level(logging.ERROR, logger="failover_sidecar.framed")
+    r, w = await asyncio.open_unix_connection(rig.framed_socket, limit=1024)
+    w.transport.pause_reading()  # type: ignore[attr-defined]  # a strategy that never reads
+    refused = spb.RelayRequest(
+        message=spb.RelayMessage(group="nope", client_msg_id=1, kind=spb.MESSAGE_KIND_NEW_ORDER)
+    )
+    w.write(_hello("s2") + frame(refused.SerializeToString()) * 20_000)  # 20,000 REJECTED outcomes
+    await poll(lambda: "does not read its outcomes" in caplog.text, "the sidecar to give up on the reader")
+    w.close()
+    async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
+        assert (await fr.send(GROUP, "x")).kind == ACKED
