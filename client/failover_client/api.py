@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from types import TracebackType
 
@@ -30,28 +26,16 @@ import grpc
 from failover import rpc
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
+from failover_client.outcomes import DUPLICATE_OUTCOME, OutcomeBook, OutcomeKind
+
+__all__ = ["DUPLICATE_OUTCOME", "Outcome", "OutcomeKind", "Resolution", "Route", "Sidecar", "VenueEvent"]
 
 log = logging.getLogger(__name__)
-
-# VenueEvent.kind of the event that reports a second outcome for one message.
-DUPLICATE_OUTCOME = "duplicate_outcome"
-_RESOLVED_KEPT = 100_000
 
 Outcome = spb.Outcome
 Resolution = spb.Resolution
 Route = spb.Route
 VenueEvent = spb.VenueEvent
-
-
-class OutcomeKind:
-    ACKED = spb.OUTCOME_KIND_ACKED
-    REJECTED = spb.OUTCOME_KIND_REJECTED
-    IN_DOUBT = spb.OUTCOME_KIND_IN_DOUBT
-    NO_PATH = spb.OUTCOME_KIND_NO_PATH
-
-    @staticmethod
-    def name(kind: int) -> str:
-        return spb.OutcomeKind.Name(kind).removeprefix("OUTCOME_KIND_")  # type: ignore[arg-type]
 
 
 def _target(address: str) -> str:
@@ -68,7 +52,7 @@ def _never_connected(exc: grpc.aio.AioRpcError) -> bool:
     )
 
 
-class Sidecar:
+class Sidecar(OutcomeBook):
     """One strategy's connection to its host's sidecar. Create with ``await Sidecar.connect(...)``.
 
     Every ``submit``/``send`` resolves exactly once, whatever happens to the stream
@@ -76,24 +60,16 @@ class Sidecar:
     """
 
     def __init__(self, channel: grpc.aio.Channel, strategy_id: str) -> None:
+        super().__init__(strategy_id)
         self._channel = channel
         self._stub = sidecar_pb2_grpc.SidecarStub(channel)
-        self.strategy_id = strategy_id
-        # Ids unique per strategy across reconnects and restarts: microseconds at connect, then +1.
-        self._ids = itertools.count(time.time_ns() // 1000)
-        self._pending: dict[int, asyncio.Future[spb.Outcome]] = {}
-        # The kind each recently resolved message got, to recognise a second outcome.
-        self._resolved: OrderedDict[int, int] = OrderedDict()
         self._out: asyncio.Queue[spb.RelayRequest | None] = asyncio.Queue()
-        self.events: asyncio.Queue[spb.VenueEvent] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self._closing = False
         self._close_done = asyncio.Event()
         self.error: str = ""
         self._started = False
-        self.duplicate_outcomes = 0  # outcomes for a message that already had one (a broken promise)
-        self.unmatched_outcomes = 0  # outcomes for a message this connection never sent
 
     @classmethod
     async def connect(cls, address: str, strategy_id: str) -> Sidecar:
@@ -147,61 +123,7 @@ class Sidecar:
             log.exception("relay stream of strategy %s failed", self.strategy_id)
         finally:
             self.closed.set()
-            reason = f"{why}: {self.error}" if self.error else why
-            for msg_id, fut in list(self._pending.items()):
-                self._settle(fut, spb.Outcome(client_msg_id=msg_id, kind=kind, reason=reason))
-            self._pending.clear()
-
-    def _settle(self, fut: asyncio.Future[spb.Outcome], outcome: spb.Outcome) -> None:
-        if not fut.done():  # a caller that gave up cancelled its future: nothing to tell
-            fut.set_result(outcome)
-        self._resolved[outcome.client_msg_id] = outcome.kind
-        if len(self._resolved) > _RESOLVED_KEPT:
-            self._resolved.popitem(last=False)
-
-    def _on_outcome(self, o: spb.Outcome) -> None:
-        mid = o.client_msg_id
-        fut = self._pending.pop(mid, None)
-        if fut is not None:
-            self._settle(fut, o)
-            return
-        first = self._resolved.get(mid)
-        if first is None:
-            self.unmatched_outcomes += 1
-            log.warning(
-                "outcome %s for message %d, which this connection did not send: ignored",
-                OutcomeKind.name(o.kind),
-                mid,
-            )
-            return
-        # The sidecar promises one outcome per message: a second one is a bug to surface, not hide.
-        self.duplicate_outcomes += 1
-        detail = {
-            "first": OutcomeKind.name(first),
-            "second": OutcomeKind.name(o.kind),
-            "path": o.path,
-            "reason": o.reason,
-        }
-        log.error(
-            "second outcome for message %d: %s after %s (path %r, %s); the first one stands",
-            mid,
-            detail["second"],
-            detail["first"],
-            o.path,
-            o.reason,
-        )
-        self.events.put_nowait(
-            spb.VenueEvent(
-                client_msg_id=mid,
-                kind=DUPLICATE_OUTCOME,
-                path=o.path,
-                client_order_id=o.client_order_id,
-                payload=json.dumps(detail).encode(),
-            )
-        )
-
-    def next_id(self) -> int:
-        return next(self._ids)
+            self._settle_all(kind, f"{why}: {self.error}" if self.error else why)
 
     def submit(
         self, group: str, payload: bytes | str, *, msg_id: int | None = None, cancel_of: int | None = None
@@ -213,19 +135,7 @@ class Sidecar:
         """
         mid = msg_id if msg_id is not None else self.next_id()
         fut: asyncio.Future[spb.Outcome] = asyncio.get_running_loop().create_future()
-        refusal: tuple[int, str] | None = None
-        if self._closing:
-            refusal = spb.OUTCOME_KIND_NO_PATH, "not sent: the client is closed"
-        elif self.closed.is_set():
-            refusal = (
-                spb.OUTCOME_KIND_NO_PATH,
-                f"not sent: no stream to the sidecar ({self.error or 'ended'})",
-            )
-        elif mid in self._pending:
-            refusal = (
-                spb.OUTCOME_KIND_REJECTED,
-                f"not sent: client_msg_id {mid} is already waiting for an outcome",
-            )
+        refusal = self._refusal(mid, self._closing, self.closed.is_set(), self.error)
         if refusal is not None:
             fut.set_result(spb.Outcome(client_msg_id=mid, kind=refusal[0], reason=refusal[1]))  # type: ignore[arg-type]
             return mid, fut

@@ -20,6 +20,7 @@ from failover.telemetry import metrics as telemetry
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
+from failover_sidecar.framed import FramedServer
 from failover_sidecar.metrics import SidecarMetrics
 from failover_sidecar.orders import OrderPath
 from failover_sidecar.service import SidecarService
@@ -32,21 +33,24 @@ class SocketError(ConfigError):
     """The strategy socket cannot be used safely (a config problem: exit 2)."""
 
 
-def prepare_socket(path: str) -> None:
-    """Refuse a socket path that is a symlink or belongs to someone else; clear our own stale one."""
+def prepare_socket(path: str, key: str = "listen.socket") -> None:
+    """Refuse a socket path that is a symlink or belongs to someone else; clear our own stale one.
+
+    ``key`` names the config field in the error (the gRPC socket or the framed one).
+    """
     p = Path(path)
     if not p.parent.is_dir():
-        raise SocketError(f"listen.socket: directory {str(p.parent)!r} does not exist")
+        raise SocketError(f"{key}: directory {str(p.parent)!r} does not exist")
     try:
         st = os.lstat(p)
     except FileNotFoundError:
         return
     if stat.S_ISLNK(st.st_mode):
-        raise SocketError(f"listen.socket: {path} is a symlink; refusing to use it")
+        raise SocketError(f"{key}: {path} is a symlink; refusing to use it")
     if st.st_uid != os.getuid():
-        raise SocketError(f"listen.socket: {path} belongs to uid {st.st_uid}, not us; refusing to use it")
+        raise SocketError(f"{key}: {path} belongs to uid {st.st_uid}, not us; refusing to use it")
     if not stat.S_ISSOCK(st.st_mode):
-        raise SocketError(f"listen.socket: {path} exists and is not a socket")
+        raise SocketError(f"{key}: {path} exists and is not a socket")
     p.unlink()
 
 
@@ -83,12 +87,18 @@ class SidecarApp:
         self.agent = Agent(cfg, self.metrics)
         self.orders = OrderPath(self.agent)
         self.metrics.bind(self.agent, lambda: self.orders.counters)
+        self.framed = FramedServer(self.agent, self.orders)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         cfg = self.cfg
         socket_gid(cfg.listen.socket_group)  # refuse before a server or socket file exists
         prepare_socket(cfg.socket_path)
+        framed_path = cfg.listen.framed_socket
+        if framed_path:
+            if framed_path == cfg.socket_path:
+                raise SocketError("listen.framed_socket: must differ from listen.socket")
+            prepare_socket(framed_path, "listen.framed_socket")
         server = rpc.make_server()
         sidecar_pb2_grpc.add_SidecarServicer_to_server(SidecarService(self.agent, self.orders), server)
         health = rpc.add_health_and_reflection(server, SERVICES)
@@ -97,6 +107,9 @@ class SidecarApp:
             rpc.bind(server, cfg.listen.tcp)
         await server.start()
         secure_socket(cfg.socket_path, cfg.listen.socket_group)
+        if framed_path:
+            await self.framed.start(framed_path)
+            secure_socket(framed_path, cfg.listen.socket_group)
         await rpc.mark_serving(health, SERVICES, True)
         await self.agent.start()
         tls.warn_if_insecure(cfg.tls, f"sidecar {cfg.host_id}'s link to the coordinators")
@@ -106,7 +119,8 @@ class SidecarApp:
             cfg.host_id,
             cfg.site,
             cfg.socket_path,
-            f" and {cfg.listen.tcp}" if cfg.listen.tcp else "",
+            (f" and {cfg.listen.tcp}" if cfg.listen.tcp else "")
+            + (f"; framed relay on unix:{framed_path}" if framed_path else ""),
             ",".join(cfg.groups),
         )
         try:
@@ -121,9 +135,13 @@ class SidecarApp:
     async def _shutdown(self, server: grpc.aio.Server, health: AioHealthServicer) -> None:
         await rpc.mark_serving(health, SERVICES, False)
         await server.stop(0.5)
+        await self.framed.stop()
         await self.agent.stop()
         with contextlib.suppress(OSError):
             os.unlink(self.cfg.socket_path)
+        if self.cfg.listen.framed_socket:
+            with contextlib.suppress(OSError):
+                os.unlink(self.cfg.listen.framed_socket)
         if self._owns_telemetry:
             await asyncio.to_thread(self.telemetry.shutdown)
         log.info("sidecar %s stopped", self.cfg.host_id)

@@ -28,6 +28,9 @@ class ListenSection(_Section):
     socket: str = ""
     socket_group: str = ""
     tcp: str = ""
+    # The framed local relay (length-prefixed protobuf frames, docs/api.md): a second Unix
+    # socket with the same owner/group rules; empty: off.
+    framed_socket: str = ""
 
     @field_validator("tcp")
     @classmethod

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from failover.v1 import types_pb2 as failover_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61ilover/v1/sidecar.proto\x12\x0b\x66\x61ilover.v1\x1a\x17\x66\x61ilover/v1/types.proto\" \n\x0fGetRouteRequest\x12\r\n\x05group\x18\x01 \x01(\t\"#\n\x11WatchRouteRequest\x12\x0e\n\x06groups\x18\x01 \x03(\t\"\xc4\x01\n\x05Route\x12\r\n\x05group\x18\x01 \x01(\t\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_path\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x63ision_paths\x18\x03 \x03(\t\x12!\n\x05\x65poch\x18\x04 \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65viates\x18\x06 \x01(\x08\x12\x0e\n\x06halted\x18\x07 \x01(\x08\x12\'\n\x06health\x18\x08 \x03(\x0b\x32\x17.failover.v1.PathHealth\" \n\tRelayOpen\x12\x13\n\x0bstrategy_id\x18\x01 \x01(\t\"\x84\x01\n\x0cRelayMessage\x12\r\n\x05group\x18\x01 \x01(\t\x12\x15\n\rclient_msg_id\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.failover.v1.MessageKind\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x15\n\rcancel_msg_id\x18\x05 \x01(\x04\"l\n\x0cRelayRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x16.failover.v1.RelayOpenH\x00\x12,\n\x07message\x18\x02 \x01(\x0b\x32\x19.failover.v1.RelayMessageH\x00\x42\x06\n\x04kind\"\xc1\x01\n\x07Outcome\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.failover.v1.OutcomeKind\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x16\n\x0evenue_order_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\x12(\n\x06stages\x18\x07 \x03(\x0b\x32\x18.failover.v1.StageTiming\"i\n\nVenueEvent\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"m\n\nRelayEvent\x12\'\n\x07outcome\x18\x01 \x01(\x0b\x32\x14.failover.v1.OutcomeH\x00\x12.\n\x0bvenue_event\x18\x02 \x01(\x0b\x32\x17.failover.v1.VenueEventH\x00\x42\x06\n\x04kind\"S\n\x15ResolveInDoubtRequest\x12\x13\n\x0bstrategy_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_msg_ids\x18\x03 \x03(\x04\"]\n\nResolution\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.failover.v1.ResolveState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"F\n\x16ResolveInDoubtResponse\x12,\n\x0bresolutions\x18\x01 \x03(\x0b\x32\x17.failover.v1.Resolution\"\x16\n\x14SidecarStatusRequest\"\x9d\x02\n\x12SidecarLocalStatus\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x1f\n\x17\x63ontrol_plane_connected\x18\x04 \x01(\x08\x12\"\n\x06routes\x18\x05 \x03(\x0b\x32\x12.failover.v1.Route\x12?\n\x08\x63ounters\x18\x06 \x03(\x0b\x32-.failover.v1.SidecarLocalStatus.CountersEntry\x12 \n\x05\x66lips\x18\x07 \x03(\x0b\x32\x11.failover.v1.Flip\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xf5\x01\n\x04\x46lip\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tfrom_path\x18\x02 \x01(\t\x12\x0f\n\x07to_path\x18\x03 \x01(\t\x12\x0f\n\x07trigger\x18\x04 \x01(\t\x12\r\n\x05\x63\x61use\x18\x05 \x01(\t\x12\x11\n\tdetect_us\x18\x06 \x01(\x03\x12\x0f\n\x07\x66lip_us\x18\x07 \x01(\x03\x12\x14\n\x0c\x66irst_ack_us\x18\x08 \x01(\x03\x12!\n\x05\x65poch\x18\t \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x12\n\nat_unix_ms\x18\n \x01(\x03\x12\x10\n\x08in_doubt\x18\x0b \x01(\r\x12\x17\n\x0f\x61t_monotonic_ns\x18\x0c \x01(\x03*`\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_KIND_NEW_ORDER\x10\x01\x12\x17\n\x13MESSAGE_KIND_CANCEL\x10\x02*\x93\x01\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTCOME_KIND_ACKED\x10\x01\x12\x19\n\x15OUTCOME_KIND_REJECTED\x10\x02\x12\x19\n\x15OUTCOME_KIND_IN_DOUBT\x10\x03\x12\x18\n\x14OUTCOME_KIND_NO_PATH\x10\x04*\xa8\x01\n\x0cResolveState\x12\x1d\n\x19RESOLVE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RESOLVE_STATE_ACKED\x10\x01\x12\x1a\n\x16RESOLVE_STATE_REJECTED\x10\x02\x12\"\n\x1eRESOLVE_STATE_UNKNOWN_TO_VENUE\x10\x03\x12 \n\x1cRESOLVE_STATE_STILL_IN_DOUBT\x10\x04\x32\xf8\x02\n\x07Sidecar\x12<\n\x08GetRoute\x12\x1c.failover.v1.GetRouteRequest\x1a\x12.failover.v1.Route\x12\x42\n\nWatchRoute\x12\x1e.failover.v1.WatchRouteRequest\x1a\x12.failover.v1.Route0\x01\x12?\n\x05Relay\x12\x19.failover.v1.RelayRequest\x1a\x17.failover.v1.RelayEvent(\x01\x30\x01\x12Y\n\x0eResolveInDoubt\x12\".failover.v1.ResolveInDoubtRequest\x1a#.failover.v1.ResolveInDoubtResponse\x12O\n\tGetStatus\x12!.failover.v1.SidecarStatusRequest\x1a\x1f.failover.v1.SidecarLocalStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61ilover/v1/sidecar.proto\x12\x0b\x66\x61ilover.v1\x1a\x17\x66\x61ilover/v1/types.proto\" \n\x0fGetRouteRequest\x12\r\n\x05group\x18\x01 \x01(\t\"#\n\x11WatchRouteRequest\x12\x0e\n\x06groups\x18\x01 \x03(\t\"\xc4\x01\n\x05Route\x12\r\n\x05group\x18\x01 \x01(\t\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_path\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x63ision_paths\x18\x03 \x03(\t\x12!\n\x05\x65poch\x18\x04 \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x64\x65viates\x18\x06 \x01(\x08\x12\x0e\n\x06halted\x18\x07 \x01(\x08\x12\'\n\x06health\x18\x08 \x03(\x0b\x32\x17.failover.v1.PathHealth\" \n\tRelayOpen\x12\x13\n\x0bstrategy_id\x18\x01 \x01(\t\"\x84\x01\n\x0cRelayMessage\x12\r\n\x05group\x18\x01 \x01(\t\x12\x15\n\rclient_msg_id\x18\x02 \x01(\x04\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.failover.v1.MessageKind\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x15\n\rcancel_msg_id\x18\x05 \x01(\x04\"l\n\x0cRelayRequest\x12&\n\x04open\x18\x01 \x01(\x0b\x32\x16.failover.v1.RelayOpenH\x00\x12,\n\x07message\x18\x02 \x01(\x0b\x32\x19.failover.v1.RelayMessageH\x00\x42\x06\n\x04kind\"\xc1\x01\n\x07Outcome\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.failover.v1.OutcomeKind\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x16\n\x0evenue_order_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\x12(\n\x06stages\x18\x07 \x03(\x0b\x32\x18.failover.v1.StageTiming\"i\n\nVenueEvent\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x04 \x01(\t\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"6\n\x0bRelayClosed\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0fnothing_relayed\x18\x02 \x01(\x08\"\x99\x01\n\nRelayEvent\x12\'\n\x07outcome\x18\x01 \x01(\x0b\x32\x14.failover.v1.OutcomeH\x00\x12.\n\x0bvenue_event\x18\x02 \x01(\x0b\x32\x17.failover.v1.VenueEventH\x00\x12*\n\x06\x63losed\x18\x03 \x01(\x0b\x32\x18.failover.v1.RelayClosedH\x00\x42\x06\n\x04kind\"S\n\x15ResolveInDoubtRequest\x12\x13\n\x0bstrategy_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x16\n\x0e\x63lient_msg_ids\x18\x03 \x03(\x04\"]\n\nResolution\x12\x15\n\rclient_msg_id\x18\x01 \x01(\x04\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.failover.v1.ResolveState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"F\n\x16ResolveInDoubtResponse\x12,\n\x0bresolutions\x18\x01 \x03(\x0b\x32\x17.failover.v1.Resolution\"\x16\n\x14SidecarStatusRequest\"\x9d\x02\n\x12SidecarLocalStatus\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x1f\n\x17\x63ontrol_plane_connected\x18\x04 \x01(\x08\x12\"\n\x06routes\x18\x05 \x03(\x0b\x32\x12.failover.v1.Route\x12?\n\x08\x63ounters\x18\x06 \x03(\x0b\x32-.failover.v1.SidecarLocalStatus.CountersEntry\x12 \n\x05\x66lips\x18\x07 \x03(\x0b\x32\x11.failover.v1.Flip\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xf5\x01\n\x04\x46lip\x12\r\n\x05group\x18\x01 \x01(\t\x12\x11\n\tfrom_path\x18\x02 \x01(\t\x12\x0f\n\x07to_path\x18\x03 \x01(\t\x12\x0f\n\x07trigger\x18\x04 \x01(\t\x12\r\n\x05\x63\x61use\x18\x05 \x01(\t\x12\x11\n\tdetect_us\x18\x06 \x01(\x03\x12\x0f\n\x07\x66lip_us\x18\x07 \x01(\x03\x12\x14\n\x0c\x66irst_ack_us\x18\x08 \x01(\x03\x12!\n\x05\x65poch\x18\t \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x12\n\nat_unix_ms\x18\n \x01(\x03\x12\x10\n\x08in_doubt\x18\x0b \x01(\r\x12\x17\n\x0f\x61t_monotonic_ns\x18\x0c \x01(\x03*`\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_KIND_NEW_ORDER\x10\x01\x12\x17\n\x13MESSAGE_KIND_CANCEL\x10\x02*\x93\x01\n\x0bOutcomeKind\x12\x1c\n\x18OUTCOME_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTCOME_KIND_ACKED\x10\x01\x12\x19\n\x15OUTCOME_KIND_REJECTED\x10\x02\x12\x19\n\x15OUTCOME_KIND_IN_DOUBT\x10\x03\x12\x18\n\x14OUTCOME_KIND_NO_PATH\x10\x04*\xa8\x01\n\x0cResolveState\x12\x1d\n\x19RESOLVE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RESOLVE_STATE_ACKED\x10\x01\x12\x1a\n\x16RESOLVE_STATE_REJECTED\x10\x02\x12\"\n\x1eRESOLVE_STATE_UNKNOWN_TO_VENUE\x10\x03\x12 \n\x1cRESOLVE_STATE_STILL_IN_DOUBT\x10\x04\x32\xf8\x02\n\x07Sidecar\x12<\n\x08GetRoute\x12\x1c.failover.v1.GetRouteRequest\x1a\x12.failover.v1.Route\x12\x42\n\nWatchRoute\x12\x1e.failover.v1.WatchRouteRequest\x1a\x12.failover.v1.Route0\x01\x12?\n\x05Relay\x12\x19.failover.v1.RelayRequest\x1a\x17.failover.v1.RelayEvent(\x01\x30\x01\x12Y\n\x0eResolveInDoubt\x12\".failover.v1.ResolveInDoubtRequest\x1a#.failover.v1.ResolveInDoubtResponse\x12O\n\tGetStatus\x12!.failover.v1.SidecarStatusRequest\x1a\x1f.failover.v1.SidecarLocalStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._loaded_options = None
   _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_MESSAGEKIND']._serialized_start=1842
-  _globals['_MESSAGEKIND']._serialized_end=1938
-  _globals['_OUTCOMEKIND']._serialized_start=1941
-  _globals['_OUTCOMEKIND']._serialized_end=2088
-  _globals['_RESOLVESTATE']._serialized_start=2091
-  _globals['_RESOLVESTATE']._serialized_end=2259
+  _globals['_MESSAGEKIND']._serialized_start=1943
+  _globals['_MESSAGEKIND']._serialized_end=2039
+  _globals['_OUTCOMEKIND']._serialized_start=2042
+  _globals['_OUTCOMEKIND']._serialized_end=2189
+  _globals['_RESOLVESTATE']._serialized_start=2192
+  _globals['_RESOLVESTATE']._serialized_end=2360
   _globals['_GETROUTEREQUEST']._serialized_start=67
   _globals['_GETROUTEREQUEST']._serialized_end=99
   _globals['_WATCHROUTEREQUEST']._serialized_start=101
@@ -56,22 +56,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OUTCOME']._serialized_end=810
   _globals['_VENUEEVENT']._serialized_start=812
   _globals['_VENUEEVENT']._serialized_end=917
-  _globals['_RELAYEVENT']._serialized_start=919
-  _globals['_RELAYEVENT']._serialized_end=1028
-  _globals['_RESOLVEINDOUBTREQUEST']._serialized_start=1030
-  _globals['_RESOLVEINDOUBTREQUEST']._serialized_end=1113
-  _globals['_RESOLUTION']._serialized_start=1115
-  _globals['_RESOLUTION']._serialized_end=1208
-  _globals['_RESOLVEINDOUBTRESPONSE']._serialized_start=1210
-  _globals['_RESOLVEINDOUBTRESPONSE']._serialized_end=1280
-  _globals['_SIDECARSTATUSREQUEST']._serialized_start=1282
-  _globals['_SIDECARSTATUSREQUEST']._serialized_end=1304
-  _globals['_SIDECARLOCALSTATUS']._serialized_start=1307
-  _globals['_SIDECARLOCALSTATUS']._serialized_end=1592
-  _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._serialized_start=1545
-  _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._serialized_end=1592
-  _globals['_FLIP']._serialized_start=1595
-  _globals['_FLIP']._serialized_end=1840
-  _globals['_SIDECAR']._serialized_start=2262
-  _globals['_SIDECAR']._serialized_end=2638
+  _globals['_RELAYCLOSED']._serialized_start=919
+  _globals['_RELAYCLOSED']._serialized_end=973
+  _globals['_RELAYEVENT']._serialized_start=976
+  _globals['_RELAYEVENT']._serialized_end=1129
+  _globals['_RESOLVEINDOUBTREQUEST']._serialized_start=1131
+  _globals['_RESOLVEINDOUBTREQUEST']._serialized_end=1214
+  _globals['_RESOLUTION']._serialized_start=1216
+  _globals['_RESOLUTION']._serialized_end=1309
+  _globals['_RESOLVEINDOUBTRESPONSE']._serialized_start=1311
+  _globals['_RESOLVEINDOUBTRESPONSE']._serialized_end=1381
+  _globals['_SIDECARSTATUSREQUEST']._serialized_start=1383
+  _globals['_SIDECARSTATUSREQUEST']._serialized_end=1405
+  _globals['_SIDECARLOCALSTATUS']._serialized_start=1408
+  _globals['_SIDECARLOCALSTATUS']._serialized_end=1693
+  _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._serialized_start=1646
+  _globals['_SIDECARLOCALSTATUS_COUNTERSENTRY']._serialized_end=1693
+  _globals['_FLIP']._serialized_start=1696
+  _globals['_FLIP']._serialized_end=1941
+  _globals['_SIDECAR']._serialized_start=2363
+  _globals['_SIDECAR']._serialized_end=2739
 # @@protoc_insertion_point(module_scope)

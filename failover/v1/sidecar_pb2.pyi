@@ -135,13 +135,23 @@ class VenueEvent(_message.Message):
     payload: bytes
     def __init__(self, client_msg_id: _Optional[int] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ..., client_order_id: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
+class RelayClosed(_message.Message):
+    __slots__ = ("reason", "nothing_relayed")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    NOTHING_RELAYED_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    nothing_relayed: bool
+    def __init__(self, reason: _Optional[str] = ..., nothing_relayed: _Optional[bool] = ...) -> None: ...
+
 class RelayEvent(_message.Message):
-    __slots__ = ("outcome", "venue_event")
+    __slots__ = ("outcome", "venue_event", "closed")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     VENUE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     venue_event: VenueEvent
-    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ..., venue_event: _Optional[_Union[VenueEvent, _Mapping]] = ...) -> None: ...
+    closed: RelayClosed
+    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ..., venue_event: _Optional[_Union[VenueEvent, _Mapping]] = ..., closed: _Optional[_Union[RelayClosed, _Mapping]] = ...) -> None: ...
 
 class ResolveInDoubtRequest(_message.Message):
     __slots__ = ("strategy_id", "group", "client_msg_ids")

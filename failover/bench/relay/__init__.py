@@ -29,6 +29,11 @@ Measured, after the sidecar's GetStatus shows the route on primary with both pat
    utime+stime, all threads): messages / sidecar CPU-seconds is what one sidecar
    relays per second on one core.
 
+3. the framed rows (``--no-framed`` skips them): the same strategy over the sidecar's
+   framed socket (``failover_client.framed.FramedRelay``) and over a bare framed relay
+   child (the floor), with direct TCP again in the same alternating blocks; then their
+   throughput and counter checks (``framed_rows``).
+
 ``--compare-metrics``: a second sidecar process, identical but for its host id,
 socket and ``metrics_listen``; ``relay_metrics`` goes through it, the order of
 direct, relay and relay_metrics rotates per block, and on/off at p50 and p99
@@ -36,7 +41,8 @@ is reported (``failover.bench.overhead``).
 
 Modules: ``rig`` (the child processes), ``direct`` (the direct strategy),
 ``guard`` (watchdog and bounded waits), ``measure`` (round trips, throughput,
-checks), ``render`` (tables), ``command`` (the typer command and the JSON).
+checks), ``render`` (tables), ``command`` (the typer command and the JSON),
+``framed_rows`` and ``bare_framed`` (the framed rows and their floor).
 
 Runnable alone: ``python -m failover.bench.relay --messages 100000 --inflight 1,64``.
 Progress goes to stderr, the header and tables to stdout, raw figures to ``--json``.

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from failover.bench import overhead
+from failover.bench.relay.framed_rows import FramedRows, render_framed
 from failover.bench.relay.guard import Watchdog
 from failover.bench.relay.measure import Bench, Results
 from failover.bench.relay.render import added, render
@@ -75,6 +76,20 @@ def relay(
         bool,
         typer.Option("--quick", help="300 round trips, 400 per throughput row: checks the command works."),
     ] = False,
+    framed: Annotated[
+        bool,
+        typer.Option(
+            "--framed/--no-framed",
+            help="Also measure the sidecar's framed socket and a bare framed relay (same run).",
+        ),
+    ] = True,
+    framed_only: Annotated[
+        bool,
+        typer.Option(
+            "--framed-only",
+            help="Only the framed rows (direct TCP, the sidecar's framed socket, a bare framed relay).",
+        ),
+    ] = False,
 ) -> None:
     """Round trip strategy -> venue, direct vs through a sidecar process, and one sidecar's throughput."""
     if quick:
@@ -86,6 +101,8 @@ def relay(
         "inflight": ",".join(map(str, windows)),
         "throughput_messages": throughput_messages,
         "max_seconds": max_seconds,
+        "framed": framed,
+        "framed_only": framed_only,
     }
     if compare_metrics:
         params["compare_metrics"] = True
@@ -127,6 +144,7 @@ def relay(
     }
     wd = Watchdog(max_seconds)
     rig: Rig | None = None
+    bench: Bench | None = None
     code = 0
     started = time.monotonic()
     load = MachineLoad()
@@ -150,7 +168,10 @@ def relay(
             throughput_messages=throughput_messages,
             compare_metrics=compare_metrics,
         )
-        asyncio.run(wd.guard(bench.run()))
+        if framed or framed_only:
+            bench.framed_rows = FramedRows(bench)
+        main = bench.framed_rows.run_alone() if bench.framed_rows and framed_only else bench.run()
+        asyncio.run(wd.guard(main))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except (BenchFailure, ChildExited) as exc:
@@ -181,7 +202,10 @@ def relay(
     doc["sidecar_at_rest"] = res.idle
     doc["throughput"] = res.throughput
     doc["checks"] = res.checks
-    render(res)
+    if bench is not None and bench.framed_rows is not None:
+        doc["framed"] = bench.framed_rows.res.to_json()
+    if not framed_only:
+        render(res)
     if res.checks:
         c = res.checks
         out.print(
@@ -193,6 +217,8 @@ def relay(
             f"{c['venue']['duplicates']} duplicates; sidecar flips: {len(c['sidecar_flips'])}"
         )
     doc["machine_load"] = ml = load.finish()
+    if bench is not None and bench.framed_rows is not None:
+        render_framed(bench.framed_rows.res)
     out.print(
         f"elapsed {doc['elapsed_s']}s; load average {doc['load_average_at_end']} at the end", markup=False
     )

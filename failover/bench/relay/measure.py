@@ -27,6 +27,8 @@ from failover.wire import protocol as vp
 if TYPE_CHECKING:  # imported when the run starts, not when the CLI parses its flags
     from failover_client.api import Sidecar
 
+    from failover.bench.relay.framed_rows import FramedRows
+
 DIRECT_SENDER = "bench-direct"
 READY_TIMEOUT_S = 60.0
 IDLE_SAMPLE_S = 2.0
@@ -99,6 +101,7 @@ class Bench:
         self.relay_sent = 0
         self.relay_metrics_sent = 0
         self.direct_sent = 0
+        self.framed_rows: FramedRows | None = None  # set by the command unless --no-framed
 
     # ---------------------------------------------------------------- submitters
 
@@ -451,5 +454,7 @@ class Bench:
                 await self.throughput()
             self.wd.phase = "final checks"
             await self.final_checks()
+            if self.framed_rows is not None:
+                await self.framed_rows.run()
         finally:
             await self.close()

@@ -60,6 +60,7 @@ class Rig:
         self.workdir = Path(tempfile.mkdtemp(prefix="failover-bench-relay-"))
         self.sock_dir = Path(tempfile.mkdtemp(prefix="fo-relay-", dir="/tmp"))  # short: unix path limit
         self.socket = str(self.sock_dir / "sidecar.sock")
+        self.framed_socket = str(self.sock_dir / "sidecar.framed")  # the framed rows (framed_rows.py)
         self.gateways = {p: f"127.0.0.1:{free_port()}" for p in PATHS}
         self.venue_control = f"127.0.0.1:{free_port()}"
         # Nothing listens here: the sidecar runs on its seeded state file, no control plane.
@@ -111,7 +112,8 @@ class Rig:
             "coordinators": [self.coordinator],
             "state_file": str(state_path),
             "strategies": [STRATEGY],
-            "listen": {"socket": socket or self.socket},
+            "listen": {"socket": socket or self.socket}
+            | ({} if socket else {"framed_socket": self.framed_socket}),
             "data_plane": DATA_PLANE,
         }
         if metrics_listen:
