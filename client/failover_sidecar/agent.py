@@ -22,8 +22,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+
 from failover.aio import cancel_and_wait
 from failover.model.convert import WARMTH_FROM_PB, group_pb
+from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -39,6 +43,7 @@ from failover_sidecar.route import RouteState
 from failover_sidecar.saver import StateSaver
 from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
+from failover_sidecar.traces import SidecarTraces
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +55,12 @@ def now_ms() -> float:
 
 
 class Agent:
-    def __init__(self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None) -> None:
+    def __init__(
+        self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
+        self.traces = SidecarTraces(tracer or tracing.unexported(), cfg.host_id)
         saved = state_file.load(cfg.state_file)
         self.definitions: dict[str, pb.GroupDefinition] = {
             g: d for g, d in saved.definitions.items() if g in cfg.groups
@@ -203,19 +211,22 @@ class Agent:
         if held is not None and (held.epoch.era, held.epoch.revision) >= epoch:
             return (held.epoch.era, held.epoch.revision)
         started = time.monotonic_ns()
-        before = r.effective if r is not None else None
-        self.decisions[g] = d
-        if r is not None:
-            r.on_decision(list(d.paths), epoch)
-        log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
-        if r is not None and r.effective != before:
-            self._record_flip(g, before, r.effective, "decision", None, 0, started)
-        if r is not None:
-            rep = sync_pb2.HealthReport()
-            rep.effective[g] = r.effective or ""
-            self.link.report(rep)  # status shows each host's effective route, also after a decision
-        self._route_changed(g)
-        self.saver.schedule()
+        span = self.traces.applying(d, started)
+        with trace.use_span(span, end_on_exit=True):  # the decision's log lines carry its trace id
+            before = r.effective if r is not None else None
+            self.decisions[g] = d
+            if r is not None:
+                r.on_decision(list(d.paths), epoch)
+            log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
+            if r is not None and r.effective != before:
+                flip = self._record_flip(g, before, r.effective, "decision", None, 0, started)
+                self.traces.flipped(span, flip)
+            if r is not None:
+                rep = sync_pb2.HealthReport()
+                rep.effective[g] = r.effective or ""
+                self.link.report(rep)  # status shows each host's effective route, also after a decision
+            self._route_changed(g)
+            self.saver.schedule()
         return epoch
 
     # --- paths -------------------------------------------------------------
@@ -227,25 +238,34 @@ class Agent:
             return
         declared = time.monotonic_ns()
         before = r.effective
+        dead = st.state is PathState.DOWN
         if st.state is PathState.CONNECTING and r.health(st.path) is None:
             # Still connecting for the first time says nothing yet: keep the cold-start
             # rule (use the decision's order) until the path is really up or down.
             self._report(g, st)
             return
+        # A path going dead (not again: a reconnect that fails) starts a failover's trace.
+        span = self.traces.detected(st, declared) if dead and r.health(st.path) is not False else None
         r.on_health(st.path, st.state is PathState.UP, now_ms())
-        if r.effective != before:
-            cause = st.cause.value if st.cause is not None and st.state is PathState.DOWN else None
-            self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
-        if st.state is PathState.DOWN:
+        with tracing.current(span):  # the flip's log line carries the trace id
+            if r.effective != before:
+                cause = st.cause.value if st.cause is not None and dead else None
+                flip = self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
+                if span is not None:
+                    span = self.traces.flipped(span, flip)
+        if dead:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
-        self._report(g, st)
+        self._report(g, st, span)
         self._route_changed(g)
 
-    def _report(self, g: str, st: PathStatus) -> None:
+    def _report(self, g: str, st: PathStatus, span: Span | None = None) -> None:
+        """A health delta; with ``span``, its trace context (the coordinators continue the trace)."""
         r = self.routes.get(g)
         rep = sync_pb2.HealthReport(paths=[path_health(st)])
         rep.effective[g] = (r.effective if r is not None else None) or ""
+        if span is not None:
+            rep.traceparent, rep.tracestate = tracing.inject(span)
         self.link.report(rep)
 
     def _on_path_message(self, g: str, path: str, msg: dict[str, object]) -> None:
@@ -261,10 +281,10 @@ class Agent:
         cause: str | None,
         detect_us: int,
         started_ns: int,
-    ) -> None:
+    ) -> spb.Flip:
         d = self.decisions.get(g)
         epoch = d.epoch if d is not None else None
-        self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
+        return self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
 
     def note_in_doubt(self, g: str, path: str, count: int) -> None:
         """Messages a dead path left in doubt are charged to the flip away from it."""
