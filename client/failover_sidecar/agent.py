@@ -211,22 +211,28 @@ class Agent:
         if held is not None and (held.epoch.era, held.epoch.revision) >= epoch:
             return (held.epoch.era, held.epoch.revision)
         started = time.monotonic_ns()
+        before = r.effective if r is not None else None
+        self.decisions[g] = d
+        if r is not None:
+            r.on_decision(list(d.paths), epoch)
+        flip = None
+        if r is not None and r.effective != before:
+            flip = self._record_flip(g, before, r.effective, "decision", None, 0, started)
+        if r is not None:
+            rep = sync_pb2.HealthReport()
+            rep.effective[g] = r.effective or ""
+            self.link.report(rep)  # status shows each host's effective route, also after a decision
+        self._route_changed(g)
+        self.saver.schedule()
+        applied = time.monotonic_ns()
+        # The route has moved: now the span and the log lines (which carry its trace id).
         span = self.traces.applying(d, started)
-        with trace.use_span(span, end_on_exit=True):  # the decision's log lines carry its trace id
-            before = r.effective if r is not None else None
-            self.decisions[g] = d
-            if r is not None:
-                r.on_decision(list(d.paths), epoch)
+        with trace.use_span(span, end_on_exit=False):
             log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
-            if r is not None and r.effective != before:
-                flip = self._record_flip(g, before, r.effective, "decision", None, 0, started)
+            if flip is not None:
                 self.traces.flipped(span, flip)
-            if r is not None:
-                rep = sync_pb2.HealthReport()
-                rep.effective[g] = r.effective or ""
-                self.link.report(rep)  # status shows each host's effective route, also after a decision
-            self._route_changed(g)
-            self.saver.schedule()
+                self.flip_log.log(flip)
+        span.end(end_time=tracing.wall_ns(applied))
         return epoch
 
     # --- paths -------------------------------------------------------------
@@ -245,19 +251,24 @@ class Agent:
             self._report(g, st)
             return
         # A path going dead (not again: a reconnect that fails) starts a failover's trace.
-        span = self.traces.detected(st, declared) if dead and r.health(st.path) is not False else None
+        traced = dead and r.health(st.path) is not False
         r.on_health(st.path, st.state is PathState.UP, now_ms())
-        with tracing.current(span):  # the flip's log line carries the trace id
-            if r.effective != before:
-                cause = st.cause.value if st.cause is not None and dead else None
-                flip = self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
-                if span is not None:
-                    span = self.traces.flipped(span, flip)
+        flip = None
+        if r.effective != before:
+            cause = st.cause.value if st.cause is not None and dead else None
+            flip = self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
         if dead:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
-        self._report(g, st, span)
         self._route_changed(g)
+        # The route has moved: now the spans, the log line (with their trace id) and the report.
+        span = self.traces.detected(st, declared) if traced else None
+        if span is not None and flip is not None:
+            span = self.traces.flipped(span, flip)
+        if flip is not None:
+            with tracing.current(span):
+                self.flip_log.log(flip)
+        self._report(g, st, span)
 
     def _report(self, g: str, st: PathStatus, span: Span | None = None) -> None:
         """A health delta; with ``span``, its trace context (the coordinators continue the trace)."""
@@ -318,12 +329,15 @@ class Agent:
         if r is None:
             return
         before = r.effective
+        flip = None
         if r.tick(now_ms()):
-            self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
+            flip = self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
             rep = sync_pb2.HealthReport()
             rep.effective[g] = r.effective or ""
             self.link.report(rep)
         self._route_changed(g)
+        if flip is not None:
+            self.flip_log.log(flip)
 
     # --- lifecycle ---------------------------------------------------------
 

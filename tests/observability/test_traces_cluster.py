@@ -221,9 +221,14 @@ async def test_a_real_failover_is_one_trace_from_detect_to_apply(etcd_cluster, p
         report = reports[0]
         assert report.parent is not None and report.parent.is_remote
 
-        # On the leader: decide under the report, commit under decide.
+        # On the leader: decide under the report, commit under decide (the commit span ends when
+        # the leader has read the transaction's reply, which may come after the watch's event).
         (leader,) = [r for r in w.replicas if r.election.is_leader]
         lid = leader.cfg.replica_id
+        await wait_for(
+            lambda: named(w.coord_spans[lid], "failover.commit", epoch=epoch), WAIT_S, "commit span"
+        )
+        coord[lid] = list(w.coord_spans[lid].get_finished_spans())
         decides = [s for s in named(coord[lid], "failover.decide", trigger="health") if child_of(s, report)]
         assert len(decides) == 1, named(coord[lid], "failover.decide")
         commits = [s for s in named(coord[lid], "failover.commit", epoch=epoch) if child_of(s, decides[0])]
