@@ -3,7 +3,9 @@
 Rules:
 1. An identity is read from the peer's verified certificate, never from a request
    field: the SAN URI ``spiffe://failover/<role>/<name>``, or when the certificate
-   has no such URI, its CN ``<role>/<name>``. Anything else is no identity.
+   has no such URI, its CN ``<role>/<name>``. A sidecar's may also name its site:
+   ``spiffe://failover/sidecar/<site>/<host>`` (CN ``sidecar/<site>/<host>``).
+   Anything else is no identity.
 2. Roles: ``operator`` (acts), ``viewer`` (reads), ``replica`` (a coordinator
    replica: peer RPCs, and operator requests it forwards to the leader),
    ``sidecar`` (the sync stream, as its own host only).
@@ -12,12 +14,17 @@ Rules:
 4. An operator's action is recorded under the operator's certificate name, not the
    ``operator`` field it sent. A replica forwarding an operator request keeps the
    field: the replica that received the request already replaced it.
-5. A sidecar streams only as the host its certificate names.
+5. A sidecar streams only as the host its certificate names, and as the site it
+   names when it names one.
+6. With a site map (``site_groups``), a sidecar receives only the groups listed for
+   its site; a site the map does not list, or no site at all, receives nothing.
+   Without a map every group is allowed (as before sites were checked).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 URI_PREFIX = "spiffe://failover/"
@@ -60,9 +67,11 @@ OPERATOR_RECORDED = frozenset(
 class Identity:
     role: str
     name: str
+    # The site a sidecar certificate names ("" when it names none; only sidecars have one).
+    site: str = ""
 
     def __str__(self) -> str:
-        return f"{self.role}/{self.name}"
+        return f"{self.role}/{self.site}/{self.name}" if self.site else f"{self.role}/{self.name}"
 
 
 def parse_identity(raw: str) -> Identity | None:
@@ -71,9 +80,14 @@ def parse_identity(raw: str) -> Identity | None:
     if "://" in text:
         return None
     role, sep, name = text.partition("/")
+    site = ""
+    if role == "sidecar" and "/" in name:
+        site, _, name = name.partition("/")
+        if not _NAME.match(site):
+            return None
     if not sep or role not in ROLES or not _NAME.match(name):
         return None
-    return Identity(role, name)
+    return Identity(role, name, site)
 
 
 @dataclass(frozen=True)
@@ -98,12 +112,41 @@ def authorize(raw: str | None, method: str) -> Verdict:
     return Verdict(True, operator=operator)
 
 
-def check_stream_host(raw: str | None, host_id: str) -> str | None:
-    """Rule 5: None when the sidecar certificate ``raw`` may stream as ``host_id``,
-    else the denial message."""
+def check_stream_host(raw: str | None, host_id: str, site: str = "") -> str | None:
+    """Rule 5: None when the sidecar certificate ``raw`` may stream as ``host_id`` from
+    the declared ``site`` ("" = not declared), else the denial message."""
     ident = parse_identity(raw) if raw else None
     if ident is None or ident.role != "sidecar":
         return f"{ident or 'no identity'} may not stream as host {host_id!r}"
     if ident.name != host_id:
         return f"{ident} may not stream as host {host_id!r} (its certificate names {ident.name!r})"
+    if ident.site and site and site != ident.site:
+        return f"{ident} may not stream as site {site!r} (its certificate names {ident.site!r})"
+    return None
+
+
+SiteGroups = Mapping[str, frozenset[str]]
+
+
+def site_groups_of(config: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """The ``site_groups`` config section as the map :func:`check_site_groups` takes."""
+    return {site: frozenset(groups) for site, groups in config.items()}
+
+
+def check_site_groups(who: str, site: str, groups: Iterable[str], site_groups: SiteGroups) -> str | None:
+    """Rule 6: None when a sidecar of ``site`` may receive every one of ``groups``, else the
+    denial message naming ``who`` (the identity) and the first group refused."""
+    if not site_groups:
+        return None
+    if not site:
+        first = next(iter(groups), "")
+        return (
+            f"{who} may not receive group {first!r}: its certificate names no site, "
+            "and site_groups is configured (issue it as sidecar/<site>/<host>)"
+        )
+    allowed = site_groups.get(site, frozenset())
+    for g in groups:
+        if g not in allowed:
+            listed = ", ".join(sorted(allowed)) if allowed else "none (site not in site_groups)"
+            return f"{who} may not receive group {g!r}: site {site!r} is allowed {listed}"
     return None

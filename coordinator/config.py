@@ -61,7 +61,9 @@ class FreshnessSection(_Section):
 
 class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
-    max_streams: int = Field(default=5000, ge=1)
+    # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
+    # stream) must fit in one forward its peers accept.
+    max_streams: int = Field(default=5000, ge=1, le=100_000)
     # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
     max_streams_per_host: int = Field(default=8, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -69,6 +71,9 @@ class StreamSection(_Section):
     hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     # A push not acknowledged within this long may be replaced by the newest decision.
     ack_timeout_ms: int = Field(default=5_000, ge=10, le=600_000)
+    # New streams are refused (UNAVAILABLE, "overloaded") while the event loop ran this
+    # late in the last second and streams are already served; 0 never sheds.
+    shed_loop_lag_ms: int = Field(default=500, ge=0, le=60_000)
 
 
 class HealthSection(_Section):
@@ -107,6 +112,9 @@ class CoordinatorConfig(LayeredSettings):
     metrics_listen: str = ""
     # mTLS for the replica's server and its channels to peers (docs/security.md).
     tls: TlsSection = TlsSection()
+    # Site -> the groups its sidecars may receive. Empty (the default): every group for
+    # every site. With mTLS the site is the one in the sidecar's certificate.
+    site_groups: dict[str, list[str]] = {}
     otlp_endpoint: str = ""
     otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
     test_hooks: TestHooks = TestHooks()
@@ -115,6 +123,15 @@ class CoordinatorConfig(LayeredSettings):
     @classmethod
     def _rid(cls, v: str) -> str:
         return check_name(v, "replica id")
+
+    @field_validator("site_groups")
+    @classmethod
+    def _site_groups(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for site, groups in v.items():
+            check_name(site, "site")
+            for g in groups:
+                check_name(g, f"group of site {site!r}")
+        return v
 
     @field_validator("listen", "advertise", "metrics_listen", "otlp_endpoint")
     @classmethod

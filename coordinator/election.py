@@ -26,7 +26,7 @@ from coordinator.store.errors import StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import ClusterView
-from failover.aio import retrieve, wait_any
+from failover.aio import shielded_wait, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,8 @@ class Election:
         False when etcd did not answer (worth trying again); True otherwise.
         """
         task = asyncio.ensure_future(self._store.revoke(lease.id))
-        # Its outcome is read below; if we are cancelled twice while it runs, nobody
-        # reads it, and an unread failure would be logged as "never retrieved".
-        task.add_done_callback(retrieve)
         try:
-            await asyncio.shield(asyncio.wait_for(task, 2.0))
+            await shielded_wait(task, 2.0)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 2.0)

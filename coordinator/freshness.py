@@ -5,6 +5,12 @@ answers "do I reach an etcd leader", which the clients do not ask with
 ``hasleader`` on unary calls), asks the watch for progress, and compares.
 A replica that cannot probe, or lags too far, is stale and says so to its
 sidecars, which then move to another replica.
+
+A probe that timed out while this replica's own event loop was late (a fan-out to
+many streams on a starved core) proves nothing about etcd: the answer may be sitting
+unread. It is not counted, and the probe is repeated at once; the benefit of the doubt
+is bounded (``DOUBT_FACTOR`` x ``stale_after_ms`` since the last good read), because a
+replica blocked that long is not fit to serve either.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from coordinator.store.errors import StoreError
+from coordinator.store.errors import StoreError, StoreTimeout
 from coordinator.store.mirror import Mirror
 from coordinator.store.port import Store
+from failover.telemetry.loop_lag import LoopLag
 
 log = logging.getLogger(__name__)
+
+DOUBT_FACTOR = 3
 
 
 @dataclass
@@ -35,7 +44,14 @@ class FreshnessState:
 
 class FreshnessProbe:
     def __init__(
-        self, store: Store, mirror: Mirror, *, interval_ms: int, max_lag_revisions: int, stale_after_ms: int
+        self,
+        store: Store,
+        mirror: Mirror,
+        *,
+        interval_ms: int,
+        max_lag_revisions: int,
+        stale_after_ms: int,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self._store = store
         self._mirror = mirror
@@ -46,10 +62,15 @@ class FreshnessProbe:
         self._started = time.monotonic()
         self._behind_since: float | None = None
         self.watch_resets = 0
+        self._lag = loop_lag
+        self.uncounted = 0  # probes that timed out while our own loop lagged (not held against etcd)
+        self._retry_now = False
 
     async def probe_once(self) -> None:
         st = self.state
         bound = max(self._interval, 0.5)
+        started = time.monotonic()
+        self._retry_now = False
         try:
             applied_before = self._mirror.revision
             async with asyncio.timeout(bound):
@@ -68,9 +89,32 @@ class FreshnessProbe:
             else:
                 self._set(False, "")
         except (StoreError, TimeoutError) as exc:
+            now = time.monotonic()
+            if self._our_own_lag(exc, started, now, bound):
+                self._retry_now = True
+                return
             st.applied_revision = self._mirror.revision
             st.lag_revisions = -1
-            self._set(*self.failure(exc, time.monotonic(), bound))
+            self._set(*self.failure(exc, now, bound))
+
+    def _our_own_lag(self, exc: BaseException, started: float, now: float, bound_s: float) -> bool:
+        """True when a timed-out probe is explained by this process's own late event loop
+        (and the doubt is still within its bound): not counted, asked again at once."""
+        if self._lag is None or not isinstance(exc, (TimeoutError, StoreTimeout)):
+            return False
+        last_ok = self.state.last_ok_monotonic
+        if last_ok == 0.0 or now - last_ok > DOUBT_FACTOR * self._stale_after:
+            return False
+        worst = self._lag.worst_since(started, now)
+        if worst < bound_s / 4:
+            return False
+        self.uncounted += 1
+        log.info(
+            "freshness probe timed out while this replica's event loop was %.0f ms late: "
+            "not held against etcd, probing again",
+            worst * 1000,
+        )
+        return True
 
     def failure(self, exc: BaseException, now: float, bound_s: float) -> tuple[bool, str]:
         """Whether a failed probe makes the replica stale, and why in words (never an empty
@@ -123,4 +167,4 @@ class FreshnessProbe:
                 await self.probe_once()
             except Exception:
                 log.exception("freshness probe failed unexpectedly")
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(0.0 if self._retry_now else self._interval)

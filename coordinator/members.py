@@ -9,7 +9,7 @@ import logging
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
-from failover.aio import retrieve
+from failover.aio import shielded_wait
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ async def register_forever(store: Store, keys: Keys, replica_id: str, address: s
                         await asyncio.sleep(0.2)
         finally:
             try:
-                revoke = asyncio.ensure_future(store.revoke(lease.id))
-                revoke.add_done_callback(retrieve)  # read even when we are cancelled meanwhile
-                await asyncio.shield(asyncio.wait_for(revoke, 1.0))
+                await shielded_wait(asyncio.ensure_future(store.revoke(lease.id)), 1.0)
             except (StoreError, TimeoutError, asyncio.CancelledError):
                 pass

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,7 @@ class CoordinatorMetrics:
             ("failover.replica.lag", "{revision}", "Revisions the watch is behind a fresh read", self._lag),
             ("failover.replica.applied_revision", "{revision}", "Revision the watch applied", self._applied),
             ("failover.etcd.alarm", "1", "1 per active etcd alarm (NOSPACE, CORRUPT)", self._alarm_obs),
+            ("failover.event_loop.lag", "s", "Largest event loop lag in the last 10 s", self._loop_lag),
         ):  # fmt: skip
             meter.create_observable_gauge(name, callbacks=[cb], unit=unit, description=desc)
 
@@ -125,7 +127,8 @@ class CoordinatorMetrics:
         self._leader_terms.add(1, self._a("replica", self.replica))
 
     def refused(self, reason: str) -> None:
-        """A sidecar stream refused (``limit``: max_streams reached; ``hello``: bad first message)."""
+        """A sidecar stream refused (``limit``: max_streams reached; ``hello``: bad first message;
+        ``denied``: another host or site than its certificate, or a group its site may not receive)."""
         self._refusals.add(1, self._a("replica", self.replica, "reason", reason))
 
     def nospace(self) -> None:
@@ -179,6 +182,10 @@ class CoordinatorMetrics:
     def _lag(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica
         return self._one(r.freshness.state.lag_revisions) if r is not None else ()
+
+    def _loop_lag(self, _: CallbackOptions) -> Iterable[Observation]:
+        r = self._replica
+        return self._one(r.loop_lag.worst_since(time.monotonic() - 10.0)) if r is not None else ()
 
     def _applied(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica

@@ -2,20 +2,29 @@
 
 The Peer service only translates: status goes to the replica's own status
 function, forwarded health to the leader's table of the current term, and a
-new leader's request for full health to this replica's forwarder.
+new leader's request for full health to this replica's forwarder. Before that,
+every field is checked (coordinator/request_checks.py: INVALID_ARGUMENT naming
+the field) and, with mTLS, the replica id a request names must be the caller's
+certificate's (PERMISSION_DENIED, logged and counted): a replica speaks only as itself.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
+from coordinator.access import Denials
+from coordinator.authz import parse_identity
+from coordinator.request_checks import check_collect_health, check_health_forward, check_local_status
 from failover import rpc
-from failover.tls import TlsSection
+from failover.tls import TlsSection, peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class PeerChannels:
@@ -58,17 +67,45 @@ class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
         local_status: Callable[[apb.LocalStatusRequest], apb.ReplicaStatus],
         accept_health: Callable[[apb.HealthForward], bool],
         full_health: Callable[[], apb.HealthForward],
+        tls: bool = False,
+        denials: Denials | None = None,
     ) -> None:
         self._local_status = local_status
         self._accept_health = accept_health
         self._full_health = full_health
+        self._tls = tls
+        self._denials = denials
 
     async def LocalStatus(self, request: apb.LocalStatusRequest, context: Any) -> apb.ReplicaStatus:
+        await _refuse_invalid(context, check_local_status(request))
         return self._local_status(request)
 
     async def ForwardHealth(self, request: apb.HealthForward, context: Any) -> apb.ForwardAck:
         """``is_leader`` false: this replica has no term now; the sender re-resolves the leader."""
+        await _refuse_invalid(context, check_health_forward(request))
+        await self._as_itself(context, "replica_id", request.replica_id, "ForwardHealth")
         return apb.ForwardAck(is_leader=self._accept_health(request))
 
     async def CollectHealth(self, request: apb.CollectHealthRequest, context: Any) -> apb.HealthForward:
+        await _refuse_invalid(context, check_collect_health(request))
+        await self._as_itself(context, "leader_id", request.leader_id, "CollectHealth")
         return self._full_health()
+
+    async def _as_itself(self, context: Any, field: str, claimed: str, action: str) -> None:
+        """With mTLS: PERMISSION_DENIED unless ``claimed`` is the caller certificate's replica name."""
+        if not self._tls:
+            return
+        raw = peer_uri_or_cn(context)
+        ident = parse_identity(raw) if raw else None
+        if ident is not None and ident.role == "replica" and ident.name == claimed:
+            return
+        message = f"{ident or 'no identity'} may not call {action} as {field} {claimed!r}"
+        log.warning("denied: %s", message)
+        if self._denials is not None:
+            self._denials.by_caller[(raw or "", f"/failover.v1.Peer/{action}")] += 1
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
+async def _refuse_invalid(context: Any, problem: str | None) -> None:
+    if problem is not None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)

@@ -39,6 +39,7 @@ from failover import rpc, tls
 from failover.model.convert import epoch_pb
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
+from failover.telemetry.loop_lag import LoopLag
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -82,12 +83,14 @@ class Replica:
         )
         self.view = ClusterView(self.keys)
         self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)
+        self.loop_lag = LoopLag()
         self.freshness = FreshnessProbe(
             self.store,
             self.mirror,
             interval_ms=cfg.freshness.probe_interval_ms,
             max_lag_revisions=cfg.freshness.max_lag_revisions,
             stale_after_ms=cfg.freshness.stale_after_ms,
+            loop_lag=self.loop_lag,
         )
         self.committer = Committer(
             self.store, self.keys, self.view, hold_before_commit_ms=cfg.test_hooks.hold_before_commit_ms
@@ -99,6 +102,8 @@ class Replica:
         tracer = self.tracing.tracer
         self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept, tracer)
         self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder, tracer)
+        self.hub.loop_lag = self.loop_lag
+        self.hub.denials = self.denials
         self.leader = LeaderWork(
             self.view,
             self.committer,
@@ -221,6 +226,8 @@ class Replica:
             local_status=self.local_status,
             accept_health=self.health.accept,
             full_health=self.forwarder.full_state,
+            tls=self.cfg.tls.enabled,
+            denials=self.denials,
         )
         admin_pb2_grpc.add_PeerServicer_to_server(peer, server)
         self.hub.register(server)
@@ -241,6 +248,7 @@ class Replica:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.mirror.run(), name="mirror")
+                tg.create_task(self.loop_lag.run(), name="loop-lag")
                 tg.create_task(self.freshness.run(), name="freshness")
                 tg.create_task(self._seed_groups(), name="seed")
                 tg.create_task(

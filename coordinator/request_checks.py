@@ -30,6 +30,12 @@ MAX_EPOCH_REVISION = 2**62
 MAX_ERA = 2**62
 MAX_HOST_LIMIT = 100_000
 MAX_HISTORY_LIMIT = 10_000
+MAX_FORWARD_HOSTS = 100_000
+"""Hosts in one forwarded health message (a replica serves at most stream.max_streams <= this)."""
+MAX_HOST_PATHS = MAX_PATHS * MAX_GROUPS
+MAX_DURATION_US = 3_600_000_000
+"""Stage durations and detection times: an hour is already nonsense; a huge value would
+make forwarded health look older than it is."""
 MAX_TRACEPARENT = 128
 """Version 00 is 55 characters; later versions may append fields after a dash."""
 MAX_TRACESTATE = 512
@@ -85,12 +91,29 @@ def _stages(stages: Collection[pb.StageTiming], field: str) -> str | None:
             (
                 _name(st.stage, f"{field}.{i}.stage"),
                 _name(st.where, f"{field}.{i}.where", optional=True),
-                None if st.duration_us >= 0 else f"{field}.{i}.duration_us: negative",
+                None
+                if 0 <= st.duration_us <= MAX_DURATION_US
+                else f"{field}.{i}.duration_us: {st.duration_us} out of range 0-{MAX_DURATION_US}",
             )
         )
         if p is not None:
             return p
     return None
+
+
+def _path_health(ph: pb.PathHealth, f: str) -> str | None:
+    return _first(
+        (
+            _name(ph.group, f"{f}.group"),
+            _name(ph.path, f"{f}.path"),
+            _enum(ph.state, _PATH_STATES, f"{f}.state"),
+            _enum(ph.cause, _CAUSES, f"{f}.cause"),
+            _enum(ph.warmth, _WARMTHS, f"{f}.warmth"),
+            None
+            if 0 <= ph.detect_us <= MAX_DURATION_US
+            else f"{f}.detect_us: {ph.detect_us} out of range 0-{MAX_DURATION_US}",
+        )
+    )
 
 
 # --- the sidecar stream -------------------------------------------------------
@@ -132,16 +155,9 @@ def check_health(report: sync_pb2.HealthReport, groups: Collection[str]) -> str 
         return f"health.paths: {len(report.paths)} entries, at most {limit} ({MAX_PATHS} per group)"
     for i, ph in enumerate(report.paths):
         f = f"health.paths.{i}"
-        p = _first(
-            (
-                None if ph.group in groups else f"{f}.group: {ph.group[:80]!r} is not a group of this stream",
-                _name(ph.path, f"{f}.path"),
-                _enum(ph.state, _PATH_STATES, f"{f}.state"),
-                _enum(ph.cause, _CAUSES, f"{f}.cause"),
-                _enum(ph.warmth, _WARMTHS, f"{f}.warmth"),
-                None if ph.detect_us >= 0 else f"{f}.detect_us: negative",
-            )
-        )
+        p = (
+            None if ph.group in groups else f"{f}.group: {ph.group[:80]!r} is not a group of this stream"
+        ) or _path_health(ph, f)
         if p is not None:
             return p
     for g, path in report.effective.items():
@@ -262,3 +278,40 @@ def check_bump_era(r: apb.BumpEraRequest) -> str | None:
             None if r.expected_era <= MAX_ERA else f"expected_era: {r.expected_era} out of range 0-{MAX_ERA}",
         )
     )
+
+
+# --- Peer requests (replica to replica) ---------------------------------------------
+
+
+def check_local_status(r: apb.LocalStatusRequest) -> str | None:
+    return check_get_status(r)
+
+
+def check_collect_health(r: apb.CollectHealthRequest) -> str | None:
+    return _name(r.leader_id, "leader_id")
+
+
+def check_health_forward(r: apb.HealthForward) -> str | None:
+    """A forward names its replica, at most MAX_FORWARD_HOSTS distinct hosts, each with
+    valid path health (defined enums, names) and bounded stage timings."""
+    problem = _name(r.replica_id, "replica_id")
+    if problem is not None:
+        return problem
+    if len(r.hosts) > MAX_FORWARD_HOSTS:
+        return f"hosts: {len(r.hosts)} entries, at most {MAX_FORWARD_HOSTS}"
+    seen: set[str] = set()
+    for i, h in enumerate(r.hosts):
+        f = f"hosts.{i}"
+        if h.host_id in seen:
+            return f"{f}.host_id: duplicate {h.host_id!r} in one forward"
+        seen.add(h.host_id)
+        problem = _first((_name(h.host_id, f"{f}.host_id"), _name(h.site, f"{f}.site", optional=True)))
+        if problem is None and len(h.paths) > MAX_HOST_PATHS:
+            problem = f"{f}.paths: {len(h.paths)} entries, at most {MAX_HOST_PATHS}"
+        if problem is None:
+            problem = _first(_path_health(ph, f"{f}.paths.{j}") for j, ph in enumerate(h.paths))
+        if problem is None:
+            problem = _stages(h.stages, f"{f}.stages")
+        if problem is not None:
+            return problem
+    return None

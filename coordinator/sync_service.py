@@ -24,7 +24,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry.trace import Tracer
 
-from coordinator.authz import check_stream_host
+from coordinator.access import Denials
+from coordinator.authz import check_site_groups, check_stream_host, parse_identity, site_groups_of
 from coordinator.config import CoordinatorConfig
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
@@ -37,6 +38,7 @@ from failover.aio import wait_any
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
 from failover.telemetry import tracing
+from failover.telemetry.loop_lag import LoopLag
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
@@ -83,8 +85,11 @@ class SyncHub:
         self.freshness = freshness
         self.cache = EncodedCache(view, self._push_started)
         self.sessions: dict[int, Session] = {}
-        # Streams refused because the hello named another host than the certificate.
+        # Streams refused because the hello named another host or site than the certificate,
+        # or a group its site may not receive (site_groups).
         self.denied_hellos = 0
+        self.site_groups = site_groups_of(cfg.site_groups)
+        self.denials: Denials | None = None  # the replica's count per identity (set by the replica)
         # Streams refused per host id for stream.max_streams_per_host.
         self.refused_host_streams: dict[str, int] = {}
         self._ids = itertools.count(1)
@@ -92,6 +97,8 @@ class SyncHub:
         self._heartbeat_seq = 0
         self.forwarder = forwarder
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
+        self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
+        self.shed_streams = 0
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -189,6 +196,16 @@ class SyncHub:
 
     # --- the stream --------------------------------------------------------
 
+    def _overloaded_ms(self) -> float:
+        """How late the loop ran in the last second, when that is past ``stream.shed_loop_lag_ms``
+        and streams are already served (0.0 otherwise): a replica sheds new streams before it
+        starves the ones it has; the sidecar tries another replica, with jittered backoff."""
+        limit_ms = self.cfg.stream.shed_loop_lag_ms
+        if not limit_ms or self.loop_lag is None or not self.sessions:
+            return 0.0
+        late_ms = self.loop_lag.worst_since(time.monotonic() - 1.0) * 1000
+        return late_ms if late_ms >= limit_ms else 0.0
+
     async def _stream(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
@@ -198,6 +215,16 @@ class SyncHub:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
+            )
+        late_ms = self._overloaded_ms()
+        if late_ms:
+            self.shed_streams += 1
+            if self.metrics is not None:
+                self.metrics.refused("overload")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"replica {self.cfg.replica_id} is overloaded (its event loop ran {late_ms:.0f} ms late "
+                "in the last second): try another replica",
             )
         it = requests.__aiter__()
         try:
@@ -210,17 +237,12 @@ class SyncHub:
                 self.metrics.refused("hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
-        if self.cfg.tls.enabled:
-            denied = check_stream_host(peer_uri_or_cn(context), hello.host_id)
-            if denied is not None:
-                log.warning("denied: %s", denied)
-                self.denied_hellos += 1
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        site = await self._authorize_hello(hello, context)
         await self._refuse_over_host_limit(hello.host_id, context)
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,
-            site=hello.site or "default",
+            site=site,
             groups=tuple(dict.fromkeys(hello.groups)),
             acked={g: epoch_of(e) for g, e in hello.held.items()},
         )
@@ -241,6 +263,35 @@ class SyncHub:
             log.info("sidecar %s disconnected", s.host_id)
         if s.error is not None:
             await context.abort(*s.error)
+
+    async def _authorize_hello(self, hello: sync_pb2.Hello, context: Any) -> str:
+        """The session's site, or PERMISSION_DENIED (logged and counted) when the certificate
+        may not stream as this host or site, or its site may not receive a group it asks for.
+
+        With mTLS the site is the certificate's when it names one; otherwise (and always in
+        insecure mode, where site_groups guards against mistakes, not attackers) the hello's.
+        """
+        raw = peer_uri_or_cn(context) if self.cfg.tls.enabled else None
+        denied: str | None = None
+        site = hello.site or "default"
+        if self.cfg.tls.enabled:
+            denied = check_stream_host(raw, hello.host_id, hello.site)
+            ident = parse_identity(raw) if raw else None
+            if denied is None and ident is not None:
+                site = ident.site or ("" if self.site_groups else site)
+                denied = check_site_groups(str(ident), site, hello.groups, self.site_groups)
+                site = site or "default"
+        else:
+            denied = check_site_groups(f"host {hello.host_id}", site, hello.groups, self.site_groups)
+        if denied is not None:
+            log.warning("denied: %s", denied)
+            self.denied_hellos += 1
+            if self.denials is not None:
+                self.denials.by_caller[(raw or hello.host_id, "/failover.v1.Sync/Stream")] += 1
+            if self.metrics is not None:
+                self.metrics.refused("denied")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        return site
 
     async def _refuse_over_host_limit(self, host_id: str, context: Any) -> None:
         """RESOURCE_EXHAUSTED past stream.max_streams_per_host: one host reconnecting in a

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
@@ -67,3 +69,17 @@ def retrieve(task: asyncio.Future[Any]) -> None:
     (its awaiter was cancelled) is not logged as "Task exception was never retrieved"."""
     if not task.cancelled():
         task.exception()
+
+
+async def shielded_wait(task: asyncio.Future[T], timeout: float) -> T:
+    """Wait up to ``timeout`` for ``task``, which a cancel of the caller does not cancel
+    (a lease revoke must finish while we are being stopped); on timeout it is cancelled.
+
+    ``asyncio.shield(asyncio.wait_for(task, t))`` wraps the wait in a task of its own that
+    nobody reads once the caller was cancelled: a failure then is logged as "Task
+    exception was never retrieved". Here both tasks are always read.
+    """
+    task.add_done_callback(retrieve)
+    bounded = asyncio.ensure_future(asyncio.wait_for(task, timeout))
+    bounded.add_done_callback(retrieve)
+    return await asyncio.shield(bounded)

@@ -10,13 +10,16 @@ import typer
 certs_app = typer.Typer(no_args_is_help=True, help="Certificates for mTLS (a local CA for development).")
 
 
-def _names(value: str, option: str) -> list[str]:
+def _names(value: str, option: str, role: str = "operator") -> list[str]:
     from coordinator.authz import parse_identity
 
     names = [n.strip() for n in value.split(",") if n.strip()]
     for n in names:
-        if parse_identity(f"operator/{n}") is None:
-            raise typer.BadParameter(f"{n!r}: letters, digits, '.', '_' and '-' only", param_hint=option)
+        if parse_identity(f"{role}/{n}") is None:
+            shape = "[SITE/]HOST, each " if role == "sidecar" else ""
+            raise typer.BadParameter(
+                f"{n!r}: {shape}letters, digits, '.', '_' and '-' only", param_hint=option
+            )
     return names
 
 
@@ -24,7 +27,10 @@ def _names(value: str, option: str) -> list[str]:
 def dev(
     directory: Annotated[Path, typer.Argument(help="Where to write ca.pem and <role>-<name>.pem/.key.")],
     replicas: Annotated[str, typer.Option("--replicas", help="Coordinator replica ids.")] = "c1,c2,c3",
-    hosts: Annotated[str, typer.Option("--hosts", help="Sidecar host ids.")] = "host-a,host-b",
+    hosts: Annotated[
+        str,
+        typer.Option("--hosts", help="Sidecar host ids; SITE/HOST also names the host's site."),
+    ] = "host-a,host-b",
     operators: Annotated[str, typer.Option("--operators", help="Operator names.")] = "operator",
     viewers: Annotated[str, typer.Option("--viewers", help="Viewer names.")] = "viewer",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing ca.pem.")] = False,
@@ -42,7 +48,7 @@ def dev(
         written = write_dev_tree(
             directory,
             replicas=_names(replicas, "--replicas"),
-            hosts=_names(hosts, "--hosts"),
+            hosts=_names(hosts, "--hosts", "sidecar"),
             operators=_names(operators, "--operators"),
             viewers=_names(viewers, "--viewers"),
         )

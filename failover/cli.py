@@ -374,7 +374,6 @@ def status(
     ] = 1000,
 ) -> None:
     """Leader, replicas, groups, routes and epochs; sidecars counted per group, epoch and path."""
-    from failover.status_view import render_status
     from failover.v1 import admin_pb2 as apb
 
     coordinator_targets(coordinators)
@@ -383,6 +382,8 @@ def status(
     if as_json:
         print_json(st)
     else:
+        from failover.status_view import render_status  # rich: loaded after the answer, not before
+
         render_status(st, out.get(), all_hosts=hosts)
 
 

@@ -89,9 +89,9 @@ def make_ca(name: str = "failover dev CA", *, valid_days: int = 365) -> Authorit
     return Authority(key, cert)
 
 
-def identity_uri(role: str, name: str) -> str:
-    """The SAN URI that names ``role``/``name``."""
-    return f"{URI_PREFIX}{role}/{name}"
+def identity_uri(role: str, name: str, site: str = "") -> str:
+    """The SAN URI that names ``role``/``name`` (a sidecar's may name its ``site`` too)."""
+    return f"{URI_PREFIX}{role}/{site}/{name}" if site else f"{URI_PREFIX}{role}/{name}"
 
 
 def issue(
@@ -102,15 +102,21 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     uri: bool = True,
+    site: str = "",
 ) -> Issued:
     """A leaf certificate for ``role``/``name`` signed by ``ca``.
 
+    ``site`` (sidecars only) puts the host's site in its identity:
+    ``spiffe://failover/sidecar/<site>/<host>``, which the coordinators' ``site_groups``
+    checks.
     ``uri=False`` leaves the SAN URI out (the identity is then read from the CN).
     Validity defaults to a day ago until 90 days from now; tests pass other bounds
     to make expired or not-yet-valid certificates.
     """
     if role not in ROLES:
         raise ValueError(f"role: must be one of {', '.join(ROLES)}")
+    if site and role != "sidecar":
+        raise ValueError("site: only sidecar certificates name a site")
     now = dt.datetime.now(dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [
@@ -118,10 +124,11 @@ def issue(
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
     if uri:
-        sans.append(x509.UniformResourceIdentifier(identity_uri(role, name)))
+        sans.append(x509.UniformResourceIdentifier(identity_uri(role, name, site)))
+    cn = f"{role}/{site}/{name}" if site else f"{role}/{name}"
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{role}/{name}")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -166,7 +173,8 @@ def write_dev_tree(
     viewers: list[str],
 ) -> list[Path]:
     """A CA (``ca.pem``, ``ca.key``) and ``<role>-<name>.pem/.key`` for every identity,
-    plus ``etcd.pem/.key`` for an etcd server; returns the certificate paths written."""
+    plus ``etcd.pem/.key`` for an etcd server; returns the certificate paths written.
+    A host written ``<site>/<host>`` gets ``sidecar-<host>.pem`` naming its site."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = make_ca()
     write_private(directory / "ca.key", _key_pem(ca.key))
@@ -180,8 +188,10 @@ def write_dev_tree(
         ("etcd", "etcd"),
     ]
     for role, name in plan:
+        # A host given as "<site>/<host>" gets a certificate naming its site too.
+        site, _, name = name.rpartition("/") if role == "sidecar" else ("", "", name)
         stem = "etcd" if role == "etcd" else f"{role}-{name}"
-        written.append(write_pair(directory, stem, issue(ca, role, name))[0])
+        written.append(write_pair(directory, stem, issue(ca, role, name, site=site))[0])
     return written
 
 

@@ -33,6 +33,7 @@ from failover.bench.report import (
     sigterm_as_interrupt,
     write_results,
 )
+from failover.bench.tls_variant import TlsMode, tls_pairs
 from failover.machine import MachineLoad
 
 bench_app = typer.Typer(
@@ -46,6 +47,13 @@ JsonOut = Annotated[
 ]
 KeepLogs = Annotated[
     bool, typer.Option("--keep-logs", help="Keep the coordinator logs also after a clean run.")
+]
+TlsOption = Annotated[
+    TlsMode,
+    typer.Option(
+        "--tls",
+        help="off: plaintext; on: mTLS everywhere; both: each row plaintext then mTLS, with the ratio.",
+    ),
 ]
 MaxSeconds = Annotated[
     float, typer.Option("--max-seconds", min=10, help="Give up (exit 1) when the whole run takes longer.")
@@ -231,12 +239,16 @@ def fanout(
             help="Streams report health as sidecars do (full state once, the route after each decision).",
         ),
     ] = False,
+    tls_mode: TlsOption = TlsMode.off,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
 ) -> None:
     """Commit (seen by our own etcd watch) -> decision received on every one of S streams."""
     from failover.bench.fanout import run_combination
+    from failover.bench.tls_variant import BenchPki, label, variants
+
+    tls = tls_mode.value
 
     s_list = _int_list(streams, "--streams", 1, 5000)
     r_list = _int_list(replicas, "--replicas", 1, 9)
@@ -248,6 +260,7 @@ def fanout(
         "run_timeout": run_timeout,
         "pause_ms": pause_ms,
         "as_sidecars": as_sidecars,
+        "tls": tls,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -260,6 +273,15 @@ def fanout(
             "setup": "per (S, R): a fresh 1-member etcd (1 member is enough here: fan-out, not consensus, "
             "is measured) and R coordinator processes; S streams in this process, auto-acking",
             "timing": ", ".join(f"{k}={v}" for k, v in timing.items()) + " (coordinator defaults)",
+            **(
+                {
+                    "tls": f"--tls {tls}: each row as {' then '.join(label(v) for v in variants(tls))} "
+                    "(certificates from a throwaway dev CA); with TLS, or both, every stream has its own "
+                    "connection and certificate (sidecar/bench-NNNNN), as real sidecars do"
+                }
+                if tls != "off"
+                else {}
+            ),
         },
     )
     clusters: list[Cluster] = []
@@ -275,31 +297,44 @@ def fanout(
     deadline = time.monotonic() + max_seconds
 
     async def main() -> None:
-        for s in s_list:
-            for r in r_list:
-                label = f"S={s} R={r}"
-                cluster = Cluster(f"fanout-s{s}-r{r}", r, 1, keep_logs=keep_logs)
-                clusters.append(cluster)
-                results.append(
-                    await run_combination(
-                        cluster,
-                        streams=s,
-                        runs=runs,
-                        channels_per_replica=channels_per_replica,
-                        run_timeout_s=run_timeout,
-                        pause_s=pause_ms / 1000,
-                        deadline=deadline,
-                        label=label,
-                        as_sidecars=as_sidecars,
-                    )
-                )
+        pki = BenchPki() if tls != "off" else None
+        try:
+            for s in s_list:
+                for r in r_list:
+                    for secure in variants(tls):
+                        name = f"S={s} R={r}" + (f" {label(secure)}" if tls != "off" else "")
+                        cluster = Cluster(
+                            f"fanout-s{s}-r{r}-{label(secure)}",
+                            r,
+                            1,
+                            keep_logs=keep_logs,
+                            pki=pki if secure else None,
+                        )
+                        clusters.append(cluster)
+                        results.append(
+                            await run_combination(
+                                cluster,
+                                streams=s,
+                                runs=runs,
+                                channels_per_replica=channels_per_replica,
+                                run_timeout_s=run_timeout,
+                                pause_s=pause_ms / 1000,
+                                deadline=deadline,
+                                label=name,
+                                as_sidecars=as_sidecars,
+                                channel_per_stream=tls != "off",
+                            )
+                        )
+        finally:
+            if pki is not None:
+                pki.remove()
 
     def render() -> None:
         t = Table(
             title=f"fan-out: t_commit (own etcd watch) -> decision received, {runs} runs per row",
             title_justify="left",
         )
-        for col in ("S streams", "R replicas", "runs"):
+        for col in ("S streams", "R replicas", "tls", "runs"):
             t.add_column(col, justify="right")
         for col in ("last p50", "last p99", "last max", "all n", "all p50", "all p99", "all max"):
             t.add_column(col + (" ms" if col != "all n" else ""), justify="right")
@@ -308,6 +343,7 @@ def fanout(
             t.add_row(
                 str(res["streams"]),
                 str(res["replicas"]),
+                res.get("tls", "insecure"),
                 str(last.get("count", 0)),
                 fmt_ms(last.get("p50_ms")),
                 fmt_ms(last.get("p99_ms")),
@@ -324,7 +360,7 @@ def fanout(
             "all = every stream of every run. etcd: 1 member."
         )
         c = Table(title="context per (S, R)", title_justify="left")
-        for col in ("S", "R", "first p50 ms", "first max ms", "samples <= 0"):
+        for col in ("S", "R", "tls", "first p50 ms", "first max ms", "samples <= 0"):
             c.add_column(col, justify="right")
         for col in ("switch->commit p50 ms", "switch reply p50 ms", "switch reply max ms"):
             c.add_column(col, justify="right")
@@ -338,6 +374,7 @@ def fanout(
             c.add_row(
                 str(res["streams"]),
                 str(res["replicas"]),
+                res.get("tls", "insecure"),
                 fmt_ms(first.get("p50_ms")),
                 fmt_ms(first.get("max_ms")),
                 f"{every.get('clamped_to_1us', 0)}/{every.get('count', 0)}",
@@ -353,6 +390,11 @@ def fanout(
                 "(recorded as 1 us; signed values in the JSON). CPU: mean per run, from just before the "
                 "Switch until the last stream had it."
             )
+        if tls == "both" and results:
+            from failover.bench.tls_variant import fanout_comparison
+
+            out.print(fanout_comparison(results))
+            doc["tls_comparison"] = tls_pairs(results)
 
     _execute(main, clusters, doc, json_path, render)
 
@@ -368,7 +410,12 @@ def _mount_more() -> None:
         apply_latency
     )
     bench_app.command("relay", help="Relay round trip vs direct TCP, and relay throughput.")(relay)
+    from failover.bench.cli_startup import cli_startup
     from failover.bench.vs_haproxy import vs_haproxy
+
+    bench_app.command("cli-startup", help="Operator command start-up: spawn -> connected to a coordinator.")(
+        cli_startup
+    )
 
     bench_app.command("vs-haproxy", help="Ours vs tuned HAProxy, hard and silent failures, in one run.")(
         vs_haproxy

@@ -27,6 +27,7 @@ import yaml
 
 from failover import rpc
 from failover.bench.report import BenchFailure, progress
+from failover.bench.tls_variant import BenchPki
 from failover.etcdproc import EtcdCluster
 from failover.procs import Child, child_env, cli_argv, free_port
 from failover.stats import Latency
@@ -77,8 +78,17 @@ def group_definition() -> dict[str, Any]:
 class Cluster:
     """An etcd cluster and N coordinator replicas on loopback, all started and stopped by us."""
 
-    def __init__(self, label: str, replicas: int, etcd_members: int, keep_logs: bool = False) -> None:
+    def __init__(
+        self,
+        label: str,
+        replicas: int,
+        etcd_members: int,
+        keep_logs: bool = False,
+        pki: BenchPki | None = None,
+    ) -> None:
         self.label = label
+        # With a PKI: replicas serve mTLS, and this process calls them as operator "bench".
+        self.pki = pki
         self.n = replicas
         self.etcd_members = etcd_members
         self.keep_logs = keep_logs
@@ -108,6 +118,8 @@ class Cluster:
                 "etcd": {"endpoints": self.etcd.endpoints, "prefix": self.prefix},
                 "groups": [group_definition()],
             }
+            if self.pki is not None:
+                cfg["tls"] = self.pki.config("replica", rid)
             path = self.log_dir / f"{rid}.yaml"
             path.write_text(yaml.safe_dump(cfg))
             self.procs.append(CoordinatorProc(rid, f"127.0.0.1:{port}", path, self.log_dir / f"{rid}.log"))
@@ -125,7 +137,8 @@ class Cluster:
         """One long-lived channel per replica address (call inside the event loop)."""
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = rpc.channel(address)
+            tls = self.pki.operator() if self.pki is not None else None
+            ch = self._channels[address] = rpc.channel(address, tls=tls)
         return ch
 
     def admin(self, address: str) -> Any:

@@ -30,6 +30,8 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.bench.tls_variant import BenchPki
+from failover.bench.tls_variant import label as label_of
 from failover.machine import proc_cpu_s
 from failover.stats import Latency
 from failover.v1 import sync_pb2
@@ -40,6 +42,7 @@ METHOD = "/failover.v1.Sync/Stream"
 TAG_SNAPSHOT = (1 << 3) | 2
 TAG_DECISION = (3 << 3) | 2
 GIL_SWITCH_INTERVAL_S = 0.0002
+OPEN_BATCH = 50
 
 
 class CommitWatch:
@@ -151,9 +154,20 @@ class StreamFleet:
     """S Sync streams in this process; records when each receives each decision."""
 
     def __init__(
-        self, addresses: list[str], streams: int, channels_per_replica: int, as_sidecars: bool = False
+        self,
+        addresses: list[str],
+        streams: int,
+        channels_per_replica: int,
+        as_sidecars: bool = False,
+        *,
+        pki: BenchPki | None = None,
+        channel_per_stream: bool = False,
     ) -> None:
         self.addresses = addresses
+        # With a PKI every stream presents its own sidecar certificate (bench-NNNNN), so it
+        # needs its own connection; ``channel_per_stream`` gives plaintext the same shape.
+        self.pki = pki
+        self.channel_per_stream = channel_per_stream or pki is not None
         # Report health as a real sidecar does: its full path health once the snapshot is
         # applied, and the effective route after applying each decision.
         self.as_sidecars = as_sidecars
@@ -172,6 +186,11 @@ class StreamFleet:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
 
+    @property
+    def connections(self) -> int:
+        """HTTP/2 connections (channels) the streams use."""
+        return len(self._channels)
+
     def _ack(self, group: str, era: int, rev: int) -> bytes:
         key = (group, era, rev)
         raw = self._acks.get(key)
@@ -186,33 +205,46 @@ class StreamFleet:
         per_replica: list[list[grpc.aio.Channel]] = []
         for addr in self.addresses:
             chans = []
-            for _ in range(self.channels_per_replica):
+            for _ in range(0 if self.channel_per_stream else self.channels_per_replica):
                 # A local subchannel pool: each channel gets its own HTTP/2 connection.
                 ch = rpc.channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
                 chans.append(ch)
                 self._channels.append(ch)
             per_replica.append(chans)
+        end = time.monotonic() + timeout
+        # One connection per stream: opened OPEN_BATCH at a time (each batch's snapshots
+        # awaited), so the bench measures pushes, not a storm of simultaneous handshakes.
+        batch = OPEN_BATCH if self.channel_per_stream else self.n
         for i in range(self.n):
-            ch = per_replica[i % r][(i // r) % self.channels_per_replica]
+            if self.channel_per_stream:
+                tls = self.pki.section("sidecar", _host(i)) if self.pki is not None else None
+                ch = rpc.channel(self.replica_of[i], options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
+                self._channels.append(ch)
+            else:
+                ch = per_replica[i % r][(i // r) % self.channels_per_replica]
             # Raw bytes both ways; called without a request iterator: we write() ourselves.
             method: Any = ch.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
             call = method()
             self._calls.append(call)
             self._tasks.append(asyncio.create_task(self._stream(i, call), name=f"bench-stream-{i}"))
-        end = time.monotonic() + timeout
-        while self.ready < self.n:
+            if (i + 1) % batch == 0 or i + 1 == self.n:
+                await self._until_ready(i + 1, end, timeout)
+
+    async def _until_ready(self, count: int, end: float, timeout: float) -> None:
+        while self.ready < count:
             if self.errors:
                 i, e = next(iter(self.errors.items()))
                 raise BenchFailure(f"stream {i} to {self.replica_of[i]} failed while opening: {e}")
             left = end - time.monotonic()
             if left <= 0:
                 raise BenchFailure(f"only {self.ready}/{self.n} streams got their snapshot within {timeout}s")
+            self._ready_event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready_event.wait(), min(left, 0.5))
 
     async def _stream(self, i: int, call: Any) -> None:
         hello = sync_pb2.SidecarMessage(
-            hello=sync_pb2.Hello(host_id=f"bench-{i:05d}", site="default", groups=[GROUP])
+            hello=sync_pb2.Hello(host_id=_host(i), site="default", groups=[GROUP])
         ).SerializeToString()
         eof = grpc.aio.EOF  # type: ignore[attr-defined]
         try:
@@ -249,8 +281,7 @@ class StreamFleet:
                     if self.as_sidecars:
                         await call.write(_full_report(snap))
                     self.ready += 1
-                    if self.ready >= self.n:
-                        self._ready_event.set()
+                    self._ready_event.set()
                 # heartbeats, definitions, health requests: not decoded
         except grpc.aio.AioRpcError as exc:
             self.errors[i] = f"{exc.code().name}: {exc.details()}"
@@ -289,6 +320,10 @@ class StreamFleet:
         for ch in self._channels:
             with contextlib.suppress(Exception):
                 await ch.close(None)
+
+
+def _host(i: int) -> str:
+    return f"bench-{i:05d}"
 
 
 def _effective_report(group: str, path: str) -> bytes:
@@ -330,6 +365,7 @@ async def run_combination(
     deadline: float,
     label: str,
     as_sidecars: bool = False,
+    channel_per_stream: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -353,7 +389,14 @@ async def run_combination(
         active = next(str(g.decision.paths[0]) for g in st.groups if g.definition.name == GROUP)
         watch = CommitWatch(cluster.endpoints, cluster.prefix)
         await watch.start()
-        fleet = StreamFleet([p.address for p in cluster.procs], streams, channels_per_replica, as_sidecars)
+        fleet = StreamFleet(
+            [p.address for p in cluster.procs],
+            streams,
+            channels_per_replica,
+            as_sidecars,
+            pki=cluster.pki,
+            channel_per_stream=channel_per_stream,
+        )
         t_open = time.monotonic()
         progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
         await fleet.open(timeout=max(30.0, streams / 20))
@@ -426,6 +469,8 @@ async def run_combination(
         return {
             "streams": streams,
             "replicas": len(cluster.procs),
+            "tls": label_of(cluster.pki is not None),
+            "connections": fleet.connections,
             "etcd_members": cluster.etcd_members,
             "leader": leader_id,
             "last_stream": last.to_json(),

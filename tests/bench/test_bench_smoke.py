@@ -76,3 +76,16 @@ def test_fanout_smoke(tmp_path: Path) -> None:
         _check_stats(x["last_stream"], "last_stream", 2)
         _check_stats(x["all_streams"], "all_streams", 2 * x["streams"])
         assert x["etcd_members"] == 1
+
+
+def test_cli_startup_smoke(tmp_path: Path) -> None:
+    """Every row gets its samples: the operator commands really connect to the bench's socket."""
+    out = tmp_path / "cli.json"
+    r = CliRunner().invoke(bench_app, ["cli-startup", "--runs", "2", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["ok"] is True and doc["benchmark"] == "cli-startup"
+    rows = doc["results"]
+    for name in ("status", "switch", "python floor"):
+        _check_stats(rows[name], name, 2)
+        assert rows[f"{name} CPU"]["count"] == 2

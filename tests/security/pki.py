@@ -45,6 +45,9 @@ def make_pki(root: Path) -> Pki:
         devcerts.issue(ca, "operator", "soon", not_before=now + DAY, not_after=now + 10 * DAY),
     )
     devcerts.write_pair(root, "operator-cn", devcerts.issue(ca, "operator", "carol", uri=False))
+    # Sidecars whose certificates name their site (spiffe://failover/sidecar/<site>/<host>).
+    devcerts.write_pair(root, "sidecar-ny4-h3", devcerts.issue(ca, "sidecar", "h3", site="ny4"))
+    devcerts.write_pair(root, "sidecar-ld4-h4", devcerts.issue(ca, "sidecar", "h4", site="ld4"))
     other = devcerts.make_ca("another CA")
     devcerts.write_pair(root, "operator-otherca", devcerts.issue(other, "operator", "mallory"))
     (root / "other-ca.pem").write_bytes(other.cert_pem)

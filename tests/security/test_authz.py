@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.authz import MATRIX, authorize, check_stream_host, parse_identity
+from coordinator.authz import (
+    MATRIX,
+    Identity,
+    authorize,
+    check_site_groups,
+    check_stream_host,
+    parse_identity,
+)
 from failover.v1 import admin_pb2, sync_pb2
 
 ROLE_CERT = {
@@ -74,7 +81,8 @@ def test_operator_name_comes_from_the_certificate() -> None:
 def test_cn_fallback_and_names() -> None:
     assert str(parse_identity("operator/carol")) == "operator/carol"
     assert str(parse_identity("spiffe://failover/sidecar/h-1.x")) == "sidecar/h-1.x"
-    assert parse_identity("spiffe://failover/sidecar/a/b") is None
+    assert parse_identity("spiffe://failover/sidecar/a/b/c") is None
+    assert parse_identity("spiffe://failover/operator/a/b") is None  # only sidecars carry a site
     assert parse_identity("spiffe://failover/sidecar/" + "x" * 64) is None
 
 
@@ -84,3 +92,31 @@ def test_sidecar_streams_only_as_itself() -> None:
     assert msg is not None and "sidecar/h1" in msg and "'h2'" in msg
     assert check_stream_host(ROLE_CERT["operator"], "alice") is not None
     assert check_stream_host(None, "h1") is not None
+
+
+def test_a_sidecar_certificate_may_name_its_site() -> None:
+    ident = parse_identity("spiffe://failover/sidecar/ny4/h1")
+    assert ident == Identity("sidecar", "h1", site="ny4") and str(ident) == "sidecar/ny4/h1"
+    assert parse_identity("sidecar/ny4/h1") == ident  # CN form
+    assert parse_identity("spiffe://failover/sidecar/h1") == Identity("sidecar", "h1")
+    assert parse_identity("spiffe://failover/sidecar/NY 4/h1") is None
+    # Streaming as its own host, and as its own site only.
+    assert check_stream_host("spiffe://failover/sidecar/ny4/h1", "h1", "ny4") is None
+    assert check_stream_host("spiffe://failover/sidecar/ny4/h1", "h1", "") is None
+    msg = check_stream_host("spiffe://failover/sidecar/ny4/h1", "h1", "ld4")
+    assert msg is not None and "sidecar/ny4/h1" in msg and "'ld4'" in msg
+
+
+SITES = {"ny4": frozenset({"cme-orders", "ice-orders"}), "ld4": frozenset({"lse-orders"})}
+
+
+def test_site_groups() -> None:
+    # No map: every group, for every site (backwards compatible).
+    assert check_site_groups("sidecar/ld4/h1", "ld4", ["cme-orders"], {}) is None
+    assert check_site_groups("sidecar/ny4/h1", "ny4", ["cme-orders", "ice-orders"], SITES) is None
+    msg = check_site_groups("sidecar/ld4/h2", "ld4", ["lse-orders", "cme-orders"], SITES)
+    assert msg is not None and "sidecar/ld4/h2" in msg and "'cme-orders'" in msg and "ld4" in msg
+    # A site the map does not list receives nothing; so does a sidecar without a site.
+    assert check_site_groups("sidecar/sg1/h3", "sg1", ["cme-orders"], SITES) is not None
+    msg = check_site_groups("sidecar/h4", "", ["cme-orders"], SITES)
+    assert msg is not None and "no site" in msg

@@ -139,10 +139,18 @@ async def test_peer_rpcs_need_a_replica(cluster, pki: Pki) -> None:
                 assert _code(e) == grpc.StatusCode.PERMISSION_DENIED, stem
 
 
-async def _first_message(address: str, tls: TlsSection | None, host_id: str, no_cert: bool = False):
+async def _first_message(
+    address: str,
+    tls: TlsSection | None,
+    host_id: str,
+    no_cert: bool = False,
+    *,
+    site: str = "",
+    groups: tuple[str, ...] = ("cme-orders",),
+):
     """Open a Sync stream as ``host_id``; the first message, or the error."""
     async with dial(address, tls, no_cert=no_cert) as ch:
-        hello = sync_pb2.SidecarMessage(hello=sync_pb2.Hello(host_id=host_id, groups=["cme-orders"]))
+        hello = sync_pb2.SidecarMessage(hello=sync_pb2.Hello(host_id=host_id, site=site, groups=list(groups)))
         out: asyncio.Queue[sync_pb2.SidecarMessage] = asyncio.Queue()
         out.put_nowait(hello)
 
@@ -177,3 +185,59 @@ async def test_sidecar_link_matrix(cluster, pki: Pki) -> None:
     # Right role, own host: the snapshot arrives.
     got = await _first_message(addr, pki.tls("sidecar-h1"), "h1")
     assert isinstance(got, sync_pb2.ReplicaMessage) and got.WhichOneof("kind") == "snapshot"
+
+
+SITE_GROUPS = {"ny4": ["cme-orders"], "ld4": ["lse-orders"]}
+
+
+@pytest.fixture
+async def site_cluster(etcd_cluster, prefix, pki: Pki) -> AsyncIterator[Replica]:
+    """One mTLS replica whose config limits the groups per site (site_groups)."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    rs.configs = [
+        c.model_copy(update={"tls": pki.tls(f"replica-{c.replica_id}"), "site_groups": SITE_GROUPS})
+        for c in rs.configs
+    ]
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
+        yield leader
+    finally:
+        await rs.stop_all()
+
+
+def _denied(got: object) -> str:
+    assert isinstance(got, grpc.aio.AioRpcError), got
+    assert got.code() == grpc.StatusCode.PERMISSION_DENIED, got
+    return got.details() or ""
+
+
+async def test_sidecar_receives_only_its_sites_groups(site_cluster: Replica, pki: Pki) -> None:
+    replica = site_cluster
+    addr = replica.cfg.listen
+    # The site named in the certificate, allowed the group: the snapshot arrives.
+    got = await _first_message(addr, pki.tls("sidecar-ny4-h3"), "h3", site="ny4")
+    assert isinstance(got, sync_pb2.ReplicaMessage) and got.WhichOneof("kind") == "snapshot"
+    assert [g.name for g in got.snapshot.groups] == ["cme-orders"]
+    # Another site's group: refused, naming the identity and the group; nothing is pushed.
+    msg = _denied(
+        await _first_message(addr, pki.tls("sidecar-ld4-h4"), "h4", site="ld4", groups=("cme-orders",))
+    )
+    assert "sidecar/ld4/h4" in msg and "cme-orders" in msg
+    # Asking for its own group and another site's in one hello: refused as a whole.
+    msg = _denied(
+        await _first_message(
+            addr, pki.tls("sidecar-ld4-h4"), "h4", site="ld4", groups=("lse-orders", "cme-orders")
+        )
+    )
+    assert "cme-orders" in msg
+    # Declaring another site than the certificate's does not help.
+    msg = _denied(await _first_message(addr, pki.tls("sidecar-ld4-h4"), "h4", site="ny4"))
+    assert "sidecar/ld4/h4" in msg and "ny4" in msg
+    # A sidecar certificate without a site receives nothing once site_groups is configured.
+    msg = _denied(await _first_message(addr, pki.tls("sidecar-h1"), "h1", site="ny4"))
+    assert "sidecar/h1" in msg and "no site" in msg
+    assert replica.hub.denied_hellos == 4
+    assert replica.denials.by_caller[("spiffe://failover/sidecar/ld4/h4", "/failover.v1.Sync/Stream")] == 3
+    assert {s.host_id for s in replica.hub.sessions.values()} <= {"h3"}

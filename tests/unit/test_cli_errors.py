@@ -94,6 +94,40 @@ def test_operator_commands_import_nothing_heavy() -> None:
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
 
 
+_CONNECT_PROBE = """
+import socket, sys, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+addr = "127.0.0.1:%d" % srv.getsockname()[1]
+seen = []
+def accept():
+    conn, _ = srv.accept()
+    seen.extend(sorted(sys.modules))  # what the command loaded before it connected
+    conn.close()
+threading.Thread(target=accept, daemon=True).start()
+sys.argv = ["failover", *sys.argv[1:], "-c", addr]
+from failover import cli
+try:
+    cli.main()
+except SystemExit:
+    pass
+print(sorted(m for m in seen if m.split(".")[0] in {"pydantic", "pydantic_core", "rich", "yaml"}
+             or m.startswith("failover.status_view")))
+"""
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["switch", "g", "primary", "--reason", "r", "--timeout", "5"]], ids=lambda c: c[0]
+)
+def test_operator_commands_connect_before_loading_pydantic_or_rich(command: list[str]) -> None:
+    """Start-up is the operator's incident time: nothing that only validates parameters or
+    renders the answer may load before the command connects (typer 0.29 pulled in pydantic
+    to coerce parameters, about 200 ms; the status table is rendered with rich)."""
+    r = subprocess.run(
+        [sys.executable, "-c", _CONNECT_PROBE, *command], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert r.stdout.strip().splitlines()[-1] == "[]", (r.stdout, r.stderr)
+
+
 def test_venue_and_bench_are_still_mounted() -> None:
     r = cli("--help")
     assert r.returncode == 0 and "venue" in r.stdout and "bench" in r.stdout

@@ -21,6 +21,8 @@ from failover.bench.report import (
     print_header,
     write_results,
 )
+from failover.bench.tls_variant import BenchPki, TlsMode, comparison_table, label, ratio, variants
+from failover.machine import MachineLoad
 from failover.procs import ChildExited
 
 POLL_MS = 2.0
@@ -38,9 +40,17 @@ def apply_latency(
         float,
         typer.Option("--poll-ms", min=0.5, max=1000, help="Interval between a sidecar's GetStatus polls."),
     ] = POLL_MS,
+    tls_mode: Annotated[
+        TlsMode,
+        typer.Option(
+            "--tls",
+            help="off: plaintext; on: mTLS on every link; both: each row plaintext then mTLS + ratio.",
+        ),
+    ] = TlsMode.off,
 ) -> None:
     """Decision committed (seen by our own etcd watch) -> the last of N sidecar processes applied it."""
-    params = {"sidecars": sidecars, "runs": runs, "poll_ms": poll_ms}
+    tls = tls_mode.value
+    params = {"sidecars": sidecars, "runs": runs, "poll_ms": poll_ms, "tls": tls}
     cmd = command_line("apply-latency", params)
     notes = [
         "1 etcd member, 3 coordinator processes, a venue process, N sidecar processes spread over the "
@@ -60,6 +70,15 @@ def apply_latency(
         "the group is paused (no automatic decision interleaves); each run is an operator switch "
         "(Admin/Switch to the leader, force), paths alternating; "
         "one warm-up switch per row, not recorded",
+        *(
+            [
+                f"--tls {tls}: each row as {' then '.join(label(v) for v in variants(tls))}, a fresh "
+                "system each; mTLS on sidecar -> replica, replica -> replica and the bench's Admin calls "
+                "(certificates from a throwaway dev CA; etcd and the sidecars' unix sockets stay plaintext)"
+            ]
+            if tls != "off"
+            else []
+        ),
     ]
     machine = print_header("failover bench apply-latency", cmd, params, etcd=True, notes=notes)
     doc: dict[str, Any] = {
@@ -71,21 +90,29 @@ def apply_latency(
     }
     results: list[ApplyResult] = []
     code = 0
+    load = MachineLoad()
+    pki = BenchPki() if tls != "off" else None
     try:
         for n in sidecars:
-            res = ApplyResult(n)
-            results.append(res)
-            workdir = Path(tempfile.mkdtemp(prefix=f"failover-bench-apply-{n}-"))
-            asyncio.run(apply_one(n, runs, res, workdir, poll_ms))
+            for secure in variants(tls):
+                res = ApplyResult(n, tls=label(secure))
+                results.append(res)
+                workdir = Path(tempfile.mkdtemp(prefix=f"failover-bench-apply-{n}-{label(secure)}-"))
+                asyncio.run(apply_one(n, runs, res, workdir, poll_ms, pki if secure else None))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except (BenchFailure, ChildExited) as exc:
         code, doc["error"] = 1, str(exc)
     except (grpc.aio.AioRpcError, OSError, RuntimeError) as exc:  # unexpected: one line, no traceback
         code, doc["error"] = 1, f"{type(exc).__name__}: {exc}"
+    finally:
+        if pki is not None:
+            pki.remove()
+    doc["machine_load"] = ml = load.finish()
     t = Table(title="decision commit -> sidecar applied (ms)", title_justify="left")
     for col in (
         "sidecars",
+        "tls",
         "runs",
         "last p50",
         "last p99",
@@ -99,11 +126,13 @@ def apply_latency(
         "log: last p50",
         "log: last p99",
         "log: last max",
+        "CPU us/sidecar/switch: coord / sidecar",
     ):
         t.add_column(col, justify="right")
     for r in results:
         t.add_row(
             str(r.sidecars),
+            r.tls,
             str(r.last.count),
             fmt_ms(r.last.ms(50)),
             fmt_ms(r.last.ms(99)),
@@ -117,6 +146,7 @@ def apply_latency(
             fmt_ms(r.log_last.ms(50)),
             fmt_ms(r.log_last.ms(99)),
             fmt_ms(r.log_last.ms(None)),
+            " / ".join(f"{v:g}" for v in r.cpu_us_per_sidecar_per_run().values()) or "-",
         )
     out.print(t)
     out.print(
@@ -126,9 +156,20 @@ def apply_latency(
         f"actually achieved; target {poll_ms:g} ms); poll rtt = one GetStatus round trip; "
         "log = commit -> the last sidecar's log line applying the decision (no polling resolution)"
     )
+    if tls == "both" and results:
+        doc["tls_comparison"] = pairs = apply_pairs(results)
+        out.print(comparison_table(pairs, "sidecars"))
+    out.print(
+        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
+        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
+        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
+    )
     doc["results"] = [
         {
             "sidecars": r.sidecars,
+            "tls": r.tls,
+            "cpu_ms_per_run": r.cpu_ms_per_run,
+            "cpu_us_per_sidecar_per_run": r.cpu_us_per_sidecar_per_run(),
             "last_sidecar": r.last.to_json(),
             "last_sidecar_lower_bound_us": r.lower_last_us,
             "each_sidecar": r.every.to_json(),
@@ -145,3 +186,33 @@ def apply_latency(
     if code:
         out.print(f"[red]FAILED:[/red] {doc['error']}")
         raise typer.Exit(code)
+
+
+def apply_pairs(results: list[ApplyResult]) -> list[dict[str, Any]]:
+    """Rows paired by sidecar count: both variants' figures and mTLS/plaintext."""
+
+    def figures(r: ApplyResult) -> dict[str, float | None]:
+        f: dict[str, float | None] = {}
+        for name, lat in (("last_sidecar", r.last), ("each_sidecar", r.every), ("last_by_log", r.log_last)):
+            for short, pct in (("p50", 50.0), ("p99", 99.0), ("max", None)):
+                f[f"{name}_{short}_ms"] = lat.ms(pct)
+        for k, v in r.cpu_us_per_sidecar_per_run().items():
+            f[f"{k}_cpu_us_per_sidecar_per_switch"] = v
+        return f
+
+    by_n: dict[int, dict[str, ApplyResult]] = {}
+    for r in results:
+        by_n.setdefault(r.sidecars, {})[r.tls] = r
+    pairs = []
+    for n, both in by_n.items():
+        if "insecure" in both and "mtls" in both:
+            plain, secure = figures(both["insecure"]), figures(both["mtls"])
+            pairs.append(
+                {
+                    "sidecars": n,
+                    "insecure": plain,
+                    "mtls": secure,
+                    "ratio": {k: ratio(secure.get(k), v) for k, v in plain.items()},
+                }
+            )
+    return pairs

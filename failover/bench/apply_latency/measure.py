@@ -16,6 +16,8 @@ from failover.bench.apply_latency.poll import LogTimes, Poller, Seen
 from failover.bench.apply_latency.system import GROUP, PATHS, System
 from failover.bench.apply_latency.watch import RouteWatch
 from failover.bench.report import BenchFailure, progress
+from failover.bench.tls_variant import BenchPki
+from failover.machine import proc_cpu_s
 from failover.stats import Latency
 
 RUN_TIMEOUT_S = 10.0
@@ -47,18 +49,38 @@ class ApplyResult:
     log_every: Latency = field(default_factory=lambda: Latency("each sidecar, by its log"))
     lower_last_us: list[int] = field(default_factory=list)  # signed: may precede the commit
     runs: list[dict[str, Any]] = field(default_factory=list)
+    tls: str = "insecure"
+    # CPU ms per recorded run (warm-up excluded): coordinators together, sidecars together.
+    cpu_ms_per_run: dict[str, float] = field(default_factory=dict)
+
+    def cpu_us_per_sidecar_per_run(self) -> dict[str, float]:
+        """Coordinator and sidecar CPU per switch, divided by the sidecars (one stream each)."""
+        return {k: round(v * 1000 / self.sidecars, 1) for k, v in self.cpu_ms_per_run.items()}
 
     def lower_p50_ms(self) -> float | None:
         v = sorted(self.lower_last_us)
         return v[len(v) // 2] / 1000 if v else None
 
 
-async def apply_one(n: int, runs: int, res: ApplyResult, workdir: Path, poll_ms: float) -> None:
+def _cpu_s(s: System) -> dict[str, float]:
+    """CPU seconds so far of the coordinators together and of the sidecars together."""
+    out = {"coordinators": 0.0, "sidecars": 0.0}
+    for c in s.children:
+        kind = "coordinators" if c.name in s.coordinators else "sidecars" if c.name in s.sockets else ""
+        if kind and c.proc is not None:
+            out[kind] += proc_cpu_s(c.proc.pid)
+    return out
+
+
+async def apply_one(
+    n: int, runs: int, res: ApplyResult, workdir: Path, poll_ms: float, pki: BenchPki | None = None
+) -> None:
+    """One row; with ``pki`` every link of the system (and the bench's Admin calls) runs mTLS."""
     from failover import rpc
     from failover.v1 import admin_pb2 as apb
     from failover.v1 import admin_pb2_grpc
 
-    s = System(n, workdir)
+    s = System(n, workdir, pki=pki)
     watch: RouteWatch | None = None
     poller: Poller | None = None
     channels: dict[str, grpc.aio.Channel] = {}
@@ -68,7 +90,7 @@ async def apply_one(n: int, runs: int, res: ApplyResult, workdir: Path, poll_ms:
 
         def admin(addr: str) -> Any:
             if addr not in channels:
-                channels[addr] = rpc.channel(addr)
+                channels[addr] = rpc.channel(addr, tls=pki.operator() if pki is not None else None)
             return admin_pb2_grpc.AdminStub(channels[addr])
 
         leader = ""
@@ -119,7 +141,10 @@ async def apply_one(n: int, runs: int, res: ApplyResult, workdir: Path, poll_ms:
         watch = RouteWatch(s.etcd.endpoints, s.prefix, workdir / "watch.log")
         await watch.start()
         progress(f"[{n} sidecars] ready; leader {leader}; group paused")
+        cpu0: dict[str, float] = {}
         for run in range(-1, runs):  # run -1: warm-up, not recorded
+            if run == 0:
+                cpu0 = _cpu_s(s)
             s.check_alive()
             held = max([p.revision(await p.status(h)) for h in s.sockets])
             target = "backup" if active == "primary" else "primary"
@@ -184,6 +209,8 @@ async def apply_one(n: int, runs: int, res: ApplyResult, workdir: Path, poll_ms:
                     f"(lower bound {(last_lower - t_commit) / 1e6:.2f} ms)"
                 )
             await asyncio.sleep(0.2)
+        cpu1 = _cpu_s(s)
+        res.cpu_ms_per_run = {k: round((cpu1[k] - v) * 1000 / runs, 2) for k, v in cpu0.items()}
         ok = True
     finally:
         if poller is not None:

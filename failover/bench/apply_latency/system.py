@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from failover.bench.report import BenchFailure, progress
+from failover.bench.tls_variant import BenchPki
 from failover.etcdproc import EtcdCluster
 from failover.procs import Child, child_env, cli_argv, free_ports, stop_all
 
@@ -22,8 +23,10 @@ FRESHNESS_PROBE_MS = 60_000  # see System.start
 class System:
     """etcd (1 member), 3 coordinators, a venue, N sidecars: all children of this process."""
 
-    def __init__(self, sidecars: int, workdir: Path, replicas: int = 3) -> None:
+    def __init__(self, sidecars: int, workdir: Path, replicas: int = 3, pki: BenchPki | None = None) -> None:
         self.n = sidecars
+        # With a PKI every link runs mTLS: replica <-> replica, sidecar -> replica.
+        self.pki = pki
         self.workdir = workdir
         self.prefix = f"/bench-apply-{uuid.uuid4().hex[:10]}/"
         self.etcd: EtcdCluster | None = None
@@ -74,6 +77,7 @@ class System:
                     # coordinator's Mirror takes for an etcd restore: it then refuses every commit
                     # until `failover era bump`. Probing once a minute keeps that out of the runs.
                     "freshness": {"probe_interval_ms": FRESHNESS_PROBE_MS},
+                    **({"tls": self.pki.config("replica", rid)} if self.pki is not None else {}),
                 },
             )
             self._spawn(rid, ["coordinator", "--config", str(cfg)])
@@ -96,6 +100,7 @@ class System:
                     "state_file": str(self.workdir / f"{host}.state.json"),
                     "strategies": ["s1"],
                     "listen": {"socket": sock},
+                    **({"tls": self.pki.config("sidecar", host)} if self.pki is not None else {}),
                 },
             )
             self._spawn(host, ["sidecar", "--config", str(cfg)])
