@@ -45,6 +45,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 Carrier = tuple[str, str]
 """(traceparent, tracestate): what a message carries; ("", "") for none."""
 NO_CONTEXT: Carrier = ("", "")
+EXPORT_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -59,8 +60,7 @@ class Tracing:
         if self._closed:
             return
         self._closed = True
-        self.provider.force_flush(timeout_millis=2000)
-        self.provider.shutdown()
+        self.provider.shutdown()  # flushes what is batched, bounded by EXPORT_TIMEOUT_S
 
 
 def build(
@@ -79,8 +79,10 @@ def build(
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        # Bounded: a collector that is down must not hold a stopping process for long.
+        exporter = OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
         provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True))
+            BatchSpanProcessor(exporter, export_timeout_millis=int(EXPORT_TIMEOUT_S * 1000))
         )
     return Tracing(provider, provider.get_tracer(TRACER_NAME))
 
