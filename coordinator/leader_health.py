@@ -130,9 +130,21 @@ class LeaderHealth:
                 old = before.paths.get(key) if before is not None else None
                 if old is None or old.state != rep.state:
                     detect = Stage(stage="detect", where=h.host_id, duration_us=rep.detect_us)
-                    self._arrivals[(h.host_id, *key)] = (now_ns, [detect, *stages], trace)
+                    arrival = (h.host_id, *key)
+                    self._arrivals[arrival] = (now_ns, [detect, *stages], self._trace(arrival, rep, trace))
         if changed:
             self._wake()
+
+    def _trace(
+        self, arrival: tuple[str, str, str], rep: PathReport, trace: tuple[str, str]
+    ) -> tuple[str, str]:
+        """The trace a path's latest state belongs to: the report's own, else, while the path
+        stays unhealthy (a failed reconnect after it died), the trace of the failure it began
+        with; recovery ends it."""
+        if trace[0] or rep.state is State.UP:
+            return trace
+        prev = self._arrivals.get(arrival)
+        return prev[2] if prev is not None else trace
 
     async def gather(self) -> None:
         """Collect every replica's full state, bounded in time; then health may drive decisions."""

@@ -13,10 +13,15 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 
+from coordinator.config import HealthSection
+from coordinator.keys import Keys
+from coordinator.leader_health import LeaderHealth
 from coordinator.request_checks import trace_context
 from coordinator.sync_service import Session, SyncHub
+from coordinator.view import ClusterView
 from failover import logs
 from failover.telemetry import tracing
+from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 
@@ -111,3 +116,35 @@ def test_log_lines_carry_the_current_trace_id_and_auto_is_json_off_a_terminal(
         span.get_span_context().trace_id, "032x"
     )
     assert "trace_id" not in outside
+
+
+def _forward(state: int, traceparent: str = "") -> apb.HealthForward:
+    ph = pb.PathHealth(group="g1", path="primary", state=state)  # type: ignore[arg-type]
+    host = apb.HostHealth(host_id="h1", site="default", full=True, paths=[ph], traceparent=traceparent)
+    return apb.HealthForward(replica_id="c1", hosts=[host])
+
+
+def test_the_leader_keeps_a_failures_trace_through_the_failed_reconnects_after_it() -> None:
+    """Regression: a reconnect attempt (CONNECTING, then DOWN again, reported without a trace
+    context) replaced the report that carried the failure's trace, so the leader's decide
+    started a trace of its own instead of continuing the host's."""
+    lh = LeaderHealth(
+        replica_id="c1",
+        settings=HealthSection(),
+        view=ClusterView(Keys("/t/")),
+        peers=None,  # type: ignore[arg-type]
+        local_state=apb.HealthForward,
+        wake=lambda: None,
+        outage_since=lambda: 0.0,
+    )
+    other = "00-11111111111111111111111111111111-2222222222222222-01"
+    lh.accept(_forward(pb.PATH_STATE_UP))
+    lh.accept(_forward(pb.PATH_STATE_DOWN, GOOD))
+    lh.accept(_forward(pb.PATH_STATE_CONNECTING))
+    lh.accept(_forward(pb.PATH_STATE_DOWN))
+    assert lh._arrivals[("h1", "g1", "primary")][2] == (GOOD, "")
+    lh.accept(_forward(pb.PATH_STATE_UP))  # recovered: the failure's trace is over
+    assert lh._arrivals[("h1", "g1", "primary")][2] == ("", "")
+    lh.accept(_forward(pb.PATH_STATE_DOWN, other))
+    lh.accept(_forward(pb.PATH_STATE_CONNECTING, "garbage"))  # a bad context counts as none
+    assert lh._arrivals[("h1", "g1", "primary")][2] == (other, "")

@@ -198,10 +198,16 @@ async def test_a_real_failover_is_one_trace_from_detect_to_apply(etcd_cluster, p
                 WAIT_S,
                 f"the push span of {serving} (ends with h1's ack)",
             )
+            # The commit span (and its log line) ends when the leader has read the transaction's
+            # reply, which may come after the watch event that let the sidecar apply.
+            (leader,) = [r for r in w.replicas if r.election.is_leader]
+            lid = leader.cfg.replica_id
+            await wait_for(
+                lambda: named(w.coord_spans[lid], "failover.commit", epoch=epoch), WAIT_S, "commit"
+            )
 
         side = list(w.side_spans.get_finished_spans())
         coord = {rid: list(e.get_finished_spans()) for rid, e in w.coord_spans.items()}
-        everywhere = side + [s for spans in coord.values() for s in spans]
 
         # On the host: detect, then the flip under it.
         (detect,) = named(side, "failover.detect", path="primary")
@@ -221,14 +227,7 @@ async def test_a_real_failover_is_one_trace_from_detect_to_apply(etcd_cluster, p
         report = reports[0]
         assert report.parent is not None and report.parent.is_remote
 
-        # On the leader: decide under the report, commit under decide (the commit span ends when
-        # the leader has read the transaction's reply, which may come after the watch's event).
-        (leader,) = [r for r in w.replicas if r.election.is_leader]
-        lid = leader.cfg.replica_id
-        await wait_for(
-            lambda: named(w.coord_spans[lid], "failover.commit", epoch=epoch), WAIT_S, "commit span"
-        )
-        coord[lid] = list(w.coord_spans[lid].get_finished_spans())
+        # On the leader: decide under the report, commit under decide.
         decides = [s for s in named(coord[lid], "failover.decide", trigger="health") if child_of(s, report)]
         assert len(decides) == 1, named(coord[lid], "failover.decide")
         commits = [s for s in named(coord[lid], "failover.commit", epoch=epoch) if child_of(s, decides[0])]
@@ -259,6 +258,7 @@ async def test_a_real_failover_is_one_trace_from_detect_to_apply(etcd_cluster, p
         # Back on the host: apply under the push of the replica that delivered it.
         (apply,) = named(side, "failover.apply", epoch=epoch)
         assert child_of(apply, push)
+        everywhere = [s for e in [w.side_spans, *w.coord_spans.values()] for s in e.get_finished_spans()]
         assert {s.name for s in everywhere if s.context and s.context.trace_id == trace_id} >= {
             "failover.detect",
             "failover.flip",
