@@ -109,7 +109,9 @@ class Committer:
         trigger: TriggerSpec,
         inputs: Inputs,
         stages: list[Stage] | None = None,
+        trace: tuple[str, str] = ("", ""),
     ) -> Committed:
+        """``trace``: the W3C context (traceparent, tracestate) stored with the decision."""
         if self._view.restore.detected:
             raise RestoreBlocked(
                 f"etcd restore detected ({self._view.restore.detail}): run `failover era bump`"
@@ -134,6 +136,8 @@ class Committer:
             stages=stages or [],
             prev=(inputs.prev.era, inputs.prev.revision),
             fencing_token=leadership.token,
+            traceparent=trace[0],
+            tracestate=trace[1],
         )
         value = record.model_dump_json().encode()
         k = self._keys

@@ -9,11 +9,12 @@ reconnecting sidecar costs no re-encoding either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.view import ClusterView
 from failover.model.convert import decision_pb, group_pb
-from failover.model.spec import Epoch
+from failover.model.spec import DecisionRecord, Epoch
 from failover.v1 import sync_pb2
 
 # Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.
@@ -46,9 +47,15 @@ class EncodedDecision:
     paths: tuple[str, ...]
 
 
+# Called once per decision encoded: returns the trace context (traceparent, tracestate)
+# the encoded decision carries down (this replica's push span).
+PushHook = Callable[[DecisionRecord, Epoch], tuple[str, str]]
+
+
 class EncodedCache:
-    def __init__(self, view: ClusterView) -> None:
+    def __init__(self, view: ClusterView, on_push: PushHook | None = None) -> None:
         self._view = view
+        self._on_push = on_push
         self.decisions: dict[str, EncodedDecision] = {}
         self._groups: dict[tuple[str, str], tuple[int, bytes]] = {}
         self.decision_encodes = 0
@@ -62,7 +69,10 @@ class EncodedCache:
         cur = self.decisions.get(group)
         if cur is not None and cur.epoch == route.epoch:
             return False
-        body = decision_pb(route.record, route.epoch).SerializeToString()
+        msg = decision_pb(route.record, route.epoch)
+        if self._on_push is not None:
+            msg.traceparent, msg.tracestate = self._on_push(route.record, route.epoch)
+        body = msg.SerializeToString()
         self.decision_encodes += 1
         self.decisions[group] = EncodedDecision(
             route.epoch, body, field(_RM_DECISION, body), tuple(route.record.paths)

@@ -9,6 +9,12 @@ reporting (a stale replica) never has its report replaced by "gone". What
 could not be delivered is kept until a newer state of the same host
 replaces it. Each forwarded host carries a "forward" stage: how long ago this
 replica received the report, so the leader can tell how old it is.
+
+A report that carries a trace context (the host's detect or flip) opens a
+``failover.report`` span here, from its arrival to its delivery to the leader;
+the forwarded host carries that span's context on. A newer report of the
+same host without a context keeps the pending one's span (it carries the
+same change on); one with a context of its own ends the older span.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.trace import Span, Tracer
 
 from coordinator.peers import PeerChannels
 from coordinator.view import ClusterView
 from failover.aio import wait_any
+from failover.telemetry import tracing
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 from failover.v1 import types_pb2 as pb
@@ -48,6 +56,7 @@ class _Pending:
     stream: _Stream
     at_ns: int
     gone: bool
+    span: Span | None = None  # failover.report, when the report carried a trace context
 
 
 class HealthForwarder:
@@ -59,8 +68,10 @@ class HealthForwarder:
         view: ClusterView,
         peers: PeerChannels,
         deliver_local: Callable[[apb.HealthForward], bool],
+        tracer: Tracer | None = None,
     ) -> None:
         self._id = replica_id
+        self._tracer = tracer or tracing.unexported()
         self._view = view
         self._peers = peers
         self._deliver_local = deliver_local
@@ -73,31 +84,60 @@ class HealthForwarder:
     def opened(self, sid: int, host: str, site: str) -> None:
         self._streams[sid] = _Stream(host, site, [], False, time.monotonic_ns())
 
-    def report(self, sid: int, paths: Iterable[pb.PathHealth]) -> None:
-        """The stream's whole path state after a report was applied to it."""
+    def report(
+        self, sid: int, paths: Iterable[pb.PathHealth], trace: tracing.Carrier = tracing.NO_CONTEXT
+    ) -> None:
+        """The stream's whole path state after a report was applied to it.
+
+        ``trace``: the report's (checked) trace context, continued by a report span.
+        """
         st = self._streams.get(sid)
         if st is None:
             return
         st.paths, st.reported, st.at_ns = list(paths), True, time.monotonic_ns()
-        self._pending[st.host] = _Pending(
-            _Stream(st.host, st.site, st.paths, True, st.at_ns), st.at_ns, False
-        )
-        self._event.set()
+        span = self._span(st.host, trace) if trace[0] else None
+        self._queue(_Pending(_Stream(st.host, st.site, st.paths, True, st.at_ns), st.at_ns, False, span))
 
     def ended(self, sid: int) -> None:
         st = self._streams.pop(sid, None)
         if st is None or any(o.host == st.host for o in self._streams.values()):
             return  # the host is still connected through another stream
-        self._pending[st.host] = _Pending(st, st.at_ns, True)
+        self._queue(_Pending(st, st.at_ns, True))
+
+    def _queue(self, p: _Pending) -> None:
+        """``p`` replaces what is pending for its host; a report span is kept or superseded."""
+        old = self._pending.get(p.stream.host)
+        if old is not None and old.span is not None:
+            if p.span is None:
+                p = _Pending(p.stream, p.at_ns, p.gone, old.span)
+            else:
+                old.span.set_attribute("failover.superseded", True)
+                old.span.end()
+        self._pending[p.stream.host] = p
         self._event.set()
+
+    def _span(self, host: str, trace: tracing.Carrier) -> Span:
+        return self._tracer.start_span(
+            "failover.report",
+            context=tracing.extract(*trace),
+            attributes={"failover.host": host, "failover.replica": self._id},
+        )
 
     # --- what the leader gets --------------------------------------------------
 
     def _host(self, p: _Pending, now_ns: int) -> apb.HostHealth:
         age = pb.StageTiming(stage="forward", where=self._id, duration_us=max(0, now_ns - p.at_ns) // 1000)
         s = p.stream
+        tp, ts = tracing.inject(p.span) if p.span is not None else tracing.NO_CONTEXT
         return apb.HostHealth(
-            host_id=s.host, site=s.site, full=s.reported, gone=p.gone, paths=s.paths, stages=[age]
+            host_id=s.host,
+            site=s.site,
+            full=s.reported,
+            gone=p.gone,
+            paths=s.paths,
+            stages=[age],
+            traceparent=tp,
+            tracestate=ts,
         )
 
     def full_state(self) -> apb.HealthForward:
@@ -118,11 +158,26 @@ class HealthForwarder:
             now = time.monotonic_ns()
             msg = apb.HealthForward(replica_id=self._id, hosts=[self._host(p, now) for p in batch.values()])
             if await self._send(msg):
+                for p in batch.values():
+                    if p.span is not None:
+                        p.span.end()
                 continue
-            for host, p in batch.items():  # keep what was not delivered, unless superseded
-                self._pending.setdefault(host, p)
+            for p in batch.values():  # keep what was not delivered, unless superseded
+                self._keep(p)
             self._event.set()
             await wait_any(self._view.changed.wait(), timeout=RETRY_S)
+
+    def _keep(self, p: _Pending) -> None:
+        """Put an undelivered ``p`` back unless a newer state of its host came meanwhile."""
+        newer = self._pending.get(p.stream.host)
+        if newer is None:
+            self._pending[p.stream.host] = p
+        elif p.span is not None:
+            if newer.span is None:
+                self._pending[p.stream.host] = _Pending(newer.stream, newer.at_ns, newer.gone, p.span)
+            else:
+                p.span.set_attribute("failover.superseded", True)
+                p.span.end()
 
     async def _send(self, msg: apb.HealthForward) -> bool:
         if self._deliver_local(msg):

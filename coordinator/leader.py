@@ -10,6 +10,13 @@ during a pass is never missed) or something woke the loop. A commit that lost
 to a concurrent change (StaleInputs) is decided again on the newer view. On
 NotLeader the term ends; nothing a caller does (giving up on its request, its
 deadline passing) touches the term: the reply is simply dropped.
+
+Every decision is traced: ``failover.decide`` (for a health decision: the
+report's arrival here -> commit begins, a child of the report's span; for an
+operator's or a control's, a trace of its own) and ``failover.commit`` under
+it (the fenced transaction), whose context is stored with the decision so
+every replica's push and every host's apply join the trace. The commit's log
+line carries the trace id.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
+
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from coordinator.commit import (
     Committed,
@@ -47,6 +58,7 @@ from coordinator.store.port import Store
 from coordinator.view import ClusterView
 from failover.aio import cancel_and_wait, wait_any
 from failover.model.spec import Stage, TriggerSpec
+from failover.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +112,7 @@ class LeaderWork:
         self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
+        self.tracer: Tracer = tracing.unexported()  # the replica sets its own
 
     def _set_leadership(self, leadership: Leadership | None) -> None:
         self.leadership = leadership
@@ -228,7 +241,7 @@ class LeaderWork:
 
     async def _commit_proposal(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> Committed:
         trigger = TriggerSpec(kind=p.kind, operator=p.operator, evidence=p.evidence)  # type: ignore[arg-type]
-        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, inputs, p.stages)
+        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, inputs, p.stages, p.trace)
 
     async def _try(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> None:
         try:
@@ -254,9 +267,33 @@ class LeaderWork:
         trigger: TriggerSpec,
         inputs: Inputs,
         stages: list[Stage] | None = None,
+        parent: tracing.Carrier = tracing.NO_CONTEXT,
     ) -> Committed:
-        done = await self._committer.commit(leadership, group, paths, reason, trigger, inputs, stages)
-        log.info("committed %s -> %s at epoch %s: %s", group, ",".join(paths) or "(halt)", done.epoch, reason)
+        attrs = {
+            "failover.group": group,
+            "failover.replica": leadership.replica_id,
+            "failover.trigger": trigger.kind,
+            "failover.reason": reason,
+            "failover.paths": ",".join(paths) or "(halt)",
+        }
+        now = time.time_ns()
+        decide_us = next((s.duration_us for s in stages or () if s.stage == "decide"), 0)
+        decide = self.tracer.start_span(
+            "failover.decide",
+            context=tracing.extract(*parent),
+            start_time=now - decide_us * 1000,
+            attributes=attrs,
+        )
+        decide.end(end_time=now)
+        commit = self.tracer.start_span("failover.commit", context=trace.set_span_in_context(decide))
+        with trace.use_span(commit, end_on_exit=True):  # its log lines carry the trace id
+            done = await self._committer.commit(
+                leadership, group, paths, reason, trigger, inputs, stages, tracing.inject(commit)
+            )
+            commit.set_attribute("failover.epoch", str(done.epoch))
+            log.info(
+                "committed %s -> %s at epoch %s: %s", group, ",".join(paths) or "(halt)", done.epoch, reason
+            )
         self.recent = [*self.recent[-99:], done]
         if self.metrics is not None:
             self.metrics.committed(done.record, done.commit_us)

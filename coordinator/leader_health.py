@@ -14,13 +14,15 @@ rail counts only reports received since this replica's latest etcd outage
 began (health from before it may no longer be true, and the hosts that left
 a stale replica report again when they reconnect). Stage durations (detect
 on the host, forward on the replica, decide on the leader) travel with the
-reports into each decision.
+reports into each decision, and so does the trace context of the report that
+drove it (the leader's decide span continues that trace).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -34,6 +36,7 @@ from coordinator.core.health import HealthTable, PathReport, State
 from coordinator.core.policy import GroupStatus, Memory, Snapshot, evaluate, health_view, judge
 from coordinator.core.reconcile import Proposal
 from coordinator.peers import PeerChannels
+from coordinator.request_checks import trace_context
 from coordinator.view import ClusterView
 from failover.model.spec import Stage
 from failover.v1 import admin_pb2 as apb
@@ -92,8 +95,8 @@ class LeaderHealth:
         self.table = HealthTable()
         self.ready = False
         self.statuses: dict[str, GroupStatus] = {}
-        # (host, group, path) -> (arrived at the leader, monotonic ns; stages so far)
-        self._arrivals: dict[tuple[str, str, str], tuple[int, list[Stage]]] = {}
+        # (host, group, path) -> (arrived at the leader, monotonic ns; stages so far; trace context)
+        self._arrivals: dict[tuple[str, str, str], tuple[int, list[Stage], tuple[str, str]]] = {}
         self._memory = Memory()
         self._wake_at_ms: float | None = None
         self._rescheduled = asyncio.Event()
@@ -122,13 +125,26 @@ class LeaderHealth:
                 continue
             changed = True
             stages = [Stage(stage=st.stage, where=st.where, duration_us=st.duration_us) for st in h.stages]
+            trace = trace_context(h.traceparent, h.tracestate)
             for key, rep in paths.items():
                 old = before.paths.get(key) if before is not None else None
                 if old is None or old.state != rep.state:
                     detect = Stage(stage="detect", where=h.host_id, duration_us=rep.detect_us)
-                    self._arrivals[(h.host_id, *key)] = (now_ns, [detect, *stages])
+                    arrival = (h.host_id, *key)
+                    self._arrivals[arrival] = (now_ns, [detect, *stages], self._trace(arrival, rep, trace))
         if changed:
             self._wake()
+
+    def _trace(
+        self, arrival: tuple[str, str, str], rep: PathReport, trace: tuple[str, str]
+    ) -> tuple[str, str]:
+        """The trace a path's latest state belongs to: the report's own, else, while the path
+        stays unhealthy (a failed reconnect after it died), the trace of the failure it began
+        with; recovery ends it."""
+        if trace[0] or rep.state is State.UP:
+            return trace
+        prev = self._arrivals.get(arrival)
+        return prev[2] if prev is not None else trace
 
     async def gather(self) -> None:
         """Collect every replica's full state, bounded in time; then health may drive decisions."""
@@ -180,17 +196,21 @@ class LeaderHealth:
         proposals, self._memory, statuses = evaluate(snap, self._memory, now_ms)
         self.statuses = {st.group: st for st in statuses}
         self._schedule(self._memory.wake_at_ms)
-        for p in proposals:
-            if p.kind != "health":
-                continue
-            route = v.routes.get(p.group)
-            active = route.record.paths[0] if route and route.record.paths else ""
-            arrivals = [a for (_h, g, path), a in self._arrivals.items() if g == p.group and path == active]
-            if arrivals:
-                arrived_ns, stages = max(arrivals, key=lambda a: a[0])
-                decide = Stage(stage="decide", where=self._id, duration_us=(now_ns - arrived_ns) // 1000)
-                p.stages.extend([*stages, decide])
-        return proposals
+        return [self._with_arrival(p, now_ns) for p in proposals]
+
+    def _with_arrival(self, p: Proposal, now_ns: int) -> Proposal:
+        """A health proposal with the stages and trace context of the latest report about
+        the active path (decide: that report's arrival here -> now)."""
+        if p.kind != "health":
+            return p
+        route = self._view.routes.get(p.group)
+        active = route.record.paths[0] if route and route.record.paths else ""
+        arrivals = [a for (_h, g, path), a in self._arrivals.items() if g == p.group and path == active]
+        if not arrivals:
+            return p
+        arrived_ns, stages, trace = max(arrivals, key=lambda a: a[0])
+        decide = Stage(stage="decide", where=self._id, duration_us=(now_ns - arrived_ns) // 1000)
+        return dataclasses.replace(p, stages=[*p.stages, *stages, decide], trace=trace)
 
     def _schedule(self, at_ms: float | None) -> None:
         if at_ms != self._wake_at_ms:

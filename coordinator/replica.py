@@ -41,6 +41,7 @@ from coordinator.view import ClusterView
 from failover import rpc, tls
 from failover.model.convert import epoch_pb
 from failover.telemetry import metrics as telemetry
+from failover.telemetry import tracing
 from failover.telemetry.loop_lag import LoopLag
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -53,7 +54,11 @@ ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
 
 class Replica:
     def __init__(
-        self, cfg: CoordinatorConfig, store: Store | None = None, tel: telemetry.Telemetry | None = None
+        self,
+        cfg: CoordinatorConfig,
+        store: Store | None = None,
+        tel: telemetry.Telemetry | None = None,
+        traces: tracing.Tracing | None = None,
     ) -> None:
         self.cfg = cfg
         # Metrics: the config's endpoints unless the caller brings its own provider (tests, demo).
@@ -65,6 +70,11 @@ class Replica:
             otlp_interval_ms=cfg.otlp_interval_ms,
         )
         self._owns_telemetry = tel is None
+        # Traces: exported over OTLP to the same endpoint as the metrics, when configured.
+        self.tracing = traces or tracing.build(
+            "failover-coordinator", cfg.replica_id, otlp_endpoint=cfg.otlp_endpoint
+        )
+        self._owns_tracing = traces is None
         self.metrics = CoordinatorMetrics(self.telemetry.meter, cfg.replica_id)
         self.keys = Keys(cfg.etcd.prefix)
         self.store: Store = store or EtcdStore(
@@ -92,8 +102,9 @@ class Replica:
         self.denials = Denials()
         # Leader-side health lives per term; the forwarder (replica side) outlives terms.
         self.health = HealthTerms(self._leader_health)
-        self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept)
-        self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder)
+        tracer = self.tracing.tracer
+        self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept, tracer)
+        self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder, tracer)
         self.hub.loop_lag = self.loop_lag
         self.hub.denials = self.denials
         self.leader = LeaderWork(
@@ -107,6 +118,7 @@ class Replica:
             guard=self.health,
         )
         self.hub.metrics = self.leader.metrics = self.metrics
+        self.leader.tracer = tracer
         self.metrics.bind(self)
         self.election = Election(
             self.store,
@@ -298,4 +310,6 @@ class Replica:
             await self.store.close()
             if self._owns_telemetry:
                 await asyncio.to_thread(self.telemetry.shutdown)
+            if self._owns_tracing:
+                await asyncio.to_thread(self.tracing.shutdown)
             log.info("replica %s stopped", self.cfg.replica_id)

@@ -9,6 +9,7 @@ carries a bounded number of paths, text fields have a maximum length.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 
 from failover.model.spec import NAME_RE
@@ -37,6 +38,12 @@ MAX_HOST_PATHS = MAX_PATHS * MAX_GROUPS
 MAX_DURATION_US = 3_600_000_000
 """Stage durations and detection times: an hour is already nonsense; a huge value would
 make forwarded health look older than it is."""
+MAX_TRACEPARENT = 128
+"""Version 00 is 55 characters; later versions may append fields after a dash."""
+MAX_TRACESTATE = 512
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[ -~]*)?")
+_TRACESTATE = re.compile(r"[ -~]*")
 
 _PATH_STATES = frozenset(pb.PathState.values())
 _CAUSES = frozenset(pb.FailureCause.values())
@@ -164,6 +171,28 @@ def check_health(report: sync_pb2.HealthReport, groups: Collection[str]) -> str 
         if p is not None:
             return p
     return None
+
+
+def trace_context(traceparent: str, tracestate: str) -> tuple[str, str]:
+    """A message's W3C trace context if well-formed, else ("", ""): tracing is best effort.
+
+    Never a reason to refuse a message or end a stream: a bad value only means the
+    replica's spans start a trace of their own. A bad tracestate alone is dropped.
+    """
+    if not traceparent or len(traceparent) > MAX_TRACEPARENT:
+        return "", ""
+    m = _TRACEPARENT.fullmatch(traceparent)
+    if (
+        m is None
+        or m.group(1) == "ff"
+        or (m.group(1) == "00" and m.group(4) is not None)
+        or m.group(2) == "0" * 32
+        or m.group(3) == "0" * 16
+    ):
+        return "", ""
+    if len(tracestate) > MAX_TRACESTATE or not _TRACESTATE.fullmatch(tracestate):
+        tracestate = ""
+    return traceparent, tracestate
 
 
 # --- Admin requests -------------------------------------------------------------

@@ -6,6 +6,7 @@ most one push per sidecar and group is unacknowledged, so a slow sidecar
 delays nobody and a halt never waits behind other work. Acks and health up:
 health that changes a path goes to the HealthForwarder, which passes it on to
 the leader; a report of the effective route alone stays here (status).
+Each decision pushed is a ``failover.push`` span (push_traces.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+from opentelemetry.trace import Tracer
 
 from coordinator.access import Denials
 from coordinator.authz import check_site_groups, check_stream_host, parse_identity, site_groups_of
@@ -29,10 +31,12 @@ from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
 from coordinator.metrics import CoordinatorMetrics
-from coordinator.request_checks import check_ack, check_health, check_hello
+from coordinator.push_traces import PushTraces
+from coordinator.request_checks import check_ack, check_health, check_hello, trace_context
 from coordinator.view import ClusterView
 from failover.model.convert import epoch_of
-from failover.model.spec import ZERO_EPOCH, Epoch
+from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
+from failover.telemetry import tracing
 from failover.telemetry.loop_lag import LoopLag
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
@@ -77,13 +81,15 @@ class SyncHub:
         view: ClusterView,
         freshness: FreshnessProbe,
         forwarder: HealthForwarder,
+        tracer: Tracer | None = None,
     ) -> None:
         self.cfg = cfg
+        self.traces = PushTraces(tracer or tracing.unexported(), cfg.replica_id)
         # A push not acknowledged within this long may be replaced by the latest one.
         self._ack_timeout_ns = cfg.stream.ack_timeout_ms * 1_000_000
         self.view = view
         self.freshness = freshness
-        self.cache = EncodedCache(view)
+        self.cache = EncodedCache(view, self._push_started)
         self.sessions: dict[int, Session] = {}
         # Streams refused because the hello named another host or site than the certificate,
         # or a group its site may not receive (site_groups).
@@ -118,6 +124,16 @@ class SyncHub:
         for s in self.sessions.values():
             s.error = (grpc.StatusCode.UNAVAILABLE, "replica shutting down")
             s.wake.set()
+        self.traces.close()
+
+    def _push_started(self, rec: DecisionRecord, epoch: Epoch) -> tracing.Carrier:
+        """A new decision to push: its span waits for the sessions that lack it."""
+        waiting = [
+            (s.sid, s.host_id)
+            for s in self.sessions.values()
+            if rec.group in s.groups and s.acked.get(rec.group, ZERO_EPOCH) < epoch
+        ]
+        return self.traces.started(rec, epoch, waiting)
 
     # --- fan-out -----------------------------------------------------------
 
@@ -261,6 +277,7 @@ class SyncHub:
                 await reader
             self.sessions.pop(s.sid, None)
             self.forwarder.ended(s.sid)
+            self.traces.gone(s.sid)
             log.info("sidecar %s disconnected", s.host_id)
         if s.error is not None:
             await context.abort(*s.error)
@@ -372,15 +389,19 @@ class SyncHub:
                 s.health[key] = ph
                 changed = True
         if changed:
-            self.forwarder.report(s.sid, s.health.values())
+            trace = trace_context(report.traceparent, report.tracestate)  # a bad one is ignored
+            self.forwarder.report(s.sid, s.health.values(), trace)
 
     def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
         epoch = epoch_of(ack.epoch)
         if epoch > s.acked.get(ack.group, ZERO_EPOCH):
             s.acked[ack.group] = epoch
         pending = s.pending.get(ack.group)
-        if pending is not None and epoch >= pending[0]:
+        if pending is None or epoch < pending[0]:
+            self.traces.acked(s.sid, ack.group, epoch, None)
+        else:
             s.push_to_ack_us[ack.group] = (time.monotonic_ns() - pending[1]) // 1000
+            self.traces.acked(s.sid, ack.group, epoch, s.push_to_ack_us[ack.group])
             for st in ack.stages:
                 if st.stage == "apply":
                     s.apply_us[ack.group] = st.duration_us

@@ -216,7 +216,9 @@ def coordinator(
     ] = None,
     etcd: Annotated[str | None, typer.Option("--etcd", help="Comma-separated etcd endpoints.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
-    log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="auto (JSON unless stderr is a terminal), console or json")
+    ] = "auto",
 ) -> None:
     """Run one coordinator replica (elects a leader through etcd, serves sidecars)."""
     from coordinator.config import CoordinatorConfig
@@ -236,6 +238,8 @@ def coordinator(
     except ConfigError as exc:
         fail(f"config: {exc}")
         return
+    if log_format not in logs.FORMATS:
+        fail(f"--log-format: {log_format!r} is not one of {', '.join(logs.FORMATS)}")
     logs.setup(log_level, log_format, cfg.replica_id)
 
     serve(lambda: Replica(cfg).run())
@@ -248,7 +252,9 @@ def sidecar(
         str | None, typer.Option("--host-id", help="This host's id (overrides the file).")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
-    log_format: Annotated[str, typer.Option("--log-format", help="console or json")] = "console",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="auto (JSON unless stderr is a terminal), console or json")
+    ] = "auto",
 ) -> None:
     """Run the sidecar of one trading host: warm paths, flips, the strategy API."""
     from failover_sidecar.app import SidecarApp
@@ -264,6 +270,8 @@ def sidecar(
     except (ConfigError, StateFileError) as exc:
         fail(f"config: {exc}")
         return
+    if log_format not in logs.FORMATS:
+        fail(f"--log-format: {log_format!r} is not one of {', '.join(logs.FORMATS)}")
     logs.setup(log_level, log_format, cfg.host_id)
 
     serve(app_.run)

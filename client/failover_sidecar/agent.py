@@ -22,8 +22,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, Tracer
+
 from failover.aio import cancel_and_wait
 from failover.model.convert import WARMTH_FROM_PB, group_pb
+from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -39,6 +43,7 @@ from failover_sidecar.route import RouteState
 from failover_sidecar.saver import StateSaver
 from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
+from failover_sidecar.traces import SidecarTraces
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +55,12 @@ def now_ms() -> float:
 
 
 class Agent:
-    def __init__(self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None) -> None:
+    def __init__(
+        self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
+        self.traces = SidecarTraces(tracer or tracing.unexported(), cfg.host_id)
         saved = state_file.load(cfg.state_file)
         self.definitions: dict[str, pb.GroupDefinition] = {
             g: d for g, d in saved.definitions.items() if g in cfg.groups
@@ -207,15 +215,24 @@ class Agent:
         self.decisions[g] = d
         if r is not None:
             r.on_decision(list(d.paths), epoch)
-        log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
+        flip = None
         if r is not None and r.effective != before:
-            self._record_flip(g, before, r.effective, "decision", None, 0, started)
+            flip = self._record_flip(g, before, r.effective, "decision", None, 0, started)
         if r is not None:
             rep = sync_pb2.HealthReport()
             rep.effective[g] = r.effective or ""
             self.link.report(rep)  # status shows each host's effective route, also after a decision
         self._route_changed(g)
         self.saver.schedule()
+        applied = time.monotonic_ns()
+        # The route has moved: now the span and the log lines (which carry its trace id).
+        span = self.traces.applying(d, started)
+        with trace.use_span(span, end_on_exit=False):
+            log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
+            if flip is not None:
+                self.traces.flipped(span, flip)
+                self.flip_log.log(flip)
+        span.end(end_time=tracing.wall_ns(applied))
         return epoch
 
     # --- paths -------------------------------------------------------------
@@ -227,25 +244,39 @@ class Agent:
             return
         declared = time.monotonic_ns()
         before = r.effective
+        dead = st.state is PathState.DOWN
         if st.state is PathState.CONNECTING and r.health(st.path) is None:
             # Still connecting for the first time says nothing yet: keep the cold-start
             # rule (use the decision's order) until the path is really up or down.
             self._report(g, st)
             return
+        # A path going dead (not again: a reconnect that fails) starts a failover's trace.
+        traced = dead and r.health(st.path) is not False
         r.on_health(st.path, st.state is PathState.UP, now_ms())
+        flip = None
         if r.effective != before:
-            cause = st.cause.value if st.cause is not None and st.state is PathState.DOWN else None
-            self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
-        if st.state is PathState.DOWN:
+            cause = st.cause.value if st.cause is not None and dead else None
+            flip = self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
+        if dead:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
-        self._report(g, st)
         self._route_changed(g)
+        # The route has moved: now the spans, the log line (with their trace id) and the report.
+        span = self.traces.detected(st, declared) if traced else None
+        if span is not None and flip is not None:
+            span = self.traces.flipped(span, flip)
+        if flip is not None:
+            with tracing.current(span):
+                self.flip_log.log(flip)
+        self._report(g, st, span)
 
-    def _report(self, g: str, st: PathStatus) -> None:
+    def _report(self, g: str, st: PathStatus, span: Span | None = None) -> None:
+        """A health delta; with ``span``, its trace context (the coordinators continue the trace)."""
         r = self.routes.get(g)
         rep = sync_pb2.HealthReport(paths=[path_health(st)])
         rep.effective[g] = (r.effective if r is not None else None) or ""
+        if span is not None:
+            rep.traceparent, rep.tracestate = tracing.inject(span)
         self.link.report(rep)
 
     def _on_path_message(self, g: str, path: str, msg: dict[str, object]) -> None:
@@ -261,10 +292,10 @@ class Agent:
         cause: str | None,
         detect_us: int,
         started_ns: int,
-    ) -> None:
+    ) -> spb.Flip:
         d = self.decisions.get(g)
         epoch = d.epoch if d is not None else None
-        self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
+        return self.flip_log.record(g, before, after, trigger, cause, detect_us, started_ns, epoch)
 
     def note_in_doubt(self, g: str, path: str, count: int) -> None:
         """Messages a dead path left in doubt are charged to the flip away from it."""
@@ -298,12 +329,15 @@ class Agent:
         if r is None:
             return
         before = r.effective
+        flip = None
         if r.tick(now_ms()):
-            self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
+            flip = self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
             rep = sync_pb2.HealthReport()
             rep.effective[g] = r.effective or ""
             self.link.report(rep)
         self._route_changed(g)
+        if flip is not None:
+            self.flip_log.log(flip)
 
     # --- lifecycle ---------------------------------------------------------
 

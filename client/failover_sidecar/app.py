@@ -17,6 +17,7 @@ from failover import rpc, tls
 from failover.aio import finish
 from failover.config_source import ConfigError
 from failover.telemetry import metrics as telemetry
+from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
@@ -72,7 +73,12 @@ def secure_socket(path: str, group: str) -> None:
 
 
 class SidecarApp:
-    def __init__(self, cfg: SidecarConfig, tel: telemetry.Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SidecarConfig,
+        tel: telemetry.Telemetry | None = None,
+        traces: tracing.Tracing | None = None,
+    ) -> None:
         self.cfg = cfg
         # Metrics: the config's endpoints unless the caller brings its own provider (tests).
         self.telemetry = tel or telemetry.build(
@@ -83,8 +89,13 @@ class SidecarApp:
             otlp_interval_ms=cfg.otlp_interval_ms,
         )
         self._owns_telemetry = tel is None
+        # Traces: exported over OTLP to the same endpoint as the metrics, when configured.
+        self.tracing = traces or tracing.build(
+            "failover-sidecar", cfg.host_id, otlp_endpoint=cfg.otlp_endpoint
+        )
+        self._owns_tracing = traces is None
         self.metrics = SidecarMetrics(self.telemetry.meter)
-        self.agent = Agent(cfg, self.metrics)
+        self.agent = Agent(cfg, self.metrics, self.tracing.tracer)
         self.orders = OrderPath(self.agent)
         self.metrics.bind(self.agent, lambda: self.orders.counters)
         self.framed = FramedServer(self.agent, self.orders)
@@ -144,4 +155,6 @@ class SidecarApp:
                 os.unlink(self.cfg.listen.framed_socket)
         if self._owns_telemetry:
             await asyncio.to_thread(self.telemetry.shutdown)
+        if self._owns_tracing:
+            await asyncio.to_thread(self.tracing.shutdown)
         log.info("sidecar %s stopped", self.cfg.host_id)

@@ -63,10 +63,20 @@ class FlipLog:
         self._started_ns[g] = changed_ns
         if self.metrics is not None:
             self.metrics.flipped(g, trigger, cause, detect_us, flip.flip_us)
-        log.warning(
-            "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
-        )
         return flip
+
+    @staticmethod
+    def log(flip: spb.Flip) -> None:
+        """The flip's log line; the caller writes it once the route change is announced
+        (off the flip's critical path) and inside the flip's span (the line gets its trace id)."""
+        log.warning(
+            "%s: %s -> %s (%s%s)",
+            flip.group,
+            flip.from_path or "-",
+            flip.to_path or "-",
+            flip.trigger,
+            f", {flip.cause}" if flip.cause else "",
+        )
 
     def note_in_doubt(self, g: str, path: str, count: int) -> None:
         """Messages a dead path left in doubt are charged to the flip away from it."""

@@ -25,6 +25,8 @@ class Proposal:
     operator: str = ""
     evidence: list[str] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
+    # W3C (traceparent, tracestate) of the report that drove a health proposal ("": none).
+    trace: tuple[str, str] = ("", "")
 
 
 def standby_order(spec: GroupSpec, active: str | None, controls: ControlsSpec | None) -> list[str]:

@@ -43,6 +43,8 @@ def decision_pb(rec: DecisionRecord, epoch: Epoch) -> pb.Decision:
         ),
         decided_at_unix_ms=rec.decided_at_unix_ms,
         fencing_token=rec.fencing_token,
+        traceparent=rec.traceparent,
+        tracestate=rec.tracestate,
         stages=[pb.StageTiming(stage=s.stage, where=s.where, duration_us=s.duration_us) for s in rec.stages],
     )
 

@@ -137,6 +137,10 @@ class DecisionRecord(Strict):
     prev: tuple[int, int] | None = None
     # The leader's fencing token the commit compared (0: written before it was recorded).
     fencing_token: int = 0
+    # W3C trace context of the leader's commit span ("": none), so every replica's push
+    # and every host's apply join the decision's trace.
+    traceparent: str = Field(default="", max_length=128)
+    tracestate: str = Field(default="", max_length=512)
 
 
 class ControlsSpec(Strict):

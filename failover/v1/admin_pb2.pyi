@@ -286,20 +286,24 @@ class HealthForward(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostHealth, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class HostHealth(_message.Message):
-    __slots__ = ("host_id", "site", "full", "gone", "paths", "stages")
+    __slots__ = ("host_id", "site", "full", "gone", "paths", "stages", "traceparent", "tracestate")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     FULL_FIELD_NUMBER: _ClassVar[int]
     GONE_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     full: bool
     gone: bool
     paths: _containers.RepeatedCompositeFieldContainer[_types_pb2.PathHealth]
     stages: _containers.RepeatedCompositeFieldContainer[_types_pb2.StageTiming]
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., full: _Optional[bool] = ..., gone: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., full: _Optional[bool] = ..., gone: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class ForwardAck(_message.Message):
     __slots__ = ("is_leader",)

@@ -39,7 +39,7 @@ class Ack(_message.Message):
     def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
 
 class HealthReport(_message.Message):
-    __slots__ = ("full", "paths", "effective")
+    __slots__ = ("full", "paths", "effective", "traceparent", "tracestate")
     class EffectiveEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,10 +50,14 @@ class HealthReport(_message.Message):
     FULL_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     full: bool
     paths: _containers.RepeatedCompositeFieldContainer[_types_pb2.PathHealth]
     effective: _containers.ScalarMap[str, str]
-    def __init__(self, full: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., effective: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, full: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., effective: _Optional[_Mapping[str, str]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class SidecarMessage(_message.Message):
     __slots__ = ("hello", "ack", "health")

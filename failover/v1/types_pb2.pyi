@@ -130,7 +130,7 @@ class Trigger(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., operator: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("group", "paths", "epoch", "leader_id", "reason", "trigger", "decided_at_unix_ms", "stages", "fencing_token")
+    __slots__ = ("group", "paths", "epoch", "leader_id", "reason", "trigger", "decided_at_unix_ms", "stages", "fencing_token", "traceparent", "tracestate")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,8 @@ class Decision(_message.Message):
     DECIDED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     FENCING_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     group: str
     paths: _containers.RepeatedScalarFieldContainer[str]
     epoch: Epoch
@@ -149,7 +151,9 @@ class Decision(_message.Message):
     decided_at_unix_ms: int
     stages: _containers.RepeatedCompositeFieldContainer[StageTiming]
     fencing_token: int
-    def __init__(self, group: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., epoch: _Optional[_Union[Epoch, _Mapping]] = ..., leader_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger: _Optional[_Union[Trigger, _Mapping]] = ..., decided_at_unix_ms: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., fencing_token: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, group: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., epoch: _Optional[_Union[Epoch, _Mapping]] = ..., leader_id: _Optional[str] = ..., reason: _Optional[str] = ..., trigger: _Optional[_Union[Trigger, _Mapping]] = ..., decided_at_unix_ms: _Optional[int] = ..., stages: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., fencing_token: _Optional[int] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class PathHealth(_message.Message):
     __slots__ = ("group", "path", "state", "cause", "rtt_p50_us", "rtt_p99_us", "warmth", "detect_us", "seq")

@@ -194,7 +194,7 @@ def test_stream_message_check_never_raises(msg: sync_pb2.SidecarMessage, groups:
 
 
 class _Forwarder:
-    def report(self, sid: int, health: Any) -> None:
+    def report(self, sid: int, health: Any, trace: tuple[str, str] = ("", "")) -> None:
         pass
 
 
