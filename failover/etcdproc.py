@@ -67,6 +67,7 @@ class EtcdCluster:
     base_dir: Path | None = None
     members: list[Member] = field(default_factory=list)
     token: str = ""
+    quota_backend_bytes: int = 256 * 1024 * 1024  # small values let a test raise the NOSPACE alarm
     _own_dir: bool = False
 
     def __post_init__(self) -> None:
@@ -117,7 +118,7 @@ class EtcdCluster:
             "--initial-cluster-token",
             self.token,
             "--quota-backend-bytes",
-            str(256 * 1024 * 1024),
+            str(self.quota_backend_bytes),
             "--auto-compaction-mode",
             "revision",
             "--auto-compaction-retention",

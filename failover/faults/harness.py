@@ -51,6 +51,7 @@ class Topology:
     stream_dead_after_ms: int = 1000
     no_path_wait_ms: int = 500
     strategies: tuple[str, ...] = ("s1",)
+    etcd_quota_bytes: int = 256 * 1024 * 1024
 
 
 class Proc(Child):
@@ -133,7 +134,9 @@ class FaultCluster:
 
     def start(self) -> None:
         """Start everything (no waiting for readiness: see ``wait_ready`` in the observer)."""
-        self.etcd = EtcdCluster(self.topo.etcd_members, base_dir=None)
+        self.etcd = EtcdCluster(
+            self.topo.etcd_members, base_dir=None, quota_backend_bytes=self.topo.etcd_quota_bytes
+        )
         self.etcd.start()
         for rid in self.topo.replicas:
             for i, ep in enumerate(self.etcd.endpoints):
@@ -225,6 +228,29 @@ class FaultCluster:
         assert self.etcd is not None
         for i in range(len(self.etcd.members)):
             self.proxy.set(self.etcd_link(rid, i), mode)
+
+    def heal_processes(self) -> list[str]:
+        """Undo every process and link fault: links pass, paused children resume, dead ones restart.
+
+        Lets one cluster serve several rows; returns what had to be restarted.
+        Call from the main thread (children die with the thread that started them).
+        """
+        self.proxy.set_many(list(self.proxy.links), Mode.PASS, delay_ms=0)
+        restarted: list[str] = []
+        if self.etcd is not None:
+            for i, m in enumerate(self.etcd.members):
+                if m.running:
+                    self.etcd.signal_member(i, signal.SIGCONT)
+                else:
+                    self.etcd.restart(i, wait=False)
+                    restarted.append(m.name)
+        for name, p in self.procs.items():
+            if p.alive:
+                p.signal(signal.SIGCONT)
+            else:
+                p.start()
+                restarted.append(name)
+        return restarted
 
     def etcd_leader(self) -> int:
         """Index of the etcd member that is etcd's own raft leader (-1 if none answers)."""
