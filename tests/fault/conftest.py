@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 
 from failover.chaos.strategy import Strategy
 from failover.faults.harness import GROUP, PATHS, FaultCluster, Topology
 from failover.faults.invariants import Checker, Report
-from failover.faults.observe import Observer, bounded, leader_of
+from failover.faults.observe import Observer, leader_of
 from failover.faults.proxy import ProxyThread
 from failover.v1 import venue_pb2
 
@@ -109,8 +110,16 @@ async def restore(cluster: FaultCluster, timeout: float = 45.0) -> float:
     scratch = Observer(cluster, Checker())
     scratch.start()
     try:
-        for gw in PATHS:
-            await bounded(scratch.venue_fault(gw, venue_pb2.FAULT_KIND_RECOVER), 10, "venue recover")
+
+        async def venue_recovered() -> bool:
+            try:
+                for gw in PATHS:
+                    await scratch.venue_fault(gw, venue_pb2.FAULT_KIND_RECOVER)
+                return True
+            except grpc.aio.AioRpcError:  # the venue may still be starting
+                return False
+
+        await scratch.until(venue_recovered, 20, "the venue recovering both gateways")
         await leader_within(scratch, timeout)
         hist = await scratch.history(1)
         if not hist or list(hist[0].paths)[:1] != ["primary"]:
@@ -158,13 +167,17 @@ async def fs(shared: SharedCluster, request: pytest.FixtureRequest) -> AsyncIter
     own = request.node.get_closest_marker("own_cluster")
     holder = SharedCluster(Topology(**own.kwargs)) if own else shared
     cluster, reused = holder.get()
-    if reused:
-        try:
-            await restore(cluster)
-        except Exception as exc:  # noqa: BLE001 - any failure to restore: start afresh
-            print(f"[fault] restore failed ({exc!s:.300}); starting a fresh cluster")
-            holder.discard(keep=True)
-            cluster, _ = holder.get()
+    try:
+        # also on a fresh cluster: under load the coordinators may have moved the group to
+        # the backup while the sidecars were still logging on
+        await restore(cluster, timeout=45 if reused else 60)
+    except Exception as exc:  # noqa: BLE001 - any failure to restore: start afresh
+        if not reused:
+            raise
+        print(f"[fault] restore failed ({exc!s:.300}); starting a fresh cluster")
+        holder.discard(keep=True)
+        cluster, _ = holder.get()
+        await restore(cluster, timeout=60)
     holder.rows += 1
     topology = cluster.topo
     checker = Checker(hold_down_s=topology.hold_down_ms / 1000, grace_s=0.5, outcome_bound_s=5.0)
