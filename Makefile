@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install etcd proto check-proto lint typecheck check test test-fast test-explore test-fault demo bench clean
+.PHONY: install etcd promtool proto check-proto lint typecheck check test test-fast test-explore test-fault demo bench clean
 
 $(STAMP): pyproject.toml
 	@# Debian ships venv separately (python3-venv); install it only when missing.
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) etcd
+install: $(STAMP) etcd promtool
 
 # Debian's etcd-server when etcd is not on PATH (needs root, as on CI).
 etcd:
@@ -23,6 +23,13 @@ etcd:
 	  echo "installing Debian's etcd-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }
 	@etcd --version | head -1
+
+# Debian's prometheus package brings promtool (alert rule checks and unit tests).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus (for promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@promtool --version 2>&1 | head -1
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
@@ -41,8 +48,9 @@ check: check-proto lint typecheck
 
 # Hypothesis: `ci` is derandomized (the same examples every run; a failure prints the blob
 # that reproduces it); `explore` draws random seeds and more examples, to hunt for new ones.
+# The gate: every tier but the fault tier (see test-fault).
 test: install
-	$(BIN)/pytest -q --hypothesis-profile=ci
+	$(BIN)/pytest -q --hypothesis-profile=ci -m "not fault"
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow" --hypothesis-profile=ci
@@ -51,8 +59,9 @@ test-fast: install
 test-explore: install
 	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar
 
-# The fault tier alone (also part of `make test`): real processes broken on purpose,
-# invariants checked throughout, measured recovery printed. FAILOVER_FAULT_RESULTS=FILE
+# The fault tier: real processes broken on purpose, invariants checked throughout,
+# measured recovery printed. CI runs it after the gate, report-only until every row is
+# stable on a loaded 2-core machine (docs/reliability.md lists the open rows). FAILOVER_FAULT_RESULTS=FILE
 # collects the measurements as JSON lines; FAILOVER_FAULT_KEEP=1 keeps every run's logs.
 test-fault: install
 	$(BIN)/pytest -q -s -m fault tests/fault

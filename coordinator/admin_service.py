@@ -20,8 +20,17 @@ from pydantic import ValidationError
 from coordinator.etcd_reach import count_answering, describe, has_quorum
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
+from coordinator.limits import PerCaller, peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
+from coordinator.request_checks import (
+    check_bump_era,
+    check_get_status,
+    check_history,
+    check_put_group,
+    check_set_control,
+    check_switch,
+)
 from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
@@ -30,6 +39,7 @@ from coordinator.view import ClusterView, LeaderKey
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
+from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -47,6 +57,10 @@ Forward = Callable[[admin_pb2_grpc.AdminStub, float], Awaitable[apb.ControlRespo
 LocalStatusFn = Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
 # Actions that name a path: refused without one (INVALID_ARGUMENT "path: required").
 _NEEDS_PATH = {"drain", "undrain", "pin"}
+# A leader whose server cannot be reached is asked again this often, this many times
+# (it may be restarting, or elected a moment before it serves; a dead one loses its lease).
+_REFUSED_RETRY_S = 0.1
+_MAX_REFUSALS = 50
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -73,6 +87,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         leader_wait_s: float = 5.0,
         forward_s: float = 10.0,
         etcd_endpoints: Sequence[str] = (),
+        limits: PerCaller | None = None,
     ) -> None:
         self._id = replica_id
         self._store = store
@@ -85,11 +100,32 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self._leader_wait_s = leader_wait_s
         self._forward_s = forward_s  # a forward's deadline when the caller gave none
         self._etcd_endpoints = list(etcd_endpoints)
+        # Per-caller token buckets (admin_limits); None: unlimited.
+        self.limits = limits
         # Set when this replica shuts down: waits for a leader end at once.
         self.stopping = asyncio.Event()
 
     async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], code: str, message: str) -> None:
+        # Bounded: a message echoing a caller's value must fit gRPC's status metadata (16 KiB).
+        if len(message) > 2000:
+            message = message[:2000] + "... (truncated)"
         await context.abort(_CODES.get(code, grpc.StatusCode.INTERNAL), message)
+
+    async def _refuse_invalid(self, context: grpc.aio.ServicerContext[Any, Any], problem: str | None) -> None:
+        """RESOURCE_EXHAUSTED when the caller is over its rate (admin_limits), else
+        INVALID_ARGUMENT naming the field, from coordinator.request_checks (before any work)."""
+        if self.limits is not None:
+            who = peer_uri_or_cn(context) or peer_host(context.peer() or "")
+            if not self.limits.allow(who, time.monotonic()):
+                log.warning("rate limited: %s over admin_limits.rate_per_s on replica %s", who, self._id)
+                lim = self.limits
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{who} is over its Admin rate limit ({lim.rate:g}/s, burst {lim.burst:g}) "
+                    f"on replica {self._id}; slow down and retry",
+                )
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
     # --- reads -------------------------------------------------------------
 
@@ -111,6 +147,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         await self._abort(context, "unavailable", text)
 
     async def GetStatus(self, request: apb.GetStatusRequest, context: Any) -> apb.ClusterStatus:
+        await self._refuse_invalid(context, check_get_status(request))
         v = self._view
         if request.group and request.group not in v.groups:
             await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
@@ -171,6 +208,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return sorted([self._local_status(req), *results], key=lambda r: r.replica_id)
 
     async def History(self, request: apb.HistoryRequest, context: Any) -> apb.HistoryResponse:
+        await self._refuse_invalid(context, check_history(request))
         if request.group not in self._view.groups:
             await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
         try:
@@ -192,6 +230,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     # --- writes ------------------------------------------------------------
 
     async def Switch(self, request: apb.SwitchRequest, context: Any) -> apb.ControlResponse:
+        await self._refuse_invalid(context, check_switch(request))
         if not request.group:
             await self._abort(context, "invalid", "group: required")
         if not request.path:
@@ -206,12 +245,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
         when leadership moves while we wait on it (a stalled leader loses its key at its TTL)."""
+        refusals = 0
         while True:
             if self._leader.leadership is not None:
                 return await self._run(context, req)
             leader = await self._await_leader()
             if leader is not None:
-                resp = await self._forward(context, leader, forward)
+                resp = await self._forward(context, leader, forward, retry_refused=refusals < _MAX_REFUSALS)
+                refusals += 1
                 if resp is not None:
                     return resp
                 log.info("leader %s changed while a request waited on it: re-resolving", leader.replica_id)
@@ -231,8 +272,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             resp.decision.CopyFrom(decision_pb(done.record, done.epoch))
         return resp
 
-    async def _forward(self, context: Any, leader: LeaderKey, forward: Forward) -> apb.ControlResponse | None:
-        """The leader's answer, or None when its term ended (or we stop) before it answered."""
+    async def _forward(
+        self, context: Any, leader: LeaderKey, forward: Forward, retry_refused: bool = False
+    ) -> apb.ControlResponse | None:
+        """The leader's answer, or None when its term ended (or we stop) before it answered,
+        or (``retry_refused``) when its server could not be reached: a leader that is
+        restarting, or elected a moment before it serves, is asked again shortly."""
         remaining = context.time_remaining()
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
@@ -252,6 +297,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             return call.result()
         except grpc.aio.AioRpcError as exc:
+            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (
+                exc.details() or ""
+            )
+            remaining = context.time_remaining()
+            if retry_refused and unreachable and (remaining is None or remaining > 2 * _REFUSED_RETRY_S):
+                await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S)
+                return None
             await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
             raise
 
@@ -286,6 +338,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             )
 
     async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
+        await self._refuse_invalid(context, check_set_control(request))
         action = _ACTIONS.get(request.action)
         if action is None:
             await self._abort(
@@ -307,6 +360,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return await self._decide(context, req, lambda stub, t: stub.SetControl(request, timeout=t))
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
+        await self._refuse_invalid(context, check_put_group(request))
         try:
             spec = group_spec(request.definition, with_policy=request.definition.HasField("policy"))
         except ValidationError as exc:
@@ -331,6 +385,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return apb.PutGroupResponse(definition=group_pb(spec, res.revision))
 
     async def BumpEra(self, request: apb.BumpEraRequest, context: Any) -> apb.BumpEraResponse:
+        await self._refuse_invalid(context, check_bump_era(request))
         kv, _ = await self._read(context, self._keys.era)
         era = int(json.loads(kv.value)["era"]) if kv else 0
         if request.expected_era and request.expected_era != era:

@@ -62,6 +62,8 @@ class FreshnessSection(_Section):
 class StreamSection(_Section):
     heartbeat_interval_ms: int = Field(default=250, ge=20, le=60_000)
     max_streams: int = Field(default=5000, ge=1)
+    # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
+    max_streams_per_host: int = Field(default=8, ge=1, le=1000)
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A stream that sends no hello within this long is closed.
     hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
@@ -74,6 +76,12 @@ class HealthSection(_Section):
     collect_timeout_ms: int = Field(default=1000, ge=0, le=60_000)
     # Hosts whose stream ended are forgotten after this long.
     host_grace_s: float = Field(default=10.0, ge=0)
+
+
+class AdminLimitsSection(_Section):
+    # Admin calls per second per caller identity (per host address without TLS), and the burst.
+    rate_per_s: float = Field(default=200.0, gt=0, le=100_000)
+    burst: int = Field(default=1000, ge=1, le=1_000_000)
 
 
 class TestHooks(_Section):
@@ -92,11 +100,15 @@ class CoordinatorConfig(LayeredSettings):
     freshness: FreshnessSection = FreshnessSection()
     stream: StreamSection = StreamSection()
     health: HealthSection = HealthSection()
+    admin_limits: AdminLimitsSection = AdminLimitsSection()
     history_retention: int = Field(default=200, ge=1, le=100_000)
     groups: list[GroupSpec] = []
+    # Prometheus /metrics ("host:port"; empty: no endpoint) and OTLP/gRPC export ("host:port").
     metrics_listen: str = ""
     # mTLS for the replica's server and its channels to peers (docs/security.md).
     tls: TlsSection = TlsSection()
+    otlp_endpoint: str = ""
+    otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
     test_hooks: TestHooks = TestHooks()
 
     @field_validator("replica_id")
@@ -104,7 +116,7 @@ class CoordinatorConfig(LayeredSettings):
     def _rid(cls, v: str) -> str:
         return check_name(v, "replica id")
 
-    @field_validator("listen", "advertise", "metrics_listen")
+    @field_validator("listen", "advertise", "metrics_listen", "otlp_endpoint")
     @classmethod
     def _addr(cls, v: str) -> str:
         return check_address(v) if v else v

@@ -26,7 +26,7 @@ from coordinator.store.errors import StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import ClusterView
-from failover.aio import wait_any
+from failover.aio import retrieve, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class Election:
         False when etcd did not answer (worth trying again); True otherwise.
         """
         task = asyncio.ensure_future(self._store.revoke(lease.id))
+        # Its outcome is read below; if we are cancelled twice while it runs, nobody
+        # reads it, and an unread failure would be logged as "never retrieved".
+        task.add_done_callback(retrieve)
         try:
             await asyncio.shield(asyncio.wait_for(task, 2.0))
         except asyncio.CancelledError:

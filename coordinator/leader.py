@@ -30,6 +30,7 @@ from coordinator.commit import (
 )
 from coordinator.core.reconcile import Proposal, reconcile
 from coordinator.keys import Keys
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.operator_requests import (
     HealthGuard,
     OperatorRequest,
@@ -41,7 +42,7 @@ from coordinator.operator_requests import (
     wait_view,
     write_controls,
 )
-from coordinator.store.errors import StoreError
+from coordinator.store.errors import NoSpace, StoreError
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
 from failover.aio import wait_any
@@ -97,9 +98,12 @@ class LeaderWork:
         # leader wake when this replica's term begins, not at the next view change.
         self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
+        self.metrics: CoordinatorMetrics | None = None  # set by the replica
 
     def _set_leadership(self, leadership: Leadership | None) -> None:
         self.leadership = leadership
+        if leadership is not None and self.metrics is not None:
+            self.metrics.term_began()
         self.leadership_changed.set()
         self.leadership_changed = asyncio.Event()
 
@@ -207,6 +211,8 @@ class LeaderWork:
             log.warning("not committed: %s", exc)
         except StoreError as exc:
             log.warning("not committed (%s): will retry", exc)
+            if isinstance(exc, NoSpace) and self.metrics is not None:
+                self.metrics.nospace()
             await asyncio.sleep(0.1)
             self._wake.set()
 
@@ -223,6 +229,8 @@ class LeaderWork:
         done = await self._committer.commit(leadership, group, paths, reason, trigger, inputs, stages)
         log.info("committed %s -> %s at epoch %s: %s", group, ",".join(paths) or "(halt)", done.epoch, reason)
         self.recent = [*self.recent[-99:], done]
+        if self.metrics is not None:
+            self.metrics.committed(done.record, done.commit_us)
         try:
             await self._committer.prune_history(leadership, group, self._retention)
         except StoreError as exc:

@@ -9,6 +9,7 @@ import logging
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
+from failover.aio import retrieve
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ async def register_forever(store: Store, keys: Keys, replica_id: str, address: s
                         await asyncio.sleep(0.2)
         finally:
             try:
-                await asyncio.shield(asyncio.wait_for(store.revoke(lease.id), 1.0))
+                revoke = asyncio.ensure_future(store.revoke(lease.id))
+                revoke.add_done_callback(retrieve)  # read even when we are cancelled meanwhile
+                await asyncio.shield(asyncio.wait_for(revoke, 1.0))
             except (StoreError, TimeoutError, asyncio.CancelledError):
                 pass

@@ -22,7 +22,10 @@ from coordinator.health_forwarder import HealthForwarder
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
+from coordinator.leader_watch import LeaderWatch
+from coordinator.limits import PerCaller
 from coordinator.members import register_forever
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.peers import PeerChannels, PeerService
 from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import StoreError
@@ -34,17 +37,31 @@ from coordinator.sync_service import SyncHub
 from coordinator.view import ClusterView
 from failover import rpc, tls
 from failover.model.convert import epoch_pb
+from failover.telemetry import metrics as telemetry
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
+ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
 
 
 class Replica:
-    def __init__(self, cfg: CoordinatorConfig, store: Store | None = None) -> None:
+    def __init__(
+        self, cfg: CoordinatorConfig, store: Store | None = None, tel: telemetry.Telemetry | None = None
+    ) -> None:
         self.cfg = cfg
+        # Metrics: the config's endpoints unless the caller brings its own provider (tests, demo).
+        self.telemetry = tel or telemetry.build(
+            "failover-coordinator",
+            cfg.replica_id,
+            listen=cfg.metrics_listen,
+            otlp_endpoint=cfg.otlp_endpoint,
+            otlp_interval_ms=cfg.otlp_interval_ms,
+        )
+        self._owns_telemetry = tel is None
+        self.metrics = CoordinatorMetrics(self.telemetry.meter, cfg.replica_id)
         self.keys = Keys(cfg.etcd.prefix)
         self.store: Store = store or EtcdStore(
             cfg.etcd.endpoints,
@@ -81,6 +98,8 @@ class Replica:
             keys=self.keys,
             guard=self.health,
         )
+        self.hub.metrics = self.leader.metrics = self.metrics
+        self.metrics.bind(self)
         self.election = Election(
             self.store,
             self.keys,
@@ -88,6 +107,14 @@ class Replica:
             replica_id=cfg.replica_id,
             address=cfg.advertised,
             ttl_s=cfg.election.lease_ttl_s,
+        )
+        # A follower revokes the lease of a leader whose port refuses connections.
+        self.leader_watch = LeaderWatch(
+            replica_id=cfg.replica_id,
+            view=self.view,
+            peers=self.peers,
+            store=self.store,
+            is_leader=lambda: self.election.is_leader,
         )
         self.started_monotonic = time.monotonic()
         self.port = 0
@@ -163,6 +190,8 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
         )
+        # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.
+        self.admin_limits = PerCaller(self.cfg.admin_limits.rate_per_s, self.cfg.admin_limits.burst)
         admin = AdminService(
             replica_id=self.cfg.replica_id,
             store=self.store,
@@ -173,6 +202,7 @@ class Replica:
             peers=self.peers,
             rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
             etcd_endpoints=self.cfg.etcd.endpoints,
+            limits=self.admin_limits,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         peer = PeerService(
@@ -194,6 +224,7 @@ class Replica:
         if insecure:
             tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
         await rpc.mark_serving(health, SERVICES, True)
+        self.telemetry.serve()
         log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -211,8 +242,10 @@ class Replica:
                     name="member",
                 )
                 tg.create_task(self.hub.run(), name="sync-hub")
+                tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
                 await self.mirror.ready.wait()
                 tg.create_task(self.election.run(self.health.term(self.leader.run)), name="election")
+                tg.create_task(self.leader_watch.run(), name="leader-watch")
                 self.ready.set()
                 if on_ready is not None:
                     on_ready(self)
@@ -223,4 +256,6 @@ class Replica:
             await server.stop(0.5)
             await self.peers.close()
             await self.store.close()
+            if self._owns_telemetry:
+                await asyncio.to_thread(self.telemetry.shutdown)
             log.info("replica %s stopped", self.cfg.replica_id)

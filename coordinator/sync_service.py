@@ -4,7 +4,8 @@ Decisions down: each is encoded once (fanout.EncodedCache) and written as
 the same bytes to every session that needs it; the latest value wins, and at
 most one push per sidecar and group is unacknowledged, so a slow sidecar
 delays nobody and a halt never waits behind other work. Acks and health up:
-health goes to the HealthForwarder, which passes it on to the leader.
+health that changes a path goes to the HealthForwarder, which passes it on to
+the leader; a report of the effective route alone stays here (status).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from coordinator.config import CoordinatorConfig
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
+from coordinator.metrics import CoordinatorMetrics
+from coordinator.request_checks import check_ack, check_health, check_hello
 from coordinator.view import ClusterView
 from failover.aio import wait_any
 from failover.model.convert import epoch_of
-from failover.model.spec import ZERO_EPOCH, Epoch, check_name
+from failover.model.spec import ZERO_EPOCH, Epoch
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
@@ -76,10 +79,13 @@ class SyncHub:
         self.sessions: dict[int, Session] = {}
         # Streams refused because the hello named another host than the certificate.
         self.denied_hellos = 0
+        # Streams refused per host id for stream.max_streams_per_host.
+        self.refused_host_streams: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._heartbeat = b""
         self._heartbeat_seq = 0
         self.forwarder = forwarder
+        self.metrics: CoordinatorMetrics | None = None  # set by the replica
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -171,6 +177,8 @@ class SyncHub:
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         if len(self.sessions) >= self.cfg.stream.max_streams:
+            if self.metrics is not None:
+                self.metrics.refused("limit")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"replica {self.cfg.replica_id} already serves {len(self.sessions)} sidecar streams (limit)",
@@ -182,6 +190,8 @@ class SyncHub:
             return
         hello, problem = _parse_hello(first)
         if hello is None:
+            if self.metrics is not None:
+                self.metrics.refused("hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
             return
         if self.cfg.tls.enabled:
@@ -190,6 +200,7 @@ class SyncHub:
                 log.warning("denied: %s", denied)
                 self.denied_hellos += 1
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        await self._refuse_over_host_limit(hello.host_id, context)
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,
@@ -213,6 +224,22 @@ class SyncHub:
             log.info("sidecar %s disconnected", s.host_id)
         if s.error is not None:
             await context.abort(*s.error)
+
+    async def _refuse_over_host_limit(self, host_id: str, context: Any) -> None:
+        """RESOURCE_EXHAUSTED past stream.max_streams_per_host: one host reconnecting in a
+        loop (or a stolen certificate) cannot take the streams every other host needs."""
+        limit = self.cfg.stream.max_streams_per_host
+        held = sum(1 for s in self.sessions.values() if s.host_id == host_id)
+        if held >= limit:
+            self.refused_host_streams[host_id] = self.refused_host_streams.get(host_id, 0) + 1
+            log.warning(
+                "refused a stream of host %s: it holds %d (stream.max_streams_per_host)", host_id, held
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"host {host_id} already holds {held} streams on replica {self.cfg.replica_id} "
+                f"(stream.max_streams_per_host {limit})",
+            )
 
     async def _write_loop(self, s: Session, context: Any, reader: asyncio.Task[None]) -> None:
         sent_hb = self._heartbeat_seq
@@ -239,6 +266,10 @@ class SyncHub:
                         "message is not a failover.v1.SidecarMessage",
                     )
                     return
+                problem = _check_message(msg, s.groups)
+                if problem is not None:
+                    s.error = (grpc.StatusCode.INVALID_ARGUMENT, problem)
+                    return
                 kind = msg.WhichOneof("kind")
                 if kind == "ack":
                     self._on_ack(s, msg.ack)
@@ -251,13 +282,23 @@ class SyncHub:
             s.wake.set()
 
     def _on_health(self, s: Session, report: sync_pb2.HealthReport) -> None:
+        """Keep the report; forward the host's health only when it says something new.
+
+        A sidecar reports its effective route after applying each decision: that
+        changes no path's health, stays here for status, and costs the leader nothing.
+        """
         if report.full:
             s.health, s.effective = {}, dict(report.effective)
         else:
             s.effective.update(report.effective)
+        changed = report.full
         for ph in report.paths:
-            s.health[(ph.group, ph.path)] = ph
-        self.forwarder.report(s.sid, s.health.values())
+            key = (ph.group, ph.path)
+            if s.health.get(key) != ph:
+                s.health[key] = ph
+                changed = True
+        if changed:
+            self.forwarder.report(s.sid, s.health.values())
 
     def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
         epoch = epoch_of(ack.epoch)
@@ -269,6 +310,8 @@ class SyncHub:
             for st in ack.stages:
                 if st.stage == "apply":
                     s.apply_us[ack.group] = st.duration_us
+            if self.metrics is not None:
+                self.metrics.acked(ack.group, s.push_to_ack_us[ack.group], s.apply_us.get(ack.group))
             del s.pending[ack.group]
             s.wake.set()  # a newer decision may be waiting behind this one
 
@@ -300,15 +343,15 @@ def _parse_hello(raw: bytes) -> tuple[sync_pb2.Hello | None, str]:
         return None, "message is not a failover.v1.SidecarMessage"
     if msg.WhichOneof("kind") != "hello":
         return None, "the first message must be a hello"
-    h = msg.hello
-    try:
-        check_name(h.host_id, "host_id")
-        if h.site:
-            check_name(h.site, "site")
-        for g in h.groups:
-            check_name(g, "group name")
-    except ValueError as exc:
-        return None, f"hello: {exc}"
-    if not h.groups:
-        return None, "hello: groups: at least one group is required"
-    return h, ""
+    problem = check_hello(msg.hello)
+    return (None, problem) if problem is not None else (msg.hello, "")
+
+
+def _check_message(msg: sync_pb2.SidecarMessage, groups: tuple[str, ...]) -> str | None:
+    """Refuse an ack or health report about other groups, or with bad fields (request_checks)."""
+    kind = msg.WhichOneof("kind")
+    if kind == "ack":
+        return check_ack(msg.ack, groups)
+    if kind == "health":
+        return check_health(msg.health, groups)
+    return None

@@ -38,6 +38,7 @@ class LeaderKey:
     replica_id: str
     address: str
     token: int  # create revision of the election key
+    lease: int = 0  # the leader's lease (the election key goes with it)
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,9 @@ def _leader(kv: KV | None) -> LeaderKey | None:
         return None
     try:
         d = json.loads(kv.value)
-        return LeaderKey(str(d["id"]), str(d["address"]), kv.create_revision)
+        return LeaderKey(str(d["id"]), str(d["address"]), kv.create_revision, kv.lease)
     except (ValueError, KeyError, TypeError):
-        return LeaderKey("?", "", kv.create_revision)
+        return LeaderKey("?", "", kv.create_revision, kv.lease)
 
 
 def _member(kv: KV | None) -> Member | None:

@@ -60,3 +60,10 @@ async def wait_any(*coros: Awaitable[Any], timeout: float | None = None) -> bool
         return bool(done)
     finally:
         await cancel_and_wait(tasks)
+
+
+def retrieve(task: asyncio.Future[Any]) -> None:
+    """A done-callback that reads a task's outcome, so a failure nobody awaits any more
+    (its awaiter was cancelled) is not logged as "Task exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()

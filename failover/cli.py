@@ -521,6 +521,20 @@ for _action, _with_path, _doc in [
 
 
 _MOUNTED = False
+# Commands defined in failover/commands/observe.py (registered when invoked, or for --help).
+_OBSERVE = {"sync", "sidecars", "watch"}
+_OBSERVED = False
+
+
+def _mount_observe() -> None:
+    global _OBSERVED
+    if not _OBSERVED:
+        _OBSERVED = True
+        from failover.commands import observe
+
+        observe.register(app, sys.modules[__name__])
+
+
 # Long-running processes keep pydantic's defaults (a deployment may install a plugin).
 _SERVERS = {"coordinator", "sidecar", "demo", "venue", "bench"}
 
@@ -618,6 +632,8 @@ def main(args: list[str] | None = None) -> None:
         # typer validates parameters with pydantic, which otherwise scans every installed
         # package's entry points for plugins (tens of ms); no plugin serves the CLI itself.
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if _needs_subapps(argv) or argv[0] in _OBSERVE:
+        _mount_observe()
     if _needs_subapps(argv):
         _mount_subapps()
     elif argv:

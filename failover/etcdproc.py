@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -31,6 +32,27 @@ def etcd_binary() -> str:
             "etcd is not on PATH: install Debian's etcd-server package or pass --etcd ENDPOINTS"
         )
     return str(found)
+
+
+@dataclass(frozen=True)
+class EtcdTls:
+    """Client-certificate auth on the client port (``--client-cert-auth``, https URLs).
+
+    ``cert_file``/``key_file`` are the server's; ``client_cert_file``/``client_key_file``
+    a client certificate from the same CA, used only for our own /health probes.
+    Peer traffic stays on loopback http.
+    """
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        ctx.load_cert_chain(str(self.client_cert_file), str(self.client_key_file))
+        return ctx
 
 
 @dataclass
@@ -69,6 +91,8 @@ class EtcdCluster:
     token: str = ""
     quota_backend_bytes: int = 256 * 1024 * 1024  # small values let a test raise the NOSPACE alarm
     _own_dir: bool = False
+    # Client-certificate auth on https client URLs; None: plain http (the default).
+    tls: EtcdTls | None = None
 
     def __post_init__(self) -> None:
         if self.base_dir is None:
@@ -93,6 +117,24 @@ class EtcdCluster:
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def _tls_args(self) -> list[str]:
+        t = self.tls
+        if t is None:
+            return []
+        return [
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            str(t.ca_file),
+            "--cert-file",
+            str(t.cert_file),
+            "--key-file",
+            str(t.key_file),
+        ]
+
     def _initial_cluster(self) -> str:
         return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
@@ -104,9 +146,10 @@ class EtcdCluster:
             "--data-dir",
             str(m.data_dir),
             "--listen-client-urls",
-            f"http://{m.endpoint}",
+            f"{self.scheme}://{m.endpoint}",
             "--advertise-client-urls",
-            f"http://{m.endpoint}",
+            f"{self.scheme}://{m.endpoint}",
+            *self._tls_args(),
             "--listen-peer-urls",
             m.peer_url,
             "--initial-advertise-peer-urls",
@@ -142,7 +185,10 @@ class EtcdCluster:
             if m.proc is not None and m.proc.poll() is not None:
                 raise RuntimeError(f"etcd member {m.name} exited: {m.log_path.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"http://{m.endpoint}/health", timeout=1) as r:
+                ctx = self.tls.client_context() if self.tls is not None else None
+                with urllib.request.urlopen(
+                    f"{self.scheme}://{m.endpoint}/health", timeout=1, context=ctx
+                ) as r:
                     if b'"true"' in r.read():
                         pending.pop(0)
                         continue

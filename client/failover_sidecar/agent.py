@@ -27,11 +27,13 @@ from failover.model.convert import WARMTH_FROM_PB, group_pb
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
+from failover.wire.address import parse_host_port
 from failover_sidecar import state_file
 from failover_sidecar.config import SidecarConfig
 from failover_sidecar.flips import FlipLog
 from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
+from failover_sidecar.metrics import SidecarMetrics
 from failover_sidecar.path import PathSession
 from failover_sidecar.route import RouteState
 from failover_sidecar.saver import StateSaver
@@ -48,8 +50,9 @@ def now_ms() -> float:
 
 
 class Agent:
-    def __init__(self, cfg: SidecarConfig) -> None:
+    def __init__(self, cfg: SidecarConfig, metrics: SidecarMetrics | None = None) -> None:
         self.cfg = cfg
+        self.metrics = metrics
         saved = state_file.load(cfg.state_file)
         self.definitions: dict[str, pb.GroupDefinition] = {
             g: d for g, d in saved.definitions.items() if g in cfg.groups
@@ -61,7 +64,7 @@ class Agent:
         self.routes: dict[str, RouteState] = {}
         self.sessions: dict[tuple[str, str], PathSession] = {}
         self.guard = SilenceGuard()
-        self.flip_log = FlipLog()
+        self.flip_log = FlipLog(metrics)
         self.flips = self.flip_log.entries
         self.route_listeners: list[RouteListener] = []
         self.path_dead_listeners: list[Callable[[str, str], None]] = []
@@ -155,6 +158,11 @@ class Agent:
                 continue
             if not p.endpoint:
                 log.error("group %s path %s has no endpoint for site %s", g, p.name, self.cfg.site)
+                continue
+            try:
+                parse_host_port(p.endpoint)
+            except ValueError as exc:  # a coordinator validates this; never let one kill the stream
+                log.error("group %s path %s: bad endpoint %.80r: %s", g, p.name, p.endpoint, exc)
                 continue
             warmth = Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
             if ov is not None and p.name in ov.warmth:

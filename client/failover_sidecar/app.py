@@ -16,9 +16,11 @@ from grpc_health.v1._async import HealthServicer as AioHealthServicer
 from failover import rpc, tls
 from failover.aio import finish
 from failover.config_source import ConfigError
+from failover.telemetry import metrics as telemetry
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
+from failover_sidecar.metrics import SidecarMetrics
 from failover_sidecar.orders import OrderPath
 from failover_sidecar.service import SidecarService
 
@@ -66,10 +68,21 @@ def secure_socket(path: str, group: str) -> None:
 
 
 class SidecarApp:
-    def __init__(self, cfg: SidecarConfig) -> None:
+    def __init__(self, cfg: SidecarConfig, tel: telemetry.Telemetry | None = None) -> None:
         self.cfg = cfg
-        self.agent = Agent(cfg)
+        # Metrics: the config's endpoints unless the caller brings its own provider (tests).
+        self.telemetry = tel or telemetry.build(
+            "failover-sidecar",
+            cfg.host_id,
+            listen=cfg.metrics_listen,
+            otlp_endpoint=cfg.otlp_endpoint,
+            otlp_interval_ms=cfg.otlp_interval_ms,
+        )
+        self._owns_telemetry = tel is None
+        self.metrics = SidecarMetrics(self.telemetry.meter)
+        self.agent = Agent(cfg, self.metrics)
         self.orders = OrderPath(self.agent)
+        self.metrics.bind(self.agent, lambda: self.orders.counters)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -87,6 +100,7 @@ class SidecarApp:
         await rpc.mark_serving(health, SERVICES, True)
         await self.agent.start()
         tls.warn_if_insecure(cfg.tls, f"sidecar {cfg.host_id}'s link to the coordinators")
+        self.telemetry.serve()
         log.info(
             "sidecar %s (site %s) serving strategies on unix:%s%s; groups %s",
             cfg.host_id,
@@ -110,4 +124,6 @@ class SidecarApp:
         await self.agent.stop()
         with contextlib.suppress(OSError):
             os.unlink(self.cfg.socket_path)
+        if self._owns_telemetry:
+            await asyncio.to_thread(self.telemetry.shutdown)
         log.info("sidecar %s stopped", self.cfg.host_id)

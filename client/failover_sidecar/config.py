@@ -50,7 +50,7 @@ class DataPlaneSection(_Section):
     order_probe: bool = True
     order_timeout_rtt_multiple: float = Field(default=4.0, ge=1.0, le=1000.0)
     order_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
-    probe_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
+    probe_timeout_floor_ms: float = Field(default=50.0, ge=0.5, le=60_000)
 
     @model_validator(mode="after")
     def _backoff(self) -> DataPlaneSection:
@@ -101,6 +101,10 @@ class SidecarConfig(LayeredSettings):
     bootstrap: list[GroupSpec] = []
     overrides: dict[str, GroupOverride] = {}
     log_level: str = "info"
+    # Prometheus /metrics ("host:port"; empty: no endpoint) and OTLP/gRPC export ("host:port").
+    metrics_listen: str = ""
+    otlp_endpoint: str = ""
+    otlp_interval_ms: int = Field(default=10_000, ge=100, le=3_600_000)
 
     @field_validator("host_id", "site")
     @classmethod
@@ -116,6 +120,11 @@ class SidecarConfig(LayeredSettings):
         if dupes:
             raise ValueError(f"duplicate group {dupes[0]!r}")
         return v
+
+    @field_validator("metrics_listen", "otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return check_address(v) if v else v
 
     @field_validator("coordinators")
     @classmethod

@@ -12,9 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import types_pb2 as pb
+
+if TYPE_CHECKING:
+    from failover_sidecar.metrics import SidecarMetrics
 
 log = logging.getLogger("failover_sidecar.agent")
 
@@ -24,8 +28,9 @@ KEPT = 200
 class FlipLog:
     """The last ``KEPT`` flips, newest last; ``entries`` is what status shows."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: SidecarMetrics | None = None) -> None:
         self.entries: deque[spb.Flip] = deque(maxlen=KEPT)
+        self.metrics = metrics
         self._started_ns: dict[str, int] = {}  # group -> when its last flip changed the route
 
     def record(
@@ -56,6 +61,8 @@ class FlipLog:
             flip.epoch.CopyFrom(epoch)
         self.entries.append(flip)
         self._started_ns[g] = changed_ns
+        if self.metrics is not None:
+            self.metrics.flipped(g, trigger, cause, detect_us, flip.flip_us)
         log.warning(
             "%s: %s -> %s (%s%s)", g, before or "-", after or "-", trigger, f", {cause}" if cause else ""
         )
@@ -78,4 +85,6 @@ class FlipLog:
             if f.group == g:
                 if f.to_path == path and f.first_ack_us < 0:
                     f.first_ack_us = (time.monotonic_ns() - started) // 1000
+                    if self.metrics is not None:
+                        self.metrics.first_ack(g, f.cause or f.trigger, f.first_ack_us)
                 break

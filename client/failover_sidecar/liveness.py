@@ -119,8 +119,11 @@ class SilenceGuard:
     def __init__(self) -> None:
         self._members: list[SilenceWatcher] = []
         self._lag_at = -math.inf
+        self._heard_at = -math.inf
         self.lags = 0  # lateness observations (counters for status and tests)
         self.probes = 0  # extra probes granted because of this guard
+        self.last_lag_s = 0.0  # how late the latest late checker ran (for the log)
+        self.max_lag_s = 0.0
 
     def register(self, member: SilenceWatcher) -> None:
         if member not in self._members:
@@ -130,10 +133,30 @@ class SilenceGuard:
         if member in self._members:
             self._members.remove(member)
 
-    def note_lag(self, at: float) -> None:
-        """A checker ran late at ``at`` (clock of the sessions)."""
+    def note_lag(self, at: float, late_s: float = 0.0) -> None:
+        """A checker ran late (by ``late_s``) at ``at`` (clock of the sessions)."""
         self.lags += 1
         self._lag_at = max(self._lag_at, at)
+        self.last_lag_s = late_s
+        self.max_lag_s = max(self.max_lag_s, late_s)
+
+    def heard(self, at: float) -> None:
+        """Some line of the process received bytes at ``at``."""
+        self._heard_at = max(self._heard_at, at)
+
+    def quiet_since(self, since: float) -> bool:
+        """Has no line of the process received anything since ``since``? (Our stall, or the venue host's.)"""
+        return self._heard_at < since
+
+    def describe(self, now: float) -> str:
+        """Loop lag as the log states it."""
+        if self.lags == 0:
+            return "loop lag: none seen"
+        ago = (now - self._lag_at) * 1000
+        return (
+            f"loop lag: last {self.last_lag_s * 1000:.0f} ms late, {ago:.0f} ms ago; "
+            f"max {self.max_lag_s * 1000:.0f} ms over {self.lags} lags"
+        )
 
     def lagged_since(self, since: float) -> bool:
         """Was the loop seen lagging at or after ``since``?"""
@@ -224,9 +247,13 @@ class ReplyWatch:
     probe's echo (or a later heartbeat's: one line is in order) does not come within
     ``probe_timeout_s`` the line is SILENT. An answered probe proves the line, so the
     orders written before it stop counting (the venue answered after them: their
-    silence is the venue's business, not the line's). Loop-lag guard: if the loop
-    lagged while the probe was out, the echo may be sitting unread, so the probe is
-    renewed (up to ``max_probes``). Pure: the caller brings the clock (seconds).
+    silence is the venue's business, not the line's). Loop-lag guard, as for idle
+    silence: if the loop lagged while the probe was out (the echo may be sitting
+    unread), or no line of the process has heard anything since the probe (our own
+    process, or the host serving every line, was starved: nothing singles this line
+    out), the probe is renewed (up to ``max_probes``). So silence that is not this
+    line's own is judged on about the heartbeat limit, not on one probe timeout.
+    Pure: the caller brings the clock (seconds).
     """
 
     def __init__(
@@ -254,6 +281,8 @@ class ReplyWatch:
         self._probes = 0
         self.probes_sent = 0  # counters for status and tests
         self.probes_answered = 0
+        self.probes_renewed = 0
+        self.excuse = ""  # why the latest probe was renewed (for the log)
 
     def __len__(self) -> int:
         return len(self._owed)
@@ -305,9 +334,16 @@ class ReplyWatch:
         if self._probe_id is not None:
             if now < self._probe_deadline:
                 return Verdict.WAIT
-            if self.guard.lagged_since(self._probe_at) and self._probes < self.max_probes:
+            if self._probes < self.max_probes:
+                if self.guard.lagged_since(self._probe_at):
+                    self.excuse = "the loop lagged"  # the echo may be sitting unread: ask again
+                elif self.guard.quiet_since(self._probe_at):
+                    self.excuse = "every line was silent"  # a stall of ours, not this line's
+                else:
+                    return Verdict.SILENT
                 self.guard.probes += 1
-                return Verdict.PROBE  # the echo may be sitting unread behind the lag: ask again
+                self.probes_renewed += 1
+                return Verdict.PROBE
             return Verdict.SILENT
         oldest = self.oldest()
         if oldest is not None and now - oldest >= self.timeout_s():

@@ -48,6 +48,7 @@ class OrderPath:
         self.ledger = Ledger()
         self.sinks: dict[str, Sink] = {}
         self.counters: Counter[str] = Counter()
+        self.metrics = agent.metrics
         self._submitted_ns: dict[MsgKey, int] = {}
         self._sent_ns: dict[MsgKey, int] = {}
         self._messages: dict[MsgKey, vp.Message] = {}
@@ -78,6 +79,8 @@ class OrderPath:
             raise RelayError("invalid", "payload: the sim transport carries UTF-8 text") from None
         self._rate_check(strategy_id)
         if self.ledger.unresolved() >= cfg.orders.max_outstanding:
+            if self.metrics is not None:
+                self.metrics.refused("max_outstanding")
             raise RelayError("exhausted", f"{cfg.orders.max_outstanding} messages already without an outcome")
         key = (strategy_id, str(m.client_msg_id))
         try:
@@ -106,6 +109,8 @@ class OrderPath:
         tokens = min(float(rate), tokens + (now - last) * rate)
         if tokens < 1.0:
             self._buckets[strategy_id] = (tokens, now)
+            if self.metrics is not None:
+                self.metrics.refused("rate_limit")
             raise RelayError(
                 "exhausted", f"rate limit: strategy {strategy_id!r} may send {rate} messages per second"
             )
@@ -255,6 +260,9 @@ class OrderPath:
                 )
                 continue
             out.append(await self._ask_venue(strategy_id, group, msg_id, key, timeout_s))
+        if self.metrics is not None:
+            for res in out:
+                self.metrics.resolved(spb.ResolveState.Name(res.state).removeprefix("RESOLVE_STATE_").lower())
         return out
 
     async def _ask_venue(

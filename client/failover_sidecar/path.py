@@ -138,7 +138,7 @@ class PathSession:
         order_probe: bool = True,
         order_timeout_rtt_multiple: float = 4.0,
         order_timeout_floor_ms: float = 5.0,
-        probe_timeout_floor_ms: float = 5.0,
+        probe_timeout_floor_ms: float = 50.0,
     ) -> None:
         if heartbeat_interval_ms <= 0 or silent_after < 1:
             raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
@@ -181,7 +181,7 @@ class PathSession:
             floor_s=order_timeout_floor_ms / 1000.0,
             probe_floor_s=probe_timeout_floor_ms / 1000.0,
         )
-        self._reply_timer: asyncio.TimerHandle | None = None
+        self._reply_timer: asyncio.Handle | None = None
         self._reply_due = 0.0
         self._changed = asyncio.Event()
 
@@ -381,6 +381,7 @@ class PathSession:
             return
         now = self.clock()
         link.last_rx = now
+        self.guard.heard(now)
         self._silence.alive()
         error: str | None = None
         try:
@@ -446,7 +447,7 @@ class PathSession:
                 await asyncio.sleep(delay)
             now = self.clock()
             if now - wake > interval:
-                self.guard.note_lag(now)
+                self.guard.note_lag(now, now - wake)
             if link.ended.done():
                 return
             if now < due:  # woke for the silence limit only
@@ -476,7 +477,10 @@ class PathSession:
             return
         verdict = self._silence.verdict(now, link.last_rx)
         if verdict is Verdict.SILENT:
-            self._fail(link, Cause.SILENT, f"nothing received for {(now - link.last_rx) * 1000:.0f} ms")
+            quiet_ms = (now - link.last_rx) * 1000
+            self._fail(
+                link, Cause.SILENT, f"nothing received for {quiet_ms:.0f} ms ({self.guard.describe(now)})"
+            )
         elif verdict is Verdict.PROBE and probe:
             self._send_hb(link, now)
 
@@ -502,15 +506,25 @@ class PathSession:
         loop = asyncio.get_running_loop()
         self._reply_timer = loop.call_later(max(0.0, at - self.clock()), self._on_reply_timer, link)
 
-    def _on_reply_timer(self, link: _Link) -> None:
-        """An owed reply is overdue, or a probe's time is up: probe, wait, or declare SILENT."""
+    def _on_reply_timer(self, link: _Link, confirming: bool = False) -> None:
+        """An owed reply is overdue, or a probe's time is up: probe, wait, or declare SILENT.
+
+        A SILENT verdict is confirmed two loop iterations later: a timer can run in the
+        same iteration as a late wake-up, before the loop has read what arrived in the
+        meantime (an echo sitting in the socket is no silence).
+        """
         self._reply_timer = None
         if link is not self._link or link.ended.done() or not link.logged_on:
             return
         now = self.clock()
-        if now - self._reply_due > self.replies.probe_floor_s:
-            self.guard.note_lag(now)  # this timer ran late: the loop, not the line, may be slow
+        late = now - self._reply_due
+        if not confirming and late > self.replies.probe_floor_s:
+            self.guard.note_lag(now, late)  # this timer ran late: the loop, not the line, may be slow
         verdict = self.replies.check(now)
+        if verdict is Verdict.SILENT and not confirming:
+            loop = asyncio.get_running_loop()
+            self._reply_timer = loop.call_soon(self._confirm_hop, link)
+            return
         if verdict is Verdict.SILENT:
             oldest = self.replies.oldest()
             owed = f"{(now - oldest) * 1000:.1f} ms" if oldest is not None else "?"
@@ -518,12 +532,24 @@ class PathSession:
                 link,
                 Cause.SILENT,
                 f"order_timeout: an order unanswered for {owed}, and no echo of a probe within "
-                f"{self.replies.probe_timeout_s() * 1000:.1f} ms",
+                f"{self.replies.probe_timeout_s() * 1000:.1f} ms ({self.guard.describe(now)})",
             )
             return
         if verdict is Verdict.PROBE:
+            if self.replies.probing:
+                log.info(
+                    "path %s/%s: probe unanswered, but %s: probing again (%s)",
+                    self.group,
+                    self.path,
+                    self.replies.excuse,
+                    self.guard.describe(now),
+                )
             self.replies.probe_sent(self._send_hb(link, now), now)
         self._arm_reply_timer(link)
+
+    def _confirm_hop(self, link: _Link) -> None:
+        """First hop of the confirmation: the next iteration's reads run before the second."""
+        self._reply_timer = asyncio.get_running_loop().call_soon(self._on_reply_timer, link, True)
 
     # ------------------------------------------------------------ status
 

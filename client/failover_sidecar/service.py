@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 8 * 1024
 RELAY_QUEUE = 10_000
+MAX_WATCH_GROUPS = 1000
+"""Groups one WatchRoute may name (a host serves far fewer)."""
+
+
+def _shown(value: str) -> str:
+    """A caller's value for an error message: repr, cut to 80 characters (a status
+    message must fit gRPC's metadata limit, and an echo should stay readable)."""
+    return repr(value) if len(value) <= 80 else repr(value[:80]) + f"... ({len(value)} characters)"
 
 
 class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
@@ -29,14 +37,19 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
 
     async def GetRoute(self, request: spb.GetRouteRequest, context: Any) -> spb.Route:
         if request.group not in self._agent.cfg.groups:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {request.group!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {_shown(request.group)}")
         return self._agent.route(request.group)
 
     async def WatchRoute(self, request: spb.WatchRouteRequest, context: Any) -> AsyncIterator[spb.Route]:
-        groups = list(request.groups) or list(self._agent.cfg.groups)
+        if len(request.groups) > MAX_WATCH_GROUPS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"groups: {len(request.groups)} groups, at most {MAX_WATCH_GROUPS}",
+            )
+        groups = list(dict.fromkeys(request.groups)) or list(self._agent.cfg.groups)
         unknown = [g for g in groups if g not in self._agent.cfg.groups]
         if unknown:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"groups: unknown group {unknown[0]!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"groups: unknown group {_shown(unknown[0])}")
         changed: asyncio.Queue[str] = asyncio.Queue()
 
         def listener(g: str) -> None:
@@ -76,7 +89,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         if sid not in self._agent.cfg.strategies:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"strategy_id: {sid!r} is not allowed on host {self._agent.cfg.host_id}",
+                f"strategy_id: {_shown(sid)} is not allowed on host {self._agent.cfg.host_id}",
             )
         out: asyncio.Queue[spb.RelayEvent | None] = asyncio.Queue(maxsize=RELAY_QUEUE)
         overflow = asyncio.Event()
@@ -137,10 +150,11 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         cfg = self._agent.cfg
         if request.strategy_id not in cfg.strategies:
             await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"strategy_id: {request.strategy_id!r} is not allowed here"
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"strategy_id: {_shown(request.strategy_id)} is not allowed here",
             )
         if request.group not in cfg.groups:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {request.group!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {_shown(request.group)}")
         if len(request.client_msg_ids) > 10_000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client_msg_ids: at most 10000 per call")
         res = await self._orders.resolve(request.strategy_id, request.group, list(request.client_msg_ids))

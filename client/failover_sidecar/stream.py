@@ -11,6 +11,10 @@ When a whole round of replicas gave no healthy stream (all down, or all stale
 during an etcd quorum loss), the next round waits a jittered exponential
 backoff (50 ms doubling to 2 s), reset by a stream that stayed healthy; the
 log says when that state begins and ends, not every attempt.
+
+Each host starts at its own place in the list (a rotation fixed by its
+host id, see :func:`start_order`), so a fleet whose sidecars all list the
+replicas in the same order spreads over them instead of piling onto the first.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import logging
 import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -41,6 +46,20 @@ class LinkStatus:
     stale_reason: str = ""
     moves: int = 0
     last_message_monotonic: float = 0.0
+
+
+def start_order(addresses: list[str], host_id: str) -> list[str]:
+    """``addresses`` rotated by a stable hash of ``host_id``.
+
+    A rotation, not a shuffle: after its first replica each host still moves
+    through the list in the configured order, and the same host always starts
+    at the same replica (restarts land where they were), while different hosts
+    start evenly across the replicas.
+    """
+    if not addresses:
+        return []
+    k = zlib.crc32(host_id.encode()) % len(addresses)
+    return addresses[k:] + addresses[:k]
 
 
 class Backoff:
@@ -97,7 +116,7 @@ class CoordinatorLink:
         self._host_id = host_id
         self._site = site
         self._groups = groups
-        self._addresses = addresses
+        self._addresses = start_order(addresses, host_id)
         self._held = held
         self._on_definition = on_definition
         self._on_decision = on_decision

@@ -224,6 +224,13 @@ def fanout(
         float, typer.Option("--run-timeout", min=1, help="Bound (s) on each decision reaching every stream.")
     ] = 10.0,
     pause_ms: Annotated[int, typer.Option("--pause-ms", min=0, max=10_000, help="Pause between runs.")] = 100,
+    as_sidecars: Annotated[
+        bool,
+        typer.Option(
+            "--as-sidecars",
+            help="Streams report health as sidecars do (full state once, the route after each decision).",
+        ),
+    ] = False,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -240,6 +247,7 @@ def fanout(
         "channels_per_replica": channels_per_replica,
         "run_timeout": run_timeout,
         "pause_ms": pause_ms,
+        "as_sidecars": as_sidecars,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -282,6 +290,7 @@ def fanout(
                         pause_s=pause_ms / 1000,
                         deadline=deadline,
                         label=label,
+                        as_sidecars=as_sidecars,
                     )
                 )
 

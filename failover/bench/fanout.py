@@ -150,8 +150,13 @@ class CommitWatch:
 class StreamFleet:
     """S Sync streams in this process; records when each receives each decision."""
 
-    def __init__(self, addresses: list[str], streams: int, channels_per_replica: int) -> None:
+    def __init__(
+        self, addresses: list[str], streams: int, channels_per_replica: int, as_sidecars: bool = False
+    ) -> None:
         self.addresses = addresses
+        # Report health as a real sidecar does: its full path health once the snapshot is
+        # applied, and the effective route after applying each decision.
+        self.as_sidecars = as_sidecars
         self.n = streams
         self.channels_per_replica = max(1, min(channels_per_replica, streams))
         self.arrivals: dict[int, list[int]] = {}  # route revision -> monotonic ns per stream
@@ -233,12 +238,16 @@ class StreamFleet:
                             if ev is not None:
                                 ev.set()
                     await call.write(self._ack(d.group, era, rev))
+                    if self.as_sidecars:
+                        await call.write(_effective_report(d.group, d.paths[0] if d.paths else ""))
                 elif tag == TAG_SNAPSHOT:
                     snap = sync_pb2.ReplicaMessage.FromString(raw).snapshot
                     for d in snap.decisions:
                         era, rev = d.epoch.era, d.epoch.revision
                         self.held[i] = max(self.held[i], (era, rev))
                         await call.write(self._ack(d.group, era, rev))
+                    if self.as_sidecars:
+                        await call.write(_full_report(snap))
                     self.ready += 1
                     if self.ready >= self.n:
                         self._ready_event.set()
@@ -282,6 +291,22 @@ class StreamFleet:
                 await ch.close(None)
 
 
+def _effective_report(group: str, path: str) -> bytes:
+    rep = sync_pb2.HealthReport()
+    rep.effective[group] = path
+    return sync_pb2.SidecarMessage(health=rep).SerializeToString()
+
+
+def _full_report(snap: sync_pb2.Snapshot) -> bytes:
+    """Every path of every group UP, the decision's first path in use (a healthy host)."""
+    rep = sync_pb2.HealthReport(full=True)
+    for d in snap.decisions:
+        rep.effective[d.group] = d.paths[0] if d.paths else ""
+        for path in d.paths:
+            rep.paths.append(pb.PathHealth(group=d.group, path=path, state=pb.PATH_STATE_UP, seq=1))
+    return sync_pb2.SidecarMessage(health=rep).SerializeToString()
+
+
 def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
     """CPU seconds used so far by this process and by every process of the cluster."""
     snap = {"bench": time.process_time()}
@@ -304,6 +329,7 @@ async def run_combination(
     pause_s: float,
     deadline: float,
     label: str,
+    as_sidecars: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -327,7 +353,7 @@ async def run_combination(
         active = next(str(g.decision.paths[0]) for g in st.groups if g.definition.name == GROUP)
         watch = CommitWatch(cluster.endpoints, cluster.prefix)
         await watch.start()
-        fleet = StreamFleet([p.address for p in cluster.procs], streams, channels_per_replica)
+        fleet = StreamFleet([p.address for p in cluster.procs], streams, channels_per_replica, as_sidecars)
         t_open = time.monotonic()
         progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
         await fleet.open(timeout=max(30.0, streams / 20))

@@ -230,11 +230,21 @@ async def _hap_run(hap: HaproxyStrategy, venue: Any, fault: str) -> tuple[int, i
 
 
 async def _main(
-    runs: int, heartbeat_ms: int, rows: dict[tuple[str, str], Row], workdir: Path, binary: str
+    runs: int,
+    heartbeat_ms: int,
+    rows: dict[tuple[str, str], Row],
+    workdir: Path,
+    binary: str,
+    probe_floor_ms: float | None = None,
 ) -> None:
     from failover.bench.flip.rig import FlipRig
 
-    rig = await FlipRig.create(heartbeat_ms, workdir, extra_gateways=("hap-primary", "hap-backup"))
+    rig = await FlipRig.create(
+        heartbeat_ms,
+        workdir,
+        extra_gateways=("hap-primary", "hap-backup"),
+        probe_timeout_floor_ms=probe_floor_ms,
+    )
     acks: list[int] = []
     inner = rig.orders.sinks["bench"]
 
@@ -300,6 +310,14 @@ def vs_haproxy(
         bool, typer.Option("--quick", help="Three runs per kind: checks the suite works.")
     ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every sample to this file.")] = None,
+    probe_floor_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--probe-timeout-floor-ms",
+            min=0.5,
+            help="Our data_plane.probe_timeout_floor_ms (default: the sidecar's default).",
+        ),
+    ] = None,
 ) -> None:
     """Ours vs a tuned HAProxy (TCP mode, primary + backup) in one run: longest gap between acks."""
     import logging
@@ -312,12 +330,18 @@ def vs_haproxy(
         raise typer.Exit(2)
     if quick:
         runs = 3
-    params = {"runs": runs, "heartbeat_ms": heartbeat_ms, "quick": quick}
+    params = {
+        "runs": runs,
+        "heartbeat_ms": heartbeat_ms,
+        "quick": quick,
+        "probe_timeout_floor_ms": probe_floor_ms,
+    }
     cmd = command_line("vs-haproxy", params)
     notes = [
         "one venue simulator in this process (127.0.0.1, one order book); ours on gateways primary/backup, "
         "haproxy on hap-primary/hap-backup, so one side's faults never touch the other's lines",
-        f"ours: sidecar Agent + OrderPath in this process, data_plane defaults, heartbeat {heartbeat_ms} ms",
+        f"ours: sidecar Agent + OrderPath in this process, data_plane defaults, heartbeat {heartbeat_ms} ms"
+        + (f", probe_timeout_floor_ms {probe_floor_ms}" if probe_floor_ms is not None else ""),
         f"haproxy: {binary}, TCP mode, {HAPROXY_SETTINGS}, on-marked-down shutdown-sessions, "
         "tcp-check send venue heartbeat / expect its echo; the strategy reconnects at once",
         "one order per ms through each, alternately; hard = gateway reset, silent = gateway stall",
@@ -330,7 +354,7 @@ def vs_haproxy(
     load = MachineLoad()
     code = 0
     try:
-        asyncio.run(_main(runs, heartbeat_ms, rows, workdir, binary))
+        asyncio.run(_main(runs, heartbeat_ms, rows, workdir, binary, probe_floor_ms))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except BenchFailure as exc:

@@ -252,7 +252,13 @@ class Observer:
         return True
 
     async def wait_ready(self, timeout: float = 60.0) -> float:
-        """Every sidecar holds a decision on primary with both paths up, and streams from a replica."""
+        """Every sidecar holds a decision on primary with both paths up, and streams from a replica;
+        and the venue's control service answers.
+
+        The rows inject venue faults through that service, which the venue may open after
+        its gateways: a row that ran first would fail with "connection refused". Awaiting
+        an answer also leaves the cached channel connected for the rows.
+        """
 
         def ok(_h: str, st: spb.SidecarLocalStatus, r: spb.Route) -> bool:
             return (
@@ -263,7 +269,12 @@ class Observer:
                 and all(x.state == pb.PATH_STATE_UP for x in r.health)
             )
 
-        return await self.until(lambda: self.all_hosts(ok), timeout, "every sidecar ready on primary")
+        took = await self.until(lambda: self.all_hosts(ok), timeout, "every sidecar ready on primary")
+
+        async def venue_answers() -> bool:
+            return await self.venue_counters() is not None
+
+        return took + await self.until(venue_answers, max(5.0, timeout - took), "the venue's control service")
 
 
 def leader_of(st: apb.ClusterStatus | None) -> str:

@@ -68,7 +68,7 @@ def admin_address(pod: Pod) -> str:
 
 
 def status(cluster: Cluster) -> apb.ClusterStatus:
-    """GetStatus from the first coordinator that answers (what `failover status` does)."""
+    """GetStatus (every host listed) from the first coordinator that answers, as `failover status --hosts`."""
     last: Exception | None = None
     for pod in pods_of(cluster, COORDINATOR):
         if not any(p.alive for p in pod.procs.values()):
@@ -76,7 +76,7 @@ def status(cluster: Cluster) -> apb.ClusterStatus:
         with grpc.insecure_channel(admin_address(pod)) as ch:
             try:
                 st: apb.ClusterStatus = admin_pb2_grpc.AdminStub(ch).GetStatus(
-                    apb.GetStatusRequest(), timeout=3
+                    apb.GetStatusRequest(hosts=True), timeout=3
                 )
                 return st
             except grpc.RpcError as exc:

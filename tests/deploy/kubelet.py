@@ -122,6 +122,7 @@ class Pod:
     procs: dict[str, Proc] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     killed: bool = False
+    sigterm_at: float | None = None  # monotonic time of the last SIGTERM (after preStop)
 
 
 class Cluster:
@@ -388,6 +389,7 @@ class Cluster:
                 time.sleep(pre["sleep"]["seconds"])
             elif pre:
                 raise ManifestError(f"{pod.name}: preStop {sorted(pre)} not emulated")
+        pod.sigterm_at = time.monotonic()
         for proc in pod.procs.values():
             if proc.alive:
                 assert proc.popen is not None

@@ -69,7 +69,14 @@ async def test_bad_strategy_input_gets_a_clear_refusal_and_nothing_is_lost() -> 
             assert o.kind == OutcomeKind.REJECTED and "already submitted" in o.reason
         async with await Sidecar.connect(sock, "intruder") as sc:
             o = await sc.send(G, "x")
-            assert o.kind == OutcomeKind.REJECTED and "PERMISSION_DENIED" in o.reason
+            # The refusal is the stream's status. When the sidecar closes the stream while
+            # the message is still being written, gRPC core sometimes reports INTERNAL instead
+            # of the status: the library then cannot know the message was not taken, and says
+            # IN_DOUBT. Either way nothing is lost, and the sidecar never read the order: it
+            # refuses the stream right after its open message.
+            refused = o.kind == OutcomeKind.REJECTED and "PERMISSION_DENIED" in o.reason
+            raced = o.kind == OutcomeKind.IN_DOUBT and "stream to the sidecar broke" in o.reason
+            assert refused or raced, o
         # The plain synchronous form.
         sync = await asyncio.to_thread(SyncSidecar, sock, "demo")
         try:

@@ -76,7 +76,8 @@ async def test_rotation_keeps_streams_and_withdraws_the_old_ca(etcd_cluster, pre
     (root / "both.pem").write_bytes(ca1.cert_pem + ca2.cert_pem)
     (root / "ca2.pem").write_bytes(ca2.cert_pem)
 
-    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    # 20 streams under one host's certificate: above the default per-host stream limit.
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1, stream={"max_streams_per_host": 20})
     rs.configs = [rs.configs[0].model_copy(update={"tls": _tls(root, "server", "bundle.pem")})]
     await rs.start_all()
     streams: list[Stream] = []

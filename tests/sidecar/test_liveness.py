@@ -172,7 +172,23 @@ def test_overdue_order_probes_then_silent_without_an_echo() -> None:
     assert w.next_check() == pytest.approx(1.010)
     assert w.check(1.008) is Verdict.WAIT
     w.echoed(6)  # an older heartbeat's echo says nothing about the probe
+    w.guard.heard(1.009)  # another line of the process is heard: the silence is this line's own
     assert w.check(1.0101) is Verdict.SILENT
+
+
+def test_a_quiet_process_renews_the_probe_a_bounded_number_of_times() -> None:
+    # Nothing heard on any line since the probe: our stall (or the venue host's), not this line's.
+    w = _watch(max_probes=3)
+    w.guard.heard(0.001)
+    w.written("a", 0.0)
+    assert w.check(0.0051) is Verdict.PROBE
+    w.probe_sent(1, 0.005)
+    assert w.check(0.0101) is Verdict.PROBE and w.excuse == "every line was silent"
+    w.probe_sent(2, 0.010)
+    assert w.check(0.0151) is Verdict.PROBE
+    w.probe_sent(3, 0.015)
+    assert w.check(0.0201) is Verdict.SILENT  # max_probes reached: the heartbeat limit takes over anyway
+    assert w.probes_renewed == 2
 
 
 def test_replies_in_time_never_probe() -> None:

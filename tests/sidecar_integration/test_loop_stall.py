@@ -30,6 +30,7 @@ from failover.v1 import types_pb2 as pb
 from failover.venue.config import GatewayConfig, VenueConfig
 from failover.venue.faults import FaultKind
 from failover.venue.server import Venue
+from failover.wire import protocol as p
 from tests.sidecar_integration.harness import GROUP, STRATEGY, short_dir
 
 WAIT_S = 5.0
@@ -169,3 +170,26 @@ async def test_a_stalled_loop_does_not_kill_healthy_paths(tmp_path, heartbeat_ms
         assert took < 10 * heartbeat_ms / 1000 + 0.2, (
             f"silent primary noticed only after {took * 1000:.0f} ms"
         )
+
+
+async def test_a_stalled_loop_with_an_order_probe_out_keeps_the_path(tmp_path) -> None:
+    """The order-probe path has the guard too: a probe out across a stall is asked again."""
+    async with rig(tmp_path, 50) as r:
+        primary = r.session("primary")
+        await _poll(lambda: len(primary.rtt) >= 3, "heartbeat replies")
+        await r.venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=20)  # every order is probed
+        loop = asyncio.get_running_loop()
+        for i in range(2):
+            assert primary.send(p.new_order(f"stall-{i}", "x"))
+            await _poll(lambda: primary.replies.probing, "a probe of the owed order")
+            stalled: asyncio.Future[float] = loop.create_future()
+
+            def block(fut: asyncio.Future[float] = stalled) -> None:
+                time.sleep(STALL_S)  # the probe's echo sits unread; no timer runs
+                fut.set_result(time.monotonic())
+
+            loop.call_soon(block)
+            await stalled
+            await _poll(lambda: len(primary.replies) == 0 or bool(r.dead), "the order answered")
+        assert r.dead == [], f"paths declared dead by a stalled loop: {r.dead}"
+        assert primary.status.state is PathState.UP and r.route.effective == "primary"

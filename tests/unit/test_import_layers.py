@@ -35,6 +35,7 @@ PLUMBING = (
     "failover.stats",
     "failover.faults",
     "failover.machine",
+    "failover.telemetry",
 )
 COMPONENTS = ("coordinator", "failover_sidecar", "failover_client", "failover.venue")
 APPS = (

@@ -56,8 +56,15 @@ class FlipRig:
         self._spb = sidecar_pb2  # imported once, off the timed path
 
     @classmethod
-    async def create(cls, heartbeat_ms: int, workdir: Path, extra_gateways: tuple[str, ...] = ()) -> FlipRig:
-        """``extra_gateways``: more gateways of the same venue (shared order book) for others to use."""
+    async def create(
+        cls,
+        heartbeat_ms: int,
+        workdir: Path,
+        extra_gateways: tuple[str, ...] = (),
+        probe_timeout_floor_ms: float | None = None,
+    ) -> FlipRig:
+        """``extra_gateways``: more gateways of the same venue (shared order book) for others to use;
+        ``probe_timeout_floor_ms``: the sidecar's setting (its default when None)."""
         from failover_sidecar.agent import Agent
         from failover_sidecar.config import DataPlaneSection, SidecarConfig
         from failover_sidecar.orders import OrderPath
@@ -77,6 +84,11 @@ class FlipRig:
         await venue.start()
         gws = venue.gateway_addresses
         spec = GroupSpec(name=GROUP, paths=[PathSpec(name=p, endpoints={"default": gws[p]}) for p in PATHS])
+        data_plane = DataPlaneSection(
+            heartbeat_interval_ms=heartbeat_ms, reconnect_min_ms=10, reconnect_max_ms=100
+        )
+        if probe_timeout_floor_ms is not None:
+            data_plane = data_plane.model_copy(update={"probe_timeout_floor_ms": probe_timeout_floor_ms})
         cfg = SidecarConfig(
             host_id="bench",
             groups=[GROUP],
@@ -84,9 +96,7 @@ class FlipRig:
             coordinators=["127.0.0.1:9"],
             state_file=str(workdir / f"state-{heartbeat_ms}.json"),
             strategies=[STRATEGY],
-            data_plane=DataPlaneSection(
-                heartbeat_interval_ms=heartbeat_ms, reconnect_min_ms=10, reconnect_max_ms=100
-            ),
+            data_plane=data_plane,
         )
         agent = Agent(cfg)
         rig = cls(heartbeat_ms, venue, agent, OrderPath(agent))

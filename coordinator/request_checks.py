@@ -1,0 +1,235 @@
+"""Field-by-field checks of what callers send a replica (pure: no grpc, no I/O).
+
+Each check returns None or one line naming the field (``health.paths.3.state:
+undefined enum value 9``); the services turn it into INVALID_ARGUMENT. Bounds
+keep one caller's message from growing a replica's memory or work without
+limit: a sidecar may only speak of the groups its hello named, a report
+carries a bounded number of paths, text fields have a maximum length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from failover.model.spec import NAME_RE
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import sync_pb2
+from failover.v1 import types_pb2 as pb
+
+MAX_GROUPS = 1000
+"""Groups one hello may name (and so entries in ``held`` and ``effective``)."""
+MAX_PATHS = 64
+"""Paths of one group (definition) and path health entries per group in one report."""
+MAX_STAGES = 32
+MAX_TEXT = 1024
+"""Reasons and operator names."""
+MAX_EVIDENCE = 256
+MAX_EPOCH_REVISION = 2**62
+"""Epoch revisions are etcd revisions (int64); an era is a small counter."""
+MAX_ERA = 2**62
+MAX_HOST_LIMIT = 100_000
+MAX_HISTORY_LIMIT = 10_000
+
+_PATH_STATES = frozenset(pb.PathState.values())
+_CAUSES = frozenset(pb.FailureCause.values())
+_WARMTHS = frozenset(pb.Warmth.values())
+_ACTIONS = frozenset(apb.ControlAction.values()) - {apb.CONTROL_ACTION_UNSPECIFIED}
+
+
+def _name(value: str, field: str, *, optional: bool = False) -> str | None:
+    if optional and not value:
+        return None
+    if not NAME_RE.match(value):
+        shown = value if len(value) <= 80 else value[:80] + "..."
+        return f"{field}: bad name {shown!r} (1-63 of a-z 0-9 _ . - starting with a letter or digit)"
+    return None
+
+
+def _text(value: str, field: str) -> str | None:
+    if len(value) > MAX_TEXT:
+        return f"{field}: {len(value)} characters, at most {MAX_TEXT}"
+    return None
+
+
+def _epoch(e: pb.Epoch, field: str) -> str | None:
+    if not 0 <= e.era <= MAX_ERA:
+        return f"{field}.era: {e.era} out of range 0-{MAX_ERA}"
+    if not 0 <= e.revision <= MAX_EPOCH_REVISION:
+        return f"{field}.revision: {e.revision} out of range 0-{MAX_EPOCH_REVISION}"
+    return None
+
+
+def _enum(value: int, allowed: frozenset[int], field: str) -> str | None:
+    return None if value in allowed else f"{field}: undefined enum value {value}"
+
+
+def _first(problems: Iterable[str | None]) -> str | None:
+    for p in problems:
+        if p is not None:
+            return p
+    return None
+
+
+def _stages(stages: Collection[pb.StageTiming], field: str) -> str | None:
+    if len(stages) > MAX_STAGES:
+        return f"{field}: {len(stages)} entries, at most {MAX_STAGES}"
+    for i, st in enumerate(stages):
+        p = _first(
+            (
+                _name(st.stage, f"{field}.{i}.stage"),
+                _name(st.where, f"{field}.{i}.where", optional=True),
+                None if st.duration_us >= 0 else f"{field}.{i}.duration_us: negative",
+            )
+        )
+        if p is not None:
+            return p
+    return None
+
+
+# --- the sidecar stream -------------------------------------------------------
+
+
+def check_hello(h: sync_pb2.Hello) -> str | None:
+    """A hello a replica can open a session for."""
+    p = _first((_name(h.host_id, "hello.host_id"), _name(h.site, "hello.site", optional=True)))
+    if p is not None:
+        return p
+    if not h.groups:
+        return "hello.groups: at least one group is required"
+    if len(h.groups) > MAX_GROUPS:
+        return f"hello.groups: {len(h.groups)} groups, at most {MAX_GROUPS}"
+    for i, g in enumerate(h.groups):
+        p = _name(g, f"hello.groups.{i}")
+        if p is not None:
+            return p
+    named = set(h.groups)
+    for g, e in h.held.items():
+        if g not in named:
+            return f"hello.held: group {g[:80]!r} is not in hello.groups"
+        p = _epoch(e, f"hello.held.{g}")
+        if p is not None:
+            return p
+    return None
+
+
+def check_ack(ack: sync_pb2.Ack, groups: Collection[str]) -> str | None:
+    if ack.group not in groups:
+        return f"ack.group: {ack.group[:80]!r} is not a group of this stream's hello"
+    return _first((_epoch(ack.epoch, "ack.epoch"), _stages(ack.stages, "ack.stages")))
+
+
+def check_health(report: sync_pb2.HealthReport, groups: Collection[str]) -> str | None:
+    """Health for this stream's own groups only, with defined enum values, bounded in size."""
+    limit = MAX_PATHS * max(1, len(groups))
+    if len(report.paths) > limit:
+        return f"health.paths: {len(report.paths)} entries, at most {limit} ({MAX_PATHS} per group)"
+    for i, ph in enumerate(report.paths):
+        f = f"health.paths.{i}"
+        p = _first(
+            (
+                None if ph.group in groups else f"{f}.group: {ph.group[:80]!r} is not a group of this stream",
+                _name(ph.path, f"{f}.path"),
+                _enum(ph.state, _PATH_STATES, f"{f}.state"),
+                _enum(ph.cause, _CAUSES, f"{f}.cause"),
+                _enum(ph.warmth, _WARMTHS, f"{f}.warmth"),
+                None if ph.detect_us >= 0 else f"{f}.detect_us: negative",
+            )
+        )
+        if p is not None:
+            return p
+    for g, path in report.effective.items():
+        if g not in groups:
+            return f"health.effective: {g[:80]!r} is not a group of this stream"
+        p = _name(path, f"health.effective.{g}", optional=True)
+        if p is not None:
+            return p
+    return None
+
+
+# --- Admin requests -------------------------------------------------------------
+
+
+def check_get_status(r: apb.GetStatusRequest | apb.LocalStatusRequest) -> str | None:
+    return _first(
+        (
+            _name(r.group, "group", optional=True),
+            None
+            if r.host_limit <= MAX_HOST_LIMIT
+            else f"host_limit: {r.host_limit}, at most {MAX_HOST_LIMIT}",
+            _name(r.hosts_after, "hosts_after", optional=True),
+        )
+    )
+
+
+def check_history(r: apb.HistoryRequest) -> str | None:
+    return _first(
+        (
+            _name(r.group, "group"),
+            None if r.limit <= MAX_HISTORY_LIMIT else f"limit: {r.limit}, at most {MAX_HISTORY_LIMIT}",
+        )
+    )
+
+
+def check_switch(r: apb.SwitchRequest) -> str | None:
+    return _first(
+        (
+            _name(r.group, "group") if r.group else "group: required",
+            _name(r.path, "path") if r.path else "path: required",
+            _text(r.reason, "reason"),
+            _text(r.operator, "operator"),
+        )
+    )
+
+
+def check_set_control(r: apb.SetControlRequest) -> str | None:
+    if r.action not in _ACTIONS:
+        what = (
+            "required" if r.action == apb.CONTROL_ACTION_UNSPECIFIED else f"undefined enum value {r.action}"
+        )
+        return f"action: {what} (drain, undrain, pin, unpin, pause, resume, halt)"
+    return _first(
+        (
+            _name(r.group, "group") if r.group else "group: required",
+            _name(r.path, "path", optional=True),
+            _text(r.reason, "reason"),
+            _text(r.operator, "operator"),
+        )
+    )
+
+
+def check_put_group(r: apb.PutGroupRequest) -> str | None:
+    d = r.definition
+    if len(d.paths) > MAX_PATHS:
+        return f"definition.paths: {len(d.paths)} paths, at most {MAX_PATHS}"
+    problem = _name(d.name, "definition.name")
+    if problem is not None:
+        return problem
+    for i, p in enumerate(d.paths):
+        f = f"definition.paths.{i}"
+        if len(p.endpoints) > MAX_GROUPS:
+            return f"{f}.endpoints: {len(p.endpoints)} sites, at most {MAX_GROUPS}"
+        problem = _first(
+            (
+                _name(p.name, f"{f}.name"),
+                _enum(p.warmth, _WARMTHS, f"{f}.warmth"),
+                _text(p.transport, f"{f}.transport"),
+                _text(p.endpoint, f"{f}.endpoint"),
+                *(_name(site, f"{f}.endpoints") for site in p.endpoints),
+                *(_text(addr, f"{f}.endpoints.{site}") for site, addr in p.endpoints.items()),
+            )
+        )
+        if problem is not None:
+            return problem
+    if r.expected_mod_revision < 0:
+        return f"expected_mod_revision: {r.expected_mod_revision} is negative"
+    return None
+
+
+def check_bump_era(r: apb.BumpEraRequest) -> str | None:
+    return _first(
+        (
+            _text(r.reason, "reason"),
+            _text(r.operator, "operator"),
+            None if r.expected_era <= MAX_ERA else f"expected_era: {r.expected_era} out of range 0-{MAX_ERA}",
+        )
+    )

@@ -1,0 +1,1 @@
+"""Operator commands that live outside ``failover/cli.py`` (registered from it lazily)."""

@@ -1,0 +1,1 @@
+"""Telemetry plumbing shared by every process: the meter provider and its exporters."""
