@@ -52,6 +52,7 @@ def to_view(host: str, t: float, r: spb.Route) -> RouteView:
         (int(r.epoch.era), int(r.epoch.revision)) if has else None,
         r.halted,
         health,
+        {h.path: int(h.seq) for h in r.health},
     )
 
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest
 from failover.chaos.strategy import Strategy
 from failover.faults.harness import GROUP, PATHS, FaultCluster, Topology
 from failover.faults.invariants import Checker, Report
-from failover.faults.observe import Observer, leader_of
+from failover.faults.observe import Observer, WaitTimeout, leader_of
 from failover.faults.proxy import ProxyThread
 from failover.v1 import venue_pb2
 
@@ -120,24 +120,37 @@ async def restore(cluster: FaultCluster, timeout: float = 45.0) -> float:
                 return False
 
         await scratch.until(venue_recovered, 20, "the venue recovering both gateways")
-        await leader_within(scratch, timeout)
-        hist = await scratch.history(1)
-        if not hist or list(hist[0].paths)[:1] != ["primary"]:
-            d = await scratch.switch("primary", "restore between fault rows")
-            newest = (d.epoch.era, d.epoch.revision)
-        else:
-            newest = (hist[0].epoch.era, hist[0].epoch.revision)
-        await scratch.until(
-            lambda: scratch.all_hosts(lambda _h, _s, r: (r.epoch.era, r.epoch.revision) >= newest),
-            timeout,
-            f"every host on the newest decision {newest}",
-        )
-        await scratch.wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # Loops: a fresh cluster on a loaded machine may move the group to the backup
+            # (a start-up flap) after the history was read.
+            await leader_within(scratch, max(1.0, deadline - time.monotonic()))
+            hist = await scratch.history(1)
+            if not hist or list(hist[0].paths)[:1] != ["primary"]:
+                d = await scratch.switch("primary", "restore between fault rows")
+                newest = (d.epoch.era, d.epoch.revision)
+            else:
+                newest = (hist[0].epoch.era, hist[0].epoch.revision)
+            await scratch.until(
+                _all_on_or_after(scratch, newest),
+                max(1.0, deadline - time.monotonic()),
+                f"every host on the newest decision {newest}",
+            )
+            try:
+                await scratch.wait_ready(min(10.0, max(1.0, deadline - time.monotonic())))
+                break
+            except WaitTimeout:
+                if time.monotonic() > deadline:
+                    raise
     finally:
         await scratch.stop()
     took = time.monotonic() - t0
     print(f"[fault] cluster restored in {took:.2f}s (restarted: {', '.join(restarted) or 'none'})")
     return took
+
+
+def _all_on_or_after(obs: Observer, epoch: tuple[int, int]) -> Callable[[], bool]:
+    return lambda: obs.all_hosts(lambda _h, _s, r: (r.epoch.era, r.epoch.revision) >= epoch)
 
 
 async def leader_within(obs: Observer, timeout: float) -> str:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
+from failover.faults import etcdops
+from failover.faults.observe import WaitTimeout, leader_of
+from failover.procs import cli_argv
+from failover.v1 import venue_pb2
 from tests.fault.conftest import FaultSystem
-from tests.fault.helpers import all_apply, leader
+from tests.fault.helpers import all_apply, all_on, leader
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
 
@@ -133,4 +139,165 @@ async def test_member_paused(fs: FaultSystem) -> None:
         f"{len(failed)} switches failed while one etcd member of three was paused: {failed}"
     )
     assert after == before, f"the leader changed from {before} to {after} while one etcd member was paused"
+    await fs.finish_clean()
+
+
+async def test_quorum_lost_during_path_stall(fs: FaultSystem) -> None:
+    """Two faults at once: etcd loses its quorum, then the primary stalls. Hosts fail over on
+    their own (no coordinator needed) and keep acking on the backup; with the quorum back,
+    decisions resume and, the primary recovered, every host is on its decision's first path."""
+    assert fs.cluster.etcd is not None
+    await leader(fs)
+    t_down = time.monotonic()
+    fs.checker.control_plane(t_down, up=False)
+    fs.cluster.etcd.kill(1)
+    fs.cluster.etcd.kill(2)
+    await asyncio.sleep(1.0)  # past the moment a coordinator could still commit
+    t0 = time.monotonic()
+    fs.checker.data_plane_fault(t0, active=True)
+    await fs.obs.venue_fault("primary", venue_pb2.FAULT_KIND_STALL)
+    flipped = await all_on(fs, "backup", 10, "every host on backup without a quorum")
+    await fs.obs.until(
+        lambda: all(s.first_ack_after(t0, "backup") is not None for s in fs.strategies.values()),
+        10,
+        "an ack on backup on every host",
+    )
+    while time.monotonic() - t_down < QUORUM_LOSS_S:  # noqa: ASYNC110 - the outage is a duration
+        await fs.obs.poll_once()
+    t1 = time.monotonic()
+    fs.cluster.etcd.restart(1, wait=False)
+    fs.cluster.etcd.restart(2, wait=False)
+    await asyncio.to_thread(fs.cluster.etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+    await leader(fs)
+    fs.checker.data_plane_fault(time.monotonic(), active=False)
+    await fs.obs.venue_fault("primary", venue_pb2.FAULT_KIND_RECOVER)
+    back = await fs.obs.until(
+        lambda: fs.obs.all_hosts(
+            lambda _h, st, r: (
+                st.control_plane_connected
+                and all(x.state == 1 for x in r.health)
+                and r.effective_path == r.decision_paths[0]
+            )
+        ),
+        30,
+        "every host connected, on its decision's first path, both paths up",
+    )
+    restored = time.monotonic() - t1
+    fs.bound("quorum lost + primary stall: every host on backup", flipped, 5 * 0.3)
+    fs.bound("quorum lost + primary stall: quorum back to every host settled", restored, 5 * 4.0)
+    assert back <= restored
+    await fs.finish_clean()
+
+
+async def test_restore_from_backup_then_era_bump(fs: FaultSystem, tmp_path: Path) -> None:
+    """Every etcd member put back to an older copy of its data (revisions go backwards): the
+    coordinators commit nothing until ``failover era bump``; then every host accepts the new
+    era's decisions, which order after everything committed before the restore.
+
+    Last in the module: it rewinds the shared cluster's etcd."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    await leader(fs)
+    n = len(etcd.members)
+    fs.checker.control_plane(time.monotonic(), up=False)
+    await asyncio.to_thread(etcdops.cold_copy, etcd, tmp_path)
+    for i in range(n):
+        etcd.restart(i, wait=False)
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+    await leader(fs)
+    for i in range(4):  # decisions the restore will forget
+        await _switch_applied(fs, "backup" if i % 2 == 0 else "primary", 20)
+    newest_before = max((h.epoch.era, h.epoch.revision) for h in await fs.obs.history(5))
+    fs.checker.control_plane(time.monotonic(), up=False)
+    t0 = time.monotonic()
+    await asyncio.to_thread(etcdops.put_back, etcd, tmp_path)
+    for i in range(n):
+        etcd.restart(i, wait=False)
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+
+    async def detected() -> bool:
+        st = await fs.obs.cluster_status()
+        return st is not None and st.restore_detected and leader_of(st) != ""
+
+    found = await fs.obs.until(detected, 30, "the coordinators to detect the restore")
+    refusals: list[str] = []
+
+    async def refused_for_the_restore() -> bool:
+        # Until the hosts' health reaches the leader again it may refuse for that first.
+        try:
+            d = await fs.obs.switch("backup", "after the restore, before the bump")
+        except WaitTimeout as exc:
+            refusals.append(str(exc)[-300:])
+            return "era bump" in str(exc)
+        raise AssertionError(f"a decision committed during a detected restore: {d}")
+
+    await fs.obs.until(refused_for_the_restore, 10, f"a refusal naming the era bump (got {refusals[-1:]})")
+    t1 = time.monotonic()
+    addrs = ",".join(fs.cluster.coordinator_addrs.values())
+    out = await asyncio.to_thread(
+        subprocess.run,
+        cli_argv("era", "bump", "--reason", "restored etcd from backup", "--coordinators", addrs),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "era is now 1" in out.stdout, (out.stdout, out.stderr)
+    d = await fs.obs.switch("backup", "after the era bump")
+    new = (d.epoch.era, d.epoch.revision)
+    assert new > newest_before, (new, newest_before)
+    await all_apply(fs, "backup", new, 20, "every host on the new era's decision")
+    applied = time.monotonic() - t1
+    fs.bound("etcd restored from backup: restart to the restore detected", found, 5 * 2.0)
+    fs.bound("etcd restored from backup: era bump to the new era's decision on every host", applied, 5 * 2.0)
+    assert time.monotonic() - t0 > 0
+    await fs.finish_clean()
+
+
+NOSPACE_QUOTA = 4 * 1024 * 1024
+
+
+@pytest.mark.own_cluster(etcd_quota_bytes=NOSPACE_QUOTA)
+async def test_nospace_alarm(fs: FaultSystem) -> None:
+    """etcd full (a 4 MiB quota, filled by another writer): decisions stop with an error that
+    names the cause, the leader stays, hosts route on; after delete, compaction, defragment
+    and disarm, decisions resume."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    before = await leader(fs)
+    filler = f"{fs.cluster.prefix.rstrip('/')}-filler/"
+    t0 = time.monotonic()
+    puts = await asyncio.to_thread(etcdops.fill, etcd.endpoints[0], filler, 256 * 1024)
+    alarms = await asyncio.to_thread(etcdops.alarms, etcd.endpoints[0])
+    assert any(a.get("alarm") == "NOSPACE" for a in alarms), alarms
+    with pytest.raises(WaitTimeout) as refused:
+        await fs.obs.switch("backup", "while etcd is full")
+    text = str(refused.value)
+    print(f"[fault] NOSPACE after {puts} puts; a switch is refused with: {text[:400]}")
+    assert "space" in text.lower() or "NOSPACE" in text, text
+    st = await fs.obs.cluster_status()
+    assert st is not None and leader_of(st) == before, f"the leader changed on NOSPACE: {st}"
+    assert "NOSPACE" in st.alarms, f"status does not show the alarm: {list(st.alarms)}"
+    t1 = time.monotonic()
+    await asyncio.to_thread(etcdops.clear_space, etcd, filler)
+    cleared = time.monotonic() - t1
+
+    async def committed() -> bool:
+        try:
+            await asyncio.wait_for(_switch_applied(fs, "backup", 10), 12)
+            return True
+        except (AssertionError, grpc.aio.AioRpcError, TimeoutError):
+            return False
+
+    await fs.obs.until(committed, 30, "a decision committed after the alarm is disarmed")
+    resumed = time.monotonic() - t1
+    counts = {h: s.counts(t0) for h, s in fs.strategies.items()}
+    for h, c in counts.items():
+        assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h} while etcd was full: {c}"
+    after = await leader(fs)
+    assert after == before, f"the leader changed from {before} to {after} on NOSPACE"
+    fs.bound("etcd NOSPACE: compaction + defragment + disarm", cleared, 5 * 2.0)
+    fs.bound("etcd NOSPACE: disarm to a decision on every host", resumed, 5 * 2.0)
     await fs.finish_clean()

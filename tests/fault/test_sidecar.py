@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -11,11 +10,6 @@ from failover.faults.proxy import Mode
 from tests.fault.conftest import FaultSystem
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
-
-# Rows written but not yet seen green on a loaded machine: opt in with FAILOVER_FAULT_NEW=1.
-UNVALIDATED = pytest.mark.skipif(
-    not os.environ.get("FAILOVER_FAULT_NEW"), reason="new fault row, not yet validated: FAILOVER_FAULT_NEW=1"
-)
 
 
 async def test_sidecar_restart_during_control_plane_outage(fs: FaultSystem) -> None:
@@ -64,7 +58,6 @@ async def test_sidecar_restart_during_control_plane_outage(fs: FaultSystem) -> N
     await fs.finish_clean()
 
 
-@UNVALIDATED
 async def test_sidecar_paused_past_stream_timeout(fs: FaultSystem) -> None:
     """A sidecar SIGSTOPped for 3 s (stream dead after 1 s), a decision made meanwhile, then SIGCONT:
     it resumes, reconnects and applies the decision; no split routing, every order one outcome."""
