@@ -25,6 +25,7 @@ from failover.faults.harness import GROUP, PATHS, FaultCluster, Topology
 from failover.faults.invariants import Checker, Report
 from failover.faults.observe import Observer, WaitTimeout, leader_of
 from failover.faults.proxy import ProxyThread
+from failover.machine import MachineLoad
 from failover.v1 import venue_pb2
 
 
@@ -159,6 +160,19 @@ async def leader_within(obs: Observer, timeout: float) -> str:
 
     await obs.until(found, timeout, "a leader")
     return leader_of(await obs.cluster_status())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_load() -> Iterator[None]:
+    """The machine's load over the whole tier (it is shared): printed, and filed with the results."""
+    load = MachineLoad()
+    yield
+    summary = load.finish()
+    print(f"\n[fault] machine load over the tier: {summary}")
+    out = os.environ.get("FAILOVER_FAULT_RESULTS")
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps({"machine_load": summary}) + "\n")
 
 
 @pytest.fixture(scope="module")
