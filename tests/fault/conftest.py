@@ -125,24 +125,25 @@ async def restore(cluster: FaultCluster, timeout: float = 45.0) -> float:
         while True:
             # Loops: a fresh cluster on a loaded machine may move the group to the backup
             # (a start-up flap) after the history was read.
-            await leader_within(scratch, max(1.0, deadline - time.monotonic()))
-            hist = await scratch.history(1)
-            if not hist or list(hist[0].paths)[:1] != ["primary"]:
-                d = await scratch.switch("primary", "restore between fault rows")
-                newest = (d.epoch.era, d.epoch.revision)
-            else:
-                newest = (hist[0].epoch.era, hist[0].epoch.revision)
-            await scratch.until(
-                _all_on_or_after(scratch, newest),
-                max(1.0, deadline - time.monotonic()),
-                f"every host on the newest decision {newest}",
-            )
             try:
+                await leader_within(scratch, max(1.0, deadline - time.monotonic()))
+                hist = await scratch.history(1)
+                if not hist or list(hist[0].paths)[:1] != ["primary"]:
+                    d = await scratch.switch("primary", "restore between fault rows")
+                    newest = (d.epoch.era, d.epoch.revision)
+                else:
+                    newest = (hist[0].epoch.era, hist[0].epoch.revision)
+                await scratch.until(
+                    _all_on_or_after(scratch, newest),
+                    max(1.0, deadline - time.monotonic()),
+                    f"every host on the newest decision {newest}",
+                )
                 await scratch.wait_ready(min(10.0, max(1.0, deadline - time.monotonic())))
                 break
-            except WaitTimeout:
+            except WaitTimeout:  # also a switch sent while a restarted replica was not serving yet
                 if time.monotonic() > deadline:
                     raise
+                await asyncio.sleep(0.2)
     finally:
         await scratch.stop()
     took = time.monotonic() - t0
