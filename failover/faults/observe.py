@@ -141,7 +141,7 @@ class Observer:
             if via
             else [r for r, p in self.cluster.procs.items() if r in self.cluster.coordinator_addrs and p.alive]
         )
-        last: Exception | None = None
+        errors: list[str] = []
         for rid in rids:
             stub = admin_pb2_grpc.AdminStub(self._channel(self.cluster.coordinator_addrs[rid]))
             try:
@@ -151,8 +151,21 @@ class Observer:
                 d: pb.Decision = resp.decision
                 return d
             except grpc.aio.AioRpcError as exc:
-                last = exc
-        raise WaitTimeout(f"switch to {path} failed on {rids}: {last}")
+                errors.append(f"{rid}: {exc.code().name} {exc.details()}")
+        raise WaitTimeout(f"switch to {path} failed: " + "; ".join(errors))
+
+    async def replicas_answering(self) -> bool:
+        """Every live replica answers a status request (a restarted one may still be starting)."""
+        for rid, addr in self.cluster.coordinator_addrs.items():
+            p = self.cluster.procs.get(rid)
+            if p is None or not p.alive:
+                continue
+            stub = admin_pb2_grpc.AdminStub(self._channel(addr))
+            try:
+                await stub.GetStatus(apb.GetStatusRequest(), timeout=2)
+            except grpc.aio.AioRpcError:
+                return False
+        return True
 
     # ------------------------------------------------------------ polling
 

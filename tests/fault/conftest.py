@@ -139,6 +139,7 @@ async def restore(cluster: FaultCluster, timeout: float = 45.0) -> float:
                     f"every host on the newest decision {newest}",
                 )
                 await scratch.wait_ready(min(10.0, max(1.0, deadline - time.monotonic())))
+                await scratch.until(scratch.replicas_answering, 10.0, "every replica answering")
                 break
             except WaitTimeout:  # also a switch sent while a restarted replica was not serving yet
                 if time.monotonic() > deadline:
