@@ -148,7 +148,8 @@ async def test_member_paused(fs: FaultSystem) -> None:
         fs.cluster.etcd.signal_member(paused, signal.SIGCONT)
     after = await leader(fs)
     for t in took:
-        fs.bound("etcd member SIGSTOP: a decision reaches every host", t, 5 * 1.0)
+        # one attempt may go to the silent member and fail (up to 4 s here) before it moves on
+        fs.bound("etcd member SIGSTOP: a decision reaches every host", t, 5 * 2.0)
     assert len(failed) <= 1, (
         f"{len(failed)} switches failed while one etcd member of three was paused: {failed}"
     )
