@@ -164,9 +164,10 @@ async def leader_within(obs: Observer, timeout: float) -> str:
     return leader_of(await obs.cluster_status())
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def machine_load() -> Iterator[None]:
-    """The machine's load over the whole tier (it is shared): printed, and filed with the results."""
+    """The machine's load over the fault rows of the session (it is shared): printed, and filed
+    with the results."""
     load = MachineLoad()
     yield
     summary = load.finish()
@@ -190,7 +191,9 @@ def shared(topology: Topology) -> Iterator[SharedCluster]:
 
 
 @pytest.fixture
-async def fs(shared: SharedCluster, request: pytest.FixtureRequest) -> AsyncIterator[FaultSystem]:
+async def fs(
+    shared: SharedCluster, request: pytest.FixtureRequest, machine_load: None
+) -> AsyncIterator[FaultSystem]:
     """A ready cluster (shared by the module's rows unless the row is marked ``own_cluster``),
     with a fresh checker, observer and strategies for this row."""
     own = request.node.get_closest_marker("own_cluster")
