@@ -208,7 +208,7 @@ async def test_quorum_lost_during_path_stall(fs: FaultSystem) -> None:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "open: in 1 of 6 runs no replica detected the restore within 30 s. After the put-back the "
+        "open: in 1 of 8 runs no replica detected the restore within 30 s. After the put-back the "
         "new leader's fencing token was 31, one above the last revision the replicas had applied "
         "(30), and no watch, read or re-list saw a lower revision: either the restored store's "
         "revision passed 30 (lease expiries and re-campaigns write) before any replica read it, "
