@@ -205,6 +205,7 @@ async def fs(
         await restore(cluster, timeout=45 if reused else 60)
     except Exception as exc:  # noqa: BLE001 - any failure to restore: start afresh
         if not reused:
+            holder.discard(keep=True)  # stop it now, logs kept (not at the session's end)
             raise
         print(f"[fault] restore failed ({exc!s:.300}); starting a fresh cluster")
         holder.discard(keep=True)
