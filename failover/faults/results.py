@@ -3,7 +3,7 @@
 Each FILE is what ``FAILOVER_FAULT_RESULTS`` collected in one run (JSON lines of
 ``{"fault", "seconds", "bound"}``, and the run's ``{"machine_load"}``). Prints one
 line per measurement: runs, p50/p99/max (HdrHistogram, ``failover.stats.Latency``)
-and the bound; then the machine load of each run.
+and the bound of the latest FILE; then the machine load of each run.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ def summarise(paths: list[Path]) -> tuple[dict[str, tuple[Latency, float]], list
             if "machine_load" in rec:
                 loads.append(rec["machine_load"])
                 continue
-            lat, _ = rows.setdefault(rec["fault"], (Latency(rec["fault"]), float(rec["bound"])))
+            lat, _ = rows.get(rec["fault"], (Latency(rec["fault"]), 0.0))
             lat.record_ms(float(rec["seconds"]) * 1000)
+            rows[rec["fault"]] = (lat, float(rec["bound"]))  # the bound of the latest run
     return rows, loads
 
 
