@@ -309,6 +309,10 @@ class LeaderWork:
             validate(self._view, req)
             try:
                 if req.action == "switch":
+                    if self._view.restore.detected:  # the cause to act on, before any guard rail
+                        raise RestoreBlocked(
+                            f"etcd restore detected ({self._view.restore.detail}): run `failover era bump`"
+                        )
                     paths = check_switch(self._view, self.guard, req)
                     trigger, stages = switch_trigger(req, leadership)
                     inputs = Inputs.of(self._view, req.group)

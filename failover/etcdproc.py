@@ -89,6 +89,7 @@ class EtcdCluster:
     base_dir: Path | None = None
     members: list[Member] = field(default_factory=list)
     token: str = ""
+    quota_backend_bytes: int = 256 * 1024 * 1024  # small values let a test raise the NOSPACE alarm
     _own_dir: bool = False
     # Client-certificate auth on https client URLs; None: plain http (the default).
     tls: EtcdTls | None = None
@@ -160,7 +161,7 @@ class EtcdCluster:
             "--initial-cluster-token",
             self.token,
             "--quota-backend-bytes",
-            str(256 * 1024 * 1024),
+            str(self.quota_backend_bytes),
             "--auto-compaction-mode",
             "revision",
             "--auto-compaction-retention",

@@ -46,18 +46,46 @@ class Topology:
     etcd_members: int = 3
     lease_ttl_s: int = 2
     heartbeat_ms: int = 50
+    # The sidecar's silence budget under flowing orders. 150 ms, the idle heartbeat
+    # limit, not the default 50: on 2 loaded cores the venue's reply timers ran 40+ ms
+    # late, so a +10 ms step read as a stall at 50 (the rows test mechanisms, not the budget).
+    probe_floor_ms: float = 150.0
     hold_down_ms: int = 1000
     min_dwell_ms: int = 500
     stream_dead_after_ms: int = 1000
     no_path_wait_ms: int = 500
     strategies: tuple[str, ...] = ("s1",)
+    etcd_quota_bytes: int = 256 * 1024 * 1024
+    # children run under libfaketime (their wall clock only; see ``jump_clock``)
+    faketime: tuple[str, ...] = ()
+
+
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def faketime_env(offset_file: Path) -> dict[str, str]:
+    """libfaketime on one child: CLOCK_REALTIME shifted by the offset in ``offset_file``
+    (re-read every second); CLOCK_MONOTONIC untouched.
+
+    Python 3.11's ``time.sleep`` fails (EINVAL) under Debian's libfaketime 0.9.10 with
+    the monotonic clock excluded (libfaketime#426); asyncio's sleeps are unaffected."""
+    offset_file.write_text("+0\n")
+    return {
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_CACHE_DURATION": "1",
+    }
 
 
 class Proc(Child):
     """One child ``python -m failover.cli ARGS``; restartable with the same arguments."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path) -> None:
-        super().__init__(name, cli_argv(*args), log_path, env=child_env({"PYTHONUNBUFFERED": "1"}))
+    def __init__(
+        self, name: str, args: list[str], log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        env = child_env({"PYTHONUNBUFFERED": "1", **(extra_env or {})})
+        super().__init__(name, cli_argv(*args), log_path, env=env)
         self.args = args
 
     def stop_within(self, grace_s: float = 5.0) -> bool:
@@ -133,7 +161,9 @@ class FaultCluster:
 
     def start(self) -> None:
         """Start everything (no waiting for readiness: see ``wait_ready`` in the observer)."""
-        self.etcd = EtcdCluster(self.topo.etcd_members, base_dir=None)
+        self.etcd = EtcdCluster(
+            self.topo.etcd_members, base_dir=None, quota_backend_bytes=self.topo.etcd_quota_bytes
+        )
         self.etcd.start()
         for rid in self.topo.replicas:
             for i, ep in enumerate(self.etcd.endpoints):
@@ -151,7 +181,8 @@ class FaultCluster:
             self.start_sidecar(host)
 
     def _add(self, name: str, args: list[str]) -> Proc:
-        p = Proc(name, args, self.workdir / f"{name}.log")
+        extra = faketime_env(self.clock_file(name)) if name in self.topo.faketime else None
+        p = Proc(name, args, self.workdir / f"{name}.log", extra)
         self.procs[name] = p
         return p
 
@@ -190,7 +221,10 @@ class FaultCluster:
                 "state_file": str(self.state_files[host]),
                 "strategies": list(self.topo.strategies),
                 "listen": {"socket": sock},
-                "data_plane": {"heartbeat_interval_ms": self.topo.heartbeat_ms},
+                "data_plane": {
+                    "heartbeat_interval_ms": self.topo.heartbeat_ms,
+                    "probe_timeout_floor_ms": self.topo.probe_floor_ms,
+                },
                 "orders": {"no_path_wait_ms": self.topo.no_path_wait_ms},
                 "stream": {"dead_after_ms": self.topo.stream_dead_after_ms},
             },
@@ -198,6 +232,17 @@ class FaultCluster:
         return self._add(host, ["sidecar", "--config", str(cfg)]).start()
 
     # ------------------------------------------------------------ faults
+
+    def clock_file(self, name: str) -> Path:
+        return self.workdir / f"{name}.faketime"
+
+    def jump_clock(self, name: str, offset_s: int) -> None:
+        """Set child ``name``'s wall clock to the real one plus ``offset_s`` (it sees the jump
+        within a second). Only for children listed in ``Topology.faketime``."""
+        assert name in self.topo.faketime, f"{name} does not run under libfaketime"
+        tmp = self.clock_file(name).with_suffix(".tmp")
+        tmp.write_text(f"{offset_s:+d}\n")
+        tmp.replace(self.clock_file(name))
 
     def kill(self, name: str) -> None:
         self.procs[name].kill()
@@ -225,6 +270,29 @@ class FaultCluster:
         assert self.etcd is not None
         for i in range(len(self.etcd.members)):
             self.proxy.set(self.etcd_link(rid, i), mode)
+
+    def heal_processes(self) -> list[str]:
+        """Undo every process and link fault: links pass, paused children resume, dead ones restart.
+
+        Lets one cluster serve several rows; returns what had to be restarted.
+        Call from the main thread (children die with the thread that started them).
+        """
+        self.proxy.set_many(list(self.proxy.links), Mode.PASS, delay_ms=0)
+        restarted: list[str] = []
+        if self.etcd is not None:
+            for i, m in enumerate(self.etcd.members):
+                if m.running:
+                    self.etcd.signal_member(i, signal.SIGCONT)
+                else:
+                    self.etcd.restart(i, wait=False)
+                    restarted.append(m.name)
+        for name, p in self.procs.items():
+            if p.alive:
+                p.signal(signal.SIGCONT)
+            else:
+                p.start()
+                restarted.append(name)
+        return restarted
 
     def etcd_leader(self) -> int:
         """Index of the etcd member that is etcd's own raft leader (-1 if none answers)."""

@@ -14,7 +14,9 @@ Routing (per host and group, "no split routing"):
 2. First healthy path: when a path of the order is healthy on the host, the host uses
    a healthy one, and no path above it has been seen healthy, without a break, for
    longer than ``hold_down_s + grace_s`` (a path healthy again waits out the
-   hold-down; sampling adds the grace). Nothing healthy: any path of the order.
+   hold-down; sampling adds the grace). A path whose change sequence moved between
+   two healthy samples went down unseen: it counts as healthy from the later one.
+   Nothing healthy: any path of the order.
 3. No host applies a decision older than one it applied (epochs never go back,
    also across a sidecar restart: it resumes from its state file).
 4. Two decisions with the same epoch never differ (one order per epoch, fleet-wide).
@@ -60,6 +62,9 @@ class RouteView:
     epoch: Epoch | None  # None: no decision yet
     halted: bool = False
     health: Mapping[str, bool | None] = field(default_factory=dict)  # True up, False down, None unknown
+    # the host's change sequence of each path's health: a new one between two UP
+    # samples means the path went down and came back unseen
+    seqs: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class Checker:
         self._orders_by_epoch: dict[tuple[str, Epoch], tuple[str, ...]] = {}
         self._healthy_since: dict[tuple[str, str, str], float] = {}
         self._down_since: dict[tuple[str, str, str], float] = {}
+        self._seq: dict[tuple[str, str, str], int] = {}
         self._sent: dict[OrderKey, float] = {}
         self._outcome: dict[OrderKey, str] = {}
         self._clordids: dict[str, OrderKey] = {}
@@ -142,7 +148,12 @@ class Checker:
         where = f"{v.host}/{v.group}"
         for p in v.paths:
             key = (v.host, v.group, p)
+            seq, seen = v.seqs.get(p), self._seq.get(key)
+            if seq is not None:
+                self._seq[key] = seq
             if v.health.get(p) is True:
+                if seq is not None and seen is not None and seq != seen:
+                    self._healthy_since[key] = v.t  # down and up again between two samples
                 self._healthy_since.setdefault(key, v.t)
                 self._down_since.pop(key, None)
             else:

@@ -52,6 +52,7 @@ def to_view(host: str, t: float, r: spb.Route) -> RouteView:
         (int(r.epoch.era), int(r.epoch.revision)) if has else None,
         r.halted,
         health,
+        {h.path: int(h.seq) for h in r.health},
     )
 
 
@@ -134,24 +135,54 @@ class Observer:
             return ""
         return self.cluster.replica_of_link_address(s.status.replica)
 
-    async def switch(self, path: str, reason: str = "fault test", via: str | None = None) -> pb.Decision:
-        rids = (
-            [via]
-            if via
-            else [r for r, p in self.cluster.procs.items() if r in self.cluster.coordinator_addrs and p.alive]
-        )
-        last: Exception | None = None
-        for rid in rids:
-            stub = admin_pb2_grpc.AdminStub(self._channel(self.cluster.coordinator_addrs[rid]))
+    async def switch(
+        self, path: str, reason: str = "fault test", via: str | None = None, settle_s: float = 5.0
+    ) -> pb.Decision:
+        """An operator switch through the first replica that takes it.
+
+        A leader elected a moment ago learns the hosts' health within a second or two and
+        refuses meanwhile ("no host reports the path up"): that refusal alone is retried
+        for ``settle_s``; any other one is raised at once, every replica's error named."""
+        t0 = time.monotonic()
+        while True:
+            rids = (
+                [via]
+                if via
+                else [
+                    r
+                    for r, p in self.cluster.procs.items()
+                    if r in self.cluster.coordinator_addrs and p.alive
+                ]
+            )
+            errors: list[str] = []
+            unsettled = True
+            for rid in rids:
+                stub = admin_pb2_grpc.AdminStub(self._channel(self.cluster.coordinator_addrs[rid]))
+                try:
+                    resp = await stub.Switch(
+                        apb.SwitchRequest(group=GROUP, path=path, reason=reason, operator="fault"), timeout=5
+                    )
+                    d: pb.Decision = resp.decision
+                    return d
+                except grpc.aio.AioRpcError as exc:
+                    errors.append(f"{rid}: {exc.code().name} {exc.details()}")
+                    unsettled = unsettled and "no host reports" in (exc.details() or "")
+            if not unsettled or time.monotonic() - t0 > settle_s:
+                raise WaitTimeout(f"switch to {path} failed: " + "; ".join(errors))
+            await asyncio.sleep(0.2)
+
+    async def replicas_answering(self) -> bool:
+        """Every live replica answers a status request (a restarted one may still be starting)."""
+        for rid, addr in self.cluster.coordinator_addrs.items():
+            p = self.cluster.procs.get(rid)
+            if p is None or not p.alive:
+                continue
+            stub = admin_pb2_grpc.AdminStub(self._channel(addr))
             try:
-                resp = await stub.Switch(
-                    apb.SwitchRequest(group=GROUP, path=path, reason=reason, operator="fault"), timeout=5
-                )
-                d: pb.Decision = resp.decision
-                return d
-            except grpc.aio.AioRpcError as exc:
-                last = exc
-        raise WaitTimeout(f"switch to {path} failed on {rids}: {last}")
+                await stub.GetStatus(apb.GetStatusRequest(), timeout=2)
+            except grpc.aio.AioRpcError:
+                return False
+        return True
 
     # ------------------------------------------------------------ polling
 

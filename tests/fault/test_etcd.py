@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
+from failover.faults import etcdops
+from failover.faults.observe import WaitTimeout, leader_of
+from failover.procs import cli_argv
+from failover.v1 import venue_pb2
 from tests.fault.conftest import FaultSystem
-from tests.fault.helpers import all_apply, leader
+from tests.fault.helpers import all_apply, all_on, leader
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
 
 SWITCHES_WHILE_PAUSED = 6
+QUORUM_LOSS_S = 6.0
 
 
 async def _switch_applied(fs: FaultSystem, path: str, timeout: float) -> float:
@@ -27,6 +34,20 @@ async def _switch_applied(fs: FaultSystem, path: str, timeout: float) -> float:
     d = await fs.obs.switch(path, "etcd fault row")
     await all_apply(fs, path, (d.epoch.era, d.epoch.revision), timeout, f"every host on {path}")
     return time.monotonic() - t0
+
+
+async def _committed_within(fs: FaultSystem, path: str, timeout: float) -> float:
+    """A switch applied everywhere, retried while the cluster settles (a new leader may not
+    know the hosts' health yet and refuse: "no host reports the path up")."""
+
+    async def committed() -> bool:
+        try:
+            await asyncio.wait_for(_switch_applied(fs, path, 10), 12)
+            return True
+        except (AssertionError, grpc.aio.AioRpcError, TimeoutError):
+            return False
+
+    return await fs.obs.until(committed, timeout, f"a switch to {path} committed and applied")
 
 
 async def test_one_member_killed(fs: FaultSystem) -> None:
@@ -46,16 +67,18 @@ async def test_one_member_killed(fs: FaultSystem) -> None:
 
 
 async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
-    """Two of three members down for 10 s: nothing commits, hosts route on; restored, decisions resume."""
+    """Two of three members down for 6 s: nothing commits, hosts route on; restored, decisions resume.
+
+    6 s is past the lease TTL (2 s): every replica has lost its lease and is stale."""
     assert fs.cluster.etcd is not None
     await leader(fs)
     t_down = time.monotonic()
     fs.checker.control_plane(t_down, up=False)
     fs.cluster.etcd.kill(1)
     fs.cluster.etcd.kill(2)
-    with pytest.raises((AssertionError, grpc.aio.AioRpcError)):
-        await asyncio.wait_for(fs.obs.switch("backup", "without quorum"), 8)
-    while time.monotonic() - t_down < 10:  # noqa: ASYNC110 - the outage is a duration
+    with pytest.raises((AssertionError, grpc.aio.AioRpcError, TimeoutError)):
+        await asyncio.wait_for(fs.obs.switch("backup", "without quorum"), QUORUM_LOSS_S - 1)
+    while time.monotonic() - t_down < QUORUM_LOSS_S:  # noqa: ASYNC110 - the outage is a duration
         await fs.obs.poll_once()
     during = {h: s.counts(t_down + 1) for h, s in fs.strategies.items()}
     t0 = time.monotonic()
@@ -82,7 +105,7 @@ async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
     await fs.obs.until(committed, 40, "a decision committed after the quorum is back")
     for h, c in during.items():
         assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h} during the outage: {c}"
-    fs.bound("etcd quorum lost 10 s: restore to a decision on every host", time.monotonic() - t0, 5 * 4.0)
+    fs.bound("etcd quorum lost 6 s: restore to a decision on every host", time.monotonic() - t0, 5 * 4.0)
     await fs.finish_clean()
 
 
@@ -125,9 +148,183 @@ async def test_member_paused(fs: FaultSystem) -> None:
         fs.cluster.etcd.signal_member(paused, signal.SIGCONT)
     after = await leader(fs)
     for t in took:
-        fs.bound("etcd member SIGSTOP: a decision reaches every host", t, 5 * 1.0)
+        # one attempt may go to the silent member and fail (up to 4 s here) before it moves on
+        fs.bound("etcd member SIGSTOP: a decision reaches every host", t, 5 * 2.0)
     assert len(failed) <= 1, (
         f"{len(failed)} switches failed while one etcd member of three was paused: {failed}"
     )
     assert after == before, f"the leader changed from {before} to {after} while one etcd member was paused"
+    await fs.finish_clean()
+
+
+async def test_quorum_lost_during_path_stall(fs: FaultSystem) -> None:
+    """Two faults at once: etcd loses its quorum, then the primary stalls. Hosts fail over on
+    their own (no coordinator needed) and keep acking on the backup; with the quorum back,
+    decisions resume and, the primary recovered, every host is on its decision's first path."""
+    assert fs.cluster.etcd is not None
+    await leader(fs)
+    t_down = time.monotonic()
+    fs.checker.control_plane(t_down, up=False)
+    fs.cluster.etcd.kill(1)
+    fs.cluster.etcd.kill(2)
+    await asyncio.sleep(1.0)  # past the moment a coordinator could still commit
+    t0 = time.monotonic()
+    fs.checker.data_plane_fault(t0, active=True)
+    await fs.obs.venue_fault("primary", venue_pb2.FAULT_KIND_STALL)
+    flipped = await all_on(fs, "backup", 10, "every host on backup without a quorum")
+    await fs.obs.until(
+        lambda: all(s.first_ack_after(t0, "backup") is not None for s in fs.strategies.values()),
+        10,
+        "an ack on backup on every host",
+    )
+    while time.monotonic() - t_down < QUORUM_LOSS_S:  # noqa: ASYNC110 - the outage is a duration
+        await fs.obs.poll_once()
+    t1 = time.monotonic()
+    fs.cluster.etcd.restart(1, wait=False)
+    fs.cluster.etcd.restart(2, wait=False)
+    await asyncio.to_thread(fs.cluster.etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+    await leader(fs)
+    fs.checker.data_plane_fault(time.monotonic(), active=False)
+    await fs.obs.venue_fault("primary", venue_pb2.FAULT_KIND_RECOVER)
+    back = await fs.obs.until(
+        lambda: fs.obs.all_hosts(
+            lambda _h, st, r: (
+                st.control_plane_connected
+                and all(x.state == 1 for x in r.health)
+                and r.effective_path == r.decision_paths[0]
+            )
+        ),
+        30,
+        "every host connected, on its decision's first path, both paths up",
+    )
+    restored = time.monotonic() - t1
+    fs.bound("quorum lost + primary stall: every host on backup", flipped, 5 * 0.3)
+    fs.bound("quorum lost + primary stall: quorum back to every host settled", restored, 5 * 4.0)
+    assert back <= restored
+    await fs.finish_clean()
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "open: in 1 of 8 runs no replica detected the restore within 30 s. After the put-back the "
+        "new leader's fencing token was 31, one above the last revision the replicas had applied "
+        "(30), and no watch, read or re-list saw a lower revision: either the restored store's "
+        "revision passed 30 (lease expiries and re-campaigns write) before any replica read it, "
+        "which detection by 'revision went backwards' cannot see, or the put-back did not take"
+    ),
+)
+async def test_restore_from_backup_then_era_bump(fs: FaultSystem, tmp_path: Path) -> None:
+    """Every etcd member put back to an older copy of its data (revisions go backwards): the
+    coordinators commit nothing until ``failover era bump``; then every host accepts the new
+    era's decisions, which order after everything committed before the restore.
+
+    Last in the module: it rewinds the shared cluster's etcd."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    await leader(fs)
+    n = len(etcd.members)
+    fs.checker.control_plane(time.monotonic(), up=False)
+    await asyncio.to_thread(etcdops.cold_copy, etcd, tmp_path)
+    for i in range(n):
+        etcd.restart(i, wait=False)
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+    await leader(fs)
+    for i in range(4):  # decisions the restore will forget
+        await _committed_within(fs, "backup" if i % 2 == 0 else "primary", 30)
+    newest_before = max((h.epoch.era, h.epoch.revision) for h in await fs.obs.history(5))
+    fs.checker.control_plane(time.monotonic(), up=False)
+    t0 = time.monotonic()
+    await asyncio.to_thread(etcdops.put_back, etcd, tmp_path)
+    for i in range(n):
+        etcd.restart(i, wait=False)
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    fs.checker.control_plane(time.monotonic(), up=True)
+
+    async def detected() -> bool:
+        st = await fs.obs.cluster_status()
+        return st is not None and st.restore_detected and leader_of(st) != ""
+
+    found = await fs.obs.until(detected, 30, "the coordinators to detect the restore")
+    # Refused, naming the cause the operator must act on (not a guard rail such as "no host
+    # reports the path up", which a leader elected after the restore may not know yet).
+    with pytest.raises(WaitTimeout) as refused:
+        await fs.obs.switch("backup", "after the restore, before the bump")
+    assert "era bump" in str(refused.value), refused.value
+    t1 = time.monotonic()
+    addrs = ",".join(fs.cluster.coordinator_addrs.values())
+    out = await asyncio.to_thread(
+        subprocess.run,
+        cli_argv("era", "bump", "--reason", "restored etcd from backup", "--coordinators", addrs),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and "era is now 1" in out.stdout, (out.stdout, out.stderr)
+    bumped = time.monotonic() - t1
+    # The leader re-commits every route in the new era on its own; every host takes it,
+    # though its revision is lower than the ones they held.
+    await fs.obs.until(
+        lambda: fs.obs.all_hosts(lambda _h, _s, r: r.epoch.era >= 1),
+        30,
+        "every host on a decision of the new era",
+    )
+    applied = time.monotonic() - t1
+    await _committed_within(fs, "backup", 30)  # a new leader may first need the hosts' health
+    hist = await fs.obs.history(1)
+    new = (hist[0].epoch.era, hist[0].epoch.revision)
+    assert new > newest_before, (new, newest_before)
+    fs.bound("etcd restored from backup: restart to the restore detected", found, 5 * 2.0)
+    fs.bound("etcd restored from backup: `failover era bump` (a CLI process) returned", bumped, 5 * 2.0)
+    fs.bound("etcd restored from backup: era bump to the new era's decision on every host", applied, 5 * 3.0)
+    assert time.monotonic() - t0 > 0
+    await fs.finish_clean()
+
+
+NOSPACE_QUOTA = 4 * 1024 * 1024
+
+
+@pytest.mark.own_cluster(etcd_quota_bytes=NOSPACE_QUOTA)
+async def test_nospace_alarm(fs: FaultSystem) -> None:
+    """etcd full (a 4 MiB quota, filled by another writer): decisions stop with an error that
+    names the cause, the leader stays, hosts route on; after delete, compaction, defragment
+    and disarm, decisions resume."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    before = await leader(fs)
+    filler = f"{fs.cluster.prefix.rstrip('/')}-filler/"
+    t0 = time.monotonic()
+    puts = await asyncio.to_thread(etcdops.fill, etcd.endpoints[0], filler, 256 * 1024)
+    alarms = await asyncio.to_thread(etcdops.alarms, etcd.endpoints[0])
+    assert any(a.get("alarm") == "NOSPACE" for a in alarms), alarms
+    with pytest.raises(WaitTimeout) as refused:
+        await fs.obs.switch("backup", "while etcd is full")
+    text = str(refused.value)
+    print(f"[fault] NOSPACE after {puts} puts; a switch is refused with: {text[:400]}")
+    assert "space" in text.lower() or "NOSPACE" in text, text
+    st = await fs.obs.cluster_status()
+    assert st is not None and leader_of(st) == before, f"the leader changed on NOSPACE: {st}"
+    assert "NOSPACE" in st.alarms, f"status does not show the alarm: {list(st.alarms)}"
+    t1 = time.monotonic()
+    await asyncio.to_thread(etcdops.clear_space, etcd, filler)
+    cleared = time.monotonic() - t1
+
+    async def committed() -> bool:
+        try:
+            await asyncio.wait_for(_switch_applied(fs, "backup", 10), 12)
+            return True
+        except (AssertionError, grpc.aio.AioRpcError, TimeoutError):
+            return False
+
+    await fs.obs.until(committed, 30, "a decision committed after the alarm is disarmed")
+    resumed = time.monotonic() - t1
+    counts = {h: s.counts(t0) for h, s in fs.strategies.items()}
+    for h, c in counts.items():
+        assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h} while etcd was full: {c}"
+    after = await leader(fs)
+    assert after == before, f"the leader changed from {before} to {after} on NOSPACE"
+    fs.bound("etcd NOSPACE: compaction + defragment + disarm", cleared, 5 * 2.0)
+    fs.bound("etcd NOSPACE: disarm to a decision on every host", resumed, 5 * 2.0)
     await fs.finish_clean()

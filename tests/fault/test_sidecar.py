@@ -56,3 +56,41 @@ async def test_sidecar_restart_during_control_plane_outage(fs: FaultSystem) -> N
         lambda: fs.obs.last[host].status.control_plane_connected, 15, f"{host} back on a replica"
     )
     await fs.finish_clean()
+
+
+async def test_sidecar_paused_past_stream_timeout(fs: FaultSystem) -> None:
+    """A sidecar SIGSTOPped for 3 s (stream dead after 1 s), a decision made meanwhile, then SIGCONT:
+    it resumes, reconnects and applies the decision; no split routing, every order one outcome."""
+    host = fs.cluster.topo.hosts[0]
+    pause_s = 3 * fs.cluster.topo.stream_dead_after_ms / 1000
+    fs.cluster.pause(host)
+    t0 = time.monotonic()
+    try:
+        d = await fs.obs.switch("backup", "while a sidecar is paused")
+        epoch = (d.epoch.era, d.epoch.revision)
+        while time.monotonic() - t0 < pause_s:  # noqa: ASYNC110 - the pause is a duration
+            await fs.obs.poll_once()
+    finally:
+        fs.cluster.resume(host)
+    t1 = time.monotonic()
+
+    def applied() -> bool:
+        s = fs.obs.last.get(host)
+        r = fs.obs.route(host)
+        return (
+            s is not None
+            and s.t > t1
+            and s.status.control_plane_connected
+            and r is not None
+            and (r.epoch.era, r.epoch.revision) >= epoch
+            and r.effective_path == "backup"
+        )
+
+    took = await fs.obs.until(applied, 20, f"{host} resumed on the decision made while it was paused")
+    await fs.obs.until(
+        lambda: fs.strategies[host].first_ack_after(t1, "backup") is not None, 15, f"an ack via {host}"
+    )
+    first_ack = (fs.strategies[host].first_ack_after(t1, "backup") or 0.0) - t1
+    fs.bound("sidecar SIGSTOP 3 s: SIGCONT to the new decision applied", took, 5 * 1.5)
+    fs.bound("sidecar SIGSTOP 3 s: SIGCONT to the first ack on the new path", first_ack, 5 * 1.5)
+    await fs.finish_clean()

@@ -115,3 +115,28 @@ def test_rule7_static_stability_only_when_the_data_plane_is_quiet() -> None:
     c.control_plane(15.0, up=True)
     c.route(view(15.1, "backup", primary=DOWN, backup=UP))
     assert rules(c) == [7, 7]
+
+
+def test_rule2_a_down_blip_between_two_samples_restarts_the_hold_down() -> None:
+    """The observer samples; a path that went down and up between two samples is UP in both,
+    but its change sequence moved on: its hold-down starts again (no false 'stuck')."""
+    c = Checker(hold_down_s=1.0, grace_s=0.2)
+
+    def v(t: float, eff: str, seq: int) -> RouteView:
+        return RouteView(
+            "h1",
+            "g",
+            t,
+            eff,
+            PB,
+            (1, 10),
+            health={"primary": UP, "backup": UP},
+            seqs={"primary": seq, "backup": 1},
+        )
+
+    c.route(v(0.0, "primary", 3))
+    c.route(v(5.0, "backup", 5))  # primary went down and came back since the last sample
+    c.route(v(5.9, "backup", 5))  # in its hold-down again
+    assert c.violations == []
+    c.route(v(6.5, "backup", 5))  # 1.5 s since it was seen back: stuck
+    assert rules(c) == [2]
