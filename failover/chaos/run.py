@@ -29,6 +29,7 @@ from failover.faults.harness import GROUP, FaultCluster, Topology
 from failover.faults.invariants import Checker
 from failover.faults.observe import Observer, WaitTimeout
 from failover.faults.proxy import Mode, ProxyThread
+from failover.machine import MachineLoad
 from failover.v1 import types_pb2 as pb
 from failover.v1 import venue_pb2
 
@@ -154,6 +155,7 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
     topo = Topology(hosts=tuple(f"h{i + 1}" for i in range(hosts)))
     checker = Checker(hold_down_s=topo.hold_down_ms / 1000, grace_s=0.5, outcome_bound_s=5.0)
     result = ChaosResult(seed, duration_s)
+    load = MachineLoad()
     with ProxyThread() as proxy:
         cluster = FaultCluster(topo, proxy)
         obs = Observer(cluster, checker)
@@ -229,6 +231,11 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
             cluster.stop(keep=not ok)
             if not ok:
                 out(f"logs kept in {cluster.workdir}")
+            m = load.finish()  # every child is reaped now: its CPU counts as ours
+            out(
+                f"machine: load average {m['loadavg_at_start'][0]} -> {m['loadavg_at_end'][0]}, "
+                f"other processes used {m['other_processes_mean_cores']} cores on average"
+            )
     return 0 if ok else 1
 
 

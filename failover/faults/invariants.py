@@ -14,9 +14,10 @@ Routing (per host and group, "no split routing"):
 2. First healthy path: when a path of the order is healthy on the host, the host uses
    a healthy one, and no path above it has been seen healthy, without a break, for
    longer than ``hold_down_s + grace_s`` (a path healthy again waits out the
-   hold-down; sampling adds the grace). A path whose change sequence moved between
-   two healthy samples went down unseen: it counts as healthy from the later one.
-   Nothing healthy: any path of the order.
+   hold-down; sampling adds the grace). Nothing healthy: any path of the order.
+   "Without a break" counts breaks no poll saw: a path up at two polls whose health
+   ``seq`` moved in between went down and up again (a reconnect faster than the poll
+   interval, or a restarted sidecar), so it is healthy again from the later poll.
 3. No host applies a decision older than one it applied (epochs never go back,
    also across a sidecar restart: it resumes from its state file).
 4. Two decisions with the same epoch never differ (one order per epoch, fleet-wide).
@@ -62,9 +63,8 @@ class RouteView:
     epoch: Epoch | None  # None: no decision yet
     halted: bool = False
     health: Mapping[str, bool | None] = field(default_factory=dict)  # True up, False down, None unknown
-    # the host's change sequence of each path's health: a new one between two UP
-    # samples means the path went down and came back unseen
-    seqs: Mapping[str, int] = field(default_factory=dict)
+    # Each path's health change counter on the host (``PathHealth.seq``); absent: not reported.
+    seq: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Checker:
         self._orders_by_epoch: dict[tuple[str, Epoch], tuple[str, ...]] = {}
         self._healthy_since: dict[tuple[str, str, str], float] = {}
         self._down_since: dict[tuple[str, str, str], float] = {}
-        self._seq: dict[tuple[str, str, str], int] = {}
+        self._seq: dict[tuple[str, str, str], int] = {}  # last health seq seen per path
         self._sent: dict[OrderKey, float] = {}
         self._outcome: dict[OrderKey, str] = {}
         self._clordids: dict[str, OrderKey] = {}
@@ -148,17 +148,19 @@ class Checker:
         where = f"{v.host}/{v.group}"
         for p in v.paths:
             key = (v.host, v.group, p)
-            seq, seen = v.seqs.get(p), self._seq.get(key)
-            if seq is not None:
-                self._seq[key] = seq
+            seq, seen = v.seq.get(p), self._seq.get(key)
             if v.health.get(p) is True:
                 if seq is not None and seen is not None and seq != seen:
-                    self._healthy_since[key] = v.t  # down and up again between two samples
+                    # Up at the last poll and up now, but its health changed in between: it went
+                    # down and up again unseen (or the sidecar restarted). Healthy again since now.
+                    self._healthy_since[key] = v.t
                 self._healthy_since.setdefault(key, v.t)
                 self._down_since.pop(key, None)
             else:
                 self._healthy_since.pop(key, None)
                 self._down_since.setdefault(key, v.t)
+            if seq is not None:
+                self._seq[key] = seq
         # 1
         if v.epoch is None or v.halted:
             if v.effective:

@@ -39,10 +39,12 @@ def route_of(st: spb.SidecarLocalStatus, group: str = GROUP) -> spb.Route | None
 def to_view(host: str, t: float, r: spb.Route) -> RouteView:
     has = r.HasField("epoch") and (r.epoch.era or r.epoch.revision)
     health: dict[str, bool | None] = {}
+    seq: dict[str, int] = {}
     for h in r.health:
         health[h.path] = (
             True if h.state == pb.PATH_STATE_UP else None if h.state == pb.PATH_STATE_UNSPECIFIED else False
         )
+        seq[h.path] = int(h.seq)  # moves on every change: tells a down-up between two polls
     return RouteView(
         host,
         r.group,
@@ -52,7 +54,7 @@ def to_view(host: str, t: float, r: spb.Route) -> RouteView:
         (int(r.epoch.era), int(r.epoch.revision)) if has else None,
         r.halted,
         health,
-        {h.path: int(h.seq) for h in r.health},
+        seq,
     )
 
 

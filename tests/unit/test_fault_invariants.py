@@ -9,9 +9,16 @@ PB = ("primary", "backup")
 
 
 def view(
-    t: float, eff: str, epoch: tuple[int, int] | None = (1, 10), paths=PB, host="h1", **health: bool | None
+    t: float,
+    eff: str,
+    epoch: tuple[int, int] | None = (1, 10),
+    paths=PB,
+    host="h1",
+    seq: dict[str, int] | None = None,
+    **health: bool | None,
 ) -> RouteView:
-    return RouteView(host, "g", t, eff, paths, epoch, halted=epoch is not None and not paths, health=health)
+    halted = epoch is not None and not paths
+    return RouteView(host, "g", t, eff, paths, epoch, halted=halted, health=health, seq=seq or {})
 
 
 def rules(c: Checker) -> list[int]:
@@ -45,6 +52,42 @@ def test_rule2_unhealthy_choice_and_stuck_below_healthy_path() -> None:
     assert rules(c) == [2]
     c.route(view(1.8, "backup", primary=UP, backup=UP))  # 0.8 s: stuck
     assert rules(c) == [2, 2]
+
+
+def test_rule2_a_down_and_up_between_two_polls_restarts_the_hold_down() -> None:
+    """Seen in a 10-minute soak on a loaded machine: the primary in use went down (a false
+    silence) and logged on again within ~90 ms, between two polls. Both polls saw it UP; only
+    its health ``seq`` moved. The host rightly sat out the hold-down on the backup; the checker
+    must count "healthy" from the poll that saw the new session, not from before the blip."""
+    c = Checker(hold_down_s=1.0, grace_s=0.5)
+    c.route(view(0.0, "primary", seq={"primary": 7, "backup": 3}, primary=UP, backup=UP))
+    c.route(view(8.0, "primary", seq={"primary": 7, "backup": 3}, primary=UP, backup=UP))
+    # primary: DOWN (8), CONNECTING (9), UP (10), all between these two polls
+    c.route(view(8.2, "backup", seq={"primary": 10, "backup": 3}, primary=UP, backup=UP))
+    c.route(view(9.6, "backup", seq={"primary": 10, "backup": 3}, primary=UP, backup=UP))  # 1.4 s: in bound
+    assert c.violations == []
+    c.route(view(9.8, "backup", seq={"primary": 10, "backup": 3}, primary=UP, backup=UP))  # 1.6 s: stuck
+    assert rules(c) == [2]
+    assert "healthy for 1.60s" in c.violations[0].detail
+
+
+def test_rule2_stuck_below_a_path_up_all_along_still_flags_with_seq() -> None:
+    """The real defect stays visible: the same session (same ``seq``) up all along, host below it."""
+    c = Checker(hold_down_s=1.0, grace_s=0.5)
+    c.route(view(0.0, "backup", seq={"primary": 7, "backup": 3}, primary=UP, backup=UP))
+    c.route(view(1.4, "backup", seq={"primary": 7, "backup": 3}, primary=UP, backup=UP))
+    assert c.violations == []
+    c.route(view(1.6, "backup", seq={"primary": 7, "backup": 3}, primary=UP, backup=UP))
+    assert rules(c) == [2]
+
+
+def test_rule2_a_restarted_sidecar_counts_its_paths_healthy_afresh() -> None:
+    """A sidecar restarted between polls numbers its sessions from the start again: a new
+    session, healthy for the first time (no hold-down on the host), but never longer than seen."""
+    c = Checker(hold_down_s=1.0, grace_s=0.5)
+    c.route(view(0.0, "primary", seq={"primary": 9, "backup": 3}, primary=UP, backup=UP))
+    c.route(view(5.0, "backup", seq={"primary": 2, "backup": 2}, primary=UP, backup=UP))
+    assert c.violations == []
 
 
 def test_rule2_nothing_healthy_any_path_of_the_order() -> None:
@@ -131,7 +174,7 @@ def test_rule2_a_down_blip_between_two_samples_restarts_the_hold_down() -> None:
             PB,
             (1, 10),
             health={"primary": UP, "backup": UP},
-            seqs={"primary": seq, "backup": 1},
+            seq={"primary": seq, "backup": 1},
         )
 
     c.route(v(0.0, "primary", 3))
