@@ -59,6 +59,7 @@ class Election:
         self.leadership: Leadership | None = None
         self.terms = 0
         self._lease: Lease | None = None  # the lease we campaign (or lead) with now
+        self._resigned = False
 
     @property
     def is_leader(self) -> bool:
@@ -67,7 +68,7 @@ class Election:
     async def run(self, work: LeaderWork) -> None:
         """Campaign forever; run ``work`` during each term. Cancel to resign."""
         unrevoked: Lease | None = None
-        while True:
+        while not self._resigned:
             if unrevoked is not None:
                 # A lease given up while etcd did not answer (its local deadline passed):
                 # revoke it as soon as etcd answers, so nobody waits for etcd to expire
@@ -90,7 +91,7 @@ class Election:
                 self._lease = None
                 if not await self._revoke(lease):
                     unrevoked = lease
-            if ended:
+            if ended and not self._resigned:
                 # Give a healthy follower the first chance after a failed term.
                 await asyncio.sleep(self._retry_s)
 
@@ -101,6 +102,7 @@ class Election:
         term still tries to commit is refused by etcd (every write is fenced). Cancel
         ``run`` afterwards; its own revoke of the same lease then finds it gone.
         """
+        self._resigned = True  # no new campaign after this term, even if a cancel gets lost
         lease = self._lease
         if lease is None:
             return
