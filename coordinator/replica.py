@@ -155,8 +155,8 @@ class Replica:
     def _on_change(self, changed: set[str], revision: int, relisted: bool) -> None:
         self.view.apply(self.mirror.data, changed, revision)
 
-    def _on_restore(self, previous: int, current: int) -> None:
-        self.view.mark_restore(f"revision went from {previous} back to {current}")
+    def _on_restore(self, detail: str) -> None:
+        self.view.mark_restore(detail)
 
     def local_status(self, request: apb.LocalStatusRequest | None = None) -> apb.ReplicaStatus:
         """This replica's status; with a request, shaped by its filters (status_summary)."""

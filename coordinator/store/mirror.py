@@ -2,8 +2,17 @@
 
 The watch is re-established here, from the last applied revision + 1, when
 its stream breaks (member killed, no leader); a compaction forces a new list.
-A revision lower than one already applied means etcd was restored from a
-snapshot: the mirror lists again and tells its listener.
+
+etcd restored from an older copy is detected two ways (the mirror then lists
+again and tells its listener):
+
+* a revision lower than one already applied (a read, a watch batch, a list);
+* after a watch break, and on every re-list, a linearizable read of the prefix
+  showing a key whose mod revision is lower than the one held (a key's mod
+  revision only grows in one history). This catches a restore whose revision
+  was already carried past the applied one (restored leases expiring, new
+  campaigns) before the replica looked again, as long as a key it holds was
+  written in the lost range (a lost decision always is: its route key).
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # Called after each applied change: (changed keys, revision, whether it was a full re-list).
 ChangeListener = Callable[[set[str], int, bool], None]
-# Called when the store's revision went backwards: (highest seen, new revision).
-RestoreListener = Callable[[int, int], None]
+# Called when etcd was restored from an older copy, with the evidence (one line).
+RestoreListener = Callable[[str], None]
 
 
 class Mirror:
@@ -87,18 +96,40 @@ class Mirror:
         least R; less means the store went back in time (a restore).
         """
         if self.ready.is_set() and store_revision < applied_before:
-            self._backwards(store_revision)
+            self._restored(_went_back(applied_before, store_revision))
             self._relist.set()
 
-    def _backwards(self, new_revision: int) -> None:
-        log.warning("store revision went backwards: %d -> %d (etcd restored?)", self.revision, new_revision)
+    def _restored(self, detail: str) -> None:
+        log.warning("etcd restored from an older copy: %s", detail)
         if self._on_restore is not None:
-            self._on_restore(self.revision, new_revision)
+            self._on_restore(detail)
+
+    def _evidence(self, kvs: list[KV], revision: int) -> str:
+        """Why a linearizable listing at ``revision`` cannot follow the held state ("" if it can)."""
+        if not self.ready.is_set():
+            return ""
+        if revision < self.revision:
+            return _went_back(self.revision, revision)
+        return rewound_keys(self.data, kvs, self._prefix)
 
     async def _list(self) -> None:
         kvs, revision = await self._store.get_prefix(self._prefix)
-        if self.ready.is_set() and revision < self.revision:
-            self._backwards(revision)
+        if evidence := self._evidence(kvs, revision):
+            self._restored(evidence)
+        self._replace(kvs, revision)
+
+    async def _check_after_break(self) -> None:
+        """Before resuming a broken watch: a listing that shows a restore replaces the view.
+
+        Resuming alone would accept a restored store silently once its revision
+        is above the one applied (a watch from a future revision is valid).
+        """
+        kvs, revision = await self._store.get_prefix(self._prefix)
+        if evidence := self._evidence(kvs, revision):
+            self._restored(evidence)
+            self._replace(kvs, revision)
+
+    def _replace(self, kvs: list[KV], revision: int) -> None:
         changed = set(self.data) | {kv.key for kv in kvs}
         self.data = {kv.key: kv for kv in kvs}
         self.revision = revision
@@ -137,7 +168,7 @@ class Mirror:
                     self._advanced = asyncio.Event()
                 continue
             if batch.revision < self.revision:
-                self._backwards(batch.revision)
+                self._restored(_went_back(self.revision, batch.revision))
                 self._relist.set()
                 return
             changed: set[str] = set()
@@ -154,11 +185,15 @@ class Mirror:
     async def run(self) -> None:
         """Run until cancelled; never raises StoreError."""
         need_list = True
+        broke = False
         while True:
             try:
                 if need_list or self._relist.is_set():
                     await self._list()
                     need_list = False
+                elif broke:
+                    await self._check_after_break()
+                broke = False
                 await self._watch()
                 # A clean return means a relist was requested.
                 need_list = True
@@ -166,8 +201,35 @@ class Mirror:
                 log.info("watch on %s compacted: listing again", self._prefix)
                 need_list = True
             except StoreError as exc:
+                broke = True
                 self.watch_restarts += 1
                 log.info(
                     "watch on %s broke (%s): resuming from revision %d", self._prefix, exc, self.revision + 1
                 )
                 await asyncio.sleep(self._retry_s)
+
+
+def _went_back(applied: int, now: int) -> str:
+    return f"revision went from {applied} back to {now}"
+
+
+def rewound_keys(held: dict[str, KV], listed: list[KV], prefix: str = "") -> str:
+    """Keys of a later linearizable listing whose mod revision is below the one held.
+
+    A key's mod revision only grows in one etcd history (a delete and re-create
+    gets a new, higher one), and what is held was read earlier: a lower one
+    means etcd was put back to an older copy. Keys only in one of the two are
+    no evidence (written or deleted since). Returns "" or a one-line detail
+    naming up to three keys (relative to ``prefix``).
+    """
+    bad: list[str] = []
+    for kv in listed:
+        mine = held.get(kv.key)
+        if mine is None or kv.mod_revision >= mine.mod_revision:
+            continue
+        name = kv.key[len(prefix) :] if kv.key.startswith(prefix) else kv.key
+        bad.append(f"{name} at mod revision {kv.mod_revision} in etcd, {mine.mod_revision} held")
+    if not bad:
+        return ""
+    more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+    return "older keys in etcd than applied: " + "; ".join(bad[:3]) + more

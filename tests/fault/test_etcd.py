@@ -205,16 +205,6 @@ async def test_quorum_lost_during_path_stall(fs: FaultSystem) -> None:
     await fs.finish_clean()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open: in 1 of 8 runs no replica detected the restore within 30 s. After the put-back the "
-        "new leader's fencing token was 31, one above the last revision the replicas had applied "
-        "(30), and no watch, read or re-list saw a lower revision: either the restored store's "
-        "revision passed 30 (lease expiries and re-campaigns write) before any replica read it, "
-        "which detection by 'revision went backwards' cannot see, or the put-back did not take"
-    ),
-)
 async def test_restore_from_backup_then_era_bump(fs: FaultSystem, tmp_path: Path) -> None:
     """Every etcd member put back to an older copy of its data (revisions go backwards): the
     coordinators commit nothing until ``failover era bump``; then every host accepts the new

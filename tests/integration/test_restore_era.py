@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
+from pathlib import Path
 
 import grpc
 import pytest
 
 from failover.etcdproc import EtcdCluster
+from failover.faults import etcdops
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from tests.harness import ReplicaSet, admin, switch, wait_for
@@ -58,6 +61,58 @@ async def test_restore_blocks_decisions_until_era_bump_then_orders_after_everyth
         resp = await switch(addr, "cme-orders", "backup", "after bump")
         new = Epoch(resp.decision.epoch.era, resp.decision.epoch.revision)
         assert all(new > e for e in seen), (new, seen)
+    finally:
+        await rs.stop_all()
+        cluster.stop()
+
+
+def _restore_and_write_past(cluster: EtcdCluster, backup: Path, past: int, filler: str) -> int:
+    """Put the old data back, restart, then write until etcd's revision is above ``past``.
+
+    Called without ``to_thread`` on purpose: it blocks the event loop, so the
+    replicas (tasks of that loop) cannot look at etcd until the revision is past
+    the last one they applied, as when the restored store's own writes (lease
+    expiries, campaigns) run ahead of a replica that is slow to reconnect.
+    """
+    etcdops.put_back(cluster, backup)
+    cluster.restart(0)
+    revision = 0
+    n = 0
+    while revision <= past:
+        key = base64.b64encode(f"{filler}{n:04d}".encode()).decode()
+        out = etcdops.call(cluster.endpoints[0], "kv/put", {"key": key, "value": ""})
+        revision = int(out["header"]["revision"])
+        n += 1
+    return revision
+
+
+async def test_restore_detected_when_revision_already_past_the_applied_one(prefix, tmp_path) -> None:
+    """Decisions lost, yet the first read after the restore is above every revision applied."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
+        addr = rs.address(0)
+        backup = tmp_path / "snapshot"
+        await asyncio.to_thread(etcdops.cold_copy, cluster, backup)
+        cluster.restart(0)
+        await wait_for(lambda: not leader.freshness.state.stale and leader.mirror.connected, 10, "etcd back")
+        for i in range(4):
+            await switch(addr, "cme-orders", "backup" if i % 2 == 0 else "primary", f"lost {i}")
+        held = leader.view.routes["cme-orders"].mod_revision
+        applied = leader.mirror.revision
+        after = _restore_and_write_past(cluster, backup, applied, "/restore-filler/")
+        assert after > applied
+        await wait_for(lambda: leader.view.restore.detected, 10, "restore detection")
+        assert "routes/cme-orders" in leader.view.restore.detail, leader.view.restore.detail
+        # The view now holds what etcd holds: the route as restored, older than the one served.
+        await wait_for(lambda: leader.view.routes["cme-orders"].mod_revision < held, 10, "the view re-listed")
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await switch(addr, "cme-orders", "backup", "after restore, before bump")
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "era bump" in exc.value.details()
     finally:
         await rs.stop_all()
         cluster.stop()

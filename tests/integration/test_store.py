@@ -57,7 +57,13 @@ async def test_watch_resumes_without_missing_events_when_members_die(own_etcd, p
     reader = EtcdStore(own_etcd.endpoints)
     writer = EtcdStore(own_etcd.endpoints)
     seen: list[str] = []
-    mirror = Mirror(reader, prefix, lambda keys, rev, full: seen.extend(sorted(keys)) if not full else None)
+    restores: list[str] = []
+    mirror = Mirror(
+        reader,
+        prefix,
+        lambda keys, rev, full: seen.extend(sorted(keys)) if not full else None,
+        restores.append,
+    )
     task = asyncio.create_task(mirror.run())
     try:
         async with asyncio.timeout(10):
@@ -78,6 +84,7 @@ async def test_watch_resumes_without_missing_events_when_members_die(own_etcd, p
         await wait_for(lambda: set(written) <= set(mirror.data), 15, "mirror to hold every written key")
         assert set(written) <= set(seen), "every key arrived as a watch event, none only through a re-list"
         assert mirror.watch_restarts >= 1
+        assert restores == [], "a member restart is no restore"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -89,7 +96,8 @@ async def test_watch_resumes_without_missing_events_when_members_die(own_etcd, p
 async def test_mirror_relists_after_compaction(etcd_cluster, prefix) -> None:
     s = EtcdStore(etcd_cluster.endpoints)
     resets: list[int] = []
-    mirror = Mirror(s, prefix, lambda keys, rev, full: resets.append(rev) if full else None)
+    restores: list[str] = []
+    mirror = Mirror(s, prefix, lambda keys, rev, full: resets.append(rev) if full else None, restores.append)
     task = asyncio.create_task(mirror.run())
     try:
         async with asyncio.timeout(10):
@@ -106,6 +114,7 @@ async def test_mirror_relists_after_compaction(etcd_cluster, prefix) -> None:
             lambda: len(resets) >= 2 and prefix + "b" in mirror.data, 10, "re-list after compaction"
         )
         assert prefix + "a" not in mirror.data
+        assert restores == [], "a re-list after compaction is no restore"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -115,14 +124,15 @@ async def test_mirror_relists_after_compaction(etcd_cluster, prefix) -> None:
 
 async def test_mirror_reports_revision_going_backwards(etcd_cluster, prefix) -> None:
     s = EtcdStore(etcd_cluster.endpoints)
-    restores: list[tuple[int, int]] = []
-    mirror = Mirror(s, prefix, lambda *a: None, lambda old, new: restores.append((old, new)))
+    restores: list[str] = []
+    mirror = Mirror(s, prefix, lambda *a: None, restores.append)
     task = asyncio.create_task(mirror.run())
     try:
         async with asyncio.timeout(10):
             await mirror.ready.wait()
-        mirror.check_revision(mirror.revision - 1, mirror.revision)
-        assert restores and restores[0][1] == restores[0][0] - 1
+        applied = mirror.revision
+        mirror.check_revision(applied - 1, applied)
+        assert restores and restores[0] == f"revision went from {applied} back to {applied - 1}"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
