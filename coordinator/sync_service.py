@@ -178,6 +178,7 @@ class SyncHub:
             stale=stale,
             stale_reason=reason,
             era=self.view.era.value,
+            heartbeat_interval_ms=self.cfg.stream.heartbeat_interval_ms,
         )
 
     def _due(self, s: Session, now_ns: int) -> list[bytes]:

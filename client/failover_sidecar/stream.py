@@ -132,6 +132,8 @@ class CoordinatorLink:
         self.status = LinkStatus()
         # Replicas last seen stale: logged when one turns stale, not on every retry.
         self._stale: set[str] = set()
+        # Replicas whose heartbeat interval raised this stream's dead-after (logged once each).
+        self._raised: set[str] = set()
 
     def report(self, report: sync_pb2.HealthReport) -> None:
         """Queue a health delta (dropped when disconnected: full state follows every connect)."""
@@ -194,10 +196,11 @@ class CoordinatorLink:
         # rotated certificate is used from the next connection on.
         async with rpc.channel(address, tls=self._tls) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
+            dead_after = self._dead_after + 1  # until the snapshot says how often it heartbeats
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
                 # that lands with a message, and the link would outlive a SIGTERM.
-                async with asyncio.timeout(self._dead_after + 1):
+                async with asyncio.timeout(dead_after):
                     first = await call.read()
                 if first is grpc.aio.EOF or first.WhichOneof("kind") != "snapshot":  # type: ignore[attr-defined]
                     return
@@ -208,6 +211,7 @@ class CoordinatorLink:
                     moves=self.status.moves,
                     last_message_monotonic=time.monotonic(),
                 )
+                dead_after = self._dead_after_for(address, first.snapshot.freshness)
                 self._apply_snapshot(first.snapshot, out)
                 out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
                 if first.snapshot.freshness.stale:
@@ -228,7 +232,7 @@ class CoordinatorLink:
                 else:
                     log.info("streaming from coordinator %s", address)
                 while True:
-                    async with asyncio.timeout(self._dead_after):
+                    async with asyncio.timeout(dead_after):
                         msg = await call.read()
                     if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return
@@ -239,7 +243,7 @@ class CoordinatorLink:
                 self._note(
                     "no message from %s for %.1fs: the stream is dead, moving on",
                     address,
-                    self._dead_after,
+                    dead_after,
                     level=logging.WARNING,
                 )
             finally:
@@ -247,6 +251,25 @@ class CoordinatorLink:
                 call.cancel()
                 with contextlib.suppress(Exception):
                     await channel.close(None)
+
+    def _dead_after_for(self, address: str, freshness: sync_pb2.Freshness) -> float:
+        """How long this stream may be silent: ``stream.dead_after_ms``, but never under 3 of
+        the heartbeat intervals the replica announces (a replica heartbeating every second
+        and a sidecar told 1 s would otherwise drop every healthy stream)."""
+        floor = 3 * freshness.heartbeat_interval_ms / 1000
+        if floor > self._dead_after:
+            if address not in self._raised:
+                self._raised.add(address)
+                log.warning(
+                    "replica %s heartbeats every %d ms: waiting %.1fs (3 intervals) before calling "
+                    "its stream dead, not stream.dead_after_ms %.1fs",
+                    address,
+                    freshness.heartbeat_interval_ms,
+                    floor,
+                    self._dead_after,
+                )
+            return floor
+        return self._dead_after
 
     def _apply_snapshot(
         self, snap: sync_pb2.Snapshot, out: asyncio.Queue[sync_pb2.SidecarMessage | None]

@@ -80,20 +80,22 @@ class Snapshot(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[_types_pb2.GroupDefinition, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[_types_pb2.Decision, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
 
 class Freshness(_message.Message):
-    __slots__ = ("replica_id", "applied_revision", "lag_revisions", "stale", "stale_reason", "era")
+    __slots__ = ("replica_id", "applied_revision", "lag_revisions", "stale", "stale_reason", "era", "heartbeat_interval_ms")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_REVISION_FIELD_NUMBER: _ClassVar[int]
     LAG_REVISIONS_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     STALE_REASON_FIELD_NUMBER: _ClassVar[int]
     ERA_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     applied_revision: int
     lag_revisions: int
     stale: bool
     stale_reason: str
     era: int
-    def __init__(self, replica_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., era: _Optional[int] = ...) -> None: ...
+    heartbeat_interval_ms: int
+    def __init__(self, replica_id: _Optional[str] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., era: _Optional[int] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("freshness", "sent_unix_ms")
