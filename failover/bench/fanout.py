@@ -519,6 +519,11 @@ async def run_combination(
                 probe_fields = {
                     "idle_commit_us": idle_call.latency_ns // 1000,
                     "during_switch_us": probe_call.latency_ns // 1000,
+                    "during_sent_ns": probe_call.sent_ns,
+                    "during_reply_ns": probe_call.reply_ns,
+                    "t_last_ns": t_last,
+                    "during_queued_at_leader_us": probe_call.queued_us,
+                    "during_decided_after_send_ms": probe_call.decided_after_send_ms,
                     # When the during-fan-out Switch left, relative to t_commit (signed), and
                     # whether the last stream still lacked the decision then.
                     "during_sent_after_commit_us": (probe_call.sent_ns - t_commit) // 1000,

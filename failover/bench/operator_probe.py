@@ -39,6 +39,10 @@ class Call:
     sent_ns: int
     reply_ns: int
     revision: int
+    # From the reply: how long the request queued at the leader before its commit began,
+    # and when (wall clock) the leader decided, relative to the send.
+    queued_us: int = 0
+    decided_after_send_ms: int = 0
 
     @property
     def latency_ns(self) -> int:
@@ -76,6 +80,7 @@ class OperatorProbe:
         if path is None:
             path = PATHS[1] if self._active.get(group) == PATHS[0] else PATHS[0]
         req = apb.SwitchRequest(group=group, path=path, reason="bench", operator="bench", force=True)
+        sent_wall_ms = time.time() * 1000
         sent = time.monotonic_ns()
         try:
             resp = await self._stub.Switch(req, timeout=self._timeout)
@@ -85,7 +90,10 @@ class OperatorProbe:
         if list(resp.decision.paths)[:1] != [path]:
             raise BenchFailure(f"Switch of {group} to {path} answered {list(resp.decision.paths)}")
         self._active[group] = path
-        return Call(group, path, sent, reply, int(resp.decision.epoch.revision))
+        d = resp.decision
+        queued = next((st.duration_us for st in d.stages if st.stage == "decide"), 0)
+        decided = int(d.decided_at_unix_ms - sent_wall_ms)
+        return Call(group, path, sent, reply, int(d.epoch.revision), queued, decided)
 
     async def idle_commit(self) -> Call:
         """A Switch of QUIET with nothing else in progress."""
