@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 
 # How often the heartbeat task looks for a change of freshness worth telling at once.
 FRESHNESS_CHECK_S = 0.05
+# Sessions woken per event-loop iteration when a decision or heartbeat goes to every stream:
+# work already ready (an operator's reply, a lease keepalive, a freshness probe) runs
+# between two batches instead of behind every session's wake-up and write.
+WAKE_BATCH = 16
 
 
 @dataclass
@@ -105,6 +109,8 @@ class SyncHub:
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
         self.shed_streams = 0
+        self._to_wake: dict[int, Session] = {}  # insertion order: woken first come, first served
+        self._waker: asyncio.Task[None] | None = None
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -142,10 +148,30 @@ class SyncHub:
         for g in changed:
             self.cache.refresh(g)
         if changed:
-            for s in self.sessions.values():
-                if changed.intersection(s.groups):
-                    s.dirty = True
-                    s.wake.set()
+            due = [s for s in self.sessions.values() if changed.intersection(s.groups)]
+            for s in due:
+                s.dirty = True
+            self._wake_later(due)
+
+    def _wake_later(self, sessions: Iterable[Session]) -> None:
+        """Wake these sessions from the next loop iteration on, WAKE_BATCH per iteration."""
+        for s in sessions:
+            self._to_wake[s.sid] = s
+        if self._to_wake and (self._waker is None or self._waker.done()):
+            self._waker = asyncio.get_running_loop().create_task(self._wake_in_batches(), name="sync-wake")
+
+    async def _wake_in_batches(self) -> None:
+        """Set each queued session's wake event, a batch per loop iteration.
+
+        Yielding first lets what is already ready go ahead of the fan-out (the reply of
+        the commit that caused it); yielding between batches keeps the ready queue short
+        for everything else while a decision goes to thousands of streams. The total
+        work is unchanged: a few more loop iterations per decision.
+        """
+        while self._to_wake:
+            await asyncio.sleep(0)
+            for sid in list(itertools.islice(self._to_wake, WAKE_BATCH)):
+                self._to_wake.pop(sid).wake.set()
 
     async def _heartbeats(self) -> None:
         """One shared, pre-encoded heartbeat per interval for every stream; sooner when the
@@ -162,8 +188,7 @@ class SyncHub:
                 self._heartbeat = self.cache.heartbeat_message(fresh, int(time.time() * 1000))
                 self._heartbeat_seq += 1
                 sent_at, sent_key = now, key
-                for s in self.sessions.values():
-                    s.wake.set()
+                self._wake_later(self.sessions.values())
             await asyncio.sleep(min(check, max(0.0, sent_at + interval - time.monotonic())))
 
     def freshness_pb(self) -> sync_pb2.Freshness:
@@ -277,6 +302,7 @@ class SyncHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             self.sessions.pop(s.sid, None)
+            self._to_wake.pop(s.sid, None)
             self.forwarder.ended(s.sid)
             self.traces.gone(s.sid)
             log.info("sidecar %s disconnected", s.host_id)
@@ -409,8 +435,10 @@ class SyncHub:
             if self.metrics is not None:
                 self.metrics.acked(ack.group, s.push_to_ack_us[ack.group], s.apply_us.get(ack.group))
             del s.pending[ack.group]
-            s.dirty = True
-            s.wake.set()  # a newer decision may be waiting behind this one
+            newest = self.cache.decisions.get(ack.group)
+            if newest is not None and newest.epoch > epoch:
+                s.dirty = True
+                s.wake.set()  # a newer decision waited behind this one
 
     # --- status --------------------------------------------------------------
 

@@ -250,12 +250,22 @@ def fanout(
             "(ms of CPU per second per 1,000 streams).",
         ),
     ] = 0.0,
+    operator_during_fanout: Annotated[
+        bool,
+        typer.Option(
+            "--operator-during-fanout",
+            help="Per run, time operator replies from a thread of their own: an idle commit (a Switch of "
+            "a group no stream subscribes to), the Switch that causes the fan-out, and a second Switch "
+            "sent when the first stream has the decision (while the rest are pushed).",
+        ),
+    ] = False,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
 ) -> None:
     """Commit (seen by our own etcd watch) -> decision received on every one of S streams."""
     from failover.bench.fanout import run_combination
+    from failover.bench.operator_probe import QUIET
     from failover.bench.tls_variant import BenchPki, label, variants
 
     tls = tls_mode.value
@@ -272,6 +282,7 @@ def fanout(
         "as_sidecars": as_sidecars,
         "tls": tls,
         "idle_seconds": idle_seconds,
+        "operator_during_fanout": operator_during_fanout,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -320,6 +331,7 @@ def fanout(
                             1,
                             keep_logs=keep_logs,
                             pki=pki if secure else None,
+                            extra_groups=(QUIET,) if operator_during_fanout else (),
                         )
                         clusters.append(cluster)
                         results.append(
@@ -335,6 +347,7 @@ def fanout(
                                 as_sidecars=as_sidecars,
                                 channel_per_stream=tls != "off",
                                 idle_seconds=idle_seconds,
+                                operator_during_fanout=operator_during_fanout,
                             )
                         )
         finally:
@@ -417,6 +430,9 @@ def fanout(
                 "(recorded as 1 us; signed values in the JSON). CPU: mean per run, from just before the "
                 "Switch until the last stream had it."
             )
+        op_rows = [r for r in results if r.get("operator")]
+        if op_rows:
+            _render_operator(op_rows)
         if tls == "both" and results:
             from failover.bench.tls_variant import fanout_comparison
 
@@ -424,6 +440,49 @@ def fanout(
             doc["tls_comparison"] = tls_pairs(results)
 
     _execute(main, clusters, doc, json_path, render)
+
+
+def _render_operator(rows: list[dict[str, Any]]) -> None:
+    """Operator replies while a decision is pushed, against the idle commit of the same run."""
+    t = Table(
+        title="operator replies during the fan-out (ms; ratio = p99 / idle commit p99)", title_justify="left"
+    )
+    for col in ("S", "R", "call", "n", "p50", "p99", "max", "x idle p99"):
+        t.add_column(col, justify="right")
+    for res in rows:
+        op = res["operator"]
+        base = op["idle_commit"].get("p99_ms") or 0.0
+        calls = (
+            ("idle commit", op["idle_commit"]),
+            ("fan-out switch", res["switch_reply"]),
+            ("switch during fan-out", op["switch_during_fanout"]),
+            ("last stream (from t_commit)", res["last_stream"]),
+        )
+        for name, lat in calls:
+            p99 = lat.get("p99_ms")
+            t.add_row(
+                str(res["streams"]),
+                str(res["replicas"]),
+                name,
+                str(lat.get("count", 0)),
+                fmt_ms(lat.get("p50_ms")),
+                fmt_ms(p99),
+                fmt_ms(lat.get("max_ms")),
+                f"{p99 / base:.1f}"
+                if base and p99 is not None and name != "last stream (from t_commit)"
+                else "",
+            )
+    out.print(t)
+    out.print(
+        "Replies timed on the bench's own operator thread and loop (not behind the S streams' reads). "
+        "idle commit: a Switch of a group no stream subscribes to, nothing in progress; switch during "
+        "fan-out: the same, sent when the first stream has the decision ("
+        + ", ".join(
+            f"{r['operator']['during_sent_before_last_stream']}/{r['operator']['switch_during_fanout']['count']}"
+            for r in rows
+        )
+        + " sent before the last stream had it)."
+    )
 
 
 def _mount_more() -> None:

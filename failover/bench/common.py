@@ -65,10 +65,10 @@ class CoordinatorProc(Child):
         self.config_path = config_path
 
 
-def group_definition() -> dict[str, Any]:
+def group_definition(name: str = GROUP) -> dict[str, Any]:
     """The group of tests/procs.py: cme-orders with paths primary, backup (nothing listens there)."""
     return {
-        "name": GROUP,
+        "name": name,
         "paths": [
             {"name": p, "endpoints": {"default": f"127.0.0.1:{9001 + i}"}} for i, p in enumerate(PATHS)
         ],
@@ -85,8 +85,11 @@ class Cluster:
         etcd_members: int,
         keep_logs: bool = False,
         pki: BenchPki | None = None,
+        extra_groups: tuple[str, ...] = (),
     ) -> None:
         self.label = label
+        # More groups shaped like GROUP (e.g. one no stream subscribes to, for operator probes).
+        self.extra_groups = extra_groups
         # With a PKI: replicas serve mTLS, and this process calls them as operator "bench".
         self.pki = pki
         self.n = replicas
@@ -116,7 +119,7 @@ class Cluster:
                 "replica_id": rid,
                 "listen": f"127.0.0.1:{port}",
                 "etcd": {"endpoints": self.etcd.endpoints, "prefix": self.prefix},
-                "groups": [group_definition()],
+                "groups": [group_definition(g) for g in (GROUP, *self.extra_groups)],
             }
             if self.pki is not None:
                 cfg["tls"] = self.pki.config("replica", rid)
@@ -148,9 +151,9 @@ class Cluster:
         st: apb.ClusterStatus = await self.admin(address).GetStatus(apb.GetStatusRequest(), timeout=timeout)
         return st
 
-    async def switch(self, address: str, path: str, timeout: float) -> Any:
+    async def switch(self, address: str, path: str, timeout: float, group: str = GROUP) -> Any:
         # Forced: the bench runs no sidecars, so no host reports the path up (a guard rail).
-        req = apb.SwitchRequest(group=GROUP, path=path, reason="bench", operator="bench", force=True)
+        req = apb.SwitchRequest(group=group, path=path, reason="bench", operator="bench", force=True)
         resp: apb.ControlResponse = await self.admin(address).Switch(req, timeout=timeout)
         return resp
 

@@ -22,6 +22,7 @@ import contextlib
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -30,6 +31,7 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.bench.operator_probe import QUIET, OperatorProbe
 from failover.bench.tls_variant import BenchPki
 from failover.bench.tls_variant import label as label_of
 from failover.machine import proc_cpu_s
@@ -43,6 +45,8 @@ TAG_SNAPSHOT = (1 << 3) | 2
 TAG_DECISION = (3 << 3) | 2
 GIL_SWITCH_INTERVAL_S = 0.0002
 OPEN_BATCH = 50
+# After the idle commit, before the fan-out Switch: let its view change settle.
+PROBE_SETTLE_S = 0.02
 
 
 class CommitWatch:
@@ -185,6 +189,8 @@ class StreamFleet:
         self._calls: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        # Called with the revision when the first stream receives a new decision.
+        self.on_first: Callable[[int], None] | None = None
 
     @property
     def connections(self) -> int:
@@ -264,6 +270,8 @@ class StreamFleet:
                         lst = self.arrivals.get(rev)
                         if lst is None:
                             lst = self.arrivals[rev] = []
+                            if self.on_first is not None:
+                                self.on_first(rev)
                         lst.append(t)
                         if len(lst) >= self.n:
                             ev = self._complete.get(rev)
@@ -397,6 +405,7 @@ async def run_combination(
     as_sidecars: bool = False,
     channel_per_stream: bool = False,
     idle_seconds: float = 0.0,
+    operator_during_fanout: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -405,9 +414,18 @@ async def run_combination(
     to_reply = Latency(
         f"{label} switch reply", "Switch sent to the leader -> its committed reply received (operator view)"
     )
+    idle_commit = Latency(
+        f"{label} idle commit", f"Switch of {QUIET} (no stream subscribes) with nothing in progress -> reply"
+    )
+    during = Latency(
+        f"{label} switch during fan-out",
+        f"Switch of {QUIET} sent when the first stream had the decision -> reply",
+    )
+    during_in_progress = 0
     per_run: list[dict[str, Any]] = []
     watch: CommitWatch | None = None
     fleet: StreamFleet | None = None
+    probe: OperatorProbe | None = None
     switch_interval = sys.getswitchinterval()
     # The watch thread must get the GIL promptly while the main thread works through
     # a burst of stream messages (default: it may wait 5 ms per hand-over).
@@ -433,6 +451,20 @@ async def run_combination(
         await fleet.open(timeout=max(30.0, streams / 20))
         progress(f"[{label}] {streams} streams have their snapshot after {time.monotonic() - t_open:.2f}s")
         idle = await measure_idle(cluster, streams, idle_seconds, label) if idle_seconds > 0 else None
+        armed = False
+        if operator_during_fanout:
+            quiet = next((g for g in st.groups if g.definition.name == QUIET), None)
+            quiet_active = str(quiet.decision.paths[0]) if quiet is not None and quiet.decision.paths else ""
+            probe = OperatorProbe(leader_addr, cluster.pki, quiet_active, timeout_s=5.0)
+            probe.start()
+
+            def on_first(_rev: int) -> None:
+                nonlocal armed
+                if armed and probe is not None:
+                    armed = False
+                    probe.fire()
+
+            fleet.on_first = on_first
         cpu0 = _cpu_snapshot(cluster)
         wall0 = time.monotonic()
         for run in range(-1, runs):  # run -1: warm-up, not recorded
@@ -440,21 +472,32 @@ async def run_combination(
                 raise BenchFailure(f"--max-seconds reached before run {run + 1} of {label}")
             cluster.check_alive()
             path = PATHS[1] if active == PATHS[0] else PATHS[0]
+            idle_call = probe_call = None
+            if probe is not None:
+                idle_call = await probe.idle_commit()
+                await asyncio.sleep(PROBE_SETTLE_S)
             cpu_before = _cpu_snapshot(cluster)
-            t_sent = time.monotonic_ns()
-            try:
-                resp = await cluster.switch(leader_addr, path, timeout=5.0)
-            except grpc.aio.AioRpcError as exc:
-                raise BenchFailure(
-                    f"Switch via leader {leader_id}: {exc.code().name}: {exc.details()}"
-                ) from exc
-            if list(resp.decision.paths)[:1] != [path]:
-                raise BenchFailure(f"Switch to {path} answered {list(resp.decision.paths)}")
-            t_reply = time.monotonic_ns()
+            if probe is not None:
+                armed = True
+                call = await probe.fanout_switch(path)
+                t_sent, t_reply, rev = call.sent_ns, call.reply_ns, call.revision
+            else:
+                t_sent = time.monotonic_ns()
+                try:
+                    resp = await cluster.switch(leader_addr, path, timeout=5.0)
+                except grpc.aio.AioRpcError as exc:
+                    raise BenchFailure(
+                        f"Switch via leader {leader_id}: {exc.code().name}: {exc.details()}"
+                    ) from exc
+                if list(resp.decision.paths)[:1] != [path]:
+                    raise BenchFailure(f"Switch to {path} answered {list(resp.decision.paths)}")
+                t_reply = time.monotonic_ns()
+                rev = int(resp.decision.epoch.revision)
             active = path
-            rev = int(resp.decision.epoch.revision)
             t_commit = await watch.wait(rev, run_timeout_s)
             got = await fleet.wait_complete(rev, run_timeout_s)
+            if probe is not None:
+                probe_call = await probe.take_during(run_timeout_s)
             cpu_after = _cpu_snapshot(cluster)
             if run < 0:
                 progress(f"[{label}] warm-up switch delivered to all {streams} streams")
@@ -467,6 +510,27 @@ async def run_combination(
             first.record_ns(t_first - t_commit)
             for t in got:
                 every.record_ns(t - t_commit)
+            probe_fields: dict[str, Any] = {}
+            if idle_call is not None and probe_call is not None:
+                idle_commit.record_ns(idle_call.latency_ns)
+                during.record_ns(probe_call.latency_ns)
+                in_progress = probe_call.sent_ns < t_last
+                during_in_progress += in_progress
+                probe_fields = {
+                    "idle_commit_us": idle_call.latency_ns // 1000,
+                    "during_switch_us": probe_call.latency_ns // 1000,
+                    "during_sent_ns": probe_call.sent_ns,
+                    "during_reply_ns": probe_call.reply_ns,
+                    "t_last_ns": t_last,
+                    "during_queued_at_leader_us": probe_call.queued_us,
+                    "during_decided_after_send_ms": probe_call.decided_after_send_ms,
+                    # When the during-fan-out Switch left, relative to t_commit (signed), and
+                    # whether the last stream still lacked the decision then.
+                    "during_sent_after_commit_us": (probe_call.sent_ns - t_commit) // 1000,
+                    "during_sent_before_last_stream": in_progress,
+                    "during_reply_after_last_stream_us": (probe_call.reply_ns - t_last) // 1000,
+                    "fanout_reply_after_last_stream_us": (t_reply - t_last) // 1000,
+                }
             per_run.append(
                 {
                     "run": run + 1,
@@ -478,6 +542,7 @@ async def run_combination(
                     # Absolute CLOCK_MONOTONIC instants, to line up with other observers.
                     "t_sent_ns": t_sent,
                     "t_commit_ns": t_commit,
+                    **probe_fields,
                     # From just before the Switch until every stream had the decision (+ a
                     # little bookkeeping): CPU ms per process, next to the wall ms.
                     "window_wall_ms": round((time.monotonic_ns() - t_sent) / 1e6, 2),
@@ -488,9 +553,16 @@ async def run_combination(
                     },
                 }
             )
+            extra = (
+                f"; replies: idle commit {probe_fields['idle_commit_us'] / 1000:.2f} ms, fan-out switch "
+                f"{(t_reply - t_sent) / 1e6:.2f} ms, switch during fan-out "
+                f"{probe_fields['during_switch_us'] / 1000:.2f} ms"
+                if probe_fields
+                else ""
+            )
             progress(
                 f"[{label}] run {run + 1}/{runs} rev {rev}: last stream {(t_last - t_commit) / 1e6:.2f} ms, "
-                f"first {(t_first - t_commit) / 1e6:.2f} ms"
+                f"first {(t_first - t_commit) / 1e6:.2f} ms{extra}"
             )
             await asyncio.sleep(pause_s)
         wall = time.monotonic() - wall0
@@ -515,6 +587,17 @@ async def run_combination(
             },
             "runs": per_run,
             "idle": idle,
+            "operator": (
+                {
+                    "idle_commit": idle_commit.to_json(),
+                    "switch_during_fanout": during.to_json(),
+                    "during_sent_before_last_stream": during_in_progress,
+                    "note": "timed on the bench's own operator thread and loop; the fan-out Switch "
+                    "reply is switch_reply",
+                }
+                if probe is not None
+                else None
+            ),
             "cpu_seconds_during_runs": {"wall": round(wall, 3), **cpu},
             "mean_window": {
                 "wall_ms": round(sum(r["window_wall_ms"] for r in per_run) / len(per_run), 2),
@@ -526,6 +609,8 @@ async def run_combination(
         raise
     finally:
         sys.setswitchinterval(switch_interval)
+        if probe is not None:
+            await probe.close()
         if fleet is not None:
             await fleet.close()
         if watch is not None:

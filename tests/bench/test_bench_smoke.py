@@ -93,6 +93,34 @@ def test_fanout_smoke(tmp_path: Path) -> None:
         assert x["idle"]["coordinator_cpu_ms_per_s_per_1000_streams"] >= 0
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
+    """Each run gets an idle commit, the fan-out Switch and a Switch sent mid-fan-out."""
+    out = tmp_path / "fanout-op.json"
+    r = CliRunner().invoke(
+        bench_app,
+        [
+            "fanout",
+            "--streams",
+            "5",
+            "--replicas",
+            "1",
+            "--runs",
+            "2",
+            "--operator-during-fanout",
+            "--json",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "operator replies during the fan-out" in r.output
+    (x,) = json.loads(out.read_text())["results"]
+    _check_stats(x["operator"]["idle_commit"], "idle_commit", 2)
+    _check_stats(x["operator"]["switch_during_fanout"], "switch_during_fanout", 2)
+    assert all("during_switch_us" in run for run in x["runs"])
+
+
 def test_cli_startup_smoke(tmp_path: Path) -> None:
     """Every row gets its samples: the operator commands really connect to the bench's socket."""
     out = tmp_path / "cli.json"
