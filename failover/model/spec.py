@@ -38,6 +38,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Record(BaseModel):
+    """What a leader writes for every replica to read: fields a newer version added are
+    ignored, so replicas of the previous version keep reading decisions during a rolling
+    upgrade (inputs from people, configs and group files, stay strict)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
 class PathSpec(Strict):
     name: str
     transport: Literal["sim"] = "sim"
@@ -111,19 +119,19 @@ class Epoch(NamedTuple):
 ZERO_EPOCH = Epoch(0, 0)
 
 
-class Stage(Strict):
+class Stage(Record):
     stage: str
     where: str
     duration_us: int
 
 
-class TriggerSpec(Strict):
+class TriggerSpec(Record):
     kind: Literal["operator", "health", "seed", "control"] = "seed"
     operator: str = ""
     evidence: list[str] = []
 
 
-class DecisionRecord(Strict):
+class DecisionRecord(Record):
     """The value stored at routes/<group>; its epoch revision is the key's mod revision."""
 
     group: str

@@ -101,3 +101,19 @@ def test_env_overrides_file_and_flags_override_env(tmp_path, monkeypatch) -> Non
     monkeypatch.setenv("FAILOVER_REPLICA_ID", "fromenv")
     assert load(CoordinatorConfig, f).replica_id == "fromenv"
     assert load(CoordinatorConfig, f, {"replica_id": "fromflag"}).replica_id == "fromflag"
+
+
+def test_a_decision_record_from_a_newer_version_is_still_read() -> None:
+    """Rolling upgrade: a leader of the next version may add fields to the records it
+    writes; replicas of this version keep reading the decision and drop the new field."""
+    from failover.model.spec import DecisionRecord
+
+    raw = (
+        '{"group": "g", "paths": ["a", "b"], "era": 1, "leader_id": "c1", "reason": "r",'
+        ' "trigger": {"kind": "operator", "field_of_tomorrow": 1},'
+        ' "stages": [{"stage": "detect", "where": "h1", "duration_us": 5, "unit": "us"}],'
+        ' "field_of_tomorrow": {"x": 1}}'
+    )
+    rec = DecisionRecord.model_validate_json(raw)
+    assert rec.paths == ["a", "b"] and rec.trigger.kind == "operator"
+    assert "field_of_tomorrow" not in rec.model_dump()
