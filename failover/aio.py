@@ -83,3 +83,25 @@ async def shielded_wait(task: asyncio.Future[T], timeout: float) -> T:
     bounded = asyncio.ensure_future(asyncio.wait_for(task, timeout))
     bounded.add_done_callback(retrieve)
     return await asyncio.shield(bounded)
+
+
+async def cancel_until_done(
+    task: asyncio.Future[Any], *, every_s: float = 0.5, limit_s: float | None = None
+) -> bool:
+    """Cancel ``task`` and wait for it to end, cancelling it again every ``every_s``.
+
+    On Python 3.11 one cancel can be lost (a TaskGroup aborting on a child's failure at the
+    same moment, or ``wait_for`` completing in the same loop step), and a server that
+    waits for its main task after a single cancel then never stops. True once it ended;
+    False if ``limit_s`` passed first. Its outcome is read either way.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if limit_s is None else loop.time() + limit_s
+    while not task.done():
+        if deadline is not None and loop.time() >= deadline:
+            return False
+        task.cancel()
+        wait = every_s if deadline is None else max(0.0, min(every_s, deadline - loop.time()))
+        await asyncio.wait([task], timeout=wait)
+    retrieve(task)
+    return True

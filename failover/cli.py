@@ -189,6 +189,8 @@ def serve(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a server until SIGINT/SIGTERM, then cancel it (its finally blocks clean up)."""
 
     async def main(stop: asyncio.Event) -> None:
+        from failover.aio import cancel_until_done
+
         task = asyncio.create_task(make())
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -196,7 +198,9 @@ def serve(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
         finally:
             stopper.cancel()
             if not task.done():
-                task.cancel()
+                # Cancelled again until it ends: a cancel lost on Python 3.11 must not
+                # leave a SIGTERMed server running.
+                await cancel_until_done(task)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

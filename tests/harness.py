@@ -12,6 +12,7 @@ import grpc
 from coordinator.config import CoordinatorConfig
 from coordinator.replica import Replica
 from failover import rpc
+from failover.aio import cancel_until_done
 from failover.procs import free_port
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -52,7 +53,11 @@ class ReplicaSet:
     async def stop(self, i: int) -> None:
         t = self.tasks[i]
         if t is not None:
-            t.cancel()
+            # Cancelled again until it ends (a cancel can be lost on 3.11), and bounded: a
+            # replica that does not stop fails the test with its stack, not a hang.
+            if not await cancel_until_done(t, limit_s=30):
+                t.print_stack()
+                raise AssertionError(f"replica {i} did not stop within 30 s of being cancelled")
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self.tasks[i] = None

@@ -59,3 +59,51 @@ async def test_finish_runs_the_task_to_its_end_through_a_cancel_of_the_caller() 
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert ended.is_set()
+
+
+async def test_cancel_until_done_cancels_again_a_task_that_swallowed_one_cancel() -> None:
+    """A task that loses one cancel (as a 3.11 TaskGroup can) still ends, and is not waited
+    on forever."""
+    import asyncio
+
+    from failover.aio import cancel_until_done
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # the first cancel is lost
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    assert await cancel_until_done(task, every_s=0.05, limit_s=5)
+    assert task.cancelled() and swallowed == 1
+
+
+async def test_cancel_until_done_gives_up_at_its_limit() -> None:
+    import asyncio
+
+    from failover.aio import cancel_until_done
+
+    done = asyncio.Event()
+
+    async def immortal() -> None:
+        while not done.is_set():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+
+    task = asyncio.create_task(immortal())
+    await asyncio.sleep(0)
+    assert not await cancel_until_done(task, every_s=0.05, limit_s=0.3)
+    done.set()
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    assert task.done()
