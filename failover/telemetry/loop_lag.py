@@ -24,7 +24,8 @@ NOTICED_S = 0.005  # lateness below this is timer slack, not a blocked loop
 class LoopLag:
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
-        self.recent = Latency("event loop lag", "how much later than asked the monitor woke")
+        # Percentiles only: a sample every 50 ms kept forever would grow without bound.
+        self.recent = Latency("event loop lag", "how late the monitor woke", keep_samples=False)
         self.last_tick = time.monotonic()
         self.last_lag_s = 0.0
         self.max_lag_s = 0.0
