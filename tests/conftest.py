@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -59,3 +62,28 @@ def own_etcd() -> Iterator[EtcdCluster]:
 @pytest.fixture
 def prefix() -> str:
     return f"/t-{uuid.uuid4().hex[:10]}/"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    if rep.failed and os.environ.get("CI"):
+        # Printed at once in CI: if the process dies later (a crash in an extension module),
+        # the failure that led to it is still in the log, not lost with the summary.
+        print(f"\n== FAILED {item.nodeid} ({rep.when})\n{rep.longreprtext}", file=sys.__stderr__, flush=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A failed test's frames (kept by pytest in ``sys.last_*``) hold its gRPC channels and
+    calls; freed later, during another test, they would be finalized after their event loop
+    closed. Free them now, while the failed test's loop still exists."""
+    rep = getattr(item, "rep_call", None)
+    if rep is not None and rep.failed:
+        for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+            if hasattr(sys, name):
+                delattr(sys, name)
+        gc.collect()

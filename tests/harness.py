@@ -56,7 +56,8 @@ class ReplicaSet:
             # Cancelled again until it ends (a cancel can be lost on 3.11), and bounded: a
             # replica that does not stop fails the test with its stack, not a hang.
             if not await cancel_until_done(t, limit_s=30):
-                t.print_stack()
+                for other in asyncio.all_tasks():
+                    other.print_stack()
                 raise AssertionError(f"replica {i} did not stop within 30 s of being cancelled")
             with contextlib.suppress(asyncio.CancelledError):
                 await t
