@@ -118,6 +118,26 @@ class Observer:
                 return st
         return None
 
+    async def leaders_claimed(self, timeout: float = 1.0) -> dict[str, bool]:
+        """Each live replica's own claim to lead (its local status, no etcd read), for
+        the replicas that answer: a replica without quorum must stop claiming it."""
+
+        async def one(rid: str, addr: str) -> tuple[str, bool | None]:
+            stub = admin_pb2_grpc.PeerStub(self._channel(addr))
+            try:
+                st = await stub.LocalStatus(apb.LocalStatusRequest(host_limit=1), timeout=timeout)
+                return rid, bool(st.is_leader)
+            except grpc.aio.AioRpcError:
+                return rid, None
+
+        live = [
+            (rid, addr)
+            for rid, addr in self.cluster.coordinator_addrs.items()
+            if (p := self.cluster.procs.get(rid)) is not None and p.alive
+        ]
+        got = await asyncio.gather(*(one(rid, addr) for rid, addr in live))
+        return {rid: v for rid, v in got if v is not None}
+
     async def history(self, limit: int = 100) -> list[pb.Decision]:
         """Committed decisions of the group, from the first live replica that answers."""
         for rid, addr in self.cluster.coordinator_addrs.items():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from failover.faults.observe import leader_of
+from failover.faults.proxy import Mode
 from tests.fault.conftest import FaultSystem
 
 
@@ -28,3 +31,19 @@ async def all_on(fs: FaultSystem, path: str, timeout: float, what: str) -> float
     return await fs.obs.until(
         lambda: fs.obs.all_hosts(lambda _h, _s, r: r.effective_path == path), timeout, what
     )
+
+
+async def pin_host_to(fs: FaultSystem, host: str, rid: str) -> None:
+    """Make ``host`` stream from ``rid`` (cut it from the others until it moves, then heal)."""
+    others = [r for r in fs.cluster.topo.replicas if r != rid]
+    fs.cluster.cut_sidecar_from(host, others)
+    await fs.obs.until(lambda: fs.obs.replica_of(host) == rid, 15, f"{host} to stream from {rid}")
+    fs.cluster.cut_sidecar_from(host, others, Mode.PASS)
+
+
+async def switch_applied(fs: FaultSystem, path: str, timeout: float) -> float:
+    """An operator switch to ``path``, until every host applied it; returns the seconds it took."""
+    t0 = time.monotonic()
+    d = await fs.obs.switch(path, "fault row")
+    await all_apply(fs, path, (d.epoch.era, d.epoch.revision), timeout, f"every host on {path}")
+    return time.monotonic() - t0
