@@ -32,7 +32,7 @@ from coordinator.request_checks import (
     check_switch,
 )
 from coordinator.status_summary import decided_of, shape
-from coordinator.store.errors import StoreError
+from coordinator.store.errors import NOSPACE_ACTION, NoSpace, StoreError, is_nospace
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.view import ClusterView, LeaderKey
@@ -139,12 +139,37 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 
     async def _unavailable(self, context: Any, text: str) -> None:
         """Abort UNAVAILABLE, leading with etcd's state when it has lost its quorum
-        (the usual reason why no leader is elected or a commit times out)."""
+        (the usual reason why no leader is elected or a commit times out); FAILED_PRECONDITION
+        when etcd is out of space (a retry cannot succeed before an operator clears it)."""
+        if is_nospace(text):
+            await self._no_space(context, text, refused_here=True)
         if self._etcd_endpoints:
             n = await count_answering(self._etcd_endpoints, min(self._timeout, 0.5))
             if not has_quorum(n, len(self._etcd_endpoints)):
-                text = f"{describe(n, len(self._etcd_endpoints))}: {text}"
+                await self._abort(context, "unavailable", f"{describe(n, len(self._etcd_endpoints))}: {text}")
+        if await self._nospace_alarm():  # e.g. no leader: a new term cannot grant its lease
+            await self._no_space(context, text, refused_here=False)
         await self._abort(context, "unavailable", text)
+
+    async def _store_failed(self, context: Any, exc: StoreError) -> None:
+        """Abort for a failed store call: FAILED_PRECONDITION on NOSPACE, else UNAVAILABLE."""
+        if isinstance(exc, NoSpace):
+            await self._no_space(context, str(exc), refused_here=True)
+        await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
+
+    async def _no_space(self, context: Any, text: str, refused_here: bool) -> None:
+        if refused_here and self._leader.metrics is not None:
+            self._leader.metrics.nospace()  # failover_etcd_nospace_errors_total (the alert)
+        message = text if is_nospace(text) else f"{NOSPACE_ACTION} ({text})"
+        await self._abort(context, "failed_precondition", message)
+
+    async def _nospace_alarm(self) -> bool:
+        """Whether etcd has its NOSPACE alarm raised (a read: it answers while writes are refused)."""
+        try:
+            async with asyncio.timeout(min(self._timeout, 0.5)):
+                return "NOSPACE" in await self._store.alarms()
+        except (StoreError, TimeoutError):
+            return False
 
     async def GetStatus(self, request: apb.GetStatusRequest, context: Any) -> apb.ClusterStatus:
         await self._refuse_invalid(context, check_get_status(request))
@@ -214,7 +239,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             kvs, _ = await self._store.get_prefix(self._keys.history_prefix(request.group))
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
+            await self._store_failed(context, exc)
             raise
         decisions = []
         for kv in kvs:
@@ -257,7 +282,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                     return resp
                 log.info("leader %s changed while a request waited on it: re-resolving", leader.replica_id)
             elif self._leader.leadership is None:
-                await self._abort(context, "unavailable", "no leader elected right now; retry")
+                await self._unavailable(context, "no leader elected right now; retry")
 
     async def _run(self, context: Any, req: OperatorRequest) -> apb.ControlResponse:
         try:
@@ -377,7 +402,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             res = await self._store.txn([cmp], [Put(key, spec.model_dump_json().encode())])
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
+            await self._store_failed(context, exc)
             raise
         if not res.succeeded:
             what = "already exists" if request.create_only else "changed since it was read; re-read and retry"
@@ -405,7 +430,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 [Compare.mod(self._keys.era, kv.mod_revision if kv else 0)], [Put(self._keys.era, value)]
             )
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
+            await self._store_failed(context, exc)
             raise
         if not res.succeeded:
             await self._abort(context, "failed_precondition", "era changed concurrently; retry")
@@ -416,7 +441,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         try:
             return await self._store.get(key)
         except StoreError as exc:
-            await self._abort(context, "unavailable", f"etcd: {await self._etcd_problem(exc)}")
+            await self._store_failed(context, exc)
             raise
 
 

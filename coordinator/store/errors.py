@@ -35,8 +35,22 @@ class LeaseLost(StoreError):
     """The lease expired or was revoked."""
 
 
+NOSPACE_ACTION = "etcd is out of space (NOSPACE alarm): compact, defragment and disarm"
+
+
 class NoSpace(StoreError):
-    """etcd raised its NOSPACE alarm: writes are refused until it is cleared."""
+    """etcd raised its NOSPACE alarm: writes are refused until an operator clears it.
+
+    Not a StoreUnavailable: retrying cannot succeed before compaction, defragmentation
+    and disarm, so callers report it as a failed precondition naming those steps."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{NOSPACE_ACTION} ({detail})")
+
+
+def is_nospace(message: str) -> bool:
+    """Whether an error message (e.g. relayed from the leader) is a NoSpace refusal."""
+    return NOSPACE_ACTION in message
 
 
 class NoLeader(StoreUnavailable):

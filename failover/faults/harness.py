@@ -111,6 +111,7 @@ class FaultCluster:
     etcd: EtcdCluster | None = None
     prefix: str = ""
     coordinator_addrs: dict[str, str] = field(default_factory=dict)
+    metrics_addrs: dict[str, str] = field(default_factory=dict)
     gateways: dict[str, str] = field(default_factory=dict)
     venue_control: str = ""
     sockets: dict[str, str] = field(default_factory=dict)
@@ -119,11 +120,12 @@ class FaultCluster:
     def __post_init__(self) -> None:
         self.prefix = f"/failover-fault-{os.getpid()}-{time.monotonic_ns()}/"
         n = len(self.topo.replicas)
-        ports = free_ports(3 + n)
+        ports = free_ports(3 + 2 * n)
         self.gateways = {"primary": f"127.0.0.1:{ports[0]}", "backup": f"127.0.0.1:{ports[1]}"}
         self.venue_control = f"127.0.0.1:{ports[2]}"
         for i, rid in enumerate(self.topo.replicas):
             self.coordinator_addrs[rid] = f"127.0.0.1:{ports[3 + i]}"
+            self.metrics_addrs[rid] = f"127.0.0.1:{ports[3 + n + i]}"
 
     # ------------------------------------------------------------ names
 
@@ -196,6 +198,7 @@ class FaultCluster:
             {
                 "replica_id": rid,
                 "listen": self.coordinator_addrs[rid],
+                "metrics_listen": self.metrics_addrs[rid],
                 "etcd": {"endpoints": eps, "prefix": self.prefix},
                 "election": {"lease_ttl_s": self.topo.lease_ttl_s},
                 "groups": [self.group_definition()],
@@ -304,6 +307,15 @@ class FaultCluster:
                 if st.get("leader") and st["leader"] == st.get("header", {}).get("member_id"):
                     return i
         return -1
+
+    def metrics(self, rid: str, timeout: float = 2.0) -> str:
+        """Replica ``rid``'s Prometheus exposition ('' when it does not answer)."""
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://{self.metrics_addrs[rid]}/metrics", timeout=timeout) as r,
+        ):
+            return str(r.read().decode())
+        return ""
 
     def dead(self) -> list[str]:
         """Children that exited on their own (not killed by the test) are worth a look."""

@@ -274,6 +274,25 @@ async def test_restore_from_backup_then_era_bump(fs: FaultSystem, tmp_path: Path
 
 
 NOSPACE_QUOTA = 4 * 1024 * 1024
+NOSPACE_ACTION = "etcd is out of space (NOSPACE alarm): compact, defragment and disarm"
+
+
+def _samples(exposition: str, name: str) -> list[tuple[str, float]]:
+    """(labels, value) of every sample of ``name`` in a Prometheus exposition."""
+    out = []
+    for line in exposition.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            out.append((head[len(name) :], float(value)))
+    return out
+
+
+def _alarm_gauge(exposition: str) -> bool:
+    return any('alarm="NOSPACE"' in lab and v == 1 for lab, v in _samples(exposition, "failover_etcd_alarm{"))
+
+
+def _nospace_errors(exposition: str) -> float:
+    return sum(v for _, v in _samples(exposition, "failover_etcd_nospace_errors_total"))
 
 
 @pytest.mark.own_cluster(etcd_quota_bytes=NOSPACE_QUOTA)
@@ -293,10 +312,22 @@ async def test_nospace_alarm(fs: FaultSystem) -> None:
         await fs.obs.switch("backup", "while etcd is full")
     text = str(refused.value)
     print(f"[fault] NOSPACE after {puts} puts; a switch is refused with: {text[:400]}")
-    assert "space" in text.lower() or "NOSPACE" in text, text
+    # Not UNAVAILABLE (that invites a retry that cannot succeed): the operator must act.
+    assert "FAILED_PRECONDITION" in text and "UNAVAILABLE" not in text, text
+    assert NOSPACE_ACTION in text, text
     st = await fs.obs.cluster_status()
     assert st is not None and leader_of(st) == before, f"the leader changed on NOSPACE: {st}"
     assert "NOSPACE" in st.alarms, f"status does not show the alarm: {list(st.alarms)}"
+
+    # What the alert (deploy/observability/alerts.yaml) fires on: the alarm gauge (polled
+    # every 5 s) on some replica, and the leader's count of refused writes.
+    async def alarm_exported() -> bool:
+        pages = [await asyncio.to_thread(fs.cluster.metrics, r) for r in fs.cluster.topo.replicas]
+        return any(_alarm_gauge(p) for p in pages)
+
+    await fs.obs.until(alarm_exported, 15, "failover_etcd_alarm{alarm=NOSPACE} 1 on a replica")
+    refused_writes = _nospace_errors(await asyncio.to_thread(fs.cluster.metrics, before))
+    assert refused_writes >= 1, f"failover_etcd_nospace_errors_total on {before}: {refused_writes}"
     t1 = time.monotonic()
     await asyncio.to_thread(etcdops.clear_space, etcd, filler)
     cleared = time.monotonic() - t1
