@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
 
 SWITCHES_WHILE_PAUSED = 6
 QUORUM_LOSS_S = 6.0
+LONG_QUORUM_LOSS_S = 30.0  # what the issue asks; the 6 s row is the quick one
 
 
 async def _switch_applied(fs: FaultSystem, path: str, timeout: float) -> float:
@@ -66,27 +67,56 @@ async def test_one_member_killed(fs: FaultSystem) -> None:
     await fs.finish_clean()
 
 
-async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
-    """Two of three members down for 6 s: nothing commits, hosts route on; restored, decisions resume.
-
-    6 s is past the lease TTL (2 s): every replica has lost its lease and is stale."""
+@pytest.mark.parametrize("outage_s", [QUORUM_LOSS_S, LONG_QUORUM_LOSS_S], ids=["6s", "30s"])
+async def test_quorum_lost_then_restored(fs: FaultSystem, outage_s: float) -> None:
+    """Two of three members down for 6 s, and for 30 s: nothing commits, hosts route on and
+    hold the decision they had; past the lease TTL (2 s) no replica claims to lead, and none
+    does again until the quorum is back; then one leader (no flapping) and decisions resume."""
     assert fs.cluster.etcd is not None
     await leader(fs)
+    ttl = fs.cluster.topo.lease_ttl_s
     t_down = time.monotonic()
     fs.checker.control_plane(t_down, up=False)
     fs.cluster.etcd.kill(1)
     fs.cluster.etcd.kill(2)
-    with pytest.raises((AssertionError, grpc.aio.AioRpcError, TimeoutError)):
-        await asyncio.wait_for(fs.obs.switch("backup", "without quorum"), QUORUM_LOSS_S - 1)
-    while time.monotonic() - t_down < QUORUM_LOSS_S:  # noqa: ASYNC110 - the outage is a duration
+
+    async def nobody_leads() -> bool:
+        claims = await fs.obs.leaders_claimed()
+        return bool(claims) and not any(claims.values())
+
+    step_down = asyncio.create_task(fs.obs.until(nobody_leads, 5 * (ttl + 1), "no replica claiming to lead"))
+    try:
+        with pytest.raises((AssertionError, grpc.aio.AioRpcError, TimeoutError)):
+            await asyncio.wait_for(fs.obs.switch("backup", "without quorum"), QUORUM_LOSS_S - 1)
+        stepped_down = await step_down
+    finally:
+        step_down.cancel()
+    held = {h: _epoch_of(fs, h) for h in fs.cluster.topo.hosts}
+    claimed: list[str] = []
+    next_claims = time.monotonic()
+    while time.monotonic() - t_down < outage_s:  # noqa: ASYNC110 - the outage is a duration
         await fs.obs.poll_once()
+        if time.monotonic() >= next_claims:
+            claimed += [r for r, lead in (await fs.obs.leaders_claimed()).items() if lead]
+            next_claims = time.monotonic() + 0.5
+    moved = {h: (held[h], _epoch_of(fs, h)) for h in held if _epoch_of(fs, h) != held[h]}
     during = {h: s.counts(t_down + 1) for h, s in fs.strategies.items()}
     t0 = time.monotonic()
     fs.cluster.etcd.restart(1, wait=False)
     fs.cluster.etcd.restart(2, wait=False)
     await asyncio.to_thread(fs.cluster.etcd.wait_healthy, 20.0)
     fs.checker.control_plane(time.monotonic(), up=True)
-    await leader(fs)
+    leaders_after: set[str] = set()
+
+    async def one_claims() -> bool:
+        # A claim, not the election key: the old leader's key outlives the outage (etcd
+        # extends every lease when it elects a leader) though that replica stepped down.
+        claims = {r for r, lead in (await fs.obs.leaders_claimed()).items() if lead}
+        leaders_after.update(claims)
+        return len(claims) == 1
+
+    await fs.obs.until(one_claims, 30, "one replica claiming to lead")
+    elected = time.monotonic() - t0
     await fs.obs.until(
         lambda: fs.obs.all_hosts(
             lambda _h, st, r: st.control_plane_connected and r.effective_path == "primary"
@@ -96,6 +126,7 @@ async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
     )
 
     async def committed() -> bool:
+        leaders_after.update(r for r, lead in (await fs.obs.leaders_claimed()).items() if lead)
         try:
             await asyncio.wait_for(_switch_applied(fs, "backup", 10), 12)
             return True
@@ -103,9 +134,54 @@ async def test_quorum_lost_then_restored(fs: FaultSystem) -> None:
             return False
 
     await fs.obs.until(committed, 40, "a decision committed after the quorum is back")
+    restored = time.monotonic() - t0
+    leaders_after.update(r for r, lead in (await fs.obs.leaders_claimed()).items() if lead)
+    print(f"[fault] quorum lost {outage_s:.0f} s: leaders after the restore {sorted(leaders_after)}")
     for h, c in during.items():
         assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h} during the outage: {c}"
-    fs.bound("etcd quorum lost 6 s: restore to a decision on every host", time.monotonic() - t0, 5 * 4.0)
+    assert not moved, f"a host took a new decision without a quorum: {moved}"
+    assert not claimed, f"replicas claimed to lead without a quorum: {sorted(set(claimed))}"
+    assert len(leaders_after) == 1, f"leadership flapped after the quorum came back: {sorted(leaders_after)}"
+    name = f"etcd quorum lost {outage_s:.0f} s"
+    fs.bound(f"{name}: quorum loss to no replica claiming to lead", stepped_down, 5 * (ttl + 1))
+    fs.bound(f"{name}: restore to a leader", elected, 5 * (ttl + 1))
+    fs.bound(f"{name}: restore to a decision on every host", restored, 5 * 4.0)
+    await fs.finish_clean()
+
+
+def _epoch_of(fs: FaultSystem, host: str) -> tuple[int, int] | None:
+    r = fs.obs.route(host)
+    return None if r is None else (r.epoch.era, r.epoch.revision)
+
+
+async def test_etcd_leader_killed(fs: FaultSystem) -> None:
+    """etcd's own raft leader (found by its maintenance status) SIGKILLed: the two left elect
+    a new one (election timeout 1 s) and decisions resume on every host. The coordinator
+    leader may change (its lease keepalive can miss during etcd's election): printed, and at
+    most one change; no split routing (the checker, for the whole row)."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    before = await leader(fs)
+    victim = await asyncio.to_thread(fs.cluster.etcd_leader)
+    assert victim >= 0, "no etcd member reports a leader"
+    t0 = time.monotonic()
+    etcd.kill(victim)
+
+    async def new_etcd_leader() -> bool:
+        i = await asyncio.to_thread(fs.cluster.etcd_leader)
+        return i >= 0 and i != victim
+
+    elected = await fs.obs.until(new_etcd_leader, 20, "a new etcd leader")
+    await _committed_within(fs, "backup", 30)
+    resumed = time.monotonic() - t0
+    claims = {r for r, lead in (await fs.obs.leaders_claimed()).items() if lead}
+    after = await leader(fs)
+    print(f"[fault] etcd leader member{victim} killed: coordinator leader {before} -> {after}")
+    assert claims <= {after}, f"more than one replica claims to lead: {claims}, status says {after}"
+    etcd.restart(victim, wait=False)
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    fs.bound("etcd leader SIGKILL: a new etcd leader", elected, 5 * 1.5)
+    fs.bound("etcd leader SIGKILL: a decision on every host", resumed, 5 * 3.0)
     await fs.finish_clean()
 
 
