@@ -168,12 +168,24 @@ _trace: tuple[tuple[str, str], ...] | None = None
 def trace_metadata() -> tuple[tuple[str, str], ...]:
     """This command's W3C trace context as gRPC metadata, made once per invocation (every
     replica tried gets the same span): the decision it causes joins this trace. Two random
-    ids, not the OpenTelemetry SDK (start-up time)."""
+    ids, not the OpenTelemetry SDK (start-up time), unless FAILOVER_OTLP_ENDPOINT names a
+    collector: then the command's span is real and exported when the command exits."""
     global _trace
     if _trace is None:
-        from failover.telemetry.w3c import operator_metadata
+        endpoint = os.environ.get("FAILOVER_OTLP_ENDPOINT", "")
+        if endpoint:
+            import atexit
 
-        _trace = operator_metadata()
+            from failover.telemetry import cli_span
+
+            words = [a for a in sys.argv[1:] if not a.startswith("-")][:2]
+            command = " ".join(["failover", *words[: 2 if words[:1] in (["era"], ["group"]) else 1]])
+            _trace, finish = cli_span.start(endpoint, command, os.environ)
+            atexit.register(finish)
+        else:
+            from failover.telemetry.w3c import operator_metadata
+
+            _trace = operator_metadata()
     return _trace
 
 

@@ -13,7 +13,10 @@ import asyncio
 import re
 from typing import Any
 
+import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -61,6 +64,19 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> str:
     return r.stdout
 
 
+class Collector(tgrpc.TraceServiceServicer):
+    """An OTLP/gRPC receiver: what the CLI exports."""
+
+    def __init__(self) -> None:
+        self.requests: list[tpb.ExportTraceServiceRequest] = []
+
+    async def Export(
+        self, request: tpb.ExportTraceServiceRequest, context: object
+    ) -> tpb.ExportTraceServiceResponse:  # noqa: N802
+        self.requests.append(request)
+        return tpb.ExportTraceServiceResponse()
+
+
 async def test_an_operator_decision_joins_the_trace_of_the_cli_command(etcd_cluster, prefix) -> None:
     rs = TracedReplicas(etcd_cluster.endpoints, prefix, n=2)
     try:
@@ -97,6 +113,35 @@ async def test_an_operator_decision_joins_the_trace_of_the_cli_command(etcd_clus
         )
         (decide,) = spans_named(exp, "failover.decide", m.group(1))
         assert (decide.attributes or {}).get("failover.paths", "").startswith("primary")
+
+        # 3. Given a collector, the CLI exports its own span: the decide span's parent.
+        server = grpc.aio.server()
+        collector = Collector()
+        tgrpc.add_TraceServiceServicer_to_server(collector, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            out = await run_cli(
+                "undrain", G, "backup", "--reason", "trace test", "-c", follower.cfg.listen,
+                env={"FAILOVER_OTLP_ENDPOINT": f"127.0.0.1:{port}"},
+            )  # fmt: skip
+        finally:
+            await server.stop(None)
+        cli_spans = [
+            s
+            for req in collector.requests
+            for rs in req.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
+        assert [s.name for s in cli_spans] == ["failover undrain"], cli_spans
+        tid = cli_spans[0].trace_id.hex()
+        assert re.search(r"trace [0-9a-f]{32}", out) is None or f"trace {tid}" in out, out
+        await wait_for(lambda: spans_named(exp, "failover.decide", tid), WAIT_S, "the undrain's decide span")
+        (decide,) = spans_named(exp, "failover.decide", tid)
+        assert decide.parent is not None and decide.parent.span_id == int.from_bytes(
+            cli_spans[0].span_id, "big"
+        )
     finally:
         await rs.stop_all()
         for exp_ in rs.spans.values():
