@@ -24,6 +24,7 @@ from coordinator.limits import PerCaller, peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
 from coordinator.request_checks import (
+    caller_trace,
     check_bump_era,
     check_get_status,
     check_history,
@@ -39,6 +40,7 @@ from coordinator.view import ClusterView, LeaderKey
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
+from failover.telemetry import tracing
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -262,10 +264,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "path: required")
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
+        trace = caller_trace(context)
         req = OperatorRequest(
-            request.group, request.reason, request.operator or "unknown", request.force, path=request.path
+            request.group,
+            request.reason,
+            request.operator or "unknown",
+            request.force,
+            path=request.path,
+            trace=trace,
         )
-        return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t))
+        md = _metadata(trace)
+        return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md))
 
     async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
@@ -381,8 +390,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             request.force,
             path=request.path,
             action=action,
+            trace=caller_trace(context),
         )
-        return await self._decide(context, req, lambda stub, t: stub.SetControl(request, timeout=t))
+        md = _metadata(req.trace)
+        return await self._decide(
+            context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
+        )
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
         await self._refuse_invalid(context, check_put_group(request))
@@ -434,7 +447,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             raise
         if not res.succeeded:
             await self._abort(context, "failed_precondition", "era changed concurrently; retry")
-        log.warning("era bumped to %d by %s: %s", era + 1, request.operator, request.reason)
+        with tracing.current(tracing.remote(caller_trace(context))):  # the line carries the CLI's trace id
+            log.warning("era bumped to %d by %s: %s", era + 1, request.operator, request.reason)
         return apb.BumpEraResponse(era=era + 1)
 
     async def _read(self, context: Any, key: str) -> Any:
@@ -443,6 +457,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         except StoreError as exc:
             await self._store_failed(context, exc)
             raise
+
+
+def _metadata(trace: tracing.Carrier) -> tuple[tuple[str, str], ...]:
+    """The caller's trace context, passed on when a request is forwarded to the leader."""
+    tp, ts = trace
+    if not tp:
+        return ()
+    return (("traceparent", tp), ("tracestate", ts)) if ts else (("traceparent", tp),)
 
 
 def _controls_summary(c: ControlsSpec) -> str:

@@ -14,7 +14,9 @@ A report that carries a trace context (the host's detect or flip) opens a
 ``failover.report`` span here, from its arrival to its delivery to the leader;
 the forwarded host carries that span's context on. A newer report of the
 same host without a context keeps the pending one's span (it carries the
-same change on); one with a context of its own ends the older span.
+same change on); one with a context of its own ends the older span. When the
+replica stops, the spans of reports never delivered end with
+``failover.delivered`` false.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class HealthForwarder:
         self._streams: dict[int, _Stream] = {}
         self._pending: dict[str, _Pending] = {}
         self._event = asyncio.Event()
+        self._closed = False  # run() ended: no report span can be delivered (or ended) any more
 
     # --- inputs from the sync streams ----------------------------------------
 
@@ -95,7 +98,7 @@ class HealthForwarder:
         if st is None:
             return
         st.paths, st.reported, st.at_ns = list(paths), True, time.monotonic_ns()
-        span = self._span(st.host, trace) if trace[0] else None
+        span = self._span(st.host, trace) if trace[0] and not self._closed else None
         self._queue(_Pending(_Stream(st.host, st.site, st.paths, True, st.at_ns), st.at_ns, False, span))
 
     def ended(self, sid: int) -> None:
@@ -151,21 +154,40 @@ class HealthForwarder:
         )
 
     async def run(self) -> None:
-        while True:
-            await self._event.wait()
-            self._event.clear()
-            batch, self._pending = self._pending, {}
-            now = time.monotonic_ns()
-            msg = apb.HealthForward(replica_id=self._id, hosts=[self._host(p, now) for p in batch.values()])
-            if await self._send(msg):
-                for p in batch.values():
-                    if p.span is not None:
-                        p.span.end()
-                continue
-            for p in batch.values():  # keep what was not delivered, unless superseded
-                self._keep(p)
-            self._event.set()
-            await wait_any(self._view.changed.wait(), timeout=RETRY_S)
+        batch: dict[str, _Pending] = {}
+        try:
+            while True:
+                await self._event.wait()
+                self._event.clear()
+                batch, self._pending = self._pending, {}
+                now = time.monotonic_ns()
+                msg = apb.HealthForward(
+                    replica_id=self._id, hosts=[self._host(p, now) for p in batch.values()]
+                )
+                if await self._send(msg):
+                    for p in batch.values():
+                        if p.span is not None:
+                            p.span.end()
+                    batch = {}
+                    continue
+                for p in batch.values():  # keep what was not delivered, unless superseded
+                    self._keep(p)
+                batch = {}
+                self._event.set()
+                await wait_any(self._view.changed.wait(), timeout=RETRY_S)
+        finally:
+            self._close([*batch.values(), *self._pending.values()])
+
+    def _close(self, undelivered: Iterable[_Pending]) -> None:
+        """The replica stops: end the report spans of what was never delivered (no span leaks,
+        and a trace viewer shows where the chain stopped); later reports open none."""
+        self._closed = True
+        ended: set[int] = set()
+        for p in undelivered:
+            if p.span is not None and id(p.span) not in ended:
+                ended.add(id(p.span))
+                p.span.set_attribute("failover.delivered", False)
+                p.span.end()
 
     def _keep(self, p: _Pending) -> None:
         """Put an undelivered ``p`` back unless a newer state of its host came meanwhile."""

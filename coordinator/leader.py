@@ -229,19 +229,29 @@ class LeaderWork:
             group, g.value, c.value if c else None, r.record if r else None, self._view.era.value
         )
 
-    async def _decide_group(self, leadership: Leadership, group: str) -> Committed | None:
-        """One group's pass, right after an operator control: reconcile, then policy (e.g. a pin)."""
+    async def _decide_group(
+        self, leadership: Leadership, group: str, parent: tracing.Carrier = tracing.NO_CONTEXT
+    ) -> Committed | None:
+        """One group's pass, right after an operator control: reconcile, then policy (e.g. a pin).
+        ``parent``: the operator command's trace, which the decision it causes joins."""
         proposal = self._reconcile(group)
         if proposal is not None:
-            return await self._commit_proposal(leadership, proposal, Inputs.of(self._view, group))
+            return await self._commit_proposal(leadership, proposal, Inputs.of(self._view, group), parent)
         done = None
         for p, inputs in self._policy(group):
-            done = await self._commit_proposal(leadership, p, inputs)
+            done = await self._commit_proposal(leadership, p, inputs, parent)
         return done
 
-    async def _commit_proposal(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> Committed:
+    async def _commit_proposal(
+        self,
+        leadership: Leadership,
+        p: Proposal,
+        inputs: Inputs,
+        parent: tracing.Carrier = tracing.NO_CONTEXT,
+    ) -> Committed:
         trigger = TriggerSpec(kind=p.kind, operator=p.operator, evidence=p.evidence)  # type: ignore[arg-type]
-        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, inputs, p.stages, p.trace)
+        trace = parent if parent[0] else p.trace
+        return await self._commit(leadership, p.group, p.paths, p.reason, trigger, inputs, p.stages, trace)
 
     async def _try(self, leadership: Leadership, p: Proposal, inputs: Inputs) -> None:
         try:
@@ -317,7 +327,9 @@ class LeaderWork:
                     trigger, stages = switch_trigger(req, leadership)
                     inputs = Inputs.of(self._view, req.group)
                     reason = f"operator switch: {req.reason}"
-                    done = await self._commit(leadership, req.group, paths, reason, trigger, inputs, stages)
+                    done = await self._commit(
+                        leadership, req.group, paths, reason, trigger, inputs, stages, req.trace
+                    )
                     return f"committed at epoch {done.epoch}", done
                 return await self._control(leadership, req)
             except StaleInputs:
@@ -339,7 +351,7 @@ class LeaderWork:
         # The decision the control causes, if any, is made now (carrying operator and reason).
         summary = f"{req.action} recorded for {req.group} by {req.operator}"
         try:
-            done = await self._decide_group(leadership, req.group)
+            done = await self._decide_group(leadership, req.group, req.trace)
         except StaleInputs:
             # The control is recorded; the loop decides again on the newer view.
             self._stale = True

@@ -50,6 +50,8 @@ class OperatorRequest:
     path: str = ""
     action: str = "switch"  # switch, drain, undrain, pin, unpin, pause, resume, halt
     received_ns: int = field(default_factory=time.monotonic_ns)
+    # W3C (traceparent, tracestate) of the operator command: its decision joins that trace.
+    trace: tuple[str, str] = ("", "")
     future: asyncio.Future[tuple[str, Committed | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from typing import Any
 
 from failover.model.spec import NAME_RE
 from failover.v1 import admin_pb2 as apb
@@ -193,6 +194,14 @@ def trace_context(traceparent: str, tracestate: str) -> tuple[str, str]:
     if len(tracestate) > MAX_TRACESTATE or not _TRACESTATE.fullmatch(tracestate):
         tracestate = ""
     return traceparent, tracestate
+
+
+def caller_trace(context: Any) -> tuple[str, str]:
+    """The W3C context an operator command sent as gRPC metadata (``traceparent``,
+    ``tracestate``), checked like a message's; ("", "") when none or malformed."""
+    md = dict(context.invocation_metadata() or ())
+    tp, ts = md.get("traceparent", ""), md.get("tracestate", "")
+    return trace_context(tp if isinstance(tp, str) else "", ts if isinstance(ts, str) else "")
 
 
 # --- Admin requests -------------------------------------------------------------

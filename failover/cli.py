@@ -162,6 +162,38 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
     )
 
 
+_trace: tuple[tuple[str, str], ...] | None = None
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """This command's W3C trace context as gRPC metadata, made once per invocation (every
+    replica tried gets the same span): the decision it causes joins this trace. Two random
+    ids, not the OpenTelemetry SDK (start-up time), unless FAILOVER_OTLP_ENDPOINT names a
+    collector: then the command's span is real and exported when the command exits."""
+    global _trace
+    if _trace is None:
+        endpoint = os.environ.get("FAILOVER_OTLP_ENDPOINT", "")
+        if endpoint:
+            import atexit
+
+            from failover.telemetry import cli_span
+
+            words = [a for a in sys.argv[1:] if not a.startswith("-")][:2]
+            command = " ".join(["failover", *words[: 2 if words[:1] in (["era"], ["group"]) else 1]])
+            _trace, finish = cli_span.start(endpoint, command, os.environ)
+            atexit.register(finish)
+        else:
+            from failover.telemetry.w3c import operator_metadata
+
+            _trace = operator_metadata()
+    return _trace
+
+
+def trace_id() -> str:
+    """The trace id this command's decision is recorded under (to find it in a trace viewer)."""
+    return trace_metadata()[0][1].split("-")[1]
+
+
 def print_json(msg: Any) -> None:
     from google.protobuf import json_format
 
@@ -411,12 +443,15 @@ def switch(
     req = apb.SwitchRequest(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
-    resp = run_async(with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout)))
+    resp = run_async(
+        with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout, metadata=trace_metadata()))
+    )
     if as_json:
         print_json(resp)
     else:
         d = resp.decision
-        print(f"{group}: {' > '.join(d.paths)} at epoch {d.epoch.era}:{d.epoch.revision} ({resp.message})")
+        epoch = f"{d.epoch.era}:{d.epoch.revision}"
+        print(f"{group}: {' > '.join(d.paths)} at epoch {epoch} ({resp.message}) trace {trace_id()}")
 
 
 @app.command()
@@ -450,7 +485,7 @@ def era_bump(
     from failover.v1 import admin_pb2 as apb
 
     req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
-    resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5)))
+    resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5, metadata=trace_metadata())))
     print(f"era is now {resp.era}")
 
 
@@ -477,7 +512,9 @@ def group_put(
         fail(f"{file}: {describe_validation_error(exc)}")
         return
     req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
-    resp = run_async(with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5)))
+    resp = run_async(
+        with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5, metadata=trace_metadata()))
+    )
     print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
 
@@ -490,8 +527,10 @@ def _control(
     req = apb.SetControlRequest(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
-    resp = run_async(with_admin(coordinators, lambda s: s.SetControl(req, timeout=10)))
-    print(resp.message)
+    resp = run_async(
+        with_admin(coordinators, lambda s: s.SetControl(req, timeout=10, metadata=trace_metadata()))
+    )
+    print(f"{resp.message} trace {trace_id()}" if resp.HasField("decision") else resp.message)
 
 
 def _make_control(action: str, with_path: bool, doc: str) -> None:

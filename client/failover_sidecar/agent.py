@@ -223,6 +223,8 @@ class Agent:
             rep.effective[g] = r.effective or ""
             self.link.report(rep)  # status shows each host's effective route, also after a decision
         self._route_changed(g)
+        if flip is not None:
+            self.flip_log.measure(flip)
         self.saver.schedule()
         applied = time.monotonic_ns()
         # The route has moved: now the span and the log lines (which carry its trace id).
@@ -261,6 +263,8 @@ class Agent:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
         self._route_changed(g)
+        if flip is not None:
+            self.flip_log.measure(flip)
         # The route has moved: now the spans, the log line (with their trace id) and the report.
         span = self.traces.detected(st, declared) if traced else None
         if span is not None and flip is not None:

@@ -61,9 +61,13 @@ class FlipLog:
             flip.epoch.CopyFrom(epoch)
         self.entries.append(flip)
         self._started_ns[g] = changed_ns
-        if self.metrics is not None:
-            self.metrics.flipped(g, trigger, cause, detect_us, flip.flip_us)
         return flip
+
+    def measure(self, flip: spb.Flip) -> None:
+        """The flip's instruments; the caller runs this once the route change is announced,
+        so a flip's time to reach the route listeners carries no metrics work."""
+        if self.metrics is not None:
+            self.metrics.flipped(flip.group, flip.trigger, flip.cause or None, flip.detect_us, flip.flip_us)
 
     @staticmethod
     def log(flip: spb.Flip) -> None:

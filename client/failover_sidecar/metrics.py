@@ -4,7 +4,8 @@ Nothing here runs per message: orders are counted by the order path's own
 ``Counter`` (an int increment it already does) and observed when a reader
 collects; path state, RTT, routes and the link are gauges read the same way.
 Histograms and counters are queued once per flip (``Instruments``: the SDK
-sees them when a reader collects, not on the flip's path). Observation
+sees them when a reader collects, not on the flip's path), after the route
+change has been announced, with attribute dicts made on a label set's first flip. Observation
 callbacks run on the exporter's thread, so they copy what they read.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from failover.telemetry.metrics import Instruments
+from failover.telemetry.metrics import Attrs, Instruments
 from failover_sidecar.status import PathState
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ class SidecarMetrics(Instruments):
         self._refusals = meter.create_counter(
             "failover.relay.refusals", unit="{message}", description="Messages refused by a limit, by reason"
         )
+        # Bound once: a bound method is a new object on every attribute access.
+        self._stage_record = self._stage.record
+        self._flips_add = self._flips.add
+        self._flip_attrs: dict[tuple[str, str, str | None], tuple[Attrs, Attrs | None, Attrs]] = {}
+        self._ack_attrs: dict[tuple[str, str], Attrs] = {}
         self._agent: Agent | None = None
         self._orders: Callable[[], Counter[str]] | None = None
         meter.create_observable_counter(
@@ -62,25 +68,33 @@ class SidecarMetrics(Instruments):
     # --- recording ---------------------------------------------------------
 
     def flipped(self, group: str, trigger: str, cause: str | None, detect_us: int, flip_us: int) -> None:
-        """A flip: detect (local flips only: last sign of life -> declared) and flip (-> route changed)."""
-        reason = cause or trigger
-        self._record(self._flips.add, 1, self._a("group", group, "trigger", trigger, "reason", reason))
-        if trigger == "local":  # 0 for a reset or refusal: known the moment it happened
-            self._record(
-                self._stage.record,
-                detect_us / 1e6,
-                self._a("stage", "detect", "group", group, "reason", reason),
+        """A flip: detect (local flips only: last sign of life -> declared) and flip (-> route changed).
+
+        The attribute dicts of a (group, trigger, cause) are made on its first flip, so a
+        flip costs one dict lookup and two or three queue appends."""
+        key = (group, trigger, cause)
+        a = self._flip_attrs.get(key)
+        if a is None:
+            reason = cause or trigger
+            a = self._flip_attrs[key] = (
+                self._a("group", group, "trigger", trigger, "reason", reason),
+                # 0 for a reset or refusal: known the moment it happened; local flips only
+                self._a("stage", "detect", "group", group, "reason", reason) if trigger == "local" else None,
+                self._a("stage", "flip", "group", group, "reason", reason),
             )
-        self._record(
-            self._stage.record, flip_us / 1e6, self._a("stage", "flip", "group", group, "reason", reason)
-        )
+        record = self._record
+        record(self._flips_add, 1, a[0])
+        if a[1] is not None:
+            record(self._stage_record, detect_us / 1e6, a[1])
+        record(self._stage_record, flip_us / 1e6, a[2])
 
     def first_ack(self, group: str, reason: str, first_ack_us: int) -> None:
-        self._record(
-            self._stage.record,
-            first_ack_us / 1e6,
-            self._a("stage", "first_ack", "group", group, "reason", reason),
-        )
+        a = self._ack_attrs.get((group, reason))
+        if a is None:
+            a = self._ack_attrs[(group, reason)] = self._a(
+                "stage", "first_ack", "group", group, "reason", reason
+            )
+        self._record(self._stage_record, first_ack_us / 1e6, a)
 
     def resolved(self, result: str) -> None:
         self._record(self._resolutions.add, 1, self._a("result", result))

@@ -119,6 +119,12 @@ def extract(traceparent: str, tracestate: str = "") -> Context | None:
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
+def remote(carrier: Carrier) -> Span | None:
+    """The remote span a carrier names, to make current (log lines carry its trace id); None for none."""
+    ctx = extract(*carrier)
+    return None if ctx is None else trace.get_current_span(ctx)
+
+
 def trace_id_of(carrier: Carrier) -> str:
     """The 32-hex trace id a carrier names ("" for none)."""
     ctx = extract(*carrier)

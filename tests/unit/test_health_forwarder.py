@@ -85,3 +85,41 @@ async def test_a_host_that_never_reported_is_only_marked_gone() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_report_span_still_pending_when_the_forwarder_stops_is_ended() -> None:
+    """No leader to deliver to, then the replica stops: the report spans (one waiting, one
+    in a failed attempt) end, marked undelivered, instead of leaking; a report that arrives
+    after the stop opens none."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from failover.telemetry import tracing
+
+    exp = InMemorySpanExporter()
+    tr = tracing.build("failover-coordinator", "r1", exporters=[exp])
+    attempted = asyncio.Event()
+
+    def deliver(msg: apb.HealthForward) -> bool:
+        attempted.set()
+        return False  # no leader
+
+    fwd = HealthForwarder("r1", ClusterView(Keys("/t/")), PeerChannels(), deliver, tr.tracer)
+    ctx = ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "")
+    task = asyncio.create_task(fwd.run())
+    try:
+        fwd.opened(1, "h1", "site")
+        fwd.opened(2, "h2", "site")
+        fwd.report(1, _paths(pb.PATH_STATE_DOWN), ctx)
+        async with asyncio.timeout(5):
+            await attempted.wait()
+        fwd.report(2, _paths(pb.PATH_STATE_DOWN), ctx)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    fwd.opened(3, "h3", "site")
+    fwd.report(3, _paths(pb.PATH_STATE_DOWN), ctx)
+    spans = exp.get_finished_spans()
+    assert sorted((s.attributes or {})["failover.host"] for s in spans) == ["h1", "h2"], spans
+    assert all((s.attributes or {}).get("failover.delivered") is False for s in spans)
+    tr.shutdown()

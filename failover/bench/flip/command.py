@@ -245,8 +245,9 @@ def flip(
             doc["instrument_cost_us"] = {k: v.summary() for k, v in cost.items()}
             q, d = cost["queued"], cost["sdk"]
             out.print(
-                f"one flip's measurements (a counter, three histogram samples) cost the flip's path "
-                f"p50 {q.percentile_us(50):.0f} us, p99 {q.percentile_us(99):.0f} us as recorded (queued); "
+                f"one flip's measurements (a counter, three histogram samples), made once the route "
+                f"change is announced (not part of 'flip'), cost p50 {q.percentile_us(50):.0f} us, "
+                f"p99 {q.percentile_us(99):.0f} us as recorded (queued); "
                 f"straight into the SDK they would cost p50 {d.percentile_us(50):.0f} us, "
                 f"p99 {d.percentile_us(99):.0f} us ({q.count} calls each, interleaved)"
             )
