@@ -69,6 +69,8 @@ Reply = tuple[str, Committed | None]
 
 # How long a pass that lost to StaleInputs waits for the view to move before deciding again.
 STALE_RETRY_S = 1.0
+# Bound on one history prune (it runs after the reply; a slow one is retried after the next commit).
+PRUNE_TIMEOUT_S = 2.0
 
 
 def _reply(req: OperatorRequest, result: Reply | None = None, error: BaseException | None = None) -> None:
@@ -111,6 +113,9 @@ class LeaderWork:
         # leader wake when this replica's term begins, not at the next view change.
         self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
+        # History pruning, off the commit -> reply path: at most one per group in flight.
+        self._prunes: dict[str, asyncio.Task[None]] = {}
+        self._prune_again: set[str] = set()
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.tracer: Tracer = tracing.unexported()  # the replica sets its own
 
@@ -143,7 +148,9 @@ class LeaderWork:
                 await self._pass(leadership)
                 await self._until_moved(started_at)
         finally:
-            await cancel_and_wait([gather])
+            await cancel_and_wait([gather, *self._prunes.values()])
+            self._prunes.clear()
+            self._prune_again.clear()
             self._set_leadership(None)
             ended = RequestError("unavailable", "leadership ended; retry")
             while not self._requests.empty():
@@ -297,11 +304,32 @@ class LeaderWork:
         self.recent = [*self.recent[-99:], done]
         if self.metrics is not None:
             self.metrics.committed(done.record, done.commit_us)
-        try:
-            await self._committer.prune_history(leadership, group, self._retention)
-        except StoreError as exc:
-            log.info("history prune of %s deferred: %s", group, exc)
+        self._prune_later(leadership, group)
         return done
+
+    def _prune_later(self, leadership: Leadership, group: str) -> None:
+        """Prune the group's history in the background, so the reply does not wait for it.
+
+        One prune per group at a time; a commit landing while one runs asks for one more.
+        """
+        running = self._prunes.get(group)
+        if running is not None and not running.done():
+            self._prune_again.add(group)
+            return
+        self._prunes[group] = asyncio.create_task(self._prune(leadership, group), name=f"prune-{group}")
+
+    async def _prune(self, leadership: Leadership, group: str) -> None:
+        while True:
+            self._prune_again.discard(group)
+            try:
+                async with asyncio.timeout(PRUNE_TIMEOUT_S):
+                    await self._committer.prune_history(leadership, group, self._retention)
+            except (StoreError, TimeoutError) as exc:
+                log.info("history prune of %s deferred: %r", group, exc)
+            except Exception:  # never ends the term; retried after the next commit
+                log.exception("history prune of %s failed", group)
+            if group not in self._prune_again:
+                return
 
     async def _operator(self, leadership: Leadership, req: OperatorRequest) -> Reply:
         for _attempt in range(5):
