@@ -182,9 +182,14 @@ class LeaderWork:
             if not await wait_any(self._view.changed.wait(), self._wake.wait(), timeout=timeout):
                 return  # the view did not move after a lost commit: decide again anyway
 
-    async def _catch_up(self, revision: int) -> None:
-        """Decide only on a view at least as new as our election."""
-        while self._view.revision < revision:
+    async def _catch_up(self, token: int) -> None:
+        """Decide only on a view that holds everything written before our election.
+
+        ``token`` is the revision of our own campaign's put, so a view at ``token - 1``
+        misses nothing but our own key: waiting for the watch to bring that back too
+        would add a watch delivery to every hand-over.
+        """
+        while self._view.revision < token - 1:
             await self._view.changed.wait()
 
     async def _pass(self, leadership: Leadership) -> None:
