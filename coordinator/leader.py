@@ -73,6 +73,16 @@ STALE_RETRY_S = 1.0
 PRUNE_TIMEOUT_S = 2.0
 
 
+class TermEnded(RequestError):
+    """The term ended with the request not decided and nothing of it written (still queued,
+    or, after a graceful stop, its switch refused by the fence): the replica that took it
+    passes it to the next leader rather than failing it. A deposed leader's (frozen,
+    lease expired) switch refused by the fence fails instead: it may be long stale."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
+
+
 def _reply(req: OperatorRequest, result: Reply | None = None, error: BaseException | None = None) -> None:
     """Answer a request unless its caller already gave up (a cancelled future takes no answer)."""
     if req.future.done():
@@ -108,6 +118,7 @@ class LeaderWork:
         self._wake = asyncio.Event()
         self._stale = False  # a commit of this pass lost to a concurrent change
         self._gathered = True  # this term's health is collected (set per term in run)
+        self._stood_down = False  # the lease was given up on purpose (graceful stop)
         self.leadership: Leadership | None = None
         # Set (and replaced) whenever ``leadership`` changes: requests waiting for a
         # leader wake when this replica's term begins, not at the next view change.
@@ -126,6 +137,12 @@ class LeaderWork:
         self.leadership_changed.set()
         self.leadership_changed = asyncio.Event()
 
+    def stand_down(self) -> None:
+        """The lease is revoked (a graceful stop): requests arriving from now on go to the
+        next leader; the term's own work ends when it is cancelled."""
+        self._stood_down = True
+        self._set_leadership(None)
+
     def wake(self) -> None:
         """Re-run the decision pass (health changed)."""
         self._wake.set()
@@ -136,6 +153,7 @@ class LeaderWork:
         return req.future
 
     async def run(self, leadership: Leadership) -> None:
+        self._stood_down = False
         self._set_leadership(leadership)
         self._gathered = self._before_first is None
         gather = asyncio.create_task(self._gather(), name="leader-gather-health")
@@ -152,7 +170,7 @@ class LeaderWork:
             self._prunes.clear()
             self._prune_again.clear()
             self._set_leadership(None)
-            ended = RequestError("unavailable", "leadership ended; retry")
+            ended = TermEnded("leadership ended; retry")
             while not self._requests.empty():
                 _reply(self._requests.get_nowait(), error=ended)
 
@@ -208,7 +226,10 @@ class LeaderWork:
             except (RestoreBlocked, StoreError) as exc:
                 _reply(req, error=RequestError("unavailable", str(exc)))
             except NotLeader as exc:
-                _reply(req, error=RequestError("unavailable", f"leadership lost: {exc}"))
+                # A switch refused by the fence wrote nothing; a control may have been written.
+                msg = f"leadership lost: {exc}"
+                handed = self._stood_down and req.action == "switch"
+                _reply(req, error=TermEnded(msg) if handed else RequestError("unavailable", msg))
                 raise
             finally:
                 _reply(req, error=RequestError("unavailable", "leadership ended; retry"))
