@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from coordinator.etcd_reach import count_answering, describe, has_quorum
 from coordinator.keys import Keys
-from coordinator.leader import LeaderWork
+from coordinator.leader import LeaderWork, TermEnded
 from coordinator.limits import PerCaller, peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
@@ -281,8 +281,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         when leadership moves while we wait on it (a stalled leader loses its key at its TTL)."""
         refusals = 0
         while True:
-            if self._leader.leadership is not None:
-                return await self._run(context, req)
+            term = self._leader.leadership
+            if term is not None:
+                try:
+                    return await self._run(context, req)
+                except TermEnded as exc:
+                    log.info("term ended before %s was decided here (%s): passing it on", req.action, exc)
+                    if self._leader.leadership is term:
+                        await wait_any(self._leader.leadership_changed.wait(), timeout=1.0)
+                    continue
             leader = await self._await_leader()
             if leader is not None:
                 resp = await self._forward(context, leader, forward, retry_refused=refusals < _MAX_REFUSALS)
@@ -296,6 +303,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     async def _run(self, context: Any, req: OperatorRequest) -> apb.ControlResponse:
         try:
             message, done = await self._leader.submit(req)
+        except TermEnded:
+            raise  # _decide passes it to the next leader
         except RequestError as exc:
             if exc.code == "unavailable":
                 await self._unavailable(context, str(exc))

@@ -3,7 +3,15 @@
 One transaction compares the fencing token (the election key's create
 revision) and the mod revision of every input the decision was computed from
 (era, group definition, controls, current route), then writes the route and a
-history entry together. Leadership is also checked inline, just before.
+history entry together: one etcd round trip per decision.
+
+No read of the election key precedes it: such a read proves nothing about the
+moment of the write (the term can end between the two), while the compare
+does. etcd applies a transaction at one revision; ``create(leader) == token``
+holds there only if the key our campaign created still exists, and a key
+deleted (revoke, expiry, resign) and created again gets a new, larger create
+revision. So a transaction from a deposed or resigned term always fails, and
+its failure branch reads the key, which tells NotLeader from StaleInputs.
 """
 
 from __future__ import annotations
@@ -94,12 +102,6 @@ class Committer:
         self._view = view
         self._hold_s = hold_before_commit_ms / 1000.0
 
-    async def check_leader(self, leadership: Leadership) -> None:
-        """Inline leadership check: a fresh read of our election key."""
-        kv, _ = await self._store.get(self._keys.leader)
-        if kv is None or kv.create_revision != leadership.token:
-            raise NotLeader(f"election key is {'gone' if kv is None else 'held by a newer term'}")
-
     async def commit(
         self,
         leadership: Leadership,
@@ -117,10 +119,9 @@ class Committer:
                 f"etcd restore detected ({self._view.restore.detail}): run `failover era bump`"
             )
         started = time.monotonic_ns()
-        await self.check_leader(leadership)
         if self._hold_s:
             log.warning(
-                "test hook: holding commit of %s for %.3fs after the leadership check", group, self._hold_s
+                "test hook: holding commit of %s for %.3fs just before its transaction", group, self._hold_s
             )
             # Blocking on purpose: the whole process stands still, as in a GC pause or SIGSTOP,
             # and the transaction goes out first thing when it resumes.
@@ -167,7 +168,10 @@ class Committer:
         return Committed(record, Epoch(inputs.era, result.revision), commit_us)
 
     async def prune_history(self, leadership: Leadership, group: str, keep: int) -> int:
-        """Delete the oldest history entries beyond ``keep`` (fenced like a decision)."""
+        """Delete the oldest history entries beyond ``keep`` (fenced like a decision).
+
+        Not on the commit's path: the leader runs it after the reply (LeaderWork).
+        """
         keys = sorted(self._view.history_keys.get(group, ()))
         excess = keys[: max(0, len(keys) - keep)]
         if not excess:

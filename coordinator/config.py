@@ -92,8 +92,8 @@ class AdminLimitsSection(_Section):
 
 
 class TestHooks(_Section):
-    # Hold every commit this long between the inline leadership check and the
-    # transaction (fencing tests freeze the leader there). Never set in production.
+    # Hold every commit this long just before its transaction goes out (fencing
+    # tests freeze the leader there). Never set in production.
     hold_before_commit_ms: int = Field(default=0, ge=0)
 
 

@@ -69,6 +69,18 @@ Reply = tuple[str, Committed | None]
 
 # How long a pass that lost to StaleInputs waits for the view to move before deciding again.
 STALE_RETRY_S = 1.0
+# Bound on one history prune (it runs after the reply; a slow one is retried after the next commit).
+PRUNE_TIMEOUT_S = 2.0
+
+
+class TermEnded(RequestError):
+    """The term ended with the request not decided and nothing of it written (still queued,
+    or, after a graceful stop, its switch refused by the fence): the replica that took it
+    passes it to the next leader rather than failing it. A deposed leader's (frozen,
+    lease expired) switch refused by the fence fails instead: it may be long stale."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
 
 
 def _reply(req: OperatorRequest, result: Reply | None = None, error: BaseException | None = None) -> None:
@@ -106,11 +118,15 @@ class LeaderWork:
         self._wake = asyncio.Event()
         self._stale = False  # a commit of this pass lost to a concurrent change
         self._gathered = True  # this term's health is collected (set per term in run)
+        self._stood_down = False  # the lease was given up on purpose (graceful stop)
         self.leadership: Leadership | None = None
         # Set (and replaced) whenever ``leadership`` changes: requests waiting for a
         # leader wake when this replica's term begins, not at the next view change.
         self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
+        # History pruning, off the commit -> reply path: at most one per group in flight.
+        self._prunes: dict[str, asyncio.Task[None]] = {}
+        self._prune_again: set[str] = set()
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.tracer: Tracer = tracing.unexported()  # the replica sets its own
 
@@ -120,6 +136,12 @@ class LeaderWork:
             self.metrics.term_began()
         self.leadership_changed.set()
         self.leadership_changed = asyncio.Event()
+
+    def stand_down(self) -> None:
+        """The lease is revoked (a graceful stop): requests arriving from now on go to the
+        next leader; the term's own work ends when it is cancelled."""
+        self._stood_down = True
+        self._set_leadership(None)
 
     def wake(self) -> None:
         """Re-run the decision pass (health changed)."""
@@ -131,6 +153,7 @@ class LeaderWork:
         return req.future
 
     async def run(self, leadership: Leadership) -> None:
+        self._stood_down = False
         self._set_leadership(leadership)
         self._gathered = self._before_first is None
         gather = asyncio.create_task(self._gather(), name="leader-gather-health")
@@ -143,9 +166,11 @@ class LeaderWork:
                 await self._pass(leadership)
                 await self._until_moved(started_at)
         finally:
-            await cancel_and_wait([gather])
+            await cancel_and_wait([gather, *self._prunes.values()])
+            self._prunes.clear()
+            self._prune_again.clear()
             self._set_leadership(None)
-            ended = RequestError("unavailable", "leadership ended; retry")
+            ended = TermEnded("leadership ended; retry")
             while not self._requests.empty():
                 _reply(self._requests.get_nowait(), error=ended)
 
@@ -175,9 +200,14 @@ class LeaderWork:
             if not await wait_any(self._view.changed.wait(), self._wake.wait(), timeout=timeout):
                 return  # the view did not move after a lost commit: decide again anyway
 
-    async def _catch_up(self, revision: int) -> None:
-        """Decide only on a view at least as new as our election."""
-        while self._view.revision < revision:
+    async def _catch_up(self, token: int) -> None:
+        """Decide only on a view that holds everything written before our election.
+
+        ``token`` is the revision of our own campaign's put, so a view at ``token - 1``
+        misses nothing but our own key: waiting for the watch to bring that back too
+        would add a watch delivery to every hand-over.
+        """
+        while self._view.revision < token - 1:
             await self._view.changed.wait()
 
     async def _pass(self, leadership: Leadership) -> None:
@@ -196,7 +226,10 @@ class LeaderWork:
             except (RestoreBlocked, StoreError) as exc:
                 _reply(req, error=RequestError("unavailable", str(exc)))
             except NotLeader as exc:
-                _reply(req, error=RequestError("unavailable", f"leadership lost: {exc}"))
+                # A switch refused by the fence wrote nothing; a control may have been written.
+                msg = f"leadership lost: {exc}"
+                handed = self._stood_down and req.action == "switch"
+                _reply(req, error=TermEnded(msg) if handed else RequestError("unavailable", msg))
                 raise
             finally:
                 _reply(req, error=RequestError("unavailable", "leadership ended; retry"))
@@ -307,11 +340,32 @@ class LeaderWork:
         self.recent = [*self.recent[-99:], done]
         if self.metrics is not None:
             self.metrics.committed(done.record, done.commit_us)
-        try:
-            await self._committer.prune_history(leadership, group, self._retention)
-        except StoreError as exc:
-            log.info("history prune of %s deferred: %s", group, exc)
+        self._prune_later(leadership, group)
         return done
+
+    def _prune_later(self, leadership: Leadership, group: str) -> None:
+        """Prune the group's history in the background, so the reply does not wait for it.
+
+        One prune per group at a time; a commit landing while one runs asks for one more.
+        """
+        running = self._prunes.get(group)
+        if running is not None and not running.done():
+            self._prune_again.add(group)
+            return
+        self._prunes[group] = asyncio.create_task(self._prune(leadership, group), name=f"prune-{group}")
+
+    async def _prune(self, leadership: Leadership, group: str) -> None:
+        while True:
+            self._prune_again.discard(group)
+            try:
+                async with asyncio.timeout(PRUNE_TIMEOUT_S):
+                    await self._committer.prune_history(leadership, group, self._retention)
+            except (StoreError, TimeoutError) as exc:
+                log.info("history prune of %s deferred: %r", group, exc)
+            except Exception:  # never ends the term; retried after the next commit
+                log.exception("history prune of %s failed", group)
+            if group not in self._prune_again:
+                return
 
     async def _operator(self, leadership: Leadership, req: OperatorRequest) -> Reply:
         for _attempt in range(5):

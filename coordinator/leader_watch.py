@@ -8,6 +8,11 @@ takeover) mean the process is gone while its host is up: the follower revokes
 the leader's lease, the election key goes with it, and every replica campaigns
 as usual, instead of waiting out the lease TTL. A stopped process (its port
 still accepts) or an unreachable host (timeouts) never triggers it.
+
+It also keeps a connected channel to every other member (``warm``), so a
+Switch forwarded to a leader elected a moment ago, or its CollectHealth, does
+not first pay for a connect or wait out a reconnect backoff (measured: 45 ms
+of a graceful hand-over went there on a loaded box).
 """
 
 from __future__ import annotations
@@ -75,6 +80,21 @@ class LeaderWatch:
         return lk
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._warm_peers(), name="warm-peers")
+            await self._watch_leader()
+
+    async def _warm_peers(self) -> None:
+        """Every member's channel connected (the leader's is watched below)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            lk = self._view.leader
+            for m in list(self._view.members.values()):
+                if m.replica_id != self._id and m.address and (lk is None or m.address != lk.address):
+                    self._peers.warm(m.address, loop.time())
+            await wait_any(self._view.changed.wait(), timeout=RECHECK_S)
+
+    async def _watch_leader(self) -> None:
         while True:
             lk = self._watched()
             if lk is None:

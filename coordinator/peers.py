@@ -10,6 +10,7 @@ certificate's (PERMISSION_DENIED, logged and counted): a replica speaks only as 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ class PeerChannels:
         self._sig = self._tls.files().signature() if self._tls else None
         self._retired: list[grpc.aio.Channel] = []
         self._terms: dict[str, int] = {}  # address -> the latest leader term it was used for
+        self._rebuilt: dict[str, float] = {}  # address -> when warm() last replaced its channel
 
     def get(self, address: str) -> grpc.aio.Channel:
         if self._tls is not None:
@@ -69,6 +71,25 @@ class PeerChannels:
                 self._retired.append(ch)
                 ch = self._channels[address] = rpc.channel(address, tls=self._tls)
         return ch
+
+    def warm(self, address: str, now: float, rebuild_after_s: float = 1.0) -> None:
+        """Keep the channel to a peer connected before it is needed: the first call to a
+        newly elected leader then costs no connect, and no reconnect backoff learned while
+        an earlier process at that address was down. A channel in TRANSIENT_FAILURE is
+        replaced (the old one closed: calls fail at once on it), at most once per
+        ``rebuild_after_s`` per address."""
+        ch = self.get(address)
+        state = ch.get_state(try_to_connect=True)
+        if state is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return
+        if now - self._rebuilt.get(address, float("-inf")) < rebuild_after_s:
+            return
+        self._rebuilt[address] = now
+        self._retired.append(ch)
+        fresh = self._channels[address] = rpc.channel(address, tls=self._tls)
+        fresh.get_state(try_to_connect=True)
+        task = asyncio.ensure_future(ch.close(None))
+        task.add_done_callback(lambda _t: self._retired.remove(ch) if ch in self._retired else None)
 
     async def close(self) -> None:
         for ch in [*self._channels.values(), *self._retired]:

@@ -199,6 +199,7 @@ class Replica:
         started = time.monotonic()
         was_leader = self.election.is_leader
         await self.election.resign()
+        self.leader.stand_down()  # requests arriving now go to the successor
         if was_leader:
             log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
         # Bounded: the revoke inside gives up after 2 s (the TTL then expires the lease).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from coordinator.commit import Committer, Inputs, Leadership, NotLeader, StaleInputs
-from coordinator.store.types import Lease
+from coordinator.store.types import Compare, Delete, Lease, Put
 from failover.model.spec import TriggerSpec
-from tests.harness import ReplicaSet, wait_for
+from tests.harness import ReplicaSet, switch, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -29,18 +31,8 @@ async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, pref
         committer = Committer(store, leader.keys, view)
         before = await _snapshot(store, prefix)
 
-        # A deposed leader: same lease, an older token.
+        # A deposed leader: same lease, an older token. The transaction itself refuses.
         old = Leadership("ghost", "127.0.0.1:1", real.token - 1, Lease(real.lease.id, 2))
-        with pytest.raises(NotLeader):
-            await committer.commit(
-                old, "cme-orders", ["backup", "primary"], "x", TriggerSpec(), Inputs.of(view, "cme-orders")
-            )
-
-        # The same, bypassing the inline check: the transaction itself refuses.
-        async def no_check(_l):
-            return None
-
-        committer.check_leader = no_check  # type: ignore[method-assign]
         with pytest.raises(NotLeader):
             await committer.commit(
                 old, "cme-orders", ["backup", "primary"], "x", TriggerSpec(), Inputs.of(view, "cme-orders")
@@ -61,4 +53,114 @@ async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, pref
             await committer.commit(real, "cme-orders", ["backup", "primary"], "x", TriggerSpec(), stale)
         assert await _snapshot(store, prefix) == before
     finally:
+        await rs.stop_all()
+
+
+class _CountingStore:
+    """The replica's store, recording every call made through it (names only)."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def wrapped(*args, **kwargs):
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return wrapped
+
+
+async def test_commit_is_one_round_trip_and_the_txn_alone_fences(etcd_cluster, prefix) -> None:
+    """A commit is exactly one etcd transaction: the fence is in it, not in a read before it.
+
+    Then the cases the removed pre-commit read used to catch, each refused by the
+    transaction alone with nothing written: a term whose key was deleted (resigned, no
+    leader yet), and a term whose key was re-created by the next term.
+    """
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
+        real = leader.leader.leadership
+        assert real is not None
+        store, view, keys = leader.store, leader.view, leader.keys
+        counting = _CountingStore(store)
+        committer = Committer(counting, keys, view)  # type: ignore[arg-type]
+        order = ["backup", "primary"]
+        if view.routes["cme-orders"].record.paths == order:
+            order.reverse()
+        await committer.commit(real, "cme-orders", order, "x", TriggerSpec(), Inputs.of(view, "cme-orders"))
+        assert counting.calls == ["txn"], f"a commit made {counting.calls}"
+
+        # The key deleted (as a resign's revoke does): no leader at all.
+        await wait_for(lambda: view.routes["cme-orders"].record.paths == order, 10, "the switch in view")
+        before = await _snapshot(store, prefix)
+        lease = await store.grant(5)
+        try:
+            await store.txn([], [Delete(keys.leader)])
+            with pytest.raises(NotLeader):
+                await committer.commit(
+                    real, "cme-orders", order[::-1], "x", TriggerSpec(), Inputs.of(view, "cme-orders")
+                )
+            # Re-created by the next term (ours, or the replica's own new campaign): a new token.
+            await store.txn([Compare.absent(keys.leader)], [Put(keys.leader, b"{}", lease.id)])
+            with pytest.raises(NotLeader):
+                await committer.commit(
+                    real, "cme-orders", order[::-1], "x", TriggerSpec(), Inputs.of(view, "cme-orders")
+                )
+            after = await _snapshot(store, prefix)
+            assert {k: v for k, v in after.items() if "election" not in k} == {
+                k: v for k, v in before.items() if "election" not in k
+            }
+        finally:
+            await store.revoke(lease.id)
+    finally:
+        await rs.stop_all()
+
+
+async def test_history_prune_does_not_hold_up_the_reply(etcd_cluster, prefix) -> None:
+    """An operator's reply comes right after the commit; pruning history runs after it.
+
+    The prune is held (an event the test sets): the reply must arrive meanwhile, with the
+    prune begun and not finished; released, the prune finishes (unless the term ended
+    meanwhile, which cancels it: this loaded box sometimes loses a lease).
+    """
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    await rs.start_all()
+    release = asyncio.Event()
+    started: list[str] = []
+    finished: list[str] = []
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
+        term = leader.leader.leadership
+        committer = leader.leader._committer
+        real_prune = committer.prune_history
+
+        async def held_prune(leadership, group, keep):
+            started.append(group)
+            await release.wait()
+            n = await real_prune(leadership, group, keep)
+            finished.append(group)
+            return n
+
+        committer.prune_history = held_prune  # type: ignore[method-assign]
+        path = "primary" if leader.view.routes["cme-orders"].record.paths[0] == "backup" else "backup"
+        async with asyncio.timeout(5):
+            resp = await switch(rs.address(0), "cme-orders", path)
+        assert list(resp.decision.paths)[0] == path
+        await wait_for(lambda: "cme-orders" in started, 5, "the prune to begin")
+        assert finished == [], "the reply waited for the prune"
+        release.set()
+        await wait_for(
+            lambda: "cme-orders" in finished or leader.leader.leadership is not term, 5, "the prune to finish"
+        )
+    finally:
+        release.set()
         await rs.stop_all()

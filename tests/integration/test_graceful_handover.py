@@ -59,3 +59,40 @@ async def test_a_forced_switch_does_not_wait_for_health_collection(etcd_cluster,
         await rs.stop_all()
         await store.close()
         await blackhole.stop(None)
+
+
+async def test_a_switch_queued_at_a_stopping_leader_is_passed_to_the_next(etcd_cluster, prefix) -> None:
+    """A switch waiting in the leader's queue when it stops gracefully is committed by the
+    next leader (the stopping replica passes it on), instead of failing with "leadership
+    ended; retry". The leader's loop is kept busy by a first switch held in its commit."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        idx = rs.replicas.index(leader)
+        committer = leader.leader._committer
+        real_commit = committer.commit
+        held = asyncio.Event()
+
+        async def hold(*args, **kwargs):
+            held.set()
+            await asyncio.Event().wait()  # until the term is cancelled
+            return await real_commit(*args, **kwargs)
+
+        committer.commit = hold  # type: ignore[method-assign]
+        first = asyncio.create_task(switch(rs.address(idx), G, "backup", reason="held"))
+        async with asyncio.timeout(10):
+            await held.wait()
+        queued = asyncio.create_task(switch(rs.address(idx), G, "backup", reason="queued"))
+        async with asyncio.timeout(10):
+            while leader.leader._requests.empty():  # noqa: ASYNC110 - no event for "queued"
+                await asyncio.sleep(0.005)
+        await rs.stop(idx)
+        async with asyncio.timeout(10):
+            resp = await queued
+        assert list(resp.decision.paths)[0] == "backup"
+        assert resp.decision.leader_id != leader.cfg.replica_id
+        with pytest.raises(grpc.aio.AioRpcError):  # cancelled mid-commit: its outcome is unknown
+            await first
+    finally:
+        await rs.stop_all()

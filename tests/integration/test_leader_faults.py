@@ -103,7 +103,7 @@ def test_graceful_stop_hands_over_well_under_ttl(tmp_path, etcd_cluster, prefix)
 
 
 def test_frozen_leader_with_queued_switch_is_fenced_out(tmp_path, etcd_cluster, prefix) -> None:
-    """SIGSTOP the leader between its inline check and its transaction; after SIGCONT it must fail."""
+    """SIGSTOP the leader just before its transaction goes out; after SIGCONT etcd must refuse it."""
     procs, addrs = start_cluster(
         tmp_path, etcd_cluster.endpoints, prefix, n=2, test_hooks={"hold_before_commit_ms": 1500}
     )
@@ -137,7 +137,7 @@ def test_frozen_leader_with_queued_switch_is_fenced_out(tmp_path, etcd_cluster, 
             ],
             tmp_path,
         ).start()
-        # The hook logs once the inline check passed; freeze the leader right there.
+        # The hook logs just before the transaction; freeze the leader right there.
         deadline = time.monotonic() + 10
         while "holding commit" not in procs[idx].log()[leader_log_len:]:
             assert time.monotonic() < deadline, "leader never reached the hook"

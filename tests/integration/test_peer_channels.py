@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from coordinator.peers import PeerChannels
 from failover import rpc
 from failover.procs import free_port
+from tests.harness import ReplicaSet, wait_for
 
 
 async def test_a_new_term_gets_a_channel_without_the_backoff_of_the_process_before() -> None:
@@ -44,3 +45,30 @@ async def test_a_new_term_gets_a_channel_without_the_backoff_of_the_process_befo
     finally:
         await server.stop(None)
         await peers.close()
+
+
+async def test_followers_keep_a_connected_channel_to_every_member(etcd_cluster, prefix) -> None:
+    """The first call to a newly elected leader must not pay for a connect, nor wait out a
+    reconnect backoff learned while the process before it at that address was down: every
+    replica keeps its channels to the other members connected, also across a restart."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=3)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        follower = next(i for i, r in enumerate(rs.replicas) if r is not None and r is not leader)
+        other = next(r for r in rs.running() if r is not leader and r is not rs.replicas[follower])
+        address = rs.address(follower)
+
+        def connected() -> bool:
+            ch = other.peers._channels.get(address)
+            return ch is not None and ch.get_state() is grpc.ChannelConnectivity.READY
+
+        await wait_for(connected, 10, "a connected channel to the other follower, with no call made")
+        await rs.stop(follower)
+        await wait_for(lambda: not connected(), 10, "the channel to notice the stop")
+        # Down long enough for the channel's reconnect backoff to grow past a second.
+        await asyncio.sleep(1.5)
+        await rs.start(follower)
+        await wait_for(connected, 10, "the channel connected again to the restarted replica")
+    finally:
+        await rs.stop_all()
