@@ -57,6 +57,7 @@ from coordinator.store.types import (
     WatchBatch,
 )
 from failover import rpc
+from failover.aio import cancel_and_wait
 from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
@@ -286,9 +287,9 @@ class EtcdLeaseKeeper:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not ``cancel(); await task`` with CancelledError suppressed: that would also
+            # swallow a cancel of our owner arriving meanwhile (the owner then campaigns on).
+            await cancel_and_wait([self._task])
 
     def _give_up(self, why: str) -> None:
         log.warning("lease %x is lost: %s", self._lease.id, why)
