@@ -65,8 +65,16 @@ class ReplicaSet:
         self.replicas[i] = None
 
     async def stop_all(self) -> None:
+        """Stop every replica, also after one failed to stop (then raise its error): a
+        replica left running keeps its gRPC channels past the test's event loop."""
+        failure: BaseException | None = None
         for i in range(len(self.configs)):
-            await self.stop(i)
+            try:
+                await self.stop(i)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def running(self) -> list[Replica]:
         return [r for r in self.replicas if r is not None]

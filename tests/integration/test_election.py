@@ -192,8 +192,10 @@ async def test_an_etcd_outage_longer_than_the_lease_ends_the_term_then_one_leade
         now = rs.leaders()[0]
         assert now.leader.leadership is not None and now.leader.leadership.token > token
     finally:
-        await rs.stop_all()
-        cluster.stop()
+        try:
+            await rs.stop_all()
+        finally:
+            cluster.stop()
 
 
 async def test_history_is_bounded_by_retention(etcd_cluster, prefix) -> None:
