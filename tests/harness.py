@@ -58,6 +58,14 @@ class ReplicaSet:
             if not await cancel_until_done(t, limit_s=30):
                 for other in asyncio.all_tasks():
                     other.print_stack()
+                r = self.replicas[i]
+                if r is not None:
+                    # Its channels closed now, in this loop: left to the garbage collector
+                    # they would be finalized during a later test (a crash in grpc).
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(5):
+                            await r.peers.close()
+                            await r.store.close()
                 raise AssertionError(f"replica {i} did not stop within 30 s of being cancelled")
             with contextlib.suppress(asyncio.CancelledError):
                 await t

@@ -117,3 +117,21 @@ async def test_mirror_wait_revision_passes_on_a_cancel_that_meets_the_revision()
     task.cancel()  # ... in the same step as the stop
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_closed_etcd_store_opens_no_new_channel() -> None:
+    """A call still in flight when a replica closes its store (a revoke left running by a
+    shielded wait, a handler in its grace) must not open fresh channels that nobody
+    closes: they would outlive the event loop and be finalized by the GC in another."""
+    from coordinator.store.errors import StoreError
+    from coordinator.store.etcd_store import EtcdStore
+
+    store = EtcdStore(["127.0.0.1:1"], rpc_timeout_s=0.05, rpc_attempts=1)
+    await store.close()
+    try:
+        with pytest.raises(StoreError):
+            await store.get("/k")
+        assert store._members is None, "a closed store connected again"
+    finally:
+        if store._members is not None:
+            await store._members.close()
