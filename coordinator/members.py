@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -34,7 +35,9 @@ async def register_forever(store: Store, keys: Keys, replica_id: str, address: s
                         log.debug("member key put failed: %s", exc)
                         await asyncio.sleep(0.2)
         finally:
-            try:
+            # A cancel that arrives while revoking (etcd gone: the keeper gave the lease up
+            # and the revoke waits its full bound) is passed on, never swallowed: a
+            # TaskGroup cancels this task only once, and a swallowed cancel would campaign
+            # for a member lease forever and keep the replica from stopping.
+            with contextlib.suppress(StoreError, TimeoutError):
                 await shielded_wait(asyncio.ensure_future(store.revoke(lease.id)), 1.0)
-            except (StoreError, TimeoutError, asyncio.CancelledError):
-                pass

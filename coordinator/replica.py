@@ -39,6 +39,7 @@ from coordinator.store.types import Compare, Put
 from coordinator.sync_service import SyncHub
 from coordinator.view import ClusterView
 from failover import rpc, tls
+from failover.aio import finish
 from failover.model.convert import epoch_pb
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
@@ -215,6 +216,24 @@ class Replica:
         await server.stop(0.5)
         self._served_out = True
 
+    async def _release(self, server: grpc.aio.Server, health: Any) -> None:
+        """Stop serving, then close every channel (peers, etcd), whatever fails first.
+
+        Run to its end even when cancelled again (servers and tests cancel a replica
+        every 0.5 s until it ends): a channel left open outlives its event loop, and
+        grpc finalizes it later from the garbage collector, which can crash the process.
+        """
+        try:
+            if not self._served_out:
+                await rpc.mark_serving(health, SERVICES, False)
+                await self.hub.close()
+                await server.stop(0.5)
+        finally:
+            try:
+                await self.peers.close()
+            finally:
+                await self.store.close()
+
     async def _seed_groups(self) -> None:
         """Write configured group definitions only where etcd has none."""
         pending = list(self.cfg.groups)
@@ -304,16 +323,12 @@ class Replica:
                 try:
                     await asyncio.Event().wait()  # until stopped (cancelled) or a task fails
                 except asyncio.CancelledError:
-                    await self._hand_over(election, server, health)
+                    # To its end (bounded inside) through the cancels a stopper repeats.
+                    await finish(asyncio.ensure_future(self._hand_over(election, server, health)))
                     raise
         finally:
             admin.stopping.set()
-            if not self._served_out:
-                await rpc.mark_serving(health, SERVICES, False)
-                await self.hub.close()
-                await server.stop(0.5)
-            await self.peers.close()
-            await self.store.close()
+            await finish(asyncio.ensure_future(self._release(server, health)))
             if self._owns_telemetry:
                 await asyncio.to_thread(self.telemetry.shutdown)
             if self._owns_tracing:

@@ -58,6 +58,14 @@ class ReplicaSet:
             if not await cancel_until_done(t, limit_s=30):
                 for other in asyncio.all_tasks():
                     other.print_stack()
+                r = self.replicas[i]
+                if r is not None:
+                    # Its channels closed now, in this loop: left to the garbage collector
+                    # they would be finalized during a later test (a crash in grpc).
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(5):
+                            await r.peers.close()
+                            await r.store.close()
                 raise AssertionError(f"replica {i} did not stop within 30 s of being cancelled")
             with contextlib.suppress(asyncio.CancelledError):
                 await t
@@ -65,8 +73,16 @@ class ReplicaSet:
         self.replicas[i] = None
 
     async def stop_all(self) -> None:
+        """Stop every replica, also after one failed to stop (then raise its error): a
+        replica left running keeps its gRPC channels past the test's event loop."""
+        failure: BaseException | None = None
         for i in range(len(self.configs)):
-            await self.stop(i)
+            try:
+                await self.stop(i)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def running(self) -> list[Replica]:
         return [r for r in self.replicas if r is not None]

@@ -57,6 +57,7 @@ from coordinator.store.types import (
     WatchBatch,
 )
 from failover import rpc
+from failover.aio import cancel_and_wait
 from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
@@ -286,9 +287,9 @@ class EtcdLeaseKeeper:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Not ``cancel(); await task`` with CancelledError suppressed: that would also
+            # swallow a cancel of our owner arriving meanwhile (the owner then campaigns on).
+            await cancel_and_wait([self._task])
 
     def _give_up(self, why: str) -> None:
         log.warning("lease %x is lost: %s", self._lease.id, why)
@@ -381,6 +382,7 @@ class EtcdStore:
             attempt_timeout_ms=round(rpc_timeout_s * 1000), attempts=rpc_attempts
         )
         self._members: Members | None = None
+        self._closed = False
         self._tls = tls if tls is not None and tls.enabled else None
 
     @property
@@ -388,6 +390,10 @@ class EtcdStore:
         return list(self._endpoints)
 
     async def _c(self) -> Members:
+        if self._closed:
+            # No new channels after close: nobody would close them, and grpc would finalize
+            # them from the garbage collector after their event loop is gone.
+            raise StoreUnavailable("etcd store is closed")
         if self._members is None:
             # Read at connect: a rotated etcd client certificate takes effect when the
             # replica restarts (etcd's PKI rotates rarely; see docs/security.md).
@@ -543,6 +549,7 @@ class EtcdStore:
             return
 
     async def close(self) -> None:
+        self._closed = True
         if self._members is not None:
             members, self._members = self._members, None
             await members.close()

@@ -70,7 +70,10 @@ class Mirror:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._advanced.wait(), remaining)
+                # Not asyncio.wait_for: on 3.11 it drops a cancel that arrives in the step
+                # the event is set, and the freshness probe's loop then never ends.
+                async with asyncio.timeout(remaining):
+                    await self._advanced.wait()
             except TimeoutError:
                 return False
         return True
