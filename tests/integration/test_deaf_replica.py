@@ -25,7 +25,7 @@ from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 from tests.harness import ReplicaSet, switch, wait_for
 
-pytestmark = [pytest.mark.cluster]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 G = "cme-orders"
 HEARTBEAT_MS = 1000
 # Generous: the replica ends the stream within 3 heartbeat intervals of the first silence
