@@ -38,13 +38,11 @@ async def test_a_replica_that_cannot_hear_its_sidecar_ends_the_stream(own_etcd, 
     rs = ReplicaSet(own_etcd.endpoints, prefix, n=2, stream={"heartbeat_interval_ms": HEARTBEAT_MS})
     proxy = ProxyThread()
     held: dict[str, tuple[int, int]] = {}
-    applied: list[tuple[float, tuple[int, int]]] = []
 
     def on_decision(d: pb.Decision, _stages: list[pb.StageTiming]) -> tuple[int, int]:
         e = (d.epoch.era, d.epoch.revision)
         if e > held.get(d.group, (0, 0)):
             held[d.group] = e
-            applied.append((time.monotonic(), e))
         return held[d.group]
 
     task: asyncio.Task[None] | None = None
