@@ -9,6 +9,11 @@ from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_name
 from failover.tls import TlsSection
 
+# Floors of the sync server's keepalive (StreamSection.keepalive_ms): a 20 ms heartbeat
+# must not turn into a ping every 20 ms answered within 40 ms.
+MIN_KEEPALIVE_MS = 100
+MIN_PING_TIMEOUT_MS = 1000
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +81,19 @@ class StreamSection(_Section):
     # New streams are refused (UNAVAILABLE, "overloaded") while the event loop ran this
     # late in the last second and streams are already served; 0 never sheds.
     shed_loop_lag_ms: int = Field(default=500, ge=0, le=60_000)
+
+    def keepalive_ms(self) -> tuple[int, int]:
+        """(ping every, close when a ping is unanswered for) on the replica's server, in ms.
+
+        Tied to the heartbeat interval so a replica stops serving a sidecar it cannot
+        hear (its bytes lost one way, ours still arriving) within about 2-3 intervals,
+        as the sidecar leaves a replica it cannot hear after 3: the replica pings once
+        an interval of silence from the peer has passed and gives up 2 intervals later
+        (at least 1 s: a ping is answered by gRPC core, not by the sidecar's event loop,
+        but a starved machine still delays it).
+        """
+        every = max(MIN_KEEPALIVE_MS, self.heartbeat_interval_ms)
+        return every, max(MIN_PING_TIMEOUT_MS, 2 * self.heartbeat_interval_ms)
 
 
 class HealthSection(_Section):

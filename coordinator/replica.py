@@ -251,9 +251,12 @@ class Replica:
                 await asyncio.sleep(0.2)
 
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:
+        ping_every_ms, ping_timeout_ms = self.cfg.stream.keepalive_ms()
         server = rpc.make_server(
             max_message_bytes=self.cfg.stream.max_message_bytes,
             max_streams=self.cfg.stream.max_streams,
+            keepalive_time_ms=ping_every_ms,
+            ping_timeout_ms=ping_timeout_ms,
             interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
         )
         # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.

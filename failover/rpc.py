@@ -55,12 +55,22 @@ _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
 
 
 def server_options(
-    max_message_bytes: int = MAX_MESSAGE_BYTES, max_streams: int = DEFAULT_MAX_STREAMS
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    keepalive_time_ms: int = KEEPALIVE_TIME_MS,
+    ping_timeout_ms: int | None = None,
 ) -> list[tuple[str, int | str]]:
-    """Server options whose ping policy accepts the clients' keepalive."""
-    return [
-        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    """Server options whose ping policy accepts the clients' keepalive.
+
+    ``ping_timeout_ms`` closes a connection whose client leaves a ping of ours
+    unanswered that long (GOAWAY ``ping_timeout``): a peer that can hear us but
+    not be heard. gRPC core bounds a ping by ``grpc.http2.ping_timeout_ms``
+    (default 60 s), not by ``grpc.keepalive_timeout_ms``, so without it such a
+    connection lives on for as long as our own writes keep flowing.
+    """
+    opts: list[tuple[str, int | str]] = [
+        ("grpc.keepalive_time_ms", keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", ping_timeout_ms or KEEPALIVE_TIMEOUT_MS),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
         ("grpc.http2.max_ping_strikes", 0),
@@ -72,17 +82,23 @@ def server_options(
         ("grpc.max_concurrent_streams", max(max_streams, DEFAULT_MAX_STREAMS)),
         ("grpc.so_reuseport", 0),
     ]
+    if ping_timeout_ms is not None:
+        opts.append(("grpc.http2.ping_timeout_ms", ping_timeout_ms))
+    return opts
 
 
 def make_server(
     *,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    keepalive_time_ms: int = KEEPALIVE_TIME_MS,
+    ping_timeout_ms: int | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),  # type: ignore[type-arg]
 ) -> grpc.aio.Server:
     """A grpc.aio server; call inside the running event loop."""
     return grpc.aio.server(
-        options=server_options(max_message_bytes, max_streams), interceptors=list(interceptors)
+        options=server_options(max_message_bytes, max_streams, keepalive_time_ms, ping_timeout_ms),
+        interceptors=list(interceptors),
     )
 
 

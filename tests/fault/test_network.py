@@ -23,11 +23,16 @@ LINK_DELAY_MS = 20.0
 HOLD_S = 5.0
 SWITCH_EVERY_S = 1.0
 # Coordinator defaults the tier keeps: a replica heartbeats every 1 s (so a sidecar waits
-# 3 intervals, not its 1 s dead-after, before calling the stream dead) and pushes a sidecar
+# 3 intervals, not its 1 s dead-after, before calling the stream dead, and the replica ends
+# a stream whose sidecar leaves its ping unanswered for 2 intervals) and pushes a sidecar
 # the next decision only once it acked the last one, or after the ack timeout (5 s).
 REPLICA_HEARTBEAT_S = 1.0
 ACK_TIMEOUT_S = 5.0
 DROP_UP_SWITCHES = 3
+# The replica ends the stream of a sidecar it cannot hear within 3 heartbeat intervals (a ping
+# after 1 interval of silence, unanswered for 2); a decision switched meanwhile reaches the host
+# once it moved. Well under the ack timeout, which each decision after the first used to wait.
+DROP_UP_DECISION_BOUND_S = 3.0
 
 
 async def _on_a_follower(fs: FaultSystem) -> tuple[str, str, str]:
@@ -99,24 +104,35 @@ async def test_replica_to_sidecar_dropped(fs: FaultSystem) -> None:
 
 async def test_sidecar_to_replica_dropped(fs: FaultSystem) -> None:
     """The sidecar's bytes to its replica are dropped (the replica's still arrive): the stream
-    is not silent from the sidecar's side, so it stays; the replica hears no ack, so it pushes
-    the next decision only after its ack timeout (5 s). Decisions still reach every host
-    within that, the host routes on, and never applies an older decision."""
+    is not silent from the sidecar's side, but the replica no longer hears it (no ack, no
+    health, no answer to its HTTP/2 pings), ends the stream after its ping timeout (2 of its
+    1 s heartbeats, after a ping sent one interval into the silence), and the sidecar moves
+    to another replica. Every decision reaches every host well inside the ack timeout (5 s:
+    what each decision after the first waited while the sidecar stayed), the host routes on,
+    and never applies an older decision."""
     host, rid, _ = await _on_a_follower(fs)
     link = fs.cluster.sc_link(host, rid)
     t0 = time.monotonic()
     fs.cluster.proxy.set(link, Mode.DROP_UP)
     seen: list[tuple[float, str]] = []
     took: list[float] = []
+
+    def note() -> None:
+        r = fs.obs.replica_of(host)
+        if not seen or seen[-1][1] != r:
+            seen.append((time.monotonic() - t0, r))
+
     try:
         for n in range(DROP_UP_SWITCHES):
             took.append(await switch_applied(fs, "backup" if n % 2 == 0 else "primary", 5 * ACK_TIMEOUT_S))
             t_next = time.monotonic() + SWITCH_EVERY_S
             while time.monotonic() < t_next:  # noqa: ASYNC110 - switches are spaced out
                 await fs.obs.poll_once()
-                r = fs.obs.replica_of(host)
-                if not seen or seen[-1][1] != r:
-                    seen.append((time.monotonic() - t0, r))
+                note()
+        await fs.obs.until(
+            lambda: fs.obs.replica_of(host) not in ("", rid), 15, f"{host} to leave {rid} (its bytes dropped)"
+        )
+        note()
     finally:
         fs.cluster.proxy.set(link, Mode.PASS)
     counts = fs.strategies[host].counts(t0)
@@ -127,6 +143,12 @@ async def test_sidecar_to_replica_dropped(fs: FaultSystem) -> None:
         + ", ".join(f"{t:.2f}s {r or '-'}" for t, r in seen)
     )
     assert counts.get("NO_PATH", 0) == 0, counts
+    left = next(t for t, r in seen if r not in ("", rid))
+    fs.bound(
+        "one-way drop sidecar->replica: the sidecar on another replica",
+        left,
+        5 * (3 * REPLICA_HEARTBEAT_S + 0.5),
+    )
     for t in took:
-        fs.bound("one-way drop sidecar->replica: a decision on every host", t, 5 * (ACK_TIMEOUT_S + 1.0))
+        fs.bound("one-way drop sidecar->replica: a decision on every host", t, DROP_UP_DECISION_BOUND_S)
     await fs.finish_clean()
