@@ -159,6 +159,10 @@ class LeaderWork:
         gather = asyncio.create_task(self._gather(), name="leader-gather-health")
         try:
             await self._catch_up(leadership.token)
+            # A term that ended between a commit and its prune left history over retention.
+            for group, keys in self._view.history_keys.items():
+                if len(keys) > self._retention:
+                    self._prune_later(leadership, group)
             while True:
                 started_at = self._view.revision
                 self._wake.clear()

@@ -223,3 +223,25 @@ async def test_history_is_bounded_by_retention(etcd_cluster, prefix) -> None:
         )
     finally:
         await rs.stop_all()
+
+
+async def test_a_new_term_prunes_history_left_over_retention(etcd_cluster, prefix) -> None:
+    """A term that ended between a commit and its prune (or a lowered retention) leaves
+    history over the bound; the next term prunes it without waiting for a new commit."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1, history_retention=10)
+    await rs.start_all()
+    try:
+        await rs.wait_leader()
+        for i in range(6):
+            await switch(rs.address(0), "cme-orders", "backup" if i % 2 == 0 else "primary")
+    finally:
+        await rs.stop_all()
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1, history_retention=3)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(
+            lambda: len(leader.view.history_keys.get("cme-orders", ())) == 3, 10, "history pruned to 3"
+        )
+    finally:
+        await rs.stop_all()
