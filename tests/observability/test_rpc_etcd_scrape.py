@@ -70,6 +70,7 @@ async def test_rpc_and_etcd_latency_series_after_a_switch(etcd_cluster, prefix) 
         assert server.get(("grpc", "failover.v1.Admin", "Switch", "0"), 0) >= 1, server
         sync = {k: n for k, n in server.items() if k[1:3] == ("failover.v1.Sync", "Stream")}
         assert sum(sync.values()) == 1, sync  # one per stream, with its end status
+        assert set(sync) <= {("grpc", "failover.v1.Sync", "Stream", c) for c in ("0", "1")}, sync
         client = counts(fams, "rpc_client_duration_milliseconds", *RPC_LABELS)
         assert client.get(("grpc", "failover.v1.Admin", "Switch", "0"), 0) >= 1, client
         buckets = {
