@@ -145,3 +145,31 @@ async def test_every_call_shape_is_one_sample_with_its_status() -> None:
         await ch.close()
         await server.stop(0)
         tel.shutdown()
+
+
+@pytest.mark.timeout(30)
+async def test_a_call_refused_by_authorization_is_timed_with_its_status() -> None:
+    """Installed first, as the replica does: the authorization interceptor's refusal is seen."""
+    from coordinator.access import AuthzInterceptor
+
+    reader = InMemoryMetricReader()
+    tel = telemetry.build("test", "t1", readers=[reader])
+    m = RpcInstruments(tel.meter)
+    server = rpc.make_server(interceptors=[RpcServerMetrics(m), AuthzInterceptor()])
+    server.add_generic_rpc_handlers((_handlers(),))
+    port = rpc.bind(server, "127.0.0.1:0")
+    await server.start()
+    ch = rpc.channel(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # no certificate: no identity
+            await ch.unary_unary(f"/{SVC}/Ok")(b"x", timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        await wait_for(
+            lambda: samples(reader, "rpc.server.duration") == {(SVC, "Ok", PERMISSION_DENIED): 1},
+            10,
+            "the refused call's sample",
+        )
+    finally:
+        await ch.close()
+        await server.stop(0)
+        tel.shutdown()
