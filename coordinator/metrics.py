@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from failover.model.spec import ZERO_EPOCH, DecisionRecord
-from failover.telemetry.metrics import Instruments
+from failover.telemetry.rpc_metrics import RpcInstruments
 
 if TYPE_CHECKING:
     from coordinator.replica import Replica
@@ -57,8 +57,12 @@ def reason_class(reason: str) -> str:
     return "other"
 
 
-class CoordinatorMetrics(Instruments):
-    """Instruments of one replica; ``replica`` labels its gauges."""
+class CoordinatorMetrics(RpcInstruments):
+    """Instruments of one replica; ``replica`` labels its gauges.
+
+    With ``rpc.server.duration``/``rpc.client.duration`` (RpcInstruments: the server's
+    and peer channels' interceptors record into them) and etcd's request latency.
+    """
 
     def __init__(self, meter: Meter, replica: str) -> None:
         super().__init__(meter)
@@ -74,6 +78,11 @@ class CoordinatorMetrics(Instruments):
         )
         self._refusals = meter.create_counter(
             "failover.stream.refusals", unit="{stream}", description="Sidecar streams refused, by reason"
+        )
+        self._etcd = meter.create_histogram(
+            "failover.etcd.request.duration",
+            unit="s",
+            description="etcd requests by op (range, txn, lease_keepalive, ...) and outcome, per attempt",
         )
         self._nospace = meter.create_counter(
             "failover.etcd.nospace_errors", unit="{error}", description="Writes refused by etcd's NOSPACE"
@@ -130,6 +139,12 @@ class CoordinatorMetrics(Instruments):
         ``denied``: another host or site than its certificate, or a group its site may not receive;
         ``overload``: the event loop ran late, see stream.shed_loop_lag_ms)."""
         self._record(self._refusals.add, 1, self._a("replica", self.replica, "reason", reason))
+
+    def etcd_request(self, op: str, outcome: str, duration_s: float) -> None:
+        """One etcd request (an attempt; a keepalive round trip) took ``duration_s``."""
+        self._record(
+            self._etcd.record, duration_s, self._a("replica", self.replica, "op", op, "outcome", outcome)
+        )
 
     def nospace(self) -> None:
         self._record(self._nospace.add, 1, self._a("replica", self.replica))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -36,8 +36,12 @@ class PeerChannels:
     so calls already on them finish.
     """
 
-    def __init__(self, tls: TlsSection | None = None) -> None:
+    def __init__(
+        self, tls: TlsSection | None = None, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+    ) -> None:
+        """``interceptors``: on every channel (the replica's ``rpc.client.duration``)."""
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._interceptors = tuple(interceptors)
         self._tls = tls if tls is not None and tls.enabled else None
         self._sig = self._tls.files().signature() if self._tls else None
         self._retired: list[grpc.aio.Channel] = []
@@ -53,7 +57,7 @@ class PeerChannels:
                 self._channels.clear()
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = rpc.channel(address, tls=self._tls)
+            ch = self._channels[address] = self._new(address)
         return ch
 
     def for_term(self, address: str, token: int) -> grpc.aio.Channel:
@@ -69,7 +73,7 @@ class PeerChannels:
             self._terms[address] = token
             if ch.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
                 self._retired.append(ch)
-                ch = self._channels[address] = rpc.channel(address, tls=self._tls)
+                ch = self._channels[address] = self._new(address)
         return ch
 
     def warm(self, address: str, now: float, rebuild_after_s: float = 1.0) -> None:
@@ -86,10 +90,13 @@ class PeerChannels:
             return
         self._rebuilt[address] = now
         self._retired.append(ch)
-        fresh = self._channels[address] = rpc.channel(address, tls=self._tls)
+        fresh = self._channels[address] = self._new(address)
         fresh.get_state(try_to_connect=True)
         task = asyncio.ensure_future(ch.close(None))
         task.add_done_callback(lambda _t: self._retired.remove(ch) if ch in self._retired else None)
+
+    def _new(self, address: str) -> grpc.aio.Channel:
+        return rpc.channel(address, tls=self._tls, interceptors=self._interceptors)
 
     async def close(self) -> None:
         for ch in [*self._channels.values(), *self._retired]:

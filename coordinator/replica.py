@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -44,6 +44,7 @@ from failover.model.convert import epoch_pb
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
 from failover.telemetry.loop_lag import LoopLag
+from failover.telemetry.rpc_metrics import RpcClientMetrics, RpcServerMetrics
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
@@ -84,6 +85,7 @@ class Replica:
             rpc_attempts=cfg.etcd.rpc_attempts,
             lease_timing=cfg.lease_timing,
             tls=cfg.etcd.tls,
+            on_request=self.metrics.etcd_request,
         )
         self.view = ClusterView(self.keys)
         self.mirror = Mirror(self.store, self.keys.prefix, self._on_change, self._on_restore)
@@ -99,7 +101,9 @@ class Replica:
         self.committer = Committer(
             self.store, self.keys, self.view, hold_before_commit_ms=cfg.test_hooks.hold_before_commit_ms
         )
-        self.peers = PeerChannels(cfg.tls)
+        self.peers = PeerChannels(
+            cfg.tls, interceptors=[cast(grpc.aio.ClientInterceptor, RpcClientMetrics(self.metrics))]
+        )
         self.denials = Denials()
         # Leader-side health lives per term; the forwarder (replica side) outlives terms.
         self.health = HealthTerms(self._leader_health)
@@ -257,7 +261,11 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             keepalive_time_ms=ping_every_ms,
             ping_timeout_ms=ping_timeout_ms,
-            interceptors=[AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else [],
+            # Timing first, so a call the authorization refuses is timed with its status.
+            interceptors=[
+                RpcServerMetrics(self.metrics),
+                *([AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else []),
+            ],
         )
         # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.
         self.admin_limits = PerCaller(self.cfg.admin_limits.rate_per_s, self.cfg.admin_limits.burst)

@@ -165,7 +165,11 @@ def bind(server: grpc.aio.Server, address: str, tls: TlsSection | None = None) -
 
 
 def channel(
-    target: str, *, options: Sequence[tuple[str, int | str]] = (), tls: TlsSection | None = None
+    target: str,
+    *,
+    options: Sequence[tuple[str, int | str]] = (),
+    tls: TlsSection | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to one address or an ``ipv4:a,b`` list; call inside the running loop.
 
@@ -174,9 +178,11 @@ def channel(
     """
     opts = [*_CLIENT_OPTIONS, *options]
     if tls is None or not tls.enabled or target.startswith("unix"):
-        return grpc.aio.insecure_channel(target, options=opts)
+        return grpc.aio.insecure_channel(target, options=opts, interceptors=list(interceptors) or None)
     from failover.tls import channel_credentials
 
     if tls.server_name:
         opts.append(("grpc.ssl_target_name_override", tls.server_name))
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=opts)
+    return grpc.aio.secure_channel(
+        target, channel_credentials(tls), options=opts, interceptors=list(interceptors) or None
+    )

@@ -11,6 +11,13 @@ keepalive (one long-lived stream per lease, re-opened when it breaks, on the
 next member when it timed out) and watches (with etcd's ``hasleader`` metadata
 so a member without a leader cancels the watch instead of leaving us silently
 stale). Every client error goes through ``errors.map_error``.
+
+Each attempt of a unary call, and each keepalive round trip, is reported to
+``on_request(op, outcome, seconds)`` when one is given (the coordinator's
+``failover_etcd_request_duration_seconds``): ``op`` is etcd's RPC (``range``,
+``txn``, ``lease_grant``, ``lease_keepalive``, ...), ``outcome`` ``ok`` or the
+class of error (:func:`outcome_of`). A failed compare in a transaction is ``ok``:
+etcd answered.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from coordinator.store.errors import (
     Compacted,
     LeaseLost,
     NoLeader,
+    NoSpace,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
@@ -75,6 +83,42 @@ _CHANNEL_OPTIONS = [
 
 # Ask etcd to refuse streams on members that have no leader.
 _HASLEADER = (("hasleader", "true"),)
+
+# Our operation -> the etcd RPC it sends (the ``op`` label of request durations).
+ETCD_OPS = {
+    "get": "range",
+    "get_prefix": "range",
+    "current_revision": "range",
+    "put": "put",
+    "delete": "delete_range",
+    "txn": "txn",
+    "grant": "lease_grant",
+    "revoke": "lease_revoke",
+    "keepalive": "lease_keepalive",
+    "alarms": "alarm",
+    "compact": "compaction",
+}
+
+OnRequest = Callable[[str, str, float], None]
+
+
+def outcome_of(err: StoreError) -> str:
+    """The ``outcome`` label of a failed request: a bounded class, never the message."""
+    for cls, name in (
+        (NoLeader, "no_leader"),
+        (StoreTimeout, "timeout"),
+        (StoreUnavailable, "unavailable"),
+        (LeaseLost, "lease_lost"),
+        (NoSpace, "nospace"),
+        (Compacted, "compacted"),
+    ):
+        if isinstance(err, cls):
+            return name
+    return "error"
+
+
+def _ignore(op: str, outcome: str, seconds: float) -> None:
+    return None
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -266,8 +310,11 @@ class EtcdLeaseKeeper:
     expired the lease), whatever the stream is doing. Once set it stays set.
     """
 
-    def __init__(self, members: Members, lease: Lease, timing: LeaseTiming) -> None:
+    def __init__(
+        self, members: Members, lease: Lease, timing: LeaseTiming, on_request: OnRequest = _ignore
+    ) -> None:
         self._members = members
+        self._on_request = on_request
         self._lease = lease
         self._timing = timing
         self._lost = asyncio.Event()
@@ -303,6 +350,7 @@ class EtcdLeaseKeeper:
         due = time.monotonic()  # renew at once: the grant's reply may have been slow
         while True:
             call = None
+            sent: float | None = None  # a renewal awaiting its answer
             member = self._members.pick()
             requests = _Requests()
             try:
@@ -320,6 +368,9 @@ class EtcdLeaseKeeper:
                         resp = await call.read()
                     if resp is grpc.aio.EOF:  # type: ignore[attr-defined]
                         raise StoreUnavailable("keepalive stream ended")
+                    self._on_request(
+                        "lease_keepalive", "ok" if resp.TTL > 0 else "lease_lost", time.monotonic() - sent
+                    )
                     if resp.TTL <= 0:
                         self._give_up(f"etcd says it is gone (TTL {resp.TTL})")
                         return
@@ -327,10 +378,13 @@ class EtcdLeaseKeeper:
                     answered_at = sent
                     self.deadline = t.deadline(sent, ttl)
                     due = sent + t.interval_s(ttl)
+                    sent = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # no reply in time, or the stream broke: open another
                 err = map_error(exc, "keepalive")
+                if sent is not None:
+                    self._on_request("lease_keepalive", outcome_of(err), time.monotonic() - sent)
                 if isinstance(err, LeaseLost):
                     self._give_up(str(err))
                     return
@@ -370,7 +424,9 @@ class EtcdStore:
         rpc_attempts: int = 2,
         lease_timing: LeaseTiming | None = None,
         tls: TlsSection | None = None,
+        on_request: OnRequest | None = None,
     ) -> None:
+        """``on_request(op, outcome, seconds)``: called after every request (see the module)."""
         if not endpoints:
             raise ValueError("at least one etcd endpoint is required")
         if rpc_attempts < 1:
@@ -384,6 +440,7 @@ class EtcdStore:
         self._members: Members | None = None
         self._closed = False
         self._tls = tls if tls is not None and tls.enabled else None
+        self._on_request: OnRequest = on_request or _ignore
 
     @property
     def endpoints(self) -> list[str]:
@@ -423,6 +480,8 @@ class EtcdStore:
         attempts = attempts or self._attempts
         members = await self._c()
         tried: set[int] = set()
+        op, observe = ETCD_OPS.get(operation, operation), self._on_request
+        started: float | None = None  # the attempt in flight
         try:
             async with asyncio.timeout(attempts * self._timeout):
                 for attempt in range(1, attempts + 1):
@@ -430,12 +489,17 @@ class EtcdStore:
                     tried.add(member)
                     if len(tried) >= len(members.clients):
                         tried.clear()
+                    started = time.monotonic()
                     try:
-                        return await call(members.clients[member])
+                        resp = await call(members.clients[member])
+                        observe(op, "ok", time.monotonic() - started)
+                        return resp
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
                         err = map_error(exc, operation)
+                        observe(op, outcome_of(err), time.monotonic() - started)
+                        started = None
                         if isinstance(err, StoreUnavailable):
                             members.failed(member)
                         if attempt == attempts or not isinstance(err, StoreUnavailable):
@@ -443,7 +507,13 @@ class EtcdStore:
                         if not isinstance(err, StoreTimeout):
                             await asyncio.sleep(0.05)  # refused at once: do not spin
         except TimeoutError as exc:
+            if started is not None:  # the whole call's deadline cut this attempt
+                observe(op, "timeout", time.monotonic() - started)
             raise StoreTimeout(f"{operation}: timed out") from exc
+        except asyncio.CancelledError:
+            if started is not None:
+                observe(op, "cancelled", time.monotonic() - started)
+            raise
         raise AssertionError("unreachable")
 
     async def get(self, key: str) -> tuple[KV | None, int]:
@@ -511,7 +581,7 @@ class EtcdStore:
     @contextlib.asynccontextmanager
     async def keep_alive(self, lease: Lease) -> AsyncIterator[EtcdLeaseKeeper]:
         c = await self._c()
-        keeper = EtcdLeaseKeeper(c, lease, self.lease_timing)
+        keeper = EtcdLeaseKeeper(c, lease, self.lease_timing, self._on_request)
         async with keeper:
             yield keeper
 

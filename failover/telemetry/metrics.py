@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
@@ -47,11 +47,22 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
     0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 )  # fmt: skip
 
+# Milliseconds, for the OpenTelemetry RPC conventions' histograms (rpc.server.duration):
+# 20 µs .. 10 s for unary calls, then up to a day for streams (a sidecar's Sync stream
+# lives as long as its connection).
+RPC_DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0,
+    100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0,
+    60_000.0, 600_000.0, 3_600_000.0, 86_400_000.0,
+)  # fmt: skip
+
 METER_NAME = "failover"
 # Measurements held between two collections; past this the oldest are dropped (and counted).
 PENDING_MAX = 10_000
 
 Attrs = dict[str, str]
+# What a queued measurement may carry (the RPC conventions' status code is an int).
+MeasureAttrs = Mapping[str, str | int]
 
 
 class Instruments:
@@ -69,7 +80,7 @@ class Instruments:
 
     def __init__(self, meter: Meter, max_pending: int = PENDING_MAX) -> None:
         self._attrs: dict[tuple[str, ...], Attrs] = {}
-        self._pending: deque[tuple[Callable[[float, Attrs], None], float, Attrs]] = deque()
+        self._pending: deque[tuple[Callable[[float, MeasureAttrs], None], float, MeasureAttrs]] = deque()
         self._max_pending = max_pending
         self.dropped = 0
         meter.create_observable_counter(
@@ -86,7 +97,9 @@ class Instruments:
             a = self._attrs[kv] = dict(zip(kv[::2], kv[1::2], strict=True))
         return a
 
-    def _record(self, record: Callable[[float, Attrs], None], value: float, attrs: Attrs) -> None:
+    def _record(
+        self, record: Callable[[float, MeasureAttrs], None], value: float, attrs: MeasureAttrs
+    ) -> None:
         """Queue ``record(value, attrs)`` (a histogram's ``record`` or a counter's ``add``)."""
         p = self._pending
         if len(p) >= self._max_pending:
@@ -145,12 +158,21 @@ class Telemetry:
 
 
 def views() -> list[View]:
-    """Explicit duration buckets for every histogram."""
+    """Explicit duration buckets for every histogram: ours in seconds, the RPC conventions' in ms.
+
+    Selected by unit, so no histogram matches two views (which would export it twice).
+    """
     return [
         View(
             instrument_type=Histogram,
+            instrument_unit="s",
             aggregation=ExplicitBucketHistogramAggregation(boundaries=DURATION_BUCKETS_S),
-        )
+        ),
+        View(
+            instrument_type=Histogram,
+            instrument_unit="ms",
+            aggregation=ExplicitBucketHistogramAggregation(boundaries=RPC_DURATION_BUCKETS_MS),
+        ),
     ]
 
 
