@@ -15,8 +15,10 @@ from failover.faults import etcdops
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from tests.harness import ReplicaSet, admin, switch, wait_for
+from tests.syncclient import SyncClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+G = "cme-orders"
 
 
 async def test_restore_blocks_decisions_until_era_bump_then_orders_after_everything(prefix, tmp_path) -> None:
@@ -115,4 +117,77 @@ async def test_restore_detected_when_revision_already_past_the_applied_one(prefi
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "era bump" in exc.value.details()
     finally:
         await rs.stop_all()
+        cluster.stop()
+
+
+async def _new_replica_after_restore(
+    cluster: EtcdCluster, backup: Path, prefix: str
+) -> tuple[ReplicaSet, str]:
+    """Put the snapshot back and start a replica that never saw the lost history."""
+    await asyncio.to_thread(etcdops.put_back, cluster, backup)
+    await asyncio.to_thread(cluster.restart, 0)
+    fresh = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    await fresh.start_all()
+    await fresh.wait_leader()
+    return fresh, fresh.address(0)
+
+
+async def _refused_then_bump_reaches(
+    fresh: ReplicaSet, addr: str, c: SyncClient, held: tuple[int, int]
+) -> None:
+    """The fresh replica refuses to commit, says why; after an era bump the sidecar takes the new era."""
+    replica = fresh.running()[0]
+    await wait_for(lambda: replica.view.restore.detected, 10, "restore detected from the sidecar's hello")
+    assert "sidecar h1" in replica.view.restore.detail and G in replica.view.restore.detail
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await switch(addr, G, "backup", "after restore, before bump")
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "era bump" in exc.value.details()
+    await c.wait(lambda: c.stale, 10, "the replica to call itself stale")
+    assert "etcd restore detected" in c.heartbeats[-1].freshness.stale_reason
+    async with admin(addr) as stub:
+        st = await stub.GetStatus(apb.GetStatusRequest(), timeout=5)
+        assert st.restore_detected
+        bumped = await stub.BumpEra(apb.BumpEraRequest(operator="t", reason="restored"), timeout=5)
+    assert bumped.era == 1
+    await c.wait(lambda: c.held[G][0] == 1, 10, "the sidecar to take the new era's decision")
+    assert c.held[G] > held
+    assert not replica.view.restore.detected
+    resp = await switch(addr, G, "backup", "after bump")
+    await c.wait(lambda: c.held[G][1] == resp.decision.epoch.revision, 10, "a later decision")
+
+
+async def test_replica_started_after_restore_refuses_until_era_bump(prefix, tmp_path) -> None:
+    """A replica with nothing to compare learns the restore from a sidecar holding newer decisions."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    fresh: ReplicaSet | None = None
+    c = SyncClient("h1", [G])
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: G in leader.view.routes, 10, "the initial decision")
+        backup = tmp_path / "snapshot"
+        await asyncio.to_thread(etcdops.cold_copy, cluster, backup)
+        await asyncio.to_thread(cluster.restart, 0)
+        await wait_for(lambda: not leader.freshness.state.stale and leader.mirror.connected, 10, "etcd back")
+        await c.connect(rs.address(0))
+        for i in range(4):
+            resp = await switch(rs.address(0), G, "backup" if i % 2 == 0 else "primary", f"lost {i}")
+        await c.wait(
+            lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
+        )
+        held = c.held[G]
+        await c.close()
+        await rs.stop_all()
+        fresh, addr = await _new_replica_after_restore(cluster, backup, prefix)
+        assert not fresh.running()[0].view.restore.detected  # nothing to compare with yet
+        c = SyncClient("h1", [G], held={G: held})
+        await c.connect(addr)
+        await _refused_then_bump_reaches(fresh, addr, c, held)
+    finally:
+        await c.close()
+        await rs.stop_all()
+        if fresh is not None:
+            await fresh.stop_all()
         cluster.stop()
