@@ -191,3 +191,69 @@ async def test_replica_started_after_restore_refuses_until_era_bump(prefix, tmp_
         if fresh is not None:
             await fresh.stop_all()
         cluster.stop()
+
+
+async def test_restore_to_before_a_groups_first_decision(prefix, tmp_path) -> None:
+    """The copy predates every decision of the group: the new replica commits a first one
+    again, at a revision below the decisions sidecars hold. Sidecars would ignore it (older):
+    the sidecar's hello shows the restore, decisions wait for the era bump, then resume."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    backup = tmp_path / "snapshot"
+    await asyncio.to_thread(etcdops.cold_copy, cluster, backup)  # nothing under the prefix yet
+    await asyncio.to_thread(cluster.restart, 0)
+    rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    fresh: ReplicaSet | None = None
+    c = SyncClient("h1", [G])
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: G in leader.view.routes, 10, "the first decision")
+        await c.connect(rs.address(0))
+        for i in range(4):
+            resp = await switch(rs.address(0), G, "backup" if i % 2 == 0 else "primary", f"lost {i}")
+        await c.wait(
+            lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
+        )
+        held = c.held[G]
+        await c.close()
+        await rs.stop_all()
+        fresh, addr = await _new_replica_after_restore(cluster, backup, prefix)
+        replica = fresh.running()[0]
+        await wait_for(lambda: G in replica.view.routes, 10, "the first decision, committed again")
+        assert replica.view.routes[G].epoch < Epoch(*held)  # what a sidecar would ignore as older
+        c = SyncClient("h1", [G], held={G: held})
+        await c.connect(addr)
+        await _refused_then_bump_reaches(fresh, addr, c, held)
+    finally:
+        await c.close()
+        await rs.stop_all()
+        if fresh is not None:
+            await fresh.stop_all()
+        cluster.stop()
+
+
+async def test_sidecar_holding_a_decision_etcd_has_no_route_for(prefix) -> None:
+    """A held decision in etcd's era for a group etcd has no decision of (the copy predates
+    the group, whose first decision is not committed again yet) is a restore too: route keys
+    are never deleted."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    c = SyncClient("h1", [G, "eurex-orders"], held={"eurex-orders": (0, 40)})
+    try:
+        await rs.start_all()
+        replica = await rs.wait_leader()
+        await wait_for(lambda: G in replica.view.routes, 10, "the first decision")
+        await c.connect(rs.address(0))
+        await wait_for(lambda: replica.view.restore.detected, 10, "restore detected from the hello")
+        assert replica.view.restore.detail == (
+            "sidecar h1 holds eurex-orders at epoch 0:40, and etcd has no decision of eurex-orders"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await switch(rs.address(0), G, "backup", "after restore, before bump")
+        assert "era bump" in exc.value.details()
+    finally:
+        await c.close()
+        await rs.stop_all()
+        cluster.stop()
