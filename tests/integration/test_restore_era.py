@@ -15,7 +15,7 @@ from failover.faults import etcdops
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from tests.harness import ReplicaSet, admin, switch, wait_for
-from tests.syncclient import SyncClient
+from tests.syncclient import RoamingClient, SyncClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 G = "cme-orders"
@@ -256,4 +256,61 @@ async def test_sidecar_holding_a_decision_etcd_has_no_route_for(prefix) -> None:
     finally:
         await c.close()
         await rs.stop_all()
+        cluster.stop()
+
+
+async def test_replicas_started_after_restore_learn_it_from_a_roaming_sidecar(prefix, tmp_path) -> None:
+    """Three replicas started after the restore; the sidecar holding a lost decision first
+    connects to a follower. The follower blocks and says it is stale; the sidecar moves on
+    and its hello tells the next replica, and so on to the leader: nothing commits until the bump."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
+    fresh: ReplicaSet | None = None
+    c = SyncClient("h1", [G])
+    roaming: RoamingClient | None = None
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: G in leader.view.routes, 10, "the initial decision")
+        backup = tmp_path / "snapshot"
+        await asyncio.to_thread(etcdops.cold_copy, cluster, backup)
+        await asyncio.to_thread(cluster.restart, 0)
+        await wait_for(lambda: not leader.freshness.state.stale and leader.mirror.connected, 10, "etcd back")
+        await c.connect(rs.address(0))
+        for i in range(4):
+            resp = await switch(rs.address(0), G, "backup" if i % 2 == 0 else "primary", f"lost {i}")
+        await c.wait(
+            lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
+        )
+        held = c.held[G]
+        await c.close()
+        await rs.stop_all()
+        await asyncio.to_thread(etcdops.put_back, cluster, backup)
+        await asyncio.to_thread(cluster.restart, 0)
+        fresh = ReplicaSet(cluster.endpoints, prefix, n=3, freshness={"probe_interval_ms": 100})
+        await fresh.start_all()
+        new_leader = await fresh.wait_leader()
+        i = fresh.replicas.index(new_leader)
+        order = [fresh.address((i + k) % 3) for k in (1, 2, 0)]  # the followers first
+        roaming = RoamingClient("h1", [G], order)
+        roaming.held[G] = held
+        roaming.start()
+        await wait_for(lambda: new_leader.view.restore.detected, 15, "the leader to learn of the restore")
+        assert all(r.view.restore.detected for r in fresh.running())
+        assert "sidecar h1 holds" in new_leader.view.restore.detail
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await switch(fresh.address(i), G, "backup", "after restore, before bump")
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE and "era bump" in exc.value.details()
+        async with admin(fresh.address(i)) as stub:
+            await stub.BumpEra(apb.BumpEraRequest(operator="t", reason="restored"), timeout=5)
+        await wait_for(lambda: roaming.held[G][0] == 1, 15, "the sidecar to take the new era's decision")
+        assert not any(r.view.restore.detected for r in fresh.running())
+    finally:
+        if roaming is not None:
+            await roaming.stop()
+        await c.close()
+        await rs.stop_all()
+        if fresh is not None:
+            await fresh.stop_all()
         cluster.stop()
