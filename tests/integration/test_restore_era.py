@@ -314,3 +314,25 @@ async def test_replicas_started_after_restore_learn_it_from_a_roaming_sidecar(pr
         if fresh is not None:
             await fresh.stop_all()
         cluster.stop()
+
+
+async def test_sidecar_resuming_from_what_etcd_has_costs_no_read_and_no_alarm(etcd_cluster, prefix) -> None:
+    """The hello check stays quiet in normal operation: a held epoch the view already has
+    is not read from etcd, and a real (older or equal) one is no evidence."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    c = SyncClient("h1", [G])
+    try:
+        await rs.start_all()
+        replica = await rs.wait_leader()
+        await wait_for(lambda: G in replica.view.routes, 10, "the initial decision")
+        epoch = replica.view.routes[G].epoch
+        c.held = {G: (epoch.era, epoch.revision)}
+        await c.connect(rs.address(0))
+        await c.wait(lambda: c.snapshots, 5, "snapshot")
+        await switch(rs.address(0), G, "backup", "after the hello")
+        await c.wait(lambda: c.decisions, 5, "the next decision")
+        assert replica.held_check.reads == 0
+        assert not replica.view.restore.detected
+    finally:
+        await c.close()
+        await rs.stop_all()
