@@ -22,6 +22,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.election import Election
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
+from coordinator.held_epochs import HeldEpochCheck
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
@@ -111,6 +112,9 @@ class Replica:
         self.forwarder = HealthForwarder(cfg.replica_id, self.view, self.peers, self.health.accept, tracer)
         self.hub = SyncHub(cfg, self.view, self.freshness, self.forwarder, tracer)
         self.hub.loop_lag = self.loop_lag
+        # A replica started after an etcd restore learns it from the sidecars' hellos.
+        self.held_check = HeldEpochCheck(self.store, self.keys, self.view, self.mirror, self._on_restore)
+        self.hub.held_check = self.held_check
         self.hub.denials = self.denials
         self.leader = LeaderWork(
             self.view,
@@ -322,6 +326,7 @@ class Replica:
                     name="member",
                 )
                 tg.create_task(self.hub.run(), name="sync-hub")
+                tg.create_task(self.held_check.run(), name="held-epochs")
                 tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
                 await self.mirror.ready.wait()
                 election = tg.create_task(

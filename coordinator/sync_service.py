@@ -30,6 +30,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
+from coordinator.held_epochs import HeldEpochCheck
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.push_traces import PushTraces
 from coordinator.request_checks import check_ack, check_health, check_hello, trace_context
@@ -108,6 +109,7 @@ class SyncHub:
         self.forwarder = forwarder
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
+        self.held_check: HeldEpochCheck | None = None  # set by the replica: restore detection
         self.shed_streams = 0
         self._to_wake: dict[int, Session] = {}  # insertion order: woken first come, first served
         self._waker: asyncio.Task[None] | None = None
@@ -292,6 +294,8 @@ class SyncHub:
         )
         self.sessions[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
+        if self.held_check is not None:
+            self.held_check.claim(s.host_id, s.acked)
         log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
         reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
         try:
