@@ -52,6 +52,7 @@ _CODES = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "unknown": grpc.StatusCode.UNKNOWN,
 }
 
 # Sends a request to the leader's Admin service with the given deadline (seconds).

@@ -48,12 +48,13 @@ from coordinator.operator_requests import (
     RequestError,
     check_switch,
     new_controls,
+    outcome_unknown,
     switch_trigger,
     validate,
     wait_view,
     write_controls,
 )
-from coordinator.store.errors import NoSpace, StoreError
+from coordinator.store.errors import NoSpace, StoreError, StoreTimeout
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
 from failover.aio import cancel_and_wait, wait_any
@@ -227,6 +228,11 @@ class LeaderWork:
                 _reply(req, await self._operator(leadership, req))
             except RequestError as exc:
                 _reply(req, error=exc)
+            except StoreTimeout as exc:
+                failed = (
+                    outcome_unknown(req, str(exc)) if req.writing else RequestError("unavailable", str(exc))
+                )
+                _reply(req, error=failed)
             except (RestoreBlocked, StoreError) as exc:
                 _reply(req, error=RequestError("unavailable", str(exc)))
             except NotLeader as exc:
@@ -236,7 +242,13 @@ class LeaderWork:
                 _reply(req, error=TermEnded(msg) if handed else RequestError("unavailable", msg))
                 raise
             finally:
-                _reply(req, error=RequestError("unavailable", "leadership ended; retry"))
+                ended = "leadership ended while its write was in flight"
+                _reply(
+                    req,
+                    error=outcome_unknown(req, ended)
+                    if req.writing
+                    else RequestError("unavailable", "leadership ended; retry"),
+                )
         for req in held:
             self._requests.put_nowait(req)
         if not self._gathered:
@@ -385,12 +397,14 @@ class LeaderWork:
                     trigger, stages = switch_trigger(req, leadership)
                     inputs = Inputs.of(self._view, req.group)
                     reason = f"operator switch: {req.reason}"
+                    req.writing = True
                     done = await self._commit(
                         leadership, req.group, paths, reason, trigger, inputs, stages, req.trace
                     )
                     return f"committed at epoch {done.epoch}", done
                 return await self._control(leadership, req)
             except StaleInputs:
+                req.writing = False  # answered: that write did not apply
                 await self._view_past(seen, STALE_RETRY_S)
         raise RequestError("unavailable", "inputs kept changing; try again")
 
@@ -404,6 +418,7 @@ class LeaderWork:
     async def _control(self, leadership: Leadership, req: OperatorRequest) -> Reply:
         assert self._store is not None and self._keys is not None
         spec = new_controls(self._view, self.guard, req)
+        req.writing = True
         revision = await write_controls(self._store, self._keys, self._view, leadership, req.group, spec)
         await wait_view(self._view, revision)
         # The decision the control causes, if any, is made now (carrying operator and reason).

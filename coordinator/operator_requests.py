@@ -32,7 +32,7 @@ class RequestError(Exception):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code  # "not_found", "invalid", "failed_precondition", "unavailable"
+        self.code = code  # "not_found", "invalid", "failed_precondition", "unavailable", "unknown"
 
 
 class HealthGuard(Protocol):
@@ -52,6 +52,9 @@ class OperatorRequest:
     received_ns: int = field(default_factory=time.monotonic_ns)
     # W3C (traceparent, tracestate) of the operator command: its decision joins that trace.
     trace: tuple[str, str] = ("", "")
+    # Set when its write was sent to etcd: from then on a failure leaves its outcome unknown
+    # (the write may still apply), and the caller must be told so, not "retry".
+    writing: bool = False
     future: asyncio.Future[tuple[str, Committed | None]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -171,3 +174,12 @@ async def wait_view(view: ClusterView, revision: int, timeout: float = 2.0) -> N
         async with asyncio.timeout(timeout):
             while view.revision < revision:
                 await view.changed.wait()
+
+
+def outcome_unknown(req: OperatorRequest, detail: str) -> RequestError:
+    """The answer for a request whose write was sent and not confirmed."""
+    return RequestError(
+        "unknown",
+        f"outcome unknown: {detail}; the decision may still be committed once etcd answers: "
+        f"check `failover status {req.group}` before retrying",
+    )

@@ -73,7 +73,11 @@ def map_error(exc: BaseException, operation: str) -> StoreError:
     if isinstance(cause, grpc.aio.AioRpcError):
         code, details = cause.code(), cause.details() or ""
         text = f"{operation}: {code.name} {details}".strip()
-        if "no leader" in details or "leader changed" in details:
+        # Answered after the proposal may have entered etcd's log: the write can still
+        # apply (once a quorum is back), so its outcome is unknown, as for a timeout.
+        if "request timed out" in details or "leader changed" in details:
+            return StoreTimeout(text)
+        if "no leader" in details:
             return NoLeader(text)
         if "mvcc: required revision has been compacted" in details:
             return Compacted(0)

@@ -482,6 +482,7 @@ class EtcdStore:
         tried: set[int] = set()
         op, observe = ETCD_OPS.get(operation, operation), self._on_request
         started: float | None = None  # the attempt in flight
+        unknown = False  # an attempt was sent and not answered: a write may still apply
         try:
             async with asyncio.timeout(attempts * self._timeout):
                 for attempt in range(1, attempts + 1):
@@ -500,9 +501,12 @@ class EtcdStore:
                         err = map_error(exc, operation)
                         observe(op, outcome_of(err), time.monotonic() - started)
                         started = None
+                        unknown = unknown or isinstance(err, StoreTimeout)
                         if isinstance(err, StoreUnavailable):
                             members.failed(member)
                         if attempt == attempts or not isinstance(err, StoreUnavailable):
+                            if unknown and not isinstance(err, StoreTimeout):
+                                raise StoreTimeout(f"{err} (an earlier attempt timed out)") from exc
                             raise err from exc
                         if not isinstance(err, StoreTimeout):
                             await asyncio.sleep(0.05)  # refused at once: do not spin

@@ -138,3 +138,35 @@ async def test_an_etcd_outage_is_named_in_switch_and_status(own_etcd, prefix) ->
         assert not reason.endswith(": "), reason
     finally:
         await rs.stop_all()
+
+
+async def test_a_switch_whose_write_etcd_never_answered_is_reported_unknown_not_retry(
+    own_etcd, prefix
+) -> None:
+    """etcd paused with the switch's transaction sent: the write may still apply once etcd
+    runs again (it did, in a quorum-loss fault row), so the answer is UNKNOWN naming
+    `failover status`, never UNAVAILABLE's "retry"."""
+    import signal
+
+    rs = ReplicaSet(own_etcd.endpoints, prefix, n=1)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: GROUP in leader.view.routes, 10, "the initial decision")
+        for i in range(3):
+            own_etcd.signal_member(i, signal.SIGSTOP)
+        try:
+            async with admin(rs.address(0)) as stub:
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.Switch(
+                        apb.SwitchRequest(group=GROUP, path="backup", reason="paused", force=True), timeout=20
+                    )
+        finally:
+            for i in range(3):
+                own_etcd.signal_member(i, signal.SIGCONT)
+        assert e.value.code() == grpc.StatusCode.UNKNOWN, (e.value.code(), e.value.details())
+        assert "outcome unknown" in (e.value.details() or "") and "failover status" in (
+            e.value.details() or ""
+        ), e.value.details()
+    finally:
+        await rs.stop_all()
