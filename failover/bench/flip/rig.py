@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from failover.bench import pacer
 from failover.bench.report import BenchFailure
 
 if TYPE_CHECKING:  # the heavy modules are imported when a command runs, not when the CLI starts
@@ -213,22 +214,15 @@ class FlipRig:
         self.outcomes = {}
         stop = asyncio.Event()
 
-        async def strategy() -> None:
-            # One order per ms on average: paced against a deadline, since a bare sleep(0.001)
-            # lasts 1.1-1.4 ms here (epoll rounds its timeout up to whole milliseconds).
-            due = time.monotonic()
-            while not stop.is_set():
-                self.submit()
-                due += ORDER_INTERVAL_S
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-        sender = asyncio.create_task(strategy(), name="strategy")
+        # One order per ms, on a timer precise to tens of µs (failover.bench.pacer): a sleep-paced
+        # loop sends them 0-2 ms apart (epoll rounds its timeout up to whole milliseconds).
+        sender = asyncio.create_task(pacer.paced(stop, self.submit, ORDER_INTERVAL_S), name="strategy")
         try:
             await self.until(lambda: self.acked_primary >= 3, "orders acked on primary before the fault")
             # A random phase within one heartbeat interval: the session's heartbeat ticks start
             # when its line (re)connects, which the previous run's recovery ties to this run's
             # start; without this the fault would always land at the same point of the tick.
-            await asyncio.sleep(self._rng.uniform(0, self.heartbeat_ms / 1000))
+            await pacer.sleep(self._rng.uniform(0, self.heartbeat_ms / 1000))
             flips_before = len(self.agent.flips)
             self.armed_ns = time.monotonic_ns()
             await self.venue.inject_fault("primary", None, kind)
