@@ -391,8 +391,7 @@ async def test_reset_closes_the_line_before_inject_returns(venue: Venue) -> None
     raw = socket.create_connection((host, int(port)), timeout=2)
     try:
         async with asyncio.timeout(5):
-            while not venue.gateway("primary").connections:
-                await asyncio.sleep(0.001)
+            await venue.wait_until(lambda _: bool(venue.gateway("primary").connections))
         raw.setblocking(False)
         await venue.inject_fault("primary", None, FaultKind.RESET)
         try:  # no await between: the venue's loop has not run again
