@@ -50,6 +50,7 @@ class FlipRig:
         self.flip_ns = 0
         self.ack_ns = 0
         self.sent_after_flip_ns = 0  # the strategy's first order after the flip
+        self.last_primary_ack_ns = 0
         self.done = asyncio.Event()
         self.acked_primary = 0
         self.outcomes: dict[int, int] = {}  # OutcomeKind -> count
@@ -168,6 +169,7 @@ class FlipRig:
                 self.done.set()
             elif o.path == "primary":
                 self.acked_primary += 1
+                self.last_primary_ack_ns = now
         self.changed.set()
 
     def submit(self) -> None:
@@ -208,7 +210,7 @@ class FlipRig:
 
         kind = FaultKind.RESET if fault == "reset" else FaultKind.STALL
         await self.until(lambda: self.effective == "primary" and self.both_up(), "route on primary, both up")
-        self.armed_ns = self.flip_ns = self.ack_ns = self.sent_after_flip_ns = 0
+        self.armed_ns = self.flip_ns = self.ack_ns = self.sent_after_flip_ns = self.last_primary_ack_ns = 0
         self.done.clear()
         self.acked_primary = 0
         self.outcomes = {}
@@ -245,6 +247,8 @@ class FlipRig:
             # first_ack = flip + wait for the strategy's next order + that order's round trip on backup
             "next_order_after_flip_us": round((self.sent_after_flip_ns - self.flip_ns) / 1000, 1),
             "backup_round_trip_us": round((self.ack_ns - self.sent_after_flip_ns) / 1000, 1),
+            # the last ack on primary (negative: before the fault); to the first on backup: the gap
+            "last_primary_ack_us": round((self.last_primary_ack_ns - self.armed_ns) / 1000, 1),
             "outcomes": {self._spb.OutcomeKind.Name(k): v for k, v in sorted(self.outcomes.items())},
         }
         if local:  # the agent's own measurement of the same flip, for comparison
