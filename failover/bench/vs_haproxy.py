@@ -107,6 +107,7 @@ class HaproxyStrategy:
         self.unknown = 0  # written, then the connection died before the reply
         self.acked = 0
         self.sent_times: list[int] = []
+        self.pre_fault_drops = 0  # sessions HAProxy dropped before the fault (a check timed out)
         self._owed: set[str] = set()
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
@@ -217,41 +218,55 @@ async def _hap_run(hap: HaproxyStrategy, venue: Any, fault: str) -> tuple[Gaps, 
     from failover.venue.faults import FaultKind
 
     kind = FaultKind.RESET if fault == "reset" else FaultKind.STALL
-    # Start on primary: reconnect until HAProxy (which may still hold primary down) sends us there.
-    end = time.monotonic() + RUN_TIMEOUT_S
-    while hap.gateway != "hap-primary" or hap._writer is None:
-        if time.monotonic() > end:
-            raise BenchFailure("haproxy: not back on primary within 10 s of recover")
-        await hap.close()
-        await asyncio.sleep(0.05)
-        await hap.connect()
-    hap.ack_times.clear()
-    hap.sent_times.clear()
     fault_ns = 0
     unknown_before = hap.unknown
+    stage = "back on primary after recover"
     stop = asyncio.Event()
-    sender = asyncio.create_task(pacer.paced(stop, hap.submit, ORDER_INTERVAL_S))
+    sender: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
-            while hap.acked < 3 or len(hap.ack_times) < 3:
-                hap.changed.clear()
-                await hap.changed.wait()
+            while True:
+                # Start on primary: reconnect until HAProxy (which may still hold primary down)
+                # sends us there.
+                stage = "back on primary after recover"
+                while hap.gateway != "hap-primary" or hap._writer is None:
+                    await hap.close()
+                    await asyncio.sleep(0.05)
+                    await hap.connect()
+                hap.ack_times.clear()
+                hap.sent_times.clear()
+                if sender is None:
+                    sender = asyncio.create_task(pacer.paced(stop, hap.submit, ORDER_INTERVAL_S))
+                stage = "3 acks on primary before the fault"
+                while hap._writer is not None and len(hap.ack_times) < 3:
+                    hap.changed.clear()
+                    await hap.changed.wait()
+                if hap._writer is not None:
+                    break
+                # One check of HAProxy's timed out (a loaded box: `timeout check 20ms`, `fall 1`)
+                # and it dropped our session before the fault: not the fault's doing, start over.
+                hap.pre_fault_drops += 1
             await pacer.sleep(random.uniform(0, 0.02))  # a random phase of HAProxy's 20 ms check
             armed = len(hap.ack_times)
+            unknown_before = hap.unknown
             fault_ns = time.monotonic_ns()
             await venue.inject_fault("hap-primary", None, kind)
+            stage = "session dropped by HAProxy after the fault"
             while hap._writer is not None:  # HAProxy closes our session when it drops the server
                 hap.changed.clear()
                 await hap.changed.wait()
+            stage = "reconnected through HAProxy"
             await hap.connect()  # at once, as a strategy would
+            stage = "ack on backup"
             while len(hap.ack_times) <= armed or hap.gateway != "hap-backup":
                 hap.changed.clear()
                 await hap.changed.wait()
     except TimeoutError:
-        raise BenchFailure(f"haproxy {fault}: no ack on backup within {RUN_TIMEOUT_S}s") from None
+        raise BenchFailure(f"haproxy {fault}: no {stage} within {RUN_TIMEOUT_S}s") from None
     finally:
         stop.set()
-        await sender
+        if sender is not None:
+            await sender
     gaps = Gaps.of(hap.ack_times, hap.sent_times, fault_ns)
     await venue.inject_fault("hap-primary", None, FaultKind.RECOVER)
     return gaps, hap.unknown - unknown_before
@@ -313,7 +328,9 @@ async def _main(
                 gaps = Gaps.of(acks, sends, rig.armed_ns)
                 in_doubt = int(d["outcomes"].get("OUTCOME_KIND_IN_DOUBT", 0))
                 lost = int(d["outcomes"].get("OUTCOME_KIND_NO_PATH", 0))
+                drops = hap.pre_fault_drops
                 hgap, unknown = await _hap_run(hap, rig.venue, fault)
+                drops = hap.pre_fault_drops - drops
                 proc.check("haproxy")
                 if i == 0:
                     continue
@@ -323,7 +340,7 @@ async def _main(
                 ours.runs.append({"run": i, **gaps.json(), **d})
                 hgap.record(theirs)
                 theirs.lost_or_unknown.append(unknown)
-                theirs.runs.append({"run": i, **hgap.json(), "unknown": unknown})
+                theirs.runs.append({"run": i, **hgap.json(), "unknown": unknown, "pre_fault_drops": drops})
             progress(
                 f"{kind}: {runs} runs, longest gap p50 ours {fmt_ms(ours.gap.ms(50))} ms, "
                 f"haproxy {fmt_ms(theirs.gap.ms(50))} ms"
