@@ -97,7 +97,10 @@ class _Link(asyncio.Protocol):
         self.owner._on_data(self, data)
 
     def eof_received(self) -> bool | None:
-        return None  # the venue closed: close our side too
+        # The venue closed: DOWN now. ``connection_lost`` comes a loop iteration later, and
+        # orders written in between would go to a line the venue no longer reads.
+        self.owner._on_lost(self, None)
+        return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._on_lost(self, exc)

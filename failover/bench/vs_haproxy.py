@@ -17,9 +17,14 @@ touches the other's lines:
 The same strategy pacing (one order per ms) runs through each, alternately, for a
 hard failure (``reset``: the gateway closes every connection and its listener) and
 a silent one (``stall``: sockets open, nothing read or written) of ``primary``.
-Per run: the longest gap between two consecutive acks the strategy receives, and
-the orders left without a known outcome (ours: IN_DOUBT, all resolvable by a status
-query; haproxy: written on a connection that died before the reply: unknown).
+Per run: the longest gap between two consecutive acks the strategy receives from
+the fault on (the interval that ends after the fault was injected: what the
+failure cost), the longest gap anywhere in the run (the seconds before the fault
+included: a loaded machine's pauses land there too), the strategy's own longest
+pause between two orders from the fault on (the floor: no ack can come sooner
+than the order it answers), and the orders left without a known outcome (ours:
+IN_DOUBT, all resolvable by a status query; haproxy: written on a connection that
+died before the reply: unknown).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from failover.bench import pacer
 from failover.bench.report import (
     BenchFailure,
     command_line,
@@ -100,6 +106,8 @@ class HaproxyStrategy:
         self.gateway = ""
         self.unknown = 0  # written, then the connection died before the reply
         self.acked = 0
+        self.sent_times: list[int] = []
+        self.pre_fault_drops = 0  # sessions HAProxy dropped before the fault (a check timed out)
         self._owed: set[str] = set()
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
@@ -162,6 +170,7 @@ class HaproxyStrategy:
             return False
         cid = f"hap-{next(self._ids)}-{random.getrandbits(32):x}"
         self._owed.add(cid)
+        self.sent_times.append(time.monotonic_ns())
         w.write(p.encode(self._seq.stamp(p.new_order(cid, "x"))))
         return True
 
@@ -170,63 +179,97 @@ class HaproxyStrategy:
 class Row:
     who: str
     kind: str
-    gap: Latency
+    gap: Latency  # from the fault on
+    run_gap: Latency  # anywhere in the run
+    order_gap: Latency  # the strategy's own, from the fault on
     lost_or_unknown: list[int] = field(default_factory=list)
     in_doubt: list[int] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _longest_gap_ns(times: list[int]) -> int:
-    return max((b - a for a, b in itertools.pairwise(times)), default=0)
+def _longest_gap_ns(times: list[int], since_ns: int = 0) -> int:
+    """The longest interval between consecutive ``times`` that ends at or after ``since_ns``."""
+    return max((b - a for a, b in itertools.pairwise(times) if b >= since_ns), default=0)
 
 
-async def _paced(stop: asyncio.Event, send: Any) -> None:
-    due = time.monotonic()
-    while not stop.is_set():
-        send()
-        due += ORDER_INTERVAL_S
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
+@dataclass
+class Gaps:
+    """One run's gaps (ns): see the module docstring."""
+
+    fault: int
+    run: int
+    orders: int
+
+    @classmethod
+    def of(cls, acks: list[int], sends: list[int], fault_ns: int) -> Gaps:
+        return cls(_longest_gap_ns(acks, fault_ns), _longest_gap_ns(acks), _longest_gap_ns(sends, fault_ns))
+
+    def record(self, row: Row) -> None:
+        row.gap.record_ns(self.fault)
+        row.run_gap.record_ns(self.run)
+        row.order_gap.record_ns(self.orders)
+
+    def json(self) -> dict[str, int]:
+        us = (self.fault // 1000, self.run // 1000, self.orders // 1000)
+        return dict(zip(("gap_us", "run_gap_us", "order_gap_us"), us, strict=True))
 
 
-async def _hap_run(hap: HaproxyStrategy, venue: Any, fault: str) -> tuple[int, int]:
+async def _hap_run(hap: HaproxyStrategy, venue: Any, fault: str) -> tuple[Gaps, int]:
     from failover.venue.faults import FaultKind
 
     kind = FaultKind.RESET if fault == "reset" else FaultKind.STALL
-    # Start on primary: reconnect until HAProxy (which may still hold primary down) sends us there.
-    end = time.monotonic() + RUN_TIMEOUT_S
-    while hap.gateway != "hap-primary" or hap._writer is None:
-        if time.monotonic() > end:
-            raise BenchFailure("haproxy: not back on primary within 10 s of recover")
-        await hap.close()
-        await asyncio.sleep(0.05)
-        await hap.connect()
-    hap.ack_times.clear()
+    fault_ns = 0
     unknown_before = hap.unknown
+    stage = "back on primary after recover"
     stop = asyncio.Event()
-    sender = asyncio.create_task(_paced(stop, hap.submit))
+    sender: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
-            while hap.acked < 3 or len(hap.ack_times) < 3:
-                hap.changed.clear()
-                await hap.changed.wait()
-            await asyncio.sleep(random.uniform(0, 0.02))  # a random phase of HAProxy's 20 ms check
+            while True:
+                # Start on primary: reconnect until HAProxy (which may still hold primary down)
+                # sends us there.
+                stage = "back on primary after recover"
+                while hap.gateway != "hap-primary" or hap._writer is None:
+                    await hap.close()
+                    await asyncio.sleep(0.05)
+                    await hap.connect()
+                hap.ack_times.clear()
+                hap.sent_times.clear()
+                if sender is None:
+                    sender = asyncio.create_task(pacer.paced(stop, hap.submit, ORDER_INTERVAL_S))
+                stage = "3 acks on primary before the fault"
+                while hap._writer is not None and len(hap.ack_times) < 3:
+                    hap.changed.clear()
+                    await hap.changed.wait()
+                if hap._writer is not None:
+                    break
+                # One check of HAProxy's timed out (a loaded box: `timeout check 20ms`, `fall 1`)
+                # and it dropped our session before the fault: not the fault's doing, start over.
+                hap.pre_fault_drops += 1
+            await pacer.sleep(random.uniform(0, 0.02))  # a random phase of HAProxy's 20 ms check
             armed = len(hap.ack_times)
+            unknown_before = hap.unknown
+            fault_ns = time.monotonic_ns()
             await venue.inject_fault("hap-primary", None, kind)
+            stage = "session dropped by HAProxy after the fault"
             while hap._writer is not None:  # HAProxy closes our session when it drops the server
                 hap.changed.clear()
                 await hap.changed.wait()
+            stage = "reconnected through HAProxy"
             await hap.connect()  # at once, as a strategy would
+            stage = "ack on backup"
             while len(hap.ack_times) <= armed or hap.gateway != "hap-backup":
                 hap.changed.clear()
                 await hap.changed.wait()
     except TimeoutError:
-        raise BenchFailure(f"haproxy {fault}: no ack on backup within {RUN_TIMEOUT_S}s") from None
+        raise BenchFailure(f"haproxy {fault}: no {stage} within {RUN_TIMEOUT_S}s") from None
     finally:
         stop.set()
-        await sender
-    gap = _longest_gap_ns(hap.ack_times)
+        if sender is not None:
+            await sender
+    gaps = Gaps.of(hap.ack_times, hap.sent_times, fault_ns)
     await venue.inject_fault("hap-primary", None, FaultKind.RECOVER)
-    return gap, hap.unknown - unknown_before
+    return gaps, hap.unknown - unknown_before
 
 
 async def _main(
@@ -254,6 +297,14 @@ async def _main(
         inner(ev)
 
     rig.orders.sinks["bench"] = sink
+    sends: list[int] = []
+    submit = rig.submit
+
+    def timed_submit() -> None:
+        sends.append(time.monotonic_ns())
+        submit()
+
+    rig.submit = timed_submit  # type: ignore[method-assign]
     gws = rig.venue.gateway_addresses
     port = free_port()
     cfg = workdir / "haproxy.cfg"
@@ -263,30 +314,33 @@ async def _main(
     try:
         await hap.connect()
         for fault, kind in (("reset", "hard"), ("stall", "silent")):
-            ours = rows[("ours", kind)] = Row("ours", kind, Latency(f"ours {kind} gap"))
-            theirs = rows[("haproxy", kind)] = Row("haproxy", kind, Latency(f"haproxy {kind} gap"))
+            ours = rows[("ours", kind)] = _row("ours", kind)
+            theirs = rows[("haproxy", kind)] = _row("haproxy", kind)
             for i in range(runs + 1):  # the first of each is a warm-up, not recorded
                 acks.clear()
+                sends.clear()
                 sess = rig.agent.sessions[("cme-orders", "primary")]
                 probes, lags = sess.replies.probes_sent, rig.agent.guard.lags
                 d = await rig.one_run(fault)
                 d["order_probes"] = sess.replies.probes_sent - probes
                 d["loop_lags"] = rig.agent.guard.lags - lags
                 d["order_timeout_ms"] = round(sess.replies.timeout_s() * 1000, 2)
-                gap = _longest_gap_ns(acks)
+                gaps = Gaps.of(acks, sends, rig.armed_ns)
                 in_doubt = int(d["outcomes"].get("OUTCOME_KIND_IN_DOUBT", 0))
                 lost = int(d["outcomes"].get("OUTCOME_KIND_NO_PATH", 0))
+                drops = hap.pre_fault_drops
                 hgap, unknown = await _hap_run(hap, rig.venue, fault)
+                drops = hap.pre_fault_drops - drops
                 proc.check("haproxy")
                 if i == 0:
                     continue
-                ours.gap.record_ns(gap)
+                gaps.record(ours)
                 ours.lost_or_unknown.append(lost)
                 ours.in_doubt.append(in_doubt)
-                ours.runs.append({"run": i, "gap_us": gap // 1000, **d})
-                theirs.gap.record_ns(hgap)
+                ours.runs.append({"run": i, **gaps.json(), **d})
+                hgap.record(theirs)
                 theirs.lost_or_unknown.append(unknown)
-                theirs.runs.append({"run": i, "gap_us": hgap // 1000, "unknown": unknown})
+                theirs.runs.append({"run": i, **hgap.json(), "unknown": unknown, "pre_fault_drops": drops})
             progress(
                 f"{kind}: {runs} runs, longest gap p50 ours {fmt_ms(ours.gap.ms(50))} ms, "
                 f"haproxy {fmt_ms(theirs.gap.ms(50))} ms"
@@ -295,6 +349,11 @@ async def _main(
         await hap.close()
         proc.stop()
         await rig.stop()
+
+
+def _row(who: str, kind: str) -> Row:
+    tag = f"{who} {kind}"
+    return Row(who, kind, Latency(f"{tag} gap"), Latency(f"{tag} run gap"), Latency(f"{tag} order gap"))
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -345,7 +404,11 @@ def vs_haproxy(
         f"haproxy: {binary}, TCP mode, {HAPROXY_SETTINGS}, on-marked-down shutdown-sessions, "
         "tcp-check send venue heartbeat / expect its echo; the strategy reconnects at once",
         "one order per ms through each, alternately; hard = gateway reset, silent = gateway stall",
-        "gap = longest interval between two consecutive acks the strategy received in the run",
+        "gap = longest interval between two consecutive acks the strategy received that ends after the "
+        "fault was injected (what the failure cost); run gap = the same anywhere in the run, the stretch "
+        "before the fault included (machine pauses land there too); order gap = the strategy's own "
+        "longest pause between two orders from the fault on (the floor of the gap)",
+        "orders paced by a timerfd (failover.bench.pacer), the fault at a random phase of it",
     ]
     machine = print_header("failover bench vs-haproxy", cmd, params, notes=notes)
     doc: dict[str, Any] = {"benchmark": "vs-haproxy", "command": cmd, "machine": machine, "params": params}
@@ -372,6 +435,8 @@ def vs_haproxy(
         "p50",
         "p99",
         "max",
+        "run gap p50/p99",
+        "order gap p50/p99",
         "lost/unknown",
         "in doubt",
         "haproxy/ours p50",
@@ -386,6 +451,8 @@ def vs_haproxy(
             fmt_ms(r.gap.ms(50)),
             fmt_ms(r.gap.ms(99)),
             fmt_ms(r.gap.ms(None)),
+            f"{fmt_ms(r.run_gap.ms(50))} / {fmt_ms(r.run_gap.ms(99))}",
+            f"{fmt_ms(r.order_gap.ms(50))} / {fmt_ms(r.order_gap.ms(99))}",
             str(sum(r.lost_or_unknown)),
             str(sum(r.in_doubt)) if who == "ours" else "-",
             _ratio(r.gap.ms(50), other.gap.ms(50)) if who == "ours" and other else "",
@@ -403,6 +470,8 @@ def vs_haproxy(
     doc["results"] = {
         f"{who}/{kind}": {
             "gap": r.gap.to_json(),
+            "run_gap": r.run_gap.to_json(),
+            "order_gap": r.order_gap.to_json(),
             "lost_or_unknown": r.lost_or_unknown,
             "in_doubt": r.in_doubt,
             "runs": r.runs,

@@ -14,7 +14,9 @@ a small writer task: each reply is due ``delay_ms`` after it was produced, and o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -127,9 +129,20 @@ class Connection(asyncio.Protocol):
         self.core.changed()
 
     def abort(self) -> None:
-        """Drop the connection at once (reset): unsent replies are lost."""
-        if self.transport is not None:
-            self.transport.abort()
+        """Drop the connection at once (reset): unsent replies are lost.
+
+        The socket is shut down here, so the peer sees the close when the fault is
+        injected: ``transport.abort`` alone closes it in a later loop callback, a
+        delay of the simulator (0.1-0.2 ms measured) a failover benchmark would count.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not transport.is_closing():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        transport.abort()
 
     # ------------------------------------------------------------ sending
 

@@ -173,3 +173,17 @@ async def test_stop_logs_out_and_leaves_no_tasks(venue: Venue, make_session: Mak
     async with asyncio.timeout(3):  # logged out cleanly: the venue holds no session of ours
         await venue.wait_until(lambda s: s.gateway("primary").active_sessions == 0)
         await venue.wait_until(lambda s: s.gateway("backup").active_sessions == 0)
+
+
+async def test_venue_close_is_declared_down_when_its_eof_is_read(make_session: MakeSession) -> None:
+    """The path is DOWN in the callback that reads the venue's FIN, not in ``connection_lost``,
+    which asyncio runs a loop iteration later: orders written meanwhile go to a dead line."""
+    session, rec = await make_session("primary")
+    await rec.next_status(PathState.UP)
+    link = session._link
+    assert link is not None
+    assert link.eof_received() is None  # what asyncio calls on EOF (None: close the transport)
+    assert not session.is_up and not session.can_send
+    down = rec.statuses[-1]
+    assert down.state is PathState.DOWN and down.cause is Cause.RESET, down
+    assert "closed by the venue" in down.detail

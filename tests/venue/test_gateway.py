@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -380,3 +381,25 @@ async def test_run_venue_until_cancelled() -> None:
     await client.close()
     with pytest.raises(OSError):
         await VenueClient.connect(venue.gateway_addresses["backup"])
+
+
+async def test_reset_closes_the_line_before_inject_returns(venue: Venue) -> None:
+    """A reset is on the wire when ``inject_fault`` returns, not one loop iteration later:
+    a benchmark times the failover from that instant, and the simulator's own deferral
+    (asyncio closes an aborted socket in a later callback) would be counted as ours."""
+    host, port = venue.gateway_addresses["primary"].rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=2)
+    try:
+        async with asyncio.timeout(5):
+            await venue.wait_until(lambda _: bool(venue.gateway("primary").connections))
+        raw.setblocking(False)
+        await venue.inject_fault("primary", None, FaultKind.RESET)
+        try:  # no await between: the venue's loop has not run again
+            data = raw.recv(64)
+        except ConnectionResetError:
+            data = b""
+        except BlockingIOError:
+            pytest.fail("the reset had not reached the socket when inject_fault returned")
+        assert data == b""
+    finally:
+        raw.close()

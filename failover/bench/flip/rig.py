@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from failover.bench import pacer
 from failover.bench.report import BenchFailure
 
 if TYPE_CHECKING:  # the heavy modules are imported when a command runs, not when the CLI starts
@@ -49,6 +50,7 @@ class FlipRig:
         self.flip_ns = 0
         self.ack_ns = 0
         self.sent_after_flip_ns = 0  # the strategy's first order after the flip
+        self.last_primary_ack_ns = 0
         self.done = asyncio.Event()
         self.acked_primary = 0
         self.outcomes: dict[int, int] = {}  # OutcomeKind -> count
@@ -167,6 +169,7 @@ class FlipRig:
                 self.done.set()
             elif o.path == "primary":
                 self.acked_primary += 1
+                self.last_primary_ack_ns = now
         self.changed.set()
 
     def submit(self) -> None:
@@ -207,28 +210,21 @@ class FlipRig:
 
         kind = FaultKind.RESET if fault == "reset" else FaultKind.STALL
         await self.until(lambda: self.effective == "primary" and self.both_up(), "route on primary, both up")
-        self.armed_ns = self.flip_ns = self.ack_ns = self.sent_after_flip_ns = 0
+        self.armed_ns = self.flip_ns = self.ack_ns = self.sent_after_flip_ns = self.last_primary_ack_ns = 0
         self.done.clear()
         self.acked_primary = 0
         self.outcomes = {}
         stop = asyncio.Event()
 
-        async def strategy() -> None:
-            # One order per ms on average: paced against a deadline, since a bare sleep(0.001)
-            # lasts 1.1-1.4 ms here (epoll rounds its timeout up to whole milliseconds).
-            due = time.monotonic()
-            while not stop.is_set():
-                self.submit()
-                due += ORDER_INTERVAL_S
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-        sender = asyncio.create_task(strategy(), name="strategy")
+        # One order per ms, on a timer precise to tens of µs (failover.bench.pacer): a sleep-paced
+        # loop sends them 0-2 ms apart (epoll rounds its timeout up to whole milliseconds).
+        sender = asyncio.create_task(pacer.paced(stop, self.submit, ORDER_INTERVAL_S), name="strategy")
         try:
             await self.until(lambda: self.acked_primary >= 3, "orders acked on primary before the fault")
             # A random phase within one heartbeat interval: the session's heartbeat ticks start
             # when its line (re)connects, which the previous run's recovery ties to this run's
             # start; without this the fault would always land at the same point of the tick.
-            await asyncio.sleep(self._rng.uniform(0, self.heartbeat_ms / 1000))
+            await pacer.sleep(self._rng.uniform(0, self.heartbeat_ms / 1000))
             flips_before = len(self.agent.flips)
             self.armed_ns = time.monotonic_ns()
             await self.venue.inject_fault("primary", None, kind)
@@ -251,6 +247,8 @@ class FlipRig:
             # first_ack = flip + wait for the strategy's next order + that order's round trip on backup
             "next_order_after_flip_us": round((self.sent_after_flip_ns - self.flip_ns) / 1000, 1),
             "backup_round_trip_us": round((self.ack_ns - self.sent_after_flip_ns) / 1000, 1),
+            # the last ack on primary (negative: before the fault); to the first on backup: the gap
+            "last_primary_ack_us": round((self.last_primary_ack_ns - self.armed_ns) / 1000, 1),
             "outcomes": {self._spb.OutcomeKind.Name(k): v for k, v in sorted(self.outcomes.items())},
         }
         if local:  # the agent's own measurement of the same flip, for comparison
