@@ -313,3 +313,38 @@ def test_default_limits_declare_a_stall_under_flow_within_ten_ms_on_a_fast_line(
     assert params["order_timeout_floor_ms"].default == dp.order_timeout_floor_ms
     assert params["probe_timeout_floor_ms"].default == dp.probe_timeout_floor_ms
     assert params["order_timeout_rtt_multiple"].default == dp.order_timeout_rtt_multiple
+
+
+def test_every_line_silent_renews_until_the_heartbeat_limit_and_a_lone_line_is_not_excused() -> None:
+    w = _watch(max_probes=2, quiet_limit_s=0.030)
+    w.heard(0.0)
+    w.written("a", 0.0)
+    t = 0.005
+    assert w.check(t) is Verdict.PROBE
+    while t < 0.030:  # nothing heard on any line, the others asked each time: ours, not this line's
+        w.probe_sent(w.probes_sent + 1, t, others_asked=1)
+        t += 0.005
+        assert w.check(t + 1e-6) is (Verdict.PROBE if t < 0.030 else Verdict.SILENT), t
+    lone = _watch()
+    lone.written("a", 0.0)
+    assert lone.check(0.005) is Verdict.PROBE
+    lone.probe_sent(1, 0.005, others_asked=0)  # no other line to ask: nothing can excuse this one
+    assert lone.check(0.0101) is Verdict.SILENT
+
+
+def test_the_guard_asks_every_other_line_when_one_probes() -> None:
+    class Asked(Line):
+        def __init__(self, silent: bool | None) -> None:
+            super().__init__(silent)
+            self.nudged = 0
+
+        def nudge(self) -> bool:
+            self.nudged += 1
+            return self.silent is not None
+
+    guard = SilenceGuard()
+    prober, idle, unwatched = Asked(False), Asked(False), Asked(None)
+    for m in (prober, idle, unwatched):
+        guard.register(m)
+    assert guard.nudge_others(prober) == 1  # the unwatched line sends nothing
+    assert (prober.nudged, idle.nudged, unwatched.nudged) == (0, 1, 1)
