@@ -266,16 +266,17 @@ class ReplyWatch:
     line that delivers late, but within the limits, is slow, not silent; and owed
     orders count from the later of the oldest one and the last thing heard, so a
     stall is declared one order timeout + one probe timeout after the line's last
-    sign of life, and a line whose replies keep coming is not probed again. Loop-lag guard, as for idle
-    silence: if the loop lagged while the probe was out (the echo may be sitting
-    unread), or no line of the process has heard anything since the probe (our own
-    process, or the host serving every line, was starved: nothing singles this line
-    out: every other line is asked at once with a heartbeat of its own, so a live
-    idle line is heard within its round trip; with no other line to ask, nothing
-    can excuse it), the probe is renewed (up to
-    ``max_probes``; while every line is silent, until this line has been silent for
-    ``quiet_limit_s``, the heartbeat limit). So silence that is not this line's own is
-    judged on about the heartbeat limit, not on one probe timeout.
+    sign of life, and a line whose replies keep coming is not probed again.
+
+    Loop-lag guard, as for idle silence: if the loop lagged while the probe was out
+    (the echo may be sitting unread), or no line of the process has heard anything
+    since the probe (our own process, or the host serving every line, was starved:
+    nothing singles this line out; every other line is asked at once with a heartbeat
+    of its own, so a live idle line is heard within its round trip, and with no other
+    line to ask nothing can excuse it), the probe is renewed (up to ``max_probes``;
+    while every line is silent, until this line has been silent for ``quiet_limit_s``,
+    the heartbeat limit). So silence that is not this line's own is judged on about
+    the heartbeat limit, not on one probe timeout.
     Pure: the caller brings the clock (seconds).
     """
 
