@@ -53,7 +53,7 @@ class DataPlaneSection(_Section):
     order_probe: bool = True
     order_timeout_rtt_multiple: float = Field(default=4.0, ge=1.0, le=1000.0)
     order_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
-    probe_timeout_floor_ms: float = Field(default=50.0, ge=0.5, le=60_000)
+    probe_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
 
     @model_validator(mode="after")
     def _backoff(self) -> DataPlaneSection:

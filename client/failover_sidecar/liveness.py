@@ -104,6 +104,10 @@ class SilenceWatcher(Protocol):
         """True if the line has been silent past its limit at ``now``; None when not watching one."""
         ...
 
+    def nudge(self) -> bool:
+        """Send a heartbeat now if the line is watched (another line's probe asks who else is heard)."""
+        ...
+
 
 class SilenceGuard:
     """Shared by every path session of a process, so a stalled event loop is not taken for dead venues.
@@ -143,6 +147,16 @@ class SilenceGuard:
     def heard(self, at: float) -> None:
         """Some line of the process received bytes at ``at``."""
         self._heard_at = max(self._heard_at, at)
+
+    def nudge_others(self, member: SilenceWatcher) -> int:
+        """``member`` probes its line: have every other line send a heartbeat now.
+
+        An idle line heartbeats every interval (50 ms by default), so within a probe
+        timeout of a few ms it would hear nothing of its own accord and every line would
+        look silent; asked at once, a live line echoes within its round trip. Returns
+        how many lines were asked.
+        """
+        return sum(1 for m in list(self._members) if m is not member and m.nudge())
 
     def quiet_since(self, since: float) -> bool:
         """Has no line of the process received anything since ``since``? (Our stall, or the venue host's.)"""
@@ -247,12 +261,22 @@ class ReplyWatch:
     probe's echo (or a later heartbeat's: one line is in order) does not come within
     ``probe_timeout_s`` the line is SILENT. An answered probe proves the line, so the
     orders written before it stop counting (the venue answered after them: their
-    silence is the venue's business, not the line's). Loop-lag guard, as for idle
-    silence: if the loop lagged while the probe was out (the echo may be sitting
-    unread), or no line of the process has heard anything since the probe (our own
-    process, or the host serving every line, was starved: nothing singles this line
-    out), the probe is renewed (up to ``max_probes``). So silence that is not this
-    line's own is judged on about the heartbeat limit, not on one probe timeout.
+    silence is the venue's business, not the line's). Anything else heard after the
+    probe went out (``heard``: the reply to an earlier order) ends the probe too: a
+    line that delivers late, but within the limits, is slow, not silent; and owed
+    orders count from the later of the oldest one and the last thing heard, so a
+    stall is declared one order timeout + one probe timeout after the line's last
+    sign of life, and a line whose replies keep coming is not probed again.
+
+    Loop-lag guard, as for idle silence: if the loop lagged while the probe was out
+    (the echo may be sitting unread), or no line of the process has heard anything
+    since the probe (our own process, or the host serving every line, was starved:
+    nothing singles this line out; every other line is asked at once with a heartbeat
+    of its own, so a live idle line is heard within its round trip, and with no other
+    line to ask nothing can excuse it), the probe is renewed (up to ``max_probes``;
+    while every line is silent, until this line has been silent for ``quiet_limit_s``,
+    the heartbeat limit). So silence that is not this line's own is judged on about
+    the heartbeat limit, not on one probe timeout.
     Pure: the caller brings the clock (seconds).
     """
 
@@ -265,6 +289,7 @@ class ReplyWatch:
         floor_s: float = 0.005,
         probe_floor_s: float = 0.005,
         max_probes: int = 3,
+        quiet_limit_s: float = 0.0,
     ) -> None:
         if rtt_multiple <= 0 or floor_s <= 0 or probe_floor_s <= 0:
             raise ValueError("rtt_multiple, floor_s and probe_floor_s must be > 0")
@@ -274,11 +299,14 @@ class ReplyWatch:
         self.floor_s = floor_s
         self.probe_floor_s = probe_floor_s
         self.max_probes = max_probes
+        self.quiet_limit_s = quiet_limit_s  # while every line is silent, renew up to this much silence
         self._owed: OrderedDict[Hashable, float] = OrderedDict()  # token -> written at (write order)
         self._probe_id: int | None = None
         self._probe_at = 0.0
         self._probe_deadline = 0.0
         self._probes = 0
+        self._others_asked = 0  # other lines asked along with the latest probe
+        self._heard_at = -math.inf  # the last time anything was received on the line
         self.probes_sent = 0  # counters for status and tests
         self.probes_answered = 0
         self.probes_renewed = 0
@@ -318,39 +346,52 @@ class ReplyWatch:
         self._owed.clear()
         self._probe_id = None
         self._probes = 0
+        self._heard_at = -math.inf
 
     def oldest(self) -> float | None:
         return next(iter(self._owed.values())) if self._owed else None
+
+    def _owed_since(self) -> float | None:
+        """Since when the line has owed a reply without a sign of life; None while nothing is owed."""
+        oldest = self.oldest()
+        return None if oldest is None else max(oldest, self._heard_at)
 
     def next_check(self) -> float | None:
         """When ``check`` must run next; None while nothing is owed and no probe is out."""
         if self._probe_id is not None:
             return self._probe_deadline
-        oldest = self.oldest()
-        return None if oldest is None else oldest + self.timeout_s()
+        since = self._owed_since()
+        return None if since is None else since + self.timeout_s()
 
     def check(self, now: float) -> Verdict:
         """PROBE: send a heartbeat now and call ``probe_sent``. SILENT: declare the line dead."""
         if self._probe_id is not None:
             if now < self._probe_deadline:
                 return Verdict.WAIT
-            if self._probes < self.max_probes:
-                if self.guard.lagged_since(self._probe_at):
-                    self.excuse = "the loop lagged"  # the echo may be sitting unread: ask again
-                elif self.guard.quiet_since(self._probe_at):
-                    self.excuse = "every line was silent"  # a stall of ours, not this line's
-                else:
-                    return Verdict.SILENT
-                self.guard.probes += 1
-                self.probes_renewed += 1
-                return Verdict.PROBE
-            return Verdict.SILENT
-        oldest = self.oldest()
-        if oldest is not None and now - oldest >= self.timeout_s():
+            below_max = self._probes < self.max_probes
+            if below_max and self.guard.lagged_since(self._probe_at):
+                self.excuse = "the loop lagged"  # the echo may be sitting unread: ask again
+            elif (
+                self._others_asked
+                and self.guard.quiet_since(self._probe_at)
+                and (below_max or now - self._heard_at < self.quiet_limit_s)
+            ):
+                # A stall of ours or of the host serving every line, not this line's: the
+                # other lines were asked too (``nudge_others``) and none answered.
+                self.excuse = "every line was silent"
+            else:
+                return Verdict.SILENT
+            self.guard.probes += 1
+            self.probes_renewed += 1
+            return Verdict.PROBE
+        since = self._owed_since()
+        if since is not None and now - since >= self.timeout_s():
             return Verdict.PROBE
         return Verdict.ALIVE
 
-    def probe_sent(self, hb_id: int, now: float) -> None:
+    def probe_sent(self, hb_id: int, now: float, others_asked: int = 1) -> None:
+        """The probe went out, with ``others_asked`` other lines asked too (none: no line can excuse it)."""
+        self._others_asked = others_asked
         self._probe_id = hb_id
         self._probe_at = now
         self._probe_deadline = now + self.probe_timeout_s()
@@ -366,3 +407,16 @@ class ReplyWatch:
         self.probes_answered += 1
         while self._owed and next(iter(self._owed.values())) <= self._probe_at:
             self._owed.popitem(last=False)
+
+    def heard(self, now: float) -> None:
+        """Something arrived on the line at ``now`` (after ``echoed``/``replied`` for what it held).
+
+        Heard after the probe went out, it ends the probe: the venue was alive since. The
+        orders still owed are kept (only a heartbeat's echo vouches for what was written
+        before it), but they count from ``now``.
+        """
+        self._heard_at = max(self._heard_at, now)
+        if self._probe_id is not None and now > self._probe_at:
+            self._probe_id = None
+            self._probes = 0
+            self.probes_answered += 1

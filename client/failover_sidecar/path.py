@@ -141,7 +141,7 @@ class PathSession:
         order_probe: bool = True,
         order_timeout_rtt_multiple: float = 4.0,
         order_timeout_floor_ms: float = 5.0,
-        probe_timeout_floor_ms: float = 50.0,
+        probe_timeout_floor_ms: float = 5.0,
     ) -> None:
         if heartbeat_interval_ms <= 0 or silent_after < 1:
             raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
@@ -183,6 +183,7 @@ class PathSession:
             rtt_multiple=order_timeout_rtt_multiple,
             floor_s=order_timeout_floor_ms / 1000.0,
             probe_floor_s=probe_timeout_floor_ms / 1000.0,
+            quiet_limit_s=self._silent_s,
         )
         self._reply_timer: asyncio.Handle | None = None
         self._reply_due = 0.0
@@ -301,6 +302,14 @@ class PathSession:
         if self._started:
             self._emit(PathState.DOWN, None, "stopped")
 
+    def nudge(self) -> bool:
+        """For the ``SilenceGuard``: a heartbeat now, so another line's probe sees if this one is heard."""
+        link = self._link
+        if link is None or link.ended.done() or not link.logged_on or not self._watching(link):
+            return False
+        self._send_hb(link, self.clock())
+        return True
+
     def silent_at(self, now: float) -> bool | None:
         """For the ``SilenceGuard``: is the watched line silent past its limit? None when not watching."""
         link = self._link
@@ -391,10 +400,15 @@ class PathSession:
             msgs = link.decoder.feed(data)
         except p.ProtocolError as exc:
             msgs, error = exc.decoded, exc.reason
+        probing = self.replies.probing
         for msg in msgs:
             self._handle(link, msg, now)
             if link.ended.done():
                 return
+        if link.logged_on:
+            self.replies.heard(now)  # after the echoes: an echoed probe vouches for what preceded it
+            if probing and not self.replies.probing:
+                self._rearm_reply_timer(link)  # it was due at the probe's deadline: later than the check
         if error is not None:
             self._fail(link, Cause.RESET, f"framing error from the venue: {error}")
 
@@ -509,6 +523,12 @@ class PathSession:
         loop = asyncio.get_running_loop()
         self._reply_timer = loop.call_later(max(0.0, at - self.clock()), self._on_reply_timer, link)
 
+    def _rearm_reply_timer(self, link: _Link) -> None:
+        if self._reply_timer is not None:
+            self._reply_timer.cancel()
+            self._reply_timer = None
+        self._arm_reply_timer(link)
+
     def _on_reply_timer(self, link: _Link, confirming: bool = False) -> None:
         """An owed reply is overdue, or a probe's time is up: probe, wait, or declare SILENT.
 
@@ -547,7 +567,9 @@ class PathSession:
                     self.replies.excuse,
                     self.guard.describe(now),
                 )
-            self.replies.probe_sent(self._send_hb(link, now), now)
+            hb_id = self._send_hb(link, now)
+            # Is any other line heard meanwhile? If none is, the silence may be ours, not this line's.
+            self.replies.probe_sent(hb_id, now, self.guard.nudge_others(self))
         self._arm_reply_timer(link)
 
     def _confirm_hop(self, link: _Link) -> None:

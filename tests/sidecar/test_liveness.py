@@ -30,6 +30,9 @@ class Line:
     def silent_at(self, now: float) -> bool | None:
         return self.silent
 
+    def nudge(self) -> bool:
+        return self.silent is not None
+
 
 def test_silent_at_once_when_other_lines_are_alive_and_loop_is_fine() -> None:
     guard = SilenceGuard()
@@ -250,3 +253,98 @@ def test_never_silent_without_a_probe_outstanding_past_its_deadline(
         assert w.check(d - 1e-4) is Verdict.WAIT
     elif len(w) == 0:
         assert w.check(now + later) is Verdict.ALIVE
+
+
+def test_a_reply_after_the_probe_proves_the_line_and_the_order_timeout_counts_from_it() -> None:
+    """A slow-but-alive line (every reply 10 ms late, limits 10 + 5 ms) is not declared SILENT.
+
+    The echo of the probe would come 10 ms after the probe, past its 5 ms deadline; but the
+    reply to the first order comes inside it: anything heard after the probe was sent shows
+    the line is delivering, and owed orders count only from the last thing heard.
+    """
+    w = _watch(floor_s=0.010, probe_floor_s=0.005)
+    for i in range(40):  # one order per ms, each answered 10 ms after it was written
+        w.written(i, i * 0.001)
+    assert w.check(0.0101) is Verdict.PROBE
+    w.probe_sent(1, 0.010)
+    w.replied(0)
+    w.heard(0.0102)  # the reply to order 0: sent by a venue alive since the probe went out
+    assert not w.probing and w.probes_answered == 1
+    assert w.next_check() == pytest.approx(0.0202)  # from the last thing heard, not from order 1
+    for i in range(1, 30):  # replies keep coming every ms: never probed again, never SILENT
+        now = 0.0102 + i * 0.001
+        assert w.check(now) is Verdict.ALIVE
+        w.replied(i)
+        w.heard(now)
+    assert w.probes_sent == 1
+
+
+def test_nothing_heard_after_the_probe_is_silence_at_order_timeout_plus_probe_timeout() -> None:
+    """A stall under flow: the last reply, then nothing; SILENT an order timeout + a probe timeout later."""
+    w = _watch()
+    w.guard.heard(0.0)
+    for i in range(20):
+        w.written(i, i * 0.001)
+    w.replied(0)
+    w.heard(0.0003)  # the last reply before the stall; order 1 (written at 1 ms) is never answered
+    assert w.check(0.0059) is Verdict.ALIVE
+    assert w.next_check() == pytest.approx(0.006)
+    assert w.check(0.006) is Verdict.PROBE
+    w.probe_sent(1, 0.006)
+    w.guard.heard(0.007)  # another line is heard: this silence is the line's own
+    assert w.check(0.0109) is Verdict.WAIT
+    assert w.check(0.011) is Verdict.SILENT
+
+
+def test_default_limits_declare_a_stall_under_flow_within_ten_ms_on_a_fast_line() -> None:
+    """At the defaults a line with a sub-millisecond RTT is probed after 5 ms and declared 5 ms later.
+
+    (A 50 ms probe floor put the stall at ~56 ms after the last reply: slower than HAProxy's
+    20 ms tcp-check.) The session's own defaults are the config's.
+    """
+    import inspect
+
+    from failover_sidecar.config import DataPlaneSection
+    from failover_sidecar.path import PathSession
+
+    dp = DataPlaneSection()
+    assert dp.order_timeout_floor_ms + dp.probe_timeout_floor_ms <= 10.0
+    params = inspect.signature(PathSession.__init__).parameters
+    assert params["order_timeout_floor_ms"].default == dp.order_timeout_floor_ms
+    assert params["probe_timeout_floor_ms"].default == dp.probe_timeout_floor_ms
+    assert params["order_timeout_rtt_multiple"].default == dp.order_timeout_rtt_multiple
+
+
+def test_every_line_silent_renews_until_the_heartbeat_limit_and_a_lone_line_is_not_excused() -> None:
+    w = _watch(max_probes=2, quiet_limit_s=0.030)
+    w.heard(0.0)
+    w.written("a", 0.0)
+    t = 0.005
+    assert w.check(t) is Verdict.PROBE
+    while t < 0.030:  # nothing heard on any line, the others asked each time: ours, not this line's
+        w.probe_sent(w.probes_sent + 1, t, others_asked=1)
+        t += 0.005
+        assert w.check(t + 1e-6) is (Verdict.PROBE if t < 0.030 else Verdict.SILENT), t
+    lone = _watch()
+    lone.written("a", 0.0)
+    assert lone.check(0.005) is Verdict.PROBE
+    lone.probe_sent(1, 0.005, others_asked=0)  # no other line to ask: nothing can excuse this one
+    assert lone.check(0.0101) is Verdict.SILENT
+
+
+def test_the_guard_asks_every_other_line_when_one_probes() -> None:
+    class Asked(Line):
+        def __init__(self, silent: bool | None) -> None:
+            super().__init__(silent)
+            self.nudged = 0
+
+        def nudge(self) -> bool:
+            self.nudged += 1
+            return self.silent is not None
+
+    guard = SilenceGuard()
+    prober, idle, unwatched = Asked(False), Asked(False), Asked(None)
+    for m in (prober, idle, unwatched):
+        guard.register(m)
+    assert guard.nudge_others(prober) == 1  # the unwatched line sends nothing
+    assert (prober.nudged, idle.nudged, unwatched.nudged) == (0, 1, 1)

@@ -53,8 +53,11 @@ async def test_a_blocked_loop_with_a_probe_out_keeps_the_path(
     venue: Venue, make_session: MakeSession, guard: SilenceGuard
 ) -> None:
     # Acks take 20 ms (slow venue), so every order is probed; the loop then blocks for 300 ms
-    # with the probe out: the echo sits unread, which says nothing about the line.
-    primary, prec = await make_session("primary", heartbeat_interval_ms=50, silent_after=3)
+    # with the probe out (a 50 ms probe timeout: it is still out when the test blocks the
+    # loop): the echo sits unread, which says nothing about the line.
+    primary, prec = await make_session(
+        "primary", heartbeat_interval_ms=50, silent_after=3, probe_timeout_floor_ms=50.0
+    )
     _, brec = await make_session("backup", heartbeat_interval_ms=50, silent_after=3)
     await prec.next_status(PathState.UP)
     await brec.next_status(PathState.UP)
@@ -83,4 +86,29 @@ async def test_a_real_stall_under_orders_is_still_declared(venue: Venue, make_se
     down = await prec.next_status(PathState.DOWN)
     assert down.cause is Cause.SILENT and "order_timeout" in down.detail, down
     assert time.monotonic() - t0 < 1.0  # generous: a broken mechanism, not a slow one
+    assert brec.downs() == []
+
+
+async def test_a_stall_beside_an_idle_line_is_declared_on_the_first_probe(
+    venue: Venue, make_session: MakeSession
+) -> None:
+    # The backup is idle and heartbeats every second: within one 5 ms probe timeout it sends
+    # nothing and hears nothing of its own accord, which made "every line silent" excuse the
+    # stalled primary's probe (renewed up to 3 times: ~22 ms instead of ~10). The other lines
+    # are asked at once (a heartbeat each): the backup's echo shows the silence is the primary's.
+    primary, prec = await make_session(
+        "primary", heartbeat_interval_ms=50, silent_after=3, probe_timeout_floor_ms=5.0
+    )
+    backup, brec = await make_session("backup", heartbeat_interval_ms=1000, silent_after=3)
+    await prec.next_status(PathState.UP)
+    await brec.next_status(PathState.UP)
+    await poll_until(lambda: len(primary.rtt) >= 2 and len(backup.rtt) >= 1)
+    await venue.inject_fault("primary", None, FaultKind.STALL)
+    assert primary.send(p.new_order("h-i-1", "x"))
+    down = await prec.next_status(PathState.DOWN)
+    assert down.cause is Cause.SILENT and "order_timeout" in down.detail, down
+    assert primary.replies.probes_sent == 1 and primary.replies.probes_renewed == 0, (
+        primary.replies.probes_sent,
+        primary.replies.probes_renewed,
+    )
     assert brec.downs() == []

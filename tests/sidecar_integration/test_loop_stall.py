@@ -62,7 +62,7 @@ async def _poll(pred, what: str, timeout: float = WAIT_S) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path, heartbeat_ms: int) -> AsyncIterator[Rig]:
+async def rig(tmp_path, heartbeat_ms: int, **data_plane: float) -> AsyncIterator[Rig]:
     venue = Venue(
         VenueConfig(gateways=[GatewayConfig(name=g, listen="127.0.0.1:0") for g in ("primary", "backup")])
     )
@@ -82,7 +82,7 @@ async def rig(tmp_path, heartbeat_ms: int) -> AsyncIterator[Rig]:
             state_file=str(tmp_path / "h1.state.json"),
             strategies=[STRATEGY],
             listen=ListenSection(socket=str(sock_dir / "h1.sock")),
-            data_plane=DataPlaneSection(heartbeat_interval_ms=heartbeat_ms),
+            data_plane=DataPlaneSection(heartbeat_interval_ms=heartbeat_ms, **data_plane),
             bootstrap=[spec],
         )
         app = SidecarApp(cfg)
@@ -174,7 +174,8 @@ async def test_a_stalled_loop_does_not_kill_healthy_paths(tmp_path, heartbeat_ms
 
 async def test_a_stalled_loop_with_an_order_probe_out_keeps_the_path(tmp_path) -> None:
     """The order-probe path has the guard too: a probe out across a stall is asked again."""
-    async with rig(tmp_path, 50) as r:
+    # A 50 ms probe timeout: the probe of a 20 ms reply is still out when the test blocks the loop.
+    async with rig(tmp_path, 50, probe_timeout_floor_ms=50.0) as r:
         primary = r.session("primary")
         await _poll(lambda: len(primary.rtt) >= 3, "heartbeat replies")
         await r.venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=20)  # every order is probed
@@ -193,3 +194,39 @@ async def test_a_stalled_loop_with_an_order_probe_out_keeps_the_path(tmp_path) -
             await _poll(lambda: len(primary.replies) == 0 or bool(r.dead), "the order answered")
         assert r.dead == [], f"paths declared dead by a stalled loop: {r.dead}"
         assert primary.status.state is PathState.UP and r.route.effective == "primary"
+
+
+async def test_a_slow_but_alive_line_under_order_flow_keeps_its_orders(tmp_path) -> None:
+    """Every reply 10 ms late, orders every ms, limits 10 ms (order) + 5 ms (probe): no flip.
+
+    The probe's echo comes 10 ms after the probe, past its 5 ms deadline, but the replies to
+    the orders written before it keep coming inside it: a line that is delivering is not
+    silent. The same line stalled is still declared dead under the same flow.
+    """
+    async with rig(tmp_path, 50, order_timeout_floor_ms=10.0, probe_timeout_floor_ms=5.0) as r:
+        primary = r.session("primary")
+        await _poll(lambda: len(primary.rtt) >= 3, "heartbeat replies")
+        await r.venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=10)
+        for i in range(150):
+            assert primary.send(p.new_order(f"slow-{i}", "x")), f"primary refused order {i}: {r.dead}"
+            await asyncio.sleep(0.001)
+        await _poll(lambda: len(primary.replies) == 0 or bool(r.dead), "every order answered")
+        assert r.dead == [], f"a slow but alive line was declared dead: {r.dead}"
+        assert primary.replies.probes_sent >= 1, "the 10 ms replies never got the line probed"
+        assert primary.status.state is PathState.UP and r.route.effective == "primary"
+
+        await r.venue.inject_fault("primary", None, FaultKind.STALL)
+
+        async def flow() -> None:
+            i = 0
+            while not r.dead:
+                primary.send(p.new_order(f"stalled-{i}", "x"))
+                i += 1
+                await asyncio.sleep(0.001)
+
+        sender = asyncio.create_task(flow())
+        try:
+            await _poll(lambda: r.route.effective == "backup", "the route to leave the stalled primary")
+        finally:
+            await sender
+        assert "order_timeout" in primary.status.detail, primary.status.detail
