@@ -11,6 +11,7 @@ from failover_client import OutcomeKind, Sidecar, SyncSidecar
 
 from failover.demo.cluster import wait_until
 from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import types_pb2 as pb
 from failover.v1 import venue_pb2, venue_pb2_grpc
 from tests.integration.test_policy_cluster import G, cluster, effective
 from tests.procs import cli
@@ -40,6 +41,19 @@ async def test_fill_after_flip_reaches_its_strategy_and_in_doubt_resolves() -> N
             # A silent failure with orders in flight: some end IN_DOUBT; once the stalled
             # session is closed, the venue never having seen them means UNKNOWN_TO_VENUE.
             await demo.control.fault("primary", venue_pb2.FAULT_KIND_RECOVER)
+
+            async def primary_up() -> bool:
+                # Resolving asks the venue over a usable path: the primary's, once it is
+                # logged on again (the stalled backup is declared silent within ~10 ms).
+                st = await demo.control.sidecar("h1")  # type: ignore[union-attr]
+                return any(
+                    p.path == "primary" and p.state == pb.PATH_STATE_UP
+                    for r in st.routes
+                    if r.group == G
+                    for p in r.health
+                )
+
+            await wait_until(primary_up, 10, "h1's primary logged on again")
             await demo.control.fault("backup", venue_pb2.FAULT_KIND_STALL, session="h1")
             futs = [sc.submit(G, f'{{"n":{i}}}') for i in range(20)]
             outcomes = [await asyncio.wait_for(f, 10) for _, f in futs]
