@@ -78,6 +78,9 @@ class HealthForwarder:
         self._peers = peers
         self._deliver_local = deliver_local
         self._streams: dict[int, _Stream] = {}
+        # Open streams per host, so a closing stream knows in O(1) whether its host is
+        # still connected (a mass disconnect of n sidecars stays O(n), not O(n^2)).
+        self._per_host: dict[str, int] = {}
         self._pending: dict[str, _Pending] = {}
         self._event = asyncio.Event()
         self._closed = False  # run() ended: no report span can be delivered (or ended) any more
@@ -85,7 +88,20 @@ class HealthForwarder:
     # --- inputs from the sync streams ----------------------------------------
 
     def opened(self, sid: int, host: str, site: str) -> None:
+        old = self._streams.get(sid)
+        if old is not None:
+            self._drop_host(old.host)
         self._streams[sid] = _Stream(host, site, [], False, time.monotonic_ns())
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+
+    def _drop_host(self, host: str) -> int:
+        """One stream of ``host`` fewer; returns how many it still has."""
+        left = self._per_host.get(host, 0) - 1
+        if left > 0:
+            self._per_host[host] = left
+        else:
+            self._per_host.pop(host, None)
+        return max(0, left)
 
     def report(
         self, sid: int, paths: Iterable[pb.PathHealth], trace: tracing.Carrier = tracing.NO_CONTEXT
@@ -103,7 +119,7 @@ class HealthForwarder:
 
     def ended(self, sid: int) -> None:
         st = self._streams.pop(sid, None)
-        if st is None or any(o.host == st.host for o in self._streams.values()):
+        if st is None or self._drop_host(st.host):
             return  # the host is still connected through another stream
         self._queue(_Pending(st, st.at_ns, True))
 

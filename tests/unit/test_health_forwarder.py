@@ -123,3 +123,32 @@ async def test_a_report_span_still_pending_when_the_forwarder_stops_is_ended() -
     assert sorted((s.attributes or {})["failover.host"] for s in spans) == ["h1", "h2"], spans
     assert all((s.attributes or {}).get("failover.delivered") is False for s in spans)
     tr.shutdown()
+
+
+class _NoScan(dict):  # type: ignore[type-arg]
+    """The forwarder's stream table, refusing to be walked: a closing stream must find
+    whether its host has another stream without looking at every other stream."""
+
+    def _refuse(self, *_a: object) -> None:
+        raise AssertionError("walked every stream to close one: O(n) per close, O(n^2) per mass disconnect")
+
+    values = items = keys = __iter__ = _refuse  # type: ignore[assignment]
+
+
+def test_closing_a_stream_costs_the_same_however_many_streams_are_open() -> None:
+    fwd = HealthForwarder("r1", ClusterView(Keys("/t/")), PeerChannels(), lambda m: True)
+    n = 2000
+    for sid in range(n):
+        fwd.opened(sid, f"h{sid // 2}", "site")  # two streams per host (a reconnect overlaps)
+    fwd._streams = _NoScan(fwd._streams)
+    for sid in range(0, n, 2):
+        fwd.ended(sid)  # the host still has its other stream: nothing to tell the leader
+    assert not fwd._pending
+    for sid in range(1, n, 2):
+        fwd.ended(sid)  # the host's last stream: "gone" goes to the leader
+    assert sorted(fwd._pending) == sorted(f"h{i}" for i in range(n // 2))
+    assert all(p.gone for p in fwd._pending.values())
+    fwd.ended(1)  # already ended: nothing
+    fwd.opened(7, "h9", "site")
+    fwd.ended(7)
+    assert fwd._pending["h9"].gone
