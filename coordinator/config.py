@@ -9,8 +9,8 @@ from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_name
 from failover.tls import TlsSection
 
-# Floors of the sync server's keepalive (StreamSection.keepalive_ms): a 20 ms heartbeat
-# must not turn into a ping every 20 ms answered within 40 ms.
+# Floors of the sync server's keepalive (StreamSection.keepalive_ms): no ping every
+# few ms that must be answered within a few more.
 MIN_KEEPALIVE_MS = 100
 MIN_PING_TIMEOUT_MS = 1000
 
@@ -65,9 +65,18 @@ class FreshnessSection(_Section):
 
 
 class StreamSection(_Section):
-    # Proof of life only (freshness changes go out at once): the sidecars' stream.dead_after_ms
-    # (default 3000) should be at least 3 intervals.
-    heartbeat_interval_ms: int = Field(default=1000, ge=20, le=60_000)
+    # Liveness of a stream is proved by HTTP/2 pings, answered by gRPC core on both sides
+    # without Python work per stream (the sidecar's stream.dead_after_ms, the replica's
+    # ping_interval_ms below). The heartbeat is the slow check that this replica's event
+    # loop still runs (a wedged loop whose gRPC core still answers pings): a sidecar calls
+    # a stream with no message for 3 intervals dead. Freshness changes (stale, era) go
+    # out at once, whatever the interval.
+    heartbeat_interval_ms: int = Field(default=10_000, ge=20, le=60_000)
+    # The replica pings each sidecar connection this often and closes it when a ping stays
+    # unanswered for 2 of these (keepalive_ms): a sidecar whose bytes are lost on the way
+    # here is cut within about 3 intervals. A backstop: the sidecar's own pings
+    # (stream.dead_after_ms) make it leave sooner; each ping costs gRPC core CPU per connection.
+    ping_interval_ms: int = Field(default=5000, ge=MIN_KEEPALIVE_MS, le=60_000)
     # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
     # stream) must fit in one forward its peers accept.
     max_streams: int = Field(default=5000, ge=1, le=100_000)
@@ -85,15 +94,15 @@ class StreamSection(_Section):
     def keepalive_ms(self) -> tuple[int, int]:
         """(ping every, close when a ping is unanswered for) on the replica's server, in ms.
 
-        Tied to the heartbeat interval so a replica stops serving a sidecar it cannot
-        hear (its bytes lost one way, ours still arriving) within about 2-3 intervals,
-        as the sidecar leaves a replica it cannot hear after 3: the replica pings once
-        an interval of silence from the peer has passed and gives up 2 intervals later
-        (at least 1 s: a ping is answered by gRPC core, not by the sidecar's event loop,
-        but a starved machine still delays it).
+        A replica stops serving a sidecar it cannot hear (its bytes lost one way, ours
+        still arriving) within about 3 ping intervals: it pings once an interval of
+        silence from the peer has passed and gives up 2 intervals later (at least 1 s:
+        a ping is answered by gRPC core, not by the sidecar's event loop, but a starved
+        machine still delays it). Independent of the heartbeat interval, which only
+        checks the replica's own event loop.
         """
-        every = max(MIN_KEEPALIVE_MS, self.heartbeat_interval_ms)
-        return every, max(MIN_PING_TIMEOUT_MS, 2 * self.heartbeat_interval_ms)
+        every = max(MIN_KEEPALIVE_MS, self.ping_interval_ms)
+        return every, max(MIN_PING_TIMEOUT_MS, 2 * self.ping_interval_ms)
 
 
 class HealthSection(_Section):

@@ -54,6 +54,33 @@ _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+def liveness_options(dead_after_ms: int) -> list[tuple[str, int]]:
+    """Channel options under which gRPC core itself finds a replica silent for ``dead_after_ms``.
+
+    An HTTP/2 ping goes out every two thirds of ``dead_after_ms``, and the connection
+    (and so every stream on it) fails when one stays unanswered for the last third:
+    nothing heard for ``dead_after_ms`` at most. Pings are answered by the replica's
+    gRPC core, not its event loop, so they cost the replica no Python work per stream;
+    a SIGSTOPped or dead replica, a stalled link or one direction lost all leave a ping
+    unanswered. Each ping still costs the replica tens of microseconds of CPU in gRPC
+    core (docs/benchmarks.md, "Idle streams"): the interval is the longer part of the
+    budget, so an idle sidecar sends one every 2 s at the default 3 s.
+    ``grpc.http2.ping_timeout_ms`` is what bounds an outstanding ping in gRPC core
+    (``keepalive_timeout_ms`` alone did not fail the connection), so both are set. The
+    replicas' ping policy tolerates any ping rate (``grpc.http2.max_ping_strikes`` 0):
+    no GOAWAY ``too_many_pings``.
+    """
+    every = max(1, dead_after_ms * 2 // 3)
+    timeout = max(1, dead_after_ms - every)
+    return [
+        ("grpc.keepalive_time_ms", every),
+        ("grpc.keepalive_timeout_ms", timeout),
+        ("grpc.http2.ping_timeout_ms", timeout),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
 def server_options(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_streams: int = DEFAULT_MAX_STREAMS,

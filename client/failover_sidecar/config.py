@@ -71,8 +71,10 @@ class OrdersSection(_Section):
 
 
 class StreamSection(_Section):
-    # No message from the replica for this long: the stream is dead, move on.
-    # At least 3 of the replicas' stream.heartbeat_interval_ms (default 1000).
+    # No sign of life from the replica for this long: the stream is dead, move on. Found by
+    # HTTP/2 pings every third of it, answered by the replica's gRPC core (failover.rpc.
+    # liveness_options). A stream with no message at all is also dead after 3 of the
+    # replica's stream.heartbeat_interval_ms (10 s by default: a wedged event loop).
     dead_after_ms: int = Field(default=3000, ge=100, le=60_000)
     connect_timeout_ms: int = Field(default=1000, ge=50, le=60_000)
 

@@ -1,11 +1,18 @@
 """The sidecar's one stream to the coordinators.
 
-Stays on one replica until the stream breaks, goes quiet for
-``stream.dead_after_ms``, or the replica says it is stale; then moves to the
-next address and resumes from the epochs it holds, so no decision is missed
-and none is applied twice (only strictly newer epochs are applied). The data
-path never waits on this: if every replica is gone, the sidecar keeps its
-last route and its warm paths.
+Stays on one replica until the stream breaks, the replica says it is stale,
+or the replica goes silent; then moves to the next address and resumes from
+the epochs it holds, so no decision is missed and none is applied twice (only
+strictly newer epochs are applied). The data path never waits on this: if
+every replica is gone, the sidecar keeps its last route and its warm paths.
+
+Silence is found two ways. HTTP/2 keepalive pings on the channel (answered by
+the replica's gRPC core, no Python work per stream there) fail the stream when
+the replica answers nothing for ``stream.dead_after_ms``: killed, SIGSTOPped,
+a stalled link, either direction lost. The replica's own heartbeat is rare
+(``stream.heartbeat_interval_ms``, 10 s by default) and catches a replica whose
+event loop is wedged while its gRPC core still answers pings: no message for 3
+of its intervals (never under ``dead_after_ms``) ends the stream too.
 
 When a whole round of replicas gave no healthy stream (all down, or all stale
 during an etcd quorum loss), the next round waits a jittered exponential
@@ -123,6 +130,7 @@ class CoordinatorLink:
         self._on_decision = on_decision
         self._full_health = full_health
         self._dead_after = dead_after_ms / 1000
+        self._channel_options = rpc.liveness_options(dead_after_ms)
         self._retry = retry_ms / 1000
         self._tls = tls
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
@@ -194,7 +202,7 @@ class CoordinatorLink:
 
         # A channel per connection: its credentials are read from the files now, so a
         # rotated certificate is used from the next connection on.
-        async with rpc.channel(address, tls=self._tls) as channel:
+        async with rpc.channel(address, tls=self._tls, options=self._channel_options) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
             dead_after = self._dead_after + 1  # until the snapshot says how often it heartbeats
             try:
@@ -241,7 +249,7 @@ class CoordinatorLink:
                         return
             except TimeoutError:
                 self._note(
-                    "no message from %s for %.1fs: the stream is dead, moving on",
+                    "no message from %s for %.1fs (its event loop stalled?): the stream is dead, moving on",
                     address,
                     dead_after,
                     level=logging.WARNING,
@@ -253,16 +261,16 @@ class CoordinatorLink:
                     await channel.close(None)
 
     def _dead_after_for(self, address: str, freshness: sync_pb2.Freshness) -> float:
-        """How long this stream may be silent: ``stream.dead_after_ms``, but never under 3 of
-        the heartbeat intervals the replica announces (a replica heartbeating every second
-        and a sidecar told 1 s would otherwise drop every healthy stream)."""
+        """How long this stream may go without a message: 3 of the heartbeat intervals the
+        replica announces, never under ``stream.dead_after_ms``. Pings find a silent replica
+        within ``dead_after_ms``; this finds one whose event loop no longer runs."""
         floor = 3 * freshness.heartbeat_interval_ms / 1000
         if floor > self._dead_after:
             if address not in self._raised:
                 self._raised.add(address)
-                log.warning(
-                    "replica %s heartbeats every %d ms: waiting %.1fs (3 intervals) before calling "
-                    "its stream dead, not stream.dead_after_ms %.1fs",
+                log.debug(
+                    "replica %s heartbeats every %d ms: a stream with no message for %.1fs is dead "
+                    "(pings find a silent replica within stream.dead_after_ms %.1fs)",
                     address,
                     freshness.heartbeat_interval_ms,
                     floor,

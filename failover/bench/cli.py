@@ -70,6 +70,7 @@ def _timing_defaults() -> dict[str, Any]:
         "etcd.rpc_timeout_ms": e.rpc_timeout_ms,
         "health.collect_timeout_ms": h.collect_timeout_ms,
         "stream.heartbeat_interval_ms": s.heartbeat_interval_ms,
+        "stream.ping_interval_ms": s.ping_interval_ms,
     }
 
 
@@ -228,6 +229,14 @@ def fanout(
     channels_per_replica: Annotated[
         int, typer.Option("--channels-per-replica", min=1, max=64, help="gRPC connections per replica.")
     ] = 4,
+    channel_per_stream: Annotated[
+        bool,
+        typer.Option(
+            "--channel-per-stream",
+            help="One HTTP/2 connection per stream, as real sidecars have (per-connection costs such as "
+            "keepalive pings included); overrides --channels-per-replica.",
+        ),
+    ] = False,
     run_timeout: Annotated[
         float, typer.Option("--run-timeout", min=1, help="Bound (s) on each decision reaching every stream.")
     ] = 10.0,
@@ -277,6 +286,7 @@ def fanout(
         "replicas": replicas,
         "runs": runs,
         "channels_per_replica": channels_per_replica,
+        "channel_per_stream": channel_per_stream,
         "run_timeout": run_timeout,
         "pause_ms": pause_ms,
         "as_sidecars": as_sidecars,
@@ -345,7 +355,7 @@ def fanout(
                                 deadline=deadline,
                                 label=name,
                                 as_sidecars=as_sidecars,
-                                channel_per_stream=tls != "off",
+                                channel_per_stream=channel_per_stream or tls != "off",
                                 idle_seconds=idle_seconds,
                                 operator_during_fanout=operator_during_fanout,
                             )

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from failover_sidecar.config import StreamSection as SidecarStream
 
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
@@ -186,6 +187,11 @@ class StreamFleet:
         self._complete: dict[int, asyncio.Event] = {}
         self._acks: dict[tuple[str, int, int], bytes] = {}
         self._channels: list[grpc.aio.Channel] = []
+        # The keepalive pings a sidecar's channel sends at its default stream.dead_after_ms.
+        self._options = [
+            ("grpc.use_local_subchannel_pool", 1),
+            *rpc.liveness_options(SidecarStream().dead_after_ms),
+        ]
         self._calls: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
@@ -213,7 +219,7 @@ class StreamFleet:
             chans = []
             for _ in range(0 if self.channel_per_stream else self.channels_per_replica):
                 # A local subchannel pool: each channel gets its own HTTP/2 connection.
-                ch = rpc.channel(addr, options=[("grpc.use_local_subchannel_pool", 1)])
+                ch = rpc.channel(addr, options=self._options)
                 chans.append(ch)
                 self._channels.append(ch)
             per_replica.append(chans)
@@ -224,7 +230,7 @@ class StreamFleet:
         for i in range(self.n):
             if self.channel_per_stream:
                 tls = self.pki.section("sidecar", _host(i)) if self.pki is not None else None
-                ch = rpc.channel(self.replica_of[i], options=[("grpc.use_local_subchannel_pool", 1)], tls=tls)
+                ch = rpc.channel(self.replica_of[i], options=self._options, tls=tls)
                 self._channels.append(ch)
             else:
                 ch = per_replica[i % r][(i // r) % self.channels_per_replica]

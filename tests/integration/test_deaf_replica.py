@@ -35,7 +35,12 @@ LEAVE_BOUND_S = 8.0
 
 
 async def test_a_replica_that_cannot_hear_its_sidecar_ends_the_stream(own_etcd, prefix) -> None:
-    rs = ReplicaSet(own_etcd.endpoints, prefix, n=2, stream={"heartbeat_interval_ms": HEARTBEAT_MS})
+    rs = ReplicaSet(
+        own_etcd.endpoints,
+        prefix,
+        n=2,
+        stream={"heartbeat_interval_ms": HEARTBEAT_MS, "ping_interval_ms": HEARTBEAT_MS},
+    )
     proxy = ProxyThread()
     held: dict[str, tuple[int, int]] = {}
 
