@@ -75,8 +75,8 @@ class StreamSection(_Section):
     # The replica pings each sidecar connection this often and closes it when a ping stays
     # unanswered for 2 of these (keepalive_ms): a sidecar whose bytes are lost on the way
     # here is cut within about 3 intervals. A backstop: the sidecar's own pings
-    # (stream.dead_after_ms) make it leave sooner; each ping costs gRPC core CPU per connection.
-    ping_interval_ms: int = Field(default=5000, ge=MIN_KEEPALIVE_MS, le=60_000)
+    # (stream.dead_after_ms) make it leave within 3 s; each ping costs CPU per connection.
+    ping_interval_ms: int = Field(default=10_000, ge=MIN_KEEPALIVE_MS, le=60_000)
     # At most request_checks.MAX_FORWARD_HOSTS: a replica's full health state (one host per
     # stream) must fit in one forward its peers accept.
     max_streams: int = Field(default=5000, ge=1, le=100_000)

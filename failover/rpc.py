@@ -58,8 +58,8 @@ def liveness_options(dead_after_ms: int) -> list[tuple[str, int]]:
     """Channel options under which gRPC core itself finds a replica silent for ``dead_after_ms``.
 
     An HTTP/2 ping goes out every two thirds of ``dead_after_ms``, and the connection
-    (and so every stream on it) fails when one stays unanswered for the last third:
-    nothing heard for ``dead_after_ms`` at most. Pings are answered by the replica's
+    (and so every stream on it) fails when one stays unanswered for the last third
+    (half each below 3 s): nothing heard for ``dead_after_ms`` at most. Pings are answered by the replica's
     gRPC core, not its event loop, so they cost the replica no Python work per stream;
     a SIGSTOPped or dead replica, a stalled link or one direction lost all leave a ping
     unanswered. Each ping still costs the replica tens of microseconds of CPU in gRPC
@@ -70,8 +70,10 @@ def liveness_options(dead_after_ms: int) -> list[tuple[str, int]]:
     replicas' ping policy tolerates any ping rate (``grpc.http2.max_ping_strikes`` 0):
     no GOAWAY ``too_many_pings``.
     """
-    every = max(1, dead_after_ms * 2 // 3)
-    timeout = max(1, dead_after_ms - every)
+    # A third, but up to 1 s and at most half: a short dead-after (1 s in the fault tier)
+    # must not leave a loaded replica's gRPC core only a few hundred ms to answer.
+    timeout = max(1, dead_after_ms // 3, min(1000, dead_after_ms // 2))
+    every = max(1, dead_after_ms - timeout)
     return [
         ("grpc.keepalive_time_ms", every),
         ("grpc.keepalive_timeout_ms", timeout),

@@ -12,7 +12,7 @@ from failover import rpc
 
 
 def test_keepalive_follows_the_ping_interval_not_the_heartbeat() -> None:
-    assert StreamSection().keepalive_ms() == (5000, 10_000)
+    assert StreamSection().keepalive_ms() == (10_000, 20_000)
     assert StreamSection(ping_interval_ms=1000).keepalive_ms() == (1000, 2000)
     # The heartbeat only checks the replica's event loop: it does not slow the pings.
     assert StreamSection(heartbeat_interval_ms=30_000, ping_interval_ms=1000).keepalive_ms() == (1000, 2000)
@@ -33,3 +33,16 @@ def test_server_options_carry_the_ping_timeout_only_when_asked() -> None:
     # Clients' pings stay welcome: the policy for pings the server receives is unchanged.
     assert opts["grpc.http2.max_ping_strikes"] == 0
     assert "grpc.http2.ping_timeout_ms" not in dict(rpc.server_options())
+
+
+def test_sidecar_pings_find_a_silent_replica_within_dead_after() -> None:
+    assert dict(rpc.liveness_options(3000))["grpc.keepalive_time_ms"] == 2000
+    for dead_after in (100, 333, 1000, 2999, 3000, 10_000, 60_000):
+        opts = dict(rpc.liveness_options(dead_after))
+        every, timeout = opts["grpc.keepalive_time_ms"], opts["grpc.http2.ping_timeout_ms"]
+        assert every + timeout == dead_after
+        assert timeout >= dead_after // 3 and timeout <= every  # the longer part between pings
+        assert opts["grpc.keepalive_timeout_ms"] == timeout
+        assert opts["grpc.keepalive_permit_without_calls"] == 1
+        # The replicas never answer these pings with GOAWAY too_many_pings.
+        assert dict(rpc.server_options())["grpc.http2.max_ping_strikes"] == 0
