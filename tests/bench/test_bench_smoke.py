@@ -91,6 +91,18 @@ def test_fanout_smoke(tmp_path: Path) -> None:
         _check_stats(x["all_streams"], "all_streams", 2 * x["streams"])
         assert x["etcd_members"] == 1
         assert x["idle"]["coordinator_cpu_ms_per_s_per_1000_streams"] >= 0
+        assert x["connections"] == min(4, x["streams"])  # shared by default
+
+
+def test_fanout_channel_per_stream_smoke(tmp_path: Path) -> None:
+    """One HTTP/2 connection per stream, as real sidecars have (per-connection costs measured)."""
+    out = tmp_path / "fanout.json"
+    args = ["fanout", "--streams", "5", "--replicas", "1", "--runs", "1", "--channel-per-stream"]
+    r = CliRunner().invoke(bench_app, [*args, "--idle-seconds", "0.5", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["params"]["channel_per_stream"] is True
+    assert [x["connections"] for x in doc["results"]] == [5]
 
 
 @pytest.mark.slow
