@@ -197,6 +197,7 @@ class StreamFleet:
         # stream.dead_after_ms would judge).
         self.last_rx: list[int] | None = [0] * streams if track_gaps else None
         self.max_gap_ns: list[int] = [0] * streams
+        self.max_gap_end_ns: list[int] = [0] * streams  # when that silence ended
 
     @property
     def connections(self) -> int:
@@ -268,8 +269,9 @@ class StreamFleet:
                     return
                 if self.last_rx is not None:
                     now_ns = time.monotonic_ns()
-                    if self.last_rx[i]:
-                        self.max_gap_ns[i] = max(self.max_gap_ns[i], now_ns - self.last_rx[i])
+                    if self.last_rx[i] and now_ns - self.last_rx[i] > self.max_gap_ns[i]:
+                        self.max_gap_ns[i] = now_ns - self.last_rx[i]
+                        self.max_gap_end_ns[i] = now_ns
                     self.last_rx[i] = now_ns
                 tag = raw[0]
                 if tag == TAG_DECISION:

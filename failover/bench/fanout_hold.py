@@ -9,7 +9,8 @@ summary: streams opened with their snapshot, streams ended or refused (by gRPC c
 with one detail each), how many streams hold each decision revision. On SIGTERM it
 writes the full record once more, with every stream's receipt time per revision
 (CLOCK_MONOTONIC ns: comparable with the test's ``time.monotonic_ns()`` on the same
-host) and each stream's longest silence, then exits 0.
+host) and each stream's longest silence (also less the time this process's own loop
+was blocked during it), then exits 0.
 
 A refusal while opening (a replica shedding new streams, or at its stream limit) is
 recorded, not fatal: the streams that opened are held and measured.
@@ -32,7 +33,40 @@ from failover.bench.common import BenchFailure
 from failover.bench.fanout import StreamFleet
 
 
-def summary(fleet: StreamFleet, full: bool) -> dict[str, Any]:
+class OwnLateness:
+    """When this process's own event loop ran late: every wake-up of a 20 ms timer that came
+    5 ms or more after it was due, as the interval (start, end) in monotonic ns.
+
+    A stream's silence as this process sees it includes the time its own loop could not
+    read (1,000 streams in one process on starved cores): ``unexplained`` takes that out,
+    leaving the silence of the replica and the network."""
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.blocked: list[tuple[int, int]] = []
+        self.worst_ns = 0
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic_ns()
+            await asyncio.sleep(self.interval_s)
+            now = time.monotonic_ns()
+            late = now - asked - round(self.interval_s * 1e9)
+            if late >= 5_000_000:
+                self.blocked.append((now - late, now))
+                self.worst_ns = max(self.worst_ns, late)
+
+    def within(self, start: int, end: int) -> int:
+        return sum(max(0, min(b, end) - max(a, start)) for a, b in self.blocked)
+
+    def unexplained_ms(self, fleet: StreamFleet) -> list[float]:
+        return [
+            round((gap - self.within(end - gap, end)) / 1e6, 1)
+            for gap, end in zip(fleet.max_gap_ns, fleet.max_gap_end_ns, strict=True)
+        ]
+
+
+def summary(fleet: StreamFleet, full: bool, own: OwnLateness | None = None) -> dict[str, Any]:
     codes: dict[str, int] = {}
     details: dict[str, str] = {}
     for e in list(fleet.errors.values()):
@@ -56,6 +90,9 @@ def summary(fleet: StreamFleet, full: bool) -> dict[str, Any]:
         out["arrivals_ns"] = {str(rev): list(ts) for rev, ts in fleet.arrivals.items()}
         out["errored"] = sorted(fleet.errors)
         out["max_gap_ms"] = [round(g / 1e6, 1) for g in fleet.max_gap_ns]
+        if own is not None:
+            out["max_gap_unexplained_ms"] = own.unexplained_ms(fleet)
+            out["own_loop_worst_late_ms"] = round(own.worst_ns / 1e6, 1)
     return out
 
 
@@ -77,6 +114,8 @@ async def hold(addresses: list[str], streams: int, channels: int, status: Path, 
             write(status, summary(fleet, full=False))
             await asyncio.sleep(every_s)
 
+    own = OwnLateness()
+    monitor = asyncio.create_task(own.run())
     reporter = asyncio.create_task(report())
     opener = asyncio.create_task(fleet.open(timeout=max(30.0, streams / 20)))
     try:
@@ -84,13 +123,11 @@ async def hold(addresses: list[str], streams: int, channels: int, status: Path, 
             await opener
         await stop.wait()
     finally:
-        opener.cancel()
-        reporter.cancel()
-        with contextlib.suppress(BaseException):
-            await opener
-        with contextlib.suppress(BaseException):
-            await reporter
-        write(status, summary(fleet, full=True))
+        for task in (opener, reporter, monitor):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        write(status, summary(fleet, full=True, own=own))
         await fleet.close()
     return 0
 
