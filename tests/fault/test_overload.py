@@ -37,6 +37,7 @@ from failover.faults.hog import CpuHog
 from failover.machine import MachineLoad
 from failover.procs import Child, child_env
 from failover.stats import Latency
+from failover.telemetry.loop_lag import LoopLag
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, venue_pb2
 from tests.fault.conftest import FaultSystem
@@ -67,6 +68,12 @@ class OverloadWatch:
     _conns0: dict[str, int] = field(default_factory=dict)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _lag_baseline: dict[str, float] = field(default_factory=dict)
+    # this test process's own loop (observer, strategies): polls it makes late are its own
+    own_lag: LoopLag = field(default_factory=LoopLag)
+    own_worst_s: float = 0.0
+    proxy_worst_s: float = 0.0
+    _t0: float = 0.0
 
     def start(self, fs: FaultSystem) -> None:
         for rid in self.cluster.topo.replicas:
@@ -74,11 +81,19 @@ class OverloadWatch:
         assert self.cluster.etcd is not None
         for m in self.cluster.etcd.members:
             self._log_offsets[m.name] = m.log_path.stat().st_size if m.log_path.exists() else 0
+        self._t0 = time.monotonic()
         self._moves0 = self.moves(fs)
         self._conns0 = self.connections()
-        self._tasks = [asyncio.create_task(self._status()), asyncio.create_task(self._lag())]
+        self._tasks = [
+            asyncio.create_task(self._status()),
+            asyncio.create_task(self._lag()),
+            asyncio.create_task(self.own_lag.run()),
+        ]
 
     async def stop(self) -> None:
+        # read before the monitor stops (a stopped monitor's next wake-up looks ever more overdue)
+        self.own_worst_s = self.own_lag.worst_since(self._t0)
+        self.proxy_worst_s = self.cluster.proxy.lag.worst_since(self._t0)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -165,13 +180,20 @@ class OverloadWatch:
             return None
 
     async def _lag_once(self) -> None:
+        """Read each replica's gauge (the worst lag of the last 10 s). A read counts for the row
+        only when it cannot come from before it: taken 10 s into the row, or above what the
+        same replica showed at the row's start."""
         for rid in self.cluster.topo.replicas:
             text = await asyncio.to_thread(self.cluster.metrics, rid, 2.0)
+            t = time.monotonic()
             for r, v in LAG_RE.findall(text):
-                self.worst_lag_s[r] = max(self.worst_lag_s.get(r, 0.0), float(v))
+                if r not in self._lag_baseline:
+                    self._lag_baseline[r] = float(v)
+                    continue
+                if t >= self._t0 + 10.0 or float(v) > self._lag_baseline[r]:
+                    self.worst_lag_s[r] = max(self.worst_lag_s.get(r, 0.0), float(v))
 
     async def _lag(self) -> None:
-        # The gauge is the worst lag of the last 10 s: a read every 2 s misses nothing.
         while True:
             await self._lag_once()
             await asyncio.sleep(2.0)
@@ -206,11 +228,29 @@ class OverloadWatch:
         """Terms each replica ended because its lease ran out (no keepalive answered in time)."""
         return {r: self.log_since_start(r).count(LEASE_LOST) for r in self.cluster.topo.replicas}
 
-    def check(self, fs: FaultSystem, row: str, leader0: str, max_connects: int) -> None:
-        """The stability verdicts shared by the rows (asserted, and printed)."""
+    def check(
+        self,
+        fs: FaultSystem,
+        row: str,
+        leader0: str,
+        max_moves: int,
+        max_connects: int,
+        lease_may_run_out: bool = False,
+    ) -> None:
+        """The stability verdicts shared by the rows (asserted, and printed).
+
+        ``lease_may_run_out``: a leader change is allowed where the old leader's lease truly ran
+        out (its loop too late to renew in time; etcd then expires it), one leader at a time and
+        no change without such a loss. Otherwise the leader must not change at all."""
         lags = {r: round(v * 1000) for r, v in sorted(self.worst_lag_s.items())}
         print(f"[fault] {row}: worst event-loop lag per replica (ms): {lags}")
         print(f"[fault] {row}: probes excused by the replica's own loop lag: {self.lag_excuses()}")
+        proxy_ms, own_ms = self.proxy_worst_s * 1000, self.own_worst_s * 1000
+        print(
+            f"[fault] {row}: worst lag of the test's own loops: the proxy's {proxy_ms:.0f} ms (every "
+            f"proxied byte, replica to etcd and sidecar to replica, waits that long), the observer's "
+            f"{own_ms:.0f} ms"
+        )
         worst = max(self.worst_lag_s.values(), default=0.0)
         # Recorded with the rows' measurements; the bound catches a loop stopped outright.
         fs.bound(f"{row}: worst event-loop lag of a replica", worst, 5.0)
@@ -232,7 +272,11 @@ class OverloadWatch:
         )
         if changes:
             print(f"[fault] {row}: etcd during the row:\n{self.etcd_evidence()}")
+            for old in seq[:-1]:
+                lost = [ln[:300] for ln in self.log_since_start(old).splitlines() if "lease" in ln]
+                print(f"[fault] {row}: {old} on its lease:\n  " + "\n  ".join(lost[-4:]))
         assert not both, f"{row}: two replicas claimed to lead at once: {both[:5]}"
+        assert lease_may_run_out or not changes, f"{row}: the leader changed: {seq}, lease losses {losses}"
         # A leader changes only when its lease ran out (etcd answered no keepalive for ~1.8 s of
         # the 2 s TTL): never by itself, and never more often than leases ran out.
         for old in seq[:-1]:
@@ -240,7 +284,9 @@ class OverloadWatch:
                 f"{row}: {old} stopped leading though its lease never ran out (leaders {seq})"
             )
         assert changes <= sum(losses.values()), f"{row}: leader flapping: {seq}, lease losses {losses}"
-        assert all(v == 0 for v in moved.values()), f"{row}: a real sidecar left its replica: {moved}"
+        assert all(v <= max_moves for v in moved.values()), (
+            f"{row}: real sidecars left their replica: {moved} (bound {max_moves})"
+        )
         assert all(v <= max_connects for v in conns.values()), (
             f"{row}: reconnect storm: TCP connections opened per sidecar {conns} (bound {max_connects})"
         )
@@ -296,7 +342,8 @@ async def test_cpu_hog(fs: FaultSystem, tmp_path: Path) -> None:
     fs.bound(f"{row}: operator switch to every host", applied, 5 * 2.0)
     fs.bound(f"{row}: path reset to every host on the other path", flipped, 5 * 1.0)
     fs.bound(f"{row}: path reset to an ack on it on every host", acked, 5 * 2.0)
-    watch.check(fs, row, leader0, max_connects=1)
+    # A storm would be a sidecar reconnecting again and again: at most one move, two connections.
+    watch.check(fs, row, leader0, max_moves=1, max_connects=2)
     await fs.finish_clean()
 
 
@@ -425,5 +472,5 @@ async def test_many_streams_during_decisions(fs: FaultSystem, tmp_path: Path, ho
     )
     # A real sidecar calls a stream dead after 3 of the replica's 1 s heartbeats.
     fs.bound(f"{row}: longest silence of a stream (less the holder's own late loop)", silent / 1000, 3.0)
-    watch.check(fs, row, leader0, max_connects=0)
+    watch.check(fs, row, leader0, max_moves=0, max_connects=0, lease_may_run_out=True)
     await fs.finish_clean()
