@@ -52,6 +52,7 @@ LAG_RE = re.compile(r'^failover_event_loop_lag_seconds\{[^}]*replica="([^"]+)"[^
 STALE_LINE = "replica is now STALE"
 LAG_EXCUSE = "while this replica's event loop was"
 LEASE_LOST = "leadership lost: the lease is lost"
+ELECTED = "elected leader:"
 
 
 @dataclass
@@ -265,25 +266,31 @@ class OverloadWatch:
         if seq[:1] != [leader0]:
             seq = [leader0, *seq]
         losses = self.lease_losses()
-        changes = len(seq) - 1
+        # Terms begun during the row, from the replicas' logs (a term lost and won back by
+        # the same replica between two polls is a change too).
+        terms = {r: self.log_since_start(r).count(ELECTED) for r in self.cluster.topo.replicas}
+        elections = sum(terms.values())
         print(
-            f"[fault] {row}: leaders in order {seq} ({changes} changes; terms ended by a lease that "
-            f"ran out: {losses}; {len(self.claims)} polls, {self.unanswered} replica polls unanswered)"
+            f"[fault] {row}: leaders polled in order {seq}; terms begun {terms}, terms ended by a "
+            f"lease that ran out {losses} ({len(self.claims)} polls, {self.unanswered} unanswered)"
         )
-        if changes:
+        if elections:
             print(f"[fault] {row}: etcd during the row:\n{self.etcd_evidence()}")
-            for old in seq[:-1]:
-                lost = [ln[:300] for ln in self.log_since_start(old).splitlines() if "lease" in ln]
-                print(f"[fault] {row}: {old} on its lease:\n  " + "\n  ".join(lost[-4:]))
+            for rid, n in losses.items():
+                if n:
+                    lost = [ln[:300] for ln in self.log_since_start(rid).splitlines() if "lease" in ln]
+                    print(f"[fault] {row}: {rid} on its lease:\n  " + "\n  ".join(lost[-4:]))
         assert not both, f"{row}: two replicas claimed to lead at once: {both[:5]}"
-        assert lease_may_run_out or not changes, f"{row}: the leader changed: {seq}, lease losses {losses}"
-        # A leader changes only when its lease ran out (etcd answered no keepalive for ~1.8 s of
-        # the 2 s TTL): never by itself, and never more often than leases ran out.
+        assert lease_may_run_out or not elections, (
+            f"{row}: a new term began: {terms}, leaders {seq}, lease losses {losses}"
+        )
+        # A term ends only when its lease ran out (no renewal answered before the local
+        # deadline): never by itself, and no more new terms than leases that ran out.
         for old in seq[:-1]:
-            assert losses[old] > 0, (
-                f"{row}: {old} stopped leading though its lease never ran out (leaders {seq})"
-            )
-        assert changes <= sum(losses.values()), f"{row}: leader flapping: {seq}, lease losses {losses}"
+            assert losses[old] > 0, f"{row}: {old} stopped leading though its lease never ran out ({seq})"
+        assert elections <= sum(losses.values()), (
+            f"{row}: leader flapping: terms begun {terms}, lease losses {losses}"
+        )
         assert all(v <= max_moves for v in moved.values()), (
             f"{row}: real sidecars left their replica: {moved} (bound {max_moves})"
         )
