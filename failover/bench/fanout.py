@@ -167,6 +167,7 @@ class StreamFleet:
         *,
         pki: BenchPki | None = None,
         channel_per_stream: bool = False,
+        track_gaps: bool = False,
     ) -> None:
         self.addresses = addresses
         # With a PKI every stream presents its own sidecar certificate (bench-NNNNN), so it
@@ -197,6 +198,12 @@ class StreamFleet:
         self._changed = asyncio.Event()
         # Called with the revision when the first stream receives a new decision.
         self.on_first: Callable[[int], None] | None = None
+        # With ``track_gaps``: per stream, when it last received anything (monotonic ns, 0:
+        # nothing yet) and its longest silence since its snapshot (what a sidecar's
+        # stream.dead_after_ms would judge).
+        self.last_rx: list[int] | None = [0] * streams if track_gaps else None
+        self.max_gap_ns: list[int] = [0] * streams
+        self.max_gap_end_ns: list[int] = [0] * streams  # when that silence ended
 
     @property
     def connections(self) -> int:
@@ -266,6 +273,12 @@ class StreamFleet:
                 if raw is eof:
                     self.errors[i] = "stream ended by the replica"
                     return
+                if self.last_rx is not None:
+                    now_ns = time.monotonic_ns()
+                    if self.last_rx[i] and now_ns - self.last_rx[i] > self.max_gap_ns[i]:
+                        self.max_gap_ns[i] = now_ns - self.last_rx[i]
+                        self.max_gap_end_ns[i] = now_ns
+                    self.last_rx[i] = now_ns
                 tag = raw[0]
                 if tag == TAG_DECISION:
                     t = time.monotonic_ns()

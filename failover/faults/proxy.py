@@ -30,6 +30,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from failover.telemetry.loop_lag import LoopLag
+
 T = TypeVar("T")
 
 
@@ -159,13 +161,19 @@ class Link:
 
 
 class ProxyThread:
-    """Links on a private event loop in a daemon thread; every method is thread-safe."""
+    """Links on a private event loop in a daemon thread; every method is thread-safe.
+
+    ``lag`` measures how late that loop runs: every byte of every link waits that long,
+    so a starved test process (the proxy shares its GIL and its CPU time) is told apart
+    from a slow process behind a link."""
 
     def __init__(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
         self._thread.start()
         self.links: dict[str, Link] = {}
+        self.lag = LoopLag()
+        self._lag_task = asyncio.run_coroutine_threadsafe(self.lag.run(), self._loop)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -193,6 +201,7 @@ class ProxyThread:
 
     def close(self) -> None:
         async def close_all() -> None:
+            self._lag_task.cancel()
             for link in self.links.values():
                 await link.close()
 
