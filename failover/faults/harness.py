@@ -27,7 +27,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -87,6 +87,22 @@ class Proc(Child):
         env = child_env({"PYTHONUNBUFFERED": "1", **(extra_env or {})})
         super().__init__(name, cli_argv(*args), log_path, env=env)
         self.args = args
+        self.faked = bool(extra_env and extra_env.get("LD_PRELOAD") == LIBFAKETIME)
+        self.pids: list[int] = []  # every pid it ran as, for libfaketime's leftovers
+
+    def start(self) -> Self:
+        super().start()
+        if self.faked:
+            self.pids.append(self.pid)
+        return self
+
+    def remove_faketime_shm(self) -> None:
+        """libfaketime makes a shared-memory segment and a semaphore per process and
+        removes them only at a clean exit: a SIGKILLed child leaves them in /dev/shm."""
+        for pid in self.pids:
+            for leftover in (f"/dev/shm/faketime_shm_{pid}", f"/dev/shm/sem.faketime_sem_{pid}"):
+                Path(leftover).unlink(missing_ok=True)
+        self.pids.clear()
 
     def stop_within(self, grace_s: float = 5.0) -> bool:
         """SIGCONT + SIGTERM, SIGKILL after the grace; returns whether KILL was needed."""
@@ -329,6 +345,8 @@ class FaultCluster:
     def stop(self, keep: bool = False) -> list[str]:
         """Stop every child we started (and etcd); returns those that needed SIGKILL."""
         needed_kill = [n for n, p in self.procs.items() if p.stop_within()]
+        for p in self.procs.values():
+            p.remove_faketime_shm()
         if self.etcd is not None:
             for i in range(len(self.etcd.members)):
                 self.etcd.signal_member(i, signal.SIGCONT)
