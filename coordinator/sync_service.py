@@ -75,6 +75,10 @@ class Session:
     # the next push): a heartbeat-only wake skips the per-group scan.
     dirty: bool = True
     error: tuple[grpc.StatusCode, str] | None = None
+    # When a newer decision waits behind an unacknowledged push: the monotonic ns its ack
+    # timeout ends, and the timer that wakes the writer then (heartbeats are too rare to).
+    retry_at_ns: int = 0
+    retry_timer: asyncio.TimerHandle | None = None
 
 
 class SyncHub:
@@ -220,7 +224,11 @@ class SyncHub:
             if d is None or d.epoch <= s.acked.get(g, ZERO_EPOCH):
                 continue
             pending = s.pending.get(g)
-            if pending is not None and (pending[0] >= d.epoch or now_ns - pending[1] < self._ack_timeout_ns):
+            if pending is not None and pending[0] >= d.epoch:
+                continue
+            if pending is not None and now_ns - pending[1] < self._ack_timeout_ns:
+                due_ns = pending[1] + self._ack_timeout_ns
+                s.retry_at_ns = min(s.retry_at_ns, due_ns) if s.retry_at_ns else due_ns
                 continue
             out.append(d.message)
             s.pending[g] = (d.epoch, now_ns)
@@ -305,6 +313,8 @@ class SyncHub:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+            if s.retry_timer is not None:
+                s.retry_timer.cancel()
             self.sessions.pop(s.sid, None)
             self._to_wake.pop(s.sid, None)
             self.forwarder.ended(s.sid)
@@ -370,12 +380,23 @@ class SyncHub:
                 return
             if s.dirty or s.pending:  # pending: the ack timeout is checked on every wake-up
                 s.dirty = False
+                s.retry_at_ns = 0
                 for msg in self._due(s, time.monotonic_ns()):
                     await context.write(msg)
+                if s.retry_at_ns:
+                    self._wake_at(s, s.retry_at_ns)
             if sent_hb != self._heartbeat_seq and self._heartbeat:
                 sent_hb = self._heartbeat_seq
                 s.heartbeats_sent += 1
                 await context.write(self._heartbeat)
+
+    @staticmethod
+    def _wake_at(s: Session, at_ns: int) -> None:
+        """Wake the writer when a held-back push's ack timeout ends (one timer per session)."""
+        if s.retry_timer is not None and not s.retry_timer.cancelled():
+            s.retry_timer.cancel()
+        delay = max(0.0, (at_ns - time.monotonic_ns()) / 1e9)
+        s.retry_timer = asyncio.get_running_loop().call_later(delay, s.wake.set)
 
     async def _read(self, s: Session, it: AsyncIterator[bytes]) -> None:
         try:
