@@ -19,15 +19,15 @@ own budget (``failover bench relay --compare-metrics``).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from asyncio import CancelledError
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
 from opentelemetry.metrics import Meter
 
+from failover.rpc import Behaviour, run_behaviour, wrap_handler
 from failover.telemetry.metrics import Instruments
 
 SYSTEM = "grpc"
@@ -94,9 +94,6 @@ class RpcInstruments(Instruments):
         ]
 
 
-Behaviour = Callable[[Any, Any], Any]
-
-
 class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
     """Times every call of a grpc.aio server into ``rpc.server.duration``.
 
@@ -117,16 +114,7 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method
-        if handler.unary_unary:
-            make, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
-        elif handler.unary_stream:
-            make, behaviour = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-        elif handler.stream_unary:
-            make, behaviour = grpc.stream_unary_rpc_method_handler, handler.stream_unary
-        else:
-            make, behaviour = grpc.stream_stream_rpc_method_handler, handler.stream_stream
-        return make(self._timed(method, behaviour), handler.request_deserializer, handler.response_serializer)
+        return wrap_handler(handler, lambda behaviour: self._timed(details.method, behaviour))
 
     def _timed(self, method: str, behaviour: Behaviour) -> Callable[[Any, Any], Awaitable[Any]]:
         record = self._metrics.rpc_server
@@ -135,11 +123,7 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
             start = time.perf_counter()
             fallback = grpc.StatusCode.OK
             try:
-                result = behaviour(request, context)
-                if inspect.isasyncgen(result):
-                    await _write_all(result, context)
-                    return None
-                return await result
+                return await run_behaviour(behaviour, request, context)
             except CancelledError:  # the peer cancelled, or the server is stopping
                 fallback = grpc.StatusCode.CANCELLED
                 raise
@@ -151,11 +135,6 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
                 record(method, code_number(fallback if code is None else code), _ms_since(start))
 
         return timed
-
-
-async def _write_all(items: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    async for item in items:
-        await context.write(item)
 
 
 def _ms_since(start: float) -> float:

@@ -174,3 +174,45 @@ async def test_a_call_refused_by_authorization_is_timed_with_its_status() -> Non
         await ch.close()
         await server.stop(0)
         tel.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (grpc.unary_unary_rpc_method_handler, "unary_unary"),
+        (grpc.unary_stream_rpc_method_handler, "unary_stream"),
+        (grpc.stream_unary_rpc_method_handler, "stream_unary"),
+        (grpc.stream_stream_rpc_method_handler, "stream_stream"),
+    ],
+)
+def test_wrap_handler_keeps_the_call_shape_and_the_serializers(make: Any, shape: str) -> None:
+    """The one re-wrap both server interceptors (metrics, authorization) use."""
+    from failover.rpc import wrap_handler
+
+    def behaviour(request: Any, context: Any) -> Any:
+        return None
+
+    def ser(x: Any) -> bytes:
+        return b""
+
+    def de(x: bytes) -> Any:
+        return x
+
+    seen: list[Any] = []
+
+    def wrap(b: Any) -> Any:
+        seen.append(b)
+        return wrapped
+
+    async def wrapped(request: Any, context: Any) -> Any:
+        return None
+
+    out = wrap_handler(make(behaviour, request_deserializer=de, response_serializer=ser), wrap)
+    assert seen == [behaviour]
+    assert getattr(out, shape) is wrapped
+    assert [
+        s for s in ("unary_unary", "unary_stream", "stream_unary", "stream_stream") if getattr(out, s)
+    ] == [shape]
+    assert (out.request_deserializer, out.response_serializer) == (de, ser)
+    assert out.request_streaming == shape.startswith("stream")
+    assert out.response_streaming == shape.endswith("stream")
