@@ -34,6 +34,7 @@ LIMIT_RATIO = 1.05
 PERCENTILES = (50, 99)
 RESAMPLES = 1000  # bootstrap resamples per row (fewer for rows over 2,000 pairs)
 SPREAD_LEVEL = 0.95  # the central share of the resampled ratios that is reported
+PAIRED_MAX = 10_000  # longer rows: each side resampled on its own (see ratio_spreads)
 SEED = 14  # fixed: the same samples always give the same interval
 # Samples that must lie beyond a percentile before its spread means anything: the bootstrap of
 # an extreme percentile is unreliable when it is one of the few largest samples (at p99: 1,000 runs).
@@ -56,9 +57,17 @@ def _at(xs: Sequence[float], pct: float) -> float:
 
 
 def resamples_for(n: int) -> int:
-    """``RESAMPLES``, fewer for very long rows (the relay's 10,000 round trips): the work is
-    resamples x n, and at that n the interval moves little between resamples."""
+    """``RESAMPLES``, fewer for long paired rows (the work is resamples x n; at that n the
+    interval moves little between resamples)."""
     return max(200, min(RESAMPLES, RESAMPLES * 2000 // max(n, 1)))
+
+
+def _order_stat(xs: Sequence[float], pct: float, rng: random.Random) -> float:
+    """The ``pct`` percentile of one bootstrap resample of sorted ``xs``, drawn without building it:
+    the r-th smallest of n uniform draws is Beta(r, n - r + 1), and it picks the sample."""
+    n = len(xs)
+    r = max(1, int(pct / 100 * n + 0.5))
+    return xs[min(n - 1, int(rng.betavariate(r, n - r + 1) * n))]
 
 
 def ratio_spreads(
@@ -70,31 +79,37 @@ def ratio_spreads(
     seed: int = SEED,
 ) -> dict[float, dict[str, Any] | None]:
     """For each of ``pcts``, the bootstrap spread of ``pct(on) / pct(off)``: ``lo``/``median``/``hi``
-    over the resamples (``lo``..``hi`` holds the central ``level`` of them). Each resample
-    serves every percentile.
+    over the resamples (``lo``..``hi`` holds the central ``level`` of them).
 
-    Paired when both have as many samples (index ``i`` of each taken side by side: the pair
-    is drawn together), else each side is resampled on its own. None without samples."""
+    Paired when both have as many samples, at most ``PAIRED_MAX`` (index ``i`` of each taken
+    side by side: the pair is drawn together; each resample serves every percentile). Else
+    each side is resampled on its own, by its order statistic (O(1) per resample: the relay's
+    100,000 round trips); that ignores what drift the pairs shared, so its range is, if anything,
+    wider. None without samples."""
     n_off, n_on = len(off), len(on)
     if not n_off or not n_on:
         return dict.fromkeys(pcts)
-    paired = n_off == n_on
-    count = resamples if resamples is not None else resamples_for(max(n_off, n_on))
+    paired = n_off == n_on <= PAIRED_MAX
+    count = resamples if resamples is not None else (resamples_for(n_off) if paired else RESAMPLES)
     rng = random.Random(seed)
     ratios: dict[float, list[float]] = {p: [] for p in pcts}
-    idx_range = range(n_off)
-    for _ in range(count):
-        if paired:
+    if paired:
+        idx_range = range(n_off)
+        for _ in range(count):
             idx = rng.choices(idx_range, k=n_off)
             a = sorted([off[i] for i in idx])
             b = sorted([on[i] for i in idx])
-        else:
-            a = sorted(rng.choices(off, k=n_off))
-            b = sorted(rng.choices(on, k=n_on))
+            for p in pcts:
+                base = _at(a, p)
+                if base > 0:
+                    ratios[p].append(_at(b, p) / base)
+    else:
+        so, sn = sorted(off), sorted(on)
         for p in pcts:
-            base = _at(a, p)
-            if base > 0:
-                ratios[p].append(_at(b, p) / base)
+            for _ in range(count):
+                base = _order_stat(so, p, rng)
+                if base > 0:
+                    ratios[p].append(_order_stat(sn, p, rng) / base)
     tail = (1 - level) / 2
     spreads: dict[float, dict[str, Any] | None] = {}
     for p, rs in ratios.items():
@@ -206,8 +221,9 @@ def render(
     out.print(
         f"on/off = the percentile with metrics / without (budget: at most {LIMIT_RATIO:.2f}); both "
         f"histograms come from the same run, interleaved. p99 on/off {SPREAD_LEVEL:.0%} = where the "
-        f"central {SPREAD_LEVEL:.0%} of the ratio falls over paired bootstrap resamples (run i without "
-        "metrics drawn with run i with them, taken next to it). verdict: within = the whole range "
+        f"central {SPREAD_LEVEL:.0%} of the ratio falls over paired bootstrap resamples (sample i without "
+        "metrics drawn with sample i with them, taken next to it; rows over "
+        f"{PAIRED_MAX:,} samples: each side resampled on its own). verdict: within = the whole range "
         f"<= {LIMIT_RATIO:.2f}; over = the whole range above it (a cost); unresolved = the range "
         "spans the budget (tail noise at this n: more runs or a quieter machine will tell); "
         f"too few runs = under {MIN_TAIL} samples beyond p99 (fewer than {100 * MIN_TAIL} runs per row)"
