@@ -64,6 +64,8 @@ def test_dashboard_shows_the_sidecars_stream_ends_and_the_peer_calls() -> None:
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     client = [e for e in exprs if "rpc_client_duration_" in e]
     assert any('rpc_service="failover.v1.Sync"' in e and "rpc_grpc_status_code" in e for e in client), client
-    assert any("histogram_quantile(0.99" in e and 'rpc_service!="failover.v1.Sync"' in e for e in client), client
+    assert any("histogram_quantile(0.99" in e and 'rpc_service!="failover.v1.Sync"' in e for e in client), (
+        client
+    )
     ys = sorted((p["gridPos"]["y"], p["gridPos"]["x"]) for p in board["panels"])
     assert len(ys) == len(set(ys)), "two panels at one place"
