@@ -10,7 +10,6 @@ server runs with mTLS; in insecure mode every call is allowed, as before.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from typing import Any
 import grpc
 
 from coordinator.authz import authorize
+from failover.rpc import Behaviour, run_behaviour, wrap_handler
 from failover.tls import peer_uri_or_cn
 
 log = logging.getLogger(__name__)
@@ -47,32 +47,9 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
         handler = await continuation(details)
         if handler is None:
             return handler
-        method = details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._guard(method, handler.unary_unary),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._guard(method, handler.unary_stream),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._guard(method, handler.stream_unary),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            self._guard(method, handler.stream_stream),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
+        return wrap_handler(handler, lambda behaviour: self._guard(details.method, behaviour))
 
-    def _guard(self, method: str, behavior: Any) -> Callable[..., Awaitable[Any]]:
+    def _guard(self, method: str, behavior: Behaviour) -> Callable[..., Awaitable[Any]]:
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             raw = peer_uri_or_cn(context)
             verdict = authorize(raw, method)
@@ -82,11 +59,6 @@ class AuthzInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, verdict.message)
             if verdict.operator is not None and hasattr(request, "operator"):
                 request.operator = verdict.operator
-            result = behavior(request, context)
-            if inspect.isasyncgen(result):
-                async for item in result:
-                    await context.write(item)
-                return None
-            return await result
+            return await run_behaviour(behavior, request, context)
 
         return guarded

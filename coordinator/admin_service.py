@@ -265,16 +265,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "path: required")
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
-        trace = caller_trace(context)
-        req = OperatorRequest(
-            request.group,
-            request.reason,
-            request.operator or "unknown",
-            request.force,
-            path=request.path,
-            trace=trace,
-        )
-        md = _metadata(trace)
+        req = _operator_request(request, context, "switch")
+        md = _metadata(req.trace)
         return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md))
 
     async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
@@ -393,15 +385,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "group: required")
         if action in _NEEDS_PATH and not request.path:
             await self._abort(context, "invalid", "path: required")
-        req = OperatorRequest(
-            request.group,
-            request.reason,
-            request.operator or "unknown",
-            request.force,
-            path=request.path,
-            action=action,
-            trace=caller_trace(context),
-        )
+        req = _operator_request(request, context, action)
         md = _metadata(req.trace)
         return await self._decide(
             context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
@@ -467,6 +451,21 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         except StoreError as exc:
             await self._store_failed(context, exc)
             raise
+
+
+def _operator_request(
+    request: apb.SwitchRequest | apb.SetControlRequest, context: Any, action: str
+) -> OperatorRequest:
+    """The core's request for a Switch or a SetControl (the same fields, and the caller's trace)."""
+    return OperatorRequest(
+        request.group,
+        request.reason,
+        request.operator or "unknown",
+        request.force,
+        path=request.path,
+        action=action,
+        trace=caller_trace(context),
+    )
 
 
 def _metadata(trace: tracing.Carrier) -> tuple[tuple[str, str], ...]:

@@ -8,9 +8,10 @@ on the roadmap) will be added here and nowhere else.
 
 from __future__ import annotations
 
+import inspect
 import socket
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -152,6 +153,42 @@ async def mark_serving(servicer: AioHealthServicer, service_names: Sequence[str]
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *service_names]:
         await servicer.set(name, status)
+
+
+# A handler's behaviour: (request or request iterator, context) -> its result.
+Behaviour = Callable[[Any, Any], Any]
+
+_SHAPES = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], wrap: Callable[[Behaviour], Behaviour]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with its behaviour replaced by ``wrap(behaviour)``: same call shape, same
+    (de)serializers. What a server interceptor returns to run code around every call."""
+    for shape, make in _SHAPES:
+        behaviour = getattr(handler, shape)
+        if behaviour:
+            return make(wrap(behaviour), handler.request_deserializer, handler.response_serializer)
+    raise ValueError("a method handler with no behaviour")
+
+
+async def run_behaviour(
+    behaviour: Behaviour, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+) -> Any:
+    """Run a handler's behaviour inside a wrapper: await it, or (a streaming method written
+    as an async generator) write what it yields with ``context.write``."""
+    result = behaviour(request, context)
+    if inspect.isasyncgen(result):
+        async for item in result:
+            await context.write(item)
+        return None
+    return await result
 
 
 def _check_free(address: str) -> None:

@@ -98,6 +98,7 @@ class Agent:
             full_health=self.full_health,
             dead_after_ms=cfg.stream.dead_after_ms,
             tls=cfg.tls,
+            interceptors=metrics.client_interceptors() if metrics is not None else (),
         )
 
     # --- state -------------------------------------------------------------

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from failover.telemetry.metrics import Attrs, Instruments
+from failover.telemetry.metrics import Attrs
+from failover.telemetry.rpc_metrics import RpcInstruments
 from failover_sidecar.status import PathState
 
 if TYPE_CHECKING:
     from failover_sidecar.agent import Agent
 
 
-class SidecarMetrics(Instruments):
+class SidecarMetrics(RpcInstruments):
     """Instruments of one sidecar; ``bind`` tells the gauges what to read."""
 
     def __init__(self, meter: Meter) -> None:

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -120,6 +120,7 @@ class CoordinatorLink:
         dead_after_ms: int = 3000,
         retry_ms: int = 100,
         tls: TlsSection | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self._host_id = host_id
         self._site = site
@@ -133,6 +134,7 @@ class CoordinatorLink:
         self._channel_options = rpc.liveness_options(dead_after_ms)
         self._retry = retry_ms / 1000
         self._tls = tls
+        self._interceptors = tuple(interceptors)  # rpc.client.duration: one sample per stream
         self._out: asyncio.Queue[sync_pb2.SidecarMessage | None] | None = None
         self._backoff = Backoff(initial_s=max(0.01, retry_ms / 2000), cap_s=2.0)
         self._fresh_since = 0.0  # when the current stream got a fresh snapshot (0: not yet)
@@ -202,7 +204,9 @@ class CoordinatorLink:
 
         # A channel per connection: its credentials are read from the files now, so a
         # rotated certificate is used from the next connection on.
-        async with rpc.channel(address, tls=self._tls, options=self._channel_options) as channel:
+        async with rpc.channel(
+            address, tls=self._tls, options=self._channel_options, interceptors=self._interceptors
+        ) as channel:
             call = sync_pb2_grpc.SyncStub(channel).Stream(requests())
             dead_after = self._dead_after + 1  # until the snapshot says how often it heartbeats
             try:

@@ -18,15 +18,16 @@ own budget (``failover bench relay --compare-metrics``).
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import time
 from asyncio import CancelledError
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import grpc
 from opentelemetry.metrics import Meter
 
+from failover.rpc import Behaviour, run_behaviour, wrap_handler
 from failover.telemetry.metrics import Instruments
 
 SYSTEM = "grpc"
@@ -80,8 +81,17 @@ class RpcInstruments(Instruments):
         """An outbound call ended with ``code`` after ``duration_ms``."""
         self._record(self._rpc_client.record, duration_ms, self._rpc_a("c", full_method, code))
 
-
-Behaviour = Callable[[Any, Any], Any]
+    def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """What a channel of this process takes to record its calls (``rpc.channel(interceptors=...)``)."""
+        return [
+            cast(grpc.aio.ClientInterceptor, kind(self))
+            for kind in (
+                RpcClientMetrics,
+                RpcUnaryStreamMetrics,
+                RpcStreamUnaryMetrics,
+                RpcStreamStreamMetrics,
+            )
+        ]
 
 
 class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
@@ -104,16 +114,7 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method
-        if handler.unary_unary:
-            make, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
-        elif handler.unary_stream:
-            make, behaviour = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-        elif handler.stream_unary:
-            make, behaviour = grpc.stream_unary_rpc_method_handler, handler.stream_unary
-        else:
-            make, behaviour = grpc.stream_stream_rpc_method_handler, handler.stream_stream
-        return make(self._timed(method, behaviour), handler.request_deserializer, handler.response_serializer)
+        return wrap_handler(handler, lambda behaviour: self._timed(details.method, behaviour))
 
     def _timed(self, method: str, behaviour: Behaviour) -> Callable[[Any, Any], Awaitable[Any]]:
         record = self._metrics.rpc_server
@@ -122,11 +123,7 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
             start = time.perf_counter()
             fallback = grpc.StatusCode.OK
             try:
-                result = behaviour(request, context)
-                if inspect.isasyncgen(result):
-                    await _write_all(result, context)
-                    return None
-                return await result
+                return await run_behaviour(behaviour, request, context)
             except CancelledError:  # the peer cancelled, or the server is stopping
                 fallback = grpc.StatusCode.CANCELLED
                 raise
@@ -140,11 +137,6 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
         return timed
 
 
-async def _write_all(items: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    async for item in items:
-        await context.write(item)
-
-
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -153,7 +145,9 @@ class RpcClientMetrics(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mi
     """Times every unary call of a grpc.aio channel into ``rpc.client.duration``.
 
     The call is awaited here (its outcome is cached on it), then handed back as it
-    is: the caller sees the same response or the same ``AioRpcError``.
+    is: the caller sees the same response or the same ``AioRpcError``. Streaming
+    calls: :class:`_StreamCallMetrics` (``RpcInstruments.client_interceptors`` gives
+    one of each; grpc.aio files an interceptor under one call shape only).
     """
 
     def __init__(self, metrics: RpcInstruments) -> None:
@@ -166,8 +160,7 @@ class RpcClientMetrics(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mi
         request: Any,
     ) -> Any:
         start = time.perf_counter()
-        method = client_call_details.method
-        name = method.decode() if isinstance(method, bytes) else str(method)
+        name = _name(client_call_details)
         code = grpc.StatusCode.UNKNOWN
         try:
             call = await continuation(client_call_details, request)
@@ -182,3 +175,78 @@ class RpcClientMetrics(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[mi
             raise
         finally:
             self._metrics.rpc_client(name, code_number(code), _ms_since(start))
+
+
+# Awaited (grpc.aio runs the next interceptor as a coroutine), though the stubs of two shapes
+# say it returns the call itself.
+Continuation = Callable[..., Any]
+
+
+class _StreamCallMetrics:
+    """Times a streaming call into ``rpc.client.duration``: one sample when it ends.
+
+    The call is handed back at once; one small task per call waits for its final
+    status (``code()`` resolves exactly then, a local cancel included) and records
+    it. Nothing runs per message.
+    """
+
+    def __init__(self, metrics: RpcInstruments) -> None:
+        self._metrics = metrics
+        self._watching: set[asyncio.Task[None]] = set()  # referenced until they end
+
+    async def _timed(
+        self, continuation: Continuation, details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        start = time.perf_counter()
+        name = _name(details)
+        try:
+            call = await continuation(details, request)
+        except CancelledError:
+            self._metrics.rpc_client(name, code_number(grpc.StatusCode.CANCELLED), _ms_since(start))
+            raise
+        except grpc.aio.AioRpcError as exc:
+            self._metrics.rpc_client(name, code_number(exc.code()), _ms_since(start))
+            raise
+        task = asyncio.get_running_loop().create_task(self._when_done(call, name, start))
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+        return call
+
+    async def _when_done(self, call: Any, name: str, start: float) -> None:
+        try:
+            code = await call.code()
+        except CancelledError:  # the loop is closing under a call still open: not an outcome
+            return
+        self._metrics.rpc_client(name, code_number(code), _ms_since(start))
+
+
+class RpcUnaryStreamMetrics(_StreamCallMetrics, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc,type-arg]
+    async def intercept_unary_stream(
+        self, continuation: Continuation, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await self._timed(continuation, client_call_details, request)
+
+
+class RpcStreamUnaryMetrics(_StreamCallMetrics, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc,type-arg]
+    async def intercept_stream_unary(
+        self,
+        continuation: Continuation,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await self._timed(continuation, client_call_details, request_iterator)
+
+
+class RpcStreamStreamMetrics(_StreamCallMetrics, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc,type-arg]
+    async def intercept_stream_stream(
+        self,
+        continuation: Continuation,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await self._timed(continuation, client_call_details, request_iterator)
+
+
+def _name(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return method.decode() if isinstance(method, bytes) else str(method)

@@ -132,6 +132,16 @@ def test_relay_bench_quick_compare_metrics(tmp_path: Path) -> None:
     over = doc["metrics_overhead"]["relay round trip"]
     assert over["count_off"] == over["count_on"] == 300
     assert over["p50_ratio"] == pytest.approx(over["p50_on_us"] / over["p50_off_us"], abs=0.001)
+    # The ratios' spread: a paired bootstrap (sample i of each from the same block).
+    for p in (50, 99):
+        sp = over[f"p{p}_ratio_spread"]
+        assert sp["paired"] is True and sp["lo"] <= sp["median"] <= sp["hi"], sp
+    assert over["p99_verdict"] in (
+        "within",
+        "over",
+        "unresolved",
+        "too few runs",
+    ) and "paired bootstrap" in " ".join(r.stdout.split())
     # Every block ran every kind, and each kind went first at least once.
     assert {b["order"][0] for b in doc["latency_blocks"]} == {"direct", "relay", "relay_metrics"}
     assert [(x["path"], x["inflight"]) for x in doc["throughput"]] == [

@@ -53,4 +53,19 @@ def test_dashboard_queries_only_metrics_we_export() -> None:
     board = json.loads((HERE / "dashboard.json").read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     # Ours are failover_*; the OpenTelemetry RPC conventions' are rpc_* (rpc.server.duration).
-    assert exprs and all("failover_" in e or "rpc_server_duration_" in e for e in exprs), exprs
+    rpc = ("rpc_server_duration_", "rpc_client_duration_")
+    assert exprs and all("failover_" in e or any(r in e for r in rpc) for e in exprs), exprs
+
+
+def test_dashboard_shows_the_sidecars_stream_ends_and_the_peer_calls() -> None:
+    """rpc.client.duration: the sidecars' Sync stream ends by status (a host cycling through dead or
+    stale replicas shows as a rate of non-OK ends), and the replicas' calls to their peers."""
+    board = json.loads((HERE / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    client = [e for e in exprs if "rpc_client_duration_" in e]
+    assert any('rpc_service="failover.v1.Sync"' in e and "rpc_grpc_status_code" in e for e in client), client
+    assert any("histogram_quantile(0.99" in e and 'rpc_service!="failover.v1.Sync"' in e for e in client), (
+        client
+    )
+    ys = sorted((p["gridPos"]["y"], p["gridPos"]["x"]) for p in board["panels"])
+    assert len(ys) == len(set(ys)), "two panels at one place"

@@ -9,7 +9,7 @@ Sync stream, one the client cancels). Read back with an in-memory reader.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from failover import rpc
 from failover.telemetry import metrics as telemetry
-from failover.telemetry.rpc_metrics import RpcClientMetrics, RpcInstruments, RpcServerMetrics, split_method
+from failover.telemetry.rpc_metrics import RpcInstruments, RpcServerMetrics, split_method
 from tests.harness import wait_for
 
 SVC = "t.Svc"
@@ -102,9 +102,7 @@ async def test_every_call_shape_is_one_sample_with_its_status() -> None:
     server.add_generic_rpc_handlers((_handlers(),))
     port = rpc.bind(server, "127.0.0.1:0")
     await server.start()
-    ch = rpc.channel(
-        f"127.0.0.1:{port}", interceptors=[cast(grpc.aio.ClientInterceptor, RpcClientMetrics(m))]
-    )
+    ch = rpc.channel(f"127.0.0.1:{port}", interceptors=m.client_interceptors())
     try:
         assert await ch.unary_unary(f"/{SVC}/Ok")(b"x", timeout=5) == b"ok"
         for name, code in (("Deny", grpc.StatusCode.PERMISSION_DENIED), ("Boom", grpc.StatusCode.UNKNOWN)):
@@ -135,12 +133,15 @@ async def test_every_call_shape_is_one_sample_with_its_status() -> None:
             return got == want_server
 
         await wait_for(server_done, 10, f"server samples {want_server} (got {got})")
-        client = samples(reader, "rpc.client.duration")
-        assert client == {
-            (SVC, "Ok", OK): 1,
-            (SVC, "Deny", PERMISSION_DENIED): 1,
-            (SVC, "Boom", UNKNOWN): 1,
-        }, client
+        # The client sees the same calls with the same statuses (the Hang stream: its own cancel).
+        client: dict[tuple[str, str, int], int] = {}
+
+        def client_done() -> bool:
+            client.clear()
+            client.update(samples(reader, "rpc.client.duration"))
+            return client == want_server
+
+        await wait_for(client_done, 10, f"client samples {want_server} (got {client})")
     finally:
         await ch.close()
         await server.stop(0)
@@ -173,3 +174,45 @@ async def test_a_call_refused_by_authorization_is_timed_with_its_status() -> Non
         await ch.close()
         await server.stop(0)
         tel.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (grpc.unary_unary_rpc_method_handler, "unary_unary"),
+        (grpc.unary_stream_rpc_method_handler, "unary_stream"),
+        (grpc.stream_unary_rpc_method_handler, "stream_unary"),
+        (grpc.stream_stream_rpc_method_handler, "stream_stream"),
+    ],
+)
+def test_wrap_handler_keeps_the_call_shape_and_the_serializers(make: Any, shape: str) -> None:
+    """The one re-wrap both server interceptors (metrics, authorization) use."""
+    from failover.rpc import wrap_handler
+
+    def behaviour(request: Any, context: Any) -> Any:
+        return None
+
+    def ser(x: Any) -> bytes:
+        return b""
+
+    def de(x: bytes) -> Any:
+        return x
+
+    seen: list[Any] = []
+
+    def wrap(b: Any) -> Any:
+        seen.append(b)
+        return wrapped
+
+    async def wrapped(request: Any, context: Any) -> Any:
+        return None
+
+    out = wrap_handler(make(behaviour, request_deserializer=de, response_serializer=ser), wrap)
+    assert seen == [behaviour]
+    assert getattr(out, shape) is wrapped
+    assert [
+        s for s in ("unary_unary", "unary_stream", "stream_unary", "stream_stream") if getattr(out, s)
+    ] == [shape]
+    assert (out.request_deserializer, out.response_serializer) == (de, ser)
+    assert out.request_streaming == shape.startswith("stream")
+    assert out.response_streaming == shape.endswith("stream")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,6 +48,9 @@ class FlipResult:
         return f"{self.kind}/{self.heartbeat_ms}ms" + (f"/metrics-{self.metrics}" if self.metrics else "")
 
 
+FAULTS = {"hard": "reset", "silent": "stall"}  # --fault name -> the venue fault injected
+
+
 def _result(kind: str, hb: int, metrics: str) -> FlipResult:
     tag = f"{kind}/{hb}ms" + (f" metrics {metrics}" if metrics else "")
     return FlipResult(kind, hb, Latency(f"{tag} flip"), Latency(f"{tag} first ack"), metrics=metrics)
@@ -54,6 +58,7 @@ def _result(kind: str, hb: int, metrics: str) -> FlipResult:
 
 async def _flip_main(
     heartbeats: list[int],
+    kinds: list[str],
     runs: int,
     results: list[FlipResult],
     workdir: Path,
@@ -77,14 +82,18 @@ async def _flip_main(
                 sm = SidecarMetrics(tel.meter)
                 sm.bind(rig.agent, rig.order_counters)
                 variants = [None, sm]
-            for fault, kind in (("reset", "hard"), ("stall", "silent")):
+            for kind in kinds:
+                fault = FAULTS[kind]
                 rows = [_result(kind, hb, ("on" if v else "off") if compare else "") for v in variants]
                 results.extend(rows)
                 for v in variants:  # one warm-up per variant, not recorded
                     rig.set_metrics(v)
                     await rig.one_run(fault)
+                started = time.monotonic()
                 for i in range(runs):
-                    # Alternate which variant goes first, so neither always follows the other.
+                    # Alternate which variant goes first (off on, on off, off on, ...): neither always
+                    # follows the other, and a drift within a pair hits both alike. Run i of "off" and
+                    # run i of "on" are a pair (the bootstrap of the on/off ratio draws them together).
                     order = list(zip(variants, rows, strict=True))
                     if i % 2:
                         order.reverse()
@@ -94,10 +103,15 @@ async def _flip_main(
                         res.flip.record_ns(rig.flip_ns - rig.armed_ns)
                         res.first_ack.record_ns(rig.ack_ns - rig.armed_ns)
                         res.runs.append({"run": i + 1, **d})
+                # What a run of this row costs (fault, recovery and the route back included):
+                # to size --runs and --fault for a run with enough samples beyond p99.
+                per_run_ms = (time.monotonic() - started) * 1000 / (runs * len(variants))
+                doc.setdefault("wall_ms_per_run", {})[f"{kind}/{hb}ms"] = round(per_run_ms, 1)
                 for res in rows:
                     progress(
                         f"{res.label}: {runs} runs, flip p50 {fmt_ms(res.flip.ms(50))} ms, "
-                        f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms"
+                        f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms; {per_run_ms:.0f} ms of wall "
+                        "time per run"
                     )
             if tel is not None:
                 scraped = await asyncio.to_thread(scrape, tel.port)
@@ -124,6 +138,13 @@ def flip(
     runs: Annotated[
         int, typer.Option("--runs", min=1, max=10_000, help="Runs per fault kind and interval.")
     ] = 50,
+    fault: Annotated[
+        list[str],
+        typer.Option(
+            "--fault",
+            help="Fault kinds to run: hard (gateway reset), silent (stall); repeatable. Both by default.",
+        ),
+    ] = ["hard", "silent"],  # noqa: B006 - typer's default; never mutated
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write every sample (us) to this file.")
     ] = None,
@@ -143,10 +164,17 @@ def flip(
 
     if quick:
         heartbeat_ms, runs = [5], 3
+    bad = [f for f in fault if f not in FAULTS]
+    if bad:
+        typer.echo(f"error: --fault: {bad[0]!r} is not one of {', '.join(FAULTS)}", err=True)
+        raise typer.Exit(2)
+    kinds = [k for k in FAULTS if k in fault]  # each once, hard first
 
     logging.getLogger("failover_sidecar").setLevel(logging.ERROR)  # one warning per flip otherwise
     logging.getLogger("failover.venue").setLevel(logging.ERROR)
     params: dict[str, Any] = {"heartbeat_ms": heartbeat_ms, "runs": runs}
+    if kinds != list(FAULTS):
+        params["fault"] = kinds
     if compare_metrics:
         params["compare_metrics"] = True
     cmd = command_line("flip", params)
@@ -166,7 +194,8 @@ def flip(
         notes.append(
             "--compare-metrics: the same agent runs alternately without instruments (off) and with the "
             "sidecar's instruments behind a Prometheus /metrics endpoint on loopback (on); runs "
-            "alternate off/on, on/off, ...; /metrics is scraped once per interval after its runs"
+            "alternate off/on, on/off, ... (run i of each is a pair); /metrics is scraped once per interval "
+            "after its runs; each on/off ratio comes with a paired bootstrap interval"
         )
     machine = print_header("failover bench flip", cmd, params, notes=notes)
     doc: dict[str, Any] = {
@@ -181,7 +210,7 @@ def flip(
     code = 0
     load = MachineLoad()
     try:
-        asyncio.run(_flip_main(heartbeat_ms, runs, results, workdir, compare_metrics, doc))
+        asyncio.run(_flip_main(heartbeat_ms, kinds, runs, results, workdir, compare_metrics, doc))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except BenchFailure as exc:
@@ -238,8 +267,9 @@ def flip(
         for off, on in pairs:
             rows += [(f"{off.kind}/{off.heartbeat_ms}ms flip", off.flip, on.flip)]
             rows += [(f"{off.kind}/{off.heartbeat_ms}ms first ack", off.first_ack, on.first_ack)]
-        overhead.render("metrics overhead: without (off) and with (on) metrics, same run", rows)
-        doc["metrics_overhead"] = {label: overhead.compare(a, b) for label, a, b in rows}
+        doc["metrics_overhead"] = overhead.render(
+            "metrics overhead: without (off) and with (on) metrics, same run", rows
+        )
         if code == 0:
             cost = overhead.instrument_cost()
             doc["instrument_cost_us"] = {k: v.summary() for k, v in cost.items()}

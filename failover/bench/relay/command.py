@@ -189,7 +189,6 @@ def relay(
     doc["latency"] = {"direct": res.direct.to_json(), "relay": res.relay.to_json(), "added_us": added(res)}
     if compare_metrics:
         doc["latency"]["relay_metrics"] = res.relay_metrics.to_json()
-        doc["metrics_overhead"] = {"relay round trip": overhead.compare(res.relay, res.relay_metrics)}
         doc["sidecar_with_metrics_at_rest"] = res.idle_metrics
         doc["scraped"] = res.scraped
     doc["relay_split_us"] = {
@@ -204,8 +203,9 @@ def relay(
     doc["checks"] = res.checks
     if bench is not None and bench.framed_rows is not None:
         doc["framed"] = bench.framed_rows.res.to_json()
-    if not framed_only:
-        render(res)
+    over = render(res) if not framed_only else {}
+    if compare_metrics:  # the rendered comparison (bootstrap done once), or an empty one
+        doc["metrics_overhead"] = over or {"relay round trip": overhead.compare(res.relay, res.relay_metrics)}
     if res.checks:
         c = res.checks
         out.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rich.table import Table
 
@@ -19,7 +20,10 @@ def added(res: Results) -> dict[str, float | None]:
     return {k: round(r[k] - d[k], 1) for k in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")}
 
 
-def render(res: Results) -> None:
+def render(res: Results) -> dict[str, dict[str, Any]]:
+    """Print the tables; returns the metrics comparison (``overhead.compare`` per row; empty
+    without ``--compare-metrics``), so its bootstrap is computed once."""
+    over: dict[str, dict[str, Any]] = {}
     t = Table(title="round trip, one message outstanding (us)", title_justify="left")
     t.add_column("strategy ->")
     for col in ("n", "p50", "p90", "p99", "p99.9", "max", "mean"):
@@ -55,7 +59,7 @@ def render(res: Results) -> None:
             "so the 'added' row is a difference of percentiles, not a percentile of differences"
         )
     if res.relay_metrics.count:
-        overhead.render(
+        over = overhead.render(
             "metrics overhead: relay round trip without (off) and with (on) metrics, same run",
             [("relay round trip", res.relay, res.relay_metrics)],
             unit="us",
@@ -153,3 +157,4 @@ def render(res: Results) -> None:
             "strategy, the venue or others (same 2 cores) were. others = machine busy time charged to none "
             "of the three processes: other processes and kernel softirq work (loopback packet delivery)."
         )
+    return over
