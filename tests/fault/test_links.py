@@ -101,6 +101,23 @@ class ReplicaWatch:
                 await self._task
 
 
+async def _steady_leader(fs: FaultSystem, watch: ReplicaWatch, timeout: float = 30) -> str:
+    """The replica that alone claimed to lead at the watch's last 3 polls (0.4 s or more) and that
+    status names: a row breaks the leader's links, so it must not have moved a moment before."""
+    found: list[str] = []
+
+    async def steady() -> bool:
+        last = watch.claims()[-3:]
+        if len(last) < 3 or any(len(c) != 1 or c != last[0] for c in last):
+            return False
+        (rid,) = last[0]
+        found[:] = [rid]
+        return rid == await leader(fs, timeout=5)
+
+    await fs.obs.until(steady, timeout, "one replica steadily claiming to lead")
+    return found[0]
+
+
 def _fencing_problems(history: list[pb.Decision]) -> list[str]:
     """Decisions written out of term: in revision order, the fencing token (the writer's
     election key revision) never goes back, and each decision comes after its token."""
@@ -130,16 +147,16 @@ async def test_slow_link_leader_to_etcd(fs: FaultSystem) -> None:
     """+30 ms each way on every link between the leader and etcd for 6 s: the leader stays
     (one replica claims to lead at every poll, the same one), no replica calls itself stale,
     its sidecar stays on it, and a switch every second commits and reaches every host."""
-    lead = await leader(fs)
     host = fs.cluster.topo.hosts[0]
-    await pin_host_to(fs, host, lead)
-    links = [fs.cluster.etcd_link(lead, i) for i in range(fs.cluster.topo.etcd_members)]
     commits: list[float] = []
     applied: list[float] = []
     seen: set[str] = set()
-    # the same switch without the delay, for comparison (printed, not bounded)
-    baseline = [(await _switch_via(fs, lead, p))[1] for p in ("backup", "primary")]
     async with ReplicaWatch(fs).running() as watch:
+        lead = await _steady_leader(fs, watch)
+        await pin_host_to(fs, host, lead)
+        links = [fs.cluster.etcd_link(lead, i) for i in range(fs.cluster.topo.etcd_members)]
+        # the same switch without the delay, for comparison (printed, not bounded)
+        baseline = [(await _switch_via(fs, lead, p))[1] for p in ("backup", "primary")]
         t0 = time.monotonic()
         fs.cluster.proxy.set_many(links, Mode.PASS, delay_ms=ETCD_DELAY_MS)
         try:
@@ -187,11 +204,12 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
     stop claiming to lead, its sidecar moves to a replica that sees etcd, another replica
     leads and commits a decision that reaches every host; no two replicas claim to lead at
     once, and no decision is written under the old term after the new one began."""
-    old = await leader(fs)
     host = fs.cluster.topo.hosts[0]
-    await pin_host_to(fs, host, old)
-    links = [fs.cluster.etcd_link(old, i) for i in range(fs.cluster.topo.etcd_members)]
+    deciders: list[str] = []
     async with ReplicaWatch(fs).running() as watch:
+        old = await _steady_leader(fs, watch)
+        await pin_host_to(fs, host, old)
+        links = [fs.cluster.etcd_link(old, i) for i in range(fs.cluster.topo.etcd_members)]
         t0 = time.monotonic()
         fs.cluster.proxy.set_many(links, mode)
         try:
@@ -216,6 +234,7 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
                 for rid in others:
                     try:
                         d = await fs.obs.switch("backup", "leader cut one way from etcd", via=rid)
+                        deciders.append(d.leader_id)
                         await all_apply(
                             fs, "backup", (d.epoch.era, d.epoch.revision), 10, "every host on backup"
                         )
@@ -243,6 +262,7 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
         f"first stale reports {stale[:3]}"
     )
     assert all(len(c) <= 1 for c in claims), f"two replicas claimed to lead at once: {claims}"
+    assert deciders and deciders[-1] != old, f"the decision was committed by {deciders}, cut off {old}"
     assert not problems, f"a decision written out of term: {problems}"
     assert counts.get("NO_PATH", 0) == 0, counts
     name = f"leader-etcd one-way ({'replies' if mode is Mode.DROP_DOWN else 'requests'} dropped)"
@@ -272,13 +292,13 @@ async def test_leader_unreachable_from_peers(fs: FaultSystem, mode: Mode) -> Non
     first commits it through the next replica; leadership does not move (the leader's
     lease is not revoked: its port accepts, it is only unreachable), and decisions still
     reach every host (they travel through etcd, not between replicas)."""
-    lead = await leader(fs)
-    follower = next(r for r in fs.cluster.topo.replicas if r != lead)
-    link = fs.cluster.peer_link(lead)
     revoked_before = {r: _revocations(fs, r) for r in fs.cluster.topo.replicas}
     answers: list[tuple[float, str]] = []
     cli_took: list[float] = []
     async with ReplicaWatch(fs).running() as watch:
+        lead = await _steady_leader(fs, watch)
+        follower = next(r for r in fs.cluster.topo.replicas if r != lead)
+        link = fs.cluster.peer_link(lead)
         t0 = time.monotonic()
         fs.cluster.proxy.set(link, mode)
         try:
@@ -349,5 +369,76 @@ async def test_leader_unreachable_from_peers(fs: FaultSystem, mode: Mode) -> Non
             f"{name}: `failover switch` (follower first) to a decision on every host",
             t,
             5 * (CLI_TIMEOUT_S + 1.5),
+        )
+    await fs.finish_clean()
+
+
+REFUSE_HOLD_S = 8.0
+
+
+async def test_leader_port_refused_to_peers(fs: FaultSystem) -> None:
+    """The leader's port refuses the other replicas' connects for 8 s (a firewall's REJECT),
+    while the leader still sees etcd and serves its sidecars. To a follower that looks like
+    a dead process on a live host (coordinator/core/takeover.py), so a follower revokes the
+    live leader's lease: one leader change, which costs a term, not safety (fencing). What
+    the row asserts: no ping-pong (at most one leader change, never two claims at once),
+    every switch sent to a follower answered at once and committed, decisions on every host,
+    every order acked. The revocations and the change are printed and recorded."""
+    revoked_before = {r: _revocations(fs, r) for r in fs.cluster.topo.replicas}
+    answers: list[tuple[float, str]] = []
+    async with ReplicaWatch(fs).running() as watch:
+        lead = await _steady_leader(fs, watch)
+        link = fs.cluster.peer_link(lead)
+        t0 = time.monotonic()
+        fs.cluster.proxy.set(link, Mode.REFUSE)
+        try:
+            n = 0
+            while time.monotonic() - t0 < REFUSE_HOLD_S:
+                path = "backup" if n % 2 == 0 else "primary"
+                n += 1
+                via = next(r for r in fs.cluster.topo.replicas if r != lead)
+                t_call = time.monotonic()
+                try:
+                    d = await fs.obs.switch(path, "port refused row", via=via)
+                    answers.append((time.monotonic() - t_call, f"OK {d.leader_id}"))
+                    await all_apply(fs, path, (d.epoch.era, d.epoch.revision), 10, f"every host on {path}")
+                except AssertionError as exc:
+                    answers.append((time.monotonic() - t_call, str(exc)[:200]))
+                await asyncio.sleep(0.5)
+            counts = {h: s.counts(t0) for h, s in fs.strategies.items()}
+        finally:
+            fs.cluster.proxy.set(link, Mode.PASS)
+        claims = watch.claims(t0)
+        moved_at = next(
+            (
+                t - t0
+                for t, p in watch.polls
+                if t >= t0 and any(st.is_leader and r != lead for r, st in p.items())
+            ),
+            None,
+        )
+    revoked = {r: _revocations(fs, r) - revoked_before[r] for r in fs.cluster.topo.replicas}
+    sequence = [lead] + [next(iter(c)) for c in claims if len(c) == 1]
+    changes = [(a, b) for a, b in zip(sequence, sequence[1:], strict=False) if a != b]
+    print(
+        f"[fault] leader {lead}'s port refused to its peers: leader changes {changes}, "
+        f"revocations {revoked}, another leader at {moved_at}, "
+        "answers via a follower: " + "; ".join(f"{t:.2f}s {a[:120]}" for t, a in answers)
+    )
+    assert all(len(c) <= 1 for c in claims), f"two replicas claimed to lead at once: {claims}"
+    assert len(changes) <= 1, f"leadership ping-ponged while {lead}'s port refused its peers: {changes}"
+    for t, a in answers:
+        assert t <= SWITCH_DEADLINE_S + 1.0, f"the follower's answer took {t:.2f}s: {a}"
+    for h, c in counts.items():
+        assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h}: {c}"
+    if moved_at is not None:
+        fs.bound(
+            "leader's port refused to its peers: a follower revoked it, another leads", moved_at, 5 * 1.0
+        )
+    for t, _ in answers:
+        fs.bound(
+            "leader's port refused to its peers: a switch sent to a follower answered",
+            t,
+            SWITCH_DEADLINE_S + 1.0,
         )
     await fs.finish_clean()
