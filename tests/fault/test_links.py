@@ -251,6 +251,15 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
         t1 = time.monotonic()
         await leader(fs)
         healed = time.monotonic() - t1
+
+        def fresh_again() -> bool:
+            t, last = watch.polls[-1] if watch.polls else (0.0, {})
+            return t > t1 and old in last and not last[old].stale
+
+        # A connect attempt made while the replies were dropped waits out its connect
+        # timeout (2 s) before the next one: the replica is fresh again after that.
+        await fs.obs.until(fresh_again, 30, f"{old} fresh again")
+        fresh = time.monotonic() - t1
         claims = watch.claims(t0)
         stale = [(round(t - t0, 2), r, why) for t, r, why in watch.stale(t0)]
     new = await leader(fs)
@@ -258,7 +267,8 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
     problems = _fencing_problems(history)
     print(
         f"[fault] leader {old} {mode.value} from etcd: stale {stale_at:.2f}s, stepped down {stepped:.2f}s, "
-        f"{host} moved {moved:.2f}s, decision everywhere {applied:.2f}s; leader now {new}; "
+        f"{host} moved {moved:.2f}s, decision everywhere {applied:.2f}s, fresh after the heal {fresh:.2f}s; "
+        f"leader now {new}; "
         f"first stale reports {stale[:3]}"
     )
     assert all(len(c) <= 1 for c in claims), f"two replicas claimed to lead at once: {claims}"
@@ -271,6 +281,7 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
     fs.bound(f"{name}: its sidecar on a replica that sees etcd", moved, 5 * (STALE_AFTER_S + 1.0))
     fs.bound(f"{name}: a decision by another leader on every host", applied, 5 * (LEASE_TTL_S + 2.0))
     fs.bound(f"{name}: healed to a leader", healed, 5 * LEASE_TTL_S)
+    fs.bound(f"{name}: healed to the old leader fresh again", fresh, 5 * 3.0)
     await fs.finish_clean()
 
 
