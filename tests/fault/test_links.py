@@ -137,6 +137,18 @@ def _fencing_problems(history: list[pb.Decision]) -> list[str]:
     return problems
 
 
+def _heal_reset(fs: FaultSystem, links: list[str]) -> None:
+    """Heal a link that swallowed bytes: reset its connections, then pass.
+
+    The proxy drops bytes out of a live TCP stream, which no network does (TCP
+    retransmits, or the connection dies): a connection that carried on after the
+    heal would have lost whole HTTP/2 frames, e.g. a watch's events (seen: a replica
+    whose view kept its own ended term for 30 s after the heal). Reset, the clients
+    reconnect and resume, as after a real partition that outlived the connection."""
+    fs.cluster.proxy.set_many(links, Mode.CUT)
+    fs.cluster.proxy.set_many(links, Mode.PASS)
+
+
 async def _switch_via(fs: FaultSystem, rid: str, path: str) -> tuple[pb.Decision, float]:
     t0 = time.monotonic()
     d = await fs.obs.switch(path, "link fault row", via=rid)
@@ -247,7 +259,7 @@ async def test_leader_etcd_one_way(fs: FaultSystem, mode: Mode) -> None:
             applied = time.monotonic() - t0
             counts = fs.strategies[host].counts(t0)
         finally:
-            fs.cluster.proxy.set_many(links, Mode.PASS)
+            _heal_reset(fs, links)
         t1 = time.monotonic()
         await leader(fs)
         healed = time.monotonic() - t1
@@ -353,7 +365,7 @@ async def test_leader_unreachable_from_peers(fs: FaultSystem, mode: Mode) -> Non
                 cli_took.append(time.monotonic() - t_cli)
             counts = {h: s.counts(t0) for h, s in fs.strategies.items()}
         finally:
-            fs.cluster.proxy.set(link, Mode.PASS)
+            _heal_reset(fs, [link])
         claims = watch.claims(t0)
     revoked = {r: _revocations(fs, r) - revoked_before[r] for r in fs.cluster.topo.replicas}
     print(
