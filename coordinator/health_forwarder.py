@@ -22,6 +22,7 @@ replica stops, the spans of reports never delivered end with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -155,6 +156,7 @@ class HealthForwarder:
 
     async def run(self) -> None:
         batch: dict[str, _Pending] = {}
+        pusher = asyncio.create_task(self._full_state_to_each_leader(), name="health-full-push")
         try:
             while True:
                 await self._event.wait()
@@ -176,7 +178,33 @@ class HealthForwarder:
                 self._event.set()
                 await wait_any(self._view.changed.wait(), timeout=RETRY_S)
         finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
             self._close([*batch.values(), *self._pending.values()])
+
+    async def _full_state_to_each_leader(self) -> None:
+        """Push this replica's full state to the leader of each new term, once.
+
+        A new leader also asks for it (CollectHealth), but one that cannot reach this
+        replica (its port refused or unreachable from there, while this replica reaches
+        the leader) would otherwise know none of its hosts until a report changed, and
+        refuse every switch: "no host reports the path up"."""
+        sent_term = 0
+        while True:
+            leader = self._view.leader
+            changed = self._view.changed
+            if (
+                leader is None
+                or leader.replica_id == self._id
+                or not leader.address
+                or leader.token == sent_term
+            ):
+                await changed.wait()
+            elif await self._send(self.full_state()):
+                sent_term = leader.token
+            else:
+                await wait_any(changed.wait(), timeout=RETRY_S)
 
     def _close(self, undelivered: Iterable[_Pending]) -> None:
         """The replica stops: end the report spans of what was never delivered (no span leaks,
