@@ -201,7 +201,7 @@ class HealthForwarder:
                 or leader.token == sent_term
             ):
                 await changed.wait()
-            elif await self._send(self.full_state()):
+            elif await self._send_to_leader(self.full_state()):
                 sent_term = leader.token
             else:
                 await wait_any(changed.wait(), timeout=RETRY_S)
@@ -232,6 +232,10 @@ class HealthForwarder:
     async def _send(self, msg: apb.HealthForward) -> bool:
         if self._deliver_local(msg):
             return True
+        return await self._send_to_leader(msg)
+
+    async def _send_to_leader(self, msg: apb.HealthForward) -> bool:
+        """To the leader the view names (not this replica's own term, which may be ending)."""
         leader = self._view.leader
         if leader is None or not leader.address or leader.replica_id == self._id:
             return False
