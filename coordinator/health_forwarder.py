@@ -22,6 +22,7 @@ replica stops, the spans of reports never delivered end with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -171,6 +172,7 @@ class HealthForwarder:
 
     async def run(self) -> None:
         batch: dict[str, _Pending] = {}
+        pusher = asyncio.create_task(self._full_state_to_each_leader(), name="health-full-push")
         try:
             while True:
                 await self._event.wait()
@@ -192,7 +194,33 @@ class HealthForwarder:
                 self._event.set()
                 await wait_any(self._view.changed.wait(), timeout=RETRY_S)
         finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
             self._close([*batch.values(), *self._pending.values()])
+
+    async def _full_state_to_each_leader(self) -> None:
+        """Push this replica's full state to the leader of each new term, once.
+
+        A new leader also asks for it (CollectHealth), but one that cannot reach this
+        replica (its port refused or unreachable from there, while this replica reaches
+        the leader) would otherwise know none of its hosts until a report changed, and
+        refuse every switch: "no host reports the path up"."""
+        sent_term = 0
+        while True:
+            leader = self._view.leader
+            changed = self._view.changed
+            if (
+                leader is None
+                or leader.replica_id == self._id
+                or not leader.address
+                or leader.token == sent_term
+            ):
+                await changed.wait()
+            elif await self._send_to_leader(self.full_state()):
+                sent_term = leader.token
+            else:
+                await wait_any(changed.wait(), timeout=RETRY_S)
 
     def _close(self, undelivered: Iterable[_Pending]) -> None:
         """The replica stops: end the report spans of what was never delivered (no span leaks,
@@ -220,6 +248,10 @@ class HealthForwarder:
     async def _send(self, msg: apb.HealthForward) -> bool:
         if self._deliver_local(msg):
             return True
+        return await self._send_to_leader(msg)
+
+    async def _send_to_leader(self, msg: apb.HealthForward) -> bool:
+        """To the leader the view names (not this replica's own term, which may be ending)."""
         leader = self._view.leader
         if leader is None or not leader.address or leader.replica_id == self._id:
             return False

@@ -7,7 +7,10 @@ directory. Every link a test may break goes through a ``ProxyThread`` link:
 
 - ``sc_link(host, rid)``: sidecar ``host`` -> coordinator ``rid`` (each host lists
   the replicas rotated by its index, so hosts spread over replicas);
-- ``etcd_link(rid, i)``: coordinator ``rid`` -> etcd member ``i``.
+- ``etcd_link(rid, i)``: coordinator ``rid`` -> etcd member ``i``;
+- ``peer_link(rid)``: any other replica -> coordinator ``rid`` (only with
+  ``Topology.proxy_peers``: ``rid`` advertises the link's address, which its peers
+  use to forward requests and health to it; sidecars keep their own links).
 
 Venue paths are broken with the simulator's own control service (reset, stall,
 slow, logon refused, per gateway and per session). Signals go to the pids this
@@ -58,6 +61,11 @@ class Topology:
     etcd_quota_bytes: int = 256 * 1024 * 1024
     # children run under libfaketime (their wall clock only; see ``jump_clock``)
     faketime: tuple[str, ...] = ()
+    # Replicas reach each other through ``peer_link(rid)``. Off by default: a follower
+    # revokes a dead leader's lease when its port refuses connections, and a proxy's
+    # port never refuses (it accepts, then resets), so killed-leader rows would wait out
+    # the lease TTL instead.
+    proxy_peers: bool = False
 
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -153,6 +161,10 @@ class FaultCluster:
     def etcd_link(rid: str, member: int) -> str:
         return f"{rid}>etcd{member}"
 
+    @staticmethod
+    def peer_link(rid: str) -> str:
+        return f"peers>{rid}"
+
     def replica_of_link_address(self, address: str) -> str:
         """The replica behind a sidecar's proxied coordinator address ('' if none)."""
         for name, link in self.proxy.links.items():
@@ -189,6 +201,9 @@ class FaultCluster:
         for host in self.topo.hosts:
             for rid in self.topo.replicas:
                 self.proxy.add(self.sc_link(host, rid), self.coordinator_addrs[rid])
+        if self.topo.proxy_peers:
+            for rid in self.topo.replicas:
+                self.proxy.add(self.peer_link(rid), self.coordinator_addrs[rid])
         args = ["venue", "run", "--control", self.venue_control]
         for name, addr in self.gateways.items():
             args += ["--gateway", f"{name}={addr}"]
@@ -209,11 +224,15 @@ class FaultCluster:
             return self.procs[rid].start()
         assert self.etcd is not None
         eps = [self.proxy.links[self.etcd_link(rid, i)].address for i in range(len(self.etcd.members))]
+        advertise = (
+            {"advertise": self.proxy.links[self.peer_link(rid)].address} if self.topo.proxy_peers else {}
+        )
         cfg = self._write(
             f"{rid}.yaml",
             {
                 "replica_id": rid,
                 "listen": self.coordinator_addrs[rid],
+                **advertise,
                 "metrics_listen": self.metrics_addrs[rid],
                 "etcd": {"endpoints": eps, "prefix": self.prefix},
                 "election": {"lease_ttl_s": self.topo.lease_ttl_s},
@@ -313,10 +332,13 @@ class FaultCluster:
                 restarted.append(name)
         return restarted
 
-    def etcd_leader(self) -> int:
-        """Index of the etcd member that is etcd's own raft leader (-1 if none answers)."""
+    def etcd_leader(self, skip: int = -1) -> int:
+        """Index of the etcd member that is etcd's own raft leader (-1 if none answers);
+        ``skip``: a member not to ask (a paused one would hold each query for its timeout)."""
         assert self.etcd is not None
         for i, ep in enumerate(self.etcd.endpoints):
+            if i == skip:
+                continue
             req = urllib.request.Request(f"http://{ep}/v3/maintenance/status", data=b"{}", method="POST")
             with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(req, timeout=1) as r:
                 st = json.loads(r.read())

@@ -11,6 +11,9 @@ upstream. Its mode applies to live connections at once:
   accepted and reset at once (a refused or broken link).
 - ``DROP_UP`` / ``DROP_DOWN``: bytes from client to upstream (UP) or back (DOWN)
   are discarded; the other direction flows (an asymmetric partition).
+- ``REFUSE``: live connections are reset and the port stops listening, so new
+  connects are refused (a dead process on a live host, or a firewall's REJECT);
+  leaving REFUSE listens on the same port again (``ProxyThread.set`` does both).
 
 ``ProxyThread`` runs links on an event loop in a background thread, so a test that
 blocks (``subprocess.run``, a slow assertion) never stalls the links it controls.
@@ -41,6 +44,7 @@ class Mode(enum.Enum):
     CUT = "cut"
     DROP_UP = "drop_up"
     DROP_DOWN = "drop_down"
+    REFUSE = "refuse"
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -105,7 +109,7 @@ class Link:
         self.mode = mode
         if delay_ms is not None:
             self.delay_ms = delay_ms
-        if mode is Mode.CUT:
+        if mode in (Mode.CUT, Mode.REFUSE):
             for c in list(self._conns):
                 c.reset()
             self._conns.clear()
@@ -113,9 +117,17 @@ class Link:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def listening(self, on: bool) -> None:
+        """Stop listening (connects refused) or listen again on the same port."""
+        if not on and self._server is not None:
+            self._server.close()
+            self._server = None
+        elif on and self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.listen_port)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_total += 1
-        if self.mode is Mode.CUT:
+        if self.mode in (Mode.CUT, Mode.REFUSE):
             _reset(writer)
             return
         host, _, port = self.upstream.rpartition(":")
@@ -123,6 +135,10 @@ class Link:
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
         except OSError:
             _reset(writer)
+            return
+        if self.mode in (Mode.CUT, Mode.REFUSE):  # set while we connected upstream
+            _reset(writer)
+            _reset(up_writer)
             return
         conn = _Conn(writer, up_writer)
         self._conns.add(conn)
@@ -143,7 +159,7 @@ class Link:
                     await asyncio.sleep(self.delay_ms / 1000)
                 if self.mode in (Mode.STALL, drop):
                     continue  # swallowed
-                if self.mode is Mode.CUT:
+                if self.mode in (Mode.CUT, Mode.REFUSE):
                     break
                 dst.write(data)
                 await dst.drain()
@@ -192,6 +208,7 @@ class ProxyThread:
 
         async def apply() -> None:
             link.set(mode, delay_ms)
+            await link.listening(mode is not Mode.REFUSE)
 
         self._run(apply())
 

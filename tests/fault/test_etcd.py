@@ -8,6 +8,7 @@ there, nothing commits without one, and the hosts route on meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
@@ -433,4 +434,71 @@ async def test_nospace_alarm(fs: FaultSystem) -> None:
     assert after == before, f"the leader changed from {before} to {after} on NOSPACE"
     fs.bound("etcd NOSPACE: compaction + defragment + disarm", cleared, 5 * 2.0)
     fs.bound("etcd NOSPACE: disarm to a decision on every host", resumed, 5 * 2.0)
+    await fs.finish_clean()
+
+
+LEADER_PAUSE_S = 8.0
+
+
+async def test_etcd_leader_paused(fs: FaultSystem) -> None:
+    """etcd's own raft leader SIGSTOPped for 8 s (its sockets stay open, it answers nothing):
+    the two left elect a new etcd leader (election timeout 1 s); the coordinators ride it
+    out (at any moment at most one replica claims to lead, and at most one leader change
+    over the row); a switch commits again and reaches every host; hosts route on with every
+    order acked. After SIGCONT the member rejoins (healthy, a follower of the new leader) and
+    a decision still reaches every host."""
+    etcd = fs.cluster.etcd
+    assert etcd is not None
+    before = await leader(fs)
+    victim = await asyncio.to_thread(fs.cluster.etcd_leader)
+    assert victim >= 0, "no etcd member reports a leader"
+    claimed_by: list[set[str]] = []  # each poll's set of replicas claiming to lead
+
+    async def watch_claims() -> None:
+        while True:
+            claimed_by.append({r for r, lead in (await fs.obs.leaders_claimed()).items() if lead})
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch_claims())
+    t0 = time.monotonic()
+    etcd.signal_member(victim, signal.SIGSTOP)
+    try:
+
+        async def new_etcd_leader() -> bool:
+            i = await asyncio.to_thread(fs.cluster.etcd_leader, victim)
+            return i >= 0
+
+        elected = await fs.obs.until(new_etcd_leader, 20, "a new etcd leader among the two left")
+        await _committed_within(fs, "backup", 30)
+        resumed = time.monotonic() - t0
+        while time.monotonic() - t0 < LEADER_PAUSE_S:  # noqa: ASYNC110 - the pause is a duration
+            await fs.obs.poll_once()
+        during = {h: s.counts(t0) for h, s in fs.strategies.items()}
+    finally:
+        etcd.signal_member(victim, signal.SIGCONT)
+    t1 = time.monotonic()
+    await asyncio.to_thread(etcd.wait_healthy, 20.0)
+    rejoined = time.monotonic() - t1
+    now_leader = await asyncio.to_thread(fs.cluster.etcd_leader)
+    await _committed_within(fs, "primary", 30)
+    after_resume = time.monotonic() - t1
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    after = await leader(fs)
+    sequence = [next(iter(c)) for c in claimed_by if len(c) == 1]
+    changes = sum(1 for a, b in zip(sequence, sequence[1:], strict=False) if a != b)
+    print(
+        f"[fault] etcd leader member{victim} paused: coordinator leader {before} -> {after}, "
+        f"etcd leader after SIGCONT member{now_leader}, claim changes {changes}, "
+        f"polls with two claims {sum(1 for c in claimed_by if len(c) > 1)}"
+    )
+    assert all(len(c) <= 1 for c in claimed_by), f"two replicas claimed to lead at once: {claimed_by}"
+    assert changes <= 1, f"leadership flapped while etcd's leader was paused: {sequence}"
+    for h, c in during.items():
+        assert c.get("ACKED", 0) > 0 and set(c) <= {"ACKED", "pending"}, f"{h}: {c}"
+    fs.bound("etcd leader SIGSTOP: a new etcd leader", elected, 5 * 1.5)
+    fs.bound("etcd leader SIGSTOP: a decision on every host", resumed, 5 * 3.0)
+    fs.bound("etcd leader SIGSTOP: SIGCONT to the member healthy again", rejoined, 5 * 1.0)
+    fs.bound("etcd leader SIGSTOP: SIGCONT to a decision on every host", after_resume, 5 * 2.0)
     await fs.finish_clean()

@@ -129,3 +129,27 @@ def test_thread_links_survive_a_blocked_caller(thread: ProxyThread) -> None:
             raise ConnectionResetError("closed without reset")
     for x in (c, s, srv):
         x.close()
+
+
+def test_refuse_closes_the_port_and_listens_again(thread: ProxyThread) -> None:
+    """REFUSE: connects are refused (what a dead process's port does); PASS listens again
+    on the same port."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    link = thread.add("l", f"127.0.0.1:{srv.getsockname()[1]}")
+    c = socket.create_connection(("127.0.0.1", link.listen_port), timeout=2)
+    deadline = time.monotonic() + 2
+    while link.live == 0 and time.monotonic() < deadline:  # the proxy's loop took it
+        time.sleep(0.01)
+    thread.set("l", Mode.REFUSE)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", link.listen_port), timeout=2)
+    c.settimeout(2)
+    with pytest.raises((ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        c.sendall(b"x")
+        if not c.recv(1):
+            raise ConnectionResetError("closed without reset")
+    thread.set("l", Mode.PASS)
+    again = socket.create_connection(("127.0.0.1", link.listen_port), timeout=2)
+    s, _ = srv.accept()
+    for x in (c, again, s, srv):
+        x.close()

@@ -8,8 +8,10 @@ import contextlib
 from coordinator.health_forwarder import HealthForwarder
 from coordinator.keys import Keys
 from coordinator.peers import PeerChannels
-from coordinator.view import ClusterView
+from coordinator.view import ClusterView, LeaderKey
+from failover import rpc
 from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc
 from failover.v1 import types_pb2 as pb
 
 G = "g"
@@ -152,3 +154,64 @@ def test_closing_a_stream_costs_the_same_however_many_streams_are_open() -> None
     fwd.opened(7, "h9", "site")
     fwd.ended(7)
     assert fwd._pending["h9"].gone
+
+
+class _Leader(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
+    """A leader's Peer service that records forwarded health (it never asks for any)."""
+
+    def __init__(self) -> None:
+        self.got: list[apb.HealthForward] = []
+        self.arrived = asyncio.Event()
+
+    async def ForwardHealth(self, request: apb.HealthForward, context: object) -> apb.ForwardAck:
+        self.got.append(request)
+        self.arrived.set()
+        return apb.ForwardAck(is_leader=True)
+
+
+async def test_a_new_leader_gets_the_full_state_without_asking() -> None:
+    """A new leader collects every replica's full state by asking (CollectHealth); one that
+    cannot reach this replica (its port refused from there, a firewall's REJECT) would know
+    none of its hosts until a report changed, and refuse every switch ("no host reports the
+    path up"). The replica pushes its full state to each new term's leader itself."""
+    leader = _Leader()
+    server = rpc.make_server()
+    admin_pb2_grpc.add_PeerServicer_to_server(leader, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    view = ClusterView(Keys("/t/"))
+    peers = PeerChannels()
+    fwd = HealthForwarder("r1", view, peers, lambda _msg: False)
+    task = asyncio.create_task(fwd.run())
+    try:
+        fwd.opened(1, "h1", "site")
+        fwd.report(1, _paths(pb.PATH_STATE_UP))  # no leader yet: kept pending
+        await asyncio.sleep(0.05)
+        view.leader = LeaderKey("r2", f"127.0.0.1:{port}", token=7)
+        view.changed.set()
+        view.changed = asyncio.Event()
+        async with asyncio.timeout(5):
+            while not any(h.host_id == "h1" and h.full for m in leader.got for h in m.hosts):
+                leader.arrived.clear()
+                await leader.arrived.wait()
+        await asyncio.sleep(0.3)  # the pending report may arrive too
+        n = len(leader.got)
+        # nothing changed since: the same term gets nothing more, the next leader's term gets it
+        view.changed.set()
+        view.changed = asyncio.Event()
+        await asyncio.sleep(0.3)
+        assert len(leader.got) == n, leader.got
+        view.leader = LeaderKey("r3", f"127.0.0.1:{port}", token=9)
+        view.changed.set()
+        view.changed = asyncio.Event()
+        async with asyncio.timeout(5):
+            while len(leader.got) == n:
+                leader.arrived.clear()
+                await leader.arrived.wait()
+        assert [h.host_id for h in leader.got[-1].hosts] == ["h1"] and leader.got[-1].hosts[0].full
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await peers.close()
+        await server.stop(None)
