@@ -5,12 +5,16 @@ upstream. Its mode applies to live connections at once:
 
 - ``PASS``: forward both ways (plus ``delay_ms`` added to every chunk, each way).
 - ``STALL``: sockets stay open, bytes are read and held back (a silent peer: the
-  classic half-dead link). Leaving STALL releases nothing that was held: a stalled
-  link loses what it swallowed, like a blackholed route.
+  classic half-dead link). Leaving STALL releases nothing that was held, and every
+  connection that lost bytes is reset then: a TCP stream never goes on with a hole
+  in it (a real one retransmits or breaks), and a connection that did would carry
+  corrupt frames for ever (an HTTP/2 peer answers each new call with RST_STREAM
+  PROTOCOL_ERROR while the connection itself looks alive).
 - ``CUT``: every live connection is reset (RST via SO_LINGER 0) and new ones are
   accepted and reset at once (a refused or broken link).
 - ``DROP_UP`` / ``DROP_DOWN``: bytes from client to upstream (UP) or back (DOWN)
-  are discarded; the other direction flows (an asymmetric partition).
+  are discarded; the other direction flows (an asymmetric partition). As with STALL,
+  a connection that lost bytes is reset when the link passes again.
 - ``REFUSE``: live connections are reset and the port stops listening, so new
   connects are refused (a dead process on a live host, or a firewall's REJECT);
   leaving REFUSE listens on the same port again (``ProxyThread.set`` does both).
@@ -61,6 +65,7 @@ class _Conn:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    lost_bytes: bool = False  # swallowed something: reset when the link passes again
 
     def reset(self) -> None:
         for t in self.tasks:
@@ -113,6 +118,10 @@ class Link:
             for c in list(self._conns):
                 c.reset()
             self._conns.clear()
+        elif mode is Mode.PASS:
+            for c in [c for c in self._conns if c.lost_bytes]:
+                c.reset()
+                self._conns.discard(c)
         assert self._changed is not None
         self._changed.set()
         self._changed = asyncio.Event()
@@ -158,6 +167,7 @@ class Link:
                 if self.delay_ms > 0:
                     await asyncio.sleep(self.delay_ms / 1000)
                 if self.mode in (Mode.STALL, drop):
+                    conn.lost_bytes = True
                     continue  # swallowed
                 if self.mode in (Mode.CUT, Mode.REFUSE):
                     break

@@ -58,13 +58,21 @@ async def test_stall_keeps_socket_open_and_swallows(echo: str) -> None:
     link = await Link("l", echo).start()
     try:
         r, w = await _open(link)
+        quiet_r, quiet_w = await _open(link)  # sends nothing while stalled
         link.set(Mode.STALL)
         with pytest.raises(asyncio.TimeoutError):
             await _roundtrip(r, w, b"lost", 0.3)
         assert not r.at_eof()
         link.set(Mode.PASS)
-        assert await _roundtrip(r, w, b"back", 2) == b"back"
-        w.close()
+        # The connection that lost bytes is reset (a TCP stream never resumes with a hole in
+        # it); the one that lost nothing goes on; new connections pass.
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await _roundtrip(r, w, b"back", 2)
+        assert await _roundtrip(quiet_r, quiet_w, b"kept", 2) == b"kept"
+        r2, w2 = await _open(link)
+        assert await _roundtrip(r2, w2, b"new", 2) == b"new"
+        for writer in (w, quiet_w, w2):
+            writer.close()
     finally:
         await link.close()
 
@@ -98,9 +106,13 @@ async def test_drop_one_direction(echo: str) -> None:
         link.set(Mode.DROP_UP)
         with pytest.raises(asyncio.TimeoutError):
             await _roundtrip(r, w, b"b", 0.3)
-        link.set(Mode.PASS)
-        assert await _roundtrip(r, w, b"c", 2) == b"c"
+        link.set(Mode.PASS)  # this connection lost bytes: reset, as in STALL
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await _roundtrip(r, w, b"c", 2)
+        r2, w2 = await _open(link)
+        assert await _roundtrip(r2, w2, b"d", 2) == b"d"
         w.close()
+        w2.close()
     finally:
         await link.close()
 
