@@ -60,6 +60,7 @@ class Election:
         self.terms = 0
         self._lease: Lease | None = None  # the lease we campaign (or lead) with now
         self._resigned = False
+        self._given_up: int | None = None  # the lease resign revoked (not revoked a second time)
 
     @property
     def is_leader(self) -> bool:
@@ -89,7 +90,9 @@ class Election:
                     ended = await self._campaign(lease, keeper, work)
             finally:
                 self._lease = None
-                if not await self._revoke(lease):
+                # Once is enough: a second revoke would be one more etcd write at the very
+                # moment the followers campaign.
+                if lease.id != self._given_up and not await self._revoke(lease):
                     unrevoked = lease
             if ended and not self._resigned:
                 # Give a healthy follower the first chance after a failed term.
@@ -99,15 +102,18 @@ class Election:
         """Give the role up now, before anything else stops: stop calling ourselves leader
         and revoke the lease at once (the election key goes with it and every follower's
         watch fires), without waiting for the term's work to unwind first. Anything the
-        term still tries to commit is refused by etcd (every write is fenced). Cancel
-        ``run`` afterwards; its own revoke of the same lease then finds it gone.
+        term still tries to commit is refused by etcd (every write is fenced); a commit
+        already in flight lands or is refused, and the term's work is not cut short by
+        the key's deletion (the stopper cancels it once settled). Cancel ``run``
+        afterwards; it does not revoke the same lease again.
         """
         self._resigned = True  # no new campaign after this term, even if a cancel gets lost
         lease = self._lease
         if lease is None:
             return
         self.leadership = None
-        await self._revoke(lease)
+        if await self._revoke(lease):
+            self._given_up = lease.id
 
     async def _revoke(self, lease: Lease) -> bool:
         """Revoke (shielded: resigning must finish even while we are being cancelled).
@@ -187,6 +193,8 @@ class Election:
                 why = "the election key is gone or belongs to a newer term"
             if why:
                 self.leadership = None
+                if self._resigned:
+                    return  # our own resign: the work settles, then the stopper cancels it
                 raise LeadershipLost(why)
             await wait_any(keeper.wait_lost(), v.changed.wait())
 

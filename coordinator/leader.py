@@ -120,6 +120,8 @@ class LeaderWork:
         self._stale = False  # a commit of this pass lost to a concurrent change
         self._gathered = True  # this term's health is collected (set per term in run)
         self._stood_down = False  # the lease was given up on purpose (graceful stop)
+        self._settled = asyncio.Event()  # set while no decision pass runs
+        self._settled.set()
         self.leadership: Leadership | None = None
         # Set (and replaced) whenever ``leadership`` changes: requests waiting for a
         # leader wake when this replica's term begins, not at the next view change.
@@ -139,10 +141,17 @@ class LeaderWork:
         self.leadership_changed = asyncio.Event()
 
     def stand_down(self) -> None:
-        """The lease is revoked (a graceful stop): requests arriving from now on go to the
-        next leader; the term's own work ends when it is cancelled."""
+        """A graceful stop, before the lease is revoked: nothing is started here any more
+        (requests arriving or still queued go to the next leader; no decision of its own),
+        so no write of this term races the revoke; a commit already in flight lands or is
+        refused (see ``settle``). The term's work ends when it is cancelled."""
         self._stood_down = True
         self._set_leadership(None)
+        self._wake.set()  # hands the queue on now
+
+    async def settle(self, timeout: float) -> None:
+        """Until no pass is running (a commit in flight has its answer), at most ``timeout``."""
+        await wait_any(self._settled.wait(), timeout=timeout)
 
     def wake(self) -> None:
         """Re-run the decision pass (health changed)."""
@@ -168,7 +177,11 @@ class LeaderWork:
                 started_at = self._view.revision
                 self._wake.clear()
                 self._stale = False
-                await self._pass(leadership)
+                self._settled.clear()
+                try:
+                    await self._pass(leadership)
+                finally:
+                    self._settled.set()
                 await self._until_moved(started_at)
         finally:
             await cancel_and_wait([gather, *self._prunes.values()])
@@ -221,6 +234,9 @@ class LeaderWork:
             req = self._requests.get_nowait()
             if req.future.done():
                 continue  # the caller gave up before we got to it
+            if self._stood_down:
+                _reply(req, error=TermEnded("leader stopping; passed to the next"))
+                continue
             if not self._gathered and self._needs_health(req):
                 held.append(req)  # answered once health is gathered (that wakes the loop)
                 continue
@@ -251,7 +267,7 @@ class LeaderWork:
                 )
         for req in held:
             self._requests.put_nowait(req)
-        if not self._gathered:
+        if not self._gathered or self._stood_down:
             return  # no decision of its own before the new term knows the fleet's health
         for group in sorted(self._view.groups):
             proposal = self._reconcile(group)

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
 ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
+SETTLE_S = 1.0  # a graceful stop waits this long at most for a commit in flight
 
 
 class Replica:
@@ -199,18 +200,23 @@ class Replica:
         )
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
-        """Stop in the order that lets a follower lead at once: resign first (the lease is
-        revoked before the term unwinds, so the election key goes and every follower's
-        watch fires), while the view and the server still run, so a Switch forwarded here
-        meanwhile is passed on to the successor instead of failing; then stop serving
-        (calls in flight get a short grace, the view still moving); the rest stops after.
+        """Stop in the order that lets a follower lead at once: stand down (nothing new is
+        started here, so no write races the revoke), then resign (the lease is revoked
+        before the term unwinds, so the election key goes and every follower's watch
+        fires), while the view and the server still run, so a Switch forwarded here
+        meanwhile is passed on to the successor instead of failing; let a commit already
+        in flight get its answer (bounded); then stop serving (calls in flight get a short
+        grace, the view still moving); the rest stops after.
         """
         started = time.monotonic()
         was_leader = self.election.is_leader
+        self.leader.stand_down()  # nothing new starts here; requests go to the successor
         await self.election.resign()
-        self.leader.stand_down()  # requests arriving now go to the successor
         if was_leader:
             log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
+        # A commit sent before the revoke lands or is refused (then it is passed on):
+        # its caller gets that answer rather than "outcome unknown" from a cancel.
+        await self.leader.settle(SETTLE_S)
         # Bounded: the revoke inside gives up after 2 s (the TTL then expires the lease).
         # Cancelled again until it ends: on Python 3.11 a TaskGroup aborting a term at
         # the same moment can swallow one cancel (the run loop also stops by itself

@@ -7,21 +7,31 @@ Each of ``runs`` repetitions, on one etcd cluster and N coordinator processes:
 2. SIGKILL the leader, then send Switch to a survivor (short timeout, retried
    at once on UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED) until one commits;
    restart the killed replica with its config and wait until it answers;
-3. SIGTERM the leader, then concurrently poll a survivor's GetStatus every
-   5 ms until it names a new leader, and send Switch to that survivor until
-   one commits; restart it and wait until it answers.
+3. SIGTERM the leader, then concurrently watch the election key (the bench's
+   own etcd watch, opened before the signal) until another replica's key is
+   put, and send Switch to a survivor until one commits; restart it and wait
+   until it answers.
+
+The new leader is observed by a watch, not by polling a survivor's GetStatus:
+that call asks every replica for its status and etcd for its alarms, so a poll
+every 5 ms loaded the very replicas and etcd members the hand-over runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from typing import Any
 
 import grpc
 
+from coordinator.keys import Keys
+from coordinator.store.etcd_store import EtcdStore
+from coordinator.store.types import EventKind
+from failover.aio import wait_any
 from failover.bench.common import (
     PATHS,
     BenchFailure,
@@ -33,7 +43,6 @@ from failover.bench.common import (
 from failover.stats import Latency
 
 POLL_INTERVAL_S = 0.005
-MAX_POLLS_IN_FLIGHT = 50
 
 
 class ControlPlaneBench:
@@ -55,6 +64,10 @@ class ControlPlaneBench:
         self.deadline = deadline
         self.active = ""
         self.details: list[dict[str, Any]] = []
+        self._etcd: EtcdStore | None = None  # the bench's own client: watches the election key
+        self.elections: list[tuple[int, str, int]] = []  # (revision, replica id, delivered ns)
+        self.election_seen = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
         self.incidents: list[dict[str, Any]] = []
         self.stats = {
             "commit_via_leader": Latency(
@@ -71,8 +84,8 @@ class ControlPlaneBench:
                 "on UNAVAILABLE/DEADLINE_EXCEEDED) that committed under a new leader",
             ),
             "sigterm_to_new_leader": Latency(
-                "leader SIGTERM -> new leader seen",
-                "SIGTERM of the leader -> a survivor's GetStatus (started every 5 ms) names another leader",
+                "leader SIGTERM -> new leader elected",
+                "SIGTERM of the leader -> the bench's own etcd watch delivers another replica's election key",
             ),
             "sigterm_to_commit": Latency(
                 "leader SIGTERM -> commit",
@@ -89,6 +102,11 @@ class ControlPlaneBench:
         }
 
     # --- helpers -------------------------------------------------------------
+
+    def _store(self) -> EtcdStore:
+        if self._etcd is None:
+            self._etcd = EtcdStore(self.c.endpoints, rpc_timeout_s=2.0)
+        return self._etcd
 
     def _next_path(self) -> str:
         return PATHS[1] if self.active == PATHS[0] else PATHS[0]
@@ -260,44 +278,35 @@ class ControlPlaneBench:
             "restart_to_ready_ms": restart_ns / 1e6,
         }
 
-    async def _poll_new_leader(self, address: str, old: str, end: float) -> tuple[int, str, int]:
-        """Start a GetStatus every 5 ms until one names a leader other than ``old``.
+    async def _watch_elections(self, ready: asyncio.Event) -> None:
+        """The bench's own etcd watch on the election key, for the whole run: every key put,
+        with when its event was delivered here (``elections``)."""
+        store = self._store()
+        start_revision = await store.current_revision() + 1
+        async with store.watch(Keys(self.c.prefix).leader, start_revision) as w:
+            ready.set()
+            async for batch in w:
+                now = time.monotonic_ns()
+                for ev in batch.events:
+                    if ev.kind is EventKind.PUT:
+                        rid = str(json.loads(ev.kv.value).get("id", ""))
+                        self.elections.append((ev.kv.mod_revision, rid, now))
+                self.election_seen.set()
+                self.election_seen = asyncio.Event()
+        raise BenchFailure("the bench's etcd watch on the election key ended")
 
-        Returns (monotonic ns of that reply, new leader id, polls started).
-        """
-        loop = asyncio.get_running_loop()
-        found: asyncio.Future[tuple[int, str]] = loop.create_future()
-        inflight: set[asyncio.Task[None]] = set()
-
-        async def one() -> None:
-            try:
-                st = await self.c.status(address, timeout=2.0)
-            except grpc.aio.AioRpcError:
-                return
-            now = time.monotonic_ns()
-            rid = str(st.leader.replica_id)
-            if rid and rid != old and not found.done():
-                found.set_result((now, rid))
-
-        polls = 0
-        try:
-            while not found.done():
-                if time.monotonic() > end:
-                    raise BenchFailure(f"no new leader in {address}'s GetStatus within {self.run_timeout_s}s")
-                if len(inflight) < MAX_POLLS_IN_FLIGHT:
-                    polls += 1
-                    task = asyncio.create_task(one())
-                    inflight.add(task)
-                    task.add_done_callback(inflight.discard)
-                await asyncio.wait({found}, timeout=POLL_INTERVAL_S)
-            t, rid = found.result()
-            return t, rid, polls
-        finally:
-            for task in list(inflight):
-                task.cancel()
-            for task in list(inflight):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    async def _new_leader(self, old: str, after_revision: int, end: float) -> tuple[int, str]:
+        """(delivery ns, id) of the first election key put after ``after_revision`` by another
+        replica than ``old``, as the bench's own watch saw it."""
+        while True:
+            for rev, rid, t in self.elections:
+                if rev > after_revision and rid and rid != old:
+                    return t, rid
+            self._check_watch()
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise BenchFailure(f"no new leader's election key within {self.run_timeout_s}s")
+            await wait_any(self.election_seen.wait(), timeout=min(remaining, 1.0))
 
     async def _wait_exit(self, p: CoordinatorProc, end: float) -> int:
         while p.alive:
@@ -328,17 +337,18 @@ class ControlPlaneBench:
             )
             return time.monotonic_ns(), resp, n
 
+        before = await self._store().current_revision()
         t0 = time.monotonic_ns()
         end = time.monotonic() + self.run_timeout_s
         victim.signal(signal.SIGTERM)
         try:
             async with asyncio.TaskGroup() as tg:
-                seen = tg.create_task(self._poll_new_leader(target.address, leader_id, end))
+                seen = tg.create_task(self._new_leader(leader_id, before, end))
                 committed = tg.create_task(commit())
                 exited = tg.create_task(self._wait_exit(victim, end))
         except* BenchFailure as eg:
             raise eg.exceptions[0] from None
-        t_seen, seen_id, polls = seen.result()
+        t_seen, seen_id = seen.result()
         t_commit, resp, attempts = committed.result()
         t_exit = exited.result()
         self._committed(resp, path)
@@ -347,10 +357,10 @@ class ControlPlaneBench:
         self.stats["sigterm_to_exit"].record_ns(t_exit - t0)
         code = victim.proc.returncode if victim.proc is not None else None
         progress(
-            f"run {run + 1}/{self.runs} SIGTERM {leader_id}: {seen_id} seen as leader after "
+            f"run {run + 1}/{self.runs} SIGTERM {leader_id}: {seen_id} elected after "
             f"{(t_seen - t0) / 1e6:.2f} ms, commit after {(t_commit - t0) / 1e6:.2f} ms, "
             f"exit (code {code}) after {(t_exit - t0) / 1e6:.2f} ms "
-            f"({polls} polls, {attempts} Switch attempts: {codes or 'none failed'})"
+            f"({attempts} Switch attempts: {codes or 'none failed'})"
         )
         restart_ns = await self.restart(victim, run=run)
         self.c.check_alive()
@@ -360,10 +370,9 @@ class ControlPlaneBench:
             "sent_to": target.replica_id,
             "new_leader_seen": seen_id,
             "new_leader_committed": str(resp.decision.leader_id),
-            "new_leader_seen_ms": (t_seen - t0) / 1e6,
+            "new_leader_elected_ms": (t_seen - t0) / 1e6,
             "commit_ms": (t_commit - t0) / 1e6,
             "exit_ms": (t_exit - t0) / 1e6,
-            "status_polls": polls,
             "attempts": attempts,
             "errors": codes,
             "first_errors": first_errors,
@@ -371,6 +380,26 @@ class ControlPlaneBench:
         }
 
     async def run(self) -> None:
+        ready = asyncio.Event()
+        self._watch = asyncio.create_task(self._watch_elections(ready), name="bench-election-watch")
+        try:
+            async with asyncio.timeout(self.run_timeout_s):
+                await wait_any(ready.wait(), asyncio.shield(self._watch))
+            self._check_watch()
+            await self._run()
+        finally:
+            self._watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch
+            if self._etcd is not None:
+                await self._etcd.close()
+
+    def _check_watch(self) -> None:
+        if self._watch is not None and self._watch.done():
+            exc = None if self._watch.cancelled() else self._watch.exception()
+            raise BenchFailure(f"the bench's etcd watch on the election key ended: {exc!r}")
+
+    async def _run(self) -> None:
         progress(f"waiting for {self.c.n} coordinators to be ready")
         await self.c.wait_ready(timeout=self.run_timeout_s * 2)
         st = await self.c.status(self.c.procs[0].address)
