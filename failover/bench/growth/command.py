@@ -218,9 +218,10 @@ def growth(
     results: list[dict[str, Any]] = []
     with sigterm_as_interrupt():
         try:
-            results = measure_points(
+            for doc_point in measure_points(
                 points, runner, point_timeout_s=point_timeout, deadline=started + max_seconds
-            )
+            ):
+                results.append(doc_point)
         except KeyboardInterrupt:
             code = 130
     fits = fit_curves(k, results)

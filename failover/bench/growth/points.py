@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,10 @@ def _first_line(exc: BaseException) -> str:
 
 def measure_points(
     points: list[Point], runner: Runner, *, point_timeout_s: float, deadline: float
-) -> list[dict[str, Any]]:
-    """Every point in order: its figures, or ``reached: False`` with the reason; never raises
-    except KeyboardInterrupt (the point's processes are stopped by then)."""
-    results: list[dict[str, Any]] = []
+) -> Iterator[dict[str, Any]]:
+    """Every point in order: its figures, or ``reached: False`` with the reason. Raises nothing
+    but KeyboardInterrupt (the point's processes are stopped by then; the points before it
+    were yielded)."""
     for p in points:
         load = MachineLoad()
         started = time.monotonic()
@@ -86,8 +86,7 @@ def measure_points(
         doc["machine_load"] = load.finish()
         if not doc["reached"]:
             progress(f"[{p.label}] not reached ({doc['category']}): {doc['reason']}")
-        results.append(doc)
-    return results
+        yield doc
 
 
 def fanout_figures(res: dict[str, Any]) -> dict[str, Any]:
