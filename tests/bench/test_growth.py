@@ -38,10 +38,11 @@ def test_classify_failure_reasons() -> None:
     assert classify("stream 7 to 127.0.0.1:1 failed while opening: RESOURCE_EXHAUSTED: shed") == (
         "streams refused by shedding"
     )
-    assert classify("timeout: did not finish within 300s") == "timeout"
+    assert classify("did not finish within 300s") == "timeout"
     assert classify("Switch via leader c1: FAILED_PRECONDITION: not the leader") == "replica lost its lease"
     assert classify("coordinator c2 exited unexpectedly (code -9); its log ends with:") == "a process exited"
     assert classify("only 10/5000 streams got their snapshot within 250s") == "streams not ready"
+    assert classify("did not finish within the point's time: --max-seconds reached before run 3") == "timeout"
     assert classify("something else") == "other"
 
 

@@ -45,7 +45,7 @@ def fit_line(xs: list[float], ys: list[float]) -> Fit | None:
 
 # (category, substrings of the failure message that identify it), checked in order.
 _CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("timeout", ("timed out", "timeout:", "did not finish within")),
+    ("timeout", ("timed out", "did not finish within")),
     ("streams refused by shedding", ("resource_exhausted", "shed")),
     ("replica lost its lease", ("lease", "not the leader", "not leader", "failed_precondition")),
     ("a process exited", ("exited",)),

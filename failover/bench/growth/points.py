@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from failover.bench.growth.fit import classify
-from failover.bench.report import progress
+from failover.bench.report import BenchFailure, progress
 from failover.machine import MachineLoad
 
 
@@ -70,7 +70,7 @@ def measure_points(
                 )
                 doc.update(reached=True, **figures)
             except TimeoutError:
-                reason = f"timeout: did not finish within {point_deadline - started:.0f}s"
+                reason = f"did not finish within {point_deadline - started:.0f}s"
                 doc.update(reached=False, reason=reason, category="timeout")
             except KeyboardInterrupt:
                 raise
@@ -148,6 +148,10 @@ def fanout_runner(
                 deadline=deadline,
                 label=p.label,
             )
+        except BenchFailure as exc:
+            if str(exc).startswith("--max-seconds reached"):  # its deadline is this point's
+                raise BenchFailure(f"did not finish within the point's time: {exc}") from None
+            raise
         finally:
             cluster.stop()  # idempotent; run_combination stops it too, also when cancelled
         return fanout_figures(res)
