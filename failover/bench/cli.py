@@ -506,6 +506,11 @@ def _mount_more() -> None:
         apply_latency
     )
     bench_app.command("relay", help="Relay round trip vs direct TCP, and relay throughput.")(relay)
+    from failover.bench.growth import growth
+
+    bench_app.command("growth", help="Fan-out over streams x replicas, or apply over hosts: slope, PNG.")(
+        growth
+    )
     from failover.bench.cli_startup import cli_startup
     from failover.bench.vs_haproxy import vs_haproxy
 

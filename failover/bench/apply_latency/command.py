@@ -164,28 +164,30 @@ def apply_latency(
         f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
         f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
     )
-    doc["results"] = [
-        {
-            "sidecars": r.sidecars,
-            "tls": r.tls,
-            "cpu_ms_per_run": r.cpu_ms_per_run,
-            "cpu_us_per_sidecar_per_run": r.cpu_us_per_sidecar_per_run(),
-            "last_sidecar": r.last.to_json(),
-            "last_sidecar_lower_bound_us": r.lower_last_us,
-            "each_sidecar": r.every.to_json(),
-            "poll_gap": r.gaps.to_json(),
-            "poll_round_trip": r.rtts.to_json(),
-            "last_sidecar_by_log": r.log_last.to_json(),
-            "each_sidecar_by_log": r.log_every.to_json(),
-            "runs": r.runs,
-        }
-        for r in results
-    ]
+    doc["results"] = [result_json(r) for r in results]
     doc["ok"] = code == 0
     write_results(json_out, doc)
     if code:
         out.print(f"[red]FAILED:[/red] {doc['error']}")
         raise typer.Exit(code)
+
+
+def result_json(r: ApplyResult) -> dict[str, Any]:
+    """One row of the JSON document (also a point of ``failover bench growth --kind hosts``)."""
+    return {
+        "sidecars": r.sidecars,
+        "tls": r.tls,
+        "cpu_ms_per_run": r.cpu_ms_per_run,
+        "cpu_us_per_sidecar_per_run": r.cpu_us_per_sidecar_per_run(),
+        "last_sidecar": r.last.to_json(),
+        "last_sidecar_lower_bound_us": r.lower_last_us,
+        "each_sidecar": r.every.to_json(),
+        "poll_gap": r.gaps.to_json(),
+        "poll_round_trip": r.rtts.to_json(),
+        "last_sidecar_by_log": r.log_last.to_json(),
+        "each_sidecar_by_log": r.log_every.to_json(),
+        "runs": r.runs,
+    }
 
 
 def apply_pairs(results: list[ApplyResult]) -> list[dict[str, Any]]:
