@@ -104,7 +104,7 @@ async def test_a_leader_whose_loop_is_wedged_ends_its_term(etcd_cluster, prefix)
         first = leader.election.leadership
         assert first is not None
         _wedge(1.0 + TTL_S + 0.5)
-        await wait_for(lambda: leader.election.leadership is not first, 5, "the wedged leader to end its term")
+        await wait_for(lambda: leader.election.leadership is not first, 5, "the wedged leader to stop")
         again = await rs.wait_leader(timeout=15)
         new = again.election.leadership
         assert new is not None and new.token > first.token and new.lease.id != first.lease.id
