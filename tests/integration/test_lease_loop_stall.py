@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from typing import Any
 
 import pytest
 from etcd3aio import Etcd3Client
@@ -34,7 +35,14 @@ async def _remaining_ttl(endpoints: list[str], lease_id: int) -> int:
         return int(resp.TTL)
 
 
-async def _late_loop(lag_s: float, for_s: float, slices: int = 100) -> None:
+def _spin(seconds: float) -> None:
+    """Busy on the CPU, holding the GIL but for the interpreter's switch interval."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def _late_loop(lag_s: float, for_s: float, slices: int = 100, busy: Any = time.sleep) -> None:
     """Keep ``slices`` callbacks of ``lag_s / slices`` each always ready: every loop
     iteration then takes ``lag_s``, and every hop of any task (a timer's wake-up, a
     queued request, a reply) waits that long, as under a flood of stream work."""
@@ -46,7 +54,7 @@ async def _late_loop(lag_s: float, for_s: float, slices: int = 100) -> None:
         if time.monotonic() >= end:
             done.set()
             return
-        time.sleep(lag_s / slices)
+        busy(lag_s / slices)
         loop.call_soon(work)
 
     for _ in range(slices):
@@ -59,16 +67,18 @@ def _wedge(seconds: float) -> None:
     time.sleep(seconds)
 
 
-async def test_a_lease_outlives_a_loop_running_a_second_late(etcd_cluster, prefix) -> None:
+@pytest.mark.parametrize("busy", [time.sleep, _spin], ids=["sleeping", "spinning"])
+async def test_a_lease_outlives_a_loop_running_a_second_late(etcd_cluster, prefix, busy) -> None:
     """Every loop iteration takes 0.9 s, for three TTLs: a renewal made on the loop needs
     several iterations (wake-up, request, reply), more than the local deadline allows,
-    and the old in-loop keeper lost the lease."""
+    and the old in-loop keeper lost the lease. ``spinning``: the loop's work holds the
+    GIL, which the keeper's thread still gets every switch interval."""
     s = EtcdStore(etcd_cluster.endpoints)
     try:
         lease = await s.grant(TTL_S)
         async with s.keep_alive(lease) as keeper:
             await s.put(prefix + "owned", b"x", lease=lease.id)
-            await _late_loop(0.9, 3 * TTL_S)
+            await _late_loop(0.9, 3 * TTL_S, busy=busy)
             assert not keeper.lost, "the lease was given up while the loop was only late"
             assert await _remaining_ttl(etcd_cluster.endpoints, lease.id) > 0
             kv, _ = await s.get(prefix + "owned")
