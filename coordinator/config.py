@@ -13,6 +13,8 @@ from failover.tls import TlsSection
 # few ms that must be answered within a few more.
 MIN_KEEPALIVE_MS = 100
 MIN_PING_TIMEOUT_MS = 1000
+# The loop proves it runs every 100 ms: a stall limit must span several of those.
+MIN_LOOP_STALL_LIMIT_MS = 500
 
 
 class _Section(BaseModel):
@@ -49,6 +51,16 @@ class ElectionSection(_Section):
     keepalive_interval_ms: int = Field(default=0, ge=0, le=300_000)
     # The lease is given up locally this long before etcd could expire it.
     lease_margin_ms: int = Field(default=200, ge=0, le=60_000)
+    # How long the event loop may not run before the lease keeper (a thread of its own)
+    # stops renewing and gives the lease up. 0: the lease TTL.
+    loop_stall_limit_ms: int = Field(default=0, ge=0, le=600_000)
+
+    @field_validator("loop_stall_limit_ms")
+    @classmethod
+    def _stall(cls, v: int) -> int:
+        if 0 < v < MIN_LOOP_STALL_LIMIT_MS:
+            raise ValueError(f"must be 0 (the lease TTL) or at least {MIN_LOOP_STALL_LIMIT_MS} ms")
+        return v
 
     @property
     def keepalive_ms(self) -> int:
@@ -175,6 +187,7 @@ class CoordinatorConfig(LayeredSettings):
             attempt_timeout_ms=self.etcd.rpc_timeout_ms,
             attempts=self.etcd.rpc_attempts,
             margin_ms=self.election.lease_margin_ms,
+            loop_stall_limit_ms=self.election.loop_stall_limit_ms,
         )
 
     @model_validator(mode="after")

@@ -60,6 +60,10 @@ class NoLeader(StoreUnavailable):
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED}
 
 
+def _has_status(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None))
+
+
 def map_error(exc: BaseException, operation: str) -> StoreError:
     """Translate a client-library error into a StoreError (the one mapping table)."""
     if isinstance(exc, StoreError):
@@ -67,10 +71,11 @@ def map_error(exc: BaseException, operation: str) -> StoreError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return StoreTimeout(f"{operation}: timed out")
     cause: BaseException | None = exc
-    # etcd3aio wraps AioRpcError as the __cause__ of its own errors.
-    while cause is not None and not isinstance(cause, grpc.aio.AioRpcError):
+    # etcd3aio wraps AioRpcError as the __cause__ of its own errors; the lease keepalive
+    # thread's synchronous calls raise the call itself (an RpcError with a code).
+    while cause is not None and not _has_status(cause):
         cause = cause.__cause__
-    if isinstance(cause, grpc.aio.AioRpcError):
+    if isinstance(cause, grpc.RpcError) and _has_status(cause):
         code, details = cause.code(), cause.details() or ""
         text = f"{operation}: {code.name} {details}".strip()
         # Answered after the proposal may have entered etcd's log: the write can still

@@ -33,7 +33,6 @@ from typing import Any
 import grpc
 from etcd3aio import Etcd3Client
 from etcd3aio._protobuf import (  # type: ignore[attr-defined]
-    LeaseStub,
     WatchStub,
     kv_pb2,
     rpc_pb2,
@@ -49,6 +48,7 @@ from coordinator.store.errors import (
     StoreUnavailable,
     map_error,
 )
+from coordinator.store.lease_thread import LeaseThread
 from coordinator.store.types import (
     KV,
     Compare,
@@ -190,6 +190,7 @@ class Members:
 
     def __init__(self, endpoints: Sequence[str], **client_kwargs: Any) -> None:
         """``client_kwargs``: etcd3aio's TLS options (``ca_cert``, ``cert_key``, ...)."""
+        self._client_kwargs = dict(client_kwargs)
         self.clients = [Etcd3Client([ep], rpc_max_attempts=1, **client_kwargs) for ep in endpoints]
         for c in self.clients:
             # gRPC's default reconnect backoff grows to 2 minutes: a member back from a
@@ -221,6 +222,22 @@ class Members:
 
     def channel(self, i: int) -> Any:
         return self.clients[i]._channel
+
+    def sync_channel(self, i: int) -> grpc.Channel:
+        """A new synchronous channel to member ``i``, with the same options and TLS as
+        its asyncio one (for the lease keepalive thread, which closes it)."""
+        manager, kw = self.clients[i]._manager, self._client_kwargs
+        options = list(manager.grpc_options)
+        if kw.get("ca_cert") is None:
+            return grpc.insecure_channel(manager.target, options=options)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=kw["ca_cert"],
+            private_key=kw.get("cert_key"),
+            certificate_chain=kw.get("cert_chain"),
+        )
+        if kw.get("tls_server_name"):
+            options.append(("grpc.ssl_target_name_override", kw["tls_server_name"]))
+        return grpc.secure_channel(manager.target, creds, options=options)
 
     async def close(self) -> None:
         for c in self.clients:
@@ -300,15 +317,24 @@ class EtcdWatch:
 
 
 class EtcdLeaseKeeper:
-    """Keeps one lease alive over one long-lived stream, with a local deadline.
+    """Keeps one lease alive from a thread of its own, with a local deadline.
 
-    Renews every ``timing.interval_s`` (a third of the granted TTL unless
-    configured). A renewal whose reply does not arrive within one attempt's
-    timeout is sent again on a fresh stream. ``lost`` is set when etcd answers
-    ``TTL <= 0`` or "lease not found", and when the local deadline passes
-    (``timing.deadline`` of the last answered renewal: before etcd could have
-    expired the lease), whatever the stream is doing. Once set it stays set.
+    The renewals (``LeaseThread``) run on their own thread and channels, on
+    schedule however late this event loop runs: under overload a renewal made on
+    the loop waited for the whole ready queue several times and leases ran out
+    while etcd was fine. The loop proves it runs by refreshing a monotonic time
+    every ``TICK_S``; when it has not for the stall limit
+    (``timing.stall_limit_s``), the thread stops renewing and the lease is lost,
+    so a wedged replica cannot keep its leadership.
+
+    ``lost`` is set when etcd answers ``TTL <= 0`` or "lease not found", when the
+    local deadline passes (``timing.deadline`` of the last answered renewal: before
+    etcd could have expired the lease), and when the loop stalled. Once set it
+    stays set. Leaving the context stops the thread and closes its channels.
     """
+
+    TICK_S = 0.1  # how often the loop proves it runs
+    JOIN_S = 2.0  # how long leaving waits for the thread to end (it is told to, and its call cancelled)
 
     def __init__(
         self, members: Members, lease: Lease, timing: LeaseTiming, on_request: OnRequest = _ignore
@@ -319,92 +345,92 @@ class EtcdLeaseKeeper:
         self._timing = timing
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.deadline = 0.0
+        self._thread: LeaseThread | None = None
+        self._ended: asyncio.Event | None = None
+        self._alive = time.monotonic()
 
     @property
     def lost(self) -> bool:
-        return self._lost.is_set()
+        # The thread's flag is read directly: true at once, before the loop gets to the event.
+        thread = self._thread
+        return self._lost.is_set() or (thread is not None and thread.lost)
+
+    @property
+    def deadline(self) -> float:
+        """When the lease is given up locally unless a renewal is answered first."""
+        thread = self._thread
+        return thread.deadline if thread is not None else 0.0
 
     async def wait_lost(self) -> None:
         await self._lost.wait()
 
     async def __aenter__(self) -> EtcdLeaseKeeper:
-        self._task = asyncio.create_task(self._run(), name=f"lease-keepalive-{self._lease.id:x}")
+        loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+
+        def post(fn: Callable[..., None], *args: Any) -> None:
+            """From the thread: run ``fn`` on the loop (dropped once the loop is closed)."""
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
+        self._alive = time.monotonic()
+        self._thread = LeaseThread(
+            self._lease,
+            self._timing,
+            channel=self._members.sync_channel,
+            members=len(self._members.clients),
+            first=self._members.current,
+            alive=lambda: self._alive,
+            stall_limit_s=self._timing.stall_limit_s(self._lease.ttl_s),
+            on_request=lambda op, outcome, s: post(self._on_request, op, outcome, s),
+            on_lost=lambda: post(self._lost.set),
+            on_end=lambda: post(ended.set),
+            outcome=lambda err: outcome_of(map_error(err, "keepalive")),
+        )
+        self._thread.start()
+        self._ended = ended
+        self._task = asyncio.create_task(self._run(ended), name=f"lease-keepalive-{self._lease.id:x}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            # Not ``cancel(); await task`` with CancelledError suppressed: that would also
-            # swallow a cancel of our owner arriving meanwhile (the owner then campaigns on).
-            await cancel_and_wait([self._task])
-
-    def _give_up(self, why: str) -> None:
-        log.warning("lease %x is lost: %s", self._lease.id, why)
-        self._lost.set()
-
-    async def _run(self) -> None:
-        t = self._timing
-        ttl = self._lease.ttl_s
-        answered_at = self._lease.requested_at or time.monotonic()
-        self.deadline = t.deadline(answered_at, ttl)
-        due = time.monotonic()  # renew at once: the grant's reply may have been slow
-        while True:
-            call = None
-            sent: float | None = None  # a renewal awaiting its answer
-            member = self._members.pick()
-            requests = _Requests()
-            try:
-                call = LeaseStub(self._members.channel(member)).LeaseKeepAlive(
-                    requests.iterate(), metadata=_HASLEADER
-                )
-                while True:
-                    now = time.monotonic()
-                    if due > now:
-                        await asyncio.sleep(min(due, self.deadline) - now)
-                    sent = time.monotonic()
-                    requests.put(rpc_pb2.LeaseKeepAliveRequest(ID=self._lease.id))
-                    wait = min(t.attempt_timeout_ms / 1000, self.deadline - sent)
-                    async with asyncio.timeout(max(wait, 0.0)):
-                        resp = await call.read()
-                    if resp is grpc.aio.EOF:  # type: ignore[attr-defined]
-                        raise StoreUnavailable("keepalive stream ended")
-                    self._on_request(
-                        "lease_keepalive", "ok" if resp.TTL > 0 else "lease_lost", time.monotonic() - sent
+        try:
+            if self._task is not None:
+                # Not ``cancel(); await task`` with CancelledError suppressed: that would also
+                # swallow a cancel of our owner arriving meanwhile (the owner then campaigns on).
+                await cancel_and_wait([self._task])
+        finally:
+            # Here, not in the task: a task cancelled before it first ran never runs its
+            # ``finally``. Synchronous: the call in flight is cancelled, the channels closed.
+            if self._thread is not None:
+                self._thread.stop()
+        if self._thread is not None and self._ended is not None:
+            if not self._ended.is_set():
+                try:
+                    async with asyncio.timeout(self.JOIN_S):
+                        await self._ended.wait()
+                except TimeoutError:
+                    log.warning(
+                        "lease %x keepalive thread still runs after %.1fs", self._lease.id, self.JOIN_S
                     )
-                    if resp.TTL <= 0:
-                        self._give_up(f"etcd says it is gone (TTL {resp.TTL})")
-                        return
-                    ttl = int(resp.TTL)
-                    answered_at = sent
-                    self.deadline = t.deadline(sent, ttl)
-                    due = sent + t.interval_s(ttl)
-                    sent = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # no reply in time, or the stream broke: open another
-                err = map_error(exc, "keepalive")
-                if sent is not None:
-                    self._on_request("lease_keepalive", outcome_of(err), time.monotonic() - sent)
-                if isinstance(err, LeaseLost):
-                    self._give_up(str(err))
-                    return
-                log.debug("keepalive for lease %x: %s; renewing on a new stream", self._lease.id, err)
-                if isinstance(err, StoreUnavailable):
-                    self._members.failed(member)
-                if not isinstance(err, StoreTimeout):
-                    # A stream that fails at once: do not spin.
-                    await asyncio.sleep(max(0.0, min(0.05, self.deadline - time.monotonic())))
-                due = time.monotonic()
-            finally:
-                if call is not None:
-                    call.cancel()
-                requests.close()
-            if time.monotonic() >= self.deadline:
-                self._give_up(
-                    f"no keepalive answered for {time.monotonic() - answered_at:.2f}s: local deadline "
-                    f"{t.margin_ms} ms before etcd could expire it (TTL {ttl}s)"
-                )
-                return
+            if self._ended.is_set():
+                self._thread.join(0.1)  # ``ended`` is the thread's last act: this join is immediate
+
+    async def _run(self, ended: asyncio.Event) -> None:
+        """Proves the loop runs (``_alive``) until the thread ends."""
+        loop = asyncio.get_running_loop()
+        ticker: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal ticker
+            self._alive = time.monotonic()
+            ticker = loop.call_later(self.TICK_S, tick)
+
+        try:
+            tick()
+            await ended.wait()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
 
 
 class EtcdStore:

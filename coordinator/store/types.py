@@ -119,12 +119,24 @@ class LeaseTiming:
     ``TTL <= 0``. ``attempts`` is how many attempts the timing budget
     guarantees fit between a renewal's due time and the deadline; the keeper
     keeps trying until the deadline either way.
+
+    The renewals run on a thread of their own, so a late event loop does not
+    starve them; ``loop_stall_limit_ms`` (0: the granted TTL) is how long the
+    owner's event loop may go without running before the keeper stops renewing
+    and declares the lease lost, so a wedged replica does not lead forever.
     """
 
     keepalive_interval_ms: int = 0
     attempt_timeout_ms: int = 500
     attempts: int = 2
     margin_ms: int = 200
+    loop_stall_limit_ms: int = 0
+
+    def stall_limit_s(self, granted_ttl_s: int) -> float:
+        """Seconds the event loop may not run before the lease is given up."""
+        if self.loop_stall_limit_ms:
+            return self.loop_stall_limit_ms / 1000
+        return float(granted_ttl_s)
 
     def interval_s(self, granted_ttl_s: int) -> float:
         """Seconds from one renewal to the next."""

@@ -236,13 +236,10 @@ class OverloadWatch:
         leader0: str,
         max_moves: int,
         max_connects: int,
-        lease_may_run_out: bool = False,
     ) -> None:
-        """The stability verdicts shared by the rows (asserted, and printed).
-
-        ``lease_may_run_out``: a leader change is allowed where the old leader's lease truly ran
-        out (its loop too late to renew in time; etcd then expires it), one leader at a time and
-        no change without such a loss. Otherwise the leader must not change at all."""
+        """The stability verdicts shared by the rows (asserted, and printed). The leader must
+        not change at all: its lease is renewed from a thread of its own, so a late loop
+        does not cost it the lease."""
         lags = {r: round(v * 1000) for r, v in sorted(self.worst_lag_s.items())}
         print(f"[fault] {row}: worst event-loop lag per replica (ms): {lags}")
         print(f"[fault] {row}: probes excused by the replica's own loop lag: {self.lag_excuses()}")
@@ -281,15 +278,8 @@ class OverloadWatch:
                     lost = [ln[:300] for ln in self.log_since_start(rid).splitlines() if "lease" in ln]
                     print(f"[fault] {row}: {rid} on its lease:\n  " + "\n  ".join(lost[-4:]))
         assert not both, f"{row}: two replicas claimed to lead at once: {both[:5]}"
-        assert lease_may_run_out or not elections, (
+        assert not elections and not any(losses.values()), (
             f"{row}: a new term began: {terms}, leaders {seq}, lease losses {losses}"
-        )
-        # A term ends only when its lease ran out (no renewal answered before the local
-        # deadline): never by itself, and no more new terms than leases that ran out.
-        for old in seq[:-1]:
-            assert losses[old] > 0, f"{row}: {old} stopped leading though its lease never ran out ({seq})"
-        assert elections <= sum(losses.values()), (
-            f"{row}: leader flapping: terms begun {terms}, lease losses {losses}"
         )
         assert all(v <= max_moves for v in moved.values()), (
             f"{row}: real sidecars left their replica: {moved} (bound {max_moves})"
@@ -479,5 +469,5 @@ async def test_many_streams_during_decisions(fs: FaultSystem, tmp_path: Path, ho
     )
     # A real sidecar calls a stream dead after 3 of the replica's 1 s heartbeats.
     fs.bound(f"{row}: longest silence of a stream (less the holder's own late loop)", silent / 1000, 3.0)
-    watch.check(fs, row, leader0, max_moves=0, max_connects=0, lease_may_run_out=True)
+    watch.check(fs, row, leader0, max_moves=0, max_connects=0)
     await fs.finish_clean()
