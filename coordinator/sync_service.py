@@ -70,6 +70,7 @@ class Session:
     push_to_ack_us: dict[str, int] = field(default_factory=dict)
     apply_us: dict[str, int] = field(default_factory=dict)
     heartbeats_sent: int = 0
+    asked_seq: int = 0  # the hub's health-request round this session has been sent
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Something besides a heartbeat may be due (a decision, a definition, an ack that frees
     # the next push): a heartbeat-only wake skips the per-group scan.
@@ -110,6 +111,12 @@ class SyncHub:
         self._ids = itertools.count(1)
         self._heartbeat = b""
         self._heartbeat_seq = 0
+        # Back from stale: every sidecar is asked for its full health (see _heartbeats).
+        self._health_request = sync_pb2.ReplicaMessage(
+            health_request=sync_pb2.HealthRequest()
+        ).SerializeToString()
+        self._ask_seq = 0
+        self.announced_stale: bool | None = None  # what the last heartbeat told the sidecars
         self.forwarder = forwarder
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
@@ -190,10 +197,17 @@ class SyncHub:
             fresh = self.freshness_pb()
             key = (fresh.stale, fresh.era)
             now = time.monotonic()
+            if sent_key is not None and sent_key[0] and not key[0]:
+                # Fresh again: the guard rails count only reports received since this
+                # replica's outage began, and sidecars report on change only, so without
+                # asking, a switch would be refused ("no host reports the path up") until
+                # some path changed state.
+                self._ask_seq += 1
             if key != sent_key or now - sent_at >= interval:
                 self._heartbeat = self.cache.heartbeat_message(fresh, int(time.time() * 1000))
                 self._heartbeat_seq += 1
                 sent_at, sent_key = now, key
+                self.announced_stale = key[0]
                 self._wake_later(self.sessions.values())
             await asyncio.sleep(min(check, max(0.0, sent_at + interval - time.monotonic())))
 
@@ -299,6 +313,7 @@ class SyncHub:
             groups=tuple(dict.fromkeys(hello.groups)),
             acked={g: epoch_of(e) for g, e in hello.held.items()},
             version=hello.version,
+            asked_seq=self._ask_seq,  # a new stream sends its full health after connecting
         )
         self.sessions[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
@@ -385,6 +400,9 @@ class SyncHub:
                     await context.write(msg)
                 if s.retry_at_ns:
                     self._wake_at(s, s.retry_at_ns)
+            if s.asked_seq != self._ask_seq:
+                s.asked_seq = self._ask_seq
+                await context.write(self._health_request)
             if sent_hb != self._heartbeat_seq and self._heartbeat:
                 sent_hb = self._heartbeat_seq
                 s.heartbeats_sent += 1

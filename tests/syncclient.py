@@ -25,6 +25,8 @@ class SyncClient:
     snapshots: list[sync_pb2.Snapshot] = field(default_factory=list)
     heartbeats: list[sync_pb2.Heartbeat] = field(default_factory=list)
     health_requests: int = 0
+    # every message in arrival order: a kind, or "stale"/"fresh" for a heartbeat
+    arrivals: list[str] = field(default_factory=list)
     error: grpc.aio.AioRpcError | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -62,6 +64,10 @@ class SyncClient:
         try:
             async for msg in call:
                 kind = msg.WhichOneof("kind")
+                if kind == "heartbeat":
+                    self.arrivals.append("stale" if msg.heartbeat.freshness.stale else "fresh")
+                else:
+                    self.arrivals.append(kind)
                 if kind == "snapshot":
                     self.snapshots.append(msg.snapshot)
                     self.definitions.extend(msg.snapshot.groups)
