@@ -82,9 +82,10 @@ async def test_the_sync_stream_is_one_sample_when_it_ends(etcd_cluster, prefix, 
 
         await wait_for(ended, 20, "the ended stream's sample")
         codes = {k[2] for k in got if k[:2] == SYNC}
-        # The replica went away under the stream: UNAVAILABLE (14), or CANCELLED (1) when
-        # the link noticed first and cancelled it; then each failed reconnect is a call too.
-        assert codes <= {1, 14}, got
+        # The replica went away under the stream: UNAVAILABLE (14), INTERNAL (13) when its
+        # server reset the stream as it shut down (seen in CI), or CANCELLED (1) when the
+        # link noticed first and cancelled it; then each failed reconnect is a call too.
+        assert codes <= {1, 13, 14}, got
     finally:
         link.cancel()
         with contextlib.suppress(asyncio.CancelledError):
