@@ -112,6 +112,12 @@ class SyncClient:
         try:
             async with asyncio.timeout(timeout):
                 while not pred():
+                    if self._task is not None and self._task.done():
+                        # Nothing more can arrive; waiting on the set event would spin without
+                        # ever yielding, so the timeout could never fire.
+                        raise AssertionError(
+                            f"{self.host_id}: the stream ended ({self.error}) while waiting for {what}"
+                        )
                     await self.changed.wait()
         except TimeoutError:
             raise AssertionError(f"{self.host_id}: timed out after {timeout}s waiting for {what}") from None

@@ -31,6 +31,8 @@ class Layout:
     hosts: int = 3
     replicas: int = 3
     heartbeat_ms: int = 50
+    # The order probe's floor (data_plane.probe_timeout_floor_ms); None: the sidecar's default.
+    probe_floor_ms: float | None = None
     group: str = "cme-orders"
     lease_ttl_s: int = 2
 
@@ -134,7 +136,14 @@ class LocalCluster:
                 "state_file": str(self.workdir / f"{host}.state.json"),
                 "strategies": ["demo"],
                 "listen": {"socket": sock},
-                "data_plane": {"heartbeat_interval_ms": self.layout.heartbeat_ms},
+                "data_plane": {
+                    "heartbeat_interval_ms": self.layout.heartbeat_ms,
+                    **(
+                        {"probe_timeout_floor_ms": self.layout.probe_floor_ms}
+                        if self.layout.probe_floor_ms is not None
+                        else {}
+                    ),
+                },
             },
         )
         return self._spawn(host, ["sidecar", "--config", str(cfg)])

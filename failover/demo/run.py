@@ -27,6 +27,7 @@ class DemoOptions:
     json_path: Path | None = None
     etcd: list[str] | None = None
     heartbeat_ms: int = 50
+    probe_floor_ms: float | None = None
     order_interval_ms: float = 10.0
     hosts: int = 3
     keep_logs: bool = False
@@ -38,7 +39,7 @@ class Demo:
         self.opts = opts
         self.out = console
         self.cluster = LocalCluster(
-            Layout(hosts=opts.hosts, heartbeat_ms=opts.heartbeat_ms),
+            Layout(hosts=opts.hosts, heartbeat_ms=opts.heartbeat_ms, probe_floor_ms=opts.probe_floor_ms),
             etcd_endpoints=list(opts.etcd or []),
             pid_file=opts.pid_file,
         )

@@ -24,6 +24,10 @@ G = "cme-orders"
 
 @contextlib.asynccontextmanager
 async def cluster(**opts: object) -> AsyncIterator[Demo]:
+    # These tests are about policy and outcomes, not detection speed: a 50 ms probe floor,
+    # not the 5 ms default, so a starved CI machine does not fail a healthy line on its own
+    # (a second host "down" moves the whole group).
+    opts.setdefault("probe_floor_ms", 50.0)
     demo = Demo(DemoOptions(**opts), Console(file=io.StringIO()))  # type: ignore[arg-type]
     try:
         await demo.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
 import pytest
 
 from failover.v1 import types_pb2 as pb
@@ -80,6 +81,16 @@ def _leader_cli(addrs: list[str], not_id: str | None = None, timeout: float = 20
     raise AssertionError("no leader")
 
 
+def wait_serving(addrs: list[str], timeout: float = 20.0) -> None:
+    """Until each replica accepts connections (the channel retries a refused connect)."""
+    for a in addrs:
+        with grpc.insecure_channel(a) as ch:
+            try:
+                grpc.channel_ready_future(ch).result(timeout=timeout)
+            except grpc.FutureTimeoutError:
+                raise AssertionError(f"replica {a} not serving after {timeout}s") from None
+
+
 async def test_new_leader_after_sigkill_has_full_health_before_deciding(
     tmp_path, etcd_cluster, prefix
 ) -> None:
@@ -87,6 +98,8 @@ async def test_new_leader_after_sigkill_has_full_health_before_deciding(
     clients: list[SyncClient] = []
     try:
         lid = await asyncio.to_thread(_leader_cli, addrs)
+        # Every replica serving before a client connects to it (a follower may still be starting).
+        await asyncio.to_thread(wait_serving, addrs)
         idx = int(lid[1:]) - 1
         others = [i for i in range(3) if i != idx]
         # h0 reports primary down on one follower; h1, h2 report it up on the other.
