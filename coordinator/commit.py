@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from coordinator.keys import Keys
+from coordinator.store.errors import StoreTimeout
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Delete, Get, Lease, Put, TxnResult
 from coordinator.view import ClusterView
@@ -142,23 +143,32 @@ class Committer:
         )
         value = record.model_dump_json().encode()
         k = self._keys
-        # Shielded: once sent, the outcome is always read and logged, even if the
-        # term ends meanwhile (a fenced-out transaction must be visible).
-        txn = asyncio.ensure_future(
-            self._store.txn(
-                [
-                    Compare.create(k.leader, leadership.token),
-                    Compare.mod(k.era, inputs.era_rev),
-                    Compare.mod(k.group(group), inputs.group_rev),
-                    Compare.mod(k.control(group), inputs.control_rev),
-                    Compare.mod(k.route(group), inputs.route_rev),
-                ],
-                [Put(k.route(group), value), Put(k.history(group, inputs.prev), value)],
-                [Get(k.leader)],
+        compares = [
+            Compare.create(k.leader, leadership.token),
+            Compare.mod(k.era, inputs.era_rev),
+            Compare.mod(k.group(group), inputs.group_rev),
+            Compare.mod(k.control(group), inputs.control_rev),
+            Compare.mod(k.route(group), inputs.route_rev),
+        ]
+        puts = [Put(k.route(group), value), Put(k.history(group, inputs.prev), value)]
+        reads = [Get(k.leader), Get(k.route(group))]
+        try:
+            result = await self._send(compares, puts, reads, group, leadership)
+        except StoreTimeout as exc:
+            # The answer was lost (an etcd leader change, a member that stopped answering):
+            # the write may or may not have applied. The same transaction once more, on
+            # another member, settles it: the compares let the two apply at most once
+            # between them, and a refusal shows whether the route is already ours.
+            log.warning(
+                "commit of %s: %s: sending the same transaction again to learn its outcome", group, exc
             )
-        )
-        txn.add_done_callback(lambda t: _log_outcome(t, group, leadership))
-        result = await asyncio.shield(txn)
+            result = await self._send(compares, puts, reads, group, leadership)
+            route = result.gets[1] if len(result.gets) > 1 else None
+            if not result.succeeded and route is not None and route.value == value:
+                log.info(
+                    "commit of %s: the first transaction had applied (revision %d)", group, route.mod_revision
+                )
+                result = TxnResult(succeeded=True, revision=route.mod_revision, gets=result.gets)
         if not result.succeeded:
             holder = result.gets[0] if result.gets else None
             if holder is None or holder.create_revision != leadership.token:
@@ -166,6 +176,15 @@ class Committer:
             raise StaleInputs(f"inputs of {group} changed since they were read")
         commit_us = (time.monotonic_ns() - started) // 1000
         return Committed(record, Epoch(inputs.era, result.revision), commit_us)
+
+    async def _send(
+        self, compares: list[Compare], puts: list[Put], reads: list[Get], group: str, leadership: Leadership
+    ) -> TxnResult:
+        # Shielded: once sent, the outcome is always read and logged, even if the
+        # term ends meanwhile (a fenced-out transaction must be visible).
+        txn = asyncio.ensure_future(self._store.txn(compares, puts, reads))
+        txn.add_done_callback(lambda t: _log_outcome(t, group, leadership))
+        return await asyncio.shield(txn)
 
     async def prune_history(self, leadership: Leadership, group: str, keep: int) -> int:
         """Delete the oldest history entries beyond ``keep`` (fenced like a decision).

@@ -10,9 +10,10 @@ cannot fire in a new one).
 A new term first collects every replica's full state, waiting at most
 ``health.collect_timeout_ms``, before any health-driven decision: hosts not
 heard from are unknown, never down. Each report says how old it is; a guard
-rail counts only reports received since this replica's latest etcd outage
-began (health from before it may no longer be true, and the hosts that left
-a stale replica report again when they reconnect). Stage durations (detect
+rail counts only reports current since this replica's latest etcd outage
+began: received since, or from a host whose stream never ended (health from
+hosts that left a stale replica may no longer be true; they report again
+when they reconnect). Stage durations (detect
 on the host, forward on the replica, decide on the leader) travel with the
 reports into each decision, and so does the trace context of the report that
 drove it (the leader's decide span continues that trace).
@@ -233,14 +234,11 @@ class LeaderHealth:
     # --- guard rails (coordinator.operator_requests.HealthGuard) -----------------
 
     def _fresh_view(self) -> dict[str, dict[tuple[str, str], PathReport]]:
-        since_ms = self._outage_since() * 1000
-        return {
-            h: {k: r for k, r in ps.items() if r.received_ms >= since_ms}
-            for h, ps in health_view(self.table).items()
-        }
+        return self.table.current_since(self._outage_since() * 1000)
 
     def path_has_up_report(self, group: str, path: str) -> bool:
-        """Some host reports the path up, in a report received since the latest etcd outage."""
+        """Some host reports the path up, in a report current since the latest etcd outage
+        (received since, or from a host whose stream stayed open: core.health rule 5)."""
         since_ms = self._outage_since() * 1000
         reports = self.table.reports(group, path, since_ms=since_ms)
         return any(r.state is State.UP for r in reports.values())

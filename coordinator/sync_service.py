@@ -199,9 +199,9 @@ class SyncHub:
             now = time.monotonic()
             if sent_key is not None and sent_key[0] and not key[0]:
                 # Fresh again: the guard rails count only reports received since this
-                # replica's outage began, and sidecars report on change only, so without
-                # asking, a switch would be refused ("no host reports the path up") until
-                # some path changed state.
+                # replica's outage began or from hosts whose stream stayed open, and
+                # sidecars report on change only: asking confirms every host's state at
+                # once instead of when some path next changes.
                 self._ask_seq += 1
             if key != sent_key or now - sent_at >= interval:
                 self._heartbeat = self.cache.heartbeat_message(fresh, int(time.time() * 1000))

@@ -12,6 +12,11 @@ Rules:
 4. A host whose stream ended is kept for a grace period (the sidecar is
    probably reconnecting to another replica), then forgotten. A newer report
    from anywhere brings it back.
+5. A report is current since a moment (the start of the leader's latest etcd
+   outage, for the guard rails) if it was received since then, or if its
+   host's stream is still open: a sidecar reports on change, so only a host
+   whose stream ended (one that left a stale replica) may hold news the table
+   lacks.
 """
 
 from __future__ import annotations
@@ -102,14 +107,27 @@ class HealthTable:
     def reports(self, group: str, path: str, *, since_ms: float | None = None) -> dict[str, PathReport]:
         """Hosts with a known state for this path (unknown hosts are absent).
 
-        ``since_ms``: only reports received at or after this time.
+        ``since_ms``: only reports that are current since then (``current_since``).
         """
         out = {}
         for host, e in self.hosts.items():
             r = e.paths.get((group, path))
             if r is None or r.state is State.UNKNOWN:
                 continue
-            if since_ms is not None and r.received_ms < since_ms:
+            if since_ms is not None and not _current(e, r, since_ms):
                 continue
             out[host] = r
         return out
+
+    def current_since(self, since_ms: float) -> dict[str, dict[tuple[str, str], PathReport]]:
+        """Every host's reports that are still known to be true since ``since_ms`` (rule 5)."""
+        return {
+            h: {k: r for k, r in e.paths.items() if _current(e, r, since_ms)} for h, e in self.hosts.items()
+        }
+
+
+def _current(entry: HostEntry, report: PathReport, since_ms: float) -> bool:
+    """Rule 5: received since then, or its host's stream never ended (a sidecar reports on
+    change and its stream is watched for silence, so a live stream's last report is still
+    its state, however old)."""
+    return report.received_ms >= since_ms or entry.gone_since_ms is None

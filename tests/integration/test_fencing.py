@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from coordinator.commit import Committer, Inputs, Leadership, NotLeader, StaleInputs
+from coordinator.store.errors import StoreTimeout
 from coordinator.store.types import Compare, Delete, Lease, Put
-from failover.model.spec import TriggerSpec
+from failover.model.spec import DecisionRecord, TriggerSpec
 from tests.harness import ReplicaSet, switch, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -163,4 +164,60 @@ async def test_history_prune_does_not_hold_up_the_reply(etcd_cluster, prefix) ->
         )
     finally:
         release.set()
+        await rs.stop_all()
+
+
+class _AnswerLostStore:
+    """The replica's store, but the first transaction's answer is lost: a ``StoreTimeout``
+    reaches the caller although etcd applied it (``applied``), or before it was ever sent."""
+
+    def __init__(self, inner, *, applied: bool) -> None:
+        self._inner = inner
+        self._applied = applied
+        self.txns = 0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    async def txn(self, *args, **kwargs):
+        self.txns += 1
+        if self.txns == 1:
+            if self._applied:
+                await self._inner.txn(*args, **kwargs)
+            raise StoreTimeout("txn: timed out")
+        return await self._inner.txn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-sent"])
+async def test_a_commit_whose_answer_was_lost_is_resolved_by_sending_it_again(
+    etcd_cluster, prefix, applied: bool
+) -> None:
+    """A transaction that timed out may still have applied: the leader sends the same fenced
+    transaction once more. Its compares make the pair apply at most once, and the answer
+    tells which: committed (by either), or a definite refusal. The decision is written
+    once, and the caller gets the epoch it was written at, not "outcome unknown"."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    await rs.start_all()
+    try:
+        leader = await rs.wait_leader()
+        await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
+        real = leader.leader.leadership
+        assert real is not None
+        store, view, keys = leader.store, leader.view, leader.keys
+        order = ["backup", "primary"]
+        if view.routes["cme-orders"].record.paths == order:
+            order.reverse()
+        lossy = _AnswerLostStore(store, applied=applied)
+        committer = Committer(lossy, keys, view)  # type: ignore[arg-type]
+        history_before = len([k for k in (await _snapshot(store, prefix)) if "/history/" in k])
+        done = await committer.commit(
+            real, "cme-orders", order, "answer lost", TriggerSpec(), Inputs.of(view, "cme-orders")
+        )
+        assert lossy.txns == 2
+        route, _ = await store.get(keys.route("cme-orders"))
+        assert route is not None and route.mod_revision == done.epoch.revision
+        assert DecisionRecord.model_validate_json(route.value) == done.record
+        history_after = len([k for k in (await _snapshot(store, prefix)) if "/history/" in k])
+        assert history_after == history_before + 1, "written once"
+    finally:
         await rs.stop_all()

@@ -88,10 +88,18 @@ async def test_path_health_from_before_an_outage_does_not_pass_the_switch_guard(
         r.freshness._set(True, "test: etcd unreachable")
         for c in clients:
             await c.close()
-        await asyncio.sleep(0.05)
+
+        def left() -> bool:
+            table = r.health.current.table if r.health.current is not None else None
+            return table is not None and all(
+                e.gone_since_ms is not None for h, e in table.hosts.items() if h in ("h1", "h2")
+            )
+
+        await wait_for(left, 5, "the leader to see both streams end")
         r.freshness.probe_once = probe  # type: ignore[method-assign]
         await wait_for(lambda: not r.freshness.state.stale, 10, "the replica fresh again")
-        # "primary up" predates the outage: it must not pass the guard rail.
+        # "primary up" predates the outage, from hosts that left: it must not pass the guard rail
+        # (hosts still connected would vouch for their reports: the test below).
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await switch(rs.address(0), G, "primary", force=False)
         assert code_of(err.value) == grpc.StatusCode.FAILED_PRECONDITION, err.value
@@ -108,6 +116,48 @@ async def test_path_health_from_before_an_outage_does_not_pass_the_switch_guard(
                     raise
                 await asyncio.sleep(0.05)  # the report is on its way to the leader
         assert _active(r) == "primary"
+    finally:
+        for c in clients:
+            await c.close()
+        await rs.stop_all()
+
+
+async def test_health_of_hosts_still_connected_elsewhere_passes_the_guard_after_the_leaders_outage(
+    etcd_cluster, prefix
+) -> None:
+    """The leader alone loses etcd for a moment (its etcd member paused, seen in the fault
+    tier) while every sidecar stays connected to a follower: their reports predate the
+    leader's outage, but their streams never ended, and a sidecar reports on change, so
+    those reports are their current state. A switch must pass the guard rail; before, it
+    was refused ("no host reports the path up") until some path changed state."""
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2)
+    await rs.start_all()
+    clients: list[SyncClient] = []
+    try:
+        leader = await rs.wait_leader()
+        follower = next(r for r in rs.running() if r is not leader)
+        await wait_for(lambda: _active(leader) == "primary", 10, "the seeded decision")
+        clients = await _connected(rs.address(rs.replicas.index(follower)), ["h1", "h2"], BOTH_UP)
+        await wait_for(
+            lambda: (
+                leader.health.current is not None and leader.health.current.path_has_up_report(G, "backup")
+            ),
+            10,
+            "the hosts' reports at the leader",
+        )
+        probe = leader.freshness.probe_once
+
+        async def unreachable() -> None:
+            return None
+
+        leader.freshness.probe_once = unreachable  # type: ignore[method-assign]
+        leader.freshness._set(True, "test: etcd unreachable")
+        await asyncio.sleep(0.05)
+        leader.freshness.probe_once = probe  # type: ignore[method-assign]
+        await wait_for(lambda: not leader.freshness.state.stale, 10, "the leader fresh again")
+        assert leader.leader.leadership is not None, "precondition: still the leader"
+        await switch(rs.address(0), G, "backup", force=False)
+        assert _active(leader) == "backup"
     finally:
         for c in clients:
             await c.close()

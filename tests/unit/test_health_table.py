@@ -12,7 +12,13 @@ def test_a_report_carries_the_time_it_was_received() -> None:
     t = HealthTable()
     t.update("h1", "s", "r1", {K: UP}, full=True, received_ms=100.0)
     assert t.hosts["h1"].paths[K].received_ms == 100.0
-    assert t.reports("g", "a", since_ms=100.0) and not t.reports("g", "a", since_ms=100.1)
+    assert t.reports("g", "a", since_ms=100.0)
+    # Rule 5: an older report still counts while its host's stream is open...
+    assert t.reports("g", "a", since_ms=100.1)
+    # ... and not once the host has left (its last report may be out of date).
+    t.mark_gone("h1", 150.0)
+    assert not t.reports("g", "a", since_ms=100.1)
+    assert t.current_since(100.1) == {"h1": {}} and t.current_since(100.0)["h1"][K].state is State.UP
 
 
 def test_gone_with_the_last_report_keeps_that_report() -> None:
