@@ -76,9 +76,8 @@ class Session:
     # the next push): a heartbeat-only wake skips the per-group scan.
     dirty: bool = True
     error: tuple[grpc.StatusCode, str] | None = None
-    # When a newer decision waits behind an unacknowledged push: the monotonic ns its ack
-    # timeout ends, and the timer that wakes the writer then (heartbeats are too rare to).
-    retry_at_ns: int = 0
+    # When a newer decision waits behind an unacknowledged push: the timer that wakes the
+    # writer when its ack timeout ends (heartbeats are too rare to).
     retry_timer: asyncio.TimerHandle | None = None
 
 
@@ -226,9 +225,11 @@ class SyncHub:
             heartbeat_interval_ms=self.cfg.stream.heartbeat_interval_ms,
         )
 
-    def _due(self, s: Session, now_ns: int) -> list[bytes]:
-        """What this session should be sent now (definitions, newest decisions)."""
+    def _due(self, s: Session, now_ns: int) -> tuple[list[bytes], int]:
+        """What this session should be sent now (definitions, newest decisions), and when the
+        earliest push held back behind an unacknowledged one may go (0: none held back)."""
         out: list[bytes] = []
+        retry_at_ns = 0
         for g in s.groups:
             body = self.cache.group_body(g, s.site)
             if body is not None and s.defs_sent.get(g) != body[0]:
@@ -242,11 +243,11 @@ class SyncHub:
                 continue
             if pending is not None and now_ns - pending[1] < self._ack_timeout_ns:
                 due_ns = pending[1] + self._ack_timeout_ns
-                s.retry_at_ns = min(s.retry_at_ns, due_ns) if s.retry_at_ns else due_ns
+                retry_at_ns = min(retry_at_ns, due_ns) if retry_at_ns else due_ns
                 continue
             out.append(d.message)
             s.pending[g] = (d.epoch, now_ns)
-        return out
+        return out, retry_at_ns
 
     def _snapshot(self, s: Session, now_ns: int) -> bytes:
         groups, decisions = [], []
@@ -395,11 +396,11 @@ class SyncHub:
                 return
             if s.dirty or s.pending:  # pending: the ack timeout is checked on every wake-up
                 s.dirty = False
-                s.retry_at_ns = 0
-                for msg in self._due(s, time.monotonic_ns()):
+                due, retry_at_ns = self._due(s, time.monotonic_ns())
+                for msg in due:
                     await context.write(msg)
-                if s.retry_at_ns:
-                    self._wake_at(s, s.retry_at_ns)
+                if retry_at_ns:
+                    self._wake_at(s, retry_at_ns)
             if s.asked_seq != self._ask_seq:
                 s.asked_seq = self._ask_seq
                 await context.write(self._health_request)
