@@ -89,6 +89,12 @@ async def quiet_then_leave(
     """No message for several ping intervals (and the stream kept: no GOAWAY too_many_pings),
     then the fault; returns how long the sidecar took to leave."""
     assert StreamSection().heartbeat_interval_ms / 1000 > LEAVE_BOUND_S
+    # The set-up's last messages (a heartbeat as the replica turns fresh, a health request)
+    # may trail the first decision by a few ms (seen in CI): the quiet spell starts once the
+    # stream has been silent a moment. A replica that keeps talking fails this wait.
+    await wait_for(
+        lambda: time.monotonic() - link.status.last_message_monotonic >= 0.5, 10, "the stream's set-up to end"
+    )
     t_quiet = time.monotonic()
     await asyncio.sleep(QUIET_S)
     # A ping left unanswered for 1 s fails even a healthy stream, which then reconnects
