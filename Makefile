@@ -60,8 +60,8 @@ test-explore: install
 	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar
 
 # The fault tier: real processes broken on purpose, invariants checked throughout,
-# measured recovery printed. CI runs it after the gate, report-only until every row is
-# stable on a loaded 2-core machine (docs/reliability.md lists the open rows). FAILOVER_FAULT_RESULTS=FILE
+# measured recovery printed. CI runs it after the gate, report-only until a CI run of
+# the landed code shows every row green (docs/reliability.md). FAILOVER_FAULT_RESULTS=FILE
 # collects the measurements as JSON lines; FAILOVER_FAULT_KEEP=1 keeps every run's logs.
 # libfaketime (Debian's package) for the wall-clock row; without it that row is skipped.
 FAKETIME_LIB := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
