@@ -539,6 +539,7 @@ class EtcdStore:
         except TimeoutError as exc:
             if started is not None:  # the whole call's deadline cut this attempt
                 observe(op, "timeout", time.monotonic() - started)
+                members.failed(member)  # as for an attempt's own timeout: the next call goes elsewhere
             raise StoreTimeout(f"{operation}: timed out") from exc
         except asyncio.CancelledError:
             if started is not None:

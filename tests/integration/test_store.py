@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 
 import pytest
 
+from coordinator.store.errors import StoreTimeout
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.mirror import Mirror
 from coordinator.store.types import Compare, Get, Put
@@ -157,4 +159,34 @@ async def test_mirror_survives_its_own_relist_cancel(etcd_cluster, prefix) -> No
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await s.close()
+
+
+async def test_a_transaction_timed_out_on_a_silent_member_sends_the_next_one_elsewhere(
+    own_etcd, prefix
+) -> None:
+    """A SIGSTOPped member keeps its connection open and answers nothing: a transaction
+    sent to it times out (one attempt: transactions are never retried by the adapter).
+    The next call must go to another member. When the whole call's deadline, not the
+    attempt's own, cut the attempt, the member was not marked failed, so every
+    transaction after it went to the silent member too."""
+    s = EtcdStore(own_etcd.endpoints, rpc_timeout_s=0.5)
+    try:
+        k = prefix + "k"
+        assert (await s.txn([], [Put(k, b"0")])).succeeded  # every channel connected first
+        members = await s._c()
+        for i in range(len(members.clients)):  # each member's channel connected
+            members.current = i
+            await s.get(k)
+        silent = 1
+        members.current = silent
+        own_etcd.signal_member(silent, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreTimeout):
+                await s.txn([], [Put(k, b"1")])
+            assert members.current != silent, "the next call still goes to the silent member"
+            assert (await s.txn([], [Put(k, b"2")])).succeeded
+        finally:
+            own_etcd.signal_member(silent, signal.SIGCONT)
+    finally:
         await s.close()
