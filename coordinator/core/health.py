@@ -8,7 +8,9 @@ Rules:
    old it is.
 3. A host's newest report wins: a report older than the one the table holds
    for that host changes nothing. A replica forwards a host's last report
-   together with "gone" when its stream ends, so "gone" never hides a report.
+   together with "gone" when its stream ends, so "gone" never hides a report;
+   and since a replica forwards in order, a "gone" from the replica the table
+   holds the host from stands however the leader dates it.
 4. A host whose stream ended is kept for a grace period (the sidecar is
    probably reconnecting to another replica), then forgotten. A newer report
    from anywhere brings it back.
@@ -73,15 +75,20 @@ class HealthTable:
         (its grace period runs from then).
         """
         entry = self.hosts.get(host)
-        if entry is not None and received_ms < entry.updated_ms:
+        # The replica holding the host forwards its messages in order, so its "gone" carries
+        # the last report it sent, however the leader dates it (an age measured on two clocks
+        # jitters, and a new leader's collected state is dated when collected): it stands.
+        same_source_gone = gone_ms is not None and entry is not None and entry.replica == replica
+        if entry is not None and received_ms < entry.updated_ms and not same_source_gone:
             return False
         if entry is None and not paths and gone_ms is not None:
             return False  # a host we never heard from stays unknown
         stamped = {k: replace(r, received_ms=received_ms) for k, r in paths.items()}
+        updated_ms = max(received_ms, entry.updated_ms) if entry is not None else received_ms
         if entry is None or full:
             entry = self.hosts[host] = HostEntry(site, replica, {})
         entry.paths.update(stamped)
-        entry.site, entry.replica, entry.updated_ms = site, replica, received_ms
+        entry.site, entry.replica, entry.updated_ms = site, replica, updated_ms
         entry.gone_since_ms = gone_ms
         self.version += 1
         return True

@@ -50,3 +50,23 @@ def test_gone_from_a_host_never_heard_from_keeps_it_unknown() -> None:
     t = HealthTable()
     assert not t.update("h1", "s", "r1", {}, full=False, received_ms=100.0, gone_ms=100.0)
     assert "h1" not in t.hosts
+
+
+def test_gone_from_the_replica_that_holds_the_host_is_kept_whatever_the_timestamps() -> None:
+    """A replica forwards a host's messages in order, so its "gone" carries the report it
+    sent last. The leader dates each message by its age, measured on two clocks: the "gone"
+    can date that same report a few µs earlier than its first delivery did, or much earlier
+    than a new leader's collected state (dated when collected). Either way the stream ended:
+    before, the "gone" was dropped as older, and the host's last report counted forever (rule 5)."""
+    t = HealthTable()
+    t.update("h1", "s", "r1", {K: UP}, full=True, received_ms=100.0005)
+    assert t.update("h1", "s", "r1", {K: UP}, full=True, received_ms=100.0, gone_ms=150.0)
+    assert t.hosts["h1"].gone_since_ms == 150.0
+    assert not t.reports("g", "a", since_ms=100.1)
+    # A new leader's collected state is dated when collected, after the report itself.
+    t = HealthTable()
+    t.update("h1", "s", "r1", {K: UP}, full=True, received_ms=500.0)
+    assert t.update("h1", "s", "r1", {K: DOWN}, full=True, received_ms=100.0, gone_ms=600.0)
+    e = t.hosts["h1"]
+    assert e.gone_since_ms == 600.0 and e.paths[K].state is State.DOWN and e.updated_ms == 500.0
+    assert t.forget_expired(1700.0, 1000.0) == ["h1"]
