@@ -8,6 +8,8 @@ own leader constantly on two shared cores.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import ssl
@@ -197,6 +199,25 @@ class EtcdCluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"etcd member {m.name} not healthy after {timeout_s}s")
             time.sleep(0.05)
+
+    def leader_index(self, skip: int = -1) -> int:
+        """Index of the member that is etcd's own raft leader (-1 if none answers);
+        ``skip``: a member not to ask (a paused one would hold the query for its timeout)."""
+        ctx = self.tls.client_context() if self.tls is not None else None
+        for i, m in enumerate(self.members):
+            if i == skip or not m.running:
+                continue
+            req = urllib.request.Request(
+                f"{self.scheme}://{m.endpoint}/v3/maintenance/status", data=b"{}", method="POST"
+            )
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(req, timeout=1, context=ctx) as r,
+            ):
+                st = json.loads(r.read())
+                if st.get("leader") and st["leader"] == st.get("header", {}).get("member_id"):
+                    return i
+        return -1
 
     def kill(self, index: int) -> None:
         """SIGKILL one member (a crash)."""

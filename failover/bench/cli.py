@@ -268,6 +268,15 @@ def fanout(
             "sent when the first stream has the decision (while the rest are pushed).",
         ),
     ] = False,
+    etcd_watch: Annotated[
+        bool,
+        typer.Option(
+            "--etcd-watch",
+            help="After each row's runs, the same runs with the streams closed and S etcd watches on the "
+            "routes instead (as many connections to etcd as the streams had): sidecars watching etcd "
+            "directly, side by side. Plaintext only (--tls off).",
+        ),
+    ] = False,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -278,6 +287,8 @@ def fanout(
     from failover.bench.tls_variant import BenchPki, label, variants
 
     tls = tls_mode.value
+    if etcd_watch and tls != "off":
+        raise typer.BadParameter("--etcd-watch runs with --tls off only", param_hint="--etcd-watch")
 
     s_list = _int_list(streams, "--streams", 1, 5000)
     r_list = _int_list(replicas, "--replicas", 1, 9)
@@ -293,6 +304,7 @@ def fanout(
         "tls": tls,
         "idle_seconds": idle_seconds,
         "operator_during_fanout": operator_during_fanout,
+        "etcd_watch": etcd_watch,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -358,6 +370,7 @@ def fanout(
                                 channel_per_stream=channel_per_stream or tls != "off",
                                 idle_seconds=idle_seconds,
                                 operator_during_fanout=operator_during_fanout,
+                                etcd_watch=etcd_watch,
                             )
                         )
         finally:
@@ -443,6 +456,9 @@ def fanout(
         op_rows = [r for r in results if r.get("operator")]
         if op_rows:
             _render_operator(op_rows)
+        watch_rows = [r for r in results if r.get("etcd_watch")]
+        if watch_rows:
+            _render_etcd_watch(watch_rows)
         if tls == "both" and results:
             from failover.bench.tls_variant import fanout_comparison
 
@@ -492,6 +508,50 @@ def _render_operator(rows: list[dict[str, Any]]) -> None:
             for r in rows
         )
         + " sent before the last stream had it)."
+    )
+
+
+def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
+    """Our Sync streams against S etcd watches, same cluster, same switches."""
+    t = Table(
+        title="side by side: Sync streams (ours) vs sidecars watching etcd directly (t_commit -> last, ms)",
+        title_justify="left",
+    )
+    for col in ("S", "R", "connections", "who", "n", "last p50", "last p99", "last max", "all p50"):
+        t.add_column(col, justify="right")
+    t.add_column("CPU per decision: coordinators / etcd ms", justify="right")
+    t.add_column("per stream or watch µs", justify="right")
+    t.add_column("etcd/ours last p50", justify="right")
+    for res in rows:
+        ew = res["etcd_watch"]
+        ours_p50 = res["last_stream"].get("p50_ms")
+        theirs_p50 = ew["last_watch"].get("p50_ms")
+        for who, last, every, window in (
+            ("ours", res["last_stream"], res["all_streams"], res["mean_window"]),
+            ("etcd watch", ew["last_watch"], ew["all_watches"], ew["mean_window"]),
+        ):
+            coord = sum(v for k, v in window["cpu_ms"].items() if k.startswith("c"))
+            etcd = sum(v for k, v in window["cpu_ms"].items() if k.startswith("etcd"))
+            server = coord if who == "ours" else etcd
+            t.add_row(
+                str(res["streams"]),
+                str(res["replicas"]),
+                str(res["connections"] if who == "ours" else ew["connections"]),
+                who,
+                str(last.get("count", 0)),
+                fmt_ms(last.get("p50_ms")),
+                fmt_ms(last.get("p99_ms")),
+                fmt_ms(last.get("max_ms")),
+                fmt_ms(every.get("p50_ms")),
+                f"{coord:.0f} / {etcd:.0f}",
+                f"{server * 1000 / res['streams']:.0f}",
+                f"{theirs_p50 / ours_p50:.2f}" if who != "ours" and ours_p50 and theirs_p50 else "",
+            )
+    out.print(t)
+    out.print(
+        "Same cluster and reference instant (the bench's own etcd watch); the watch runs follow the "
+        "stream runs, with the streams closed. Per stream or watch: the serving side's CPU per decision "
+        "(coordinators for ours, etcd for the watches) / S. A watch is one-way: no ack, no health back."
     )
 
 

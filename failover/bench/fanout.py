@@ -425,6 +425,7 @@ async def run_combination(
     channel_per_stream: bool = False,
     idle_seconds: float = 0.0,
     operator_during_fanout: bool = False,
+    etcd_watch: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -589,11 +590,35 @@ async def run_combination(
         cpu = {k: round(cpu1[k] - v, 3) for k, v in cpu0.items() if k in cpu1}
         windows = [r["window_cpu_ms"] for r in per_run]
         mean_window = {k: round(sum(w.get(k, 0.0) for w in windows) / len(windows), 1) for k in cpu0}
+        connections = fleet.connections
+        etcd_variant = None
+        if etcd_watch:
+            from failover.bench.fanout_etcd import run_etcd_watch
+
+            await fleet.close()  # the streams' CPU must not weigh on the watches' runs
+            fleet = None
+            if probe is not None:
+                await probe.close()
+                probe = None
+            etcd_variant = await run_etcd_watch(
+                cluster,
+                commit_seen=watch.wait,
+                cpu_snapshot=_cpu_snapshot,
+                watches=streams,
+                connections=connections,
+                runs=runs,
+                leader_addr=leader_addr,
+                active=active,
+                run_timeout_s=run_timeout_s,
+                pause_s=pause_s,
+                deadline=deadline,
+                label=label,
+            )
         return {
             "streams": streams,
             "replicas": len(cluster.procs),
             "tls": label_of(cluster.pki is not None),
-            "connections": fleet.connections,
+            "connections": connections,
             "etcd_members": cluster.etcd_members,
             "leader": leader_id,
             "last_stream": last.to_json(),
@@ -617,6 +642,7 @@ async def run_combination(
                 if probe is not None
                 else None
             ),
+            "etcd_watch": etcd_variant,
             "cpu_seconds_during_runs": {"wall": round(wall, 3), **cpu},
             "mean_window": {
                 "wall_ms": round(sum(r["window_wall_ms"] for r in per_run) / len(per_run), 2),

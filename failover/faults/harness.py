@@ -20,7 +20,6 @@ object started, never to a name.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -336,15 +335,7 @@ class FaultCluster:
         """Index of the etcd member that is etcd's own raft leader (-1 if none answers);
         ``skip``: a member not to ask (a paused one would hold each query for its timeout)."""
         assert self.etcd is not None
-        for i, ep in enumerate(self.etcd.endpoints):
-            if i == skip:
-                continue
-            req = urllib.request.Request(f"http://{ep}/v3/maintenance/status", data=b"{}", method="POST")
-            with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(req, timeout=1) as r:
-                st = json.loads(r.read())
-                if st.get("leader") and st["leader"] == st.get("header", {}).get("member_id"):
-                    return i
-        return -1
+        return self.etcd.leader_index(skip)
 
     def metrics(self, rid: str, timeout: float = 2.0) -> str:
         """Replica ``rid``'s Prometheus exposition ('' when it does not answer)."""

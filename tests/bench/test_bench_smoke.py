@@ -133,6 +133,29 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
     assert all("during_switch_us" in run for run in x["runs"])
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_fanout_etcd_watch_side_by_side(tmp_path: Path) -> None:
+    """The same switches reach S etcd watches (sidecars watching etcd directly), over as
+    many connections as the streams had, and both rows are printed side by side."""
+    out = tmp_path / "fanout-watch.json"
+    args = ["fanout", "--streams", "6", "--replicas", "1", "--runs", "2", "--etcd-watch"]
+    r = CliRunner().invoke(bench_app, [*args, "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "sidecars watching etcd directly" in r.output
+    (x,) = json.loads(out.read_text())["results"]
+    ew = x["etcd_watch"]
+    assert ew["watches"] == 6 and ew["connections"] == x["connections"] == 4
+    _check_stats(ew["last_watch"], "last_watch", 2)
+    _check_stats(ew["all_watches"], "all_watches", 12)
+    assert ew["mean_window"]["cpu_ms"].keys() >= {"bench", "c1"}
+
+
+def test_etcd_watch_needs_plaintext() -> None:
+    r = CliRunner().invoke(bench_app, ["fanout", "--etcd-watch", "--tls", "on"])
+    assert r.exit_code == 2 and "--tls off only" in r.output
+
+
 def test_cli_startup_smoke(tmp_path: Path) -> None:
     """Every row gets its samples: the operator commands really connect to the bench's socket."""
     out = tmp_path / "cli.json"

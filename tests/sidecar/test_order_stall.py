@@ -52,17 +52,23 @@ async def test_every_line_silent_for_a_moment_keeps_the_orders(
 async def test_a_blocked_loop_with_a_probe_out_keeps_the_path(
     venue: Venue, make_session: MakeSession, guard: SilenceGuard
 ) -> None:
-    # Acks take 20 ms (slow venue), so every order is probed; the loop then blocks for 300 ms
-    # with the probe out (a 50 ms probe timeout: it is still out when the test blocks the
-    # loop): the echo sits unread, which says nothing about the line.
+    # Acks take 40 ms (slow venue), so every order is probed (after a fixed 5 ms: the RTT
+    # multiple is made negligible, so an RTT inflated by a loaded machine cannot push the
+    # order timeout past the venue's delay); the loop then blocks for 300 ms with the probe
+    # out (its timeout fixed at 150 ms, past the echo's 40 ms): the echo sits unread, which
+    # says nothing about the line.
     primary, prec = await make_session(
-        "primary", heartbeat_interval_ms=50, silent_after=3, probe_timeout_floor_ms=50.0
+        "primary",
+        heartbeat_interval_ms=50,
+        silent_after=3,
+        order_timeout_rtt_multiple=0.001,
+        probe_timeout_floor_ms=150.0,
     )
     _, brec = await make_session("backup", heartbeat_interval_ms=50, silent_after=3)
     await prec.next_status(PathState.UP)
     await brec.next_status(PathState.UP)
     await poll_until(lambda: len(primary.rtt) >= 2)
-    await venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=20)
+    await venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=40)
     lags = guard.lags
     for i in range(2):
         assert primary.send(p.new_order(f"h-b-{i}", "x"))
