@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from enum import StrEnum
 from typing import Protocol
 
@@ -108,6 +108,16 @@ class SilenceWatcher(Protocol):
         """Send a heartbeat now if the line is watched (another line's probe asks who else is heard)."""
         ...
 
+    @property
+    def group(self) -> str:
+        """The route group the line serves."""
+        ...
+
+    @property
+    def is_up(self) -> bool:
+        """Usable now: connected, logged on and not declared dead."""
+        ...
+
 
 class SilenceGuard:
     """Shared by every path session of a process, so a stalled event loop is not taken for dead venues.
@@ -157,6 +167,10 @@ class SilenceGuard:
         how many lines were asked.
         """
         return sum(1 for m in list(self._members) if m is not member and m.nudge())
+
+    def others_up(self, member: SilenceWatcher) -> int:
+        """Other lines of ``member``'s group that are up: where its orders could go instead."""
+        return sum(1 for m in self._members if m is not member and m.group == member.group and m.is_up)
 
     def quiet_since(self, since: float) -> bool:
         """Has no line of the process received anything since ``since``? (Our stall, or the venue host's.)"""
@@ -290,6 +304,7 @@ class ReplyWatch:
         probe_floor_s: float = 0.005,
         max_probes: int = 3,
         quiet_limit_s: float = 0.0,
+        alone: Callable[[], bool] | None = None,
     ) -> None:
         if rtt_multiple <= 0 or floor_s <= 0 or probe_floor_s <= 0:
             raise ValueError("rtt_multiple, floor_s and probe_floor_s must be > 0")
@@ -300,6 +315,8 @@ class ReplyWatch:
         self.probe_floor_s = probe_floor_s
         self.max_probes = max_probes
         self.quiet_limit_s = quiet_limit_s  # while every line is silent, renew up to this much silence
+        # True while no other path of the line's group is up (nowhere to flip to).
+        self.alone = alone
         self._owed: OrderedDict[Hashable, float] = OrderedDict()  # token -> written at (write order)
         self._probe_id: int | None = None
         self._probe_at = 0.0
@@ -379,6 +396,13 @@ class ReplyWatch:
                 # A stall of ours or of the host serving every line, not this line's: the
                 # other lines were asked too (``nudge_others``) and none answered.
                 self.excuse = "every line was silent"
+            elif self.alone is not None and now - self._heard_at < self.quiet_limit_s and self.alone():
+                # Nowhere to flip to: declaring the line dead would only turn a slow venue's
+                # orders in flight into IN_DOUBT. The probe stays out; the heartbeat limit,
+                # counted from the last thing heard, decides.
+                self.excuse = "no other path of its group is up"
+                self._probe_deadline = self._heard_at + self.quiet_limit_s
+                return Verdict.WAIT
             else:
                 return Verdict.SILENT
             self.guard.probes += 1

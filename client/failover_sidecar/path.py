@@ -184,6 +184,7 @@ class PathSession:
             floor_s=order_timeout_floor_ms / 1000.0,
             probe_floor_s=probe_timeout_floor_ms / 1000.0,
             quiet_limit_s=self._silent_s,
+            alone=lambda: self.guard.others_up(self) == 0,
         )
         self._reply_timer: asyncio.Handle | None = None
         self._reply_due = 0.0

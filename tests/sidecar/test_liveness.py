@@ -26,6 +26,8 @@ class Line:
 
     def __init__(self, silent: bool | None) -> None:
         self.silent = silent
+        self.group = "g"
+        self.is_up = silent is False
 
     def silent_at(self, now: float) -> bool | None:
         return self.silent
@@ -348,3 +350,27 @@ def test_the_guard_asks_every_other_line_when_one_probes() -> None:
         guard.register(m)
     assert guard.nudge_others(prober) == 1  # the unwatched line sends nothing
     assert (prober.nudged, idle.nudged, unwatched.nudged) == (0, 1, 1)
+
+
+def test_the_last_usable_path_of_its_group_is_judged_on_the_heartbeat_limit() -> None:
+    """No other path of the group is up: declaring this one dead gains no route and turns
+    every order in flight into IN_DOUBT, so a slow answer is waited for up to the heartbeat
+    limit (counted from the last thing heard), not one probe timeout."""
+    alone = True
+    w = _watch(quiet_limit_s=0.15, alone=lambda: alone)
+    w.heard(1.0)
+    w.written("a", 1.0)
+    assert w.check(1.0051) is Verdict.PROBE
+    w.probe_sent(1, 1.005, others_asked=0)
+    w.guard.heard(1.008)  # another group's line is heard: no "every line was silent" excuse
+    assert w.check(1.0101) is Verdict.WAIT and w.excuse == "no other path of its group is up"
+    assert w.next_check() == pytest.approx(1.15)
+    assert w.check(1.1501) is Verdict.SILENT
+    # With another path up again, one probe timeout decides, as before.
+    w = _watch(quiet_limit_s=0.15, alone=lambda: alone)
+    w.heard(1.0)
+    w.written("a", 1.0)
+    assert w.check(1.0051) is Verdict.PROBE
+    w.probe_sent(1, 1.005, others_asked=0)
+    alone = False
+    assert w.check(1.0101) is Verdict.SILENT

@@ -17,8 +17,12 @@ async def test_stall_with_an_order_outstanding_is_declared_long_before_the_heart
     venue: Venue, make_session: MakeSession
 ) -> None:
     # Heartbeats every second: the heartbeat limit alone would take 3 s to see the stall.
+    # The backup is up: there is somewhere to flip to (a group's last usable path is judged
+    # on the heartbeat limit: test_order_stall.py).
     primary, prec = await make_session("primary", heartbeat_interval_ms=1000, silent_after=3)
+    _, brec = await make_session("backup", heartbeat_interval_ms=1000, silent_after=3)
     await prec.next_status(PathState.UP)
+    await brec.next_status(PathState.UP)
     assert primary.send(p.new_order("h-s-1", "x"))
     await prec.next_message(p.MsgType.ACK)  # the line answers orders
 

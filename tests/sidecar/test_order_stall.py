@@ -118,3 +118,29 @@ async def test_a_stall_beside_an_idle_line_is_declared_on_the_first_probe(
         primary.replies.probes_renewed,
     )
     assert brec.downs() == []
+
+
+async def test_a_slow_answer_on_the_last_usable_path_is_waited_for(
+    venue: Venue, make_session: MakeSession
+) -> None:
+    """No other path of the group is up: a venue answering 30 ms late (one probe timeout is
+    5 ms) keeps its line, since declaring it dead gains no route and turns every order in
+    flight into IN_DOUBT; the heartbeat limit (150 ms) still bounds real silence. Before, the
+    line was declared SILENT on the first probe (a backup lost this way right after a flip,
+    on a loaded machine)."""
+    primary, prec = await make_session("primary", heartbeat_interval_ms=50, silent_after=3)
+    await prec.next_status(PathState.UP)
+    await poll_until(lambda: len(primary.rtt) >= 2)
+    await venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=30)
+    for i in range(3):
+        assert primary.send(p.new_order(f"h-l-{i}", "x"))
+        await prec.next_message(p.MsgType.ACK)
+    assert prec.downs() == [], prec.downs()
+    assert primary.replies.probes_sent >= 1  # the rule was exercised: a probe went unanswered in time
+    # A real stall is still declared, on the heartbeat limit.
+    await venue.inject_fault("primary", None, FaultKind.STALL)
+    t0 = time.monotonic()
+    assert primary.send(p.new_order("h-l-stall", "x"))
+    down = await prec.next_status(PathState.DOWN, timeout=5.0)
+    assert down.cause is Cause.SILENT, down
+    assert time.monotonic() - t0 < 2.0  # generous: the limit is 150 ms
