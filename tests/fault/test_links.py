@@ -155,27 +155,31 @@ async def _switch_via(fs: FaultSystem, rid: str, path: str) -> tuple[pb.Decision
     return d, time.monotonic() - t0
 
 
-async def test_slow_link_leader_to_etcd(fs: FaultSystem) -> None:
-    """+30 ms each way on every link between the leader and etcd for 6 s: the leader stays
-    (one replica claims to lead at every poll, the same one), no replica calls itself stale,
-    its sidecar stays on it, and a switch every second commits and reaches every host."""
+@pytest.mark.parametrize("who", ["leader", "follower"])
+async def test_slow_link_leader_to_etcd(fs: FaultSystem, who: str) -> None:
+    """+30 ms each way on every link between one replica (the leader, or a follower) and
+    etcd for 6 s: the leader stays (one replica claims to lead at every poll, the same
+    one), no replica calls itself stale, the slowed replica's sidecar stays on it, and a
+    switch sent to it every second commits and reaches every host (a follower forwards it
+    to the leader, and its own view of the decision comes 30 ms later)."""
     host = fs.cluster.topo.hosts[0]
     commits: list[float] = []
     applied: list[float] = []
     seen: set[str] = set()
     async with ReplicaWatch(fs).running() as watch:
         lead = await _steady_leader(fs, watch)
-        await pin_host_to(fs, host, lead)
-        links = [fs.cluster.etcd_link(lead, i) for i in range(fs.cluster.topo.etcd_members)]
+        slowed = lead if who == "leader" else next(r for r in fs.cluster.topo.replicas if r != lead)
+        await pin_host_to(fs, host, slowed)
+        links = [fs.cluster.etcd_link(slowed, i) for i in range(fs.cluster.topo.etcd_members)]
         # the same switch without the delay, for comparison (printed, not bounded)
-        baseline = [(await _switch_via(fs, lead, p))[1] for p in ("backup", "primary")]
+        baseline = [(await _switch_via(fs, slowed, p))[1] for p in ("backup", "primary")]
         t0 = time.monotonic()
         fs.cluster.proxy.set_many(links, Mode.PASS, delay_ms=ETCD_DELAY_MS)
         try:
             n = 0
             while time.monotonic() - t0 < SLOW_HOLD_S:
                 path = "backup" if n % 2 == 0 else "primary"
-                d, took = await _switch_via(fs, lead, path)
+                d, took = await _switch_via(fs, slowed, path)
                 commits.append(took)
                 t_sent = time.monotonic() - took
                 await all_apply(fs, path, (d.epoch.era, d.epoch.revision), 10, f"every host on {path}")
@@ -191,16 +195,16 @@ async def test_slow_link_leader_to_etcd(fs: FaultSystem) -> None:
         stale = watch.stale(t0)
     counts = fs.strategies[host].counts(t0)
     print(
-        f"[fault] slow link {lead}>etcd (+{ETCD_DELAY_MS:.0f} ms each way): commits "
+        f"[fault] slow link {slowed} ({who})>etcd (+{ETCD_DELAY_MS:.0f} ms each way): commits "
         + ", ".join(f"{t * 1000:.0f}ms" for t in commits)
         + f" (without the delay: {', '.join(f'{t * 1000:.0f}ms' for t in baseline)})"
         + f"; {len(claims)} polls of the replicas; {host} on {sorted(seen)}"
     )
     assert claims and all(c == {lead} for c in claims), f"leadership moved over a slow link: {claims}"
     assert not stale, f"a replica called itself stale over a slow link: {stale[:5]}"
-    assert seen == {lead}, f"{host} left {lead} over a slow etcd link: {sorted(seen)}"
+    assert seen == {slowed}, f"{host} left {slowed} over a slow etcd link: {sorted(seen)}"
     assert counts.get("NO_PATH", 0) == 0, counts
-    name = f"slow link leader-etcd (+{ETCD_DELAY_MS:.0f} ms each way)"
+    name = f"slow link {who}-etcd (+{ETCD_DELAY_MS:.0f} ms each way)"
     for t in commits:
         fs.bound(f"{name}: a switch committed (the leader's answer)", t, 5 * 0.4)
     for t in applied:
