@@ -32,6 +32,7 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.bench.fleet import Fleet
 from failover.bench.operator_probe import QUIET, OperatorProbe
 from failover.bench.tls_variant import BenchPki
 from failover.bench.tls_variant import label as label_of
@@ -155,8 +156,11 @@ class CommitWatch:
             await asyncio.to_thread(self._thread.join, 10.0)
 
 
-class StreamFleet:
+class StreamFleet(Fleet):
     """S Sync streams in this process; records when each receives each decision."""
+
+    what = "stream"
+    ready_phrase = "got their snapshot"
 
     def __init__(
         self,
@@ -169,6 +173,7 @@ class StreamFleet:
         channel_per_stream: bool = False,
         track_gaps: bool = False,
     ) -> None:
+        super().__init__(streams)
         self.addresses = addresses
         # With a PKI every stream presents its own sidecar certificate (bench-NNNNN), so it
         # needs its own connection; ``channel_per_stream`` gives plaintext the same shape.
@@ -177,24 +182,15 @@ class StreamFleet:
         # Report health as a real sidecar does: its full path health once the snapshot is
         # applied, and the effective route after applying each decision.
         self.as_sidecars = as_sidecars
-        self.n = streams
         self.channels_per_replica = max(1, min(channels_per_replica, streams))
-        self.arrivals: dict[int, list[int]] = {}  # route revision -> monotonic ns per stream
         self.held: list[tuple[int, int]] = [(0, 0)] * streams
         self.replica_of: list[str] = [addresses[i % len(addresses)] for i in range(streams)]
-        self.errors: dict[int, str] = {}
-        self.ready = 0
-        self._ready_event = asyncio.Event()
-        self._complete: dict[int, asyncio.Event] = {}
         self._acks: dict[tuple[str, int, int], bytes] = {}
-        self._channels: list[grpc.aio.Channel] = []
         # The keepalive pings a sidecar's channel sends at its default stream.dead_after_ms.
         self._options = [
             ("grpc.use_local_subchannel_pool", 1),
             *rpc.liveness_options(SidecarStream().dead_after_ms),
         ]
-        self._calls: list[Any] = []
-        self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         # Called with the revision when the first stream receives a new decision.
         self.on_first: Callable[[int], None] | None = None
@@ -205,10 +201,8 @@ class StreamFleet:
         self.max_gap_ns: list[int] = [0] * streams
         self.max_gap_end_ns: list[int] = [0] * streams  # when that silence ended
 
-    @property
-    def connections(self) -> int:
-        """HTTP/2 connections (channels) the streams use."""
-        return len(self._channels)
+    def _name(self, i: int) -> str:
+        return f"stream {i} to {self.replica_of[i]}"
 
     def _ack(self, group: str, era: int, rev: int) -> bytes:
         key = (group, era, rev)
@@ -249,18 +243,6 @@ class StreamFleet:
             if (i + 1) % batch == 0 or i + 1 == self.n:
                 await self._until_ready(i + 1, end, timeout)
 
-    async def _until_ready(self, count: int, end: float, timeout: float) -> None:
-        while self.ready < count:
-            if self.errors:
-                i, e = next(iter(self.errors.items()))
-                raise BenchFailure(f"stream {i} to {self.replica_of[i]} failed while opening: {e}")
-            left = end - time.monotonic()
-            if left <= 0:
-                raise BenchFailure(f"only {self.ready}/{self.n} streams got their snapshot within {timeout}s")
-            self._ready_event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready_event.wait(), min(left, 0.5))
-
     async def _stream(self, i: int, call: Any) -> None:
         hello = sync_pb2.SidecarMessage(
             hello=sync_pb2.Hello(host_id=_host(i), site="default", groups=[GROUP])
@@ -286,16 +268,8 @@ class StreamFleet:
                     era, rev = d.epoch.era, d.epoch.revision
                     if (era, rev) > self.held[i]:
                         self.held[i] = (era, rev)
-                        lst = self.arrivals.get(rev)
-                        if lst is None:
-                            lst = self.arrivals[rev] = []
-                            if self.on_first is not None:
-                                self.on_first(rev)
-                        lst.append(t)
-                        if len(lst) >= self.n:
-                            ev = self._complete.get(rev)
-                            if ev is not None:
-                                ev.set()
+                        if len(self._arrived(rev, t)) == 1 and self.on_first is not None:
+                            self.on_first(rev)
                     await call.write(self._ack(d.group, era, rev))
                     if self.as_sidecars:
                         await call.write(_effective_report(d.group, d.paths[0] if d.paths else ""))
@@ -307,8 +281,7 @@ class StreamFleet:
                         await call.write(self._ack(d.group, era, rev))
                     if self.as_sidecars:
                         await call.write(_full_report(snap))
-                    self.ready += 1
-                    self._ready_event.set()
+                    self._is_ready()
                 # heartbeats, definitions, health requests: not decoded
         except grpc.aio.AioRpcError as exc:
             self.errors[i] = f"{exc.code().name}: {exc.details()}"
@@ -316,12 +289,7 @@ class StreamFleet:
             self._changed.set()
 
     async def wait_complete(self, rev: int, timeout: float) -> list[int]:
-        if len(self.arrivals.get(rev, ())) < self.n:
-            ev = self._complete.setdefault(rev, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ev.wait(), timeout)
-            self._complete.pop(rev, None)
-        got = self.arrivals.get(rev, [])
+        got = await self._await_all(rev, timeout)
         if len(got) < self.n:
             missing = [i for i in range(self.n) if self.held[i][1] < rev]
             lines = [
@@ -335,18 +303,6 @@ class StreamFleet:
                 f"within {timeout}s:\n  " + "\n  ".join(lines) + more
             )
         return got
-
-    async def close(self) -> None:
-        for call in self._calls:
-            call.cancel()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        for ch in self._channels:
-            with contextlib.suppress(Exception):
-                await ch.close(None)
 
 
 def _host(i: int) -> str:

@@ -19,7 +19,6 @@ not a replacement for the Sync stream (docs/benchmarks.md says what it lacks).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,33 +28,25 @@ from etcd3aio._protobuf import rpc_pb2  # type: ignore[attr-defined]
 
 from coordinator.store.etcd_store import prefix_end
 from failover.bench.common import PATHS, BenchFailure, Cluster, progress
+from failover.bench.fleet import Fleet
 from failover.stats import Latency
 
 WATCH_METHOD = "/etcdserverpb.Watch/Watch"
 OPEN_BATCH = 100
 
 
-class WatchFleet:
+class WatchFleet(Fleet):
     """S etcd watches in this process; records when each sees each route revision."""
 
+    what = "etcd watch"
+    ready_phrase = "were created"
+
     def __init__(self, endpoint: str, prefix: str, watches: int, connections: int) -> None:
+        super().__init__(watches)
         self.endpoint = endpoint
         self.prefix = prefix + "routes/"
-        self.n = watches
         self.k = max(1, min(connections, watches))
-        self.arrivals: dict[int, list[int]] = {}  # route revision -> monotonic ns per watch
         self.held = [0] * watches
-        self.errors: dict[int, str] = {}
-        self.ready = 0
-        self._ready_event = asyncio.Event()
-        self._complete: dict[int, asyncio.Event] = {}
-        self._channels: list[grpc.aio.Channel] = []
-        self._calls: list[Any] = []
-        self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def connections(self) -> int:
-        return len(self._channels)
 
     async def open(self, timeout: float) -> None:
         for _ in range(self.k):
@@ -65,10 +56,7 @@ class WatchFleet:
             )
         key = self.prefix.encode()
         create = rpc_pb2.WatchRequest(
-            create_request=rpc_pb2.WatchCreateRequest(
-                key=key,
-                range_end=prefix_end(key),  # from now on
-            )
+            create_request=rpc_pb2.WatchCreateRequest(key=key, range_end=prefix_end(key))  # from now on
         ).SerializeToString()
         end = time.monotonic() + timeout
         for i in range(self.n):
@@ -79,18 +67,6 @@ class WatchFleet:
             self._tasks.append(asyncio.create_task(self._watch(i, call, create), name=f"bench-watch-{i}"))
             if (i + 1) % OPEN_BATCH == 0 or i + 1 == self.n:
                 await self._until_ready(i + 1, end, timeout)
-
-    async def _until_ready(self, count: int, end: float, timeout: float) -> None:
-        while self.ready < count:
-            if self.errors:
-                i, e = next(iter(self.errors.items()))
-                raise BenchFailure(f"etcd watch {i} failed while opening: {e}")
-            left = end - time.monotonic()
-            if left <= 0:
-                raise BenchFailure(f"only {self.ready}/{self.n} etcd watches were created within {timeout}s")
-            self._ready_event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready_event.wait(), min(left, 0.5))
 
     async def _watch(self, i: int, call: Any, create: bytes) -> None:
         eof = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -104,30 +80,20 @@ class WatchFleet:
                 t = time.monotonic_ns()
                 resp = rpc_pb2.WatchResponse.FromString(raw)
                 if resp.created:
-                    self.ready += 1
-                    self._ready_event.set()
+                    self._is_ready()
                 if resp.canceled or resp.compact_revision:
                     self.errors[i] = f"watch cancelled: {resp.cancel_reason or resp.compact_revision}"
                     return
                 for ev in resp.events:
                     rev = int(ev.kv.mod_revision)
-                    if ev.type != 0 or rev <= self.held[i]:  # 0: PUT
-                        continue
-                    self.held[i] = rev
-                    lst = self.arrivals.setdefault(rev, [])
-                    lst.append(t)
-                    if len(lst) >= self.n and (done := self._complete.get(rev)) is not None:
-                        done.set()
+                    if ev.type == 0 and rev > self.held[i]:  # 0: PUT
+                        self.held[i] = rev
+                        self._arrived(rev, t)
         except grpc.aio.AioRpcError as exc:
             self.errors[i] = f"{exc.code().name}: {exc.details()}"
 
     async def wait_complete(self, rev: int, timeout: float) -> list[int]:
-        if len(self.arrivals.get(rev, ())) < self.n:
-            ev = self._complete.setdefault(rev, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ev.wait(), timeout)
-            self._complete.pop(rev, None)
-        got = self.arrivals.get(rev, [])
+        got = await self._await_all(rev, timeout)
         if len(got) < self.n:
             missing = [i for i in range(self.n) if self.held[i] < rev]
             errs = sorted({self.errors[i] for i in missing if i in self.errors})[:3]
@@ -136,18 +102,6 @@ class WatchFleet:
                 + (f" ({'; '.join(errs)})" if errs else "")
             )
         return got
-
-    async def close(self) -> None:
-        for call in self._calls:
-            call.cancel()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        for ch in self._channels:
-            with contextlib.suppress(Exception):
-                await ch.close(None)
 
 
 async def run_etcd_watch(
