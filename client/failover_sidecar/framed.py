@@ -27,6 +27,7 @@ from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReader
 from failover_sidecar.agent import Agent
 from failover_sidecar.orders import OrderPath, RelayError
+from failover_sidecar.path import corked
 from failover_sidecar.service import MAX_PAYLOAD_BYTES, _refused, _shown
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,13 @@ class FramedConnection(asyncio.Protocol):
     # --- frames in --------------------------------------------------------
 
     def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) > 1:
+            with corked():  # one write per venue line for the whole burst
+                self._handle_each(frames)
+        else:
+            self._handle_each(frames)
+
+    def _handle_each(self, frames: list[bytes]) -> None:
         orders, sink = self._orders, self.sink
         for body in frames:
             if self._closing:

@@ -50,7 +50,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import replace
 from typing import cast
 
@@ -72,6 +72,39 @@ log = logging.getLogger(__name__)
 
 _OWES_REPLY = frozenset({p.MsgType.NEW, p.MsgType.CANCEL})  # answered by an ack or a reject
 _REPLIES = frozenset({p.MsgType.ACK, p.MsgType.REJECT})
+
+
+class _Cork:
+    """Writes to venue links inside ``corked()`` are gathered per link, in order, and each
+    link's are written with one system call when the block ends: a burst of orders cut from
+    one read of a strategy's socket costs one ``send`` per venue line, not one per order.
+    The block is synchronous (nothing awaits inside), so no link can end in between."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: dict[_Link, list[bytes]] = {}
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        for link, chunks in pending.items():
+            t = link.transport
+            if t is not None and not t.is_closing():
+                t.write(b"".join(chunks))
+
+
+_cork = _Cork()
+
+
+@contextlib.contextmanager
+def corked() -> Iterator[None]:
+    """Gather venue writes until the block ends (see ``_Cork``); nests."""
+    _cork.depth += 1
+    try:
+        yield
+    finally:
+        _cork.depth -= 1
+        if not _cork.depth and _cork.pending:
+            _cork.flush()
 
 
 class _Link(asyncio.Protocol):
@@ -107,7 +140,10 @@ class _Link(asyncio.Protocol):
 
     def write(self, msg: p.Message) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(p.encode(msg))
+            if _cork.depth:
+                _cork.pending.setdefault(self, []).append(p.encode(msg))
+            else:
+                self.transport.write(p.encode(msg))
 
     def abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
