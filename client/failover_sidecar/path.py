@@ -49,6 +49,7 @@ import contextlib
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import replace
@@ -74,11 +75,12 @@ _OWES_REPLY = frozenset({p.MsgType.NEW, p.MsgType.CANCEL})  # answered by an ack
 _REPLIES = frozenset({p.MsgType.ACK, p.MsgType.REJECT})
 
 
-class _Cork:
+class _Cork(threading.local):
     """Writes to venue links inside ``corked()`` are gathered per link, in order, and each
     link's are written with one system call when the block ends: a burst of orders cut from
     one read of a strategy's socket costs one ``send`` per venue line, not one per order.
-    The block is synchronous (nothing awaits inside), so no link can end in between."""
+    The block is synchronous (nothing awaits inside), so no link can end in between; the
+    state is per thread, as each event loop (and its links) is."""
 
     def __init__(self) -> None:
         self.depth = 0
