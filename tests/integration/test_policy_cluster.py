@@ -161,6 +161,23 @@ async def test_guard_rails_and_bad_operator_input() -> None:
             return True
 
         await wait_until(backup_down_everywhere, 10, "backup down on every host")
+
+        async def replicas_hold_it() -> bool:
+            # The guard rail reads the leader's table: wait until the replicas serving the
+            # hosts hold the reports (they forward them to the leader at once); the
+            # sidecars' own view was not enough on a loaded machine.
+            st = await demo.control.status()  # type: ignore[union-attr]
+            held = {
+                sc.host_id: sc
+                for r in st.replicas
+                for sc in r.sidecars
+                if any(h.path == "backup" for h in sc.health)
+            }
+            return set(demo.cluster.sockets) <= set(held) and all(
+                h.state != pb.PATH_STATE_UP for sc in held.values() for h in sc.health if h.path == "backup"
+            )
+
+        await wait_until(replicas_hold_it, 10, "backup down on every host at its replica")
         async with grpc.aio.insecure_channel(addr) as ch:
             stub = admin_pb2_grpc.AdminStub(ch)
             with pytest.raises(grpc.aio.AioRpcError) as exc:
