@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from failover.v1 import admin_pb2 as apb
-from tests.harness import ReplicaSet, admin, switch
+from tests.harness import ReplicaSet, admin, switch, wait_for
 
 pytestmark = [pytest.mark.cluster]
 G = "cme-orders"
@@ -92,6 +92,9 @@ async def test_a_stopping_leader_starts_no_request_after_its_stop_began(etcd_clu
     await rs.start_all()
     try:
         leader = await rs.wait_leader()
+        # The seeded decision is committed just after the election: on a slow machine it
+        # could start after the commit spy below is in place, and be counted as a late one.
+        await wait_for(lambda: G in leader.view.routes, 10, "the seeded decision")
         idx = rs.replicas.index(leader)
         real_revoke = leader.store.revoke
         revoking = asyncio.Event()
