@@ -142,10 +142,11 @@ class _Link(asyncio.Protocol):
 
     def write(self, msg: p.Message) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            data = p.encode(msg)
             if _cork.depth:
-                _cork.pending.setdefault(self, []).append(p.encode(msg))
+                _cork.pending.setdefault(self, []).append(data)
             else:
-                self.transport.write(p.encode(msg))
+                self.transport.write(data)
 
     def abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

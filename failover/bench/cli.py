@@ -417,8 +417,7 @@ def fanout(
             first, every = res["first_stream"], res["all_streams"]
             tc, tr = res["switch_to_commit"], res["switch_reply"]
             w = res["mean_window"]
-            coord = sum(v for k, v in w["cpu_ms"].items() if k.startswith("c"))
-            etcd = sum(v for k, v in w["cpu_ms"].items() if k.startswith("etcd"))
+            coord, etcd = _cpu_split(w["cpu_ms"])
             c.add_row(
                 str(res["streams"]),
                 str(res["replicas"]),
@@ -511,6 +510,13 @@ def _render_operator(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _cpu_split(cpu_ms: dict[str, float]) -> tuple[float, float]:
+    """A run window's CPU (ms) of the coordinators (c1, c2, ...) and of etcd's members, each summed."""
+    coord = sum(v for k, v in cpu_ms.items() if k.startswith("c"))
+    etcd = sum(v for k, v in cpu_ms.items() if k.startswith("etcd"))
+    return coord, etcd
+
+
 def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
     """Our Sync streams against S etcd watches, same cluster, same switches."""
     t = Table(
@@ -530,8 +536,7 @@ def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
             ("ours", res["last_stream"], res["all_streams"], res["mean_window"]),
             ("etcd watch", ew["last_watch"], ew["all_watches"], ew["mean_window"]),
         ):
-            coord = sum(v for k, v in window["cpu_ms"].items() if k.startswith("c"))
-            etcd = sum(v for k, v in window["cpu_ms"].items() if k.startswith("etcd"))
+            coord, etcd = _cpu_split(window["cpu_ms"])
             server = coord if who == "ours" else etcd
             t.add_row(
                 str(res["streams"]),
