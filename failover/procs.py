@@ -2,9 +2,10 @@
 
 One home for both, so a fix reaches every user:
 
-- ``free_port``/``free_ports`` never hand out a port this process handed out
-  recently (the kernel may offer a just-closed ephemeral port again, and two
-  children told the same port made tests fail);
+- ``free_port``/``free_ports`` pick outside the kernel's ephemeral range (so no
+  outgoing connection takes a port between the pick and a child's bind) and
+  never hand out a port this process handed out recently (two children told
+  the same port made tests fail);
 - ``Child`` is a process we started in its own session with its output in a log
   file, signalled and stopped only by its pid (never by name), always reaped,
   and killed by the kernel if we die first (``PR_SET_PDEATHSIG``), so a killed
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Self
 
 _recent: deque[int] = deque(maxlen=4096)
+_rng = random.Random()  # seeded per process: concurrent runs pick apart
 
 _SETPRIV = shutil.which("setpriv")  # util-linux
 
@@ -47,32 +50,67 @@ def _dying_with_us(argv: list[str]) -> list[str]:
     return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
+_EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10000  # below this, well-known and registered services cluster
+_MIN_SPAN = 2000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands to outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = (int(x) for x in _EPHEMERAL_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def picking_range() -> tuple[int, int]:
+    """Where ports are picked: below the ephemeral range, else above it.
+
+    A port the kernel chose for ``bind(0)`` is an ephemeral one: between our
+    release and a child's bind, any process's ``connect`` on the host may take
+    it (CI saw a venue fail to bind its gateway this way). Outside the range, only
+    another explicit bind can.
+    """
+    low, high = ephemeral_range()
+    if low - 1 - _LOWEST >= _MIN_SPAN:
+        return _LOWEST, low - 1
+    if 65535 - (high + 1) >= _MIN_SPAN:
+        return high + 1, 65535
+    return 1024, 65535
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago and that this process has not handed out recently."""
     return free_ports(1, host)[0]
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports that were free a moment ago, none handed out recently by this process.
+    """``n`` distinct ports free a moment ago, outside the ephemeral range, none handed out recently.
 
-    All are bound at once while they are chosen (separate binds could return the
-    same port twice), then released for the caller's children to bind.
+    Each candidate is test-bound (without ``SO_REUSEADDR``, so a port with a
+    connection still in TIME_WAIT is skipped too) and released for the caller's
+    children to bind.
     """
-    for _ in range(100):
-        socks: list[socket.socket] = []
-        try:
-            for _ in range(n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind((host, 0))
-            ports = [int(s.getsockname()[1]) for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-        if not set(ports) & set(_recent):
-            _recent.extend(ports)
-            return ports
-    raise OSError(f"no {n} fresh free port(s) found on {host}")
+    lo, hi = picking_range()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    ports: list[int] = []
+    for _ in range(200 * n):
+        if len(ports) == n:
+            break
+        port = _rng.randint(lo, hi)
+        if port in ports or port in _recent:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < n:
+        raise OSError(f"no {n} fresh free port(s) found on {host} in {lo}-{hi}")
+    _recent.extend(ports)
+    return ports
 
 
 def cli_argv(*args: str) -> list[str]:
