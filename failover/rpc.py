@@ -111,6 +111,8 @@ def server_options(
         # this must stay well above any per-server stream limit we enforce ourselves.
         ("grpc.max_concurrent_streams", max(max_streams, DEFAULT_MAX_STREAMS)),
         ("grpc.so_reuseport", 0),
+        ("grpc.server.max_pending_requests", max(max_streams, DEFAULT_MAX_STREAMS)),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * max(max_streams, DEFAULT_MAX_STREAMS)),
     ]
     if ping_timeout_ms is not None:
         opts.append(("grpc.http2.ping_timeout_ms", ping_timeout_ms))
