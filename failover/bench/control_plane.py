@@ -30,7 +30,7 @@ import grpc
 
 from coordinator.keys import Keys
 from coordinator.store.etcd_store import EtcdStore
-from coordinator.store.types import EventKind
+from coordinator.store.types import Compare, EventKind, Get, Put
 from failover.aio import wait_any
 from failover.bench.common import (
     PATHS,
@@ -43,6 +43,8 @@ from failover.bench.common import (
 from failover.stats import Latency
 
 POLL_INTERVAL_S = 0.005
+FLOOR_PREFIX = "/failover-bench-floor/"  # outside every coordinator's prefix: no watch sees it
+FLOOR_VALUE = b"x" * 400  # about a decision record's size
 
 
 class ControlPlaneBench:
@@ -69,10 +71,17 @@ class ControlPlaneBench:
         self.election_seen = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self.incidents: list[dict[str, Any]] = []
+        self._floor_compares: list[Compare] | None = None
         self.stats = {
             "commit_via_leader": Latency(
                 "commit, sent to leader",
                 "Admin/Switch sent to the leader: request sent -> committed reply received",
+            ),
+            "etcd_txn": Latency(
+                "etcd transaction (the floor)",
+                "the bench's own transaction of a commit's shape (5 compares, 2 puts of 400 bytes, "
+                "2 reads on failure) straight to etcd, one after each Switch: what every commit, "
+                "revoke and campaign of a hand-over pays at least",
             ),
             "commit_via_follower": Latency(
                 "commit, sent to follower",
@@ -107,6 +116,23 @@ class ControlPlaneBench:
         if self._etcd is None:
             self._etcd = EtcdStore(self.c.endpoints, rpc_timeout_s=2.0)
         return self._etcd
+
+    async def _floor_txn(self) -> int:
+        """One transaction shaped like a commit, timed (ns); the compares hold (keys made once)."""
+        store = self._store()
+        if self._floor_compares is None:
+            revs = [await store.put(f"{FLOOR_PREFIX}in{i}", b"1") for i in range(5)]
+            self._floor_compares = [Compare.create(f"{FLOOR_PREFIX}in0", revs[0])] + [
+                Compare.mod(f"{FLOOR_PREFIX}in{i}", revs[i]) for i in range(1, 5)
+            ]
+        puts = [Put(f"{FLOOR_PREFIX}route", FLOOR_VALUE), Put(f"{FLOOR_PREFIX}history", FLOOR_VALUE)]
+        reads = [Get(f"{FLOOR_PREFIX}in0"), Get(f"{FLOOR_PREFIX}route")]
+        t0 = time.monotonic_ns()
+        result = await store.txn(self._floor_compares, puts, reads)
+        dt = time.monotonic_ns() - t0
+        if not result.succeeded:
+            raise BenchFailure("the bench's own etcd transaction failed its compares")
+        return dt
 
     def _next_path(self) -> str:
         return PATHS[1] if self.active == PATHS[0] else PATHS[0]
@@ -218,6 +244,7 @@ class ControlPlaneBench:
             dt, _ = await self.timed_switch(leader_addr)
             self.stats["commit_via_leader"].record_ns(dt)
             lead.append(dt)
+            self.stats["etcd_txn"].record_ns(await self._floor_txn())
             dt, resp = await self.timed_switch(followers[k % len(followers)].address)
             if resp.decision.leader_id != leader_id:
                 raise BenchFailure(f"leader changed during the commit phase ({resp.decision.leader_id})")
@@ -410,6 +437,7 @@ class ControlPlaneBench:
         leader_id, leader_addr = await self.leader()
         await self.timed_switch(leader_addr)
         await self.timed_switch(next(p.address for p in self.c.procs if p.replica_id != leader_id))
+        await self._floor_txn()
         for run in range(self.runs):
             self._check_time(f"run {run + 1}")
             self.c.check_alive()

@@ -54,6 +54,7 @@ def test_control_plane_smoke(tmp_path: Path) -> None:
     res = doc["results"]
     _check_stats(res["commit_via_leader"], "commit_via_leader", 4)
     _check_stats(res["commit_via_follower"], "commit_via_follower", 4)
+    _check_stats(res["etcd_txn"], "etcd_txn", 4)  # the floor, measured in the same run
     for key in ("sigkill_to_commit", "sigterm_to_new_leader", "sigterm_to_commit", "sigterm_to_exit"):
         _check_stats(res[key], key, 2)
     assert len(doc["runs"]) == 2
