@@ -24,6 +24,7 @@ from coordinator.limits import PerCaller, peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
 from coordinator.request_checks import (
+    REQUEST_ID_HEADER,
     caller_trace,
     check_bump_era,
     check_get_status,
@@ -31,6 +32,7 @@ from coordinator.request_checks import (
     check_put_group,
     check_set_control,
     check_switch,
+    request_id,
 )
 from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import NOSPACE_ACTION, NoSpace, StoreError, is_nospace
@@ -265,9 +267,30 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "path: required")
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
-        req = _operator_request(request, context, "switch")
-        md = _metadata(req.trace)
+        req = await self._operator_request(request, context, "switch")
+        md = _metadata(req)
         return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md))
+
+    async def _operator_request(
+        self, request: apb.SwitchRequest | apb.SetControlRequest, context: Any, action: str
+    ) -> OperatorRequest:
+        """The core's request for a Switch or a SetControl (the same fields, the caller's
+        trace and the request's id)."""
+        try:
+            rid = request_id(context)
+        except ValueError as exc:
+            await self._abort(context, "invalid", str(exc))
+            raise
+        return OperatorRequest(
+            request.group,
+            request.reason,
+            request.operator or "unknown",
+            request.force,
+            path=request.path,
+            action=action,
+            trace=caller_trace(context),
+            request_id=rid,
+        )
 
     async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
@@ -385,8 +408,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "group: required")
         if action in _NEEDS_PATH and not request.path:
             await self._abort(context, "invalid", "path: required")
-        req = _operator_request(request, context, action)
-        md = _metadata(req.trace)
+        req = await self._operator_request(request, context, action)
+        md = _metadata(req)
         return await self._decide(
             context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
         )
@@ -453,27 +476,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             raise
 
 
-def _operator_request(
-    request: apb.SwitchRequest | apb.SetControlRequest, context: Any, action: str
-) -> OperatorRequest:
-    """The core's request for a Switch or a SetControl (the same fields, and the caller's trace)."""
-    return OperatorRequest(
-        request.group,
-        request.reason,
-        request.operator or "unknown",
-        request.force,
-        path=request.path,
-        action=action,
-        trace=caller_trace(context),
-    )
-
-
-def _metadata(trace: tracing.Carrier) -> tuple[tuple[str, str], ...]:
-    """The caller's trace context, passed on when a request is forwarded to the leader."""
-    tp, ts = trace
-    if not tp:
-        return ()
-    return (("traceparent", tp), ("tracestate", ts)) if ts else (("traceparent", tp),)
+def _metadata(req: OperatorRequest) -> tuple[tuple[str, str], ...]:
+    """What a forwarded copy carries: the request's id and the caller's trace context."""
+    md: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, req.request_id),)
+    tp, ts = req.trace
+    if tp:
+        md += (("traceparent", tp),)
+    if tp and ts:
+        md += (("tracestate", ts),)
+    return md
 
 
 def _controls_summary(c: ControlsSpec) -> str:

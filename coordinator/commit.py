@@ -113,8 +113,11 @@ class Committer:
         inputs: Inputs,
         stages: list[Stage] | None = None,
         trace: tuple[str, str] = ("", ""),
+        request_id: str = "",
     ) -> Committed:
-        """``trace``: the W3C context (traceparent, tracestate) stored with the decision."""
+        """``trace``: the W3C context (traceparent, tracestate) stored with the decision;
+        ``request_id``: the operator request it answers, so a copy reaching a later leader
+        is answered from the route instead of committed again."""
         if self._view.restore.detected:
             raise RestoreBlocked(
                 f"etcd restore detected ({self._view.restore.detail}): run `failover era bump`"
@@ -140,6 +143,7 @@ class Committer:
             fencing_token=leadership.token,
             traceparent=trace[0],
             tracestate=trace[1],
+            request_id=request_id,
         )
         value = record.model_dump_json().encode()
         k = self._keys

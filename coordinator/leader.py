@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from opentelemetry import trace
@@ -70,6 +71,7 @@ Reply = tuple[str, Committed | None]
 
 # How long a pass that lost to StaleInputs waits for the view to move before deciding again.
 STALE_RETRY_S = 1.0
+ANSWERS_KEPT = 1024  # successful answers remembered by request id (copies arriving late)
 # Bound on one history prune (it runs after the reply; a slow one is retried after the next commit).
 PRUNE_TIMEOUT_S = 2.0
 
@@ -92,6 +94,11 @@ def _reply(req: OperatorRequest, result: Reply | None = None, error: BaseExcepti
         req.future.set_exception(error)
     else:
         req.future.set_result(result)  # type: ignore[arg-type]
+
+
+def _what(req: OperatorRequest) -> tuple[str, ...]:
+    """What a request asks for: copies of one request id must ask for the same."""
+    return (req.action, req.group, req.path, str(req.force))
 
 
 class LeaderWork:
@@ -127,6 +134,10 @@ class LeaderWork:
         # leader wake when this replica's term begins, not at the next view change.
         self.leadership_changed = asyncio.Event()
         self.recent: list[Committed] = []
+        # Copies of one request (replicas forward each with its id): the copy queued or
+        # running per id, and the last successful answers, so each runs at most once.
+        self._live: dict[str, OperatorRequest] = {}
+        self._answered: OrderedDict[str, tuple[tuple[str, ...], Reply]] = OrderedDict()
         # History pruning, off the commit -> reply path: at most one per group in flight.
         self._prunes: dict[str, asyncio.Task[None]] = {}
         self._prune_again: set[str] = set()
@@ -158,9 +169,45 @@ class LeaderWork:
         self._wake.set()
 
     def submit(self, req: OperatorRequest) -> asyncio.Future[Reply]:
+        """Queue a request; a copy of one queued, running or answered here shares its outcome."""
+        rid = req.request_id
+        if rid:
+            answered = self._answered.get(rid)
+            first = self._live.get(rid)
+            if answered is not None and answered[0] != _what(req):
+                req.future.set_exception(
+                    RequestError("invalid", f"request id {rid!r} was already used for a different request")
+                )
+                return req.future
+            if answered is not None:
+                req.future.set_result(answered[1])
+                return req.future
+            if first is not None and _what(first) != _what(req):
+                req.future.set_exception(
+                    RequestError("invalid", f"request id {rid!r} is in use by a different request")
+                )
+                return req.future
+            if first is not None:
+                first.copies.append(req)
+                return req.future
+            self._live[rid] = req
         self._requests.put_nowait(req)
         self._wake.set()
         return req.future
+
+    def _answer(
+        self, req: OperatorRequest, result: Reply | None = None, error: BaseException | None = None
+    ) -> None:
+        """Answer a request and every copy of it; remember a success for later copies."""
+        rid = req.request_id
+        if rid and self._live.get(rid) is req:
+            del self._live[rid]
+            if error is None and result is not None:
+                self._answered[rid] = (_what(req), result)
+                while len(self._answered) > ANSWERS_KEPT:
+                    self._answered.popitem(last=False)
+        for r in (req, *req.copies):
+            _reply(r, result, error)
 
     async def run(self, leadership: Leadership) -> None:
         self._stood_down = False
@@ -190,7 +237,7 @@ class LeaderWork:
             self._set_leadership(None)
             ended = TermEnded("leadership ended; retry")
             while not self._requests.empty():
-                _reply(self._requests.get_nowait(), error=ended)
+                self._answer(self._requests.get_nowait(), error=ended)
 
     async def _gather(self) -> None:
         """Collect health (bounded by health.collect_timeout_ms), then run a full pass.
@@ -232,34 +279,35 @@ class LeaderWork:
         held: list[OperatorRequest] = []
         while not self._requests.empty():
             req = self._requests.get_nowait()
-            if req.future.done():
-                continue  # the caller gave up before we got to it
+            if all(r.future.done() for r in (req, *req.copies)):
+                self._answer(req, error=TermEnded("every caller gave up"))  # forgets it
+                continue  # the callers gave up before we got to it
             if self._stood_down:
-                _reply(req, error=TermEnded("leader stopping; passed to the next"))
+                self._answer(req, error=TermEnded("leader stopping; passed to the next"))
                 continue
             if not self._gathered and self._needs_health(req):
                 held.append(req)  # answered once health is gathered (that wakes the loop)
                 continue
             try:
-                _reply(req, await self._operator(leadership, req))
+                self._answer(req, await self._operator(leadership, req))
             except RequestError as exc:
-                _reply(req, error=exc)
+                self._answer(req, error=exc)
             except StoreTimeout as exc:
                 failed = (
                     outcome_unknown(req, str(exc)) if req.writing else RequestError("unavailable", str(exc))
                 )
-                _reply(req, error=failed)
+                self._answer(req, error=failed)
             except (RestoreBlocked, StoreError) as exc:
-                _reply(req, error=RequestError("unavailable", str(exc)))
+                self._answer(req, error=RequestError("unavailable", str(exc)))
             except NotLeader as exc:
                 # A switch refused by the fence wrote nothing; a control may have been written.
                 msg = f"leadership lost: {exc}"
                 handed = self._stood_down and req.action == "switch"
-                _reply(req, error=TermEnded(msg) if handed else RequestError("unavailable", msg))
+                self._answer(req, error=TermEnded(msg) if handed else RequestError("unavailable", msg))
                 raise
             finally:
                 ended = "leadership ended while its write was in flight"
-                _reply(
+                self._answer(
                     req,
                     error=outcome_unknown(req, ended)
                     if req.writing
@@ -343,6 +391,7 @@ class LeaderWork:
         inputs: Inputs,
         stages: list[Stage] | None = None,
         parent: tracing.Carrier = tracing.NO_CONTEXT,
+        request_id: str = "",
     ) -> Committed:
         attrs = {
             "failover.group": group,
@@ -363,7 +412,7 @@ class LeaderWork:
         commit = self.tracer.start_span("failover.commit", context=trace.set_span_in_context(decide))
         with trace.use_span(commit, end_on_exit=True):  # its log lines carry the trace id
             done = await self._committer.commit(
-                leadership, group, paths, reason, trigger, inputs, stages, tracing.inject(commit)
+                leadership, group, paths, reason, trigger, inputs, stages, tracing.inject(commit), request_id
             )
             commit.set_attribute("failover.epoch", str(done.epoch))
             log.info(
@@ -403,6 +452,11 @@ class LeaderWork:
         for _attempt in range(5):
             seen = self._view.revision
             validate(self._view, req)
+            if req.action == "switch" and req.request_id:
+                r = self._view.routes.get(req.group)
+                if r is not None and r.record.request_id == req.request_id:
+                    # Committed by a previous leader (a copy of it reached us after it moved).
+                    return f"committed at epoch {r.epoch}", Committed(r.record, r.epoch, 0)
             try:
                 if req.action == "switch":
                     if self._view.restore.detected:  # the cause to act on, before any guard rail
@@ -415,7 +469,15 @@ class LeaderWork:
                     reason = f"operator switch: {req.reason}"
                     req.writing = True
                     done = await self._commit(
-                        leadership, req.group, paths, reason, trigger, inputs, stages, req.trace
+                        leadership,
+                        req.group,
+                        paths,
+                        reason,
+                        trigger,
+                        inputs,
+                        stages,
+                        req.trace,
+                        req.request_id,
                     )
                     return f"committed at epoch {done.epoch}", done
                 return await self._control(leadership, req)

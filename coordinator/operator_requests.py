@@ -52,6 +52,11 @@ class OperatorRequest:
     received_ns: int = field(default_factory=time.monotonic_ns)
     # W3C (traceparent, tracestate) of the operator command: its decision joins that trace.
     trace: tuple[str, str] = ("", "")
+    # Shared by every copy of the request that replicas forward ("": none; tests).
+    request_id: str = ""
+    # Copies of this request that reached this leader while it was queued or running:
+    # answered with its outcome, never run themselves.
+    copies: list[OperatorRequest] = field(default_factory=list)
     # Set when its write was sent to etcd: from then on a failure leaves its outcome unknown
     # (the write may still apply), and the caller must be told so, not "retry".
     writing: bool = False

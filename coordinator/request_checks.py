@@ -10,6 +10,7 @@ carries a bounded number of paths, text fields have a maximum length.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -202,6 +203,23 @@ def caller_trace(context: Any) -> tuple[str, str]:
     md = dict(context.invocation_metadata() or ())
     tp, ts = md.get("traceparent", ""), md.get("tracestate", "")
     return trace_context(tp if isinstance(tp, str) else "", ts if isinstance(ts, str) else "")
+
+
+REQUEST_ID_HEADER = "failover-request-id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(context: Any) -> str:
+    """The operator request's id: the caller's ``failover-request-id`` (so a client's retry
+    is the same request), else a new one. Every copy of a request that replicas forward
+    carries it, so leaders commit the request at most once. ValueError when malformed."""
+    md = dict(context.invocation_metadata() or ())
+    rid = md.get(REQUEST_ID_HEADER)
+    if rid is None:
+        return uuid.uuid4().hex
+    if not isinstance(rid, str) or not _REQUEST_ID_RE.match(rid):
+        raise ValueError(f"{REQUEST_ID_HEADER}: 1-64 characters of A-Z a-z 0-9 . _ : - (got {rid!r:.80})")
+    return rid
 
 
 # --- Admin requests -------------------------------------------------------------

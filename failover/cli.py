@@ -190,6 +190,21 @@ def trace_metadata() -> tuple[tuple[str, str], ...]:
     return _trace
 
 
+_request_id: str | None = None
+
+
+def command_metadata() -> tuple[tuple[str, str], ...]:
+    """A write command's metadata: its trace context and one request id for every replica
+    it tries, so a replica that committed it and then failed to answer (a timeout, then
+    the next address) is not made to commit it a second time."""
+    global _request_id
+    if _request_id is None:
+        import uuid
+
+        _request_id = uuid.uuid4().hex
+    return (*trace_metadata(), ("failover-request-id", _request_id))
+
+
 def trace_id() -> str:
     """The trace id this command's decision is recorded under (to find it in a trace viewer)."""
     return trace_metadata()[0][1].split("-")[1]
@@ -462,7 +477,7 @@ def switch(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(
-        with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout, metadata=trace_metadata()))
+        with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout, metadata=command_metadata()))
     )
     if as_json:
         print_json(resp)
@@ -546,7 +561,7 @@ def _control(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(
-        with_admin(coordinators, lambda s: s.SetControl(req, timeout=10, metadata=trace_metadata()))
+        with_admin(coordinators, lambda s: s.SetControl(req, timeout=10, metadata=command_metadata()))
     )
     print(f"{resp.message} trace {trace_id()}" if resp.HasField("decision") else resp.message)
 

@@ -149,6 +149,8 @@ class DecisionRecord(Record):
     # and every host's apply join the decision's trace.
     traceparent: str = Field(default="", max_length=128)
     tracestate: str = Field(default="", max_length=512)
+    # The operator request this decision answers ("": the policy's own, or none given).
+    request_id: str = Field(default="", max_length=64)
 
 
 class ControlsSpec(Strict):
