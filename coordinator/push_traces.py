@@ -6,8 +6,9 @@ decision in etcd); its own context replaces it in the decision this replica
 encodes once for all its sidecars, so each host's apply span is a child of the
 push that delivered it. It ends when every sidecar it waits for has acked the
 epoch (or a newer one), disconnected, or when a newer decision of the group
-supersedes it, and records each ack as an event. Nothing here runs per message:
-only per decision and per ack of a decision.
+supersedes it, and records the first ``ACK_EVENTS`` acks as events (the SDK's default
+event limit per span: it would build and then drop the rest) and counts them all, with the
+slowest. Nothing here runs per message: only per decision and per ack of a decision.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from opentelemetry.trace import Span, Tracer
 from failover.model.spec import DecisionRecord, Epoch
 from failover.telemetry import tracing
 
+ACK_EVENTS = 128  # OpenTelemetry's default OTEL_SPAN_EVENT_COUNT_LIMIT
+
 
 @dataclass
 class _Push:
     span: Span
     epoch: Epoch
     waiting: dict[int, str]  # session id -> host id
+    acked: int = 0
+    slowest_us: int = -1  # the largest push -> ack (-1: none measured)
 
 
 class PushTraces:
@@ -62,10 +67,14 @@ class PushTraces:
         if push is None or epoch < push.epoch or sid not in push.waiting:
             return
         host = push.waiting.pop(sid)
-        attrs: dict[str, str | int] = {"failover.host": host}
-        if push_to_ack_us is not None:
-            attrs["failover.push_to_ack_us"] = push_to_ack_us
-        push.span.add_event("ack", attrs)
+        push.acked += 1
+        if push_to_ack_us is not None and push_to_ack_us > push.slowest_us:
+            push.slowest_us = push_to_ack_us
+        if push.acked <= ACK_EVENTS:
+            attrs: dict[str, str | int] = {"failover.host": host}
+            if push_to_ack_us is not None:
+                attrs["failover.push_to_ack_us"] = push_to_ack_us
+            push.span.add_event("ack", attrs)
         if not push.waiting:
             self._end(group)
 
@@ -83,6 +92,11 @@ class PushTraces:
         push = self._pushes.pop(group, None)
         if push is None:
             return
+        push.span.set_attribute("failover.acked", push.acked)
+        if push.slowest_us >= 0:
+            push.span.set_attribute("failover.push_to_ack_max_us", push.slowest_us)
+        if push.acked > ACK_EVENTS:
+            push.span.set_attribute("failover.ack_events_dropped", push.acked - ACK_EVENTS)
         if push.waiting:
             push.span.set_attribute("failover.unacked", len(push.waiting))
             if superseded:
