@@ -194,7 +194,17 @@ def control_plane(
         doc["results"] = {k: s.to_json() for k, s in bench.stats.items()}
         doc["runs"] = bench.details
         doc["incidents"] = bench.incidents
+        doc["handover_commits"] = bench.handover_commits
         print_stats(f"control plane: {len(bench.details)}/{runs} runs", list(bench.stats.values()))
+        hc = bench.handover_commits
+        if hc:
+            wrong = [i + 1 for i, n in enumerate(hc) if n != 1]
+            colour = "yellow" if wrong else "green"
+            which = ", ".join(f"run {i}: {hc[i - 1]}" for i in wrong)
+            out.print(
+                f"[{colour}]graceful hand-overs: {len(hc) - len(wrong)} of {len(hc)} committed their one "
+                f"Switch exactly once[/{colour}]" + (f" (commits per run: {which})" if wrong else "")
+            )
         if bench.incidents:
             out.print(
                 f"[yellow]WARNING:[/yellow] {len(bench.incidents)} time(s) a replica reported an etcd "

@@ -33,6 +33,7 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import Compare, EventKind, Get, Put
 from failover.aio import wait_any
 from failover.bench.common import (
+    GROUP,
     PATHS,
     BenchFailure,
     Cluster,
@@ -72,6 +73,8 @@ class ControlPlaneBench:
         self._watch: asyncio.Task[None] | None = None
         self.incidents: list[dict[str, Any]] = []
         self._floor_compares: list[Compare] | None = None
+        # Per graceful hand-over: how many times its one Switch was committed (1 expected).
+        self.handover_commits: list[int] = []
         self.stats = {
             "commit_via_leader": Latency(
                 "commit, sent to leader",
@@ -133,6 +136,15 @@ class ControlPlaneBench:
         if not result.succeeded:
             raise BenchFailure("the bench's own etcd transaction failed its compares")
         return dt
+
+    async def _bench_commits_since(self, revision: int) -> int:
+        """Decisions the bench's Switches caused after ``revision`` (from the group's history)."""
+        kvs, _ = await self._store().get_prefix(Keys(self.c.prefix).history_prefix(GROUP))
+        return sum(
+            1
+            for kv in kvs
+            if kv.mod_revision > revision and json.loads(kv.value).get("reason") == "operator switch: bench"
+        )
 
     def _next_path(self) -> str:
         return PATHS[1] if self.active == PATHS[0] else PATHS[0]
@@ -391,7 +403,14 @@ class ControlPlaneBench:
         )
         restart_ns = await self.restart(victim, run=run)
         self.c.check_alive()
+        # Counted after the restart: a second commit of the same request (a copy forwarded
+        # twice, see docs/api.md "Request ids") can land after the reply.
+        commits = await self._bench_commits_since(before)
+        self.handover_commits.append(commits)
+        if commits != 1:
+            progress(f"run {run + 1}/{self.runs} SIGTERM: the one Switch was committed {commits} times")
         return {
+            "commits_of_the_switch": commits,
             "stopped": leader_id,
             "exit_code": code,
             "sent_to": target.replica_id,

@@ -58,6 +58,8 @@ def test_control_plane_smoke(tmp_path: Path) -> None:
     for key in ("sigkill_to_commit", "sigterm_to_new_leader", "sigterm_to_commit", "sigterm_to_exit"):
         _check_stats(res[key], key, 2)
     assert len(doc["runs"]) == 2
+    assert doc["handover_commits"] == [1, 1]  # each hand-over committed its one Switch once
+    assert "2 of 2 committed their one Switch exactly once" in r.output
     assert doc["machine"]["cpus_usable"] >= 1
 
 
