@@ -75,6 +75,7 @@ def test_relay_bench_tiny_run(tmp_path: Path) -> None:
     assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     assert "failover.bench.relay --messages 300 --warmup 50" in r.stdout  # the command, as typed
     assert "added by the sidecar" in r.stdout
+    assert "sidecar relay / bare gRPC relay, same blocks" in r.stdout  # the floor, same run
 
     doc = json.loads(out.read_text())
     assert doc["ok"] is True and doc["benchmark"] == "relay" and "error" not in doc
@@ -82,6 +83,10 @@ def test_relay_bench_tiny_run(tmp_path: Path) -> None:
     lat = doc["latency"]
     _check(lat["direct"], "direct", 300)
     _check(lat["relay"], "relay", 300)
+    _check(lat["bare_grpc"], "bare_grpc", 300)
+    assert lat["relay_over_bare_grpc"]["p50_us"] == pytest.approx(
+        lat["relay"]["p50_us"] / lat["bare_grpc"]["p50_us"], rel=0.01
+    )
     assert lat["added_us"]["p50_us"] == pytest.approx(
         lat["relay"]["p50_us"] - lat["direct"]["p50_us"], abs=0.2
     )
@@ -93,8 +98,10 @@ def test_relay_bench_tiny_run(tmp_path: Path) -> None:
     assert [(x["path"], x["inflight"]) for x in rows] == [
         ("direct", 1),
         ("relay", 1),
+        ("bare_grpc", 1),
         ("direct", 8),
         ("relay", 8),
+        ("bare_grpc", 8),
     ]
     for x in rows:
         assert x["messages"] == 400 and x["msgs_per_s"] > 0 and x["wall_s"] > 0
@@ -107,7 +114,9 @@ def test_relay_bench_tiny_run(tmp_path: Path) -> None:
     relayed = c["relay_sent"]
     assert relayed == 50 + 300 + 2 * (50 + 400)  # warm-ups, round trips, throughput rows (warm-up + run)
     assert c["sidecar_counters"]["acked"] == relayed
-    assert c["venue"]["orders"] == c["direct_sent"] + relayed and c["venue"]["duplicates"] == 0
+    assert c["bare_grpc_sent"] == relayed  # the same counts through the bare relay
+    assert c["venue"]["orders"] == c["direct_sent"] + relayed + c["bare_grpc_sent"]
+    assert c["venue"]["duplicates"] == 0
     assert c["relay_outcome_paths"] == {"primary": relayed}
     assert c["sidecar_flips"] == [] and c["problems"] == []
     assert doc["sidecar_at_rest"]["wall_s"] > 0
@@ -127,7 +136,7 @@ def test_relay_bench_quick_compare_metrics(tmp_path: Path) -> None:
     assert doc["ok"] is True and doc["params"]["compare_metrics"] is True
     assert doc["params"]["messages"] == 300 and doc["params"]["throughput_messages"] == 400
     lat = doc["latency"]
-    for kind in ("direct", "relay", "relay_metrics"):
+    for kind in ("direct", "relay", "bare_grpc", "relay_metrics"):
         _check(lat[kind], kind, 300)
     over = doc["metrics_overhead"]["relay round trip"]
     assert over["count_off"] == over["count_on"] == 300
@@ -143,15 +152,17 @@ def test_relay_bench_quick_compare_metrics(tmp_path: Path) -> None:
         "too few runs",
     ) and "paired bootstrap" in " ".join(r.stdout.split())
     # Every block ran every kind, and each kind went first at least once.
-    assert {b["order"][0] for b in doc["latency_blocks"]} == {"direct", "relay", "relay_metrics"}
+    assert {b["order"][0] for b in doc["latency_blocks"]} == {"direct", "relay", "bare_grpc", "relay_metrics"}
     assert [(x["path"], x["inflight"]) for x in doc["throughput"]] == [
         ("direct", 1),
         ("relay", 1),
+        ("bare_grpc", 1),
         ("relay_metrics", 1),
     ]
     c = doc["checks"]
     assert c["relay_metrics_sent"] == 50 + 300 + 50 + 400
     assert c["metrics_sidecar_counters"]["acked"] == c["relay_metrics_sent"]
-    assert c["venue"]["orders"] == c["direct_sent"] + c["relay_sent"] + c["relay_metrics_sent"]
+    sent = c["direct_sent"] + c["relay_sent"] + c["relay_metrics_sent"] + c["bare_grpc_sent"]
+    assert c["venue"]["orders"] == sent
     assert doc["scraped"]["orders_acked"] == c["relay_metrics_sent"]
     assert c["problems"] == []

@@ -18,14 +18,15 @@ Three processes on 127.0.0.1, each its own, as in production:
 
 Measured, after the sidecar's GetStatus shows the route on primary with both paths up:
 
-1. round trip, one message outstanding: strategy send -> ``ack`` (direct) and strategy
-   send -> outcome ACKED (relay); ``--warmup`` of each first (not recorded), then
-   ``--messages`` of each in alternating blocks (direct, relay, relay, direct, ...),
+1. round trip, one message outstanding: strategy send -> ``ack`` (direct), strategy
+   send -> outcome ACKED (relay), and the same client through a bare gRPC relay child
+   (``bare_grpc``, the floor: ``bare_grpc.py``); ``--warmup`` of each first (not
+   recorded), then ``--messages`` of each in alternating blocks (the order rotates),
    so drift and other load on the machine hit both alike. Every round trip is recorded
    (microseconds) in an HdrHistogram; the sidecar's cost is relay minus direct;
 2. throughput: ``--throughput-messages`` per row with ``--inflight N`` messages
-   outstanding (a sliding window: each outcome sends the next message), direct and
-   relay, and the CPU seconds each process used meanwhile (``/proc/<pid>/stat``
+   outstanding (a sliding window: each outcome sends the next message), direct, relay
+   and bare_grpc, and the CPU seconds each process used meanwhile (``/proc/<pid>/stat``
    utime+stime, all threads): messages / sidecar CPU-seconds is what one sidecar
    relays per second on one core.
 
@@ -42,7 +43,8 @@ is reported (``failover.bench.overhead``).
 Modules: ``rig`` (the child processes), ``direct`` (the direct strategy),
 ``guard`` (watchdog and bounded waits), ``measure`` (round trips, throughput,
 checks), ``render`` (tables), ``command`` (the typer command and the JSON),
-``framed_rows`` and ``bare_framed`` (the framed rows and their floor).
+``framed_rows`` and ``bare_framed`` (the framed rows and their floor), ``bare_grpc``
+(the gRPC rows' floor).
 
 Runnable alone: ``python -m failover.bench.relay --messages 100000 --inflight 1,64``.
 Progress goes to stderr, the header and tables to stdout, raw figures to ``--json``.

@@ -15,7 +15,7 @@ from failover.bench import overhead
 from failover.bench.relay.framed_rows import FramedRows, render_framed
 from failover.bench.relay.guard import Watchdog
 from failover.bench.relay.measure import Bench, Results
-from failover.bench.relay.render import added, render
+from failover.bench.relay.render import added, relay_over_bare, render
 from failover.bench.relay.rig import GROUP, STRATEGY, Rig
 from failover.bench.report import BenchFailure, command_line, out, print_header, write_results
 from failover.machine import MachineLoad
@@ -186,7 +186,14 @@ def relay(
     doc["ok"] = code == 0
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
     doc["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["latency"] = {"direct": res.direct.to_json(), "relay": res.relay.to_json(), "added_us": added(res)}
+    doc["latency"] = {
+        "direct": res.direct.to_json(),
+        "relay": res.relay.to_json(),
+        "bare_grpc": res.bare_grpc.to_json(),
+        "added_us": added(res),
+        "bare_grpc_added_us": added(res, res.bare_grpc),
+        "relay_over_bare_grpc": relay_over_bare(res),
+    }
     if compare_metrics:
         doc["latency"]["relay_metrics"] = res.relay_metrics.to_json()
         doc["sidecar_with_metrics_at_rest"] = res.idle_metrics

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,10 +28,9 @@ import grpc
 from rich.table import Table
 
 from failover.bench.relay.direct import check_direct
-from failover.bench.relay.rig import GROUP, PAYLOAD, check
+from failover.bench.relay.rig import GROUP, PAYLOAD, bare_relay, start_ready
 from failover.bench.report import BenchFailure, fmt_us, out, progress
 from failover.machine import CpuWindow
-from failover.procs import Child, child_env
 from failover.stats import Latency
 
 if TYPE_CHECKING:
@@ -89,19 +87,8 @@ class FramedRows:
         self.res = FramedResults()
         rig = bench.rig
         self.bare_socket = str(rig.sock_dir / "bare.sock")
-        self.bare = Child(
-            "bare-framed",
-            [
-                sys.executable,
-                "-m",
-                "failover.bench.relay.bare_framed",
-                "--socket",
-                self.bare_socket,
-                "--gateway",
-                rig.gateways["primary"],
-            ],
-            rig.workdir / "bare-framed.log",
-            env=child_env(drop_prefix="FAILOVER_"),
+        self.bare = bare_relay(
+            "framed", self.bare_socket, rig.gateways["primary"], rig.workdir / "bare-framed.log"
         )
         self.clients: dict[str, FramedRelay] = {}
         self.sent = dict.fromkeys(KINDS, 0)
@@ -115,13 +102,7 @@ class FramedRows:
 
         wd = self.bench.wd
         wd.phase = "starting the bare framed relay"
-        self.bare.start()
-        end = time.monotonic() + min(READY_S, wd.left())
-        while "ready" not in self.bare.tail(10_000):
-            check(self.bare)
-            if time.monotonic() > end:
-                raise BenchFailure(f"the bare framed relay did not start; its log:\n{self.bare.tail()}")
-            await asyncio.sleep(0.05)
+        await start_ready(self.bare, min(READY_S, wd.left()))
         progress(f"bare framed relay started (pid {self.bare.pid}) on unix:{self.bare_socket}")
         self.clients["framed"] = await FramedRelay.connect(self.bench.rig.framed_socket, STRATEGY)
         self.clients["bare-framed"] = await FramedRelay.connect(self.bare_socket, STRATEGY)

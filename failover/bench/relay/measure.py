@@ -18,9 +18,10 @@ import grpc
 from failover.bench.overhead import scrape
 from failover.bench.relay.direct import DirectClient, check_direct
 from failover.bench.relay.guard import Watchdog, bounded
-from failover.bench.relay.rig import GROUP, PATHS, PAYLOAD, STRATEGY, Rig
+from failover.bench.relay.rig import GROUP, PATHS, PAYLOAD, STRATEGY, Rig, bare_relay, start_ready
 from failover.bench.report import BenchFailure, fmt_us, progress
 from failover.machine import CpuWindow
+from failover.procs import Child
 from failover.stats import Latency
 from failover.wire import protocol as vp
 
@@ -43,10 +44,19 @@ def Dist(name: str, keep_samples: bool = False) -> Latency:  # noqa: N802 - read
     return Latency(name, unit="us", keep_samples=keep_samples, clamp_samples=True)
 
 
+def check_bare(o: Any) -> None:
+    from failover_client.api import OutcomeKind
+
+    if o.kind != OutcomeKind.ACKED:
+        raise BenchFailure(f"bare gRPC relay: message {o.client_msg_id} got {OutcomeKind.name(o.kind)}")
+
+
 @dataclass
 class Results:
     direct: Latency = field(default_factory=lambda: Dist("direct", keep_samples=True))
     relay: Latency = field(default_factory=lambda: Dist("relay", keep_samples=True))
+    # The floor: the same client through a bare gRPC relay (failover/bench/relay/bare_grpc.py).
+    bare_grpc: Latency = field(default_factory=lambda: Dist("bare_grpc", keep_samples=True))
     # With --compare-metrics: through the second sidecar, the one with /metrics.
     relay_metrics: Latency = field(default_factory=lambda: Dist("relay_metrics", keep_samples=True))
     # The relay round trip split by the sidecar's own stage timings (Outcome.stages, us):
@@ -97,7 +107,12 @@ class Bench:
         self.sc: Sidecar | None = None
         self.scm: Sidecar | None = None  # the sidecar with metrics (--compare-metrics)
         self.compare_metrics = compare_metrics
-        self.kinds: tuple[str, ...] = ("direct", "relay") + (("relay_metrics",) if compare_metrics else ())
+        self.kinds: tuple[str, ...] = ("direct", "relay", "bare_grpc") + (
+            ("relay_metrics",) if compare_metrics else ()
+        )
+        self.bare: Sidecar | None = None  # the client of the bare gRPC relay
+        self.bare_child: Child | None = None
+        self.bare_sent = 0
         self.relay_sent = 0
         self.relay_metrics_sent = 0
         self.direct_sent = 0
@@ -120,16 +135,25 @@ class Bench:
         self.relay_metrics_sent += 1
         return self.scm.submit(GROUP, PAYLOAD)[1]
 
+    def submit_bare(self) -> asyncio.Future[Any]:
+        assert self.bare is not None
+        self.bare_sent += 1
+        return self.bare.submit(GROUP, PAYLOAD)[1]
+
     def submitter(self, kind: str) -> tuple[Callable[[], asyncio.Future[Any]], Callable[[Any], None]]:
         if kind == "direct":
             return self.submit_direct, check_direct
         if kind == "relay":
             return self.submit_relay, self.check_relay
+        if kind == "bare_grpc":
+            return self.submit_bare, check_bare
         return self.submit_relay_metrics, self.check_relay
 
     def sidecar_pid(self, kind: str) -> int:
-        """The sidecar a kind goes through (direct: the plain one, idle meanwhile)."""
+        """The relay process a kind goes through (direct: the plain sidecar, idle meanwhile)."""
         m = self.rig.metrics_sidecar
+        if kind == "bare_grpc" and self.bare_child is not None:
+            return self.bare_child.pid
         return m.pid if kind == "relay_metrics" and m is not None else self.rig.sidecar.pid
 
     def check_relay(self, o: Any) -> None:
@@ -256,6 +280,14 @@ class Bench:
                 rig,
             )
         progress("sidecar ready: route on primary (seeded decision), primary and backup logged on")
+        wd.phase = "starting the bare gRPC relay"
+        bare_socket = str(rig.sock_dir / "bare-grpc.sock")
+        self.bare_child = bare_relay(
+            "grpc", bare_socket, rig.gateways["primary"], rig.workdir / "bare-grpc.log"
+        )
+        await start_ready(self.bare_child, min(READY_TIMEOUT_S, wd.left()))
+        self.bare = await Sidecar.connect(bare_socket, STRATEGY)
+        progress(f"bare gRPC relay started (pid {self.bare_child.pid}) on unix:{bare_socket}")
         self.direct = await DirectClient.connect(rig.gateways["primary"], DIRECT_SENDER, "direct-")
         # The sidecar at rest: heartbeats on both paths, the coordinator link retrying an unused port.
         pids = {"sidecar": rig.sidecar.pid}
@@ -293,7 +325,12 @@ class Bench:
         if self.rig.metrics_sidecar is not None:
             pids["sidecar_metrics"] = self.rig.metrics_sidecar.pid
         cpu = CpuWindow(pids)
-        dists = {"direct": res.direct, "relay": res.relay, "relay_metrics": res.relay_metrics}
+        dists = {
+            "direct": res.direct,
+            "relay": res.relay,
+            "bare_grpc": res.bare_grpc,
+            "relay_metrics": res.relay_metrics,
+        }
         k = len(self.kinds)
         for b in range(blocks):
             n = base + (1 if b < extra else 0)
@@ -331,7 +368,7 @@ class Bench:
                     "venue": self.rig.venue.pid,
                     "strategy": os.getpid(),
                 }
-                idle = self.res.idle_metrics if kind == "relay_metrics" else self.res.idle
+                idle = {"relay_metrics": self.res.idle_metrics, "bare_grpc": {}}.get(kind, self.res.idle)
                 idle_cores = idle.get("sidecar_cores", 0.0)
                 submit, check = self.submitter(kind)
                 wd.measuring = True
@@ -398,6 +435,7 @@ class Bench:
         self.res.checks = {
             "direct_sent": self.direct_sent,
             "relay_sent": self.relay_sent,
+            "bare_grpc_sent": self.bare_sent,
             "sidecar_counters": counters,
             "sidecar_flips": flips,
             "venue": venue,
@@ -427,7 +465,7 @@ class Bench:
             self.res.scraped = {"samples": len(scraped), "orders_acked": acked}
             if acked != self.relay_metrics_sent:
                 problems.append(f"/metrics of the sidecar with metrics counted {acked:.0f} acked orders")
-        sent = self.direct_sent + self.relay_sent + self.relay_metrics_sent
+        sent = self.direct_sent + self.relay_sent + self.relay_metrics_sent + self.bare_sent
         if venue["orders"] != sent:
             problems.append(f"venue booked {venue['orders']} orders, {sent} sent")
         if venue["duplicates"]:
@@ -441,10 +479,12 @@ class Bench:
     async def close(self) -> None:
         if self.direct is not None:
             await self.direct.logout()
-        for sc in (self.sc, self.scm):
+        for sc in (self.sc, self.scm, self.bare):
             if sc is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(sc.close(), 5)
+        if self.bare_child is not None:
+            self.bare_child.stop(timeout=5)
 
     async def run(self) -> None:
         try:

@@ -10,14 +10,25 @@ from rich.table import Table
 from failover.bench import overhead
 from failover.bench.relay.measure import Results
 from failover.bench.report import fmt_us, out
+from failover.stats import Latency
+
+RELAY_TARGET = 1.2  # issue 13: the relay within 1.2x a bare gRPC relay measured in the same run
 
 
-def added(res: Results) -> dict[str, float | None]:
-    """Relay minus direct, per statistic (us)."""
-    d, r = res.direct.summary(), res.relay.summary()
+def added(res: Results, row: Latency | None = None) -> dict[str, float | None]:
+    """A row (the sidecar's relay by default) minus direct, per statistic (us)."""
+    d, r = res.direct.summary(), (row if row is not None else res.relay).summary()
     if not d.get("count") or not r.get("count"):
         return {}
     return {k: round(r[k] - d[k], 1) for k in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")}
+
+
+def relay_over_bare(res: Results) -> dict[str, float]:
+    """The sidecar's relay round trip over the bare gRPC relay's, same blocks, per statistic."""
+    r, b = res.relay.summary(), res.bare_grpc.summary()
+    if not r.get("count") or not b.get("count"):
+        return {}
+    return {k: round(r[k] / b[k], 3) for k in ("p50_us", "p99_us", "mean_us") if b.get(k)}
 
 
 def render(res: Results) -> dict[str, dict[str, Any]]:
@@ -32,6 +43,8 @@ def render(res: Results) -> dict[str, dict[str, Any]]:
         ("direct", res.direct, "venue: new -> ack"),
         ("relay", res.relay, "sidecar -> venue: send -> outcome ACKED"),
     ]
+    if res.bare_grpc.count:
+        rows.append(("bare_grpc", res.bare_grpc, "a bare gRPC relay -> venue, the floor"))
     if res.relay_metrics.count:
         rows.append(("relay_metrics", res.relay_metrics, "the same through the sidecar with /metrics"))
     for name, dist, what in rows:
@@ -51,7 +64,22 @@ def render(res: Results) -> dict[str, dict[str, Any]]:
                 for k in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")
             ),
         )
+    ab = added(res, res.bare_grpc)
+    if ab:
+        t.add_row(
+            "added by the bare gRPC relay (bare_grpc - direct)",
+            "",
+            *(fmt_us(ab[k]) for k in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us", "mean_us")),
+        )
     out.print(t)
+    ratio = relay_over_bare(res)
+    if ratio:
+        verdict = "within" if ratio["p50_us"] <= RELAY_TARGET and ratio["p99_us"] <= RELAY_TARGET else "over"
+        out.print(
+            f"sidecar relay / bare gRPC relay, same blocks: p50 {ratio['p50_us']:.2f}x, "
+            f"p99 {ratio['p99_us']:.2f}x, mean {ratio['mean_us']:.2f}x "
+            f"({verdict} the {RELAY_TARGET}x target at p50 and p99)"
+        )
     if a:
         out.print(
             f"mean added latency: {a['p50_us']:,.0f} us at p50 (relay p50 - direct p50), "

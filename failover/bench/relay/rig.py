@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +48,36 @@ def check(child: Child) -> None:
         child.check(f"the {child.name} process")
     except ChildExited as exc:
         raise BenchFailure(str(exc)) from None
+
+
+def bare_relay(kind: str, socket_path: str, gateway: str, log_path: Path) -> Child:
+    """A bare relay child (``failover.bench.relay.bare_<kind>``: framed or grpc) serving on
+    ``socket_path`` with its own session to ``gateway``."""
+    return Child(
+        f"bare-{kind}",
+        [
+            sys.executable,
+            "-m",
+            f"failover.bench.relay.bare_{kind}",
+            "--socket",
+            socket_path,
+            "--gateway",
+            gateway,
+        ],
+        log_path,
+        env=child_env(drop_prefix="FAILOVER_"),
+    )
+
+
+async def start_ready(child: Child, timeout_s: float) -> None:
+    """Start ``child`` and wait until it prints ``ready`` (BenchFailure with its log if not)."""
+    child.start()
+    end = time.monotonic() + timeout_s
+    while "ready" not in child.tail(10_000):
+        check(child)
+        if time.monotonic() > end:
+            raise BenchFailure(f"the {child.name} relay did not start; its log:\n{child.tail()}")
+        await asyncio.sleep(0.05)
 
 
 class Rig:

@@ -1,0 +1,99 @@
+"""The bare gRPC relay: the floor the sidecar's ``Sidecar.Relay`` is compared with.
+
+A child process that does only what any relay over gRPC must: serve
+``failover.v1.Sidecar/Relay`` on a Unix socket with grpc.aio (the server options the
+sidecar uses), decode each ``RelayRequest``, write a ``new`` order to the venue on one
+logged-on session, and stream back ``RelayEvent{outcome ACKED}`` when the venue's ack
+arrives. No ledger, no route, no health, no stage timings, no allow-list: what is left
+of the sidecar's gRPC relay row above this one is the cost of those. The strategy side
+is the same client (``failover_client.api.Sidecar``) for both.
+
+    python -m failover.bench.relay.bare_grpc --socket PATH --gateway HOST:PORT
+
+Prints ``ready`` once it serves; stops on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from failover import rpc
+from failover.bench.relay.direct import DirectClient
+from failover.v1 import sidecar_pb2 as spb
+from failover.v1 import sidecar_pb2_grpc
+from failover.wire import protocol as vp
+
+_ACKED, _REJECTED = spb.OUTCOME_KIND_ACKED, spb.OUTCOME_KIND_REJECTED
+
+
+class BareRelay(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
+    """Relay only: every other RPC of the service answers UNIMPLEMENTED."""
+
+    def __init__(self, venue: DirectClient) -> None:
+        self.venue = venue
+
+    async def Relay(  # noqa: N802 - the generated servicer's name
+        self, request_iterator: AsyncIterator[spb.RelayRequest], context: Any
+    ) -> AsyncIterator[spb.RelayEvent]:
+        events: asyncio.Queue[spb.RelayEvent | None] = asyncio.Queue()
+
+        def answered(mid: int, f: asyncio.Future[vp.Message]) -> None:
+            ok = not f.cancelled() and f.exception() is None and f.result()["t"] == vp.MsgType.ACK
+            events.put_nowait(
+                spb.RelayEvent(
+                    outcome=spb.Outcome(client_msg_id=mid, kind=_ACKED if ok else _REJECTED, path="primary")
+                )
+            )
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    if req.WhichOneof("kind") == "message":
+                        mid = req.message.client_msg_id
+                        self.venue.submit().add_done_callback(functools.partial(answered, mid))
+            finally:
+                events.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (ev := await events.get()) is not None:
+                yield ev
+        finally:
+            reader.cancel()
+
+
+async def serve(socket_path: str, gateway: str) -> None:
+    loop = asyncio.get_running_loop()
+    venue = await DirectClient.connect(gateway, "bench-bare-grpc", "bareg-")
+    server = rpc.make_server()
+    sidecar_pb2_grpc.add_SidecarServicer_to_server(BareRelay(venue), server)
+    server.add_insecure_port(f"unix:{socket_path}")
+    await server.start()
+    stop = asyncio.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    print("ready", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop(0.5)
+        await venue.logout()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bare_grpc", description=__doc__.splitlines()[0])
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--gateway", required=True)
+    args = ap.parse_args(argv)
+    asyncio.run(serve(args.socket, args.gateway))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
