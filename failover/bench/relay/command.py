@@ -220,7 +220,7 @@ def relay(
             f"venue booked {c['venue']['orders']} orders "
             f"({c['direct_sent']} direct + {c['relay_sent']} relay"
             + (f" + {c['relay_metrics_sent']} relay_metrics" if "relay_metrics_sent" in c else "")
-            + "), "
+            + f" + {c.get('bare_grpc_sent', 0)} bare_grpc), "
             f"{c['venue']['duplicates']} duplicates; sidecar flips: {len(c['sidecar_flips'])}"
         )
     doc["machine_load"] = ml = load.finish()
