@@ -287,6 +287,16 @@ def fanout(
             "directly, side by side. Plaintext only (--tls off).",
         ),
     ] = False,
+    bare_floor: Annotated[
+        bool,
+        typer.Option(
+            "--bare-floor",
+            help="After each row's runs, the same S streams and runs against a bare grpc.aio "
+            "push-with-acks process (failover/bench/fanout_bare.py: one decision written to every "
+            "stream, acks read; nothing else): the floor, with ours over it as a ratio. "
+            "Plaintext only (--tls off).",
+        ),
+    ] = False,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -299,6 +309,8 @@ def fanout(
     tls = tls_mode.value
     if etcd_watch and tls != "off":
         raise typer.BadParameter("--etcd-watch runs with --tls off only", param_hint="--etcd-watch")
+    if bare_floor and tls != "off":
+        raise typer.BadParameter("--bare-floor runs with --tls off only", param_hint="--bare-floor")
 
     s_list = _int_list(streams, "--streams", 1, 5000)
     r_list = _int_list(replicas, "--replicas", 1, 9)
@@ -315,6 +327,7 @@ def fanout(
         "idle_seconds": idle_seconds,
         "operator_during_fanout": operator_during_fanout,
         "etcd_watch": etcd_watch,
+        "bare_floor": bare_floor,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -381,6 +394,7 @@ def fanout(
                                 idle_seconds=idle_seconds,
                                 operator_during_fanout=operator_during_fanout,
                                 etcd_watch=etcd_watch,
+                                bare_floor=bare_floor,
                             )
                         )
         finally:
@@ -468,6 +482,9 @@ def fanout(
         watch_rows = [r for r in results if r.get("etcd_watch")]
         if watch_rows:
             _render_etcd_watch(watch_rows)
+        bare_rows = [r for r in results if r.get("bare_floor")]
+        if bare_rows:
+            _render_bare_floor(bare_rows)
         if tls == "both" and results:
             from failover.bench.tls_variant import fanout_comparison
 
@@ -567,6 +584,49 @@ def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
         "Same cluster and reference instant (the bench's own etcd watch); the watch runs follow the "
         "stream runs, with the streams closed. Per stream or watch: the serving side's CPU per decision "
         "(coordinators for ours, etcd for the watches) / S. A watch is one-way: no ack, no health back."
+    )
+
+
+FANOUT_TARGET = 0.6  # issue 13: ours at most 0.6x the bare floor's last-stream time
+
+
+def _render_bare_floor(rows: list[dict[str, Any]]) -> None:
+    """Our coordinators against a bare grpc.aio push-with-acks, same streams and runs."""
+    t = Table(
+        title="side by side: ours (t_commit -> last) vs a bare grpc.aio push-with-acks (t_push -> last), ms",
+        title_justify="left",
+    )
+    for col in ("S", "R", "who", "n", "last p50", "last p99", "last max", "all p50"):
+        t.add_column(col, justify="right")
+    t.add_column("server CPU per stream and decision µs", justify="right")
+    t.add_column("ours / bare last p50 (p99)", justify="right")
+    for res in rows:
+        b = res["bare_floor"]
+        coord, _etcd = _cpu_split(res["mean_window"]["cpu_ms"])
+        ours, bare = res["last_stream"], b["last_stream"]
+        ratio = ""
+        if ours.get("p50_ms") and bare.get("p50_ms") and bare.get("p99_ms"):
+            ratio = f"{ours['p50_ms'] / bare['p50_ms']:.2f} ({ours['p99_ms'] / bare['p99_ms']:.2f})"
+        for who, last, every, cpu_us, r in (
+            ("ours", ours, res["all_streams"], coord * 1000 / res["streams"], ratio),
+            ("bare grpc.aio", bare, b["all_streams"], b["cpu_us_per_stream_per_decision"], ""),
+        ):
+            t.add_row(
+                str(res["streams"]),
+                str(res["replicas"]) if who == "ours" else "1",
+                who,
+                str(last.get("count", 0)),
+                fmt_ms(last.get("p50_ms")),
+                fmt_ms(last.get("p99_ms")),
+                fmt_ms(last.get("max_ms")),
+                fmt_ms(every.get("p50_ms")),
+                f"{cpu_us:.0f}",
+                r,
+            )
+    out.print(t)
+    out.print(
+        f"The floor is one process serving the same S streams over the same connections; its clock starts "
+        f"when the bench sends Push (one unary call, included). Target: ours <= {FANOUT_TARGET}x the floor."
     )
 
 

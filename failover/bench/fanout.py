@@ -382,6 +382,7 @@ async def run_combination(
     idle_seconds: float = 0.0,
     operator_during_fanout: bool = False,
     etcd_watch: bool = False,
+    bare_floor: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -570,6 +571,27 @@ async def run_combination(
                 deadline=deadline,
                 label=label,
             )
+        bare = None
+        if bare_floor:
+            from failover.bench.fanout_bare import run_bare_floor
+
+            if fleet is not None:
+                await fleet.close()  # the streams' CPU must not weigh on the floor's runs
+                fleet = None
+            if probe is not None:
+                await probe.close()
+                probe = None
+            bare = await run_bare_floor(
+                streams=streams,
+                channels_per_replica=channels_per_replica,
+                channel_per_stream=channel_per_stream,
+                runs=runs,
+                run_timeout_s=run_timeout_s,
+                pause_s=pause_s,
+                deadline=deadline,
+                label=label,
+                log_dir=cluster.log_dir,
+            )
         return {
             "streams": streams,
             "replicas": len(cluster.procs),
@@ -599,6 +621,7 @@ async def run_combination(
                 else None
             ),
             "etcd_watch": etcd_variant,
+            "bare_floor": bare,
             "cpu_seconds_during_runs": {"wall": round(wall, 3), **cpu},
             "mean_window": {
                 "wall_ms": round(sum(r["window_wall_ms"] for r in per_run) / len(per_run), 2),

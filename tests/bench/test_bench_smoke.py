@@ -154,8 +154,26 @@ def test_fanout_etcd_watch_side_by_side(tmp_path: Path) -> None:
     assert ew["mean_window"]["cpu_ms"].keys() >= {"bench", "c1"}
 
 
-def test_etcd_watch_needs_plaintext() -> None:
-    r = CliRunner().invoke(bench_app, ["fanout", "--etcd-watch", "--tls", "on"])
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_fanout_bare_floor_side_by_side(tmp_path: Path) -> None:
+    """The same S streams and runs against a bare grpc.aio push-with-acks process, with ours
+    over it as a ratio (the floor of issue 13's fan-out target)."""
+    out = tmp_path / "fanout-bare.json"
+    args = ["fanout", "--streams", "6", "--replicas", "1", "--runs", "2", "--bare-floor"]
+    r = CliRunner().invoke(bench_app, [*args, "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "bare grpc.aio push-with-acks" in r.output and "ours / bare" in r.output
+    (x,) = json.loads(out.read_text())["results"]
+    b = x["bare_floor"]
+    _check_stats(b["last_stream"], "bare last_stream", 2)
+    _check_stats(b["all_streams"], "bare all_streams", 12)
+    assert b["cpu_ms_per_decision"] >= 0
+
+
+@pytest.mark.parametrize("flag", ["--etcd-watch", "--bare-floor"])
+def test_side_by_side_variants_need_plaintext(flag: str) -> None:
+    r = CliRunner().invoke(bench_app, ["fanout", flag, "--tls", "on"])
     assert r.exit_code == 2 and "--tls off only" in r.output
 
 
