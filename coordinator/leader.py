@@ -141,6 +141,7 @@ class LeaderWork:
         # History pruning, off the commit -> reply path: at most one per group in flight.
         self._prunes: dict[str, asyncio.Task[None]] = {}
         self._prune_again: set[str] = set()
+        self._prune_at: dict[str, int] = {}  # per group: the view revision a prune waits for
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.tracer: Tracer = tracing.unexported()  # the replica sets its own
 
@@ -234,6 +235,7 @@ class LeaderWork:
             await cancel_and_wait([gather, *self._prunes.values()])
             self._prunes.clear()
             self._prune_again.clear()
+            self._prune_at.clear()
             self._set_leadership(None)
             ended = TermEnded("leadership ended; retry")
             while not self._requests.empty():
@@ -421,14 +423,18 @@ class LeaderWork:
         self.recent = [*self.recent[-99:], done]
         if self.metrics is not None:
             self.metrics.committed(done.record, done.commit_us)
-        self._prune_later(leadership, group)
+        self._prune_later(leadership, group, done.epoch.revision)
         return done
 
-    def _prune_later(self, leadership: Leadership, group: str) -> None:
+    def _prune_later(self, leadership: Leadership, group: str, revision: int = 0) -> None:
         """Prune the group's history in the background, so the reply does not wait for it.
 
         One prune per group at a time; a commit landing while one runs asks for one more.
+        The prune reads the history keys from the view, which learns of a commit from the
+        watch after the commit's own answer: it first waits (bounded) until the view holds
+        ``revision``, or it would miss the newest entry and leave one over retention.
         """
+        self._prune_at[group] = max(self._prune_at.get(group, 0), revision)
         running = self._prunes.get(group)
         if running is not None and not running.done():
             self._prune_again.add(group)
@@ -439,6 +445,7 @@ class LeaderWork:
         while True:
             self._prune_again.discard(group)
             try:
+                await wait_view(self._view, self._prune_at.get(group, 0), timeout=PRUNE_TIMEOUT_S)
                 async with asyncio.timeout(PRUNE_TIMEOUT_S):
                     await self._committer.prune_history(leadership, group, self._retention)
             except (StoreError, TimeoutError) as exc:
