@@ -15,9 +15,7 @@ Prints ``ready`` once it serves; stops on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 import struct
 import sys
 import time
@@ -29,6 +27,7 @@ import grpc
 
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, progress
+from failover.bench.serve_child import child_main, until_stopped
 from failover.machine import proc_cpu_s
 from failover.procs import Child, child_env, free_port
 from failover.stats import Latency
@@ -162,7 +161,6 @@ async def run_bare_floor(
 
 
 async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
     bare = BareFanout()
     server = rpc.make_server()
     server.add_generic_rpc_handlers(
@@ -177,22 +175,14 @@ async def serve(port: int) -> None:
     )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    stop = asyncio.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    print("ready", flush=True)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await server.stop(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="fanout_bare", description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, required=True)
-    args = ap.parse_args(argv)
-    asyncio.run(serve(args.port))
-    return 0
+    return child_main(__doc__ or "", "fanout_bare", {"port": int}, serve, argv)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ Prints ``ready`` once it serves; stops on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import signal
 import sys
 from typing import cast
 
 from failover.bench.relay.direct import DirectClient
+from failover.bench.serve_child import child_main, until_stopped
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire import protocol as vp
 from failover.wire.frames import HEADER, FrameError, FrameReader
@@ -66,28 +65,19 @@ class BareConnection(asyncio.Protocol):
         t.write(_pack(len(body)) + body)
 
 
-async def serve(socket_path: str, gateway: str) -> None:
+async def serve(socket: str, gateway: str) -> None:
     loop = asyncio.get_running_loop()
     venue = await DirectClient.connect(gateway, "bench-bare-framed", "bare-")
-    server = await loop.create_unix_server(lambda: BareConnection(venue), socket_path)
-    stop = asyncio.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    print("ready", flush=True)
+    server = await loop.create_unix_server(lambda: BareConnection(venue), socket)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         server.close()
         await venue.logout()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bare_framed", description=__doc__.splitlines()[0])
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--gateway", required=True)
-    args = ap.parse_args(argv)
-    asyncio.run(serve(args.socket, args.gateway))
-    return 0
+    return child_main(__doc__ or "", "bare_framed", {"socket": str, "gateway": str}, serve, argv)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,15 @@ Prints ``ready`` once it serves; stops on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 from failover import rpc
 from failover.bench.relay.direct import DirectClient
+from failover.bench.serve_child import child_main, until_stopped
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 from failover.wire import protocol as vp
@@ -68,31 +67,21 @@ class BareRelay(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             reader.cancel()
 
 
-async def serve(socket_path: str, gateway: str) -> None:
-    loop = asyncio.get_running_loop()
+async def serve(socket: str, gateway: str) -> None:
     venue = await DirectClient.connect(gateway, "bench-bare-grpc", "bareg-")
     server = rpc.make_server()
     sidecar_pb2_grpc.add_SidecarServicer_to_server(BareRelay(venue), server)
-    server.add_insecure_port(f"unix:{socket_path}")
+    server.add_insecure_port(f"unix:{socket}")
     await server.start()
-    stop = asyncio.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    print("ready", flush=True)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await server.stop(0.5)
         await venue.logout()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="bare_grpc", description=__doc__.splitlines()[0])
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--gateway", required=True)
-    args = ap.parse_args(argv)
-    asyncio.run(serve(args.socket, args.gateway))
-    return 0
+    return child_main(__doc__ or "", "bare_grpc", {"socket": str, "gateway": str}, serve, argv)
 
 
 if __name__ == "__main__":
