@@ -544,6 +544,17 @@ def _cpu_split(cpu_ms: dict[str, float]) -> tuple[float, float]:
     return coord, etcd
 
 
+def _last_cells(last: dict[str, Any], every: dict[str, Any]) -> list[str]:
+    """n, last p50 / p99 / max and all-receivers p50 (ms) of one side-by-side row."""
+    return [
+        str(last.get("count", 0)),
+        fmt_ms(last.get("p50_ms")),
+        fmt_ms(last.get("p99_ms")),
+        fmt_ms(last.get("max_ms")),
+        fmt_ms(every.get("p50_ms")),
+    ]
+
+
 def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
     """Our Sync streams against S etcd watches, same cluster, same switches."""
     t = Table(
@@ -570,11 +581,7 @@ def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
                 str(res["replicas"]),
                 str(res["connections"] if who == "ours" else ew["connections"]),
                 who,
-                str(last.get("count", 0)),
-                fmt_ms(last.get("p50_ms")),
-                fmt_ms(last.get("p99_ms")),
-                fmt_ms(last.get("max_ms")),
-                fmt_ms(every.get("p50_ms")),
+                *_last_cells(last, every),
                 f"{coord:.0f} / {etcd:.0f}",
                 f"{server * 1000 / res['streams']:.0f}",
                 f"{theirs_p50 / ours_p50:.2f}" if who != "ours" and ours_p50 and theirs_p50 else "",
@@ -615,11 +622,7 @@ def _render_bare_floor(rows: list[dict[str, Any]]) -> None:
                 str(res["streams"]),
                 str(res["replicas"]) if who == "ours" else "1",
                 who,
-                str(last.get("count", 0)),
-                fmt_ms(last.get("p50_ms")),
-                fmt_ms(last.get("p99_ms")),
-                fmt_ms(last.get("max_ms")),
-                fmt_ms(every.get("p50_ms")),
+                *_last_cells(last, every),
                 f"{cpu_us:.0f}",
                 r,
             )
