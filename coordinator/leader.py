@@ -175,18 +175,14 @@ class LeaderWork:
         if rid:
             answered = self._answered.get(rid)
             first = self._live.get(rid)
-            if answered is not None and answered[0] != _what(req):
+            known = answered[0] if answered is not None else _what(first) if first is not None else None
+            if known is not None and known != _what(req):
                 req.future.set_exception(
                     RequestError("invalid", f"request id {rid!r} was already used for a different request")
                 )
                 return req.future
             if answered is not None:
                 req.future.set_result(answered[1])
-                return req.future
-            if first is not None and _what(first) != _what(req):
-                req.future.set_exception(
-                    RequestError("invalid", f"request id {rid!r} is in use by a different request")
-                )
                 return req.future
             if first is not None:
                 first.copies.append(req)

@@ -549,14 +549,16 @@ async def run_combination(
         mean_window = {k: round(sum(w.get(k, 0.0) for w in windows) / len(windows), 1) for k in cpu0}
         connections = fleet.connections
         etcd_variant = None
-        if etcd_watch:
-            from failover.bench.fanout_etcd import run_etcd_watch
-
-            await fleet.close()  # the streams' CPU must not weigh on the watches' runs
+        if etcd_watch or bare_floor:
+            # The streams' CPU must not weigh on the side-by-side variant's runs.
+            await fleet.close()
             fleet = None
             if probe is not None:
                 await probe.close()
                 probe = None
+        if etcd_watch:
+            from failover.bench.fanout_etcd import run_etcd_watch
+
             etcd_variant = await run_etcd_watch(
                 cluster,
                 commit_seen=watch.wait,
@@ -575,12 +577,6 @@ async def run_combination(
         if bare_floor:
             from failover.bench.fanout_bare import run_bare_floor
 
-            if fleet is not None:
-                await fleet.close()  # the streams' CPU must not weigh on the floor's runs
-                fleet = None
-            if probe is not None:
-                await probe.close()
-                probe = None
             bare = await run_bare_floor(
                 streams=streams,
                 channels_per_replica=channels_per_replica,

@@ -3,8 +3,8 @@
 A child process that speaks just enough of ``failover.v1.Sync/Stream`` for the bench's
 stream fleet: each stream's first message is taken as its hello and answered with an
 empty snapshot; on ``Push(revision)`` (a unary call from the bench) one decision,
-encoded once, is written to every stream by that stream's own writer; the acks are read
-and counted. No view, no session state, no health, no metrics, no traces, no
+encoded once, is written to every stream by that stream's own writer; the acks are
+read. No view, no session state, no health, no metrics, no traces, no
 authorization: the coordinators' figure over this one is what they add to grpc.aio's own
 per-message cost on the same machine.
 
@@ -27,9 +27,9 @@ import grpc
 
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, progress
-from failover.bench.serve_child import child_main, until_stopped
+from failover.bench.serve_child import child_main, floor_child, start_ready, until_stopped
 from failover.machine import proc_cpu_s
-from failover.procs import Child, child_env, free_port
+from failover.procs import free_port
 from failover.stats import Latency
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -43,7 +43,6 @@ _SNAPSHOT = sync_pb2.ReplicaMessage(snapshot=sync_pb2.Snapshot()).SerializeToStr
 class BareFanout:
     def __init__(self) -> None:
         self.queues: set[asyncio.Queue[bytes]] = set()
-        self.acks = 0
 
     async def stream(self, requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
         it = requests.__aiter__()
@@ -55,8 +54,8 @@ class BareFanout:
         self.queues.add(q)
 
         async def read_acks() -> None:
-            async for _raw in it:
-                self.acks += 1
+            async for _raw in it:  # each ack is read (and decoded by grpc.aio), nothing more
+                pass
 
         reader = asyncio.create_task(read_acks())
         try:
@@ -104,23 +103,15 @@ async def run_bare_floor(
     from failover.bench.fanout import StreamFleet
 
     port = free_port()
-    child = Child(
-        "bare-fanout",
-        [sys.executable, "-m", "failover.bench.fanout_bare", "--port", str(port)],
-        log_dir / "bare-fanout.log",
-        env=child_env(drop_prefix="FAILOVER_"),
+    child = floor_child(
+        "bare-fanout", "failover.bench.fanout_bare", ["--port", str(port)], log_dir / "bare-fanout.log"
     )
     last = Latency(f"{label} bare last stream", "t_push -> the last of the S streams receives the decision")
     every = Latency(f"{label} bare all streams", "t_push -> each stream receives the decision (S per run)")
     cpu_ms: list[float] = []
     fleet = None
-    child.start()
     try:
-        end = time.monotonic() + 30
-        while "ready" not in child.tail(10_000):
-            if not child.alive or time.monotonic() > end:
-                raise BenchFailure(f"the bare fan-out floor did not start; its log:\n{child.tail()}")
-            await asyncio.sleep(0.05)
+        await start_ready(child, 30.0)
         addr = f"127.0.0.1:{port}"
         fleet = StreamFleet([addr], streams, channels_per_replica, channel_per_stream=channel_per_stream)
         progress(f"[{label}] bare floor: opening {streams} streams")

@@ -1,7 +1,6 @@
-"""What every bench floor child shares: serve, say ``ready``, run until SIGTERM/SIGINT.
-
-The parent (``failover.bench.relay.rig.start_ready`` and the fan-out floor) waits for the
-``ready`` line before it measures, and stops the child by its pid.
+"""What every bench floor child shares: serve, say ``ready``, run until SIGTERM/SIGINT;
+and the parent's side: start one and wait for its ``ready`` line before measuring (it is
+stopped by its pid, like every child).
 """
 
 from __future__ import annotations
@@ -9,8 +8,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
+
+from failover.bench.report import BenchFailure
+from failover.procs import Child, ChildExited, child_env
+
+
+def floor_child(name: str, module: str, args: list[str], log_path: Path) -> Child:
+    """``python -m module ARGS`` as a child (FAILOVER_* variables dropped: flags define it)."""
+    return Child(
+        name, [sys.executable, "-m", module, *args], log_path, env=child_env(drop_prefix="FAILOVER_")
+    )
+
+
+async def start_ready(child: Child, timeout_s: float) -> None:
+    """Start ``child`` and wait until it prints ``ready`` (BenchFailure with its log if not)."""
+    child.start()
+    end = time.monotonic() + timeout_s
+    while "ready" not in child.tail(10_000):
+        try:
+            child.check(f"the {child.name} process")
+        except ChildExited as exc:
+            raise BenchFailure(str(exc)) from None
+        if time.monotonic() > end:
+            raise BenchFailure(f"the {child.name} process did not start; its log:\n{child.tail()}")
+        await asyncio.sleep(0.05)
 
 
 async def until_stopped() -> None:

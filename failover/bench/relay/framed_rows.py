@@ -28,8 +28,9 @@ import grpc
 from rich.table import Table
 
 from failover.bench.relay.direct import check_direct
-from failover.bench.relay.rig import GROUP, PAYLOAD, bare_relay, start_ready
+from failover.bench.relay.rig import GROUP, PAYLOAD, acked_check, bare_relay
 from failover.bench.report import BenchFailure, fmt_us, out, progress
+from failover.bench.serve_child import start_ready
 from failover.machine import CpuWindow
 from failover.stats import Latency
 
@@ -123,15 +124,7 @@ class FramedRows:
             self.sent[kind] += 1
             return client.submit(GROUP, PAYLOAD)[1]
 
-        def check_outcome(o: Any) -> None:
-            from failover_client.api import OutcomeKind
-
-            if o.kind != OutcomeKind.ACKED:
-                raise BenchFailure(
-                    f"{kind}: message {o.client_msg_id} got {OutcomeKind.name(o.kind)}: {o.reason}"
-                )
-
-        return submit, check_outcome
+        return submit, acked_check(kind)
 
     def pids(self) -> dict[str, int]:
         rig = self.bench.rig

@@ -18,8 +18,9 @@ import grpc
 from failover.bench.overhead import scrape
 from failover.bench.relay.direct import DirectClient, check_direct
 from failover.bench.relay.guard import Watchdog, bounded
-from failover.bench.relay.rig import GROUP, PATHS, PAYLOAD, STRATEGY, Rig, bare_relay, start_ready
+from failover.bench.relay.rig import GROUP, PATHS, PAYLOAD, STRATEGY, Rig, acked_check, bare_relay
 from failover.bench.report import BenchFailure, fmt_us, progress
+from failover.bench.serve_child import start_ready
 from failover.machine import CpuWindow
 from failover.procs import Child
 from failover.stats import Latency
@@ -42,13 +43,6 @@ T = TypeVar("T")
 def Dist(name: str, keep_samples: bool = False) -> Latency:  # noqa: N802 - reads as the type it builds
     """A round-trip distribution reported in us; kept samples are the values the histogram holds."""
     return Latency(name, unit="us", keep_samples=keep_samples, clamp_samples=True)
-
-
-def check_bare(o: Any) -> None:
-    from failover_client.api import OutcomeKind
-
-    if o.kind != OutcomeKind.ACKED:
-        raise BenchFailure(f"bare gRPC relay: message {o.client_msg_id} got {OutcomeKind.name(o.kind)}")
 
 
 @dataclass
@@ -146,7 +140,7 @@ class Bench:
         if kind == "relay":
             return self.submit_relay, self.check_relay
         if kind == "bare_grpc":
-            return self.submit_bare, check_bare
+            return self.submit_bare, acked_check("bare gRPC relay")
         return self.submit_relay_metrics, self.check_relay
 
     def sidecar_pid(self, kind: str) -> int:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from failover.bench.report import BenchFailure, progress
+from failover.bench.serve_child import floor_child
 from failover.procs import Child, ChildExited, child_env, cli_argv, free_port
 
 GROUP = "cme-orders"
@@ -50,34 +52,25 @@ def check(child: Child) -> None:
         raise BenchFailure(str(exc)) from None
 
 
+def acked_check(what: str) -> Callable[[Any], None]:
+    """A check that an Outcome is ACKED (BenchFailure naming ``what`` otherwise)."""
+
+    def check_outcome(o: Any) -> None:
+        from failover_client.api import OutcomeKind
+
+        if o.kind != OutcomeKind.ACKED:
+            raise BenchFailure(
+                f"{what}: message {o.client_msg_id} got {OutcomeKind.name(o.kind)}: {o.reason}"
+            )
+
+    return check_outcome
+
+
 def bare_relay(kind: str, socket_path: str, gateway: str, log_path: Path) -> Child:
     """A bare relay child (``failover.bench.relay.bare_<kind>``: framed or grpc) serving on
     ``socket_path`` with its own session to ``gateway``."""
-    return Child(
-        f"bare-{kind}",
-        [
-            sys.executable,
-            "-m",
-            f"failover.bench.relay.bare_{kind}",
-            "--socket",
-            socket_path,
-            "--gateway",
-            gateway,
-        ],
-        log_path,
-        env=child_env(drop_prefix="FAILOVER_"),
-    )
-
-
-async def start_ready(child: Child, timeout_s: float) -> None:
-    """Start ``child`` and wait until it prints ``ready`` (BenchFailure with its log if not)."""
-    child.start()
-    end = time.monotonic() + timeout_s
-    while "ready" not in child.tail(10_000):
-        check(child)
-        if time.monotonic() > end:
-            raise BenchFailure(f"the {child.name} relay did not start; its log:\n{child.tail()}")
-        await asyncio.sleep(0.05)
+    args = ["--socket", socket_path, "--gateway", gateway]
+    return floor_child(f"bare-{kind}", f"failover.bench.relay.bare_{kind}", args, log_path)
 
 
 class Rig:
