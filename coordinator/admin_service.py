@@ -38,6 +38,7 @@ from coordinator.status_summary import decided_of, shape
 from coordinator.store.errors import NOSPACE_ACTION, NoSpace, StoreError, is_nospace
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
+from coordinator.urgent import Urgent
 from coordinator.view import ClusterView, LeaderKey
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
@@ -93,6 +94,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         forward_s: float = 10.0,
         etcd_endpoints: Sequence[str] = (),
         limits: PerCaller | None = None,
+        urgent: Urgent | None = None,
     ) -> None:
         self._id = replica_id
         self._store = store
@@ -109,6 +111,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self.limits = limits
         # Set when this replica shuts down: waits for a leader end at once.
         self.stopping = asyncio.Event()
+        # Operator calls in progress: the replica shares it with its fan-out, which waits.
+        self.urgent = urgent or Urgent()
 
     async def _abort(self, context: grpc.aio.ServicerContext[Any, Any], code: str, message: str) -> None:
         # Bounded: a message echoing a caller's value must fit gRPC's status metadata (16 KiB).
@@ -269,7 +273,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "reason: required (say why you switch)")
         req = await self._operator_request(request, context, "switch")
         md = _metadata(req)
-        return await self._decide(context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md))
+        with self.urgent.call():
+            return await self._decide(
+                context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md)
+            )
 
     async def _operator_request(
         self, request: apb.SwitchRequest | apb.SetControlRequest, context: Any, action: str
@@ -410,9 +417,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", "path: required")
         req = await self._operator_request(request, context, action)
         md = _metadata(req)
-        return await self._decide(
-            context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
-        )
+        with self.urgent.call():
+            return await self._decide(
+                context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
+            )
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
         await self._refuse_invalid(context, check_put_group(request))

@@ -102,6 +102,12 @@ class CoordinatorMetrics(RpcInstruments):
             ("failover.event_loop.lag", "s", "Largest event loop lag in the last 10 s", self._loop_lag),
         ):  # fmt: skip
             meter.create_observable_gauge(name, callbacks=[cb], unit=unit, description=desc)
+        meter.create_observable_counter(
+            "failover.fanout.gave_way",
+            callbacks=[self._gave_way],
+            unit="s",
+            description="Time the fan-out waited for operator calls in progress here (coordinator/urgent.py)",
+        )
 
     def bind(self, replica: Replica) -> None:
         """Gauges read this replica's state from now on."""
@@ -201,6 +207,10 @@ class CoordinatorMetrics(RpcInstruments):
     def _loop_lag(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica
         return self._one(r.loop_lag.worst_since(time.monotonic() - 10.0)) if r is not None else ()
+
+    def _gave_way(self, _: CallbackOptions) -> Iterable[Observation]:
+        r = self._replica
+        return self._one(r.hub.urgent.held_s) if r is not None else ()
 
     def _applied(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica

@@ -290,8 +290,10 @@ class Replica:
             rpc_timeout_s=max(self.cfg.etcd.rpc_timeout_ms / 1000, 0.5),
             etcd_endpoints=self.cfg.etcd.endpoints,
             limits=self.admin_limits,
+            urgent=self.hub.urgent,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        self.admin = admin
         peer = PeerService(
             local_status=self.local_status,
             accept_health=self.health.accept,

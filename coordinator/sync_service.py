@@ -34,6 +34,7 @@ from coordinator.held_epochs import HeldEpochCheck
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.push_traces import PushTraces
 from coordinator.request_checks import check_ack, check_health, check_hello, trace_context
+from coordinator.urgent import Urgent
 from coordinator.view import ClusterView
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
@@ -123,6 +124,8 @@ class SyncHub:
         self.shed_streams = 0
         self._to_wake: dict[int, Session] = {}  # insertion order: woken first come, first served
         self._waker: asyncio.Task[None] | None = None
+        # Operator calls in progress here: the fan-out wakes no more sessions meanwhile.
+        self.urgent = Urgent()  # the replica shares its own with the Admin service
         view.listeners.append(self._on_view)
 
     # --- wiring ------------------------------------------------------------
@@ -182,6 +185,7 @@ class SyncHub:
         """
         while self._to_wake:
             await asyncio.sleep(0)
+            await self.urgent.give_way()
             for sid in list(itertools.islice(self._to_wake, WAKE_BATCH)):
                 self._to_wake.pop(sid).wake.set()
 

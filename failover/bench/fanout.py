@@ -433,7 +433,7 @@ async def run_combination(
             quiet = next((g for g in st.groups if g.definition.name == QUIET), None)
             quiet_active = str(quiet.decision.paths[0]) if quiet is not None and quiet.decision.paths else ""
             probe = OperatorProbe(leader_addr, cluster.pki, quiet_active, timeout_s=5.0)
-            probe.start()
+            await probe.start()
 
             def on_first(_rev: int) -> None:
                 nonlocal armed
