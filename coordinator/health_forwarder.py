@@ -85,6 +85,7 @@ class HealthForwarder:
         self._pending: dict[str, _Pending] = {}
         self._event = asyncio.Event()
         self._closed = False  # run() ended: no report span can be delivered (or ended) any more
+        self.full_sent_term = 0  # the leader term this replica last pushed its full state to
 
     # --- inputs from the sync streams ----------------------------------------
 
@@ -206,7 +207,6 @@ class HealthForwarder:
         replica (its port refused or unreachable from there, while this replica reaches
         the leader) would otherwise know none of its hosts until a report changed, and
         refuse every switch: "no host reports the path up"."""
-        sent_term = 0
         while True:
             leader = self._view.leader
             changed = self._view.changed
@@ -214,11 +214,11 @@ class HealthForwarder:
                 leader is None
                 or leader.replica_id == self._id
                 or not leader.address
-                or leader.token == sent_term
+                or leader.token == self.full_sent_term
             ):
                 await changed.wait()
             elif await self._send_to_leader(self.full_state()):
-                sent_term = leader.token
+                self.full_sent_term = leader.token
             else:
                 await wait_any(changed.wait(), timeout=RETRY_S)
 

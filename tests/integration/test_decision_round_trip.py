@@ -69,6 +69,13 @@ async def test_a_decision_applied_by_every_sidecar_costs_the_leader_nothing(etcd
             lambda: leader.health.current is not None and leader.health.current.ready, 10, "health"
         )
         assert leader.health.current is not None
+        # The follower pushes its full state to each new term once, retrying until the
+        # leader takes it: a push still pending would bring every host again later.
+        await wait_for(
+            lambda: follower.forwarder.full_sent_term == leader.leader.leadership.token,  # type: ignore[union-attr]
+            10,
+            "the follower's full state at the leader",
+        )
         counted = _Counted(leader.health.current)
         for i in range(N):
             c = SyncClient(f"h{i:02d}", [G])
