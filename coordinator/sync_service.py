@@ -183,9 +183,10 @@ class SyncHub:
         for everything else while a decision goes to thousands of streams. The total
         work is unchanged: a few more loop iterations per decision.
         """
+        budget = self.urgent.max_hold_s  # what this push may wait for operator calls in all
         while self._to_wake:
             await asyncio.sleep(0)
-            await self.urgent.give_way()
+            budget -= await self.urgent.give_way(budget)
             for sid in list(itertools.islice(self._to_wake, WAKE_BATCH)):
                 self._to_wake.pop(sid).wake.set()
 

@@ -5,8 +5,10 @@ on the loop that also answers operators; a Switch arriving meanwhile would wait 
 every one of them at each of its steps (handler, commit transaction, reply). While an
 operator call is in progress here, the fan-out wakes no further sessions: writes
 already started finish, acks are still read, and the rest waits for the reply. The
-hold is bounded so that a stream of operator calls cannot stall a push: an episode
-(from the first call until none is in progress) holds the fan-out at most ``max_hold_s``.
+hold is bounded twice, so that operator traffic cannot stall a push: an episode (from
+the first call until none is in progress) holds the fan-out at most ``max_hold_s``, and
+one push (``SyncHub._wake_in_batches``) gives way at most ``max_hold_s`` in all, however
+many short calls follow each other.
 """
 
 from __future__ import annotations
@@ -50,13 +52,22 @@ class Urgent:
             if self._calls == 0:
                 self._idle.set()
 
-    async def give_way(self) -> None:
-        """Until no operator call is in progress, at most the episode's remaining hold."""
+    @property
+    def max_hold_s(self) -> float:
+        return self._max_hold_s
+
+    async def give_way(self, budget_s: float | None = None) -> float:
+        """Until no operator call is in progress, at most the episode's remaining hold and
+        ``budget_s`` (what the push has left); returns the time waited."""
         if not self._calls:
-            return
+            return 0.0
         remaining = self._since + self._max_hold_s - time.monotonic()
+        if budget_s is not None:
+            remaining = min(remaining, budget_s)
         if remaining <= 0:
-            return
+            return 0.0
         started = time.monotonic()
         await wait_any(self._idle.wait(), timeout=remaining)
-        self.held_s += time.monotonic() - started
+        waited = time.monotonic() - started
+        self.held_s += waited
+        return waited

@@ -82,3 +82,32 @@ async def test_nested_calls_hold_until_the_last_one_ends() -> None:
         await _iterations(SESSIONS * 2)
         assert not any(s.wake.is_set() for s in sessions)
     await asyncio.wait_for(asyncio.gather(*(s.wake.wait() for s in sessions)), 5.0)
+
+
+async def test_one_push_gives_way_at_most_its_budget_however_many_calls_follow() -> None:
+    urgent = Urgent(max_hold_s=0.05)
+    hub, view, _ = _hub(urgent)
+    many = [
+        Session(sid=i, host_id=f"h{i}", site="default", groups=("g",), acked={})
+        for i in range(SESSIONS, WAKE_BATCH * 40)
+    ]
+    for s in many:
+        hub.sessions[s.sid] = s
+    stop = asyncio.Event()
+
+    async def operator_traffic() -> None:  # short calls back to back: a new episode each time
+        while not stop.is_set():
+            with urgent.call():
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+
+    traffic = asyncio.create_task(operator_traffic())
+    try:
+        await asyncio.sleep(0)
+        hub._on_view(view, {"g"})
+        await asyncio.wait_for(asyncio.gather(*(s.wake.wait() for s in hub.sessions.values())), 5.0)
+    finally:
+        stop.set()
+        await traffic
+    # 40 batches behind 10 ms calls would wait about 0.4 s without the push's budget.
+    assert 0 < urgent.held_s < 0.25, urgent.held_s
