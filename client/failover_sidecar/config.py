@@ -68,6 +68,10 @@ class OrdersSection(_Section):
     max_outstanding: int = Field(default=10_000, ge=1)
     # Messages per second each strategy may send (token bucket, burst of one second); 0: no limit.
     rate_limit_per_s: int = Field(default=0, ge=0)
+    # Messages a dead path left without a reply: the venue is asked over a live path of
+    # the group whether it has each, and answers within this long turn IN_DOUBT into
+    # ACKED or REJECTED before the outcome is delivered; 0: deliver IN_DOUBT at once.
+    confirm_in_doubt_ms: int = Field(default=10, ge=0, le=10_000)
 
 
 class StreamSection(_Section):

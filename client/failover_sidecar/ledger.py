@@ -6,6 +6,8 @@ client_msg_id)`` and ends with exactly one ``Outcome``:
 - ACKED / REJECTED: the venue answered on the path the message was written to.
 - IN_DOUBT: it was written to a path that died before the reply (the venue may or
   may not have it; the strategy resolves it with a status query). Never resent.
+  The sidecar first asks the venue over a live path (``confirm``): what the venue
+  says it has becomes ACKED or REJECTED before the outcome is delivered.
 - NO_PATH: it was never written: no usable path within the wait, or the group halted.
 
 Ordering and make-before-break, per group: messages are written in submit order;
@@ -205,6 +207,15 @@ class Ledger:
         for entry in out:
             self._resolve(entry, Outcome.NO_PATH, f"group {group} halted")
         return out
+
+    def confirm(self, entry: Entry, outcome: Outcome, reason: str) -> None:
+        """An IN_DOUBT message the venue, asked over another path, says it has: the outcome
+        becomes what the venue said. The one change of a resolved outcome, and only before
+        the caller has delivered it (the order path asks right after the path died)."""
+        if entry.outcome is not Outcome.IN_DOUBT or outcome not in (Outcome.ACKED, Outcome.REJECTED):
+            raise LedgerError(f"cannot confirm {entry.key} ({entry.outcome}) as {outcome}")
+        entry.outcome = outcome
+        entry.reason = reason
 
     # ------------------------------------------------------------ internals
 

@@ -14,11 +14,13 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
+from failover.aio import cancel_and_wait, wait_any
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import types_pb2 as pb
 from failover.wire import protocol as vp
 from failover_sidecar.agent import Agent, now_ms
 from failover_sidecar.ledger import Entry, Ledger, LedgerError, MsgKey, Outcome, clordid, parse_clordid
+from failover_sidecar.path import PathSession
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,17 @@ _OUTCOME_PB = {
 
 Sink = Callable[[spb.RelayEvent], None]
 _WRITTEN_KEPT = 200_000
+# Confirmations of in-doubt messages wait at most this long for the live path's first
+# ack after the path died (and at most half their own window).
+CONFIRM_AFTER_ACK_S = 0.002
+# What a status reply says of an order: the venue has it (ACKED: booked, filled or
+# cancelled since) or refused it. Anything else leaves a message IN_DOUBT.
+_CONFIRMED = {
+    "acked": Outcome.ACKED,
+    "filled": Outcome.ACKED,
+    "cancelled": Outcome.ACKED,
+    "rejected": Outcome.REJECTED,
+}
 _EVENT_KINDS = {str(vp.MsgType.FILL): "fill", str(vp.MsgType.UCANCEL): "unsolicited_cancel"}
 
 
@@ -58,7 +71,13 @@ class OrderPath:
         self._messages: dict[MsgKey, vp.Message] = {}
         # Where each message was written: (path, connection number of that path's session).
         self._written: OrderedDict[MsgKey, tuple[str, int]] = OrderedDict()
-        self._status_waiters: dict[str, asyncio.Future[dict[str, object]]] = {}
+        # Status queries waiting for the venue's answer, per client order id.
+        self._status_waiters: dict[str, list[asyncio.Future[dict[str, object]]]] = {}
+        # Messages a dead path left without a reply, being confirmed with the venue.
+        self._confirming: set[asyncio.Task[None]] = set()
+        self._confirm_keys: set[MsgKey] = set()  # resolved in the ledger, outcome not delivered yet
+        # Per group: set by the group's next ack after a path died (confirmations wait for it).
+        self._acked: dict[str, asyncio.Event] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # strategy -> (tokens, last refill, s)
         self._wake = asyncio.Event()
         agent.route_listeners.append(self._on_route)
@@ -82,7 +101,7 @@ class OrderPath:
         except UnicodeDecodeError:
             raise RelayError("invalid", "payload: the sim transport carries UTF-8 text") from None
         self._rate_check(strategy_id)
-        if self.ledger.unresolved() >= cfg.orders.max_outstanding:
+        if self.undelivered() >= cfg.orders.max_outstanding:
             if self.metrics is not None:
                 self.metrics.refused("max_outstanding")
             raise RelayError("exhausted", f"{cfg.orders.max_outstanding} messages already without an outcome")
@@ -103,6 +122,11 @@ class OrderPath:
         entry = self.ledger.get(key)
         if entry is not None and not entry.written and entry.outcome is None:
             self._wake.set()  # still waiting for a path: the NO_PATH timer must know
+
+    def undelivered(self) -> int:
+        """Messages whose strategy has no outcome yet: unresolved in the ledger, or being
+        confirmed with the venue after their path died."""
+        return self.ledger.unresolved() + len(self._confirm_keys)
 
     def _rate_check(self, strategy_id: str) -> None:
         rate = self.agent.cfg.orders.rate_limit_per_s
@@ -153,6 +177,7 @@ class OrderPath:
 
     def _deliver(self, e: Entry, reason: str = "", order_id: str = "") -> None:
         assert e.outcome is not None
+        self._confirm_keys.discard(e.key)
         self.counters[e.outcome.value] += 1
         strategy, msg_id = e.key
         now = time.monotonic_ns()
@@ -186,18 +211,102 @@ class OrderPath:
 
     def _on_path_dead(self, group: str, path: str) -> None:
         dead = self.ledger.on_path_dead(path, group)
-        self._resolve_all(dead, f"{path} died before the reply")
-        if dead:
-            self.agent.note_in_doubt(group, path, len(dead))
-        self._pump(group)
+        reason = f"{path} died before the reply"
+        if dead and self.agent.cfg.orders.confirm_in_doubt_ms > 0:
+            self._acked[group] = asyncio.Event()
+            self._confirm_keys.update(e.key for e in dead)
+            task = asyncio.get_running_loop().create_task(
+                self._confirm(group, path, dead, reason), name=f"confirm-in-doubt-{group}"
+            )
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+        else:
+            self._resolve_all(dead, reason)
+            if dead:
+                self.agent.note_in_doubt(group, path, len(dead))
+        self._pump(group)  # the group's next messages go to the live path meanwhile
+
+    async def _confirm(self, group: str, dead_path: str, entries: list[Entry], reason: str) -> None:
+        """Ask the venue, over a live path of the group, about each message ``dead_path`` left
+        without a reply; deliver ACKED or REJECTED for what it says it has, IN_DOUBT for the
+        rest (unknown to it, no answer within orders.confirm_in_doubt_ms, no live path).
+
+        Only a positive answer changes the outcome: an order the venue does not know may
+        still be on its way on the dead line, so it stays IN_DOUBT. Every entry gets its
+        outcome exactly once, also when this task is cancelled (the sidecar stops).
+        """
+        delivered: set[MsgKey] = set()
+        timeout_s = self.agent.cfg.orders.confirm_in_doubt_ms / 1000
+        acked = self._acked.get(group)
+        if acked is not None:
+            # The queries go after the live path's first ack (bounded): ahead of it they
+            # would delay the first order after the flip, the gap the strategy sees.
+            await wait_any(acked.wait(), timeout=min(CONFIRM_AFTER_ACK_S, timeout_s / 2))
+        sess, via = self._live_session(group, dead_path)
+
+        async def one(e: Entry) -> None:
+            reply = None
+            if sess is not None:
+                strategy, msg_id = e.key
+                cid = clordid(self.agent.cfg.host_id, strategy, msg_id)
+                reply = await self._venue_status(sess, cid, timeout_s)
+            state = str(reply.get("state", "")) if reply is not None else ""
+            outcome = _CONFIRMED.get(state)
+            if outcome is not None:
+                self.ledger.confirm(e, outcome, f"{reason}; the venue has it ({state}, asked over {via})")
+                self.counters["confirmed"] += 1
+            delivered.add(e.key)
+            order_id = str(reply.get("order_id") or "") if reply is not None else ""
+            self._deliver(e, "" if outcome is not None else reason, order_id=order_id)
+
+        try:
+            await asyncio.gather(*(one(e) for e in entries))
+        finally:
+            for e in entries:
+                if e.key not in delivered:
+                    delivered.add(e.key)
+                    self._deliver(e, reason)  # IN_DOUBT, as the ledger has it
+            doubt = sum(1 for e in entries if e.outcome is Outcome.IN_DOUBT)
+            if doubt:
+                self.agent.note_in_doubt(group, dead_path, doubt)
+
+    def _live_session(self, group: str, dead_path: str) -> tuple[PathSession | None, str]:
+        """A session of the group that can carry a status query now: the effective path's
+        first, else any other live path (all lead to the same venue)."""
+        r = self.agent.routes.get(group)
+        paths = [r.effective] if r is not None and r.effective else []
+        paths += [p for (g, p) in self.agent.sessions if g == group and p not in paths]
+        for p in paths:
+            s = self.agent.sessions.get((group, p))
+            if p != dead_path and s is not None and s.can_send:
+                return s, p
+        return None, ""
+
+    async def _venue_status(self, sess: PathSession, cid: str, timeout_s: float) -> dict[str, object] | None:
+        """The venue's status reply for ``cid`` over ``sess``, or None (not sent, no answer in time)."""
+        fut: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+        waiters = self._status_waiters.setdefault(cid, [])
+        waiters.append(fut)
+        try:
+            if not sess.send(vp.status(cid)):
+                return None
+            async with asyncio.timeout(timeout_s):
+                return await fut
+        except TimeoutError:
+            return None
+        finally:
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters and self._status_waiters.get(cid) is waiters:
+                del self._status_waiters[cid]
 
     def _on_venue(self, group: str, path: str, msg: dict[str, object]) -> None:
         t = msg.get("t")
         cid = str(msg.get("clordid", ""))
         if t == vp.MsgType.STATUS_REPLY:
-            waiter = self._status_waiters.pop(cid, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(msg)
+            for waiter in self._status_waiters.pop(cid, ()):
+                if not waiter.done():
+                    waiter.set_result(msg)
             return
         try:
             host, strategy, msg_id = parse_clordid(cid)
@@ -208,6 +317,10 @@ class OrderPath:
         key = (strategy, msg_id)
         if t in (vp.MsgType.ACK, vp.MsgType.REJECT):
             e = self.ledger.on_reply(key, t == vp.MsgType.ACK, str(msg.get("reason", "")))
+            if self._acked:
+                waiting = self._acked.pop(group, None)
+                if waiting is not None:
+                    waiting.set()
             if e is not None:
                 self._deliver(e, order_id=str(msg.get("order_id", "")))
                 if e.outcome is Outcome.ACKED:
@@ -275,28 +388,18 @@ class OrderPath:
         if sess is None or not sess.can_send:
             return spb.Resolution(client_msg_id=msg_id, state=still, detail="no usable path to ask the venue")
         cid = clordid(self.agent.cfg.host_id, strategy_id, str(msg_id))
-        fut: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
-        self._status_waiters[cid] = fut
-        if not sess.send(vp.status(cid)):
-            self._status_waiters.pop(cid, None)
-            return spb.Resolution(client_msg_id=msg_id, state=still, detail="could not ask the venue")
-        try:
-            async with asyncio.timeout(timeout_s):
-                reply = await fut
-        except TimeoutError:
-            self._status_waiters.pop(cid, None)
+        reply = await self._venue_status(sess, cid, timeout_s)
+        if reply is None:
             return spb.Resolution(
-                client_msg_id=msg_id, state=still, detail="the venue did not answer in time"
+                client_msg_id=msg_id,
+                state=still,
+                detail="could not ask the venue, or it did not answer in time",
             )
         state = str(reply.get("state", "unknown"))
-        if state in ("acked", "filled", "cancelled"):
-            return spb.Resolution(
-                client_msg_id=msg_id, state=spb.RESOLVE_STATE_ACKED, detail=f"venue: {state}"
-            )
-        if state == "rejected":
-            return spb.Resolution(
-                client_msg_id=msg_id, state=spb.RESOLVE_STATE_REJECTED, detail="venue: rejected"
-            )
+        outcome = _CONFIRMED.get(state)
+        if outcome is not None:
+            known = spb.RESOLVE_STATE_ACKED if outcome is Outcome.ACKED else spb.RESOLVE_STATE_REJECTED
+            return spb.Resolution(client_msg_id=msg_id, state=known, detail=f"venue: {state}")
         if self._can_still_deliver(group, key):
             return spb.Resolution(
                 client_msg_id=msg_id,
@@ -310,7 +413,15 @@ class OrderPath:
         )
 
     async def run(self) -> None:
-        """Gives NO_PATH to messages that found no usable path within the configured wait."""
+        """Gives NO_PATH to messages that found no usable path within the configured wait;
+        when it ends (the sidecar stops), confirmations still asking the venue deliver
+        IN_DOUBT for what they have not answered."""
+        try:
+            await self._expire_forever()
+        finally:
+            await cancel_and_wait(list(self._confirming))
+
+    async def _expire_forever(self) -> None:
         wait = self.agent.cfg.orders.no_path_wait_ms
         while True:
             nxt = self.ledger.next_expiry_ms(wait)

@@ -251,9 +251,13 @@ class System:
         c: venue_pb2.Counters = await stub.GetCounters(venue_pb2.CountersRequest(), timeout=5)
         return c
 
-    async def fault(self, gateway_name: str, kind: str, session: str = "", venue: str = "venue") -> str:
+    async def fault(
+        self, gateway_name: str, kind: str, session: str = "", venue: str = "venue", delay_ms: int = 0
+    ) -> str:
         stub = venue_pb2_grpc.VenueControlStub(self.channel(self.venues[venue].control))
-        req = venue_pb2.FaultRequest(gateway=gateway_name, session=session, kind=FAULT_KINDS[kind])
+        req = venue_pb2.FaultRequest(
+            gateway=gateway_name, session=session, kind=FAULT_KINDS[kind], delay_ms=delay_ms
+        )
         resp: venue_pb2.FaultResponse = await stub.InjectFault(req, timeout=5)
         return str(resp.message)
 

@@ -239,7 +239,7 @@ class FlipRig:
         finally:
             stop.set()
             await sender
-        await self.until(lambda: self.orders.ledger.unresolved() == 0, "outcome for every order")
+        await self.until(lambda: self.orders.undelivered() == 0, "outcome for every order")
         local = [f for f in list(self.agent.flips)[flips_before:] if f.trigger == "local"]
         detail: dict[str, Any] = {
             "flip_us": round((self.flip_ns - self.armed_ns) / 1000, 1),
