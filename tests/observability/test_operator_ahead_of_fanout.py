@@ -15,7 +15,7 @@ import pytest
 
 from coordinator.urgent import Urgent
 from tests.harness import ReplicaSet, switch, wait_for
-from tests.observability.test_rpc_etcd_scrape import scrape
+from tests.observability.test_rpc_etcd_scrape import scrape, stream_on_follower
 from tests.syncclient import SyncClient
 
 pytestmark = pytest.mark.cluster
@@ -32,13 +32,7 @@ async def test_the_fanout_waits_for_an_operator_call_in_progress(etcd_cluster, p
     sidecar = SyncClient("h1", [G])
     call: asyncio.Task[Any] | None = None
     try:
-        leader = await rs.wait_leader(WAIT_S)
-        f = next(i for i, r in enumerate(rs.replicas) if r is not None and r is not leader)
-        follower = rs.replicas[f]
-        assert follower is not None
-        await wait_for(lambda: G in leader.view.routes, WAIT_S, "the initial decision")
-        await sidecar.connect(rs.address(f))
-        await sidecar.wait(lambda: bool(sidecar.decisions), WAIT_S, "the initial decision")
+        _, follower, f = await stream_on_follower(rs, sidecar)
         assert follower.admin.urgent is follower.hub.urgent
         follower.hub.urgent = follower.admin.urgent = Urgent(max_hold_s=30.0)  # no cut-off here
         answered = asyncio.Event()

@@ -45,18 +45,25 @@ def counts(fams: dict[str, Any], family: str, *labels: str) -> dict[tuple[str, .
 RPC_LABELS = ("rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code")
 
 
+async def stream_on_follower(rs: ReplicaSet, sidecar: SyncClient) -> tuple[Any, Any, int]:
+    """(leader, follower, the follower's index) once ``sidecar`` streams from the follower
+    and has the initial decision."""
+    leader = await rs.wait_leader(WAIT_S)
+    f = next(i for i, r in enumerate(rs.replicas) if r is not None and r is not leader)
+    follower = rs.replicas[f]
+    assert follower is not None
+    await wait_for(lambda: G in leader.view.routes, WAIT_S, "the initial decision")
+    await sidecar.connect(rs.address(f))
+    await sidecar.wait(lambda: bool(sidecar.decisions), WAIT_S, "the initial decision")
+    return leader, follower, f
+
+
 async def test_rpc_and_etcd_latency_series_after_a_switch(etcd_cluster, prefix) -> None:
     rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2, metrics_listen="127.0.0.1:0")
     await rs.start_all()
     sidecar = SyncClient("h1", [G])
     try:
-        leader = await rs.wait_leader(WAIT_S)
-        f = next(i for i, r in enumerate(rs.replicas) if r is not None and r is not leader)
-        follower = rs.replicas[f]
-        assert follower is not None
-        await wait_for(lambda: G in leader.view.routes, WAIT_S, "the initial decision")
-        await sidecar.connect(rs.address(f))
-        await sidecar.wait(lambda: bool(sidecar.decisions), WAIT_S, "the initial decision")
+        leader, follower, f = await stream_on_follower(rs, sidecar)
         resp = await switch(rs.address(f), G, "backup")
         assert resp.decision.paths[0] == "backup", resp
         await sidecar.wait(

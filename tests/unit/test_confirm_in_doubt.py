@@ -12,13 +12,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from failover_sidecar.agent import Agent
-from failover_sidecar.config import SidecarConfig
 from failover_sidecar.ledger import Ledger, LedgerError, Outcome
 from failover_sidecar.orders import OrderPath
 
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire import protocol as vp
+from tests.unit.test_order_limits import make as order_path
 
 WAIT_S = 5.0
 
@@ -39,15 +38,7 @@ class LiveSession:
 def make(
     tmp_path, *, live: bool = True, confirm_ms: int = 10_000
 ) -> tuple[OrderPath, LiveSession, list[Any]]:
-    cfg = SidecarConfig(
-        host_id="h1",
-        groups=["g"],
-        coordinators=["127.0.0.1:1"],
-        state_file=str(tmp_path / "s.json"),
-        strategies=["s1"],
-        orders={"confirm_in_doubt_ms": confirm_ms},
-    )
-    op = OrderPath(Agent(cfg))
+    op = order_path(tmp_path, confirm_in_doubt_ms=confirm_ms)
     backup = LiveSession()
     if live:
         op.agent.sessions[("g", "backup")] = backup  # type: ignore[assignment]

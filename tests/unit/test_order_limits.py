@@ -11,6 +11,7 @@ from failover.v1 import sidecar_pb2 as spb
 
 
 def make(tmp_path, **orders: int) -> OrderPath:
+    """An order path of host h1 (group g, strategy s1) with these ``orders`` settings."""
     cfg = SidecarConfig(
         host_id="h1",
         groups=["g"],
