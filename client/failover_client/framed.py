@@ -26,6 +26,7 @@ from typing import cast
 
 from google.protobuf.message import DecodeError
 
+from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, FrameError, FrameReader, frame
 from failover_client.outcomes import OutcomeBook
@@ -36,7 +37,7 @@ _pack = HEADER.pack
 _NEW, _CANCEL = spb.MESSAGE_KIND_NEW_ORDER, spb.MESSAGE_KIND_CANCEL
 
 
-class FramedRelay(OutcomeBook, asyncio.Protocol):
+class FramedRelay(OutcomeBook, CopyingReader):
     """One strategy's framed connection to its host's sidecar. Create with ``await FramedRelay.connect``."""
 
     def __init__(self, strategy_id: str) -> None:

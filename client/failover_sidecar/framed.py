@@ -23,6 +23,7 @@ from typing import cast
 
 from google.protobuf.message import DecodeError
 
+from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReader
 from failover_sidecar.agent import Agent
@@ -39,7 +40,7 @@ UNREAD_LIMIT_BYTES = 4 * 1024 * 1024
 _pack = HEADER.pack
 
 
-class FramedConnection(asyncio.Protocol):
+class FramedConnection(CopyingReader):
     """One strategy's connection. Outcomes are written in one batch per event-loop pass."""
 
     def __init__(self, server: FramedServer) -> None:

@@ -56,6 +56,7 @@ from dataclasses import replace
 from typing import cast
 
 from failover.aio import cancel_and_wait
+from failover.reading import CopyingReader
 from failover.wire import protocol as p
 from failover.wire.address import parse_host_port
 from failover_sidecar.liveness import (
@@ -109,7 +110,7 @@ def corked() -> Iterator[None]:
             _cork.flush()
 
 
-class _Link(asyncio.Protocol):
+class _Link(CopyingReader):
     """One TCP connection; events go to the owner tagged with the link, so stale ones are ignored."""
 
     def __init__(self, owner: PathSession, loop: asyncio.AbstractEventLoop) -> None:

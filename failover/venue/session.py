@@ -20,6 +20,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from failover.reading import CopyingReader
 from failover.wire import protocol as p
 from failover.wire.protocol import MessageError, MsgType, ProtocolError
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Connection(asyncio.Protocol):
+class Connection(CopyingReader):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.core = gateway.core

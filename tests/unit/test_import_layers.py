@@ -27,6 +27,7 @@ PACKAGES = {
 SHARED = ("failover.v1", "failover.model", "failover.wire")
 PLUMBING = (
     "failover.aio",
+    "failover.reading",
     "failover.config_source",
     "failover.logs",
     "failover.rpc",

@@ -21,6 +21,7 @@ from typing import cast
 
 from failover.bench.relay.direct import DirectClient
 from failover.bench.serve_child import child_main, until_stopped
+from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire import protocol as vp
 from failover.wire.frames import HEADER, FrameError, FrameReader
@@ -29,7 +30,7 @@ _pack = HEADER.pack
 _ACKED, _REJECTED = spb.OUTCOME_KIND_ACKED, spb.OUTCOME_KIND_REJECTED
 
 
-class BareConnection(asyncio.Protocol):
+class BareConnection(CopyingReader):
     """One framed strategy connection: frames in, venue orders out, outcome frames back."""
 
     def __init__(self, venue: DirectClient) -> None:

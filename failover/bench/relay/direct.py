@@ -12,11 +12,12 @@ from typing import cast
 
 from failover.bench.relay.rig import PAYLOAD
 from failover.bench.report import BenchFailure
+from failover.reading import CopyingReader
 from failover.wire import protocol as vp
 from failover.wire.address import parse_host_port
 
 
-class DirectClient(asyncio.Protocol):
+class DirectClient(CopyingReader):
     """A minimal strategy speaking the venue protocol itself: logon, then ``new`` -> ``ack``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, prefix: str) -> None:
