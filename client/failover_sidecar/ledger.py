@@ -242,6 +242,8 @@ _UNESCAPE = re.compile(r"%(25|2E)")
 def _escape(name: str, value: str) -> str:
     if not value:
         raise ValueError(f"{name} must be non-empty")
+    if "%" not in value and "." not in value:
+        return value  # the common case, once per part of every message: no copies
     return value.replace("%", "%25").replace(".", "%2E")
 
 
@@ -267,6 +269,8 @@ def parse_clordid(value: str) -> tuple[str, str, str]:
     parts = value.split(".")
     if len(parts) != 3 or not all(parts):
         raise ValueError(f"{value!r} is not a sidecar client order id (host.strategy.msgid)")
+    if "%" not in value:  # nothing escaped: the parts are the names (every venue reply pays this)
+        return parts[0], parts[1], parts[2]
     host, strategy, msg = (_UNESCAPE.sub(lambda m: "%" if m[1] == "25" else ".", part) for part in parts)
     if clordid(host, strategy, msg) != value:  # a stray '%' that clordid would have escaped
         raise ValueError(f"{value!r} is not a sidecar client order id (bad escape)")

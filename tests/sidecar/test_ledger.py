@@ -131,6 +131,16 @@ def test_clordid_is_injective_and_invertible(x: tuple[str, str, str], y: tuple[s
     assert (clordid(*x) == clordid(*y)) is (x == y)
 
 
+@given(value=st.text(alphabet=st.sampled_from("ab.%25E"), max_size=14))
+def test_parse_clordid_accepts_only_what_clordid_makes(value: str) -> None:
+    # Both paths (nothing escaped, and the unescaping one) must refuse a stray '%'.
+    try:
+        parts = parse_clordid(value)
+    except ValueError:
+        return
+    assert clordid(*parts) == value
+
+
 # ---------------------------------------------------------------- state machine
 
 GROUPS = ["g1", "g2"]
