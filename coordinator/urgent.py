@@ -56,14 +56,12 @@ class Urgent:
     def max_hold_s(self) -> float:
         return self._max_hold_s
 
-    async def give_way(self, budget_s: float | None = None) -> float:
+    async def give_way(self, budget_s: float) -> float:
         """Until no operator call is in progress, at most the episode's remaining hold and
         ``budget_s`` (what the push has left); returns the time waited."""
         if not self._calls:
             return 0.0
-        remaining = self._since + self._max_hold_s - time.monotonic()
-        if budget_s is not None:
-            remaining = min(remaining, budget_s)
+        remaining = min(self._since + self._max_hold_s - time.monotonic(), budget_s)
         if remaining <= 0:
             return 0.0
         started = time.monotonic()

@@ -4,7 +4,7 @@ A plain ``asyncio.Protocol`` makes the selector transport call ``sock.recv(256 K
 every read: CPython allocates a 256 KiB bytes object and shrinks it to what arrived.
 That size is above glibc's mmap threshold, so each read maps and unmaps memory; on the
 machines measured (docs/benchmarks.md, "Reading into a buffer") a 64-byte read cost about
-26 µs that way against 4.5 µs with ``recv_into`` a buffer held by the connection, and an
+26-28 µs that way against 4.2 µs with ``recv_into`` a buffer held by the connection, and an
 asyncio echo round trip between two processes 148 µs against 49-60 µs. Every message of
 the data path crosses several such reads (strategy -> sidecar -> venue and back), so the
 sidecar's venue links, its framed socket, the strategy library's framed client and the
