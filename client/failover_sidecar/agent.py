@@ -45,6 +45,12 @@ from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
 from failover_sidecar.traces import SidecarTraces
 
+# A local flip's spans, log line and health report wait for the new path's first ack, at
+# most this long. Run in the callback that flips, they held the event loop 0.2-0.5 ms just
+# as the strategy's next message was due on the new path (docs/benchmarks.md, "The flip's
+# bookkeeping after the first ack"); a report a few ms later costs the coordinators nothing.
+AFTER_FLIP_S = 0.002
+
 log = logging.getLogger(__name__)
 
 RouteListener = Callable[[str], None]
@@ -78,6 +84,8 @@ class Agent:
         self.path_dead_listeners: list[Callable[[str, str], None]] = []
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Per group: a local flip's bookkeeping not run yet, and the timer that bounds its wait.
+        self._after_flip: dict[str, tuple[Callable[[], None], asyncio.TimerHandle]] = {}
         # Every task the agent starts (session start/retire, warm-ups) is kept here and
         # ended or awaited by stop(); the save task is awaited by stop() too.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -207,6 +215,7 @@ class Agent:
         epoch = (d.epoch.era, d.epoch.revision)
         if g not in self.cfg.groups:
             return epoch
+        self._flush_after_flip(g)  # a group's reports go out in the order of its changes
         r = self.routes.get(g)
         held = self.decisions.get(g)
         if held is not None and (held.epoch.era, held.epoch.revision) >= epoch:
@@ -242,6 +251,7 @@ class Agent:
 
     def _on_path_state(self, st: PathStatus) -> None:
         g = st.group
+        self._flush_after_flip(g)  # a group's reports go out in the order of its changes
         r = self.routes.get(g)
         if r is None or self.sessions.get((g, st.path)) is None:
             return
@@ -264,16 +274,37 @@ class Agent:
             for cb in self.path_dead_listeners:
                 cb(g, st.path)
         self._route_changed(g)
-        if flip is not None:
-            self.flip_log.measure(flip)
-        # The route has moved: now the spans, the log line (with their trace id) and the report.
-        span = self.traces.detected(st, declared) if traced else None
-        if span is not None and flip is not None:
+        if flip is None:
+            self._report(g, st, self.traces.detected(st, declared) if traced else None)
+            return
+        self.flip_log.measure(flip)
+        # The route has moved: the spans, the log line (with their trace id) and the report
+        # come once the new path has its first ack (AFTER_FLIP_S at most).
+        self._defer_after_flip(g, functools.partial(self._after_local_flip, st, declared, traced, flip))
+
+    def _after_local_flip(self, st: PathStatus, declared_ns: int, traced: bool, flip: spb.Flip) -> None:
+        span = self.traces.detected(st, declared_ns) if traced else None
+        if span is not None:
             span = self.traces.flipped(span, flip)
-        if flip is not None:
-            with tracing.current(span):
-                self.flip_log.log(flip)
-        self._report(g, st, span)
+        with tracing.current(span):
+            self.flip_log.log(flip)
+        self._report(st.group, st, span)
+
+    def _defer_after_flip(self, g: str, work: Callable[[], None]) -> None:
+        timer = asyncio.get_running_loop().call_later(AFTER_FLIP_S, self._flush_after_flip, g)
+        self._after_flip[g] = (work, timer)
+
+    def _flush_after_flip(self, g: str) -> None:
+        """Run the group's pending flip bookkeeping now (no-op when none is pending)."""
+        pending = self._after_flip.pop(g, None)
+        if pending is None:
+            return
+        work, timer = pending
+        timer.cancel()
+        try:
+            work()
+        except Exception:  # bookkeeping must never break the path that called us
+            log.exception("group %s: a flip's spans, log line or report failed", g)
 
     def _report(self, g: str, st: PathStatus, span: Span | None = None) -> None:
         """A health delta; with ``span``, its trace context (the coordinators continue the trace)."""
@@ -307,8 +338,11 @@ class Agent:
         self.flip_log.note_in_doubt(g, path, count)
 
     def note_ack(self, g: str, path: str) -> None:
-        """First ack on a path after a flip to it completes that flip's timeline."""
+        """First ack on a path after a flip to it completes that flip's timeline, and lets
+        the flip's bookkeeping run (next loop iteration: the ack's own work comes first)."""
         self.flip_log.note_ack(g, path)
+        if g in self._after_flip:
+            asyncio.get_running_loop().call_soon(self._flush_after_flip, g)
 
     def _route_changed(self, g: str) -> None:
         r = self.routes.get(g)
@@ -330,6 +364,7 @@ class Agent:
 
     def _tick(self, g: str) -> None:
         self._timers.pop(g, None)
+        self._flush_after_flip(g)
         r = self.routes.get(g)
         if r is None:
             return
@@ -370,6 +405,8 @@ class Agent:
         await asyncio.shield(self._stop_task)
 
     async def _stop(self) -> None:
+        for g in list(self._after_flip):
+            self._flush_after_flip(g)
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()

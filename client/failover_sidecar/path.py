@@ -418,8 +418,8 @@ class PathSession:
         # lost or refused) is known the moment the connection reports it.
         detect_us = int((self.clock() - link.last_rx) * 1e6) if cause is Cause.SILENT else 0
         if not self._stopping:
+            self._emit(PathState.DOWN, cause, detail, detect_us)  # the flip first, then the log line
             log.info("path %s/%s DOWN: %s (%s)", self.group, self.path, cause.value, detail)
-            self._emit(PathState.DOWN, cause, detail, detect_us)
         link.ended.set_result(None)
 
     def _on_lost(self, link: _Link, exc: Exception | None) -> None:

@@ -1,0 +1,109 @@
+"""A local flip's bookkeeping (spans, log line, health report) waits for the new path's first ack.
+
+Run in the callback that flips, the two spans, the log line and the report held the
+event loop for 0.2-0.5 ms right when the strategy's next message was due on the new
+path (docs/benchmarks.md, "The flip's bookkeeping after the first ack"). A venue and
+a sidecar agent with its order path in this process (``failover bench flip``'s rig),
+real sockets: the gateway of the active path resets while one order per ms flows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from failover.bench.flip.rig import GROUP, FlipRig
+from failover.v1 import types_pb2 as pb
+from failover.venue.faults import FaultKind
+
+BOUND_S = 5.0
+
+
+class _Events:
+    """What happened, in order: acks by path, the flip's log line, health reports."""
+
+    def __init__(self, rig: FlipRig) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.changed = asyncio.Event()
+        sink = rig.orders.sinks["bench"]
+
+        def on_outcome(ev):  # type: ignore[no-untyped-def]
+            if ev.outcome.kind == rig._spb.OUTCOME_KIND_ACKED:
+                self.add("ack", ev.outcome.path)
+            sink(ev)
+
+        rig.orders.sinks["bench"] = on_outcome
+        report = rig.agent.link.report
+
+        def on_report(rep):  # type: ignore[no-untyped-def]
+            for h in rep.paths:
+                state = pb.PathState.Name(h.state).removeprefix("PATH_STATE_").lower()
+                self.add("report", f"{h.path}:{state}")
+            report(rep)
+
+        rig.agent.link.report = on_report  # type: ignore[method-assign]
+
+    def add(self, kind: str, what: str) -> None:
+        self.seen.append((kind, what))
+        self.changed.set()
+
+    def index(self, item: tuple[str, str], start: int = 0) -> int:
+        return self.seen.index(item, start)
+
+    async def until(self, item: tuple[str, str], start: int = 0) -> None:
+        async with asyncio.timeout(BOUND_S):
+            while item not in self.seen[start:]:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class _FlipLines(logging.Handler):
+    def __init__(self, events: _Events) -> None:
+        super().__init__()
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "->" in record.getMessage():
+            self.events.add("log", record.getMessage())
+
+
+@pytest.fixture
+async def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
+    r = await FlipRig.create(50, tmp_path)
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+async def test_the_first_ack_on_the_new_path_comes_before_the_flips_bookkeeping(rig: FlipRig) -> None:
+    events = _Events(rig)
+    handler = _FlipLines(events)
+    flips = logging.getLogger("failover_sidecar.agent")
+    flips.addHandler(handler)
+    try:
+        await rig.one_run("reset")  # returns once the primary is back and the route on it again
+    finally:
+        flips.removeHandler(handler)
+    first_backup_ack = events.index(("ack", "backup"))
+    log_line = events.index(("log", f"{GROUP}: primary -> backup (local, reset)"))
+    report = events.index(("report", "primary:down"))
+    assert first_backup_ack < log_line and first_backup_ack < report, events.seen
+    # Each exactly once, and the report of the primary's death before the one of its return.
+    assert sum(1 for e in events.seen if e == ("report", "primary:down")) == 1, events.seen
+    assert ("report", "primary:up") in events.seen[report:], events.seen
+
+
+async def test_with_no_order_flowing_the_report_still_goes_out_at_once(rig: FlipRig) -> None:
+    await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+    events = _Events(rig)
+    await rig.venue.inject_fault("primary", None, FaultKind.RESET)
+    # Bounded by the deferral's own limit (milliseconds), far below this test's bound.
+    await events.until(("report", "primary:down"))
+    assert rig.effective == "backup"
+    down = events.index(("report", "primary:down"))
+    await rig.venue.inject_fault("primary", None, FaultKind.RECOVER)
+    await events.until(("report", "primary:up"), start=down)
