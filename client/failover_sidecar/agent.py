@@ -228,24 +228,40 @@ class Agent:
         flip = None
         if r is not None and r.effective != before:
             flip = self._record_flip(g, before, r.effective, "decision", None, 0, started)
+        self._route_changed(g)
         if r is not None:
             rep = sync_pb2.HealthReport()
             rep.effective[g] = r.effective or ""
             self.link.report(rep)  # status shows each host's effective route, also after a decision
-        self._route_changed(g)
-        if flip is not None:
-            self.flip_log.measure(flip)
         self.saver.schedule()
         applied = time.monotonic_ns()
-        # The route has moved: now the span and the log lines (which carry its trace id).
-        span = self.traces.applying(d, started)
+        # The route has moved: now the span and the log lines (which carry its trace id); when
+        # it moved, once the new path has its first ack (AFTER_FLIP_S at most), as for a local flip.
+        work = functools.partial(self._after_decision, d, started, applied, flip)
+        if flip is None:
+            work()
+        else:
+            self.flip_log.measure(flip)
+            self._defer_after_flip(g, work)
+        return epoch
+
+    def _after_decision(
+        self, d: pb.Decision, started_ns: int, applied_ns: int, flip: spb.Flip | None
+    ) -> None:
+        span = self.traces.applying(d, started_ns)
         with trace.use_span(span, end_on_exit=False):
-            log.info("decision %s %d:%d -> %s (%s)", g, *epoch, ",".join(d.paths) or "HALT", d.reason)
+            log.info(
+                "decision %s %d:%d -> %s (%s)",
+                d.group,
+                d.epoch.era,
+                d.epoch.revision,
+                ",".join(d.paths) or "HALT",
+                d.reason,
+            )
             if flip is not None:
                 self.traces.flipped(span, flip)
                 self.flip_log.log(flip)
-        span.end(end_time=tracing.wall_ns(applied))
-        return epoch
+        span.end(end_time=tracing.wall_ns(applied_ns))
 
     # --- paths -------------------------------------------------------------
 

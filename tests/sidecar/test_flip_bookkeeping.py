@@ -14,7 +14,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from failover_sidecar import agent as agent_module
 
+from failover.bench import pacer
 from failover.bench.flip.rig import GROUP, FlipRig
 from failover.v1 import types_pb2 as pb
 from failover.venue.faults import FaultKind
@@ -71,6 +73,13 @@ class _FlipLines(logging.Handler):
 
 
 @pytest.fixture
+def first_ack_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the first ack releases the bookkeeping (a loaded machine could let the 2 ms bound
+    pass before the ack comes, which would say nothing about the order)."""
+    monkeypatch.setattr(agent_module, "AFTER_FLIP_S", BOUND_S * 10)
+
+
+@pytest.fixture
 async def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
     r = await FlipRig.create(50, tmp_path)
     try:
@@ -79,7 +88,9 @@ async def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
         await r.stop()
 
 
-async def test_the_first_ack_on_the_new_path_comes_before_the_flips_bookkeeping(rig: FlipRig) -> None:
+async def test_the_first_ack_on_the_new_path_comes_before_the_flips_bookkeeping(
+    rig: FlipRig, first_ack_only: None
+) -> None:
     events = _Events(rig)
     handler = _FlipLines(events)
     flips = logging.getLogger("failover_sidecar.agent")
@@ -107,3 +118,46 @@ async def test_with_no_order_flowing_the_report_still_goes_out_at_once(rig: Flip
     down = events.index(("report", "primary:down"))
     await rig.venue.inject_fault("primary", None, FaultKind.RECOVER)
     await events.until(("report", "primary:up"), start=down)
+
+
+async def test_a_decision_that_moves_the_route_logs_after_the_new_paths_first_ack(
+    rig: FlipRig, first_ack_only: None
+) -> None:
+    await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+    events = _Events(rig)
+    handler = _DecisionLines(events)
+    agent_log = logging.getLogger("failover_sidecar.agent")
+    agent_log.addHandler(handler)
+    level = agent_log.level
+    agent_log.setLevel(logging.INFO)
+    stop = asyncio.Event()
+    sender = asyncio.create_task(pacer.paced(stop, rig.submit, 0.001))
+    try:
+        await events.until(("ack", "primary"))
+        rig.decide(["primary", "backup"])  # the same order: nothing moves, logged at once
+        assert events.seen[-1][0] == "decision", events.seen
+        rig.decide(["backup", "primary"])
+        assert rig.effective == "backup"
+        await events.until(("ack", "backup"))
+        await events.until(("flip", f"{GROUP}: primary -> backup (decision)"))
+    finally:
+        stop.set()
+        await sender
+        agent_log.removeHandler(handler)
+        agent_log.setLevel(level)
+    moved = [i for i, e in enumerate(events.seen) if e[0] == "decision"][-1]
+    assert (
+        events.index(("ack", "backup"))
+        < moved
+        < events.index(("flip", f"{GROUP}: primary -> backup (decision)"))
+    )
+
+
+class _DecisionLines(logging.Handler):
+    def __init__(self, events: _Events) -> None:
+        super().__init__()
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        self.events.add("decision" if msg.startswith("decision ") else "flip", msg)
