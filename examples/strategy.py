@@ -5,7 +5,8 @@ through the local sidecar, and handles every outcome.
 
 An IN_DOUBT order is resolved with ResolveInDoubt before anything is resent:
 UNKNOWN_TO_VENUE means it never reached the venue and never will, so a new
-order (new id) is safe; anything else is left as the venue says.
+order (new id) is safe; STILL_IN_DOUBT is asked again later (the line that
+carried it may still deliver it); anything else is left as the venue says.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections import Counter
 from failover_client import OutcomeKind, Sidecar
 
 from failover.v1 import sidecar_pb2 as spb
+
+RESOLVE_ATTEMPTS = 5
 
 
 async def watch(sc: Sidecar, group: str) -> None:
@@ -40,10 +43,19 @@ async def main(socket: str, strategy: str, group: str, count: int, interval_ms: 
             counts[OutcomeKind.name(o.kind)] += 1
             if o.kind == OutcomeKind.IN_DOUBT:
                 in_doubt.append(msg_id)
-        if in_doubt:
-            await asyncio.sleep(0.5)  # let a dead session be declared and closed
+        for _ in range(RESOLVE_ATTEMPTS):  # bounded: what is still in doubt then is reported so
+            if not in_doubt:
+                break
+            await asyncio.sleep(0.5)  # let a dead session be declared closed, its path come back
+            still = []
             for r in await sc.resolve_in_doubt(group, in_doubt):
-                counts["resolved:" + spb.ResolveState.Name(r.state).removeprefix("RESOLVE_STATE_")] += 1
+                if r.state == spb.RESOLVE_STATE_STILL_IN_DOUBT:
+                    still.append(r.client_msg_id)
+                else:
+                    counts["resolved:" + spb.ResolveState.Name(r.state).removeprefix("RESOLVE_STATE_")] += 1
+            in_doubt = still
+        if in_doubt:
+            counts["resolved:STILL_IN_DOUBT"] += len(in_doubt)
         while not sc.events.empty():
             ev = sc.events.get_nowait()
             counts["venue:" + ev.kind] += 1

@@ -171,9 +171,10 @@ class Sidecar(OutcomeBook):
     async def resolve_in_doubt(self, group: str, msg_ids: list[int]) -> list[spb.Resolution]:
         """Ask what became of messages reported IN_DOUBT (works after a sidecar restart too).
 
-        ACKED/REJECTED: the venue's state. UNKNOWN_TO_VENUE: never received, and the
-        session that carried it is closed, so it never will be: safe to send again
-        under a new id. STILL_IN_DOUBT: ask again later.
+        ACKED/REJECTED: the venue's state. UNKNOWN_TO_VENUE: never received, the
+        session that carried it is closed and its path has logged on again (what that
+        line held has reached the venue or is gone), so it never will be: safe to send
+        again under a new id. STILL_IN_DOUBT: ask again later.
         """
         resp: spb.ResolveInDoubtResponse = await self._stub.ResolveInDoubt(
             spb.ResolveInDoubtRequest(strategy_id=self.strategy_id, group=group, client_msg_ids=msg_ids),

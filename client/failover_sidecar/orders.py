@@ -271,8 +271,8 @@ class OrderPath:
                 self.agent.note_in_doubt(group, dead_path, doubt)
 
     def _live_session(self, group: str, dead_path: str) -> tuple[PathSession | None, str]:
-        """A session of the group that can carry a status query now: the effective path's
-        first, else any other live path (all lead to the same venue)."""
+        """A session of the group, other than ``dead_path``'s, that can carry a status query
+        now: the effective path's first, else any other live path (all lead to the same venue)."""
         r = self.agent.routes.get(group)
         paths = [r.effective] if r is not None and r.effective else []
         paths += [p for (g, p) in self.agent.sessions if g == group and p not in paths]
@@ -360,6 +360,22 @@ class OrderPath:
         s = self.agent.sessions.get((group, path))
         return s is not None and s.is_up and s.connections_opened == conn
 
+    def _carrier_back(self, group: str, key: MsgKey) -> bool:
+        """Has the path that carried this message logged on again over a newer connection?
+
+        Closing our end does not take back what the line already carried: bytes held in
+        the venue's socket buffer (a stalled gateway) or in a proxy reach the venue when it
+        reads again. A new session on the same path means that gateway reads again, so by
+        the time it answers, what the old connection held has been read (or dropped with
+        it). True for a message not written by this process (nothing to wait for here).
+        """
+        written = self._written.get(key)
+        if written is None:
+            return True
+        path, conn = written
+        s = self.agent.sessions.get((group, path))
+        return s is not None and s.can_send and s.connections_opened > conn
+
     async def resolve(
         self, strategy_id: str, group: str, ids: list[int], timeout_s: float = 1.0
     ) -> list[spb.Resolution]:
@@ -383,11 +399,13 @@ class OrderPath:
         self, strategy_id: str, group: str, msg_id: int, key: MsgKey, timeout_s: float
     ) -> spb.Resolution:
         still = spb.RESOLVE_STATE_STILL_IN_DOUBT
-        r = self.agent.routes.get(group)
-        sess = self.agent.sessions.get((group, r.effective)) if r is not None and r.effective else None
-        if sess is None or not sess.can_send:
+        # Any live path of the group, not only the effective one: a halt empties the route
+        # but keeps the paths logged on, and a status query is not trading.
+        sess, _ = self._live_session(group, "")
+        if sess is None:
             return spb.Resolution(client_msg_id=msg_id, state=still, detail="no usable path to ask the venue")
         cid = clordid(self.agent.cfg.host_id, strategy_id, str(msg_id))
+        back = self._carrier_back(group, key)  # before the query: the venue reads that line again
         reply = await self._venue_status(sess, cid, timeout_s)
         if reply is None:
             return spb.Resolution(
@@ -405,6 +423,13 @@ class OrderPath:
                 client_msg_id=msg_id,
                 state=still,
                 detail="unknown to the venue, but its session is still open",
+            )
+        if not back:
+            return spb.Resolution(
+                client_msg_id=msg_id,
+                state=still,
+                detail="unknown to the venue so far, but the path that carried it has not logged on "
+                "again since: what its line still held may yet reach the venue; ask again once it has",
             )
         return spb.Resolution(
             client_msg_id=msg_id,

@@ -39,7 +39,7 @@ async def test_fill_after_flip_reaches_its_strategy_and_in_doubt_resolves() -> N
             ev = await asyncio.wait_for(sc.events.get(), 5)
             assert ev.kind == "fill" and ev.client_msg_id == first.client_msg_id and ev.path == "backup"
             # A silent failure with orders in flight: some end IN_DOUBT; once the stalled
-            # session is closed, the venue never having seen them means UNKNOWN_TO_VENUE.
+            # line carries a new session, the venue never having seen them means UNKNOWN_TO_VENUE.
             await demo.control.fault("primary", venue_pb2.FAULT_KIND_RECOVER)
 
             async def primary_up() -> bool:
@@ -62,8 +62,26 @@ async def test_fill_after_flip_reaches_its_strategy_and_in_doubt_resolves() -> N
                 o.kind in (OutcomeKind.IN_DOUBT, OutcomeKind.ACKED, OutcomeKind.NO_PATH) for o in outcomes
             )
             assert doubt, [OutcomeKind.name(o.kind) for o in outcomes]
+            # While the line that carried them is stalled, what it holds may still reach the
+            # venue (it reads again when the stall ends): unknown to the venue is not final yet.
             res = await sc.resolve_in_doubt(G, doubt)
-            assert {r.state for r in res} == {spb.RESOLVE_STATE_UNKNOWN_TO_VENUE}, res
+            assert {r.state for r in res} == {spb.RESOLVE_STATE_STILL_IN_DOUBT}, res
+            await demo.control.fault("backup", venue_pb2.FAULT_KIND_RECOVER, session="h1")
+
+            async def backup_up() -> bool:
+                st = await demo.control.sidecar("h1")  # type: ignore[union-attr]
+                return any(
+                    p.path == "backup" and p.state == pb.PATH_STATE_UP
+                    for r in st.routes
+                    if r.group == G
+                    for p in r.health
+                )
+
+            await wait_until(backup_up, 10, "h1's backup logged on again")
+            # Now every answer is final: the venue has read whatever the stalled line held.
+            res = await sc.resolve_in_doubt(G, doubt)
+            final = {spb.RESOLVE_STATE_UNKNOWN_TO_VENUE, spb.RESOLVE_STATE_ACKED}
+            assert {r.state for r in res} <= final, res
             # Known outcomes answer from the sidecar's own ledger.
             (r,) = await sc.resolve_in_doubt(G, [first.client_msg_id])
             assert r.state == spb.RESOLVE_STATE_ACKED
