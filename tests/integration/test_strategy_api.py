@@ -42,18 +42,18 @@ async def test_fill_after_flip_reaches_its_strategy_and_in_doubt_resolves() -> N
             # line carries a new session, the venue never having seen them means UNKNOWN_TO_VENUE.
             await demo.control.fault("primary", venue_pb2.FAULT_KIND_RECOVER)
 
-            async def primary_up() -> bool:
-                # Resolving asks the venue over a usable path: the primary's, once it is
-                # logged on again (the stalled backup is declared silent within ~10 ms).
+            async def up(path: str) -> bool:
                 st = await demo.control.sidecar("h1")  # type: ignore[union-attr]
                 return any(
-                    p.path == "primary" and p.state == pb.PATH_STATE_UP
+                    p.path == path and p.state == pb.PATH_STATE_UP
                     for r in st.routes
                     if r.group == G
                     for p in r.health
                 )
 
-            await wait_until(primary_up, 10, "h1's primary logged on again")
+            # Resolving asks the venue over a usable path: the primary's, once it is
+            # logged on again (the stalled backup is declared silent within ~10 ms).
+            await wait_until(lambda: up("primary"), 10, "h1's primary logged on again")
             await demo.control.fault("backup", venue_pb2.FAULT_KIND_STALL, session="h1")
             futs = [sc.submit(G, f'{{"n":{i}}}') for i in range(20)]
             outcomes = [await asyncio.wait_for(f, 10) for _, f in futs]
@@ -67,17 +67,7 @@ async def test_fill_after_flip_reaches_its_strategy_and_in_doubt_resolves() -> N
             res = await sc.resolve_in_doubt(G, doubt)
             assert {r.state for r in res} == {spb.RESOLVE_STATE_STILL_IN_DOUBT}, res
             await demo.control.fault("backup", venue_pb2.FAULT_KIND_RECOVER, session="h1")
-
-            async def backup_up() -> bool:
-                st = await demo.control.sidecar("h1")  # type: ignore[union-attr]
-                return any(
-                    p.path == "backup" and p.state == pb.PATH_STATE_UP
-                    for r in st.routes
-                    if r.group == G
-                    for p in r.health
-                )
-
-            await wait_until(backup_up, 10, "h1's backup logged on again")
+            await wait_until(lambda: up("backup"), 10, "h1's backup logged on again")
             # Now every answer is final: the venue has read whatever the stalled line held.
             res = await sc.resolve_in_doubt(G, doubt)
             final = {spb.RESOLVE_STATE_UNKNOWN_TO_VENUE, spb.RESOLVE_STATE_ACKED}

@@ -16,18 +16,30 @@ from failover.v1 import sidecar_pb2 as spb
 from failover.venue.faults import FaultKind
 
 
+def _record_in_doubt(rig: FlipRig) -> list[int]:
+    """The ids of the messages delivered IN_DOUBT, as they come."""
+    in_doubt: list[int] = []
+    sink = rig.orders.sinks[STRATEGY]
+
+    def record(ev: spb.RelayEvent) -> None:
+        if ev.outcome.kind == spb.OUTCOME_KIND_IN_DOUBT:
+            in_doubt.append(ev.outcome.client_msg_id)
+        sink(ev)
+
+    rig.orders.sinks[STRATEGY] = record
+    return in_doubt
+
+
+def _assert_final(answers: list[spb.Resolution]) -> None:
+    final = (spb.RESOLVE_STATE_ACKED, spb.RESOLVE_STATE_UNKNOWN_TO_VENUE)
+    for a in answers:
+        assert a.state in final, (a.client_msg_id, spb.ResolveState.Name(a.state), a.detail)
+
+
 async def test_in_doubt_orders_are_resolved_with_the_venue_while_the_group_is_halted(tmp_path: Path) -> None:
     rig = await FlipRig.create(50, tmp_path)
     try:
-        in_doubt: list[int] = []
-        sink = rig.orders.sinks[STRATEGY]
-
-        def record(ev: spb.RelayEvent) -> None:
-            if ev.outcome.kind == spb.OUTCOME_KIND_IN_DOUBT:
-                in_doubt.append(ev.outcome.client_msg_id)
-            sink(ev)
-
-        rig.orders.sinks[STRATEGY] = record
+        in_doubt = _record_in_doubt(rig)
         # A stall leaves the orders written to the primary in doubt: the venue never read them.
         for _ in range(3):
             await rig.one_run("stall")
@@ -38,12 +50,7 @@ async def test_in_doubt_orders_are_resolved_with_the_venue_while_the_group_is_ha
         rig.decide([])  # halt
         assert rig.effective is None
         answers = await rig.orders.resolve(STRATEGY, GROUP, in_doubt, timeout_s=2.0)
-        for a in answers:
-            # The venue was asked (the line that carried it is back): a definite answer.
-            assert a.state in (spb.RESOLVE_STATE_ACKED, spb.RESOLVE_STATE_UNKNOWN_TO_VENUE), (
-                a.client_msg_id,
-                a.detail,
-            )
+        _assert_final(answers)  # the venue was asked: the line that carried them is back
     finally:
         await rig.stop()
 
@@ -58,15 +65,7 @@ async def test_unknown_to_the_venue_is_not_final_while_the_line_that_carried_it_
     id") during the stall, and the venue booked them when the stall ended."""
     rig = await FlipRig.create(50, tmp_path)
     try:
-        in_doubt: list[int] = []
-        sink = rig.orders.sinks[STRATEGY]
-
-        def record(ev: spb.RelayEvent) -> None:
-            if ev.outcome.kind == spb.OUTCOME_KIND_IN_DOUBT:
-                in_doubt.append(ev.outcome.client_msg_id)
-            sink(ev)
-
-        rig.orders.sinks[STRATEGY] = record
+        in_doubt = _record_in_doubt(rig)
         await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
         # Orders the primary's gateway receives but never reads: 3 written while it is stalled.
         await rig.venue.inject_fault("primary", None, FaultKind.STALL)
@@ -79,11 +78,6 @@ async def test_unknown_to_the_venue_is_not_final_while_the_line_that_carried_it_
         await rig.venue.inject_fault("primary", None, FaultKind.RECOVER)
         await rig.until(rig.both_up, "primary logged on again after recover")
         after = await rig.orders.resolve(STRATEGY, GROUP, in_doubt, timeout_s=2.0)
-        # Whatever the venue now says is final, and never contradicts an earlier answer.
-        for a in after:
-            assert a.state in (spb.RESOLVE_STATE_ACKED, spb.RESOLVE_STATE_UNKNOWN_TO_VENUE), (
-                a.state,
-                a.detail,
-            )
+        _assert_final(after)  # and it never contradicts an earlier answer
     finally:
         await rig.stop()
