@@ -367,11 +367,13 @@ class OrderPath:
         the venue's socket buffer (a stalled gateway) or in a proxy reach the venue when it
         reads again. A new session on the same path means that gateway reads again, so by
         the time it answers, what the old connection held has been read (or dropped with
-        it). True for a message not written by this process (nothing to wait for here).
+        it). For a message not written by this process (it restarted since), any path may
+        have carried it: every path of the group must be logged on.
         """
         written = self._written.get(key)
         if written is None:
-            return True
+            mine = [s for (g, _), s in self.agent.sessions.items() if g == group]
+            return bool(mine) and all(s.can_send for s in mine)
         path, conn = written
         s = self.agent.sessions.get((group, path))
         return s is not None and s.can_send and s.connections_opened > conn

@@ -81,3 +81,22 @@ async def test_unknown_to_the_venue_is_not_final_while_the_line_that_carried_it_
         _assert_final(after)  # and it never contradicts an earlier answer
     finally:
         await rig.stop()
+
+
+async def test_after_a_restart_unknown_is_final_only_with_every_path_logged_on(tmp_path: Path) -> None:
+    """A message this process never wrote (the sidecar restarted since) may have gone out on
+    any path of the group: "unknown to the venue" is final only while all are logged on."""
+    rig = await FlipRig.create(50, tmp_path)
+    try:
+        await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+        never_written = [10_000]
+        _assert_final(await rig.orders.resolve(STRATEGY, GROUP, never_written, timeout_s=2.0))
+        await rig.venue.inject_fault("primary", None, FaultKind.STALL)
+        await rig.until(lambda: rig.effective == "backup", "the stalled primary declared dead")
+        (a,) = await rig.orders.resolve(STRATEGY, GROUP, never_written, timeout_s=2.0)
+        assert a.state == spb.RESOLVE_STATE_STILL_IN_DOUBT, (spb.ResolveState.Name(a.state), a.detail)
+        await rig.venue.inject_fault("primary", None, FaultKind.RECOVER)
+        await rig.until(rig.both_up, "primary logged on again after recover")
+        _assert_final(await rig.orders.resolve(STRATEGY, GROUP, never_written, timeout_s=2.0))
+    finally:
+        await rig.stop()
