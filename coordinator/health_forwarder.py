@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +54,7 @@ class _Stream:
     paths: list[pb.PathHealth]
     reported: bool  # False until the first report (then ``paths`` is the host's full state)
     at_ns: int  # when the last report arrived (the connect time before any)
+    seq: int = 0  # this replica's sequence number of the state (``HostHealth.state_seq``)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ class HealthForwarder:
         self._event = asyncio.Event()
         self._closed = False  # run() ended: no report span can be delivered (or ended) any more
         self.full_sent_term = 0  # the leader term this replica last pushed its full state to
+        # Numbers every state of every host, so the leader orders what this replica sends by
+        # it rather than by arrival (a full state and a delta race). Starting at the wall
+        # clock in ns keeps a restarted replica's numbers above its previous incarnation's.
+        self._seq = itertools.count(time.time_ns())
 
     # --- inputs from the sync streams ----------------------------------------
 
@@ -93,7 +100,7 @@ class HealthForwarder:
         old = self._streams.get(sid)
         if old is not None:
             self._drop_host(old.host)
-        self._streams[sid] = _Stream(host, site, [], False, time.monotonic_ns())
+        self._streams[sid] = _Stream(host, site, [], False, time.monotonic_ns(), next(self._seq))
         self._per_host[host] = self._per_host.get(host, 0) + 1
 
     def _drop_host(self, host: str) -> int:
@@ -115,14 +122,15 @@ class HealthForwarder:
         st = self._streams.get(sid)
         if st is None:
             return
-        st.paths, st.reported, st.at_ns = list(paths), True, time.monotonic_ns()
+        st.paths, st.reported, st.at_ns, st.seq = list(paths), True, time.monotonic_ns(), next(self._seq)
         span = self._span(st.host, trace) if trace[0] and not self._closed else None
-        self._queue(_Pending(_Stream(st.host, st.site, st.paths, True, st.at_ns), st.at_ns, False, span))
+        self._queue(_Pending(dataclasses.replace(st), st.at_ns, False, span))
 
     def ended(self, sid: int) -> None:
         st = self._streams.pop(sid, None)
         if st is None or self._drop_host(st.host):
             return  # the host is still connected through another stream
+        st.seq = next(self._seq)  # "gone" is news after the last report
         self._queue(_Pending(st, st.at_ns, True))
 
     def _queue(self, p: _Pending) -> None:
@@ -159,6 +167,7 @@ class HealthForwarder:
             stages=[age],
             traceparent=tp,
             tracestate=ts,
+            state_seq=s.seq,
         )
 
     def full_state(self) -> apb.HealthForward:

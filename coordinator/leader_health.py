@@ -121,6 +121,7 @@ class LeaderHealth:
                 full=h.full,
                 received_ms=received_ms,
                 gone_ms=now_ms if h.gone else None,
+                seq=h.state_seq,
             )
             if not applied:
                 continue

@@ -197,7 +197,24 @@ class Replica:
             degraded_groups=sorted(g for g, st in self.health.statuses.items() if st.degraded)
             if self.election.is_leader
             else [],
+            path_health=self._path_health() if self.election.is_leader else [],
         )
+
+    def _path_health(self) -> list[apb.PathJudgement]:
+        return [
+            apb.PathJudgement(
+                group=g,
+                path=v.path,
+                reporting=v.reporting,
+                up=v.up,
+                down=v.down,
+                slow=v.slow,
+                failing=v.failing,
+                healthy=v.healthy,
+            )
+            for g, st in sorted(self.health.statuses.items())
+            for v in st.verdicts
+        ]
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
         """Stop in the order that lets a follower lead at once: stand down (nothing new is

@@ -96,6 +96,10 @@ def shape(full: apb.ReplicaStatus, request: apb.LocalStatusRequest, decided: Dec
             hc.acked.CopyFrom(pb.Epoch(era=acked[0], revision=acked[1]))
         out.host_counts.append(hc)
     out.deviating_total = len(attention)
+    if request.group:
+        keep = [j for j in full.path_health if j.group == request.group]
+        del out.path_health[:]
+        out.path_health.extend(keep)
     if request.hosts:
         limit = request.host_limit or DEFAULT_PAGE
         out.sidecars.extend(selected[:limit])

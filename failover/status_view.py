@@ -60,6 +60,7 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
         )
     out.print(g)
     decided = {gs.definition.name: (list(gs.decision.paths), gs.decision.epoch) for gs in st.groups}
+    _render_path_health(st, out)
     _render_host_counts(st, out)
     listed = [(r.replica_id, sc) for r in st.replicas for sc in r.sidecars]
     total = sum(r.sidecar_count for r in st.replicas)
@@ -79,6 +80,22 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
     after = min((r.next_host for r in st.replicas if r.next_host), default="")
     if after:
         out.print(f"more sidecars follow: `failover status --hosts --after {after}`")
+
+
+def _render_path_health(st: apb.ClusterStatus, out: Console) -> None:
+    """What the leader's policy counts: a host whose report has not reached it is not here."""
+    judged = [j for r in st.replicas if r.is_leader for j in r.path_health]
+    if not judged:
+        return
+    t = Table(title="path health as the leader counts it")
+    for col in ("group", "path", "hosts reporting", "up", "down", "slow", "verdict"):
+        t.add_column(col)
+    for j in judged:
+        verdict = (
+            "[red]failing[/red]" if j.failing else "healthy" if j.healthy else "[yellow]not healthy[/yellow]"
+        )
+        t.add_row(j.group, j.path, str(j.reporting), str(j.up), str(j.down), str(j.slow), verdict)
+    out.print(t)
 
 
 def _render_host_counts(st: apb.ClusterStatus, out: Console) -> None:

@@ -7,10 +7,13 @@ Rules:
    less the time it spent being forwarded), so each path's health says how
    old it is.
 3. A host's newest report wins: a report older than the one the table holds
-   for that host changes nothing. A replica forwards a host's last report
-   together with "gone" when its stream ends, so "gone" never hides a report;
-   and since a replica forwards in order, a "gone" from the replica the table
-   holds the host from stands however the leader dates it.
+   for that host changes nothing. Between reports of one replica, "newer" is
+   that replica's sequence number of the state (a full state it was asked for
+   and a delta it forwarded travel separately, so arrival order proves
+   nothing); between replicas (a host that moved) it is the time received. A
+   replica forwards a host's last report together with "gone" when its stream
+   ends, so "gone" never hides a report; and a "gone" from the replica the
+   table holds the host from stands however the leader dates it.
 4. A host whose stream ended is kept for a grace period (the sidecar is
    probably reconnecting to another replica), then forgotten. A newer report
    from anywhere brings it back.
@@ -51,6 +54,7 @@ class HostEntry:
     paths: dict[tuple[str, str], PathReport] = field(default_factory=dict)
     updated_ms: float = 0.0  # received time of the newest report applied
     gone_since_ms: float | None = None
+    seq: int = 0  # ``replica``'s sequence number of the state applied (0: not given)
 
 
 class HealthTable:
@@ -68,19 +72,26 @@ class HealthTable:
         full: bool,
         received_ms: float,
         gone_ms: float | None = None,
+        seq: int = 0,
     ) -> bool:
         """Apply one host's report; False when the table holds a newer one (rule 3).
 
         ``gone_ms``: the host's stream on ``replica`` ended after this report
-        (its grace period runs from then).
+        (its grace period runs from then). ``seq``: ``replica``'s sequence number of
+        this state (0: unknown, then the time received decides).
         """
         entry = self.hosts.get(host)
-        # The replica holding the host forwards its messages in order, so its "gone" carries
-        # the last report it sent, however the leader dates it (an age measured on two clocks
-        # jitters, and a new leader's collected state is dated when collected): it stands.
-        same_source_gone = gone_ms is not None and entry is not None and entry.replica == replica
-        if entry is not None and received_ms < entry.updated_ms and not same_source_gone:
-            return False
+        if entry is not None and entry.replica == replica and seq and entry.seq:
+            if seq <= entry.seq:
+                return False
+        else:
+            # The replica holding the host forwards its messages in order, so its "gone"
+            # carries the last report it sent, however the leader dates it (an age measured
+            # on two clocks jitters, and a new leader's collected state is dated when
+            # collected): it stands.
+            same_source_gone = gone_ms is not None and entry is not None and entry.replica == replica
+            if entry is not None and received_ms < entry.updated_ms and not same_source_gone:
+                return False
         if entry is None and not paths and gone_ms is not None:
             return False  # a host we never heard from stays unknown
         stamped = {k: replace(r, received_ms=received_ms) for k, r in paths.items()}
@@ -89,7 +100,7 @@ class HealthTable:
             entry = self.hosts[host] = HostEntry(site, replica, {})
         entry.paths.update(stamped)
         entry.site, entry.replica, entry.updated_ms = site, replica, updated_ms
-        entry.gone_since_ms = gone_ms
+        entry.gone_since_ms, entry.seq = gone_ms, seq
         self.version += 1
         return True
 

@@ -114,7 +114,7 @@ class CommitRecord(_message.Message):
     def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., commit_us: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups", "sidecar_count", "host_counts", "deviating_total", "next_host")
+    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups", "sidecar_count", "host_counts", "deviating_total", "next_host", "path_health")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class ReplicaStatus(_message.Message):
     HOST_COUNTS_FIELD_NUMBER: _ClassVar[int]
     DEVIATING_TOTAL_FIELD_NUMBER: _ClassVar[int]
     NEXT_HOST_FIELD_NUMBER: _ClassVar[int]
+    PATH_HEALTH_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     address: str
     is_leader: bool
@@ -147,7 +148,28 @@ class ReplicaStatus(_message.Message):
     host_counts: _containers.RepeatedCompositeFieldContainer[HostCount]
     deviating_total: int
     next_host: str
-    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ..., sidecar_count: _Optional[int] = ..., host_counts: _Optional[_Iterable[_Union[HostCount, _Mapping]]] = ..., deviating_total: _Optional[int] = ..., next_host: _Optional[str] = ...) -> None: ...
+    path_health: _containers.RepeatedCompositeFieldContainer[PathJudgement]
+    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ..., sidecar_count: _Optional[int] = ..., host_counts: _Optional[_Iterable[_Union[HostCount, _Mapping]]] = ..., deviating_total: _Optional[int] = ..., next_host: _Optional[str] = ..., path_health: _Optional[_Iterable[_Union[PathJudgement, _Mapping]]] = ...) -> None: ...
+
+class PathJudgement(_message.Message):
+    __slots__ = ("group", "path", "reporting", "up", "down", "slow", "failing", "healthy")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REPORTING_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    SLOW_FIELD_NUMBER: _ClassVar[int]
+    FAILING_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    path: str
+    reporting: int
+    up: int
+    down: int
+    slow: int
+    failing: bool
+    healthy: bool
+    def __init__(self, group: _Optional[str] = ..., path: _Optional[str] = ..., reporting: _Optional[int] = ..., up: _Optional[int] = ..., down: _Optional[int] = ..., slow: _Optional[int] = ..., failing: _Optional[bool] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class HostCount(_message.Message):
     __slots__ = ("group", "acked", "effective", "hosts")
@@ -286,7 +308,7 @@ class HealthForward(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., hosts: _Optional[_Iterable[_Union[HostHealth, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class HostHealth(_message.Message):
-    __slots__ = ("host_id", "site", "full", "gone", "paths", "stages", "traceparent", "tracestate")
+    __slots__ = ("host_id", "site", "full", "gone", "paths", "stages", "traceparent", "tracestate", "state_seq")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     FULL_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +317,7 @@ class HostHealth(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     TRACESTATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_SEQ_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     full: bool
@@ -303,7 +326,8 @@ class HostHealth(_message.Message):
     stages: _containers.RepeatedCompositeFieldContainer[_types_pb2.StageTiming]
     traceparent: str
     tracestate: str
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., full: _Optional[bool] = ..., gone: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
+    state_seq: int
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., full: _Optional[bool] = ..., gone: _Optional[bool] = ..., paths: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[_types_pb2.StageTiming, _Mapping]]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ..., state_seq: _Optional[int] = ...) -> None: ...
 
 class ForwardAck(_message.Message):
     __slots__ = ("is_leader",)

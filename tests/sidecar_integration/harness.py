@@ -493,6 +493,25 @@ class System:
                 timeout=timeout,
             )
 
+    async def wait_leader_counts(self, hosts: int, group: str = GROUP, timeout: float = WAIT_S) -> None:
+        """Until the leader's policy counts every path of ``group`` up on ``hosts`` hosts.
+
+        A sidecar's own status says its paths are up before its report has reached the leader
+        (through its replica); a fault injected in between is judged on fewer hosts.
+        """
+
+        def counted(st: apb.ClusterStatus) -> bool:
+            judged = [j for r in st.replicas if r.is_leader for j in r.path_health if j.group == group]
+            return bool(judged) and all(j.up == hosts and j.reporting == hosts for j in judged)
+
+        await until(
+            self.cluster_status,
+            counted,
+            f"the leader to count {hosts} hosts up on every path of {group}",
+            timeout=timeout,
+            interval=0.02,
+        )
+
     # ----------------------------------------------------------------- teardown
 
     async def aclose(self) -> None:
@@ -537,6 +556,7 @@ async def standard(
     for h in hosts:
         s.start_sidecar(h, heartbeat_ms=heartbeat_ms)
     await s.wait_ready(list(hosts))
+    await s.wait_leader_counts(len(hosts))
 
 
 # --------------------------------------------------------------------------- orders

@@ -32,6 +32,17 @@ def _sidecars_in_status(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _leader_counts(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The leader's path health for GROUP, per path, from `failover status --json`."""
+    return {
+        j["path"]: j
+        for rep in st.get("replicas", [])
+        if rep.get("is_leader")
+        for j in rep.get("path_health", [])
+        if j["group"] == GROUP
+    }
+
+
 async def test_one_host_primary_fault_moves_that_host_only_and_status_shows_the_deviation(
     tmp_path, etcd_cluster, prefix
 ) -> None:
@@ -74,6 +85,17 @@ async def test_one_host_primary_fault_moves_that_host_only_and_status_shows_the_
             "h2": "primary",
             "h3": "primary",
         }, sidecars
+
+        # Why: the leader's policy counts one host of three down on primary, not a majority.
+        counted = await until(
+            cluster_view,
+            lambda v: _leader_counts(v).get("primary", {}).get("down") == 1,
+            "the leader to count h1's primary down",
+            interval=0.1,
+        )
+        primary = _leader_counts(counted)["primary"]
+        assert (primary["reporting"], primary["up"], primary.get("failing", False)) == (3, 2, False), primary
+        assert _leader_counts(counted)["backup"]["up"] == 3, counted
 
         # The others did not move, and their lines were never touched.
         for h in ("h2", "h3"):

@@ -215,3 +215,47 @@ async def test_a_new_leader_gets_the_full_state_without_asking() -> None:
             await task
         await peers.close()
         await server.stop(None)
+
+
+async def test_a_full_state_built_before_a_report_and_delivered_after_it_does_not_undo_it() -> None:
+    """Regression: a replica's full state (pushed to a new leader, or its CollectHealth answer)
+    built while a host's path was still connecting, delivered after the delta that said the
+    path is up (they travel separately), was dated on arrival and so replaced the newer
+    report: the leader counted that host's path as unknown until the host's next change."""
+    from coordinator.config import HealthSection
+    from coordinator.core.health import State
+    from coordinator.leader_health import LeaderHealth
+
+    deltas: list[apb.HealthForward] = []
+    sent = asyncio.Event()
+
+    def deliver(msg: apb.HealthForward) -> bool:
+        deltas.append(msg)
+        sent.set()
+        return True
+
+    fwd = HealthForwarder("r1", ClusterView(Keys("/t/")), PeerChannels(), deliver)
+    fwd.opened(1, "h1", "site")
+    fwd.report(1, _paths(pb.PATH_STATE_CONNECTING))
+    full = fwd.full_state()  # e.g. the answer to a new leader's CollectHealth, still in flight
+    fwd.report(1, _paths(pb.PATH_STATE_UP))
+    task = asyncio.create_task(fwd.run())
+    try:
+        async with asyncio.timeout(5):
+            await sent.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    leader = LeaderHealth(
+        replica_id="c1",
+        settings=HealthSection(),
+        view=ClusterView(Keys("/t/")),
+        peers=PeerChannels(),
+        local_state=apb.HealthForward,
+        wake=lambda: None,
+        outage_since=lambda: 0.0,
+    )
+    for msg in (*deltas, full):
+        leader.accept(msg)
+    assert leader.table.hosts["h1"].paths[(G, "a")].state is State.UP

@@ -109,3 +109,16 @@ def test_an_undefined_warmth_is_refused_naming_the_field() -> None:
     assert "paths.0.warmth" in str(exc.value)
     msg.paths[0].warmth = pb.WARMTH_UNSPECIFIED
     assert group_spec(msg, with_policy=False).paths[0].warmth == "logged_on"
+
+
+def test_the_leaders_path_counts_are_shown_and_cut_to_the_group_asked_for() -> None:
+    leader = apb.ReplicaStatus(replica_id="c1", address="127.0.0.1:7001", reachable=True, is_leader=True)
+    leader.path_health.add(group="cme-orders", path="primary", reporting=3, up=2, down=1, healthy=True)
+    leader.path_health.add(group="eurex-orders", path="primary", reporting=2, down=2, failing=True)
+    out = _render(_status([leader]))
+    assert "path health as the leader counts it" in out
+    rows = [line for line in out.splitlines() if "primary" in line and ("cme" in line or "eurex" in line)]
+    assert any("cme-orders" in r and "healthy" in r for r in rows), out
+    assert any("eurex-orders" in r and "failing" in r for r in rows), out
+    cut = shape(leader, apb.LocalStatusRequest(group="cme-orders"), DECIDED)
+    assert [(j.group, j.path, j.up, j.down) for j in cut.path_health] == [("cme-orders", "primary", 2, 1)]
