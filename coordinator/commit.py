@@ -1,16 +1,17 @@
 """Fenced commits: the only way the leader writes a decision.
 
-One transaction compares the fencing token (the election key's create
+One transaction compares the fencing token (the election key's mod
 revision) and the mod revision of every input the decision was computed from
 (era, group definition, controls, current route), then writes the route and a
 history entry together: one etcd round trip per decision.
 
 No read of the election key precedes it: such a read proves nothing about the
 moment of the write (the term can end between the two), while the compare
-does. etcd applies a transaction at one revision; ``create(leader) == token``
-holds there only if the key our campaign created still exists, and a key
-deleted (revoke, expiry, resign) and created again gets a new, larger create
-revision. So a transaction from a deposed or resigned term always fails, and
+does. etcd applies a transaction at one revision; ``mod(leader) == token``
+holds there only if the key is still as our term's campaign (or the hand-over
+to us) wrote it: a key deleted (revoke, expiry, resign) and created again, or
+handed over to a successor, has a new, larger mod revision, and nothing else
+writes it. So a transaction from a deposed or resigned term always fails, and
 its failure branch reads the key, which tells NotLeader from StaleInputs.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreTimeout
 from coordinator.store.port import Store
-from coordinator.store.types import Compare, Delete, Get, Lease, Put, TxnResult
+from coordinator.store.types import KV, Compare, Delete, Get, Lease, Put, TxnResult
 from coordinator.view import ClusterView
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch, Stage, TriggerSpec
 
@@ -49,6 +50,16 @@ class Leadership:
     address: str
     token: int
     lease: Lease
+
+
+def fence(keys: Keys, leadership: Leadership) -> Compare:
+    """The compare every write of a term carries: the election key is still its own."""
+    return Compare.mod(keys.leader, leadership.token)
+
+
+def holds(holder: KV | None, leadership: Leadership) -> bool:
+    """Whether the election key as read (a failed transaction's read) is still this term's."""
+    return holder is not None and holder.mod_revision == leadership.token
 
 
 @dataclass(frozen=True)
@@ -86,12 +97,10 @@ def _log_outcome(txn: asyncio.Future[TxnResult], group: str, leadership: Leaders
     if txn.cancelled() or txn.exception() is not None:
         return
     result = txn.result()
-    if not result.succeeded:
-        holder = result.gets[0] if result.gets else None
-        if holder is None or holder.create_revision != leadership.token:
-            log.warning(
-                "transaction for %s fenced out: token %d is no longer the leader's", group, leadership.token
-            )
+    if not result.succeeded and not holds(result.gets[0] if result.gets else None, leadership):
+        log.warning(
+            "transaction for %s fenced out: token %d is no longer the leader's", group, leadership.token
+        )
 
 
 class Committer:
@@ -148,7 +157,7 @@ class Committer:
         value = record.model_dump_json().encode()
         k = self._keys
         compares = [
-            Compare.create(k.leader, leadership.token),
+            fence(k, leadership),
             Compare.mod(k.era, inputs.era_rev),
             Compare.mod(k.group(group), inputs.group_rev),
             Compare.mod(k.control(group), inputs.control_rev),
@@ -174,8 +183,7 @@ class Committer:
                 )
                 result = TxnResult(succeeded=True, revision=route.mod_revision, gets=result.gets)
         if not result.succeeded:
-            holder = result.gets[0] if result.gets else None
-            if holder is None or holder.create_revision != leadership.token:
+            if not holds(result.gets[0] if result.gets else None, leadership):
                 raise NotLeader("fenced out: the election key changed")
             raise StaleInputs(f"inputs of {group} changed since they were read")
         commit_us = (time.monotonic_ns() - started) // 1000
@@ -199,7 +207,5 @@ class Committer:
         excess = keys[: max(0, len(keys) - keep)]
         if not excess:
             return 0
-        result = await self._store.txn(
-            [Compare.create(self._keys.leader, leadership.token)], [Delete(key) for key in excess]
-        )
+        result = await self._store.txn([fence(self._keys, leadership)], [Delete(key) for key in excess])
         return len(excess) if result.succeeded else 0

@@ -1,7 +1,12 @@
 """Leader election on an etcd lease.
 
 Leadership is the election key, owned by our lease and created only if
-absent; its create revision is the fencing token. A term ends when the store
+absent; its mod revision is the fencing token. A follower also registers as
+a candidate (``election/candidates/<id>``, on its own lease), so a leader that
+stops gracefully hands the key over in one transaction: it puts the key on
+the successor's lease, which is leader from that revision on, with no
+revoke, watch delivery and campaign in between (the new write gives the key a
+new mod revision, so the old term's writes are fenced out). A term ends when the store
 says our lease is gone, when the lease keeper's local deadline passes with no
 renewal answered (before etcd could expire the lease and elect a successor),
 or when the key no longer carries our token (as seen by the mirror once it has
@@ -20,12 +25,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from coordinator.commit import Leadership, NotLeader
+from coordinator.commit import Leadership, NotLeader, fence
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
-from coordinator.view import ClusterView
+from coordinator.view import Candidate, ClusterView
 from failover.aio import shielded_wait, wait_any
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,7 @@ class Election:
         address: str,
         ttl_s: int,
         retry_s: float = 0.2,
+        successor_ok: Callable[[Candidate], bool] = lambda _c: True,
     ) -> None:
         self._store = store
         self._keys = keys
@@ -61,6 +67,9 @@ class Election:
         self._lease: Lease | None = None  # the lease we campaign (or lead) with now
         self._resigned = False
         self._given_up: int | None = None  # the lease resign revoked (not revoked a second time)
+        self._successor_ok = successor_ok  # e.g. its peer channel is connected
+        self._registered: int | None = None  # the lease our candidate key is on
+        self.handed_to = ""  # the successor the last resign handed the key to ("" if none)
 
     @property
     def is_leader(self) -> bool:
@@ -111,9 +120,37 @@ class Election:
         lease = self._lease
         if lease is None:
             return
-        self.leadership = None
+        leadership, self.leadership = self.leadership, None
+        if leadership is not None:
+            await self._hand_over(leadership)
         if await self._revoke(lease):
             self._given_up = lease.id
+
+    def successors(self) -> list[Candidate]:
+        """Registered candidates other than us that may take the key, longest registered first."""
+        others = [c for rid, c in self._view.candidates.items() if rid != self._id]
+        return sorted((c for c in others if self._successor_ok(c)), key=lambda c: c.mod_revision)
+
+    async def _hand_over(self, leadership: Leadership) -> bool:
+        """Put the election key on a successor's lease in one fenced transaction (bounded);
+        False when there is none or it did not apply (the revoke that follows still frees
+        the key for a campaign)."""
+        for cand in self.successors()[:1]:
+            k = self._keys
+            value = json.dumps({"id": cand.replica_id, "address": cand.address}).encode()
+            compares = [fence(k, leadership), Compare.mod(k.candidate(cand.replica_id), cand.mod_revision)]
+            task = asyncio.ensure_future(self._store.txn(compares, [Put(k.leader, value, cand.lease)]))
+            try:
+                result = await shielded_wait(task, 1.0)
+            except Exception as exc:
+                log.info("handing the leadership to %s failed: %s", cand.replica_id, exc)
+                return False
+            if result.succeeded:
+                self.handed_to = cand.replica_id
+                log.info("handed the leadership to %s (its token %d)", cand.replica_id, result.revision)
+                return True
+            log.info("handing the leadership to %s refused: it or we changed meanwhile", cand.replica_id)
+        return False
 
     async def _revoke(self, lease: Lease) -> bool:
         """Revoke (shielded: resigning must finish even while we are being cancelled).
@@ -142,20 +179,40 @@ class Election:
             return result.revision, result.revision
         holder = result.gets[0] if result.gets else None
         if holder is not None and holder.lease == lease.id:
-            return holder.create_revision, result.revision
+            return holder.mod_revision, result.revision
         return None, result.revision
+
+    def _handed_to_us(self, lease: Lease) -> int | None:
+        """The token of a term a stopping leader handed to us (the key is on our lease)."""
+        lk = self._view.leader
+        return lk.token if lk is not None and lk.lease == lease.id else None
+
+    async def _register(self, lease: Lease) -> None:
+        """Our candidate key on this lease (once per lease), so a stopping leader can hand
+        over to us. Best effort: without it, we campaign as usual."""
+        if self._registered == lease.id:
+            return
+        value = json.dumps({"id": self._id, "address": self._address}).encode()
+        try:
+            await self._store.put(self._keys.candidate(self._id), value, lease.id)
+            self._registered = lease.id
+        except StoreError as exc:
+            log.info("cannot register as a candidate (%s): campaigning without it", exc)
 
     async def _campaign(self, lease: Lease, keeper: LeaseKeeper, work: LeaderWork) -> bool:
         """Returns True when a term ended (the lease must be replaced)."""
         while not keeper.lost:
-            try:
-                token, revision = await self._acquire(lease)
-            except StoreError as exc:
-                log.info("campaign failed (%s): retrying", exc)
-                await asyncio.sleep(self._retry_s)
-                continue
+            token = self._handed_to_us(lease)
             if token is None:
-                await self._wait_vacancy(keeper, revision)
+                try:
+                    token, revision = await self._acquire(lease)
+                except StoreError as exc:
+                    log.info("campaign failed (%s): retrying", exc)
+                    await asyncio.sleep(self._retry_s)
+                    continue
+            if token is None:
+                await self._register(lease)
+                await self._wait_vacancy(keeper, revision, lease)
                 continue
             leadership = Leadership(self._id, self._address, token, lease)
             await self._term(leadership, keeper, work)
@@ -198,11 +255,12 @@ class Election:
                 raise LeadershipLost(why)
             await wait_any(keeper.wait_lost(), v.changed.wait())
 
-    async def _wait_vacancy(self, keeper: LeaseKeeper, seen_revision: int) -> None:
-        """Until the view (caught up to what we saw) shows no leader, or our lease is gone."""
+    async def _wait_vacancy(self, keeper: LeaseKeeper, seen_revision: int, lease: Lease) -> None:
+        """Until the view (caught up to what we saw) shows no leader, or the key handed to
+        us, or our lease is gone."""
         while not keeper.lost:
             v = self._view
-            if v.revision >= seen_revision and v.leader is None:
+            if v.revision >= seen_revision and v.leader is None or self._handed_to_us(lease) is not None:
                 return
             if not await wait_any(keeper.wait_lost(), v.changed.wait(), timeout=1.0):
                 return  # re-check with a fresh transaction now and then

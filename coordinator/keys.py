@@ -24,6 +24,13 @@ class Keys:
         return self.prefix + "election/leader"
 
     @property
+    def candidates(self) -> str:
+        return self.prefix + "election/candidates/"
+
+    def candidate(self, replica_id: str) -> str:
+        return self.candidates + replica_id
+
+    @property
     def groups(self) -> str:
         return self.prefix + "groups/"
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from coordinator.commit import Committed, Leadership, StaleInputs
+from coordinator.commit import Committed, Leadership, StaleInputs, fence
 from coordinator.core.reconcile import standby_order
 from coordinator.keys import Keys
 from coordinator.store.port import Store
@@ -158,7 +158,7 @@ async def write_controls(
     c = view.controls.get(group)
     key = keys.control(group)
     res = await store.txn(
-        [Compare.create(keys.leader, leadership.token), Compare.mod(key, c.mod_revision if c else 0)],
+        [fence(keys, leadership), Compare.mod(key, c.mod_revision if c else 0)],
         [Put(key, spec.model_dump_json().encode())],
     )
     if not res.succeeded:

@@ -38,7 +38,7 @@ from coordinator.store.mirror import Mirror
 from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.sync_service import SyncHub
-from coordinator.view import ClusterView
+from coordinator.view import Candidate, ClusterView
 from failover import rpc, tls
 from failover.aio import finish
 from failover.model.convert import epoch_pb
@@ -137,6 +137,7 @@ class Replica:
             replica_id=cfg.replica_id,
             address=cfg.advertised,
             ttl_s=cfg.election.lease_ttl_s,
+            successor_ok=self._successor_ok,
         )
         # A follower revokes the lease of a leader whose port refuses connections.
         self.leader_watch = LeaderWatch(
@@ -150,6 +151,14 @@ class Replica:
         self.port = 0
         self.ready = asyncio.Event()
         self._served_out = False  # the hand-over stopped the server already
+
+    def _successor_ok(self, cand: Candidate) -> bool:
+        """A member whose peer channel is connected now: a hand-over to a replica that
+        cannot answer would leave the key on its lease until the TTL expires it."""
+        if cand.replica_id not in self.view.members:
+            return False
+        state = self.peers.get(cand.address).get_state(try_to_connect=False)
+        return state is grpc.ChannelConnectivity.READY
 
     def _leader_health(self) -> LeaderHealth:
         return LeaderHealth(
@@ -218,9 +227,10 @@ class Replica:
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
         """Stop in the order that lets a follower lead at once: stand down (nothing new is
-        started here, so no write races the revoke), then resign (the lease is revoked
-        before the term unwinds, so the election key goes and every follower's watch
-        fires), while the view and the server still run, so a Switch forwarded here
+        started here, so no write races the hand-over), then resign (the election key is
+        put on a connected successor's lease in one transaction, then our lease is revoked,
+        before the term unwinds; with no successor to hand to, the revoke deletes the key
+        and every follower's watch fires), while the view and the server still run, so a Switch forwarded here
         meanwhile is passed on to the successor instead of failing; let a commit already
         in flight get its answer (bounded); then stop serving (calls in flight get a short
         grace, the view still moving); the rest stops after.
@@ -230,7 +240,8 @@ class Replica:
         self.leader.stand_down()  # nothing new starts here; requests go to the successor
         await self.election.resign()
         if was_leader:
-            log.info("resigned: lease revoked %.1f ms after stop began", (time.monotonic() - started) * 1000)
+            how = f"handed to {self.election.handed_to}" if self.election.handed_to else "lease revoked"
+            log.info("resigned: %s %.1f ms after stop began", how, (time.monotonic() - started) * 1000)
         # A commit sent before the revoke lands or is refused (then it is passed on):
         # its caller gets that answer rather than "outcome unknown" from a cancel.
         await self.leader.settle(SETTLE_S)

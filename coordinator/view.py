@@ -37,8 +37,18 @@ class Versioned(Generic[T]):
 class LeaderKey:
     replica_id: str
     address: str
-    token: int  # create revision of the election key
+    token: int  # mod revision of the election key (its campaign's or hand-over's write)
     lease: int = 0  # the leader's lease (the election key goes with it)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A replica ready to lead: its lease (a hand-over puts the election key on it)."""
+
+    replica_id: str
+    address: str
+    lease: int
+    mod_revision: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ class ClusterView:
     controls: dict[str, Versioned[ControlsSpec]] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
     history_keys: dict[str, set[str]] = field(default_factory=dict)
     revision: int = 0
     restore: RestoreState = field(default_factory=RestoreState)
@@ -110,6 +121,12 @@ class ClusterView:
                     self.members.pop(name, None)
                 else:
                     self.members[name] = m
+            elif (name := k.tail(key, "election/candidates/")) is not None:
+                cand = _candidate(kv)
+                if cand is None or cand.replica_id != name:
+                    self.candidates.pop(name, None)
+                else:
+                    self.candidates[name] = cand
             elif key.startswith(k.prefix + "history/"):
                 group = key[len(k.prefix + "history/") :].split("/", 1)[0]
                 hk = self.history_keys.setdefault(group, set())
@@ -166,9 +183,19 @@ def _leader(kv: KV | None) -> LeaderKey | None:
         return None
     try:
         d = json.loads(kv.value)
-        return LeaderKey(str(d["id"]), str(d["address"]), kv.create_revision, kv.lease)
+        return LeaderKey(str(d["id"]), str(d["address"]), kv.mod_revision, kv.lease)
     except (ValueError, KeyError, TypeError):
-        return LeaderKey("?", "", kv.create_revision, kv.lease)
+        return LeaderKey("?", "", kv.mod_revision, kv.lease)
+
+
+def _candidate(kv: KV | None) -> Candidate | None:
+    if kv is None or not kv.lease:
+        return None
+    try:
+        d = json.loads(kv.value)
+        return Candidate(str(d["id"]), str(d["address"]), kv.lease, kv.mod_revision)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _member(kv: KV | None) -> Member | None:
