@@ -108,9 +108,10 @@ class Election:
                 await asyncio.sleep(self._retry_s)
 
     async def resign(self) -> None:
-        """Give the role up now, before anything else stops: stop calling ourselves leader
-        and revoke the lease at once (the election key goes with it and every follower's
-        watch fires), without waiting for the term's work to unwind first. Anything the
+        """Give the role up now, before anything else stops: stop calling ourselves leader,
+        hand the election key to a connected follower (one transaction: it leads from
+        that revision) and revoke our lease (with no hand-over, the key goes with it and
+        every follower's watch fires), without waiting for the term's work to unwind first. Anything the
         term still tries to commit is refused by etcd (every write is fenced); a commit
         already in flight lands or is refused, and the term's work is not cut short by
         the key's deletion (the stopper cancels it once settled). Cancel ``run``
