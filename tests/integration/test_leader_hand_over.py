@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from coordinator.commit import fence
-from coordinator.keys import Keys
+from coordinator.commit import Leadership, fence
+from coordinator.replica import Replica
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind, Put, WatchBatch
 from tests.harness import ReplicaSet, switch, wait_for
@@ -23,85 +24,80 @@ pytestmark = [pytest.mark.cluster]
 G = "cme-orders"
 
 
-async def _election_events(endpoints: list[str], keys: Keys, start: int, out: list[WatchBatch]) -> None:
-    """The election key's changes from ``start`` on, through a client of the test's own."""
+@contextlib.asynccontextmanager
+async def _stopping_the_leader(
+    endpoints: list[str], prefix: str, n: int, setup: Callable[[Replica], Awaitable[None]]
+) -> AsyncIterator[tuple[ReplicaSet, Replica, Leadership, tuple[EventKind, int, int, str]]]:
+    """n replicas; ``setup`` the leader, stop it; yields the set, the stopped leader, its last
+    term and the election key's first change after its campaign: (kind, mod revision,
+    lease, value)."""
+    rs = ReplicaSet(endpoints, prefix, n=n)
+    await rs.start_all()
+    events: list[WatchBatch] = []
+    watcher: asyncio.Task[None] | None = None
+    try:
+        leader = await rs.wait_leader()
+        term = leader.election.leadership
+        assert term is not None
+        await setup(leader)
+        # From the revision after the key's last write (its campaign), through our own client.
+        watcher = asyncio.create_task(_watch(endpoints, leader.keys.leader, term.token + 1, events))
+        await rs.stop(rs.replicas.index(leader))
+        await wait_for(lambda: any(b.events for b in events), 10, "a change of the election key")
+        ev = next(e for b in events for e in b.events)
+        value = "" if ev.kind is EventKind.DELETE else ev.kv.value.decode()
+        yield rs, leader, term, (ev.kind, ev.kv.mod_revision, ev.kv.lease, value)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        await rs.stop_all()
+
+
+async def _watch(endpoints: list[str], key: str, start: int, out: list[WatchBatch]) -> None:
     store = EtcdStore(endpoints, rpc_timeout_s=2.0)
     try:
-        async with store.watch(keys.leader, start) as w:
+        async with store.watch(key, start) as w:
             async for batch in w:
                 out.append(batch)
     finally:
         await store.close()
 
 
-async def _first_event(events: list[WatchBatch], timeout: float = 10.0) -> tuple[EventKind, int, int, str]:
-    """(kind, mod revision, lease, holder id) of the first change of the election key."""
-    await wait_for(lambda: any(b.events for b in events), timeout, "a change of the election key")
-    ev = next(e for b in events for e in b.events)
-    holder = "" if ev.kind is EventKind.DELETE else ev.kv.value.decode()
-    return ev.kind, ev.kv.mod_revision, ev.kv.lease, holder
-
-
 async def test_a_stopping_leader_hands_the_key_to_a_connected_follower_in_one_write(
     etcd_cluster, prefix
 ) -> None:
-    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=3)
-    await rs.start_all()
-    events: list[WatchBatch] = []
-    watcher: asyncio.Task[None] | None = None
-    try:
-        leader = await rs.wait_leader()
-        idx = rs.replicas.index(leader)
-        old = leader.election.leadership
-        assert old is not None
+    async def both_followers_connected(leader: Replica) -> None:
         await wait_for(lambda: len(leader.election.successors()) == 2, 10, "both followers as successors")
-        keys = leader.keys
-        start = old.token + 1  # the key's last write was its campaign
-        watcher = asyncio.create_task(_election_events(etcd_cluster.endpoints, keys, start, events))
-        await rs.stop(idx)
-        kind, token, lease, holder = await _first_event(events)
+
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, both_followers_connected) as (
+        rs,
+        old,
+        term,
+        first,
+    ):
+        kind, token, lease, holder = first
         assert kind is EventKind.PUT, "the key was deleted: no hand-over"
         successor = next(r for r in rs.running() if r.cfg.replica_id in holder)
         await wait_for(lambda: successor.election.is_leader, 10, "the successor's term")
-        term = successor.election.leadership
-        assert term is not None and term.token == token and term.lease.id == lease
+        new = successor.election.leadership
+        assert new is not None and new.token == token and new.lease.id == lease
         # The old term is fenced out from the hand-over's revision on.
-        refused = await successor.store.txn([fence(keys, old)], [Put(keys.prefix + "probe", b"x")])
+        keys = old.keys
+        refused = await successor.store.txn([fence(keys, term)], [Put(keys.prefix + "probe", b"x")])
         assert not refused.succeeded
         resp = await switch(rs.address(rs.replicas.index(successor)), G, "backup", force=True)
         assert resp.decision.leader_id == successor.cfg.replica_id
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
-        await rs.stop_all()
 
 
 async def test_with_no_connected_successor_the_key_is_revoked_and_a_follower_campaigns(
     etcd_cluster, prefix
 ) -> None:
-    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2)
-    await rs.start_all()
-    events: list[WatchBatch] = []
-    watcher: asyncio.Task[None] | None = None
-    try:
-        leader = await rs.wait_leader()
-        idx = rs.replicas.index(leader)
+    async def no_successor(leader: Replica) -> None:
         leader.election._successor_ok = lambda _c: False  # e.g. its peer channel is down
-        keys = leader.keys
-        term = leader.election.leadership
-        assert term is not None
-        start = term.token + 1  # the key's last write was its campaign
-        watcher = asyncio.create_task(_election_events(etcd_cluster.endpoints, keys, start, events))
-        await rs.stop(idx)
-        kind, _token, _lease, _holder = await _first_event(events)
-        assert kind is EventKind.DELETE
-        follower = await rs.wait_leader(not_id=leader.cfg.replica_id)
+
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 2, no_successor) as (rs, old, _t, first):
+        assert first[0] is EventKind.DELETE
+        follower = await rs.wait_leader(not_id=old.cfg.replica_id)
         assert follower.election.leadership is not None
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
-        await rs.stop_all()
