@@ -36,6 +36,7 @@ from failover.aio import shielded_wait, wait_any
 log = logging.getLogger(__name__)
 
 LeaderWork = Callable[[Leadership], Coroutine[Any, Any, None]]
+ANSWER_S = 0.05  # how long a stopping leader waits for a successor to say it serves
 
 
 class LeadershipLost(Exception):
@@ -54,6 +55,7 @@ class Election:
         ttl_s: int,
         retry_s: float = 0.2,
         successor_ok: Callable[[Candidate], bool] = lambda _c: True,
+        answers: Callable[[Candidate], Coroutine[Any, Any, bool]] | None = None,
     ) -> None:
         self._store = store
         self._keys = keys
@@ -68,6 +70,7 @@ class Election:
         self._resigned = False
         self._given_up: int | None = None  # the lease resign revoked (not revoked a second time)
         self._successor_ok = successor_ok  # e.g. its peer channel is connected
+        self._answers = answers  # asks a candidate whether it serves (None: not asked)
         self._registered: int | None = None  # the lease our candidate key is on
         self.handed_to = ""  # the successor the last resign handed the key to ("" if none)
 
@@ -136,7 +139,8 @@ class Election:
         """Put the election key on a successor's lease in one fenced transaction (bounded);
         False when there is none or it did not apply (the revoke that follows still frees
         the key for a campaign)."""
-        for cand in self.successors()[:1]:
+        cand = await self._first_to_answer(self.successors())
+        if cand is not None:
             k = self._keys
             value = json.dumps({"id": cand.replica_id, "address": cand.address}).encode()
             compares = [fence(k, leadership), Compare.mod(k.candidate(cand.replica_id), cand.mod_revision)]
@@ -152,6 +156,36 @@ class Election:
                 return True
             log.info("handing the leadership to %s refused: it or we changed meanwhile", cand.replica_id)
         return False
+
+    async def _first_to_answer(self, candidates: list[Candidate]) -> Candidate | None:
+        """The candidate that first says it serves, asked all at once (bounded by
+        ``ANSWER_S``): a follower that is paused or stopping keeps a connected channel but
+        would leave the key on its lease until etcd expires it, while the fastest to answer
+        is also the least busy."""
+        if self._answers is None or not candidates:
+            return candidates[0] if candidates else None
+        answers = self._answers
+
+        async def ask(c: Candidate) -> tuple[Candidate, bool]:
+            try:
+                return c, await answers(c)
+            except Exception:
+                return c, False
+
+        asks = [asyncio.ensure_future(ask(c)) for c in candidates]
+        try:
+            async with asyncio.timeout(ANSWER_S):
+                for next_answer in asyncio.as_completed(asks):
+                    cand, serves = await next_answer
+                    if serves:
+                        return cand
+        except TimeoutError:
+            pass
+        finally:
+            for t in asks:
+                t.cancel()
+        log.info("no successor answered within %.0f ms: revoking instead", ANSWER_S * 1000)
+        return None
 
     async def _revoke(self, lease: Lease) -> bool:
         """Revoke (shielded: resigning must finish even while we are being cancelled).

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.access import AuthzInterceptor, Denials
 from coordinator.admin_service import AdminService
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
-from coordinator.election import Election
+from coordinator.election import ANSWER_S, Election
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
 from coordinator.held_epochs import HeldEpochCheck
@@ -138,6 +139,7 @@ class Replica:
             address=cfg.advertised,
             ttl_s=cfg.election.lease_ttl_s,
             successor_ok=self._successor_ok,
+            answers=self._serves,
         )
         # A follower revokes the lease of a leader whose port refuses connections.
         self.leader_watch = LeaderWatch(
@@ -149,6 +151,7 @@ class Replica:
         )
         self.started_monotonic = time.monotonic()
         self.port = 0
+        self.health_service: Any = None  # the gRPC health servicer, once serving
         self.ready = asyncio.Event()
         self._served_out = False  # the hand-over stopped the server already
 
@@ -159,6 +162,13 @@ class Replica:
             return False
         state = self.peers.get(cand.address).get_state(try_to_connect=False)
         return state is grpc.ChannelConnectivity.READY
+
+    async def _serves(self, cand: Candidate) -> bool:
+        """Whether a candidate answers its health check as serving (a stopping replica
+        says NOT_SERVING; a paused one does not answer)."""
+        stub = health_pb2_grpc.HealthStub(self.peers.get(cand.address))
+        resp = await stub.Check(health_pb2.HealthCheckRequest(service="failover.v1.Peer"), timeout=ANSWER_S)
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _leader_health(self) -> LeaderHealth:
         return LeaderHealth(
@@ -332,6 +342,7 @@ class Replica:
         admin_pb2_grpc.add_PeerServicer_to_server(peer, server)
         self.hub.register(server)
         health = rpc.add_health_and_reflection(server, SERVICES)
+        self.health_service = health
         self.port = rpc.bind(server, self.cfg.listen, self.cfg.tls)
         await server.start()
         # Once serving (a start that fails says only why, in one line).

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from coordinator.commit import Leadership, fence
-from coordinator.replica import Replica
+from coordinator.replica import SERVICES, Replica
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind, Put, WatchBatch
+from failover import rpc
 from tests.harness import ReplicaSet, switch, wait_for
 
 pytestmark = [pytest.mark.cluster]
@@ -26,7 +27,7 @@ G = "cme-orders"
 
 @contextlib.asynccontextmanager
 async def _stopping_the_leader(
-    endpoints: list[str], prefix: str, n: int, setup: Callable[[Replica], Awaitable[None]]
+    endpoints: list[str], prefix: str, n: int, setup: Callable[[ReplicaSet, Replica], Awaitable[None]]
 ) -> AsyncIterator[tuple[ReplicaSet, Replica, Leadership, tuple[EventKind, int, int, str]]]:
     """n replicas; ``setup`` the leader, stop it; yields the set, the stopped leader, its last
     term and the election key's first change after its campaign: (kind, mod revision,
@@ -39,7 +40,7 @@ async def _stopping_the_leader(
         leader = await rs.wait_leader()
         term = leader.election.leadership
         assert term is not None
-        await setup(leader)
+        await setup(rs, leader)
         # From the revision after the key's last write (its campaign), through our own client.
         watcher = asyncio.create_task(_watch(endpoints, leader.keys.leader, term.token + 1, events))
         await rs.stop(rs.replicas.index(leader))
@@ -65,18 +66,20 @@ async def _watch(endpoints: list[str], key: str, start: int, out: list[WatchBatc
         await store.close()
 
 
+async def _followers_as_successors(rs: ReplicaSet, leader: Replica) -> list[Replica]:
+    followers = [r for r in rs.running() if r is not leader]
+    n = len(followers)
+    await wait_for(lambda: len(leader.election.successors()) == n, 10, f"{n} followers as successors")
+    return followers
+
+
 async def test_a_stopping_leader_hands_the_key_to_a_connected_follower_in_one_write(
     etcd_cluster, prefix
 ) -> None:
-    async def both_followers_connected(leader: Replica) -> None:
-        await wait_for(lambda: len(leader.election.successors()) == 2, 10, "both followers as successors")
+    async def connected(rs: ReplicaSet, leader: Replica) -> None:
+        await _followers_as_successors(rs, leader)
 
-    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, both_followers_connected) as (
-        rs,
-        old,
-        term,
-        first,
-    ):
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, connected) as (rs, old, term, first):
         kind, token, lease, holder = first
         assert kind is EventKind.PUT, "the key was deleted: no hand-over"
         successor = next(r for r in rs.running() if r.cfg.replica_id in holder)
@@ -91,13 +94,36 @@ async def test_a_stopping_leader_hands_the_key_to_a_connected_follower_in_one_wr
         assert resp.decision.leader_id == successor.cfg.replica_id
 
 
-async def test_with_no_connected_successor_the_key_is_revoked_and_a_follower_campaigns(
+async def test_the_key_goes_to_the_follower_that_says_it_serves(etcd_cluster, prefix) -> None:
+    """A follower that does not say it serves (a stopping one says NOT_SERVING, a paused one
+    does not answer) keeps a connected channel, but the key goes to the other follower."""
+    not_serving: list[str] = []
+
+    async def one_not_serving(rs: ReplicaSet, leader: Replica) -> None:
+        follower = (await _followers_as_successors(rs, leader))[0]
+        await rpc.mark_serving(follower.health_service, SERVICES, False)
+        not_serving.append(follower.cfg.replica_id)
+
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, one_not_serving) as (
+        rs,
+        old,
+        _t,
+        first,
+    ):
+        kind, _token, _lease, holder = first
+        assert kind is EventKind.PUT, "the key was deleted: no hand-over"
+        other = next(r.cfg.replica_id for r in rs.running() if r.cfg.replica_id not in not_serving)
+        assert f'"{other}"' in holder, holder
+
+
+async def test_with_no_follower_that_serves_the_key_is_revoked_and_a_follower_campaigns(
     etcd_cluster, prefix
 ) -> None:
-    async def no_successor(leader: Replica) -> None:
-        leader.election._successor_ok = lambda _c: False  # e.g. its peer channel is down
+    async def none_serving(rs: ReplicaSet, leader: Replica) -> None:
+        (follower,) = await _followers_as_successors(rs, leader)
+        await rpc.mark_serving(follower.health_service, SERVICES, False)
 
-    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 2, no_successor) as (rs, old, _t, first):
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 2, none_serving) as (rs, old, _t, first):
         assert first[0] is EventKind.DELETE
         follower = await rs.wait_leader(not_id=old.cfg.replica_id)
         assert follower.election.leadership is not None
