@@ -39,6 +39,11 @@ LeaderWork = Callable[[Leadership], Coroutine[Any, Any, None]]
 ANSWER_S = 0.05  # how long a stopping leader waits for a successor to say it serves
 
 
+def _holder(replica_id: str, address: str) -> bytes:
+    """The value of the election key and of a candidate key: who, and where to reach it."""
+    return json.dumps({"id": replica_id, "address": address}).encode()
+
+
 class LeadershipLost(Exception):
     pass
 
@@ -142,7 +147,7 @@ class Election:
         cand = await self._first_to_answer(self.successors())
         if cand is not None:
             k = self._keys
-            value = json.dumps({"id": cand.replica_id, "address": cand.address}).encode()
+            value = _holder(cand.replica_id, cand.address)
             compares = [fence(k, leadership), Compare.mod(k.candidate(cand.replica_id), cand.mod_revision)]
             task = asyncio.ensure_future(self._store.txn(compares, [Put(k.leader, value, cand.lease)]))
             try:
@@ -207,7 +212,7 @@ class Election:
         return True
 
     async def _acquire(self, lease: Lease) -> tuple[int | None, int]:
-        value = json.dumps({"id": self._id, "address": self._address}).encode()
+        value = _holder(self._id, self._address)
         k = self._keys.leader
         result = await self._store.txn([Compare.absent(k)], [Put(k, value, lease.id)], [Get(k)])
         if result.succeeded:
@@ -227,7 +232,7 @@ class Election:
         over to us. Best effort: without it, we campaign as usual."""
         if self._registered == lease.id:
             return
-        value = json.dumps({"id": self._id, "address": self._address}).encode()
+        value = _holder(self._id, self._address)
         try:
             await self._store.put(self._keys.candidate(self._id), value, lease.id)
             self._registered = lease.id
@@ -295,7 +300,7 @@ class Election:
         us, or our lease is gone."""
         while not keeper.lost:
             v = self._view
-            if v.revision >= seen_revision and v.leader is None or self._handed_to_us(lease) is not None:
+            if (v.revision >= seen_revision and v.leader is None) or self._handed_to_us(lease) is not None:
                 return
             if not await wait_any(keeper.wait_lost(), v.changed.wait(), timeout=1.0):
                 return  # re-check with a fresh transaction now and then
