@@ -158,3 +158,14 @@ async def leader_of(
                     return st.leader.replica_id, a
             await asyncio.sleep(0.01)
     raise AssertionError(f"no leader ({last})")
+
+
+# Keys replicas write on their own whenever they (re)start or lose a campaign: their
+# presence and their candidacy. A test that checks "nothing was written" leaves them out.
+SELF_WRITTEN = ("/members/", "/election/candidates/")
+
+
+async def kv_snapshot(store: Any, prefix: str) -> dict[str, tuple[bytes, int]]:
+    """key -> (value, mod revision) under ``prefix``, but the keys replicas write on their own."""
+    kvs, _ = await store.get_prefix(prefix)
+    return {kv.key: (kv.value, kv.mod_revision) for kv in kvs if not any(p in kv.key for p in SELF_WRITTEN)}

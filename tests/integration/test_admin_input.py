@@ -9,7 +9,7 @@ from failover.model.convert import group_pb
 from failover.model.spec import GroupSpec
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import types_pb2 as pb
-from tests.harness import ReplicaSet, admin, wait_for
+from tests.harness import ReplicaSet, admin, kv_snapshot, wait_for
 from tests.procs import cli
 
 pytestmark = pytest.mark.cluster
@@ -28,9 +28,7 @@ async def test_bad_admin_input_is_refused_and_changes_nothing(etcd_cluster, pref
         leader = await rs.wait_leader()
         await wait_for(lambda: "cme-orders" in leader.view.routes, 10, "the initial decision")
         store = leader.store
-        before = {
-            kv.key: kv.mod_revision for kv in (await store.get_prefix(prefix))[0] if "/members/" not in kv.key
-        }
+        before = await kv_snapshot(store, prefix)
         follower = rs.address(1 - rs.replicas.index(leader))
         async with admin(follower) as stub:
             e = await _err(
@@ -69,9 +67,7 @@ async def test_bad_admin_input_is_refused_and_changes_nothing(etcd_cluster, pref
                 stub.PutGroup(apb.PutGroupRequest(definition=group_pb(good, 0), create_only=True), timeout=5)
             )
             assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "already exists" in e.details()
-        after = {
-            kv.key: kv.mod_revision for kv in (await store.get_prefix(prefix))[0] if "/members/" not in kv.key
-        }
+        after = await kv_snapshot(store, prefix)
         assert after == before
     finally:
         await rs.stop_all()

@@ -10,14 +10,9 @@ from coordinator.commit import Committer, Inputs, Leadership, NotLeader, StaleIn
 from coordinator.store.errors import StoreTimeout
 from coordinator.store.types import Compare, Delete, Lease, Put
 from failover.model.spec import DecisionRecord, TriggerSpec
-from tests.harness import ReplicaSet, switch, wait_for
+from tests.harness import ReplicaSet, kv_snapshot, switch, wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-async def _snapshot(store, prefix):
-    kvs, _ = await store.get_prefix(prefix)
-    return {kv.key: (kv.value, kv.mod_revision) for kv in kvs if "/members/" not in kv.key}
 
 
 async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, prefix) -> None:
@@ -30,7 +25,7 @@ async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, pref
         real = leader.leader.leadership
         store, view = leader.store, leader.view
         committer = Committer(store, leader.keys, view)
-        before = await _snapshot(store, prefix)
+        before = await kv_snapshot(store, prefix)
 
         # A deposed leader: same lease, an older token. The transaction itself refuses.
         old = Leadership("ghost", "127.0.0.1:1", real.token - 1, Lease(real.lease.id, 2))
@@ -52,7 +47,7 @@ async def test_superseded_token_and_stale_inputs_are_rejected(etcd_cluster, pref
         )
         with pytest.raises(StaleInputs):
             await committer.commit(real, "cme-orders", ["backup", "primary"], "x", TriggerSpec(), stale)
-        assert await _snapshot(store, prefix) == before
+        assert await kv_snapshot(store, prefix) == before
     finally:
         await rs.stop_all()
 
@@ -101,7 +96,7 @@ async def test_commit_is_one_round_trip_and_the_txn_alone_fences(etcd_cluster, p
 
         # The key deleted (as a resign's revoke does): no leader at all.
         await wait_for(lambda: view.routes["cme-orders"].record.paths == order, 10, "the switch in view")
-        before = await _snapshot(store, prefix)
+        before = await kv_snapshot(store, prefix)
         lease = await store.grant(5)
         try:
             await store.txn([], [Delete(keys.leader)])
@@ -115,7 +110,7 @@ async def test_commit_is_one_round_trip_and_the_txn_alone_fences(etcd_cluster, p
                 await committer.commit(
                     real, "cme-orders", order[::-1], "x", TriggerSpec(), Inputs.of(view, "cme-orders")
                 )
-            after = await _snapshot(store, prefix)
+            after = await kv_snapshot(store, prefix)
             assert {k: v for k, v in after.items() if "election" not in k} == {
                 k: v for k, v in before.items() if "election" not in k
             }
@@ -209,7 +204,7 @@ async def test_a_commit_whose_answer_was_lost_is_resolved_by_sending_it_again(
             order.reverse()
         lossy = _AnswerLostStore(store, applied=applied)
         committer = Committer(lossy, keys, view)  # type: ignore[arg-type]
-        history_before = len([k for k in (await _snapshot(store, prefix)) if "/history/" in k])
+        history_before = len([k for k in (await kv_snapshot(store, prefix)) if "/history/" in k])
         done = await committer.commit(
             real, "cme-orders", order, "answer lost", TriggerSpec(), Inputs.of(view, "cme-orders")
         )
@@ -217,7 +212,7 @@ async def test_a_commit_whose_answer_was_lost_is_resolved_by_sending_it_again(
         route, _ = await store.get(keys.route("cme-orders"))
         assert route is not None and route.mod_revision == done.epoch.revision
         assert DecisionRecord.model_validate_json(route.value) == done.record
-        history_after = len([k for k in (await _snapshot(store, prefix)) if "/history/" in k])
+        history_after = len([k for k in (await kv_snapshot(store, prefix)) if "/history/" in k])
         assert history_after == history_before + 1, "written once"
     finally:
         await rs.stop_all()

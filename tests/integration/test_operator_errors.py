@@ -13,19 +13,13 @@ import pytest
 from failover.model.convert import group_pb
 from failover.model.spec import GroupSpec
 from failover.v1 import admin_pb2 as apb
-from tests.harness import ReplicaSet, admin, wait_for
+from tests.harness import ReplicaSet, admin, kv_snapshot, wait_for
 from tests.procs import cli
 from tests.syncclient import SyncClient
 
 pytestmark = pytest.mark.cluster
 
 GROUP = "cme-orders"
-
-
-async def _keys(store, prefix: str) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    return {
-        kv.key: kv.mod_revision for kv in (await store.get_prefix(prefix))[0] if "/members/" not in kv.key
-    }
 
 
 async def test_refusals_change_nothing_and_history_shows_the_token(etcd_cluster, prefix) -> None:
@@ -35,7 +29,7 @@ async def test_refusals_change_nothing_and_history_shows_the_token(etcd_cluster,
     try:
         leader = await rs.wait_leader()
         await wait_for(lambda: GROUP in leader.view.routes, 10, "the initial decision")
-        before = await _keys(leader.store, prefix)
+        before = await kv_snapshot(leader.store, prefix)
         follower = rs.address(1 - rs.replicas.index(leader))
         async with admin(follower) as stub:
             spec = GroupSpec.model_validate(
@@ -54,7 +48,7 @@ async def test_refusals_change_nothing_and_history_shows_the_token(etcd_cluster,
                     )
                 assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, action
                 assert e.value.details() == "path: required"
-        assert await _keys(leader.store, prefix) == before
+        assert await kv_snapshot(leader.store, prefix) == before
 
         # A decision written now carries the leader's fencing token, in the CLI's JSON and table.
         token = leader.view.leader.token if leader.view.leader else 0
