@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from failover.chaos.strategy import Strategy
-from failover.faults.harness import GROUP, FaultCluster, Topology
+from failover.faults.harness import GROUP, FaultCluster, StartError, Topology
 from failover.faults.invariants import Checker
 from failover.faults.observe import Observer, WaitTimeout
 from failover.faults.proxy import Mode, ProxyThread
@@ -162,9 +162,13 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
         strategies: list[Strategy] = []
         ok = False
         try:
-            await asyncio.to_thread(cluster.start)
-            obs.start()
-            await obs.wait_ready(60)
+            try:
+                await asyncio.to_thread(cluster.start)
+                obs.start()
+                await obs.settle_on_primary(60)
+            except (StartError, WaitTimeout) as exc:
+                out(f"chaos: the cluster did not become ready: {exc}")
+                return 1
             for h in topo.hosts:
                 s = Strategy(h, cluster.sockets[h], checker, GROUP)
                 s.start()

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import grpc
 import yaml
 
 from failover.etcdproc import EtcdCluster
@@ -39,6 +40,11 @@ from failover.procs import Child, child_env, cli_argv, free_ports
 
 GROUP = "cme-orders"
 PATHS = ("primary", "backup")
+VENUE_START_S = 30.0  # a cold interpreter on 2 busy cores: about a second, rarely more
+
+
+class StartError(RuntimeError):
+    """A child of the cluster did not start; the message names its log."""
 
 
 @dataclass
@@ -207,10 +213,37 @@ class FaultCluster:
         for name, addr in self.gateways.items():
             args += ["--gateway", f"{name}={addr}"]
         self._add("venue", args).start()
+        self.wait_venue()
         for rid in self.topo.replicas:
             self.start_coordinator(rid)
         for host in self.topo.hosts:
             self.start_sidecar(host)
+
+    def wait_venue(self, timeout_s: float = VENUE_START_S) -> None:
+        """Until the venue's control service answers (it opens after the gateways listen).
+
+        Sidecars started before that meet "connection refused" on every path, and a leader
+        that hears one host's refusals and another's backup up moves the group before any
+        fault is injected. A venue, like any line a host trades on, exists first.
+        """
+        venue = self.procs["venue"]
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.venue_control) as channel:
+            ready = grpc.channel_ready_future(channel)
+            while True:
+                try:
+                    ready.result(timeout=0.25)
+                    return
+                except grpc.FutureTimeoutError:
+                    if not venue.alive:
+                        raise StartError(
+                            f"the venue exited with {venue.returncode}: see {venue.log_path}"
+                        ) from None
+                    if time.monotonic() > deadline:
+                        raise StartError(
+                            f"the venue's control service {self.venue_control} did not answer within "
+                            f"{timeout_s:.0f}s: see {venue.log_path}"
+                        ) from None
 
     def _add(self, name: str, args: list[str]) -> Proc:
         extra = faketime_env(self.clock_file(name)) if name in self.topo.faketime else None

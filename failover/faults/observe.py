@@ -304,6 +304,29 @@ class Observer:
                 return False
         return True
 
+    async def settle_on_primary(self, timeout: float = 60.0) -> float:
+        """``wait_ready``, after putting the group back on primary if a start-up flap moved it.
+
+        A path still logging on when a loaded machine's timer fires late is reported down,
+        and the leader may move the group before any fault; with failback off (the
+        default) it stays there. The first fault must start from the primary.
+        """
+        t0 = time.monotonic()
+
+        def settled(_h: str, st: spb.SidecarLocalStatus, r: spb.Route) -> bool:
+            return (
+                st.control_plane_connected
+                and bool(r.decision_paths)
+                and len(r.health) == 2
+                and all(x.state == pb.PATH_STATE_UP for x in r.health)
+            )
+
+        await self.until(lambda: self.all_hosts(settled), timeout, "every sidecar with both paths up")
+        hist = await self.history(1)
+        if not hist or list(hist[0].paths)[:1] != ["primary"]:
+            await self.switch("primary", "start from the primary (a start-up flap moved the group)")
+        return await self.wait_ready(max(5.0, timeout - (time.monotonic() - t0)))
+
     async def wait_ready(self, timeout: float = 60.0) -> float:
         """Every sidecar holds a decision on primary with both paths up, and streams from a replica;
         and the venue's control service answers.

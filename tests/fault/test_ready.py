@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
-from failover.faults.harness import FaultCluster
+from failover.faults.harness import FaultCluster, Topology
 from failover.faults.invariants import Checker
 from failover.faults.observe import Observer
+from failover.faults.proxy import ProxyThread
 from failover.procs import free_port
 from failover.venue.config import GatewayConfig, VenueConfig
 from failover.venue.server import Venue
@@ -36,3 +39,20 @@ async def test_wait_ready_awaits_the_venue_control_service() -> None:
         await starter
         await obs.stop()
         await venue.stop()
+
+
+def test_cluster_start_returns_once_the_venue_gateways_accept(tmp_path: Path) -> None:
+    # Sidecars started before the venue listened met "connection refused" on both paths;
+    # a leader that heard one host's refusals and another's backup up moved the group
+    # to the backup before any fault (a chaos soak then waited for the primary in vain).
+    topo = Topology(hosts=(), replicas=(), etcd_members=1)
+    with ProxyThread() as proxy:
+        cluster = FaultCluster(topo, proxy, workdir=tmp_path)
+        try:
+            cluster.start()
+            for address in cluster.gateways.values():
+                host, port = address.rsplit(":", 1)
+                with socket.create_connection((host, int(port)), timeout=1):
+                    pass  # refused here before: the venue was still importing
+        finally:
+            cluster.stop()
