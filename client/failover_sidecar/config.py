@@ -72,6 +72,10 @@ class OrdersSection(_Section):
     # the group whether it has each, and answers within this long turn IN_DOUBT into
     # ACKED or REJECTED before the outcome is delivered; 0: deliver IN_DOUBT at once.
     confirm_in_doubt_ms: int = Field(default=10, ge=0, le=10_000)
+    # Messages a dead path left without a reply are written once more, first, to the next
+    # path, under the same client order id. Only for venues that refuse a reused client
+    # order id on every line (as the simulator does): elsewhere a copy could double an order.
+    resend_in_doubt: bool = False
 
 
 class StreamSection(_Section):

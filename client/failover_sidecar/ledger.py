@@ -5,9 +5,18 @@ client_msg_id)`` and ends with exactly one ``Outcome``:
 
 - ACKED / REJECTED: the venue answered on the path the message was written to.
 - IN_DOUBT: it was written to a path that died before the reply (the venue may or
-  may not have it; the strategy resolves it with a status query). Never resent.
-  The sidecar first asks the venue over a live path (``confirm``): what the venue
-  says it has becomes ACKED or REJECTED before the outcome is delivered.
+  may not have it; the strategy resolves it with a status query). The sidecar first
+  asks the venue over a live path (``confirm``): what the venue says it has becomes
+  ACKED or REJECTED before the outcome is delivered.
+
+Resending (``requeue``, only where the venue refuses a reused client order id on
+every line, so a copy can never double an order): what a dead path left without a
+reply goes back to the head of its group's queue, ahead of every later message, and
+is written once more, under the same client order id, to the next path. The venue
+either takes it (ACKED, REJECTED as for any order) or refuses it as a duplicate: it
+had the first copy, so the message is IN_DOUBT until the venue is asked
+(``on_reply(..., duplicate=True)``). A message is resent at most once; a resent
+message that finds no path is IN_DOUBT, never NO_PATH (it was written once).
 - NO_PATH: it was never written: no usable path within the wait, or the group halted.
 
 Ordering and make-before-break, per group: messages are written in submit order;
@@ -59,6 +68,7 @@ class Entry:
     sent_ms: float | None = None
     outcome: Outcome | None = None
     reason: str = ""
+    resent_from: str | None = None  # the path that died with it outstanding, once requeued
 
     @property
     def written(self) -> bool:
@@ -167,13 +177,49 @@ class Ledger:
         g.outstanding[entry.order] = entry
         g.path = path
 
-    def on_reply(self, key: MsgKey, acked: bool, reason: str = "") -> Entry | None:
-        """Resolve a written message ACKED or REJECTED; None (ignored) if unknown, unwritten or resolved."""
+    def on_reply(
+        self, key: MsgKey, acked: bool, reason: str = "", *, duplicate: bool = False
+    ) -> Entry | None:
+        """Resolve a written message ACKED or REJECTED; None (ignored) if unknown, unwritten or resolved.
+
+        ``duplicate``: the venue refused it because it already has that client order id. For
+        a resent message that is the first copy, arrived after all: IN_DOUBT (the caller asks
+        the venue what became of it), never REJECTED.
+        """
         entry = self._live.get(key)
         if entry is None or not entry.written:
             return None
-        self._resolve(entry, Outcome.ACKED if acked else Outcome.REJECTED, reason)
+        if duplicate and entry.resent_from is not None:
+            self._resolve(
+                entry,
+                Outcome.IN_DOUBT,
+                f"resent on {entry.path} after {entry.resent_from} died: the venue already had it",
+            )
+        else:
+            if entry.resent_from is not None:
+                why = f"resent on {entry.path} after {entry.resent_from} died"
+                reason = f"{why}: {reason}" if reason else why
+            self._resolve(entry, Outcome.ACKED if acked else Outcome.REJECTED, reason)
         return entry
+
+    def requeue(self, path: str, group: str) -> tuple[list[Entry], list[Entry]]:
+        """``path`` died: its outstanding messages go back to the head of the group's queue,
+        in order, to be written once more; returns ``(requeued, in_doubt)``. Messages already
+        resent once become IN_DOUBT instead (as ``on_path_dead``)."""
+        g = self._groups.get(group)
+        if g is None or g.path != path:
+            return [], []
+        again = [e for e in g.outstanding.values() if e.resent_from is None]
+        doubt = [e for e in g.outstanding.values() if e.resent_from is not None]
+        for entry in doubt:
+            self._resolve(entry, Outcome.IN_DOUBT, f"path {path} died before the reply")
+        for entry in again:
+            del g.outstanding[entry.order]
+            entry.resent_from, entry.path, entry.sent_ms = path, None, None
+        if again:
+            g.path = None
+            g.queued = {**{e.order: e for e in again}, **g.queued}
+        return again, doubt
 
     def on_path_dead(self, path: str, group: str | None = None) -> list[Entry]:
         """Every message outstanding on ``path`` (in ``group``, or in all groups) becomes IN_DOUBT at once."""
@@ -194,7 +240,7 @@ class Ledger:
         for g in list(self._groups.values()):
             for entry in list(g.queued.values()):
                 if now_ms - entry.submitted_ms > no_path_wait_ms:
-                    self._resolve(entry, Outcome.NO_PATH, f"no usable path within {no_path_wait_ms:g} ms")
+                    self._resolve(entry, *_unwritten(entry, f"no usable path within {no_path_wait_ms:g} ms"))
                     out.append(entry)
         return out
 
@@ -205,7 +251,7 @@ class Ledger:
             return []
         out = list(g.queued.values())
         for entry in out:
-            self._resolve(entry, Outcome.NO_PATH, f"group {group} halted")
+            self._resolve(entry, *_unwritten(entry, f"group {group} halted"))
         return out
 
     def confirm(self, entry: Entry, outcome: Outcome, reason: str) -> None:
@@ -232,6 +278,14 @@ class Ledger:
         self._resolved[entry.key] = entry
         while len(self._resolved) > self._keep_resolved:
             self._resolved.popitem(last=False)
+
+
+def _unwritten(entry: Entry, why: str) -> tuple[Outcome, str]:
+    """The outcome of a queued message that will not be written: NO_PATH, unless it was
+    written once already (requeued for a resend): then the venue may have it."""
+    if entry.resent_from is None:
+        return Outcome.NO_PATH, why
+    return Outcome.IN_DOUBT, f"path {entry.resent_from} died before the reply; not resent: {why}"
 
 
 # ---------------------------------------------------------------- client order ids

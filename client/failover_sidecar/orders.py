@@ -166,14 +166,20 @@ class OrderPath:
                 return
             self.ledger.mark_sent(entry, r.effective, now_ms())
             self._sent_ns[entry.key] = time.monotonic_ns()
-            self._written[entry.key] = (r.effective, sess.connections_opened)
-            if len(self._written) > _WRITTEN_KEPT:
-                self._written.popitem(last=False)
-            self.counters["sent"] += 1
+            if entry.resent_from is None:
+                self._written[entry.key] = (r.effective, sess.connections_opened)
+                if len(self._written) > _WRITTEN_KEPT:
+                    self._written.popitem(last=False)
+                self.counters["sent"] += 1
+            else:
+                # Two lines carried it: ResolveInDoubt treats it as written by an earlier
+                # process (every path must have logged on again before "never received").
+                self.counters["resent"] += 1
 
     def _resolve_all(self, entries: list[Entry], reason: str = "") -> None:
         for e in entries:
-            self._deliver(e, reason or e.reason)
+            # A resent message's IN_DOUBT says why it could not be resent: keep the ledger's.
+            self._deliver(e, e.reason if e.resent_from is not None else reason or e.reason)
 
     def _deliver(self, e: Entry, reason: str = "", order_id: str = "") -> None:
         assert e.outcome is not None
@@ -210,21 +216,33 @@ class OrderPath:
         self._pump(group)
 
     def _on_path_dead(self, group: str, path: str) -> None:
-        dead = self.ledger.on_path_dead(path, group)
+        if self.agent.cfg.orders.resend_in_doubt:
+            # Written once more, first, to the next path (same client order id: the venue
+            # refuses a second copy); only what was resent once already is in doubt now.
+            requeued, dead = self.ledger.requeue(path, group)
+            for e in requeued:
+                self._written.pop(e.key, None)
+            if requeued:
+                self._wake.set()  # waiting for a path now: the expiry timer must know
+        else:
+            dead = self.ledger.on_path_dead(path, group)
         reason = f"{path} died before the reply"
         if dead and self.agent.cfg.orders.confirm_in_doubt_ms > 0:
             self._acked[group] = asyncio.Event()
-            self._confirm_keys.update(e.key for e in dead)
-            task = asyncio.get_running_loop().create_task(
-                self._confirm(group, path, dead, reason), name=f"confirm-in-doubt-{group}"
-            )
-            self._confirming.add(task)
-            task.add_done_callback(self._confirming.discard)
+            self._start_confirm(group, path, dead, reason)
         else:
             self._resolve_all(dead, reason)
             if dead:
                 self.agent.note_in_doubt(group, path, len(dead))
-        self._pump(group)  # the group's next messages go to the live path meanwhile
+        self._pump(group)  # the requeued, then the group's next messages go to the live path
+
+    def _start_confirm(self, group: str, dead_path: str, entries: list[Entry], reason: str) -> None:
+        self._confirm_keys.update(e.key for e in entries)
+        task = asyncio.get_running_loop().create_task(
+            self._confirm(group, dead_path, entries, reason), name=f"confirm-in-doubt-{group}"
+        )
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
     async def _confirm(self, group: str, dead_path: str, entries: list[Entry], reason: str) -> None:
         """Ask the venue, over a live path of the group, about each message ``dead_path`` left
@@ -316,13 +334,19 @@ class OrderPath:
             return
         key = (strategy, msg_id)
         if t in (vp.MsgType.ACK, vp.MsgType.REJECT):
-            e = self.ledger.on_reply(key, t == vp.MsgType.ACK, str(msg.get("reason", "")))
+            acked = t == vp.MsgType.ACK
+            e = self.ledger.on_reply(
+                key, acked, str(msg.get("reason", "")), duplicate=not acked and vp.is_duplicate(msg)
+            )
             if self._acked:
                 waiting = self._acked.pop(group, None)
                 if waiting is not None:
                     waiting.set()
             if e is not None:
-                self._deliver(e, order_id=str(msg.get("order_id", "")))
+                if e.outcome is Outcome.IN_DOUBT:  # a resend the venue had: ask it what became of it
+                    self._start_confirm(group, e.resent_from or "", [e], e.reason)
+                else:
+                    self._deliver(e, order_id=str(msg.get("order_id", "")))
                 if e.outcome is Outcome.ACKED:
                     self.agent.note_ack(group, path)
             self._pump(group)

@@ -279,6 +279,7 @@ async def _main(
     workdir: Path,
     binary: str,
     probe_floor_ms: float | None = None,
+    resend: bool = False,
 ) -> None:
     from failover.bench.flip.rig import FlipRig
 
@@ -287,6 +288,7 @@ async def _main(
         workdir,
         extra_gateways=("hap-primary", "hap-backup"),
         probe_timeout_floor_ms=probe_floor_ms,
+        resend_in_doubt=resend,
     )
     acks: list[int] = []
     inner = rig.orders.sinks["bench"]
@@ -377,6 +379,14 @@ def vs_haproxy(
             help="Our data_plane.probe_timeout_floor_ms (default: the sidecar's default).",
         ),
     ] = None,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend-in-doubt",
+            help="Our orders.resend_in_doubt: what a dead path left without a reply is written "
+            "again to the backup (the simulator refuses a reused client order id).",
+        ),
+    ] = False,
 ) -> None:
     """Ours vs a tuned HAProxy (TCP mode, primary + backup) in one run: longest gap between acks."""
     import logging
@@ -394,13 +404,15 @@ def vs_haproxy(
         "heartbeat_ms": heartbeat_ms,
         "quick": quick,
         "probe_timeout_floor_ms": probe_floor_ms,
+        "resend_in_doubt": resend,
     }
     cmd = command_line("vs-haproxy", params)
     notes = [
         "one venue simulator in this process (127.0.0.1, one order book); ours on gateways primary/backup, "
         "haproxy on hap-primary/hap-backup, so one side's faults never touch the other's lines",
         f"ours: sidecar Agent + OrderPath in this process, data_plane defaults, heartbeat {heartbeat_ms} ms"
-        + (f", probe_timeout_floor_ms {probe_floor_ms}" if probe_floor_ms is not None else ""),
+        + (f", probe_timeout_floor_ms {probe_floor_ms}" if probe_floor_ms is not None else "")
+        + (", orders.resend_in_doubt on" if resend else ""),
         f"haproxy: {binary}, TCP mode, {HAPROXY_SETTINGS}, on-marked-down shutdown-sessions, "
         "tcp-check send venue heartbeat / expect its echo; the strategy reconnects at once",
         "one order per ms through each, alternately; hard = gateway reset, silent = gateway stall",
@@ -417,7 +429,7 @@ def vs_haproxy(
     load = MachineLoad()
     code = 0
     try:
-        asyncio.run(_main(runs, heartbeat_ms, rows, workdir, binary, probe_floor_ms))
+        asyncio.run(_main(runs, heartbeat_ms, rows, workdir, binary, probe_floor_ms, resend))
     except KeyboardInterrupt:
         code, doc["error"] = 130, "interrupted"
     except BenchFailure as exc:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from failover.wire.protocol import OrderState
+from failover.wire.protocol import DUPLICATE, OrderState
 
 
 class EntryKind(StrEnum):
@@ -97,7 +97,7 @@ class Book:
     def _duplicate(self, clordid: str) -> Outcome | None:
         if clordid in self._entries:
             self.duplicates += 1
-            return Outcome(clordid, False, reason=f"duplicate clordid {clordid!r}", duplicate=True)
+            return Outcome(clordid, False, reason=f"{DUPLICATE} {clordid!r}", duplicate=True)
         return None
 
     def new(

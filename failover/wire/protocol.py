@@ -296,8 +296,16 @@ def ack(clordid: str, order_id: str) -> Message:
     return {"t": MsgType.ACK.value, "clordid": clordid, "order_id": order_id}
 
 
+DUPLICATE = "duplicate clordid"  # how a reject for a clordid already used begins
+
+
 def reject(clordid: str, reason: str) -> Message:
     return {"t": MsgType.REJECT.value, "clordid": clordid, "reason": reason}
+
+
+def is_duplicate(msg: Message) -> bool:
+    """A reject saying the venue already has this clordid (the earlier copy stands)."""
+    return str(msg.get("reason", "")).startswith(DUPLICATE)
 
 
 def fill(clordid: str, qty: int) -> Message:

@@ -23,9 +23,11 @@ def test_haproxy_config_has_the_tuned_settings_and_a_venue_heartbeat_check() -> 
 @pytest.mark.skipif(
     haproxy_binary() is None, reason="haproxy not installed (Debian: apt-get install -y haproxy)"
 )
-def test_vs_haproxy_quick(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resend", [False, True], ids=["confirm", "resend"])
+def test_vs_haproxy_quick(tmp_path: Path, resend: bool) -> None:
     out = tmp_path / "vs.json"
-    r = CliRunner().invoke(bench_app, ["vs-haproxy", "--quick", "--json", str(out)])
+    extra = ["--resend-in-doubt"] if resend else []
+    r = CliRunner().invoke(bench_app, ["vs-haproxy", "--quick", "--json", str(out), *extra])
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
     assert doc["ok"] and "machine_load" in doc
@@ -34,3 +36,5 @@ def test_vs_haproxy_quick(tmp_path: Path) -> None:
         assert res["gap"]["count"] == 3, key
         assert sum(res["lost_or_unknown"]) >= 0
     assert sum(doc["results"]["ours/hard"]["lost_or_unknown"]) == 0  # nothing without an outcome
+    if resend:  # what the reset left in flight was written again to the backup and answered
+        assert doc["params"]["resend_in_doubt"] and sum(doc["results"]["ours/hard"]["in_doubt"]) == 0

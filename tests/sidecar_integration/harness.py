@@ -543,9 +543,12 @@ async def standard(
     hosts: tuple[str, ...] = ("h1", "h2", "h3"),
     heartbeat_ms: int = 50,
     replicas: int = 3,
+    sidecar: dict[str, Any] | None = None,
     **policy: Any,
 ) -> None:
-    """One venue (primary, backup), ``replicas`` coordinators, one sidecar per host; all ready."""
+    """One venue (primary, backup), ``replicas`` coordinators, one sidecar per host; all ready.
+
+    ``sidecar``: extra sections of every sidecar's config."""
     s.start_venue()
     await s.wait_venue()
     s.start_coordinators([s.group_def(**policy)], n=replicas)
@@ -554,7 +557,7 @@ async def standard(
     # Agent.on_decision), so `failover status` would show "" for that host.
     await s.wait_coordinators()
     for h in hosts:
-        s.start_sidecar(h, heartbeat_ms=heartbeat_ms)
+        s.start_sidecar(h, heartbeat_ms=heartbeat_ms, **(sidecar or {}))
     await s.wait_ready(list(hosts))
     await s.wait_leader_counts(len(hosts))
 
@@ -671,7 +674,7 @@ class OrderFlow:
 
 def outcome_counters(st: spb.SidecarLocalStatus) -> dict[str, int]:
     c = dict(st.counters)
-    return {k: int(c.get(k, 0)) for k in ("submitted", "acked", "rejected", "in_doubt", "no_path")}
+    return {k: int(c.get(k, 0)) for k in ("submitted", "acked", "rejected", "in_doubt", "no_path", "resent")}
 
 
 def env_without_failover() -> dict[str, str]:

@@ -5,7 +5,10 @@ gateway becomes slow: it books each order at once but answers 3 s later, so the 
 declares the line silent with orders the venue has. Asked over the backup, the venue
 says it has them: each one's outcome is ACKED, not IN_DOUBT, and the strategy never has
 to resolve it. A line that stalls reads nothing: what it was sent is unknown to the venue
-and stays IN_DOUBT (an order the venue does not know may still be on its way).
+and stays IN_DOUBT (an order the venue does not know may still be on its way), unless
+the sidecar resends it (``orders.resend_in_doubt``): then the backup carries a second
+copy under the same client order id, the venue books it once, and refuses the first
+copy when the stalled line is read again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import asyncio
 import pytest
 from failover_client.api import OutcomeKind, Sidecar
 
-from tests.sidecar_integration.harness import GROUP, STRATEGY, outcome_counters, standard, system
+from tests.sidecar_integration.harness import (
+    GROUP,
+    STRATEGY,
+    outcome_counters,
+    standard,
+    system,
+    until,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -61,3 +71,32 @@ async def test_orders_a_stalled_line_never_read_stay_in_doubt(tmp_path, etcd_clu
                 assert o.path == "primary" and "the venue has it" not in o.reason, o
             else:
                 assert o.path == "backup", o
+
+
+async def test_orders_a_stalled_line_held_are_resent_on_the_backup_and_booked_once(
+    tmp_path, etcd_cluster, prefix
+) -> None:
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        await standard(s, ("h1",), sidecar={"orders": {"resend_in_doubt": True}})
+        before = await s.counters()
+        outcomes = await _send_after_fault(s, s.sidecars["h1"].socket, "stall")
+        kinds = [OutcomeKind.name(o.kind) for o in outcomes]
+        assert kinds == ["ACKED"] * N, [(k, o.reason) for k, o in zip(kinds, outcomes, strict=True)]
+        resent = [o for o in outcomes if o.reason.startswith("resent on backup after primary died")]
+        assert resent, [o.reason for o in outcomes]  # at least the first went to the stalled line
+        for o in outcomes:
+            assert o.path == "backup" and o.venue_order_id, o
+        counters = outcome_counters(await s.status("h1"))
+        assert counters["resent"] == len(resent) and counters["in_doubt"] == 0, counters
+        # The stalled line is read again: the first copies that reached the venue's socket
+        # are refused as duplicates (those still in our socket when it was closed never
+        # arrive), and nothing is booked twice.
+        await s.fault("primary", "recover")
+        after = await until(
+            s.counters,
+            lambda c: c.duplicates > before.duplicates,
+            "the venue refusing a first copy",
+            timeout=WAIT_S,
+        )
+        assert after.duplicates - before.duplicates <= len(resent), (before, after)
+        assert after.orders - before.orders == N + 1, (before, after)  # the warm-up order and N

@@ -26,6 +26,7 @@ class LiveSession:
     """Accepts every write (the status queries) and never answers by itself."""
 
     can_send = True
+    connections_opened = 1
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []

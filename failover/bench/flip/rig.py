@@ -66,11 +66,13 @@ class FlipRig:
         workdir: Path,
         extra_gateways: tuple[str, ...] = (),
         probe_timeout_floor_ms: float | None = None,
+        resend_in_doubt: bool = False,
     ) -> FlipRig:
         """``extra_gateways``: more gateways of the same venue (shared order book) for others to use;
-        ``probe_timeout_floor_ms``: the sidecar's setting (its default when None)."""
+        ``probe_timeout_floor_ms``: the sidecar's setting (its default when None);
+        ``resend_in_doubt``: the sidecar's ``orders.resend_in_doubt``."""
         from failover_sidecar.agent import Agent
-        from failover_sidecar.config import DataPlaneSection, SidecarConfig
+        from failover_sidecar.config import DataPlaneSection, OrdersSection, SidecarConfig
         from failover_sidecar.orders import OrderPath
 
         from failover.model.convert import group_pb
@@ -101,6 +103,7 @@ class FlipRig:
             state_file=str(workdir / f"state-{heartbeat_ms}.json"),
             strategies=[STRATEGY],
             data_plane=data_plane,
+            orders=OrdersSection(resend_in_doubt=resend_in_doubt),
         )
         agent = Agent(cfg)
         rig = cls(heartbeat_ms, venue, agent, OrderPath(agent))
