@@ -151,10 +151,16 @@ class Cluster:
         st: apb.ClusterStatus = await self.admin(address).GetStatus(apb.GetStatusRequest(), timeout=timeout)
         return st
 
-    async def switch(self, address: str, path: str, timeout: float, group: str = GROUP) -> Any:
+    async def switch(
+        self, address: str, path: str, timeout: float, group: str = GROUP, request_id: str = ""
+    ) -> Any:
+        """``request_id``: the same for every retry of one switch (as ``failover switch``
+        sends), so a replica that committed it and failed to answer is not made to commit
+        it again."""
         # Forced: the bench runs no sidecars, so no host reports the path up (a guard rail).
         req = apb.SwitchRequest(group=group, path=path, reason="bench", operator="bench", force=True)
-        resp: apb.ControlResponse = await self.admin(address).Switch(req, timeout=timeout)
+        md = (("failover-request-id", request_id),) if request_id else None
+        resp: apb.ControlResponse = await self.admin(address).Switch(req, timeout=timeout, metadata=md)
         return resp
 
     def check_alive(self, exclude: str = "") -> None:

@@ -24,6 +24,7 @@ import contextlib
 import json
 import signal
 import time
+import uuid
 from typing import Any
 
 import grpc
@@ -282,8 +283,10 @@ class ControlPlaneBench:
         codes: dict[str, int] = {}
         first_errors: list[str] = []
 
+        request = uuid.uuid4().hex
+
         async def attempt() -> Any:
-            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s)
+            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s, request_id=request)
 
         t0 = time.monotonic_ns()
         victim.signal(signal.SIGKILL)
@@ -363,8 +366,10 @@ class ControlPlaneBench:
         codes: dict[str, int] = {}
         first_errors: list[str] = []
 
+        request = uuid.uuid4().hex
+
         async def attempt() -> Any:
-            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s)
+            return await self.c.switch(target.address, path, timeout=self.rpc_timeout_s, request_id=request)
 
         async def commit() -> tuple[int, Any, int]:
             resp, n = await retry_until(
