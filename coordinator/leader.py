@@ -142,6 +142,8 @@ class LeaderWork:
         self._prunes: dict[str, asyncio.Task[None]] = {}
         self._prune_again: set[str] = set()
         self._prune_at: dict[str, int] = {}  # per group: the view revision a prune waits for
+        # Per group: the inputs (spec, controls, route) and era it was last found settled on.
+        self._reconciled: dict[str, tuple[tuple[object, object, object], int]] = {}
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.tracer: Tracer = tracing.unexported()  # the replica sets its own
 
@@ -208,6 +210,7 @@ class LeaderWork:
 
     async def run(self, leadership: Leadership) -> None:
         self._stood_down = False
+        self._reconciled.clear()  # (only groups that still exist get back in)
         self._set_leadership(leadership)
         self._gathered = self._before_first is None
         gather = asyncio.create_task(self._gather(), name="leader-gather-health")
@@ -275,8 +278,10 @@ class LeaderWork:
 
     async def _pass(self, leadership: Leadership) -> None:
         held: list[OperatorRequest] = []
+        answered = False
         while not self._requests.empty():
             req = self._requests.get_nowait()
+            answered = True
             if all(r.future.done() for r in (req, *req.copies)):
                 self._answer(req, error=TermEnded("every caller gave up"))  # forgets it
                 continue  # the callers gave up before we got to it
@@ -313,6 +318,10 @@ class LeaderWork:
                 )
         for req in held:
             self._requests.put_nowait(req)
+        if answered:
+            # Let the callers' coroutines send their replies before the rest of the pass
+            # (reconcile and policy over every group: CPU that grows with the groups).
+            await asyncio.sleep(0)
         if not self._gathered or self._stood_down:
             return  # no decision of its own before the new term knows the fleet's health
         for group in sorted(self._view.groups):
@@ -333,12 +342,27 @@ class LeaderWork:
         ]
 
     def _reconcile(self, group: str) -> Proposal | None:
+        """``reconcile`` is pure and the view's values are immutable and replaced when they
+        change: a group whose inputs are the very objects it was found settled on is still
+        settled, so a pass after a commit touches the groups that changed, not all of them."""
         g = self._view.groups[group]
         c = self._view.controls.get(group)
         r = self._view.routes.get(group)
-        return reconcile(
-            group, g.value, c.value if c else None, r.record if r else None, self._view.era.value
-        )
+        inputs = (g.value, c.value if c else None, r.record if r else None)
+        era = self._view.era.value
+        settled = self._reconciled.get(group)
+        if (
+            settled is not None
+            and settled[1] == era
+            and all(a is b for a, b in zip(settled[0], inputs, strict=True))
+        ):
+            return None
+        proposal = reconcile(group, *inputs, era)
+        if proposal is None:
+            self._reconciled[group] = (inputs, era)
+        else:
+            self._reconciled.pop(group, None)
+        return proposal
 
     async def _decide_group(
         self, leadership: Leadership, group: str, parent: tracing.Carrier = tracing.NO_CONTEXT

@@ -38,7 +38,7 @@ Definitions, per group (``GroupSpec.policy``):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from coordinator.core.controls import effective
@@ -47,6 +47,7 @@ from coordinator.core.reconcile import Proposal
 from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, PolicySpec
 
 HealthView = Mapping[str, Mapping[tuple[str, str], PathReport]]  # host -> (group, path) -> report
+_NO_CONTROLS = ControlsSpec()  # read only: a group without controls (built once, not per group)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,21 @@ def judge(group: str, path: str, policy: PolicySpec, health: HealthView) -> Path
         for host in health.values()
         if (r := host.get((group, path))) is not None and r.state in (State.UP, State.DOWN)
     ]
+    return _verdict(path, policy, reports)
+
+
+def reports_by_path(health: HealthView) -> dict[tuple[str, str], list[PathReport]]:
+    """Every host's up or down report, by (group, path), in host order: one walk of the
+    table per evaluation instead of one per group and path (hosts x groups x paths)."""
+    out: dict[tuple[str, str], list[PathReport]] = {}
+    for host in health.values():
+        for key, r in host.items():
+            if r.state in (State.UP, State.DOWN):
+                out.setdefault(key, []).append(r)
+    return out
+
+
+def _verdict(path: str, policy: PolicySpec, reports: Sequence[PathReport]) -> PathVerdict:
     n = len(reports)
     up = sum(1 for r in reports if r.state is State.UP)
     down = n - up
@@ -167,22 +183,25 @@ def evaluate(
     healthy_since = dict(memory.preferred_healthy_since_ms)
     statuses: list[GroupStatus] = []
     wakes: list[float] = []
+    by_path = reports_by_path(snap.health)
     for name in sorted(snap.groups):
         spec = snap.groups[name]
         pol = spec.policy
-        ctl = snap.controls.get(name) or ControlsSpec()
-        eff = effective(ctl, spec.path_names())
+        names = spec.path_names()
+        ctl = snap.controls.get(name) or _NO_CONTROLS
+        eff = effective(ctl, names)
         drained = set(eff.drained)
-        verdicts = {p: judge(name, p, pol, snap.health) for p in spec.path_names()}
-        usable = [p for p in spec.path_names() if p not in drained and verdicts[p].healthy]
+        verdicts = {p: _verdict(p, pol, by_path.get((name, p), ())) for p in names}
+        usable = [p for p in names if p not in drained and verdicts[p].healthy]
         statuses.append(
             GroupStatus(name, degraded=not usable and snap.health_ready, verdicts=tuple(verdicts.values()))
         )
         route = snap.routes.get(name)
-        if route is not None and seen.get(name) != route:
+        last_seen = seen.get(name)
+        if route is not None and last_seen is not route and last_seen != route:
             _note_committed(name, route, name in seen, proposed, last_auto, now_ms)
             seen[name] = route
-        preferred = next((p for p in spec.path_names() if p not in drained), None)
+        preferred = next((p for p in names if p not in drained), None)
         # Track how long the preferred path has been healthy for the group (failback hold).
         if preferred is not None and verdicts[preferred].healthy:
             healthy_since.setdefault(name, now_ms)

@@ -137,6 +137,16 @@ def control_plane(
     run_timeout: Annotated[
         float, typer.Option("--run-timeout", min=1, help="Bound (s) on each wait (failover, restart).")
     ] = 30.0,
+    groups: Annotated[
+        int,
+        typer.Option(
+            "--groups",
+            min=1,
+            max=5000,
+            help="Route groups the coordinators manage (the Switches go to one; the leader's "
+            "decision pass covers all).",
+        ),
+    ] = 1,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -151,6 +161,7 @@ def control_plane(
         "commits": commits,
         "rpc_timeout": rpc_timeout,
         "run_timeout": run_timeout,
+        "groups": groups,
     }
     cmd = command_line("control-plane", params)
     timing = _timing_defaults()
@@ -161,11 +172,13 @@ def control_plane(
         etcd=True,
         extra={
             "setup": f"{etcd_members} etcd member(s), {replicas} coordinator processes, group cme-orders "
-            "(primary, backup); everything on 127.0.0.1",
+            f"(primary, backup){f' and {groups - 1} more like it' if groups > 1 else ''}; "
+            "everything on 127.0.0.1",
             "timing": ", ".join(f"{k}={v}" for k, v in timing.items()) + " (coordinator defaults)",
         },
     )
-    cluster = Cluster("control-plane", replicas, etcd_members, keep_logs=keep_logs)
+    extra = tuple(f"bench-g{i}" for i in range(1, groups))
+    cluster = Cluster("control-plane", replicas, etcd_members, keep_logs=keep_logs, extra_groups=extra)
     deadline = time.monotonic() + max_seconds
     bench = ControlPlaneBench(
         cluster,

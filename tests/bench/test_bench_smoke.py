@@ -45,12 +45,15 @@ def test_control_plane_smoke(tmp_path: Path) -> None:
     out = tmp_path / "cp.json"
     r = CliRunner().invoke(
         bench_app,
-        ["control-plane", "--runs", "2", "--replicas", "2", "--commits", "2", "--json", str(out)],
+        ["control-plane", "--runs", "2", "--replicas", "2", "--commits", "2", "--groups", "3"]
+        + ["--json", str(out)],
     )
     assert r.exit_code == 0, r.output
     assert "failover bench control-plane" in r.output  # the command line in the header
+    assert "and 2 more like it" in r.output  # --groups: the setup line says what ran
     doc = json.loads(out.read_text())
     assert doc["ok"] is True and doc["benchmark"] == "control-plane"
+    assert doc["params"]["groups"] == 3
     res = doc["results"]
     _check_stats(res["commit_via_leader"], "commit_via_leader", 4)
     _check_stats(res["commit_via_follower"], "commit_via_follower", 4)
