@@ -18,7 +18,7 @@ from typing import TypeVar
 import grpc
 
 from failover import rpc
-from failover.faults.harness import GROUP, FaultCluster
+from failover.faults.harness import GROUP, PATHS, FaultCluster
 from failover.faults.invariants import Checker, RouteView
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sidecar_pb2_grpc, venue_pb2, venue_pb2_grpc
@@ -314,12 +314,7 @@ class Observer:
         t0 = time.monotonic()
 
         def settled(_h: str, st: spb.SidecarLocalStatus, r: spb.Route) -> bool:
-            return (
-                st.control_plane_connected
-                and bool(r.decision_paths)
-                and len(r.health) == 2
-                and all(x.state == pb.PATH_STATE_UP for x in r.health)
-            )
+            return _streaming_with_every_path_up(st, r) and bool(r.decision_paths)
 
         await self.until(lambda: self.all_hosts(settled), timeout, "every sidecar with both paths up")
         hist = await self.history(1)
@@ -338,11 +333,9 @@ class Observer:
 
         def ok(_h: str, st: spb.SidecarLocalStatus, r: spb.Route) -> bool:
             return (
-                st.control_plane_connected
+                _streaming_with_every_path_up(st, r)
                 and r.effective_path == "primary"
                 and r.epoch.revision > 0
-                and len(r.health) == 2
-                and all(x.state == pb.PATH_STATE_UP for x in r.health)
             )
 
         took = await self.until(lambda: self.all_hosts(ok), timeout, "every sidecar ready on primary")
@@ -351,6 +344,15 @@ class Observer:
             return await self.venue_counters() is not None
 
         return took + await self.until(venue_answers, max(5.0, timeout - took), "the venue's control service")
+
+
+def _streaming_with_every_path_up(st: spb.SidecarLocalStatus, r: spb.Route) -> bool:
+    """The sidecar streams from a replica and reports each of the group's paths up."""
+    return (
+        st.control_plane_connected
+        and len(r.health) == len(PATHS)
+        and all(x.state == pb.PATH_STATE_UP for x in r.health)
+    )
 
 
 def leader_of(st: apb.ClusterStatus | None) -> str:
