@@ -43,6 +43,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from failover import gc_policy
 from failover.bench import pacer
 from failover.bench.report import (
     BenchFailure,
@@ -313,44 +314,47 @@ async def _main(
     cfg.write_text(haproxy_config(port, gws["hap-primary"], gws["hap-backup"]))
     proc = Child("haproxy", [binary, "-db", "-f", str(cfg)], workdir / "haproxy.log").start()
     hap = HaproxyStrategy(port)
-    try:
-        await hap.connect()
-        for fault, kind in (("reset", "hard"), ("stall", "silent")):
-            ours = rows[("ours", kind)] = _row("ours", kind)
-            theirs = rows[("haproxy", kind)] = _row("haproxy", kind)
-            for i in range(runs + 1):  # the first of each is a warm-up, not recorded
-                acks.clear()
-                sends.clear()
-                sess = rig.agent.sessions[("cme-orders", "primary")]
-                probes, lags = sess.replies.probes_sent, rig.agent.guard.lags
-                d = await rig.one_run(fault)
-                d["order_probes"] = sess.replies.probes_sent - probes
-                d["loop_lags"] = rig.agent.guard.lags - lags
-                d["order_timeout_ms"] = round(sess.replies.timeout_s() * 1000, 2)
-                gaps = Gaps.of(acks, sends, rig.armed_ns)
-                in_doubt = int(d["outcomes"].get("OUTCOME_KIND_IN_DOUBT", 0))
-                lost = int(d["outcomes"].get("OUTCOME_KIND_NO_PATH", 0))
-                drops = hap.pre_fault_drops
-                hgap, unknown = await _hap_run(hap, rig.venue, fault)
-                drops = hap.pre_fault_drops - drops
-                proc.check("haproxy")
-                if i == 0:
-                    continue
-                gaps.record(ours)
-                ours.lost_or_unknown.append(lost)
-                ours.in_doubt.append(in_doubt)
-                ours.runs.append({"run": i, **gaps.json(), **d})
-                hgap.record(theirs)
-                theirs.lost_or_unknown.append(unknown)
-                theirs.runs.append({"run": i, **hgap.json(), "unknown": unknown, "pre_fault_drops": drops})
-            progress(
-                f"{kind}: {runs} runs, longest gap p50 ours {fmt_ms(ours.gap.ms(50))} ms, "
-                f"haproxy {fmt_ms(theirs.gap.ms(50))} ms"
-            )
-    finally:
-        await hap.close()
-        proc.stop()
-        await rig.stop()
+    with gc_policy.frozen_heap():  # as the sidecar process runs: its start-up heap frozen
+        try:
+            await hap.connect()
+            for fault, kind in (("reset", "hard"), ("stall", "silent")):
+                ours = rows[("ours", kind)] = _row("ours", kind)
+                theirs = rows[("haproxy", kind)] = _row("haproxy", kind)
+                for i in range(runs + 1):  # the first of each is a warm-up, not recorded
+                    acks.clear()
+                    sends.clear()
+                    sess = rig.agent.sessions[("cme-orders", "primary")]
+                    probes, lags = sess.replies.probes_sent, rig.agent.guard.lags
+                    d = await rig.one_run(fault)
+                    d["order_probes"] = sess.replies.probes_sent - probes
+                    d["loop_lags"] = rig.agent.guard.lags - lags
+                    d["order_timeout_ms"] = round(sess.replies.timeout_s() * 1000, 2)
+                    gaps = Gaps.of(acks, sends, rig.armed_ns)
+                    in_doubt = int(d["outcomes"].get("OUTCOME_KIND_IN_DOUBT", 0))
+                    lost = int(d["outcomes"].get("OUTCOME_KIND_NO_PATH", 0))
+                    drops = hap.pre_fault_drops
+                    hgap, unknown = await _hap_run(hap, rig.venue, fault)
+                    drops = hap.pre_fault_drops - drops
+                    proc.check("haproxy")
+                    if i == 0:
+                        continue
+                    gaps.record(ours)
+                    ours.lost_or_unknown.append(lost)
+                    ours.in_doubt.append(in_doubt)
+                    ours.runs.append({"run": i, **gaps.json(), **d})
+                    hgap.record(theirs)
+                    theirs.lost_or_unknown.append(unknown)
+                    theirs.runs.append(
+                        {"run": i, **hgap.json(), "unknown": unknown, "pre_fault_drops": drops}
+                    )
+                progress(
+                    f"{kind}: {runs} runs, longest gap p50 ours {fmt_ms(ours.gap.ms(50))} ms, "
+                    f"haproxy {fmt_ms(theirs.gap.ms(50))} ms"
+                )
+        finally:
+            await hap.close()
+            proc.stop()
+            await rig.stop()
 
 
 def _row(who: str, kind: str) -> Row:

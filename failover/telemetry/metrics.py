@@ -35,6 +35,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, start_http_server
 
+from failover.telemetry import gc_pauses
 from failover.telemetry.version import software_version
 from failover.wire.address import parse_host_port
 
@@ -207,9 +208,11 @@ def build(
         {"service.name": service, "service.instance.id": instance, "service.version": software_version()}
     )
     provider = MeterProvider(metric_readers=all_readers, resource=resource, views=views())
+    meter = provider.get_meter(METER_NAME)
+    gc_pauses.observe(meter)
     return Telemetry(
         provider=provider,
-        meter=provider.get_meter(METER_NAME),
+        meter=meter,
         registry=registry,
         listen=listen,
         name=f"{service} {instance}",

@@ -53,6 +53,8 @@ def test_dev_overlay_elects_connects_and_fails_over(own_etcd, tmp_path_factory):
         for owner, family in (
             (COORDINATOR, "failover_leader_is_leader"),
             (SIDECAR, "failover_link_connected"),
+            (SIDECAR, "failover_gc_pause_max_seconds"),  # the collector's pauses, every process
+            (COORDINATOR, "failover_gc_pause_max_seconds"),
         ):
             for p in pods_of(cluster, owner):
                 fams = _scrape(

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from failover import gc_policy
 from failover.bench import overhead
 from failover.bench.flip.rig import FlipRig
 from failover.bench.overhead import scrape
@@ -67,68 +68,73 @@ async def _flip_main(
 ) -> None:
     for hb in heartbeats:
         rig = await FlipRig.create(hb, workdir)
-        tel = None
-        try:
-            variants: list[Any] = [None]
-            if compare:
-                # The sidecar's own instruments, exported as in production: a Prometheus reader
-                # behind /metrics on loopback. "off" is the agent with no instruments at all.
-                from failover_sidecar.metrics import SidecarMetrics
+        with gc_policy.frozen_heap():  # as the sidecar process runs: its start-up heap frozen
+            tel = None
+            try:
+                variants: list[Any] = [None]
+                if compare:
+                    # The sidecar's own instruments, exported as in production: a Prometheus reader
+                    # behind /metrics on loopback. "off" is the agent with no instruments at all.
+                    from failover_sidecar.metrics import SidecarMetrics
 
-                from failover.telemetry import metrics as telemetry
+                    from failover.telemetry import metrics as telemetry
 
-                tel = telemetry.build("failover-sidecar", "bench", listen="127.0.0.1:0")
-                tel.serve()
-                sm = SidecarMetrics(tel.meter)
-                sm.bind(rig.agent, rig.order_counters)
-                variants = [None, sm]
-            for kind in kinds:
-                fault = FAULTS[kind]
-                rows = [_result(kind, hb, ("on" if v else "off") if compare else "") for v in variants]
-                results.extend(rows)
-                for v in variants:  # one warm-up per variant, not recorded
-                    rig.set_metrics(v)
-                    await rig.one_run(fault)
-                started = time.monotonic()
-                for i in range(runs):
-                    # Alternate which variant goes first (off on, on off, off on, ...): neither always
-                    # follows the other, and a drift within a pair hits both alike. Run i of "off" and
-                    # run i of "on" are a pair (the bootstrap of the on/off ratio draws them together).
-                    order = list(zip(variants, rows, strict=True))
-                    if i % 2:
-                        order.reverse()
-                    for v, res in order:
+                    tel = telemetry.build("failover-sidecar", "bench", listen="127.0.0.1:0")
+                    tel.serve()
+                    sm = SidecarMetrics(tel.meter)
+                    sm.bind(rig.agent, rig.order_counters)
+                    variants = [None, sm]
+                for kind in kinds:
+                    fault = FAULTS[kind]
+                    rows = [_result(kind, hb, ("on" if v else "off") if compare else "") for v in variants]
+                    results.extend(rows)
+                    for v in variants:  # one warm-up per variant, not recorded
                         rig.set_metrics(v)
-                        d = await rig.one_run(fault)
-                        res.flip.record_ns(rig.flip_ns - rig.armed_ns)
-                        res.first_ack.record_ns(rig.ack_ns - rig.armed_ns)
-                        res.runs.append({"run": i + 1, **d})
-                # What a run of this row costs (fault, recovery and the route back included):
-                # to size --runs and --fault for a run with enough samples beyond p99.
-                per_run_ms = (time.monotonic() - started) * 1000 / (runs * len(variants))
-                doc.setdefault("wall_ms_per_run", {})[f"{kind}/{hb}ms"] = round(per_run_ms, 1)
-                for res in rows:
+                        await rig.one_run(fault)
+                    started = time.monotonic()
+                    for i in range(runs):
+                        # Alternate which variant goes first (off on, on off, off on, ...): neither always
+                        # follows the other, and a drift within a pair hits both alike. Run i of "off" and
+                        # run i of "on" are a pair (the bootstrap of the on/off ratio draws them together).
+                        order = list(zip(variants, rows, strict=True))
+                        if i % 2:
+                            order.reverse()
+                        for v, res in order:
+                            rig.set_metrics(v)
+                            d = await rig.one_run(fault)
+                            res.flip.record_ns(rig.flip_ns - rig.armed_ns)
+                            res.first_ack.record_ns(rig.ack_ns - rig.armed_ns)
+                            res.runs.append({"run": i + 1, **d})
+                    # What a run of this row costs (fault, recovery and the route back included):
+                    # to size --runs and --fault for a run with enough samples beyond p99.
+                    per_run_ms = (time.monotonic() - started) * 1000 / (runs * len(variants))
+                    doc.setdefault("wall_ms_per_run", {})[f"{kind}/{hb}ms"] = round(per_run_ms, 1)
+                    for res in rows:
+                        progress(
+                            f"{res.label}: {runs} runs, flip p50 {fmt_ms(res.flip.ms(50))} ms, "
+                            f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms; {per_run_ms:.0f} ms of wall "
+                            "time per run"
+                        )
+                if tel is not None:
+                    scraped = await asyncio.to_thread(scrape, tel.port)
+                    flips = sum(v for k, v in scraped.items() if k.startswith("failover_flips"))
+                    doc.setdefault("scraped", {})[f"{hb}ms"] = {
+                        "samples": len(scraped),
+                        "flips_counted": flips,
+                    }
                     progress(
-                        f"{res.label}: {runs} runs, flip p50 {fmt_ms(res.flip.ms(50))} ms, "
-                        f"first ack p50 {fmt_ms(res.first_ack.ms(50))} ms; {per_run_ms:.0f} ms of wall "
-                        "time per run"
+                        f"heartbeat {hb} ms: /metrics scraped, {len(scraped)} samples, "
+                        f"{flips:.0f} flips counted"
                     )
-            if tel is not None:
-                scraped = await asyncio.to_thread(scrape, tel.port)
-                flips = sum(v for k, v in scraped.items() if k.startswith("failover_flips"))
-                doc.setdefault("scraped", {})[f"{hb}ms"] = {"samples": len(scraped), "flips_counted": flips}
-                progress(
-                    f"heartbeat {hb} ms: /metrics scraped, {len(scraped)} samples, {flips:.0f} flips counted"
-                )
-                if not flips:
-                    raise BenchFailure(
-                        f"heartbeat {hb} ms: /metrics counted no flip in the runs with metrics"
-                    )
-        finally:
-            rig.set_metrics(None)
-            await rig.stop()
-            if tel is not None:
-                await asyncio.to_thread(tel.shutdown)
+                    if not flips:
+                        raise BenchFailure(
+                            f"heartbeat {hb} ms: /metrics counted no flip in the runs with metrics"
+                        )
+            finally:
+                rig.set_metrics(None)
+                await rig.stop()
+                if tel is not None:
+                    await asyncio.to_thread(tel.shutdown)
 
 
 def flip(
