@@ -69,3 +69,11 @@ def test_dashboard_shows_the_sidecars_stream_ends_and_the_peer_calls() -> None:
     )
     ys = sorted((p["gridPos"]["y"], p["gridPos"]["x"]) for p in board["panels"])
     assert len(ys) == len(set(ys)), "two panels at one place"
+
+
+def test_dashboard_shows_every_process_collector_pauses() -> None:
+    """A gap in the order flow is matched against the sidecar's own collector pauses."""
+    board = json.loads((HERE / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert any("failover_gc_pause_max_seconds" in e for e in exprs), exprs
+    assert any("rate(failover_gc_pause_seconds_total" in e for e in exprs), exprs
