@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from failover import gc_policy
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -243,8 +245,6 @@ GC_THRESHOLDS = (20_000, 10, 10)
 def tune_gc() -> None:
     """The coordinator's collector: the start-up heap frozen (failover.gc_policy), the young
     generation collected less often (GC_THRESHOLDS)."""
-    from failover import gc_policy
-
     gc_policy.freeze_startup_heap()
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -344,8 +344,6 @@ def sidecar(
     logs.setup(log_level, log_format, cfg.host_id)
     # Young-generation thresholds stay at Python's defaults: its collections are the
     # shortest pauses (0.3-0.5 ms), and the sidecar makes little cyclic garbage.
-    from failover import gc_policy
-
     gc_policy.freeze_startup_heap()
     serve(app_.run)
 

@@ -4,7 +4,7 @@ A full collection scans every tracked object and stops the whole process meanwhi
 its event loop included. In a running sidecar about 64,000 tracked objects are what
 importing and configuring left (modules, protobuf descriptors, config models), which
 live as long as the process; a full collection over them stopped the data path for
-59-70 ms, frozen 2-4 ms (docs/benchmarks.md, "The garbage collector of the sidecar").
+60-75 ms, frozen 2-3 ms (docs/benchmarks.md, "The garbage collector of the sidecar").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A full collection scans every tracked object. In a running sidecar about 64,000 of them
 are what importing and configuring left, and a full collection over them stopped its
-event loop (every order, every path check) for 59-70 ms; frozen, 2-4 ms
+event loop (every order, every path check) for 60-75 ms; frozen, 2-3 ms
 (docs/benchmarks.md, "The garbage collector of the sidecar").
 """
 
