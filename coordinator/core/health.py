@@ -26,6 +26,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -61,6 +62,9 @@ class HealthTable:
     def __init__(self) -> None:
         self.hosts: dict[str, HostEntry] = {}
         self.version = 0  # bumps on every change, so the leader can tell "nothing new"
+        # (group, path) -> ``version`` when any host's report on it last changed, so the
+        # policy can tell which groups' health is as it last judged it.
+        self.key_versions: dict[tuple[str, str], int] = {}
 
     def update(
         self,
@@ -96,13 +100,20 @@ class HealthTable:
             return False  # a host we never heard from stays unknown
         stamped = {k: replace(r, received_ms=received_ms) for k, r in paths.items()}
         updated_ms = max(received_ms, entry.updated_ms) if entry is not None else received_ms
+        self.version += 1
         if entry is None or full:
+            if entry is not None:
+                self._touch(entry.paths)  # paths a full state no longer names
             entry = self.hosts[host] = HostEntry(site, replica, {})
         entry.paths.update(stamped)
+        self._touch(stamped)
         entry.site, entry.replica, entry.updated_ms = site, replica, updated_ms
         entry.gone_since_ms, entry.seq = gone_ms, seq
-        self.version += 1
         return True
+
+    def _touch(self, keys: Iterable[tuple[str, str]]) -> None:
+        for key in keys:
+            self.key_versions[key] = self.version
 
     def mark_gone(self, host: str, now_ms: float) -> None:
         entry = self.hosts.get(host)
@@ -116,10 +127,10 @@ class HealthTable:
             for h, e in self.hosts.items()
             if e.gone_since_ms is not None and now_ms - e.gone_since_ms >= grace_ms
         ]
-        for h in gone:
-            del self.hosts[h]
         if gone:
             self.version += 1
+        for h in gone:
+            self._touch(self.hosts.pop(h).paths)
         return gone
 
     def reports(self, group: str, path: str, *, since_ms: float | None = None) -> dict[str, PathReport]:

@@ -8,11 +8,17 @@ policy's path verdicts come from one walk of the health table.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
+import pytest
+
+from coordinator.config import HealthSection
+from coordinator.core import policy
 from coordinator.core.health import PathReport, State
 from coordinator.core.policy import _verdict, judge, reports_by_path
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
+from coordinator.leader_health import LeaderHealth
 from coordinator.store.types import KV
 from coordinator.view import ClusterView
 from failover.model.spec import ControlsSpec, DecisionRecord, GroupSpec, PathSpec, PolicySpec, TriggerSpec
@@ -117,3 +123,77 @@ def test_verdicts_from_one_walk_match_judge_for_every_group_and_path() -> None:
     by_path = reports_by_path(health)
     for group, path, pol in itertools.product(("g0", "g1", "g2", "g9"), NAMES, policies):
         assert _verdict(path, pol, by_path.get((group, path), ())) == judge(group, path, pol, health)
+
+
+def _leader_health(view: ClusterView, hosts: int) -> LeaderHealth:
+    health = LeaderHealth(
+        replica_id="c1",
+        settings=HealthSection(),
+        view=view,
+        peers=None,  # type: ignore[arg-type]  # propose never collects
+        local_state=lambda: None,  # type: ignore[arg-type,return-value]
+        wake=lambda: None,
+        outage_since=lambda: 0.0,
+    )
+    health.ready = True
+    for h in range(hosts):
+        paths = {(g, p): PathReport(State.UP) for g in view.groups for p in NAMES}
+        health.table.update(f"h{h}", "s", "c1", paths, full=True, received_ms=0.0, seq=1)
+    return health
+
+
+def _count_verdicts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    judged: list[str] = []
+    real = policy._verdict
+
+    def counting(path: str, pol: PolicySpec, reports: Sequence[PathReport]) -> policy.PathVerdict:
+        judged.append(path)
+        return real(path, pol, reports)
+
+    monkeypatch.setattr(policy, "_verdict", counting)
+    return judged
+
+
+def test_a_commit_runs_the_policy_for_the_group_it_changed_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a commit the leader's pass runs the policy again; a group none of whose inputs
+    changed (definition, controls, route, its paths' health) is not judged again."""
+    work, m = _settled_fleet(50)
+    health = _leader_health(work._view, hosts=3)
+    judged = _count_verdicts(monkeypatch)
+    assert health.propose() == []
+    assert len(judged) == 50 * len(NAMES)  # the term's first pass judges every group
+
+    judged.clear()
+    assert health.propose() == []
+    assert judged == []  # nothing changed
+
+    m.put(KEYS.route("g7"), _route("g7", ["backup", "primary", "third"]))
+    judged.clear()
+    assert health.propose() == []
+    assert len(judged) == len(NAMES)  # g7's paths only
+
+    # A host's report on one group's path: that group only, and it moves.
+    judged.clear()
+    health.table.update(
+        "h0",
+        "s",
+        "c1",
+        {("g3", "primary"): PathReport(State.DOWN, "reset")},
+        full=False,
+        received_ms=1.0,
+        seq=2,
+    )
+    health.table.update(
+        "h1",
+        "s",
+        "c1",
+        {("g3", "primary"): PathReport(State.DOWN, "reset")},
+        full=False,
+        received_ms=1.0,
+        seq=2,
+    )
+    proposals = health.propose()
+    assert [(p.group, p.paths[0]) for p in proposals] == [("g3", "backup")]
+    assert len(judged) == len(NAMES)
+    assert health.statuses["g3"].verdicts[0].failing
+    assert not health.statuses["g4"].verdicts[0].failing

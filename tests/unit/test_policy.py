@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -102,6 +104,33 @@ def test_dwell_and_failback_hold() -> None:
     assert evaluate(snap(healthy, route=("b", "a", "c"), min_dwell_ms=0), m, 20_000)[0] == []
 
 
+def test_a_wait_for_the_clock_is_judged_again_on_unchanged_inputs() -> None:
+    """A dwell or failback hold being waited out depends on the time alone: the same
+    snapshot (same objects, same health versions) evaluated later still decides."""
+    states = {h: {"a": DOWN, "b": DOWN, "c": UP} for h in HOSTS[:3]}
+    first = snap({h: {"a": DOWN, "b": UP} for h in HOSTS[:3]})
+    _, mem, _ = evaluate(dataclasses.replace(first, health_versions={}), Memory(), 0)
+    within = dataclasses.replace(
+        snap(states, route=("b", "c", "a"), kind="health", min_dwell_ms=1000), health_versions={}
+    )
+    props, mem, _ = evaluate(within, mem, 500)
+    assert props == [] and mem.wake_at_ms == 1000
+    props, mem, _ = evaluate(within, mem, 700)  # woken early: still waiting
+    assert props == [] and mem.wake_at_ms == 1000
+    props, _, _ = evaluate(within, mem, 1000)
+    assert props and props[0].paths[0] == "c"
+
+    healthy = {h: {"a": UP, "b": UP, "c": UP} for h in HOSTS[:3]}
+    kw = {"auto_failback": True, "failback_hold_s": 2, "min_dwell_ms": 0}
+    held = dataclasses.replace(snap(healthy, route=("b", "a", "c"), **kw), health_versions={})
+    props, m, _ = evaluate(held, Memory(), 10_000)
+    assert props == [] and m.wake_at_ms == 12_000
+    props, m, _ = evaluate(held, m, 11_000)
+    assert props == [] and m.wake_at_ms == 12_000
+    props, _, _ = evaluate(held, m, 12_000)
+    assert props and props[0].paths[0] == "a" and "failback" in props[0].reason
+
+
 def test_controls_win() -> None:
     states = {h: {"a": DOWN, "b": UP, "c": UP} for h in HOSTS[:3]}
     assert evaluate(snap(states, controls=ControlsSpec(paused=True)), Memory(), 0)[0] == []
@@ -167,12 +196,21 @@ class PolicyMachine(RuleBasedStateMachine):
         # counted by the dwell (the policy learns what was committed from the routes).
         self.unseen_auto = False
         self.dwell = 300
+        self.spec = spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)
+        # What HealthTable.key_versions would hold: bumped on every report on a path.
+        self.versions: dict[tuple[str, str], int] = {}
 
     def _spec(self) -> GroupSpec:
-        return spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)
+        return self.spec
 
     def _snap(self) -> Snapshot:
-        return Snapshot({"g": self._spec()}, {"g": self.controls}, {"g": self.route}, health(self.states))
+        return Snapshot(
+            {"g": self._spec()},
+            {"g": self.controls},
+            {"g": self.route},
+            health(self.states),
+            health_versions=self.versions,
+        )
 
     def _commit(self, paths: list[str], kind: str) -> None:
         self.commits += 1
@@ -185,9 +223,14 @@ class PolicyMachine(RuleBasedStateMachine):
 
     def _evaluate(self) -> list:
         snap_ = self._snap()
-        props, mem, _ = evaluate(snap_, self.memory, self.now)
+        props, mem, statuses = evaluate(snap_, self.memory, self.now)
         again = evaluate(snap_, self.memory, self.now)
         assert (props, mem) == (again[0], again[1]), "evaluate is not a pure function of its inputs"
+        # A group not judged again (its inputs unchanged, last outcome quiet) gets what
+        # judging it would give: the same proposals, statuses and memory.
+        full = evaluate(dataclasses.replace(snap_, health_versions=None), self.memory, self.now)
+        assert (props, statuses) == (full[0], full[2]), "a remembered outcome differs from judging again"
+        assert dataclasses.replace(mem, quiet={}) == full[1], "a remembered outcome left other memory"
         self.memory = mem
         self.unseen_auto = False
         drained = set(self.controls.drained)
@@ -220,6 +263,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(host=st.sampled_from(HOSTS), path=st.sampled_from(PATHS), state=st.sampled_from([UP, DOWN, None]))
     def report(self, host: str, path: str, state: State | None) -> None:
+        self.versions[("g", path)] = self.versions.get(("g", path), 0) + 1
         if state is None:
             self.states[host].pop(path, None)
         else:
