@@ -351,12 +351,10 @@ class LeaderWork:
         inputs = (g.value, c.value if c else None, r.record if r else None)
         era = self._view.era.value
         settled = self._reconciled.get(group)
-        if (
-            settled is not None
-            and settled[1] == era
-            and all(a is b for a, b in zip(settled[0], inputs, strict=True))
-        ):
-            return None
+        if settled is not None and settled[1] == era:
+            was = settled[0]
+            if was[0] is inputs[0] and was[1] is inputs[1] and was[2] is inputs[2]:
+                return None
         proposal = reconcile(group, *inputs, era)
         if proposal is None:
             self._reconciled[group] = (inputs, era)

@@ -194,7 +194,7 @@ class LeaderHealth:
             routes={n: r.record for n, r in v.routes.items()},
             health=health_view(self.table),
             health_ready=self.ready,
-            health_versions=self.table.key_versions,
+            health_versions=self.table.group_versions,
         )
         proposals, self._memory, statuses = evaluate(snap, self._memory, now_ms)
         self.statuses = {st.group: st for st in statuses}

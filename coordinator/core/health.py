@@ -62,9 +62,9 @@ class HealthTable:
     def __init__(self) -> None:
         self.hosts: dict[str, HostEntry] = {}
         self.version = 0  # bumps on every change, so the leader can tell "nothing new"
-        # (group, path) -> ``version`` when any host's report on it last changed, so the
-        # policy can tell which groups' health is as it last judged it.
-        self.key_versions: dict[tuple[str, str], int] = {}
+        # group -> ``version`` when any host's report on one of its paths last changed, so
+        # the policy can tell which groups' health is as it last judged it.
+        self.group_versions: dict[str, int] = {}
 
     def update(
         self,
@@ -112,8 +112,8 @@ class HealthTable:
         return True
 
     def _touch(self, keys: Iterable[tuple[str, str]]) -> None:
-        for key in keys:
-            self.key_versions[key] = self.version
+        for group, _path in keys:
+            self.group_versions[group] = self.version
 
     def mark_gone(self, host: str, now_ms: float) -> None:
         entry = self.hosts.get(host)

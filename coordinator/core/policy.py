@@ -36,7 +36,7 @@ Definitions, per group (``GroupSpec.policy``):
 
 Cost: the leader evaluates after every commit, and a commit changes one group. A group
 whose last evaluation was quiet and whose inputs are the very same (definition,
-controls and route objects, and its paths' versions in the health table) is not
+controls and route objects, and its version in the health table) is not
 judged again: the same inputs give the same outcome, and a quiet outcome does not
 depend on the clock (see ``evaluate``).
 """
@@ -65,10 +65,10 @@ class Snapshot:
     routes: Mapping[str, DecisionRecord]
     health: HealthView
     health_ready: bool = True
-    # (group, path) -> a number that changes whenever any host's report on it changes
-    # (``HealthTable.key_versions``; one table for the lifetime of a ``Memory``). None:
-    # every group is judged on every evaluation.
-    health_versions: Mapping[tuple[str, str], int] | None = None
+    # group -> a number that changes whenever any host's report on one of its paths
+    # changes (``HealthTable.group_versions``; one table for the lifetime of a
+    # ``Memory``). None: every group is judged on every evaluation.
+    health_versions: Mapping[str, int] | None = None
 
 
 class _Inputs(NamedTuple):
@@ -78,7 +78,7 @@ class _Inputs(NamedTuple):
     controls: ControlsSpec | None
     route: DecisionRecord | None
     health_ready: bool
-    health: tuple[tuple[tuple[str, str], int], ...]  # each of its paths' version
+    health: int  # its version in the health table
 
 
 @dataclass(frozen=True)
@@ -300,20 +300,24 @@ def _group(
     return status, True
 
 
-def _inputs(snap: Snapshot, name: str, versions: Mapping[tuple[str, str], int]) -> _Inputs:
-    spec = snap.groups[name]
-    health = tuple(((name, p), versions.get((name, p), 0)) for p in spec.path_names())
-    return _Inputs(spec, snap.controls.get(name), snap.routes.get(name), snap.health_ready, health)
+def _inputs(snap: Snapshot, name: str, versions: Mapping[str, int]) -> _Inputs:
+    return _Inputs(
+        snap.groups[name],
+        snap.controls.get(name),
+        snap.routes.get(name),
+        snap.health_ready,
+        versions.get(name, 0),
+    )
 
 
-def _unchanged(was: _Inputs, snap: Snapshot, name: str, versions: Mapping[tuple[str, str], int]) -> bool:
-    """The very objects (the view replaces a value when its key changes) and the same versions."""
+def _unchanged(was: _Inputs, snap: Snapshot, name: str, versions: Mapping[str, int]) -> bool:
+    """The very objects (the view replaces a value when its key changes) and the same version."""
     return (
         was.spec is snap.groups[name]
         and was.controls is snap.controls.get(name)
         and was.route is snap.routes.get(name)
         and was.health_ready == snap.health_ready
-        and all(versions.get(key, 0) == v for key, v in was.health)
+        and was.health == versions.get(name, 0)
     )
 
 

@@ -197,8 +197,8 @@ class PolicyMachine(RuleBasedStateMachine):
         self.unseen_auto = False
         self.dwell = 300
         self.spec = spec(min_dwell_ms=self.dwell, auto_failback=True, failback_hold_s=1)
-        # What HealthTable.key_versions would hold: bumped on every report on a path.
-        self.versions: dict[tuple[str, str], int] = {}
+        # What HealthTable.group_versions would hold: bumped on every report on a path.
+        self.versions: dict[str, int] = {}
 
     def _spec(self) -> GroupSpec:
         return self.spec
@@ -263,7 +263,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(host=st.sampled_from(HOSTS), path=st.sampled_from(PATHS), state=st.sampled_from([UP, DOWN, None]))
     def report(self, host: str, path: str, state: State | None) -> None:
-        self.versions[("g", path)] = self.versions.get(("g", path), 0) + 1
+        self.versions["g"] = self.versions.get("g", 0) + 1
         if state is None:
             self.states[host].pop(path, None)
         else:
