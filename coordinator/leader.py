@@ -123,6 +123,7 @@ class LeaderWork:
         self._before_first = before_first_decision
         self._health_policy = health_policy
         self._requests: asyncio.Queue[OperatorRequest] = asyncio.Queue()
+        self._submitted = 0  # requests queued so far: a pass gives way when it moves
         self._wake = asyncio.Event()
         self._stale = False  # a commit of this pass lost to a concurrent change
         self._gathered = True  # this term's health is collected (set per term in run)
@@ -191,6 +192,7 @@ class LeaderWork:
                 return req.future
             self._live[rid] = req
         self._requests.put_nowait(req)
+        self._submitted += 1
         self._wake.set()
         return req.future
 
@@ -318,6 +320,10 @@ class LeaderWork:
                 )
         for req in held:
             self._requests.put_nowait(req)
+        # A pass may hold hundreds of commits (the first leader seeding every group, an era
+        # bump, a line dying under many groups): a call that arrives meanwhile goes first,
+        # after the commit in flight, and the next pass goes on from there.
+        seen = self._submitted
         if answered:
             # Let the callers' coroutines send their replies before the rest of the pass
             # (reconcile and policy over every group: CPU that grows with the groups).
@@ -327,8 +333,12 @@ class LeaderWork:
         for group in sorted(self._view.groups):
             proposal = self._reconcile(group)
             if proposal is not None:
+                if self._submitted != seen:
+                    return  # (submit woke the loop)
                 await self._try(leadership, proposal, Inputs.of(self._view, group))
         for proposal, inputs in self._policy():
+            if self._submitted != seen:
+                return
             await self._try(leadership, proposal, inputs)
 
     def _policy(self, group: str | None = None) -> list[tuple[Proposal, Inputs]]:
