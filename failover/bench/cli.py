@@ -663,10 +663,15 @@ def _mount_more() -> None:
         growth
     )
     from failover.bench.cli_startup import cli_startup
+    from failover.bench.policy_pass import policy_pass
     from failover.bench.vs_haproxy import vs_haproxy
 
     bench_app.command("cli-startup", help="Operator command start-up: spawn -> connected to a coordinator.")(
         cli_startup
+    )
+
+    bench_app.command("policy-pass", help="The leader's decision pass after a commit: CPU per pass.")(
+        policy_pass
     )
 
     bench_app.command("vs-haproxy", help="Ours vs tuned HAProxy, hard and silent failures, in one run.")(

@@ -191,3 +191,22 @@ def test_cli_startup_smoke(tmp_path: Path) -> None:
     for name in ("status", "switch", "python floor"):
         _check_stats(rows[name], name, 2)
         assert rows[f"{name} CPU"]["count"] == 2
+
+
+def test_policy_pass_smoke(tmp_path: Path) -> None:
+    """Every size gets its rows, and the settled view stays settled (the bench checks it)."""
+    out = tmp_path / "pass.json"
+    args = ["policy-pass", "--groups", "1,20", "--hosts", "0,3", "--passes", "10", "--json", str(out)]
+    r = CliRunner().invoke(bench_app, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["ok"] is True and doc["benchmark"] == "policy-pass"
+    for g in (1, 20):
+        for h in (0, 3):
+            for step in ("reconcile", "policy"):
+                _check_stats(doc["results"][f"{step}, {g} groups, {h} hosts"], f"{step} {g}/{h}", 10)
+
+
+def test_policy_pass_rejects_bad_sizes() -> None:
+    r = CliRunner().invoke(bench_app, ["policy-pass", "--groups", "0", "--hosts", "1"])
+    assert r.exit_code == 2 and "--groups must be" in r.output
