@@ -174,24 +174,9 @@ def test_a_commit_runs_the_policy_for_the_group_it_changed_only(monkeypatch: pyt
 
     # A host's report on one group's path: that group only, and it moves.
     judged.clear()
-    health.table.update(
-        "h0",
-        "s",
-        "c1",
-        {("g3", "primary"): PathReport(State.DOWN, "reset")},
-        full=False,
-        received_ms=1.0,
-        seq=2,
-    )
-    health.table.update(
-        "h1",
-        "s",
-        "c1",
-        {("g3", "primary"): PathReport(State.DOWN, "reset")},
-        full=False,
-        received_ms=1.0,
-        seq=2,
-    )
+    for host in ("h0", "h1"):
+        down = {("g3", "primary"): PathReport(State.DOWN, "reset")}
+        health.table.update(host, "s", "c1", down, full=False, received_ms=1.0, seq=2)
     proposals = health.propose()
     assert [(p.group, p.paths[0]) for p in proposals] == [("g3", "backup")]
     assert len(judged) == len(NAMES)

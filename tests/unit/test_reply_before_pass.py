@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator.commit import Committed, Inputs, Leadership
-from coordinator.core.policy import Proposal
+from coordinator.core.reconcile import Proposal
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest

@@ -10,15 +10,17 @@ answered, and the next pass goes on with the groups still to do.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from coordinator.commit import Committed, Inputs, Leadership
-from coordinator.core.policy import Proposal
+from coordinator.commit import Committed, Leadership
+from coordinator.core.reconcile import Proposal
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.operator_requests import OperatorRequest
 from coordinator.store.types import KV, Lease
 from coordinator.view import ClusterView
-from failover.model.spec import DecisionRecord, Epoch, GroupSpec, PathSpec, Stage, TriggerSpec
+from failover.model.spec import GroupSpec, PathSpec, TriggerSpec
+from tests.unit.test_reply_before_pass import InstantCommitter
 
 KEYS = Keys("/t/")
 GROUPS = [f"g{i:03d}" for i in range(60)]
@@ -29,13 +31,13 @@ def _spec(name: str) -> GroupSpec:
     return GroupSpec(name=name, paths=paths)
 
 
-class WatchedCommitter:
-    """Commits after a round trip (one loop turn) and puts the route in the view, as the
+class WatchedCommitter(InstantCommitter):
+    """Commits after a round trip (one timer turn) and puts the route in the view, as the
     watch would; records every commit in order."""
 
     def __init__(self, view: ClusterView) -> None:
+        super().__init__()
         self.view = view
-        self.revision = 100
         self.commits: list[tuple[str, str]] = []  # (group, trigger kind)
         self._committed = asyncio.Condition()
 
@@ -46,40 +48,24 @@ class WatchedCommitter:
         async with self._committed:
             await self._committed.wait_for(lambda: self.count(kind) >= n)
 
-    async def commit(
+    async def commit(  # type: ignore[override]
         self,
         leadership: Leadership,
         group: str,
         paths: list[str],
         reason: str,
         trigger: TriggerSpec,
-        inputs: Inputs,
-        stages: list[Stage] | None = None,
-        trace: tuple[str, str] = ("", ""),
-        request_id: str = "",
+        *rest: Any,
     ) -> Committed:
         await asyncio.sleep(0.001)
-        self.revision += 1
-        record = DecisionRecord(
-            group=group,
-            paths=paths,
-            era=0,
-            leader_id=leadership.replica_id,
-            reason=reason,
-            trigger=trigger,
-            decided_at_unix_ms=0,
-            fencing_token=leadership.token,
-        )
+        done = await super().commit(leadership, group, paths, reason, trigger, *rest)
         key = KEYS.route(group)
-        value = record.model_dump_json().encode()
+        value = done.record.model_dump_json().encode()
         self.view.apply({key: KV(key, value, 1, self.revision)}, {key}, self.revision)
         self.commits.append((group, trigger.kind))
         async with self._committed:
             self._committed.notify_all()
-        return Committed(record, Epoch(0, self.revision), 0)
-
-    async def prune_history(self, leadership: Leadership, group: str, keep: int) -> int:
-        return 0
+        return done
 
 
 def _view() -> ClusterView:
