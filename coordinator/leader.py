@@ -321,7 +321,7 @@ class LeaderWork:
         for req in held:
             self._requests.put_nowait(req)
         # A pass may hold hundreds of commits (the first leader seeding every group, an era
-        # bump, a line dying under many groups): a call that arrives meanwhile goes first,
+        # bump, a line dying under many groups): a call that arrives meanwhile goes next,
         # after the commit in flight, and the next pass goes on from there.
         seen = self._submitted
         if answered:
@@ -330,16 +330,17 @@ class LeaderWork:
             await asyncio.sleep(0)
         if not self._gathered or self._stood_down:
             return  # no decision of its own before the new term knows the fleet's health
+        # Checked after each commit, so every pass makes progress however busy operators are.
         for group in sorted(self._view.groups):
             proposal = self._reconcile(group)
             if proposal is not None:
+                await self._try(leadership, proposal, Inputs.of(self._view, group))
                 if self._submitted != seen:
                     return  # (submit woke the loop)
-                await self._try(leadership, proposal, Inputs.of(self._view, group))
         for proposal, inputs in self._policy():
+            await self._try(leadership, proposal, inputs)
             if self._submitted != seen:
                 return
-            await self._try(leadership, proposal, inputs)
 
     def _policy(self, group: str | None = None) -> list[tuple[Proposal, Inputs]]:
         """The health policy's proposals, each with the inputs it was computed from (same view)."""

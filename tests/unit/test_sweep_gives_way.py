@@ -129,3 +129,25 @@ async def test_health_proposals_give_way_too() -> None:
         await asyncio.gather(term, return_exceptions=True)
     assert ran.is_set()
     assert moved_at_reply < len(GROUPS) / 2, f"the call waited for {moved_at_reply} health commits"
+
+
+async def test_the_sweep_goes_on_while_calls_keep_coming() -> None:
+    """Calls sent back to back (each as soon as the last is answered) still let every pass
+    make one commit of the sweep: a busy operator cannot stall the seeding."""
+    view = _view()
+    committer = WatchedCommitter(view)
+    work = LeaderWork(view, committer, history_retention=10)  # type: ignore[arg-type]
+    term = await _term(work)
+    calls = 20
+    try:
+        async with asyncio.timeout(10):
+            await committer.until("seed", 1)
+            before = committer.count("seed")
+            for i in range(calls):
+                path = "backup" if i % 2 == 0 else "primary"
+                await work.submit(OperatorRequest(GROUPS[0], "test", "op", force=True, path=path))
+            during = committer.count("seed") - before
+    finally:
+        term.cancel()
+        await asyncio.gather(term, return_exceptions=True)
+    assert during >= calls - 1, f"{during} seed commits while {calls} calls were answered"
