@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coordinator.commit import Leadership, NotLeader, fence
@@ -115,23 +115,30 @@ class Election:
                 # Give a healthy follower the first chance after a failed term.
                 await asyncio.sleep(self._retry_s)
 
-    async def resign(self) -> None:
-        """Give the role up now, before anything else stops: stop calling ourselves leader,
-        hand the election key to a connected follower (one transaction: it leads from
-        that revision) and revoke our lease (with no hand-over, the key goes with it and
-        every follower's watch fires), without waiting for the term's work to unwind first. Anything the
-        term still tries to commit is refused by etcd (every write is fenced); a commit
-        already in flight lands or is refused, and the term's work is not cut short by
-        the key's deletion (the stopper cancels it once settled). Cancel ``run``
-        afterwards; it does not revoke the same lease again.
+    async def resign(self, stand_down: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Give the role up now, before anything else stops: pick the successor (its
+        health check, at most ``ANSWER_S``) while still leading, so a request that reaches
+        us meanwhile is decided here rather than held for the next term; then
+        ``stand_down`` (the caller stops deciding and lets a commit in flight land, so no
+        write of ours races the hand-over and the successor's view holds every decision
+        of this term); then stop calling ourselves leader, hand the election key to the
+        successor (one transaction: it leads from that revision) and revoke our lease
+        (with no hand-over, the key goes with it and every follower's watch fires),
+        without waiting for the term's work to unwind. Anything the term still tries to
+        commit is refused by etcd (every write is fenced). Cancel ``run`` afterwards; it
+        does not revoke the same lease again.
         """
         self._resigned = True  # no new campaign after this term, even if a cancel gets lost
         lease = self._lease
+        leadership = self.leadership if lease is not None else None
+        cand = await self._first_to_answer(self.successors()) if leadership is not None else None
+        if stand_down is not None:
+            await stand_down()
         if lease is None:
             return
-        leadership, self.leadership = self.leadership, None
-        if leadership is not None:
-            await self._hand_over(leadership)
+        self.leadership = None
+        if leadership is not None and cand is not None:
+            await self._hand_over(leadership, cand)
         if await self._revoke(lease):
             self._given_up = lease.id
 
@@ -140,26 +147,25 @@ class Election:
         others = [c for rid, c in self._view.candidates.items() if rid != self._id]
         return sorted((c for c in others if self._successor_ok(c)), key=lambda c: c.mod_revision)
 
-    async def _hand_over(self, leadership: Leadership) -> bool:
-        """Put the election key on a successor's lease in one fenced transaction (bounded);
-        False when there is none or it did not apply (the revoke that follows still frees
-        the key for a campaign)."""
-        cand = await self._first_to_answer(self.successors())
-        if cand is not None:
-            k = self._keys
-            value = _holder(cand.replica_id, cand.address)
-            compares = [fence(k, leadership), Compare.mod(k.candidate(cand.replica_id), cand.mod_revision)]
-            task = asyncio.ensure_future(self._store.txn(compares, [Put(k.leader, value, cand.lease)]))
-            try:
-                result = await shielded_wait(task, 1.0)
-            except Exception as exc:
-                log.info("handing the leadership to %s failed: %s", cand.replica_id, exc)
-                return False
-            if result.succeeded:
-                self.handed_to = cand.replica_id
-                log.info("handed the leadership to %s (its token %d)", cand.replica_id, result.revision)
-                return True
-            log.info("handing the leadership to %s refused: it or we changed meanwhile", cand.replica_id)
+    async def _hand_over(self, leadership: Leadership, cand: Candidate) -> bool:
+        """Put the election key on the successor's lease in one fenced transaction (bounded);
+        False when it did not apply (the revoke that follows still frees the key for a
+        campaign). The compare on its candidate key refuses a successor that re-registered
+        or went away since it was chosen."""
+        k = self._keys
+        value = _holder(cand.replica_id, cand.address)
+        compares = [fence(k, leadership), Compare.mod(k.candidate(cand.replica_id), cand.mod_revision)]
+        task = asyncio.ensure_future(self._store.txn(compares, [Put(k.leader, value, cand.lease)]))
+        try:
+            result = await shielded_wait(task, 1.0)
+        except Exception as exc:
+            log.info("handing the leadership to %s failed: %s", cand.replica_id, exc)
+            return False
+        if result.succeeded:
+            self.handed_to = cand.replica_id
+            log.info("handed the leadership to %s (its token %d)", cand.replica_id, result.revision)
+            return True
+        log.info("handing the leadership to %s refused: it or we changed meanwhile", cand.replica_id)
         return False
 
     async def _first_to_answer(self, candidates: list[Candidate]) -> Candidate | None:

@@ -158,8 +158,9 @@ class LeaderWork:
     def stand_down(self) -> None:
         """A graceful stop, before the lease is revoked: nothing is started here any more
         (requests arriving or still queued go to the next leader; no decision of its own),
-        so no write of this term races the revoke; a commit already in flight lands or is
-        refused (see ``settle``). The term's work ends when it is cancelled."""
+        so no write of this term races the hand-over; a commit already in flight lands or
+        is refused (see ``settle``), and a long pass stops after it. The term's work ends
+        when it is cancelled."""
         self._stood_down = True
         self._set_leadership(None)
         self._wake.set()  # hands the queue on now
@@ -335,11 +336,11 @@ class LeaderWork:
             proposal = self._reconcile(group)
             if proposal is not None:
                 await self._try(leadership, proposal, Inputs.of(self._view, group))
-                if self._submitted != seen:
-                    return  # (submit woke the loop)
+                if self._submitted != seen or self._stood_down:
+                    return  # (submit woke the loop; a graceful stop waits for this commit only)
         for proposal, inputs in self._policy():
             await self._try(leadership, proposal, inputs)
-            if self._submitted != seen:
+            if self._submitted != seen or self._stood_down:
                 return
 
     def _policy(self, group: str | None = None) -> list[tuple[Proposal, Inputs]]:

@@ -236,25 +236,28 @@ class Replica:
         ]
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
-        """Stop in the order that lets a follower lead at once: stand down (nothing new is
-        started here, so no write races the hand-over), then resign (the election key is
-        put on a connected successor's lease in one transaction, then our lease is revoked,
-        before the term unwinds; with no successor to hand to, the revoke deletes the key
-        and every follower's watch fires), while the view and the server still run, so a Switch forwarded here
-        meanwhile is passed on to the successor instead of failing; let a commit already
-        in flight get its answer (bounded); then stop serving (calls in flight get a short
-        grace, the view still moving); the rest stops after.
+        """Stop in the order that lets a follower lead at once and leaves no gap: pick the
+        successor while still leading (a request reaching us meanwhile is committed here),
+        stand down (nothing new is started here; a commit in flight lands, bounded, so no
+        write races the hand-over), then resign (the election key is put on the
+        successor's lease in one transaction, then our lease is revoked, before the term
+        unwinds; with no successor to hand to, the revoke deletes the key and every
+        follower's watch fires), while the view and the server still run, so a Switch
+        forwarded here meanwhile is passed on to the successor instead of failing; then
+        stop serving (calls in flight get a short grace, the view still moving); the rest
+        stops after.
         """
         started = time.monotonic()
         was_leader = self.election.is_leader
-        self.leader.stand_down()  # nothing new starts here; requests go to the successor
-        await self.election.resign()
+
+        async def stand_down() -> None:
+            self.leader.stand_down()  # nothing new starts here; requests go to the successor
+            await self.leader.settle(SETTLE_S)
+
+        await self.election.resign(stand_down)
         if was_leader:
             how = f"handed to {self.election.handed_to}" if self.election.handed_to else "lease revoked"
             log.info("resigned: %s %.1f ms after stop began", how, (time.monotonic() - started) * 1000)
-        # A commit sent before the revoke lands or is refused (then it is passed on):
-        # its caller gets that answer rather than "outcome unknown" from a cancel.
-        await self.leader.settle(SETTLE_S)
         # Bounded: the revoke inside gives up after 2 s (the TTL then expires the lease).
         # Cancelled again until it ends: on Python 3.11 a TaskGroup aborting a term at
         # the same moment can swallow one cancel (the run loop also stops by itself

@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from coordinator import election as election_module
 from coordinator.commit import Leadership, fence
 from coordinator.replica import SERVICES, Replica
 from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind, Put, WatchBatch
+from coordinator.view import Candidate
 from failover import rpc
 from tests.harness import ReplicaSet, switch, wait_for
 
@@ -92,6 +94,59 @@ async def test_a_stopping_leader_hands_the_key_to_a_connected_follower_in_one_wr
         assert not refused.succeeded
         resp = await switch(rs.address(rs.replicas.index(successor)), G, "backup", force=True)
         assert resp.decision.leader_id == successor.cfg.replica_id
+
+
+async def test_a_stopping_leader_decides_until_it_hands_over(etcd_cluster, prefix, monkeypatch) -> None:
+    """A Switch that reaches the leader while it picks its successor is committed in its
+    own term: it has no leadership gap to wait out, and the key is handed over after
+    that commit (the successor's term starts later, its view holds the decision)."""
+    monkeypatch.setattr(election_module, "ANSWER_S", 10.0)  # the window below is ours to end
+    asked, release = asyncio.Event(), asyncio.Event()
+    outcome: list[object] = []
+    tasks: list[asyncio.Future[None]] = []
+
+    async def switch_while_choosing(rs: ReplicaSet, leader: Replica) -> None:
+        await _followers_as_successors(rs, leader)
+        real = leader.election._answers
+        assert real is not None
+
+        async def held(cand: Candidate) -> bool:
+            asked.set()
+            await release.wait()
+            return await real(cand)
+
+        leader.election._answers = held
+        address = rs.address(rs.replicas.index(leader))
+
+        async def switch_then_release() -> None:
+            await asked.wait()
+            call = asyncio.ensure_future(switch(address, G, "backup", force=True))
+            try:
+                outcome.append(await asyncio.wait_for(asyncio.shield(call), 5))
+            except TimeoutError:
+                outcome.append("no answer while the leader chose its successor")
+            finally:
+                release.set()
+                with contextlib.suppress(Exception):
+                    await call
+
+        tasks.append(asyncio.ensure_future(switch_then_release()))
+
+    async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, switch_while_choosing) as (
+        rs,
+        old,
+        term,
+        first,
+    ):
+        kind, token, _lease, holder = first
+        (resp,) = outcome
+        assert not isinstance(resp, str), resp
+        assert resp.decision.leader_id == old.cfg.replica_id
+        assert resp.decision.fencing_token == term.token
+        assert kind is EventKind.PUT, "the key was deleted: no hand-over"
+        assert token > resp.decision.epoch.revision, "handed over before its commit"
+        successor = next(r for r in rs.running() if r.cfg.replica_id in holder)
+        assert successor.view.routes[G].epoch.revision >= resp.decision.epoch.revision
 
 
 async def test_the_key_goes_to_the_follower_that_says_it_serves(etcd_cluster, prefix) -> None:

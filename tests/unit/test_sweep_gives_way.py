@@ -151,3 +151,24 @@ async def test_the_sweep_goes_on_while_calls_keep_coming() -> None:
         term.cancel()
         await asyncio.gather(term, return_exceptions=True)
     assert during >= calls - 1, f"{during} seed commits while {calls} calls were answered"
+
+
+async def test_a_graceful_stop_waits_for_the_commit_in_flight_only() -> None:
+    """A leader stopping during a sweep stands down after the commit in flight: its
+    successor is not kept waiting for the rest of the sweep (it does it in its own term)."""
+    view = _view()
+    committer = WatchedCommitter(view)
+    work = LeaderWork(view, committer, history_retention=10)  # type: ignore[arg-type]
+    term = await _term(work)
+    try:
+        async with asyncio.timeout(10):
+            await committer.until("seed", 1)
+            work.stand_down()
+            await work.settle(5.0)
+            settled_at = committer.count("seed")
+            await asyncio.sleep(0.02)  # twenty round trips of this committer: nothing more
+    finally:
+        term.cancel()
+        await asyncio.gather(term, return_exceptions=True)
+    assert settled_at <= 2, f"the stop waited for {settled_at} seed commits"
+    assert committer.count("seed") == settled_at, "a commit started after the stand-down"
