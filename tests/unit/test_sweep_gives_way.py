@@ -10,6 +10,8 @@ answered, and the next pass goes on with the groups still to do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from coordinator.commit import Committed, Leadership
@@ -80,7 +82,10 @@ async def _term(work: LeaderWork) -> asyncio.Task[None]:
     return asyncio.create_task(work.run(leadership))
 
 
-async def test_an_operator_call_is_answered_before_a_long_sweep_ends() -> None:
+@contextlib.asynccontextmanager
+async def _seeding() -> AsyncIterator[tuple[LeaderWork, WatchedCommitter]]:
+    """A term whose first pass seeds every group, once the first seed is committed
+    (bounded at 10 s); the term is cancelled at the end."""
     view = _view()
     committer = WatchedCommitter(view)
     work = LeaderWork(view, committer, history_retention=10)  # type: ignore[arg-type]
@@ -88,13 +93,18 @@ async def test_an_operator_call_is_answered_before_a_long_sweep_ends() -> None:
     try:
         async with asyncio.timeout(10):
             await committer.until("seed", 1)  # the first leader seeds every group, one by one
-            switch = OperatorRequest(GROUPS[0], "test", "op", force=True, path="backup")
-            await work.submit(switch)
-            seeded_at_reply = committer.count("seed")
-            await committer.until("seed", len(GROUPS))  # the sweep goes on after the reply
+            yield work, committer
     finally:
         term.cancel()
         await asyncio.gather(term, return_exceptions=True)
+
+
+async def test_an_operator_call_is_answered_before_a_long_sweep_ends() -> None:
+    async with _seeding() as (work, committer):
+        switch = OperatorRequest(GROUPS[0], "test", "op", force=True, path="backup")
+        await work.submit(switch)
+        seeded_at_reply = committer.count("seed")
+        await committer.until("seed", len(GROUPS))  # the sweep goes on after the reply
     assert seeded_at_reply < len(GROUPS) / 2, f"the call waited for {seeded_at_reply} seed commits"
     kinds = [kind for group, kind in committer.commits if group == GROUPS[0]]
     assert kinds[:2] == ["seed", "operator"], kinds
@@ -134,41 +144,23 @@ async def test_health_proposals_give_way_too() -> None:
 async def test_the_sweep_goes_on_while_calls_keep_coming() -> None:
     """Calls sent back to back (each as soon as the last is answered) still let every pass
     make one commit of the sweep: a busy operator cannot stall the seeding."""
-    view = _view()
-    committer = WatchedCommitter(view)
-    work = LeaderWork(view, committer, history_retention=10)  # type: ignore[arg-type]
-    term = await _term(work)
     calls = 20
-    try:
-        async with asyncio.timeout(10):
-            await committer.until("seed", 1)
-            before = committer.count("seed")
-            for i in range(calls):
-                path = "backup" if i % 2 == 0 else "primary"
-                await work.submit(OperatorRequest(GROUPS[0], "test", "op", force=True, path=path))
-            during = committer.count("seed") - before
-    finally:
-        term.cancel()
-        await asyncio.gather(term, return_exceptions=True)
+    async with _seeding() as (work, committer):
+        before = committer.count("seed")
+        for i in range(calls):
+            path = "backup" if i % 2 == 0 else "primary"
+            await work.submit(OperatorRequest(GROUPS[0], "test", "op", force=True, path=path))
+        during = committer.count("seed") - before
     assert during >= calls - 1, f"{during} seed commits while {calls} calls were answered"
 
 
 async def test_a_graceful_stop_waits_for_the_commit_in_flight_only() -> None:
     """A leader stopping during a sweep stands down after the commit in flight: its
     successor is not kept waiting for the rest of the sweep (it does it in its own term)."""
-    view = _view()
-    committer = WatchedCommitter(view)
-    work = LeaderWork(view, committer, history_retention=10)  # type: ignore[arg-type]
-    term = await _term(work)
-    try:
-        async with asyncio.timeout(10):
-            await committer.until("seed", 1)
-            work.stand_down()
-            await work.settle(5.0)
-            settled_at = committer.count("seed")
-            await asyncio.sleep(0.02)  # twenty round trips of this committer: nothing more
-    finally:
-        term.cancel()
-        await asyncio.gather(term, return_exceptions=True)
+    async with _seeding() as (work, committer):
+        work.stand_down()
+        await work.settle(5.0)
+        settled_at = committer.count("seed")
+        await asyncio.sleep(0.02)  # twenty round trips of this committer: nothing more
     assert settled_at <= 2, f"the stop waited for {settled_at} seed commits"
     assert committer.count("seed") == settled_at, "a commit started after the stand-down"
