@@ -109,13 +109,15 @@ async def test_path_health_from_before_an_outage_does_not_pass_the_switch_guard(
         deadline = time.monotonic() + 5
         while True:
             try:
-                await switch(rs.address(0), G, "primary", force=False)
+                resp = await switch(rs.address(0), G, "primary", force=False)
                 break
             except grpc.aio.AioRpcError as exc:
                 if code_of(exc) != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)  # the report is on its way to the leader
-        assert _active(r) == "primary"
+        assert list(resp.decision.paths)[:1] == ["primary"]
+        # The reply can come before the leader's own watch brings the write into its view.
+        await wait_for(lambda: _active(r) == "primary", 5, "the switch in the leader's view")
     finally:
         for c in clients:
             await c.close()
@@ -156,8 +158,9 @@ async def test_health_of_hosts_still_connected_elsewhere_passes_the_guard_after_
         leader.freshness.probe_once = probe  # type: ignore[method-assign]
         await wait_for(lambda: not leader.freshness.state.stale, 10, "the leader fresh again")
         assert leader.leader.leadership is not None, "precondition: still the leader"
-        await switch(rs.address(0), G, "backup", force=False)
-        assert _active(leader) == "backup"
+        resp = await switch(rs.address(0), G, "backup", force=False)
+        assert list(resp.decision.paths)[:1] == ["backup"]
+        await wait_for(lambda: _active(leader) == "backup", 5, "the switch in the leader's view")
     finally:
         for c in clients:
             await c.close()
