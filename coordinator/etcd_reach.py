@@ -1,4 +1,7 @@
-"""Say why etcd does not answer: how many of its members answer at all.
+"""How etcd is reached: which member a replica talks to, and why etcd does not answer.
+
+A replica sends its calls to the member that leads etcd (``keep_near_etcd_leader``):
+a write sent to another member is passed on to the leader inside etcd first.
 
 "get: timed out" tells an operator nothing; "etcd has no quorum (0 of 3 members
 answer)" tells them where to look. A member "answers" when its client port
@@ -11,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+
+from coordinator.store.errors import StoreError
+from coordinator.store.port import Store
 
 
 def describe(answering: int, members: int) -> str:
@@ -43,3 +49,15 @@ async def count_answering(endpoints: Sequence[str], timeout_s: float = 0.5) -> i
     """Probe every member in parallel, bounded by ``timeout_s``."""
     results = await asyncio.gather(*(_answers(e, timeout_s) for e in endpoints))
     return sum(results)
+
+
+async def keep_near_etcd_leader(store: Store, interval_s: float) -> None:
+    """Point the store at etcd's leader now and every ``interval_s`` (etcd's leader moves).
+
+    Every replica does it, not only the coordinator leader: a successor's first commit
+    (the one a hand-over waits for) then needs no lookup.
+    """
+    while True:
+        with contextlib.suppress(StoreError):
+            await store.prefer_etcd_leader()
+        await asyncio.sleep(interval_s)

@@ -21,6 +21,7 @@ from coordinator.admin_service import AdminService
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
 from coordinator.election import ANSWER_S, Election
+from coordinator.etcd_reach import keep_near_etcd_leader
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
 from coordinator.held_epochs import HeldEpochCheck
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
 ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
+ETCD_LEADER_CHECK_S = 5.0  # which etcd member leads is asked this often (calls go there)
 SETTLE_S = 1.0  # a graceful stop waits this long at most for a commit in flight
 
 
@@ -378,6 +380,7 @@ class Replica:
                 tg.create_task(self.hub.run(), name="sync-hub")
                 tg.create_task(self.held_check.run(), name="held-epochs")
                 tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
+                tg.create_task(keep_near_etcd_leader(self.store, ETCD_LEADER_CHECK_S), name="etcd-leader")
                 await self.mirror.ready.wait()
                 election = tg.create_task(
                     self.election.run(self.health.term(self.leader.run)), name="election"

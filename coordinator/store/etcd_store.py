@@ -70,6 +70,8 @@ from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
 
+LEADER_STATUS_TIMEOUT_S = 0.2  # how long each member may take to say who leads etcd
+
 _CHANNEL_OPTIONS = [
     # Our own connections: never share subchannels (and their streams' fate) with
     # another channel of this process that happens to target the same members.
@@ -219,6 +221,21 @@ class Members:
         if self.current == i and len(self.clients) > 1:
             self.current = (i + 1) % len(self.clients)
             log.info("etcd member %d failed an attempt: moving to member %d", i, self.current)
+
+    async def find_leader(self, timeout_s: float) -> int | None:
+        """The member that names itself etcd's raft leader, asking all at once (None if none does)."""
+
+        async def status(i: int) -> int | None:
+            try:
+                st = await self.clients[i].maintenance.status(timeout=timeout_s)  # type: ignore[union-attr]
+            except Exception:  # silent, refused or stopping: another member answers
+                return None
+            return i if st.leader and st.leader == st.header.member_id else None
+
+        found = [
+            i for i in await asyncio.gather(*(status(i) for i in range(len(self.clients)))) if i is not None
+        ]
+        return found[0] if len(found) == 1 else None
 
     def channel(self, i: int) -> Any:
         return self.clients[i]._channel
@@ -637,6 +654,23 @@ class EtcdStore:
             attempts=1,
         )
         return int(resp.header.revision)
+
+    async def connected_members(self) -> Members:
+        """The member clients, connected (benchmarks time calls per member with it)."""
+        return await self._c()
+
+    async def prefer_etcd_leader(self) -> None:
+        """Send later calls to etcd's raft leader, if one member says it is.
+
+        A write sent to a follower member is passed on to the leader inside etcd: one
+        more hop on every commit (docs/benchmarks.md, "Writes go to the member that
+        leads etcd"). Calls still move to the next member when an attempt fails.
+        """
+        members = await self._c()
+        leader = await members.find_leader(min(self._timeout, LEADER_STATUS_TIMEOUT_S))
+        if leader is not None and leader != members.current:
+            log.info("etcd member %d leads etcd: sending calls there", leader)
+            members.current = leader
 
     async def alarms(self) -> list[str]:
         resp = await self._unary("alarms", lambda c: c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]

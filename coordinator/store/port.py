@@ -66,6 +66,9 @@ class Store(Protocol):
     async def current_revision(self) -> int:
         """Revision from a fresh linearizable read (needs an etcd leader)."""
 
+    async def prefer_etcd_leader(self) -> None:
+        """Route later calls to the store's own leader where that saves a hop (best effort)."""
+
     async def alarms(self) -> list[str]: ...
 
     async def compact(self, revision: int) -> None: ...
