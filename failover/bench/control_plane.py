@@ -223,7 +223,7 @@ class ControlPlaneBench:
         victim.reap()
         t0 = time.monotonic_ns()
         victim.start()
-        await self.c.wait_ready([victim], timeout=self.run_timeout_s)
+        await self.c.wait_ready([victim], timeout=self.run_timeout_s, fresh=True)
         dt = time.monotonic_ns() - t0
         if record:
             self.stats["restart_to_ready"].record_ns(dt)
