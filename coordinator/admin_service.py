@@ -40,6 +40,7 @@ from coordinator.store.port import Store
 from coordinator.store.types import Compare, Put
 from coordinator.urgent import Urgent
 from coordinator.view import ClusterView, LeaderKey
+from failover import rpc
 from failover.aio import wait_any
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
@@ -226,7 +227,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         async def one(rid: str, address: str) -> apb.ReplicaStatus:
             try:
                 stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
-                st: apb.ReplicaStatus = await stub.LocalStatus(req, timeout=self._timeout)
+                st: apb.ReplicaStatus = await rpc.unary(stub.LocalStatus(req, timeout=self._timeout))
                 if st.sidecars and not st.host_counts:  # a replica that does not shape its answer
                     st = shape(st, req, decided_of(self._view.routes))
                 return st
@@ -347,7 +348,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         remaining = context.time_remaining()
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
-            forward(admin_pb2_grpc.AdminStub(self._peers.for_term(leader.address, leader.token)), timeout)
+            rpc.unary(
+                forward(admin_pb2_grpc.AdminStub(self._peers.for_term(leader.address, leader.token)), timeout)
+            )
         )
         moved = asyncio.ensure_future(self._leader_moved(leader))
         try:
@@ -362,6 +365,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             return None
         try:
             return call.result()
+        except rpc.ChannelClosed:
+            # Its peer channel was replaced under it (the leader's address stopped answering):
+            # the leader may still hold a copy, which a forward on the new channel joins.
+            log.info(
+                "channel to leader %s closed under a forwarded call: sending it again", leader.replica_id
+            )
+            return None
         except grpc.aio.AioRpcError as exc:
             unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (
                 exc.details() or ""

@@ -35,6 +35,7 @@ from opentelemetry.trace import Span, Tracer
 
 from coordinator.peers import PeerChannels
 from coordinator.view import ClusterView
+from failover import rpc
 from failover.aio import wait_any
 from failover.telemetry import tracing
 from failover.v1 import admin_pb2 as apb
@@ -266,7 +267,7 @@ class HealthForwarder:
             return False
         try:
             stub = admin_pb2_grpc.PeerStub(self._peers.get(leader.address))
-            ack = await stub.ForwardHealth(msg, timeout=FORWARD_TIMEOUT_S)
+            ack = await rpc.unary(stub.ForwardHealth(msg, timeout=FORWARD_TIMEOUT_S))
             return bool(ack.is_leader)
         except grpc.aio.AioRpcError as exc:
             log.debug("forwarding health to %s failed: %s", leader.replica_id, exc.code().name)

@@ -39,6 +39,7 @@ from coordinator.core.reconcile import Proposal
 from coordinator.peers import PeerChannels
 from coordinator.request_checks import trace_context
 from coordinator.view import ClusterView
+from failover import rpc
 from failover.model.spec import Stage
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -161,7 +162,9 @@ class LeaderHealth:
                 return
             stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
             try:
-                resp = await stub.CollectHealth(apb.CollectHealthRequest(leader_id=self._id), timeout=timeout)
+                resp = await rpc.unary(
+                    stub.CollectHealth(apb.CollectHealthRequest(leader_id=self._id), timeout=timeout)
+                )
             except grpc.aio.AioRpcError as exc:
                 log.warning("no health state from replica %s: %s", rid, exc.code().name)
                 return

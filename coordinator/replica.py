@@ -169,7 +169,9 @@ class Replica:
         """Whether a candidate answers its health check as serving (a stopping replica
         says NOT_SERVING; a paused one does not answer)."""
         stub = health_pb2_grpc.HealthStub(self.peers.get(cand.address))
-        resp = await stub.Check(health_pb2.HealthCheckRequest(service="failover.v1.Peer"), timeout=ANSWER_S)
+        resp = await rpc.unary(
+            stub.Check(health_pb2.HealthCheckRequest(service="failover.v1.Peer"), timeout=ANSWER_S)
+        )
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
     def _leader_health(self) -> LeaderHealth:

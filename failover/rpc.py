@@ -8,10 +8,11 @@ on the roadmap) will be added here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import socket
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -254,3 +255,37 @@ def channel(
     return grpc.aio.secure_channel(
         target, channel_credentials(tls), options=opts, interceptors=list(interceptors) or None
     )
+
+
+T = TypeVar("T")
+
+
+class ChannelClosed(grpc.aio.AioRpcError):
+    """A call cancelled because its channel was closed under it, not because its caller
+    was cancelled: a failed call (status CANCELLED), handled where other call failures are."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.CANCELLED,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details="channel closed while the call was in flight",
+            debug_error_string=None,
+        )
+
+
+async def unary(call: Awaitable[T]) -> T:
+    """Await a unary call; raise ``ChannelClosed`` when its channel is closed under it.
+
+    grpc.aio ends such a call with ``asyncio.CancelledError``, the same exception as a
+    cancelled caller. Escaping a server handler, it leaves the handler's own caller with
+    no status until its deadline; elsewhere it ends the task that made the call. Only a
+    task that is itself being cancelled gets ``CancelledError``.
+    """
+    try:
+        return await call
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ChannelClosed() from None
