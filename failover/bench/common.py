@@ -140,9 +140,12 @@ class Cluster:
         """One long-lived channel per replica address (call inside the event loop)."""
         ch = self._channels.get(address)
         if ch is None:
-            tls = self.pki.operator() if self.pki is not None else None
-            ch = self._channels[address] = rpc.channel(address, tls=tls)
+            ch = self._channels[address] = self._new_channel(address)
         return ch
+
+    def _new_channel(self, address: str) -> grpc.aio.Channel:
+        tls = self.pki.operator() if self.pki is not None else None
+        return rpc.channel(address, tls=tls)
 
     def admin(self, address: str) -> Any:
         return admin_pb2_grpc.AdminStub(self.channel(address))
@@ -212,8 +215,7 @@ class Cluster:
 
     async def _status_once(self, address: str, timeout: float) -> Any:
         """GetStatus on a channel of its own, closed after the call."""
-        tls = self.pki.operator() if self.pki is not None else None
-        ch = rpc.channel(address, tls=tls)
+        ch = self._new_channel(address)
         try:
             st: apb.ClusterStatus = await admin_pb2_grpc.AdminStub(ch).GetStatus(
                 apb.GetStatusRequest(), timeout=timeout

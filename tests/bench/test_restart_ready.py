@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import time
 
 import grpc
 import pytest
 
+from coordinator.etcd_reach import count_answering
 from failover.bench.common import Cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -25,18 +25,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 READY_AFTER_SERVING_S = 0.35
 
 
-def _accepts(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.05):
-        return True
-    return False
-
-
 async def _serving(address: str, timeout: float) -> float:
     """The monotonic time at which ``address`` first accepts a TCP connection (polled every 2 ms)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if _accepts(address):
+        if await count_answering([address], timeout_s=0.05):
             return time.monotonic()
         await asyncio.sleep(0.002)
     raise AssertionError(f"{address} did not accept connections within {timeout}s")

@@ -47,7 +47,6 @@ async def test_a_forwarded_switch_is_answered_when_its_channel_is_closed_under_i
         i = next(k for k, r in enumerate(rs.replicas) if r is not None and r is not leader)
         follower = rs.replicas[i]
         assert follower is not None
-        lk = follower.view.leader
         await wait_for(
             lambda: (
                 follower.view.leader is not None and follower.view.leader.replica_id == leader.cfg.replica_id
