@@ -316,10 +316,12 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             keepalive_time_ms=ping_every_ms,
             ping_timeout_ms=ping_timeout_ms,
-            # Timing first, so a call the authorization refuses is timed with its status.
+            # Timing first, so a call the authorization refuses is timed with its status;
+            # the stray-cancel guard last, so what it answers is timed and counted too.
             interceptors=[
                 RpcServerMetrics(self.metrics),
                 *([AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else []),
+                rpc.StrayCancelGuard(),
             ],
         )
         # Per-caller Admin rate limits (admin_limits); refusals counted in .refused.
