@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from coordinator.authz import authorize
-from failover.rpc import Behaviour, run_behaviour, wrap_handler
+from failover.rpc import Behaviour, HandlerWrapper, run_behaviour
 from failover.tls import peer_uri_or_cn
 
 log = logging.getLogger(__name__)
@@ -35,21 +35,12 @@ class Denials:
         return sum(self.by_caller.values())
 
 
-class AuthzInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class AuthzInterceptor(HandlerWrapper):
     def __init__(self, denials: Denials | None = None) -> None:
+        super().__init__()
         self.denials = denials or Denials()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        return wrap_handler(handler, lambda behaviour: self._guard(details.method, behaviour))
-
-    def _guard(self, method: str, behavior: Behaviour) -> Callable[..., Awaitable[Any]]:
+    def wrap(self, method: str, behavior: Behaviour) -> Callable[..., Awaitable[Any]]:
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             raw = peer_uri_or_cn(context)
             verdict = authorize(raw, method)

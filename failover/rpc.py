@@ -212,7 +212,36 @@ def _being_cancelled() -> bool:
 STRAY_CANCEL_DETAILS = "the call was cut inside the server (a channel closed under it); send it again"
 
 
-class StrayCancelGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class HandlerWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+    """A server interceptor that runs code around every call: :meth:`wrap` says what.
+
+    grpc.aio asks an interceptor for the handler of every call; the wrapped handler is
+    built once per method and handed out again while the method's handler is the same.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, wrap_handler(handler, lambda behaviour: self.wrap(method, behaviour)))
+            self._wrapped[method] = known
+        return known[1]
+
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        raise NotImplementedError
+
+
+class StrayCancelGuard(HandlerWrapper):
     """Answers UNAVAILABLE for a handler that ends with a ``CancelledError`` its own call
     never got.
 
@@ -227,23 +256,8 @@ class StrayCancelGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
     hot path and making no gRPC calls inside its handlers, does not.
     """
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        # Built once per method: grpc.aio asks for every call.
-        known = self._wrapped.get(details.method)
-        if known is None or known[0] is not handler:
-            known = (handler, wrap_handler(handler, lambda behaviour: _guarded(details.method, behaviour)))
-            self._wrapped[details.method] = known
-        return known[1]
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        return _guarded(method, behaviour)
 
 
 def _guarded(method: str, behaviour: Behaviour) -> Behaviour:

@@ -27,7 +27,7 @@ from typing import Any, cast
 import grpc
 from opentelemetry.metrics import Meter
 
-from failover.rpc import Behaviour, run_behaviour, wrap_handler
+from failover.rpc import Behaviour, HandlerWrapper, run_behaviour
 from failover.telemetry.metrics import Instruments
 
 SYSTEM = "grpc"
@@ -94,7 +94,7 @@ class RpcInstruments(Instruments):
         ]
 
 
-class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class RpcServerMetrics(HandlerWrapper):
     """Times every call of a grpc.aio server into ``rpc.server.duration``.
 
     Install it first in the server's interceptor list, so a call refused by a later
@@ -104,19 +104,10 @@ class RpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
     """
 
     def __init__(self, metrics: RpcInstruments) -> None:
+        super().__init__()
         self._metrics = metrics
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        return wrap_handler(handler, lambda behaviour: self._timed(details.method, behaviour))
-
-    def _timed(self, method: str, behaviour: Behaviour) -> Callable[[Any, Any], Awaitable[Any]]:
+    def wrap(self, method: str, behaviour: Behaviour) -> Callable[[Any, Any], Awaitable[Any]]:
         record = self._metrics.rpc_server
 
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
