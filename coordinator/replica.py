@@ -316,10 +316,13 @@ class Replica:
             max_streams=self.cfg.stream.max_streams,
             keepalive_time_ms=ping_every_ms,
             ping_timeout_ms=ping_timeout_ms,
-            # Timing first, so a call the authorization refuses is timed with its status;
-            # the stray-cancel guard last, so what it answers is timed and counted too.
+            # Timing first, so a call the authorization refuses, or whose request does not
+            # parse, is timed with its status; requests parsed before the authorization
+            # (it names the operator in them); the stray-cancel guard last, so what it
+            # answers is timed and counted too.
             interceptors=[
                 RpcServerMetrics(self.metrics),
+                rpc.ParseRequests(),
                 *([AuthzInterceptor(self.denials)] if self.cfg.tls.enabled else []),
                 rpc.StrayCancelGuard(),
             ],

@@ -150,7 +150,7 @@ def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequence[s
     from grpc_reflection.v1alpha import reflection
 
     servicer = AioHealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    add_service(server, health_pb2_grpc.add_HealthServicer_to_server, servicer)
     reflection.enable_server_reflection(
         [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
@@ -178,14 +178,19 @@ _SHAPES = (
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any], wrap: Callable[[Behaviour], Behaviour]
+    handler: grpc.RpcMethodHandler[Any, Any],
+    wrap: Callable[[Behaviour], Behaviour],
+    *,
+    parse_requests: bool = True,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with its behaviour replaced by ``wrap(behaviour)``: same call shape, same
-    (de)serializers. What a server interceptor returns to run code around every call."""
+    (de)serializers. What a server interceptor returns to run code around every call.
+    ``parse_requests=False``: requests reach ``wrap``'s behaviour as bytes."""
+    parse = handler.request_deserializer if parse_requests else None
     for shape, make in _SHAPES:
         behaviour = getattr(handler, shape)
         if behaviour:
-            return make(wrap(behaviour), handler.request_deserializer, handler.response_serializer)
+            return make(wrap(behaviour), parse, handler.response_serializer)
     raise ValueError("a method handler with no behaviour")
 
 
@@ -200,6 +205,61 @@ async def run_behaviour(
             await context.write(item)
         return None
     return await result
+
+
+def add_service(server: grpc.aio.Server, add: Callable[[Any, Any], None], servicer: Any) -> None:
+    """Register ``servicer`` with its generated ``add_*Servicer_to_server`` function, each
+    single-request method parsing its request inside the handler.
+
+    grpc.aio parses a unary request before any handler or interceptor runs, and a body
+    that is not the method's message ends the call UNKNOWN with a traceback logged at
+    ERROR by gRPC itself. Parsed here instead, such a body is answered INVALID_ARGUMENT
+    naming the method. Methods that stream requests parse each one as the handler reads
+    it, inside the handler already, and are registered as generated. Interceptors see
+    the handler as registered, here taking bytes: a server whose interceptors read
+    requests registers as generated and installs :class:`ParseRequests` instead.
+    """
+    add(servicer, _ParsingRegistrar(server))
+
+
+class _ParsingRegistrar:
+    """What generated code registers handlers with; passes them on with unary parsing moved
+    into the handler. Generated code hands the same handlers to both methods below, so
+    the generic registration is rebuilt from the named one."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # the same handlers arrive through add_registered_method_handlers
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        parsed = {name: _parse_inside(f"{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, parsed),))
+        # grpcio >= 1.66; grpc-stubs predate it
+        self._server.add_registered_method_handlers(service, parsed)  # type: ignore[attr-defined]
+
+
+def _parse_inside(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    parse = handler.request_deserializer
+    if parse is None or handler.request_streaming:
+        return handler
+    bad = f"the request to {method} does not parse as its message"
+
+    def wrap(behaviour: Behaviour) -> Behaviour:
+        async def parsed(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                request = parse(raw)
+            except Exception:  # DecodeError, or any parse failure: the caller's bytes
+                log.warning("%s: a request that does not parse; answered INVALID_ARGUMENT", method)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
+            return await run_behaviour(behaviour, request, context)
+
+        return parsed
+
+    return wrap_handler(handler, wrap, parse_requests=False)
 
 
 def _being_cancelled() -> bool:
@@ -233,12 +293,31 @@ class HandlerWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
         method: str = details.method
         known = self._wrapped.get(method)
         if known is None or known[0] is not handler:
-            known = (handler, wrap_handler(handler, lambda behaviour: self.wrap(method, behaviour)))
+            known = (handler, self.wrap_method(method, handler))
             self._wrapped[method] = known
         return known[1]
 
+    def wrap_method(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        return wrap_handler(handler, lambda behaviour: self.wrap(method, behaviour))
+
     def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
         raise NotImplementedError
+
+
+class ParseRequests(HandlerWrapper):
+    """:func:`add_service`'s request parsing, for a server with interceptors.
+
+    An interceptor sees the handler as registered, so parsing moved into the handler
+    at registration would hand every interceptor bytes. As an interceptor placed before
+    any that reads requests, the ones after it still see the parsed message.
+    """
+
+    def wrap_method(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        return _parse_inside(method.lstrip("/"), handler)
 
 
 class StrayCancelGuard(HandlerWrapper):

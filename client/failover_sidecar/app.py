@@ -111,7 +111,9 @@ class SidecarApp:
                 raise SocketError("listen.framed_socket: must differ from listen.socket")
             prepare_socket(framed_path, "listen.framed_socket")
         server = rpc.make_server()
-        sidecar_pb2_grpc.add_SidecarServicer_to_server(SidecarService(self.agent, self.orders), server)
+        rpc.add_service(
+            server, sidecar_pb2_grpc.add_SidecarServicer_to_server, SidecarService(self.agent, self.orders)
+        )
         health = rpc.add_health_and_reflection(server, SERVICES)
         rpc.bind(server, f"unix:{cfg.socket_path}")
         if cfg.listen.tcp:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from failover.aio import cancel_and_wait
 from failover.v1 import sidecar_pb2 as spb
@@ -22,6 +23,7 @@ MAX_PAYLOAD_BYTES = 8 * 1024
 RELAY_QUEUE = 10_000
 MAX_WATCH_GROUPS = 1000
 """Groups one WatchRoute may name (a host serves far fewer)."""
+RELAY_GARBLED = "the request to failover.v1.Sidecar/Relay does not parse as its message"
 
 
 def _shown(value: str) -> str:
@@ -81,6 +83,9 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             first = await it.__anext__()
         except StopAsyncIteration:
             return
+        except DecodeError:
+            log.warning("a relay request that does not parse; answered INVALID_ARGUMENT")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)
         if first.WhichOneof("kind") != "open":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be open{strategy_id}"
@@ -106,8 +111,10 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 overflow.set()
 
         self._orders.sinks[sid] = sink
+        garbled = False
 
         async def reader() -> None:
+            nonlocal garbled
             try:
                 async for req in it:
                     if req.WhichOneof("kind") != "message":
@@ -124,6 +131,10 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                         self._orders.submit(sid, m)
                     except RelayError as exc:
                         sink(_refused(m, str(exc)))
+            except DecodeError:
+                # Outcomes of what came before still reach the strategy, then the
+                # stream ends with a status saying why (not OK, as if it had closed).
+                garbled = True
             finally:
                 with contextlib.suppress(asyncio.QueueFull):
                     out.put_nowait(None)
@@ -133,6 +144,9 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             while not overflow.is_set():
                 ev = await out.get()
                 if ev is None:
+                    if garbled:
+                        log.warning("strategy %s sent a relay request that does not parse", sid)
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)
                     return
                 yield ev
             await context.abort(

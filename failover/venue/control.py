@@ -122,7 +122,7 @@ class VenueControlService(venue_pb2_grpc.VenueControlServicer):  # type: ignore[
 async def start_control_server(venue: VenueOps, address: str) -> tuple[grpc.aio.Server, int]:
     """Build, bind and start the control server (with health and reflection); returns it and its port."""
     server = rpc.make_server()
-    venue_pb2_grpc.add_VenueControlServicer_to_server(VenueControlService(venue), server)
+    rpc.add_service(server, venue_pb2_grpc.add_VenueControlServicer_to_server, VenueControlService(venue))
     health = rpc.add_health_and_reflection(server, [SERVICE_NAME])
     port = rpc.bind(server, address)
     await server.start()
