@@ -145,8 +145,11 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 ev = await out.get()
                 if ev is None:
                     if garbled:
+                        # DATA_LOSS, not INVALID_ARGUMENT: messages before it may be on
+                        # their way to a venue, and the library reads INVALID_ARGUMENT
+                        # as a refusal at open (nothing sent, so REJECTED).
                         log.warning("strategy %s sent a relay request that does not parse", sid)
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)
+                        await context.abort(grpc.StatusCode.DATA_LOSS, RELAY_GARBLED)
                     return
                 yield ev
             await context.abort(

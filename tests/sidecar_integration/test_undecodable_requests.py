@@ -103,7 +103,8 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
     tmp_path, etcd_cluster, prefix
 ) -> None:
     """Before: a garbled request mid-stream ended the Relay stream with status OK, as if
-    the strategy had closed it."""
+    the strategy had closed it. DATA_LOSS (not INVALID_ARGUMENT, which the library reads
+    as a refusal at open: REJECTED) leaves what was sent before it IN_DOUBT."""
     async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
         await standard(s, ("h1",), replicas=1)
         raw = s.channel(f"unix:{s.sidecars['h1'].socket}").stream_stream(
@@ -125,7 +126,7 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             async for ev in raw(requests(), timeout=5):
                 events.append(sidecar_pb2.RelayEvent.FromString(ev))
-        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.value
+        assert exc.value.code() == grpc.StatusCode.DATA_LOSS, exc.value
         assert "does not parse" in (exc.value.details() or "")
         assert [(e.outcome.client_msg_id, e.outcome.kind) for e in events] == [
             (1, sidecar_pb2.OUTCOME_KIND_ACKED)
