@@ -544,14 +544,15 @@ async def standard(
     heartbeat_ms: int = 50,
     replicas: int = 3,
     sidecar: dict[str, Any] | None = None,
+    coordinator: dict[str, Any] | None = None,
     **policy: Any,
 ) -> None:
     """One venue (primary, backup), ``replicas`` coordinators, one sidecar per host; all ready.
 
-    ``sidecar``: extra sections of every sidecar's config."""
+    ``sidecar``, ``coordinator``: extra sections of every sidecar's, every coordinator's config."""
     s.start_venue()
     await s.wait_venue()
-    s.start_coordinators([s.group_def(**policy)], n=replicas)
+    s.start_coordinators([s.group_def(**policy)], n=replicas, **(coordinator or {}))
     # Sidecars start once the first decision exists: a sidecar that connects before it reports
     # an empty effective route, and the decision that follows is never reported (see
     # Agent.on_decision), so `failover status` would show "" for that host.
