@@ -219,7 +219,10 @@ def add_service(server: grpc.aio.Server, add: Callable[[Any, Any], None], servic
     the handler as registered, here taking bytes: a server whose interceptors read
     requests registers as generated and installs :class:`ParseRequests` instead.
     """
-    add(servicer, _ParsingRegistrar(server))
+    registrar = _ParsingRegistrar(server)
+    add(servicer, registrar)
+    if not registrar.registered:  # generated code from before grpcio 1.66: nothing served
+        raise RuntimeError(f"{add.__name__} registered no named handlers: regenerate the gRPC code")
 
 
 class _ParsingRegistrar:
@@ -229,6 +232,7 @@ class _ParsingRegistrar:
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server
+        self.registered = False
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         pass  # the same handlers arrive through add_registered_method_handlers
@@ -240,6 +244,7 @@ class _ParsingRegistrar:
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, parsed),))
         # grpcio >= 1.66; grpc-stubs predate it
         self._server.add_registered_method_handlers(service, parsed)  # type: ignore[attr-defined]
+        self.registered = True
 
 
 def _parse_inside(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
@@ -336,20 +341,16 @@ class StrayCancelGuard(HandlerWrapper):
     """
 
     def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
-        return _guarded(method, behaviour)
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await run_behaviour(behaviour, request, context)
+            except asyncio.CancelledError:
+                if _being_cancelled():
+                    raise
+                log.warning("%s: a stray cancel inside the handler; answered UNAVAILABLE", method)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, STRAY_CANCEL_DETAILS)
 
-
-def _guarded(method: str, behaviour: Behaviour) -> Behaviour:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await run_behaviour(behaviour, request, context)
-        except asyncio.CancelledError:
-            if _being_cancelled():
-                raise
-            log.warning("%s: a stray cancel inside the handler; answered UNAVAILABLE", method)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, STRAY_CANCEL_DETAILS)
-
-    return guarded
+        return guarded
 
 
 def _check_free(address: str) -> None:
