@@ -9,6 +9,7 @@ on the roadmap) will be added here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import socket
@@ -201,8 +202,11 @@ async def run_behaviour(
     as an async generator) write what it yields with ``context.write``."""
     result = behaviour(request, context)
     if inspect.isasyncgen(result):
-        async for item in result:
-            await context.write(item)
+        # Closed here, not when the garbage collector finds it: its ``finally`` (a listener
+        # removed, a slot freed) runs as the call ends, cancelled or not.
+        async with contextlib.aclosing(result):
+            async for item in result:
+                await context.write(item)
         return None
     return await result
 
