@@ -103,10 +103,11 @@ class LeaderWatch:
             channel = self._peers.for_term(lk.address, lk.token)
             state = channel.get_state(try_to_connect=True)
             if state is grpc.ChannelConnectivity.READY:
+                self._dead.observe(lk.token, Probe.ACCEPTED, lk.replica_id)
                 await wait_any(channel.wait_for_state_change(state), self._view.changed.wait())
                 continue
             result = await probe(lk.address)
-            if self._dead.observe(lk.token, result):
+            if self._dead.observe(lk.token, result, lk.replica_id):
                 await self._revoke(lk)
                 await wait_any(self._view.changed.wait(), timeout=RECHECK_S)
             elif result is Probe.REFUSED:

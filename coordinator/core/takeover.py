@@ -12,7 +12,7 @@ write is fenced by the election key's create revision.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Probe(enum.Enum):
@@ -23,15 +23,31 @@ class Probe(enum.Enum):
 
 @dataclass
 class DeadLeader:
-    """Consecutive refusals for one leader term; ``needed`` of them in a row say it is dead."""
+    """Consecutive refusals for one leader term; ``needed`` of them in a row say it is dead.
+
+    A replica whose lease this follower revoked and that then leads again is alive
+    (it campaigned and won): its port refuses this follower for another reason (a
+    firewall's REJECT), and revoking it again would only hand the term back and forth.
+    Its refusals do not count until its port has accepted this follower once.
+    """
 
     needed: int = 2
     token: int = 0  # the term (election key create revision) being judged
     refusals: int = 0
+    revoked: dict[str, int] = field(default_factory=dict)  # replica id -> the term revoked
 
-    def observe(self, token: int, probe: Probe) -> bool:
-        """Record one probe of term ``token``'s address; True when its lease should be revoked."""
+    def observe(self, token: int, probe: Probe, replica_id: str = "") -> bool:
+        """Record one probe of term ``token``'s address (led by ``replica_id``); True when its
+        lease should be revoked (the caller revokes it)."""
         if token != self.token:
             self.token, self.refusals = token, 0
+        if probe is Probe.ACCEPTED:
+            self.revoked.pop(replica_id, None)
+        if self.revoked.get(replica_id, token) < token:
+            self.refusals = 0
+            return False
         self.refusals = self.refusals + 1 if probe is Probe.REFUSED else 0
-        return self.refusals >= self.needed
+        if self.refusals < self.needed:
+            return False
+        self.revoked[replica_id] = token
+        return True
