@@ -104,7 +104,9 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
 ) -> None:
     """Before: a garbled request mid-stream ended the Relay stream with status OK, as if
     the strategy had closed it. DATA_LOSS (not INVALID_ARGUMENT, which the library reads
-    as a refusal at open: REJECTED) leaves what was sent before it IN_DOUBT."""
+    as a refusal at open: REJECTED) leaves what was sent before it and has no outcome yet
+    IN_DOUBT. The garbage goes once the order's outcome came, so the test does not race
+    the venue's ack."""
     async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
         await standard(s, ("h1",), replicas=1)
         raw = s.channel(f"unix:{s.sidecars['h1'].socket}").stream_stream(
@@ -114,11 +116,14 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
             group=GROUP, client_msg_id=1, kind=sidecar_pb2.MESSAGE_KIND_NEW_ORDER, payload=b"x"
         )
 
+        outcome_seen = asyncio.Event()
+
         async def requests() -> AsyncIterator[bytes]:
             yield sidecar_pb2.RelayRequest(
                 open=sidecar_pb2.RelayOpen(strategy_id=STRATEGY)
             ).SerializeToString()
             yield sidecar_pb2.RelayRequest(message=order).SerializeToString()
+            await outcome_seen.wait()  # bounded by the call's deadline
             yield GARBAGE
             await asyncio.sleep(10)  # the stream stays open: the sidecar must end it
 
@@ -126,6 +131,7 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             async for ev in raw(requests(), timeout=5):
                 events.append(sidecar_pb2.RelayEvent.FromString(ev))
+                outcome_seen.set()
         assert exc.value.code() == grpc.StatusCode.DATA_LOSS, exc.value
         assert "does not parse" in (exc.value.details() or "")
         assert [(e.outcome.client_msg_id, e.outcome.kind) for e in events] == [
