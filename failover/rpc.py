@@ -251,11 +251,17 @@ class _ParsingRegistrar:
         self.registered = True
 
 
+def does_not_parse(method: str) -> str:
+    """The status message for a request to ``method`` ("failover.v1.Admin/Switch") that is
+    not its message: one wording for every server, whoever parses."""
+    return f"the request to {method} does not parse as its message"
+
+
 def _parse_inside(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     parse = handler.request_deserializer
     if parse is None or handler.request_streaming:
         return handler
-    bad = f"the request to {method} does not parse as its message"
+    bad = does_not_parse(method)
 
     def wrap(behaviour: Behaviour) -> Behaviour:
         async def parsed(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from failover import rpc
 from failover.aio import cancel_and_wait
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
@@ -23,7 +24,7 @@ MAX_PAYLOAD_BYTES = 8 * 1024
 RELAY_QUEUE = 10_000
 MAX_WATCH_GROUPS = 1000
 """Groups one WatchRoute may name (a host serves far fewer)."""
-RELAY_GARBLED = "the request to failover.v1.Sidecar/Relay does not parse as its message"
+RELAY_GARBLED = rpc.does_not_parse("failover.v1.Sidecar/Relay")
 
 
 def _shown(value: str) -> str:
