@@ -7,11 +7,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 from failover_sidecar.config import SidecarConfig
+from packaging.requirements import Requirement
 
 from coordinator.config import CoordinatorConfig
 from tests.deploy import manifests
@@ -69,6 +72,44 @@ def test_image_is_pinned_non_root_and_has_no_healthcheck():
     pins = dict(ln.split("==") for ln in lock)
     for dep in ("grpcio", "grpcio-health-checking", "grpcio-reflection", "etcd3aio", "pydantic"):
         assert dep in pins
+    # The build's `pip check`, offline: every runtime pin of pyproject.toml is locked at
+    # its version, and everything those need (as installed here) is locked at a version
+    # that satisfies each requirement on it (pip itself comes with the image's venv).
+    locked = {_canonical(name): version for name, version in pins.items()}
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"]:
+        name, sep, version = req.partition("==")
+        if sep:
+            assert locked.get(_canonical(name)) == version, f"{req} is not in deploy/requirements.lock"
+    for who, req in _runtime_requirements("failover"):
+        name = _canonical(req.name)
+        if name == "pip":
+            continue
+        assert name in locked, f"{who} needs {req}: not in deploy/requirements.lock"
+        version = locked[name]
+        assert req.specifier.contains(version, prereleases=True), f"{who} needs {req}, locked {version}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_requirements(dist: str) -> list[tuple[str, Requirement]]:
+    """(who, requirement) for everything ``dist`` needs at run time, transitively, no extras."""
+    out: list[tuple[str, Requirement]] = []
+    seen: set[str] = set()
+    todo = [dist]
+    while todo:
+        who = todo.pop()
+        for spec in metadata.requires(who) or []:
+            req = Requirement(spec)
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            out.append((who, req))
+            if _canonical(req.name) not in seen:
+                seen.add(_canonical(req.name))
+                todo.append(req.name)
+    return out
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
