@@ -403,3 +403,31 @@ async def test_reset_closes_the_line_before_inject_returns(venue: Venue) -> None
         assert data == b""
     finally:
         raw.close()
+
+
+async def test_replies_to_one_read_leave_in_one_write_in_order(venue: Venue, connect: Connect) -> None:
+    """Orders that arrive together are answered by one write, in order; a lone one at once."""
+    client = await connect("primary", "host-a")
+    (conn,) = venue.gateways["primary"].connections
+    assert conn.transport is not None
+    writes: list[bytes] = []
+    real_write = conn.transport.write
+
+    def counting(data: bytes) -> None:
+        writes.append(data)
+        real_write(data)
+
+    conn.transport.write = counting  # type: ignore[method-assign]
+    burst = b""
+    for i in range(6):
+        msg = p.new_order(f"c-{i}", "x")
+        client.seq.stamp(msg)
+        burst += p.encode(msg)
+    client.send_raw(burst)  # one segment: the venue reads the six in one go
+    acks = [await client.expect("ack") for _ in range(6)]
+    assert [a["clordid"] for a in acks] == [f"c-{i}" for i in range(6)]
+    assert [a["seq"] for a in acks] == list(range(1, 7))  # in order (logon_ack carries none)
+    assert len(writes) == 1, [len(w) for w in writes]
+    client.new("c-lone")
+    await client.expect("ack", clordid="c-lone")
+    assert len(writes) == 2  # a single order's reply is not held back either
