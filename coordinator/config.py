@@ -46,6 +46,11 @@ class EtcdSection(_Section):
 
 
 class ElectionSection(_Section):
+    # false: this replica never stands for leader. It serves sidecar streams and forwards
+    # operator calls like any follower, so replicas that do campaign can be kept free of
+    # streams and answer operators without queueing behind a fan-out (docs/deploy.md,
+    # "Stream-only replicas"). At least one replica of a cluster must campaign.
+    campaign: bool = True
     lease_ttl_s: int = Field(default=2, ge=1, le=300)
     # 0: a third of the granted TTL.
     keepalive_interval_ms: int = Field(default=0, ge=0, le=300_000)

@@ -202,6 +202,7 @@ class Replica:
             replica_id=self.cfg.replica_id,
             address=self.cfg.advertised,
             is_leader=self.election.is_leader,
+            streams_only=not self.cfg.election.campaign,
             applied_revision=self.mirror.revision,
             lag_revisions=f.lag_revisions,
             stale=f.stale,
@@ -238,6 +239,19 @@ class Replica:
             for g, st in sorted(self.health.statuses.items())
             for v in st.verdicts
         ]
+
+    async def _campaign(self) -> None:
+        """Stand for leader, term after term; a stream-only replica (election.campaign:
+        false) never does, and so never registers as a candidate a leader could hand to."""
+        if self.cfg.election.campaign:
+            await self.election.run(self.health.term(self.leader.run))
+            return
+        log.info(
+            "replica %s never stands for leader (election.campaign: false): it serves streams "
+            "and passes operator calls to the leader",
+            self.cfg.replica_id,
+        )
+        await asyncio.Event().wait()
 
     async def _hand_over(self, election: asyncio.Task[None], server: grpc.aio.Server, health: Any) -> None:
         """Stop in the order that lets a follower lead at once and leaves no gap: pick the
@@ -389,9 +403,7 @@ class Replica:
                 tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
                 tg.create_task(keep_near_etcd_leader(self.store, ETCD_LEADER_CHECK_S), name="etcd-leader")
                 await self.mirror.ready.wait()
-                election = tg.create_task(
-                    self.election.run(self.health.term(self.leader.run)), name="election"
-                )
+                election = tg.create_task(self._campaign(), name="election")
                 tg.create_task(self.leader_watch.run(), name="leader-watch")
                 self.ready.set()
                 if on_ready is not None:

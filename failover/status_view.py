@@ -40,7 +40,7 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
         t.add_row(
             r.replica_id,
             r.address,
-            "leader" if r.is_leader else "follower",
+            "leader" if r.is_leader else "streams only" if r.streams_only else "follower",
             str(r.applied_revision),
             str(r.lag_revisions),
             fresh,

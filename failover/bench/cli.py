@@ -242,6 +242,12 @@ def _int_list(value: str, name: str, lo: int, hi: int) -> list[int]:
     return items
 
 
+def _replicas(res: dict[str, Any]) -> str:
+    """R, or R+N when N more replicas served the streams only."""
+    only = int(res.get("stream_only_replicas") or 0)
+    return f"{res['replicas'] - only}+{only} stream-only" if only else str(res["replicas"])
+
+
 @bench_app.command("fanout")
 def fanout(
     streams: Annotated[
@@ -310,6 +316,17 @@ def fanout(
             "Plaintext only (--tls off).",
         ),
     ] = False,
+    stream_replicas: Annotated[
+        int,
+        typer.Option(
+            "--stream-replicas",
+            min=0,
+            max=9,
+            help="Start this many more replicas with election.campaign: false and open every stream "
+            "on them: the R replicas that campaign (the leader among them) serve no stream, as in the "
+            "stream-only topology of docs/deploy.md. 0: streams spread over the R replicas.",
+        ),
+    ] = 0,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -341,6 +358,7 @@ def fanout(
         "operator_during_fanout": operator_during_fanout,
         "etcd_watch": etcd_watch,
         "bare_floor": bare_floor,
+        "stream_replicas": stream_replicas,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -382,7 +400,8 @@ def fanout(
             for s in s_list:
                 for r in r_list:
                     for secure in variants(tls):
-                        name = f"S={s} R={r}" + (f" {label(secure)}" if tls != "off" else "")
+                        only = f"+{stream_replicas} stream-only" if stream_replicas else ""
+                        name = f"S={s} R={r}{only}" + (f" {label(secure)}" if tls != "off" else "")
                         cluster = Cluster(
                             f"fanout-s{s}-r{r}-{label(secure)}",
                             r,
@@ -390,6 +409,7 @@ def fanout(
                             keep_logs=keep_logs,
                             pki=pki if secure else None,
                             extra_groups=(QUIET,) if operator_during_fanout else (),
+                            streams_only=stream_replicas,
                         )
                         clusters.append(cluster)
                         results.append(
@@ -427,7 +447,7 @@ def fanout(
             last, every = res["last_stream"], res["all_streams"]
             t.add_row(
                 str(res["streams"]),
-                str(res["replicas"]),
+                _replicas(res),
                 res.get("tls", "insecure"),
                 str(last.get("count", 0)),
                 fmt_ms(last.get("p50_ms")),
@@ -457,7 +477,7 @@ def fanout(
             coord, etcd = _cpu_split(w["cpu_ms"])
             c.add_row(
                 str(res["streams"]),
-                str(res["replicas"]),
+                _replicas(res),
                 res.get("tls", "insecure"),
                 fmt_ms(first.get("p50_ms")),
                 fmt_ms(first.get("max_ms")),
@@ -476,7 +496,7 @@ def fanout(
                 idle = res["idle"]
                 it.add_row(
                     str(res["streams"]),
-                    str(res["replicas"]),
+                    _replicas(res),
                     f"{idle['coordinator_cpu_ms_per_s_total']:.1f}",
                     f"{idle['coordinator_cpu_ms_per_s_per_1000_streams']:.1f}",
                     f"{idle['bench_cpu_ms_per_s']:.1f}",
@@ -521,13 +541,14 @@ def _render_operator(rows: list[dict[str, Any]]) -> None:
             ("idle commit", op["idle_commit"]),
             ("fan-out switch", res["switch_reply"]),
             ("switch during fan-out", op["switch_during_fanout"]),
+            ("etcd txn during fan-out (floor)", op.get("etcd_txn_during_fanout") or {}),
             ("last stream (from t_commit)", res["last_stream"]),
         )
         for name, lat in calls:
             p99 = lat.get("p99_ms")
             t.add_row(
                 str(res["streams"]),
-                str(res["replicas"]),
+                _replicas(res),
                 name,
                 str(lat.get("count", 0)),
                 fmt_ms(lat.get("p50_ms")),
@@ -546,13 +567,16 @@ def _render_operator(rows: list[dict[str, Any]]) -> None:
             f"{r['operator']['during_sent_before_last_stream']}/{r['operator']['switch_during_fanout']['count']}"
             for r in rows
         )
-        + " sent before the last stream had it)."
+        + " sent before the last stream had it); etcd txn during fan-out: a bare etcd transaction of "
+        "a commit's shape sent by the same process at the same moment (plaintext rows only): what any "
+        "etcd client waits then, on the same cores."
     )
 
 
 def _cpu_split(cpu_ms: dict[str, float]) -> tuple[float, float]:
-    """A run window's CPU (ms) of the coordinators (c1, c2, ...) and of etcd's members, each summed."""
-    coord = sum(v for k, v in cpu_ms.items() if k.startswith("c"))
+    """A run window's CPU (ms) of the coordinators (c1, c2, ... and stream-only s1, ...) and of
+    etcd's members, each summed."""
+    coord = sum(v for k, v in cpu_ms.items() if k[:1] in ("c", "s"))
     etcd = sum(v for k, v in cpu_ms.items() if k.startswith("etcd"))
     return coord, etcd
 
@@ -591,7 +615,7 @@ def _render_etcd_watch(rows: list[dict[str, Any]]) -> None:
             server = coord if who == "ours" else etcd
             t.add_row(
                 str(res["streams"]),
-                str(res["replicas"]),
+                _replicas(res),
                 str(res["connections"] if who == "ours" else ew["connections"]),
                 who,
                 *_last_cells(last, every),

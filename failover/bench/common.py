@@ -86,8 +86,11 @@ class Cluster:
         keep_logs: bool = False,
         pki: BenchPki | None = None,
         extra_groups: tuple[str, ...] = (),
+        streams_only: int = 0,
     ) -> None:
         self.label = label
+        # More replicas, after the ``replicas`` that campaign, with election.campaign: false.
+        self.streams_only = streams_only
         # More groups shaped like GROUP (e.g. one no stream subscribes to, for operator probes).
         self.extra_groups = extra_groups
         # With a PKI: replicas serve mTLS, and this process calls them as operator "bench".
@@ -112,23 +115,33 @@ class Cluster:
         progress(f"[{self.label}] starting etcd ({self.etcd_members} member(s), tmpfs data)")
         self.etcd = EtcdCluster(self.etcd_members)
         self.etcd.start()
-        for i in range(self.n):
-            rid = f"c{i + 1}"
+        for i in range(self.n + self.streams_only):
+            campaigns = i < self.n
+            rid = f"c{i + 1}" if campaigns else f"s{i + 1 - self.n}"
             port = free_port()
-            cfg = {
+            cfg: dict[str, Any] = {
                 "replica_id": rid,
                 "listen": f"127.0.0.1:{port}",
                 "etcd": {"endpoints": self.etcd.endpoints, "prefix": self.prefix},
                 "groups": [group_definition(g) for g in (GROUP, *self.extra_groups)],
             }
+            if not campaigns:
+                cfg["election"] = {"campaign": False}
             if self.pki is not None:
                 cfg["tls"] = self.pki.config("replica", rid)
             path = self.log_dir / f"{rid}.yaml"
             path.write_text(yaml.safe_dump(cfg))
             self.procs.append(CoordinatorProc(rid, f"127.0.0.1:{port}", path, self.log_dir / f"{rid}.log"))
-        progress(f"[{self.label}] starting {self.n} coordinator(s); logs in {self.log_dir}")
+        only = f" and {self.streams_only} stream-only" if self.streams_only else ""
+        progress(f"[{self.label}] starting {self.n} coordinator(s){only}; logs in {self.log_dir}")
         for p in self.procs:
             p.start()
+
+    @property
+    def stream_addresses(self) -> list[str]:
+        """Where sidecar streams go: the stream-only replicas when there are any, else all."""
+        only = self.procs[self.n :]
+        return [p.address for p in (only or self.procs)]
 
     def by_id(self, replica_id: str) -> CoordinatorProc:
         for p in self.procs:

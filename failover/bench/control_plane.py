@@ -31,7 +31,7 @@ import grpc
 
 from coordinator.keys import Keys
 from coordinator.store.etcd_store import EtcdStore
-from coordinator.store.types import Compare, EventKind, Get, Put
+from coordinator.store.types import EventKind
 from failover.aio import wait_any
 from failover.bench.common import (
     GROUP,
@@ -42,11 +42,10 @@ from failover.bench.common import (
     progress,
     retry_until,
 )
+from failover.bench.floor_txn import FloorTxn
 from failover.stats import Latency
 
 POLL_INTERVAL_S = 0.005
-FLOOR_PREFIX = "/failover-bench-floor/"  # outside every coordinator's prefix: no watch sees it
-FLOOR_VALUE = b"x" * 400  # about a decision record's size
 
 
 class ControlPlaneBench:
@@ -73,7 +72,7 @@ class ControlPlaneBench:
         self.election_seen = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self.incidents: list[dict[str, Any]] = []
-        self._floor_compares: list[Compare] | None = None
+        self._floor: FloorTxn | None = None
         # Per graceful hand-over: how many times its one Switch was committed (1 expected).
         self.handover_commits: list[int] = []
         self.stats = {
@@ -141,21 +140,10 @@ class ControlPlaneBench:
         members.current = leader
 
     async def _floor_txn(self) -> int:
-        """One transaction shaped like a commit, timed (ns); the compares hold (keys made once)."""
-        store = self._store()
-        if self._floor_compares is None:
-            revs = [await store.put(f"{FLOOR_PREFIX}in{i}", b"1") for i in range(5)]
-            self._floor_compares = [Compare.create(f"{FLOOR_PREFIX}in0", revs[0])] + [
-                Compare.mod(f"{FLOOR_PREFIX}in{i}", revs[i]) for i in range(1, 5)
-            ]
-        puts = [Put(f"{FLOOR_PREFIX}route", FLOOR_VALUE), Put(f"{FLOOR_PREFIX}history", FLOOR_VALUE)]
-        reads = [Get(f"{FLOOR_PREFIX}in0"), Get(f"{FLOOR_PREFIX}route")]
-        t0 = time.monotonic_ns()
-        result = await store.txn(self._floor_compares, puts, reads)
-        dt = time.monotonic_ns() - t0
-        if not result.succeeded:
-            raise BenchFailure("the bench's own etcd transaction failed its compares")
-        return dt
+        """One transaction shaped like a commit, timed (ns)."""
+        if self._floor is None:
+            self._floor = FloorTxn(self._store())
+        return await self._floor.once()
 
     async def _bench_commits_since(self, revision: int) -> int:
         """Decisions the bench's Switches caused after ``revision`` (from the group's history)."""

@@ -398,6 +398,10 @@ async def run_combination(
         f"{label} switch during fan-out",
         f"Switch of {QUIET} sent when the first stream had the decision -> reply",
     )
+    during_floor = Latency(
+        f"{label} etcd txn during fan-out",
+        "a bare etcd transaction of a commit's shape, sent with the during-fan-out Switch -> answer",
+    )
     during_in_progress = 0
     per_run: list[dict[str, Any]] = []
     watch: CommitWatch | None = None
@@ -416,7 +420,7 @@ async def run_combination(
         watch = CommitWatch(cluster.endpoints, cluster.prefix)
         await watch.start()
         fleet = StreamFleet(
-            [p.address for p in cluster.procs],
+            cluster.stream_addresses,
             streams,
             channels_per_replica,
             as_sidecars,
@@ -424,7 +428,7 @@ async def run_combination(
             channel_per_stream=channel_per_stream,
         )
         t_open = time.monotonic()
-        progress(f"[{label}] opening {streams} streams over {len(cluster.procs)} replica(s)")
+        progress(f"[{label}] opening {streams} streams over {len(fleet.addresses)} replica(s)")
         await fleet.open(timeout=max(30.0, streams / 20))
         progress(f"[{label}] {streams} streams have their snapshot after {time.monotonic() - t_open:.2f}s")
         idle = await measure_idle(cluster, streams, idle_seconds, label) if idle_seconds > 0 else None
@@ -432,7 +436,13 @@ async def run_combination(
         if operator_during_fanout:
             quiet = next((g for g in st.groups if g.definition.name == QUIET), None)
             quiet_active = str(quiet.decision.paths[0]) if quiet is not None and quiet.decision.paths else ""
-            probe = OperatorProbe(leader_addr, cluster.pki, quiet_active, timeout_s=5.0)
+            probe = OperatorProbe(
+                leader_addr,
+                cluster.pki,
+                quiet_active,
+                timeout_s=5.0,
+                etcd_endpoints=cluster.endpoints if cluster.pki is None else None,
+            )
             await probe.start()
 
             def on_first(_rev: int) -> None:
@@ -449,7 +459,7 @@ async def run_combination(
                 raise BenchFailure(f"--max-seconds reached before run {run + 1} of {label}")
             cluster.check_alive()
             path = PATHS[1] if active == PATHS[0] else PATHS[0]
-            idle_call = probe_call = None
+            idle_call = probe_call = floor_call = None
             if probe is not None:
                 idle_call = await probe.idle_commit()
                 await asyncio.sleep(PROBE_SETTLE_S)
@@ -475,6 +485,7 @@ async def run_combination(
             got = await fleet.wait_complete(rev, run_timeout_s)
             if probe is not None:
                 probe_call = await probe.take_during(run_timeout_s)
+                floor_call = await probe.take_floor(run_timeout_s)
             cpu_after = _cpu_snapshot(cluster)
             if run < 0:
                 progress(f"[{label}] warm-up switch delivered to all {streams} streams")
@@ -491,11 +502,14 @@ async def run_combination(
             if idle_call is not None and probe_call is not None:
                 idle_commit.record_ns(idle_call.latency_ns)
                 during.record_ns(probe_call.latency_ns)
+                if floor_call is not None:
+                    during_floor.record_ns(floor_call.latency_ns)
                 in_progress = probe_call.sent_ns < t_last
                 during_in_progress += in_progress
                 probe_fields = {
                     "idle_commit_us": idle_call.latency_ns // 1000,
                     "during_switch_us": probe_call.latency_ns // 1000,
+                    "during_floor_txn_us": floor_call.latency_ns // 1000 if floor_call is not None else None,
                     "during_sent_ns": probe_call.sent_ns,
                     "during_reply_ns": probe_call.reply_ns,
                     "t_last_ns": t_last,
@@ -548,6 +562,7 @@ async def run_combination(
         windows = [r["window_cpu_ms"] for r in per_run]
         mean_window = {k: round(sum(w.get(k, 0.0) for w in windows) / len(windows), 1) for k in cpu0}
         connections = fleet.connections
+        fleet_addresses = fleet.replica_of
         etcd_variant = None
         if etcd_watch or bare_floor:
             # The streams' CPU must not weigh on the side-by-side variant's runs.
@@ -591,6 +606,7 @@ async def run_combination(
         return {
             "streams": streams,
             "replicas": len(cluster.procs),
+            "stream_only_replicas": cluster.streams_only,
             "tls": label_of(cluster.pki is not None),
             "connections": connections,
             "etcd_members": cluster.etcd_members,
@@ -601,7 +617,7 @@ async def run_combination(
             "switch_to_commit": to_commit.to_json(),
             "switch_reply": to_reply.to_json(),
             "streams_per_replica": {
-                p.replica_id: len(range(i, streams, len(cluster.procs))) for i, p in enumerate(cluster.procs)
+                p.replica_id: sum(1 for a in fleet_addresses if a == p.address) for p in cluster.procs
             },
             "runs": per_run,
             "idle": idle,
@@ -609,6 +625,7 @@ async def run_combination(
                 {
                     "idle_commit": idle_commit.to_json(),
                     "switch_during_fanout": during.to_json(),
+                    "etcd_txn_during_fanout": during_floor.to_json(),
                     "during_sent_before_last_stream": during_in_progress,
                     "note": "timed on the bench's own operator thread and loop; the fan-out Switch "
                     "reply is switch_reply",

@@ -12,7 +12,10 @@ clock, so the child's timestamps compare with the bench's.
 Per run: an idle commit (a Switch of ``QUIET``, a group no stream subscribes
 to, with nothing in progress), then the Switch of the streams' group that
 causes the fan-out, and a second Switch of ``QUIET`` fired when the first
-stream receives that decision: while the replica is pushing it to the rest.
+stream receives that decision: while the replica is pushing it to the rest. At
+that same moment the child also times a bare etcd transaction of a commit's shape
+(``failover.bench.floor_txn``): what etcd alone answers in while the fan-out
+loads the machine, the floor the during-fan-out Switch is read against.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ from typing import Any
 
 import grpc
 
+from coordinator.store.etcd_store import EtcdStore
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure
+from failover.bench.floor_txn import FloorTxn
 from failover.bench.tls_variant import BenchPki
 from failover.tls import TlsSection
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
 
 QUIET = "bench-quiet"
+FLOOR = "@floor"  # the child's command for one floor transaction
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,18 @@ class OperatorProbe:
     """
 
     def __init__(
-        self, leader_address: str, pki: BenchPki | None, quiet_active: str, timeout_s: float
+        self,
+        leader_address: str,
+        pki: BenchPki | None,
+        quiet_active: str,
+        timeout_s: float,
+        etcd_endpoints: list[str] | None = None,
     ) -> None:
         self._args = {
             "address": leader_address,
             "tls": pki.operator().model_dump() if pki is not None else None,
             "timeout_s": timeout_s,
+            "etcd": list(etcd_endpoints or []),  # with endpoints: the floor txn beside each fire()
         }
         self._active = {QUIET: quiet_active}
         self._proc: asyncio.subprocess.Process | None = None
@@ -76,6 +88,7 @@ class OperatorProbe:
         self._pending: dict[int, asyncio.Future[Call]] = {}
         self._ids = itertools.count(1)
         self.during: asyncio.Future[Call] | None = None
+        self.floor: asyncio.Future[Call] | None = None
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
@@ -133,9 +146,22 @@ class OperatorProbe:
         return await self._switch(GROUP, path)
 
     def fire(self) -> None:
-        """Send the during-fan-out Switch of QUIET now (once per arming)."""
+        """Send the during-fan-out Switch of QUIET now, and the floor transaction beside it
+        when the probe has etcd's endpoints (once per arming)."""
         if self.during is None:
             self.during = self._switch(QUIET, None)
+            if self._args["etcd"]:
+                self.floor = self._switch(FLOOR, "-")
+
+    async def take_floor(self, timeout_s: float) -> Call | None:
+        """The floor transaction fired with the last during-fan-out Switch (None without etcd)."""
+        fut, self.floor = self.floor, None
+        if fut is None:
+            return None
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise BenchFailure(f"the floor transaction got no answer within {timeout_s}s") from None
 
     async def take_during(self, timeout_s: float) -> Call:
         fut = self.during
@@ -176,10 +202,23 @@ async def _child(args: dict[str, Any]) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     tasks: set[asyncio.Task[None]] = set()
+    floor: FloorTxn | None = None
+    if args["etcd"]:
+        floor = FloorTxn(EtcdStore(args["etcd"], rpc_timeout_s=timeout, rpc_attempts=1))
 
     def answer(msg: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(msg) + "\n")
         sys.stdout.flush()
+
+    async def floor_txn(rid: int) -> None:
+        assert floor is not None
+        sent = time.monotonic_ns()
+        try:
+            dt = await floor.once()
+        except Exception as exc:
+            answer({"id": rid, "error": f"the floor transaction: {exc}"})
+            return
+        answer({"id": rid, "call": asdict(Call(FLOOR, "-", sent, sent + dt, 0))})
 
     async def switch(stub: Any, rid: int, group: str, path: str) -> None:
         req = apb.SwitchRequest(group=group, path=path, reason="bench", operator="bench", force=True)
@@ -206,7 +245,10 @@ async def _child(args: dict[str, Any]) -> None:
         sys.stdout.flush()
         while line := await reader.readline():
             rid, group, path = line.decode().split()
-            task = asyncio.create_task(switch(stub, int(rid), group, path))
+            if group == FLOOR:
+                task = asyncio.create_task(floor_txn(int(rid)))
+            else:
+                task = asyncio.create_task(switch(stub, int(rid), group, path))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:

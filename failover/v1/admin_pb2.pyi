@@ -114,7 +114,7 @@ class CommitRecord(_message.Message):
     def __init__(self, group: _Optional[str] = ..., epoch: _Optional[_Union[_types_pb2.Epoch, _Mapping]] = ..., commit_us: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
-    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups", "sidecar_count", "host_counts", "deviating_total", "next_host", "path_health")
+    __slots__ = ("replica_id", "address", "is_leader", "applied_revision", "lag_revisions", "stale", "stale_reason", "sidecars", "reachable", "error", "recent_commits", "degraded_groups", "sidecar_count", "host_counts", "deviating_total", "next_host", "path_health", "streams_only")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class ReplicaStatus(_message.Message):
     DEVIATING_TOTAL_FIELD_NUMBER: _ClassVar[int]
     NEXT_HOST_FIELD_NUMBER: _ClassVar[int]
     PATH_HEALTH_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_ONLY_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     address: str
     is_leader: bool
@@ -149,7 +150,8 @@ class ReplicaStatus(_message.Message):
     deviating_total: int
     next_host: str
     path_health: _containers.RepeatedCompositeFieldContainer[PathJudgement]
-    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ..., sidecar_count: _Optional[int] = ..., host_counts: _Optional[_Iterable[_Union[HostCount, _Mapping]]] = ..., deviating_total: _Optional[int] = ..., next_host: _Optional[str] = ..., path_health: _Optional[_Iterable[_Union[PathJudgement, _Mapping]]] = ...) -> None: ...
+    streams_only: bool
+    def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., is_leader: _Optional[bool] = ..., applied_revision: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., stale: _Optional[bool] = ..., stale_reason: _Optional[str] = ..., sidecars: _Optional[_Iterable[_Union[SidecarStatus, _Mapping]]] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., recent_commits: _Optional[_Iterable[_Union[CommitRecord, _Mapping]]] = ..., degraded_groups: _Optional[_Iterable[str]] = ..., sidecar_count: _Optional[int] = ..., host_counts: _Optional[_Iterable[_Union[HostCount, _Mapping]]] = ..., deviating_total: _Optional[int] = ..., next_host: _Optional[str] = ..., path_health: _Optional[_Iterable[_Union[PathJudgement, _Mapping]]] = ..., streams_only: _Optional[bool] = ...) -> None: ...
 
 class PathJudgement(_message.Message):
     __slots__ = ("group", "path", "reporting", "up", "down", "slow", "failing", "healthy")

@@ -114,7 +114,9 @@ def test_fanout_channel_per_stream_smoke(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
-    """Each run gets an idle commit, the fan-out Switch and a Switch sent mid-fan-out."""
+    """Each run gets an idle commit, the fan-out Switch, a Switch sent mid-fan-out and a bare
+    etcd transaction beside it; with --stream-replicas the streams go to a replica that does
+    not campaign, none to the leader."""
     out = tmp_path / "fanout-op.json"
     r = CliRunner().invoke(
         bench_app,
@@ -127,16 +129,22 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
             "--runs",
             "2",
             "--operator-during-fanout",
+            "--stream-replicas",
+            "1",
             "--json",
             str(out),
         ],
     )
     assert r.exit_code == 0, r.output
     assert "operator replies during the fan-out" in r.output
+    assert "1+1 stream-only" in r.output
     (x,) = json.loads(out.read_text())["results"]
     _check_stats(x["operator"]["idle_commit"], "idle_commit", 2)
     _check_stats(x["operator"]["switch_during_fanout"], "switch_during_fanout", 2)
-    assert all("during_switch_us" in run for run in x["runs"])
+    _check_stats(x["operator"]["etcd_txn_during_fanout"], "etcd_txn_during_fanout", 2)
+    assert all("during_switch_us" in run and run["during_floor_txn_us"] > 0 for run in x["runs"])
+    assert x["leader"] == "c1" and x["stream_only_replicas"] == 1
+    assert x["streams_per_replica"] == {"c1": 0, "s1": 5}
 
 
 @pytest.mark.slow
