@@ -202,9 +202,8 @@ async def _child(args: dict[str, Any]) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     tasks: set[asyncio.Task[None]] = set()
-    floor: FloorTxn | None = None
-    if args["etcd"]:
-        floor = FloorTxn(EtcdStore(args["etcd"], rpc_timeout_s=timeout, rpc_attempts=1))
+    etcd = EtcdStore(args["etcd"], rpc_timeout_s=timeout, rpc_attempts=1) if args["etcd"] else None
+    floor = FloorTxn(etcd) if etcd is not None else None
 
     def answer(msg: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -253,6 +252,8 @@ async def _child(args: dict[str, Any]) -> None:
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout + 1.0)
+    if etcd is not None:
+        await etcd.close()  # in this loop: a channel left to the garbage collector can crash at exit
 
 
 if __name__ == "__main__":
