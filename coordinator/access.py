@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from coordinator.authz import authorize
+from failover.log_limit import OUTSIDE_INPUT
 from failover.rpc import Behaviour, HandlerWrapper, run_behaviour
 from failover.tls import peer_uri_or_cn
 
@@ -46,7 +47,7 @@ class AuthzInterceptor(HandlerWrapper):
             verdict = authorize(raw, method)
             if not verdict.allowed:
                 self.denials.by_caller[(raw or "", method)] += 1
-                log.warning("denied: %s", verdict.message)
+                log.warning("denied: %s", verdict.message, extra=OUTSIDE_INPUT)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, verdict.message)
             if verdict.operator is not None and hasattr(request, "operator"):
                 request.operator = verdict.operator

@@ -42,6 +42,7 @@ from coordinator.urgent import Urgent
 from coordinator.view import ClusterView, LeaderKey
 from failover import rpc
 from failover.aio import wait_any
+from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
 from failover.telemetry import tracing
@@ -127,7 +128,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         if self.limits is not None:
             who = peer_uri_or_cn(context) or peer_host(context.peer() or "")
             if not self.limits.allow(who, time.monotonic()):
-                log.warning("rate limited: %s over admin_limits.rate_per_s on replica %s", who, self._id)
+                log.warning(
+                    "rate limited: %s over admin_limits.rate_per_s on replica %s",
+                    who,
+                    self._id,
+                    extra=OUTSIDE_INPUT,
+                )
                 lim = self.limits
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -36,6 +36,7 @@ from coordinator.push_traces import PushTraces
 from coordinator.request_checks import check_ack, check_health, check_hello, trace_context
 from coordinator.urgent import Urgent
 from coordinator.view import ClusterView
+from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
 from failover.telemetry import tracing
@@ -364,7 +365,7 @@ class SyncHub:
         else:
             denied = check_site_groups(f"host {hello.host_id}", site, hello.groups, self.site_groups)
         if denied is not None:
-            log.warning("denied: %s", denied)
+            log.warning("denied: %s", denied, extra=OUTSIDE_INPUT)
             self.denied_hellos += 1
             if self.denials is not None:
                 self.denials.by_caller[(raw or hello.host_id, "/failover.v1.Sync/Stream")] += 1
@@ -381,7 +382,10 @@ class SyncHub:
         if held >= limit:
             self.refused_host_streams[host_id] = self.refused_host_streams.get(host_id, 0) + 1
             log.warning(
-                "refused a stream of host %s: it holds %d (stream.max_streams_per_host)", host_id, held
+                "refused a stream of host %s: it holds %d (stream.max_streams_per_host)",
+                host_id,
+                held,
+                extra=OUTSIDE_INPUT,
             )
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

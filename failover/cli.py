@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from failover import gc_policy
+from failover.log_options import LogFormat, LogFormatOpt, LogLevel, LogLevelOpt
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -283,10 +284,8 @@ def coordinator(
         str | None, typer.Option("--advertise", help="host:port peers and sidecars use.")
     ] = None,
     etcd: Annotated[str | None, typer.Option("--etcd", help="Comma-separated etcd endpoints.")] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
-    log_format: Annotated[
-        str, typer.Option("--log-format", help="auto (JSON unless stderr is a terminal), console or json")
-    ] = "auto",
+    log_level: LogLevelOpt = LogLevel.info,
+    log_format: LogFormatOpt = LogFormat.auto,
 ) -> None:
     """Run one coordinator replica (elects a leader through etcd, serves sidecars)."""
     from coordinator.config import CoordinatorConfig
@@ -306,8 +305,6 @@ def coordinator(
     except ConfigError as exc:
         fail(f"config: {exc}")
         return
-    if log_format not in logs.FORMATS:
-        fail(f"--log-format: {log_format!r} is not one of {', '.join(logs.FORMATS)}")
     logs.setup(log_level, log_format, cfg.replica_id)
     tune_gc()  # idle-stream CPU: docs/benchmarks.md
 
@@ -320,10 +317,8 @@ def sidecar(
     host_id: Annotated[
         str | None, typer.Option("--host-id", help="This host's id (overrides the file).")
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
-    log_format: Annotated[
-        str, typer.Option("--log-format", help="auto (JSON unless stderr is a terminal), console or json")
-    ] = "auto",
+    log_level: LogLevelOpt = LogLevel.info,
+    log_format: LogFormatOpt = LogFormat.auto,
 ) -> None:
     """Run the sidecar of one trading host: warm paths, flips, the strategy API."""
     from failover_sidecar.app import SidecarApp
@@ -339,8 +334,6 @@ def sidecar(
     except (ConfigError, StateFileError) as exc:
         fail(f"config: {exc}")
         return
-    if log_format not in logs.FORMATS:
-        fail(f"--log-format: {log_format!r} is not one of {', '.join(logs.FORMATS)}")
     logs.setup(log_level, log_format, cfg.host_id)
     # Young-generation thresholds stay at Python's defaults: its collections are the
     # shortest pauses (0.3-0.5 ms), and the sidecar makes little cyclic garbage.

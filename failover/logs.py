@@ -12,9 +12,8 @@ import sys
 
 import structlog
 
+from failover.log_limit import OutsideInputLimit
 from failover.telemetry.tracing import add_trace_ids
-
-FORMATS = ("auto", "console", "json")
 
 
 def formatter(fmt: str = "auto", name: str = "") -> logging.Formatter:
@@ -45,6 +44,7 @@ def setup(level: str = "info", fmt: str = "auto", name: str = "") -> None:
     """Route every log line to stderr, rendered by :func:`formatter`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(fmt, name))
+    handler.addFilter(OutsideInputLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
+from failover.log_limit import OUTSIDE_INPUT
+
 if TYPE_CHECKING:  # server-side only: clients (the CLI) do not pay for importing them
     from grpc_health.v1._async import HealthServicer as AioHealthServicer
 
@@ -268,7 +270,11 @@ def _parse_inside(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc
             try:
                 request = parse(raw)
             except Exception:  # DecodeError, or any parse failure: the caller's bytes
-                log.warning("%s: a request that does not parse; answered INVALID_ARGUMENT", method)
+                log.warning(
+                    "%s: a request that does not parse; answered INVALID_ARGUMENT",
+                    method,
+                    extra=OUTSIDE_INPUT,
+                )
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad)
             return await run_behaviour(behaviour, request, context)
 

@@ -26,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
 
 from failover.aio import cancel_and_wait
+from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import WARMTH_FROM_PB, group_pb
 from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2 as spb
@@ -218,8 +219,22 @@ class Agent:
         self._flush_after_flip(g)  # a group's reports go out in the order of its changes
         r = self.routes.get(g)
         held = self.decisions.get(g)
-        if held is not None and (held.epoch.era, held.epoch.revision) >= epoch:
-            return (held.epoch.era, held.epoch.revision)
+        held_epoch = (held.epoch.era, held.epoch.revision) if held is not None else (0, 0)
+        if held is not None and held_epoch >= epoch:
+            return held_epoch
+        if len(set(d.paths)) != len(d.paths):
+            # No coordinator of ours writes this; whatever did, the route held stays
+            # (static stability), and the ack names the epoch still held, so `failover sync`
+            # shows this host behind.
+            log.error(
+                "group %s: decision at epoch %d:%d lists a path twice (%s): not applied, keeping epoch %d:%d",
+                g,
+                *epoch,
+                ",".join(d.paths),
+                *held_epoch,
+                extra=OUTSIDE_INPUT,
+            )
+            return held_epoch
         started = time.monotonic_ns()
         before = r.effective if r is not None else None
         self.decisions[g] = d

@@ -23,6 +23,7 @@ from typing import cast
 
 from google.protobuf.message import DecodeError
 
+from failover.log_limit import OUTSIDE_INPUT
 from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReader
@@ -174,6 +175,7 @@ class FramedConnection(CopyingReader):
             "framed connection%s closed: %s",
             f" of strategy {self.strategy_id}" if self.strategy_id else "",
             reason,
+            extra=OUTSIDE_INPUT,
         )
         if t is None or t.is_closing():
             return

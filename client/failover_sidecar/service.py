@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from failover import rpc
 from failover.aio import cancel_and_wait
+from failover.log_limit import OUTSIDE_INPUT
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
@@ -85,7 +86,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         except StopAsyncIteration:
             return
         except DecodeError:
-            log.warning("a relay request that does not parse; answered INVALID_ARGUMENT")
+            log.warning("a relay request that does not parse; answered INVALID_ARGUMENT", extra=OUTSIDE_INPUT)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)
         if first.WhichOneof("kind") != "open":
             await context.abort(
@@ -149,7 +150,9 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                         # DATA_LOSS, not INVALID_ARGUMENT: messages before it may be on
                         # their way to a venue, and the library reads INVALID_ARGUMENT
                         # as a refusal at open (nothing sent, so REJECTED).
-                        log.warning("strategy %s sent a relay request that does not parse", sid)
+                        log.warning(
+                            "strategy %s sent a relay request that does not parse", sid, extra=OUTSIDE_INPUT
+                        )
                         await context.abort(grpc.StatusCode.DATA_LOSS, RELAY_GARBLED)
                     return
                 yield ev

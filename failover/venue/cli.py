@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from failover import gc_policy, rpc
+from failover.log_options import LogFormat, LogFormatOpt, LogLevel, LogLevelOpt
 from failover.v1 import venue_pb2, venue_pb2_grpc
 from failover.venue.config import VenueConfig, describe_validation_error
 from failover.venue.control import PROTO_FAULT_KINDS
@@ -173,9 +174,14 @@ def run(
     single_session: Annotated[
         bool, typer.Option("--single-session", help="One logged-on session per sender across gateways.")
     ] = False,
+    log_level: LogLevelOpt = LogLevel.warning,
+    log_format: LogFormatOpt = LogFormat.auto,
 ) -> None:
     """Run a venue; prints one line per bound address, then serves until SIGINT/SIGTERM."""
+    from failover import logs
+
     cfg = _build_config(config, gateway or [], control, name, cancel_on_disconnect, single_session)
+    logs.setup(log_level, log_format, cfg.name)
     gc_policy.freeze_startup_heap()  # its own pauses would show up in what is measured through it
     _run(lambda: run_venue(cfg, ready=_print_addresses))
 

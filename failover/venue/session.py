@@ -22,6 +22,7 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from failover.log_limit import OUTSIDE_INPUT
 from failover.reading import CopyingReader
 from failover.wire import protocol as p
 from failover.wire.protocol import MessageError, MsgType, ProtocolError
@@ -230,7 +231,13 @@ class Connection(CopyingReader):
             item = self._inbox.popleft()
             handled = True
             if isinstance(item, ProtocolError):
-                log.info("gateway %s: framing error from %s: %s", self.gateway.name, self.peer, item.reason)
+                log.info(
+                    "gateway %s: framing error from %s: %s",
+                    self.gateway.name,
+                    self.peer,
+                    item.reason,
+                    extra=OUTSIDE_INPUT,
+                )
                 self.send(p.session_reject(0, f"framing error: {item.reason}"))
                 self._inbox.clear()
                 self._close_when_flushed()

@@ -84,10 +84,44 @@ async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Age
 @example(
     [pb.GroupDefinition(name=G, paths=[pb.Path(name="primary", transport="sim", endpoint="127.0.0.1:99999")])]
 )
+# Found by this test when run unseeded: a decision listing a path twice raised ValueError
+# out of on_decision (the stream's reader) after the agent had already stored it.
+@example([pb.Decision(group=G, paths=["other", "", ""], epoch=pb.Epoch(era=1, revision=1))])
 def test_agent_takes_any_definition_or_decision(
     tmp_path: Path, events: list[pb.GroupDefinition | pb.Decision]
 ) -> None:
     start = time.monotonic()
     agent = asyncio.run(_run(tmp_path, events))
     assert set(agent.decisions) <= {G} and set(agent.definitions) <= {G}
+    for d in agent.decisions.values():  # only what could be applied is held
+        assert len(set(d.paths)) == len(d.paths), d
     assert time.monotonic() - start < 15
+
+
+def test_a_decision_listing_a_path_twice_is_refused_and_the_route_kept(tmp_path: Path) -> None:
+    good = pb.Decision(group=G, paths=["primary"], epoch=pb.Epoch(era=1, revision=5))
+    bad = pb.Decision(group=G, paths=["backup", "backup"], epoch=pb.Epoch(era=1, revision=9))
+    held: list[tuple[int, int]] = []
+
+    async def run() -> Agent:
+        spec = GroupSpec(name=G, paths=[PathSpec(name="primary", endpoints={"default": "127.0.0.1:1"})])
+        cfg = SidecarConfig(
+            host_id="h1",
+            groups=[G],
+            coordinators=["127.0.0.1:1"],
+            state_file=str(tmp_path / "s.json"),
+            bootstrap=[spec],
+        )
+        agent = Agent(cfg)
+        await agent.start()
+        try:
+            held.append(agent.on_decision(good, []))
+            held.append(agent.on_decision(bad, []))  # acked as the epoch still held
+        finally:
+            await asyncio.wait_for(agent.stop(), 10)
+        return agent
+
+    agent = asyncio.run(run())
+    assert held == [(1, 5), (1, 5)]
+    assert agent.decisions[G] == good
+    assert agent.routes[G].paths == ("primary",)

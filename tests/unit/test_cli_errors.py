@@ -151,3 +151,21 @@ def test_an_unknown_socket_group_stops_the_sidecar_cleanly(tmp_path: Path) -> No
         assert not sock.exists()
     finally:
         sock.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["coordinator", "--id", "c1", "--etcd", "127.0.0.1:1", "--listen", "127.0.0.1:0"],
+        ["sidecar", "--host-id", "h1"],
+        ["venue", "run", "--gateway", "primary=127.0.0.1:0"],
+    ],
+)
+@pytest.mark.parametrize(("option", "value"), [("--log-level", "bogus"), ("--log-format", "xml")])
+def test_a_bad_log_option_is_one_line_before_anything_starts(
+    command: list[str], option: str, value: str
+) -> None:
+    """Before: ``--log-level bogus`` ended the coordinator and the sidecar with a ValueError
+    traceback (exit 1), and the venue had neither option."""
+    line = _one_line_error(cli(*command, option, value))
+    assert option in line and repr(value) in line, line
