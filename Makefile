@@ -57,7 +57,7 @@ test-fast: install
 
 # Only the property tests matter here; the rest would just run again.
 test-explore: install
-	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar
+	$(BIN)/pytest -q --hypothesis-profile=explore tests/unit tests/sidecar tests/security tests/framed
 
 # The fault tier: real processes broken on purpose, invariants checked throughout,
 # measured recovery printed. CI runs it after the gate, report-only until a CI run of
