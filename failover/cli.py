@@ -708,6 +708,10 @@ def main(args: list[str] | None = None) -> None:
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
     argv = sys.argv[1:] if args is None else args
+    # gRPC's C core writes a raw glog line for every connection whose TLS handshake fails
+    # (a scanner, a plaintext client): one unparseable line per connection among the JSON
+    # ones. Errors only, unless the environment asks for more (docs/configuration.md).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if argv and argv[0] not in _SERVERS:
         # typer validates parameters with pydantic, which otherwise scans every installed
         # package's entry points for plugins (tens of ms); no plugin serves the CLI itself.
