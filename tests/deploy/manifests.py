@@ -33,6 +33,21 @@ def render_text(path: Path) -> str:
     return done.stdout
 
 
+def render_with_components(overlay: str, components: list[str], workdir: Path) -> str:
+    """An overlay with components added to its own ``components``, as an operator adds them.
+
+    The tree is copied, so the repository's overlay stays as it is. A component must sit in
+    the overlay that generates the ConfigMaps: listed one level up, the name references it
+    adds would miss the generated names' hash suffix."""
+    tree = workdir / "k8s"
+    shutil.copytree(K8S, tree)
+    kfile = tree / "overlays" / overlay / "kustomization.yaml"
+    k = yaml.safe_load(kfile.read_text())
+    k["components"] = [*k.get("components", []), *(f"../../components/{c}" for c in components)]
+    kfile.write_text(yaml.safe_dump(k, sort_keys=False))
+    return render_text(kfile.parent)
+
+
 def parse(text: str) -> list[Obj]:
     return [o for o in yaml.safe_load_all(text) if o]
 
