@@ -54,7 +54,7 @@ _decisions = st.builds(
 _events = st.lists(st.one_of(_defs, _decisions), max_size=8)
 
 
-async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Agent:
+def _agent(tmp: Path) -> Agent:
     spec = GroupSpec(name=G, paths=[PathSpec(name="primary", endpoints={"default": "127.0.0.1:1"})])
     cfg = SidecarConfig(
         host_id="h1",
@@ -63,7 +63,11 @@ async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Age
         state_file=str(tmp / "s.json"),
         bootstrap=[spec],
     )
-    agent = Agent(cfg)
+    return Agent(cfg)
+
+
+async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Agent:
+    agent = _agent(tmp)
     await agent.start()
     try:
         for ev in events:
@@ -104,15 +108,7 @@ def test_a_decision_listing_a_path_twice_is_refused_and_the_route_kept(tmp_path:
     held: list[tuple[int, int]] = []
 
     async def run() -> Agent:
-        spec = GroupSpec(name=G, paths=[PathSpec(name="primary", endpoints={"default": "127.0.0.1:1"})])
-        cfg = SidecarConfig(
-            host_id="h1",
-            groups=[G],
-            coordinators=["127.0.0.1:1"],
-            state_file=str(tmp_path / "s.json"),
-            bootstrap=[spec],
-        )
-        agent = Agent(cfg)
+        agent = _agent(tmp_path)
         await agent.start()
         try:
             held.append(agent.on_decision(good, []))
