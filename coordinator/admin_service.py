@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from coordinator.etcd_reach import count_answering, describe, has_quorum
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork, TermEnded
-from coordinator.limits import PerCaller, peer_host
+from coordinator.limits import peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
 from coordinator.request_checks import (
@@ -45,6 +45,7 @@ from failover.aio import wait_any
 from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import decision_pb, group_pb, group_spec
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, describe_validation_error
+from failover.ratelimit import PerCaller
 from failover.telemetry import tracing
 from failover.tls import peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb

@@ -1,16 +1,11 @@
-"""Per-caller rate limits (pure: the caller passes the clock).
+"""Who a caller is, for the per-caller rate limit of operator calls.
 
-One token bucket per identity (the certificate's ``role/name`` with mTLS, the
-peer's host address without), so one tool in a loop runs out of tokens while
-the others keep theirs. The table is bounded: the least recently used bucket
-is dropped first (a dropped caller starts again with a full bucket).
+The limit itself is a token bucket per caller (``failover.ratelimit.PerCaller``) keyed
+by the certificate's ``role/name`` with mTLS, or by the peer's host address without,
+so one tool in a loop runs out of tokens while the others keep theirs.
 """
 
 from __future__ import annotations
-
-from failover.ratelimit import PerCaller, TokenBucket
-
-__all__ = ["PerCaller", "TokenBucket", "peer_host"]
 
 
 def peer_host(peer: str) -> str:

@@ -29,7 +29,6 @@ from coordinator.keys import Keys
 from coordinator.leader import LeaderWork
 from coordinator.leader_health import HealthTerms, LeaderHealth
 from coordinator.leader_watch import LeaderWatch
-from coordinator.limits import PerCaller
 from coordinator.members import register_forever
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.peers import PeerChannels, PeerService
@@ -44,6 +43,7 @@ from coordinator.view import Candidate, ClusterView
 from failover import rpc, tls
 from failover.aio import finish
 from failover.model.convert import epoch_pb
+from failover.ratelimit import PerCaller
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
 from failover.telemetry.loop_lag import LoopLag

@@ -3,7 +3,7 @@
 One bucket per key, so one source in a loop runs out of tokens while the others
 keep theirs. The table is bounded: the least recently used bucket is dropped first
 (a dropped key starts again with a full bucket). The coordinator limits operator
-calls per caller with it (coordinator/limits.py); logging limits the lines that
+calls per caller with it (coordinator/replica.py); logging limits the lines that
 outside input causes with it (failover/logs.py).
 """
 

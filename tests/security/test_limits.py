@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from coordinator.limits import PerCaller, TokenBucket, peer_host
+from coordinator.limits import peer_host
 from failover import rpc
+from failover.ratelimit import PerCaller, TokenBucket
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc, sync_pb2
 from tests.harness import ReplicaSet, admin, wait_for
