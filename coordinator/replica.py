@@ -371,18 +371,18 @@ class Replica:
         self.health_service = health
         self.port = rpc.bind(server, self.cfg.listen, self.cfg.tls)
         await server.start()
-        # Once serving (a start that fails says only why, in one line).
-        insecure = [
-            w
-            for w, t in (("server and peer channels", self.cfg.tls), ("etcd client", self.cfg.etcd.tls))
-            if not t.enabled
-        ]
-        if insecure:
-            tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
-        await rpc.mark_serving(health, SERVICES, True)
-        self.telemetry.serve()
-        log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
-        try:
+        try:  # whatever fails from here (the metrics port, a task) releases the server
+            # Once serving (a start that fails says only why, in one line).
+            insecure = [
+                w
+                for w, t in (("server and peer channels", self.cfg.tls), ("etcd client", self.cfg.etcd.tls))
+                if not t.enabled
+            ]
+            if insecure:
+                tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
+            await rpc.mark_serving(health, SERVICES, True)
+            self.telemetry.serve()
+            log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.mirror.run(), name="mirror")
                 tg.create_task(self.loop_lag.run(), name="loop-lag")

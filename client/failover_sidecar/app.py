@@ -119,24 +119,27 @@ class SidecarApp:
         if cfg.listen.tcp:
             rpc.bind(server, cfg.listen.tcp)
         await server.start()
-        secure_socket(cfg.socket_path, cfg.listen.socket_group)
-        if framed_path:
-            await self.framed.start(framed_path)
-            secure_socket(framed_path, cfg.listen.socket_group)
-        await rpc.mark_serving(health, SERVICES, True)
-        await self.agent.start()
-        tls.warn_if_insecure(cfg.tls, f"sidecar {cfg.host_id}'s link to the coordinators")
-        self.telemetry.serve()
-        log.info(
-            "sidecar %s (site %s) serving strategies on unix:%s%s; groups %s",
-            cfg.host_id,
-            cfg.site,
-            cfg.socket_path,
-            (f" and {cfg.listen.tcp}" if cfg.listen.tcp else "")
-            + (f"; framed relay on unix:{framed_path}" if framed_path else ""),
-            ",".join(cfg.groups),
-        )
         try:
+            # From here on, whatever fails (a socket, the agent's start, a task) stops the
+            # server, the sessions and the telemetry before the loop closes: no server is
+            # left to the garbage collector, no socket file behind.
+            secure_socket(cfg.socket_path, cfg.listen.socket_group)
+            if framed_path:
+                await self.framed.start(framed_path)
+                secure_socket(framed_path, cfg.listen.socket_group)
+            await rpc.mark_serving(health, SERVICES, True)
+            await self.agent.start()
+            tls.warn_if_insecure(cfg.tls, f"sidecar {cfg.host_id}'s link to the coordinators")
+            self.telemetry.serve()
+            log.info(
+                "sidecar %s (site %s) serving strategies on unix:%s%s; groups %s",
+                cfg.host_id,
+                cfg.site,
+                cfg.socket_path,
+                (f" and {cfg.listen.tcp}" if cfg.listen.tcp else "")
+                + (f"; framed relay on unix:{framed_path}" if framed_path else ""),
+                ",".join(cfg.groups),
+            )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.agent.link.run(), name="coordinator-link")
                 tg.create_task(self.orders.run(), name="order-expiry")

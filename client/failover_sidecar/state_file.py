@@ -41,12 +41,25 @@ def load(path: str | Path) -> SavedState:
             raise StateFileError(f"state file {p}: unsupported version {data.get('version')!r}")
         st = SavedState()
         for name, d in data.get("definitions", {}).items():
-            st.definitions[name] = json_format.ParseDict(d, pb.GroupDefinition())
+            gdef = st.definitions[name] = json_format.ParseDict(d, pb.GroupDefinition())
+            _check(name, gdef.name, "definition", [path.name for path in gdef.paths])
         for name, d in data.get("decisions", {}).items():
-            st.decisions[name] = json_format.ParseDict(d, pb.Decision())
+            dec = st.decisions[name] = json_format.ParseDict(d, pb.Decision())
+            _check(name, dec.group, "decision", list(dec.paths))
         return st
     except (OSError, ValueError, json_format.ParseError) as exc:
         raise StateFileError(f"unreadable state file {p}: {exc}") from exc
+
+
+def _check(key: str, group: str, what: str, paths: list[str]) -> None:
+    """Refuse what no coordinator writes: the sidecar would route on it after a restart."""
+    if group != key:
+        raise ValueError(f"{what} under {key!r} holds group {group!r}")
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise ValueError(f"{what} of group {key!r} lists path {path!r} twice")
+        seen.add(path)
 
 
 def save(path: str | Path, host_id: str, state: SavedState) -> None:

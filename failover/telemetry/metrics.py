@@ -141,7 +141,10 @@ class Telemetry:
         if self.registry is None or self._server is not None:
             return self.port
         host, port = parse_host_port(self.listen)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:  # the one line the process ends with names the setting
+            raise OSError(exc.errno, f"metrics_listen {self.listen}: {exc.strerror or exc}") from None
         self.port = self._server.server_port
         log.info("%s: metrics on http://%s:%d/metrics", self.name, host, self.port)
         return self.port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,37 @@ BOOTSTRAP = {
 
 GARBAGE = '{"version": 1, "definitions": {'  # a torn JSON file
 
+
+def _state(definition_paths: list[str], decision_paths: list[str], key: str = GROUP) -> str:
+    """A well-formed state file whose contents no coordinator of ours writes."""
+    return json.dumps(
+        {
+            "version": 1,
+            "host_id": "h1",
+            "definitions": {
+                key: {
+                    "name": GROUP,
+                    "paths": [
+                        {"name": n, "endpoint": f"127.0.0.1:{9001 + i}"}
+                        for i, n in enumerate(definition_paths)
+                    ],
+                }
+            },
+            "decisions": {
+                key: {"group": GROUP, "paths": decision_paths, "epoch": {"era": "1", "revision": "5"}}
+            },
+        }
+    )
+
+
+# name -> the state file found at start (refused, and left as it was)
+STATE_FILES = {
+    "garbage_state_file": GARBAGE,
+    "state_decision_path_twice": _state(["primary", "backup"], ["backup", "backup"]),
+    "state_definition_path_twice": _state(["primary", "primary"], ["primary"]),
+    "state_group_key_mismatch": _state(["primary", "backup"], ["primary"], key="other"),
+}
+
 # name -> (changes to the base config, text every error message must contain)
 CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "duplicate_group": ({"groups": [GROUP, GROUP]}, ["groups", f"duplicate group '{GROUP}'"]),
@@ -43,7 +75,17 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["coordinators", "bad address 'localhost'"],
     ),
     "bad_coordinator_port": ({"coordinators": ["127.0.0.1:70000"]}, ["coordinators", "port"]),
-    "garbage_state_file": ({}, ["state_file", "unreadable state file"]),
+    # The state file cases name the file (their names end in .state.json) and what is wrong.
+    "garbage_state_file": ({}, ["garbage_state_file.state.json", "unreadable state file"]),
+    "state_decision_path_twice": (
+        {},
+        ["unreadable state file", "decision of group", "lists path 'backup' twice"],
+    ),
+    "state_definition_path_twice": (
+        {},
+        ["unreadable state file", "definition of group", "path 'primary' twice"],
+    ),
+    "state_group_key_mismatch": ({}, ["unreadable state file", f"under 'other' holds group '{GROUP}'"]),
     "unknown_override_path": (
         {"bootstrap": [BOOTSTRAP], "overrides": {GROUP: {"warmth": {"nosuch": "cold"}}}},
         [f"overrides.{GROUP}.warmth.nosuch", "unknown path"],
@@ -65,8 +107,8 @@ def test_bad_configs_are_refused_naming_the_field(tmp_path) -> None:
     try:
         for name, (changes, _) in CASES.items():
             cfg = {**_base(tmp_path, sock_dir, name), **changes}
-            if name == "garbage_state_file":
-                Path(cfg["state_file"]).write_text(GARBAGE)
+            if name in STATE_FILES:
+                Path(cfg["state_file"]).write_text(STATE_FILES[name])
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(cfg))
             procs[name] = subprocess.Popen(  # all at once: each is a cold Python start
@@ -82,12 +124,15 @@ def test_bad_configs_are_refused_naming_the_field(tmp_path) -> None:
             text = out + err
             assert proc.returncode == 2, f"{name}: exit code {proc.returncode}\n{text}"
             assert "Traceback" not in text, f"{name}: traceback\n{text}"
+            assert "Exception ignored" not in text, f"{name}: a server left to the collector\n{text}"
             message = " ".join(text.split())  # the console may still wrap long lines
-            for needle in CASES[name][1]:
+            needles = CASES[name][1] + ([f"{name}.state.json"] if name in STATE_FILES else [])
+            for needle in needles:
                 assert needle in message, f"{name}: {needle!r} not in the message:\n{text}"
             assert not (sock_dir / f"{name}.sock").exists(), f"{name}: socket file left behind"
-        # The garbage state file is left as it was (refused, not overwritten).
-        assert (tmp_path / "garbage_state_file.state.json").read_text() == GARBAGE
+        # A refused state file is left as it was (not overwritten).
+        for name, text in STATE_FILES.items():
+            assert (tmp_path / f"{name}.state.json").read_text() == text, name
     finally:
         for proc in procs.values():
             if proc.poll() is None:

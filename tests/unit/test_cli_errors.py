@@ -5,8 +5,10 @@ These start ``python -m failover.cli`` (no etcd, no coordinator needed).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,45 @@ def test_a_bad_log_option_is_one_line_before_anything_starts(
     traceback (exit 1), and the venue had neither option."""
     line = _one_line_error(cli(*command, option, value))
     assert option in line and repr(value) in line, line
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port some other program is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize("process", ["coordinator", "sidecar"])
+def test_a_metrics_port_in_use_ends_the_process_in_one_line_naming_it(
+    process: str, held_port: int, tmp_path: Path
+) -> None:
+    """Before: the process ended with ``error: [Errno 98] Address already in use`` (which
+    address?), and the gRPC server it had started was left to the garbage collector:
+    ``Exception ignored in: <function Server.__del__ ...> RuntimeError: Event loop is
+    closed`` and a traceback after the error; the sidecar's socket file stayed behind."""
+    sock = Path("/tmp") / f"fo-mp-{tmp_path.name[-12:]}.sock"
+    cfg = tmp_path / "c.yaml"
+    if process == "coordinator":
+        cfg.write_text(
+            "replica_id: c1\nlisten: 127.0.0.1:0\netcd: {endpoints: ['127.0.0.1:1']}\n"
+            f"metrics_listen: 127.0.0.1:{held_port}\n"
+        )
+    else:
+        cfg.write_text(
+            "host_id: h1\ngroups: [g]\ncoordinators: ['127.0.0.1:1']\n"
+            f"state_file: {tmp_path / 'state.json'}\nlisten: {{socket: {sock}}}\n"
+            f"metrics_listen: 127.0.0.1:{held_port}\n"
+        )
+    try:
+        r = cli(process, "--config", str(cfg), "--log-level", "error", timeout=60)
+        assert r.returncode == 1, (r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and f"metrics_listen 127.0.0.1:{held_port}" in last, r.stderr
+        assert "in use" in last, r.stderr
+        assert not sock.exists(), "the sidecar's socket file was left behind"
+    finally:
+        sock.unlink(missing_ok=True)
