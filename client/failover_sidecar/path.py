@@ -443,6 +443,11 @@ class PathSession:
             msgs, error = exc.decoded, exc.reason
         probing = self.replies.probing
         for msg in msgs:
+            try:
+                p.check_from_venue(msg)
+            except p.MessageError as exc:  # what came before it is acted on; nothing after
+                error = exc.reason
+                break
             self._handle(link, msg, now)
             if link.ended.done():
                 return
@@ -451,7 +456,7 @@ class PathSession:
             if probing and not self.replies.probing:
                 self._rearm_reply_timer(link)  # it was due at the probe's deadline: later than the check
         if error is not None:
-            self._fail(link, Cause.RESET, f"framing error from the venue: {error}")
+            self._fail(link, Cause.RESET, f"protocol error from the venue: {error}")
 
     def _handle(self, link: _Link, msg: p.Message, now: float) -> None:
         t = msg["t"]

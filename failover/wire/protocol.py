@@ -228,6 +228,43 @@ def get_seq(msg: Mapping[str, Any]) -> int | None:
     return None
 
 
+# What a client may rely on in each venue message: (field, type, required). The sidecar
+# checks every message it reads against this before acting on it, so a venue (or a
+# line) that sends a well-framed message with a list for a clordid resets that path
+# instead of raising inside the socket's callback.
+_VENUE_FIELDS: Final[dict[str, tuple[tuple[str, type, bool], ...]]] = {
+    MsgType.LOGON_ACK: (("session", str, True), ("gateway", str, True)),
+    MsgType.LOGON_REJECT: (("reason", str, True),),
+    MsgType.HB: (("id", int, True),),
+    MsgType.ACK: (("clordid", str, True), ("order_id", str, True)),
+    MsgType.REJECT: (("clordid", str, True), ("reason", str, True)),
+    MsgType.FILL: (("clordid", str, True), ("qty", int, True)),
+    MsgType.UCANCEL: (("clordid", str, True), ("reason", str, True)),
+    MsgType.STATUS_REPLY: (("clordid", str, True), ("state", str, True), ("order_id", str, False)),
+    MsgType.SESSION_REJECT: (("ref_seq", int, True), ("reason", str, True)),
+    MsgType.LOGOUT_ACK: (),
+}
+_ORDER_STATES: Final = frozenset(s.value for s in OrderState)
+
+
+def check_from_venue(msg: Mapping[str, Any]) -> None:
+    """MessageError unless ``msg`` is a venue message whose fields have their types."""
+    t = msg["t"]
+    fields = _VENUE_FIELDS.get(t)
+    if fields is None:
+        raise MessageError(f"unknown message type {t[:40]!r} from the venue")
+    if "seq" in msg and get_seq(msg) is None:
+        raise MessageError(f"{t}: field 'seq' must be an integer >= 1")
+    for name, kind, required in fields:
+        value = msg.get(name)
+        if value is None and not required:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise MessageError(f"{t}: field {name!r} must be {'a string' if kind is str else 'an integer'}")
+    if t == MsgType.STATUS_REPLY and msg["state"] not in _ORDER_STATES:
+        raise MessageError(f"status_reply: unknown state {msg['state'][:40]!r}")
+
+
 class SeqTracker:
     """Client-side sequence bookkeeping for one session: stamp what is sent, check what arrives.
 
