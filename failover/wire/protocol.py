@@ -232,7 +232,7 @@ def get_seq(msg: Mapping[str, Any]) -> int | None:
 # checks every message it reads against this before acting on it, so a venue (or a
 # line) that sends a well-framed message with a list for a clordid resets that path
 # instead of raising inside the socket's callback.
-_VENUE_FIELDS: Final[dict[str, tuple[tuple[str, type, bool], ...]]] = {
+VENUE_FIELDS: Final[dict[str, tuple[tuple[str, type, bool], ...]]] = {
     MsgType.LOGON_ACK: (("session", str, True), ("gateway", str, True)),
     MsgType.LOGON_REJECT: (("reason", str, True),),
     MsgType.HB: (("id", int, True),),
@@ -250,7 +250,7 @@ _ORDER_STATES: Final = frozenset(s.value for s in OrderState)
 def check_from_venue(msg: Mapping[str, Any]) -> None:
     """MessageError unless ``msg`` is a venue message whose fields have their types."""
     t = msg["t"]
-    fields = _VENUE_FIELDS.get(t)
+    fields = VENUE_FIELDS.get(t)
     if fields is None:
         raise MessageError(f"unknown message type {t[:40]!r} from the venue")
     if "seq" in msg and get_seq(msg) is None:

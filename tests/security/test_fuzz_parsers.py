@@ -33,8 +33,12 @@ from failover.wire.protocol import (
     HEADER,
     HEADER_BYTES,
     MAX_FRAME_BYTES,
+    VENUE_FIELDS,
+    VENUE_TYPES,
     FrameDecoder,
+    MessageError,
     ProtocolError,
+    check_from_venue,
     decode_body,
 )
 
@@ -88,6 +92,41 @@ def test_frame_decoder_raises_only_protocol_error(frames: list[bytes], chunk: in
         with pytest.raises(ProtocolError):  # poisoned: the stream is out of step for good
             dec.feed(b"")
     _bounded(start)
+
+
+_venue_messages = st.fixed_dictionaries(
+    {"t": st.sampled_from(sorted(VENUE_TYPES)) | st.text(max_size=8)},
+    optional={
+        k: _json_values
+        for k in (
+            "seq",
+            "id",
+            "clordid",
+            "order_id",
+            "reason",
+            "qty",
+            "state",
+            "session",
+            "gateway",
+            "ref_seq",
+        )
+    },
+)
+
+
+@FUZZ
+@given(_venue_messages)
+def test_venue_message_check_raises_only_message_error(msg: dict[str, Any]) -> None:
+    """What the sidecar reads from a venue line: either checked whole or refused by name."""
+    try:
+        check_from_venue(msg)
+    except MessageError as exc:
+        assert exc.reason.strip()
+        return
+    assert msg["t"] in VENUE_TYPES
+    for field, kind, required in VENUE_FIELDS[msg["t"]]:  # other fields are ignored, as documented
+        value = msg.get(field)
+        assert isinstance(value, kind) and not isinstance(value, bool) or (value is None and not required)
 
 
 @pytest.mark.parametrize(
