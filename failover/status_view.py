@@ -44,7 +44,8 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
             str(r.applied_revision),
             str(r.lag_revisions),
             fresh,
-            str(len(r.sidecars)),
+            # Every stream the replica serves; ``sidecars`` lists only the hosts asked for.
+            str(max(r.sidecar_count, len(r.sidecars))),
         )
     out.print(t)
     g = Table(title="groups")

@@ -122,3 +122,19 @@ def test_the_leaders_path_counts_are_shown_and_cut_to_the_group_asked_for() -> N
     assert any("eurex-orders" in r and "failing" in r for r in rows), out
     cut = shape(leader, apb.LocalStatusRequest(group="cme-orders"), DECIDED)
     assert [(j.group, j.path, j.up, j.down) for j in cut.path_health] == [("cme-orders", "primary", 2, 1)]
+
+
+def test_the_replicas_table_counts_every_stream_not_the_hosts_listed() -> None:
+    """Before: the "sidecars" column showed how many hosts the shaped answer listed (only
+    those that deviate or lag), so a replica streaming to healthy sidecars showed 0."""
+    full = apb.ReplicaStatus(replica_id="c1", address="127.0.0.1:7001", reachable=True, is_leader=True)
+    for n in range(3):
+        sc = full.sidecars.add(host_id=f"h{n}", site="ny4")
+        sc.acked["g"].CopyFrom(pb.Epoch(era=1, revision=5))
+        sc.effective["g"] = "primary"
+    shaped = shape(full, apb.LocalStatusRequest(), {"g": ("primary", Epoch(1, 5))})
+    assert len(shaped.sidecars) == 0 and shaped.sidecar_count == 3
+    buf = io.StringIO()
+    render_status(apb.ClusterStatus(replicas=[shaped]), Console(file=buf, width=200))
+    row = next(line for line in buf.getvalue().splitlines() if "127.0.0.1:7001" in line)
+    assert row.rstrip(" │").split("│")[-1].strip() == "3", row
