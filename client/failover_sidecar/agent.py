@@ -96,6 +96,7 @@ class Agent:
             lambda: state_file.SavedState(dict(self.definitions), dict(self.decisions)),
         )
         self._stop_task: asyncio.Task[None] | None = None
+        self._stopping = False  # paths end by our logout: no flips, no route changes, no reports
         self.link = CoordinatorLink(
             host_id=cfg.host_id,
             site=cfg.site,
@@ -286,6 +287,13 @@ class Agent:
         r = self.routes.get(g)
         if r is None or self.sessions.get((g, st.path)) is None:
             return
+        if self._stopping:
+            # Our own logouts: the route stays as it was (watchers see no flip), and only
+            # the orders still in flight on a path that ended hear of it (their outcomes).
+            if st.state is PathState.DOWN:
+                for cb in self.path_dead_listeners:
+                    cb(g, st.path)
+            return
         declared = time.monotonic_ns()
         before = r.effective
         dead = st.state is PathState.DOWN
@@ -436,6 +444,7 @@ class Agent:
         await asyncio.shield(self._stop_task)
 
     async def _stop(self) -> None:
+        self._stopping = True
         for g in list(self._after_flip):
             self._flush_after_flip(g)
         for t in self._timers.values():
