@@ -43,38 +43,44 @@ async def _all_back(fs: FaultSystem, t0: float, what: str) -> float:
     return await fs.obs.until(back, 30, f"every host back on its first path with an ack ({what})")
 
 
-async def test_venue_paused_past_the_silence_limit(fs: FaultSystem) -> None:
-    fs.checker.data_plane_fault(time.monotonic(), active=True)
+def _pause(fs: FaultSystem) -> None:
     fs.cluster.pause("venue")
-    try:
-        down = await _all_down(fs, "venue SIGSTOP")
-    finally:
-        fs.cluster.resume("venue")
-    t1 = time.monotonic()
-    fs.checker.data_plane_fault(t1, active=False)
-    back = await _all_back(fs, t1, "venue SIGCONT")
-    fs.bound("venue SIGSTOP: both paths down on every host", down, 5 * 0.5)
-    fs.bound(
-        "venue SIGCONT: every host back on its first path with an ack",
-        back,
-        5 * (RECONNECT_MAX_S + HOLD_DOWN_S),
-    )
-    await fs.finish_clean()
 
 
-async def test_venue_killed_and_restarted(fs: FaultSystem) -> None:
-    fs.checker.data_plane_fault(time.monotonic(), active=True)
+def _resume(fs: FaultSystem) -> None:
+    fs.cluster.resume("venue")
+
+
+def _kill(fs: FaultSystem) -> None:
     fs.cluster.kill("venue")
-    down = await _all_down(fs, "venue SIGKILL")
+
+
+def _restart(fs: FaultSystem) -> None:
     fs.cluster.restart("venue")
     fs.cluster.wait_venue()
+
+
+# (what the row calls the fault, its end, how to cause it, how to end it)
+ROWS = {
+    "paused": ("venue SIGSTOP", "venue SIGCONT", _pause, _resume),
+    "killed_and_restarted": ("venue SIGKILL", "venue restarted", _kill, _restart),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+async def test_venue_process(fs: FaultSystem, row: str) -> None:
+    fault, healed, cause, heal = ROWS[row]
+    fs.checker.data_plane_fault(time.monotonic(), active=True)
+    cause(fs)
+    try:
+        down = await _all_down(fs, fault)
+    finally:
+        heal(fs)
     t1 = time.monotonic()
     fs.checker.data_plane_fault(t1, active=False)
-    back = await _all_back(fs, t1, "venue restarted")
-    fs.bound("venue SIGKILL: both paths down on every host", down, 5 * 0.5)
+    back = await _all_back(fs, t1, healed)
+    fs.bound(f"{fault}: both paths down on every host", down, 5 * 0.5)
     fs.bound(
-        "venue restarted: every host back on its first path with an ack",
-        back,
-        5 * (RECONNECT_MAX_S + HOLD_DOWN_S),
+        f"{healed}: every host back on its first path with an ack", back, 5 * (RECONNECT_MAX_S + HOLD_DOWN_S)
     )
     await fs.finish_clean()
