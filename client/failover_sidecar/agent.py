@@ -40,7 +40,7 @@ from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
 from failover_sidecar.metrics import SidecarMetrics
 from failover_sidecar.path import PathSession
-from failover_sidecar.route import RouteState
+from failover_sidecar.route import RouteState, repeated_path
 from failover_sidecar.saver import StateSaver
 from failover_sidecar.status import PathState, PathStatus, Warmth
 from failover_sidecar.stream import CoordinatorLink
@@ -223,7 +223,7 @@ class Agent:
         held_epoch = (held.epoch.era, held.epoch.revision) if held is not None else (0, 0)
         if held is not None and held_epoch >= epoch:
             return held_epoch
-        if len(set(d.paths)) != len(d.paths):
+        if repeated_path(d.paths) is not None:
             # No coordinator of ours writes this; whatever did, the route held stays
             # (static stability), and the ack names the epoch still held, so `failover sync`
             # shows this host behind.

@@ -44,10 +44,20 @@ seen is treated as the one already seen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 Epoch = tuple[int, int]
 """``(era, revision)``, compared lexicographically."""
+
+
+def repeated_path(paths: Iterable[str]) -> str | None:
+    """The first path listed a second time, or None: a decision names each path once."""
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            return path
+        seen.add(path)
+    return None
 
 
 class RouteState:
@@ -107,7 +117,7 @@ class RouteState:
         if self.epoch is not None and new_epoch <= self.epoch:
             return False
         order = tuple(paths)
-        if len(set(order)) != len(order):
+        if repeated_path(order) is not None:
             raise ValueError(f"group {self.group}: decision lists a path twice: {list(order)}")
         if order != self.paths:
             self._anchor = None  # an ordered move: no hold-down

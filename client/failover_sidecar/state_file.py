@@ -17,6 +17,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from failover.v1 import types_pb2 as pb
+from failover_sidecar.route import repeated_path
 
 VERSION = 1
 
@@ -55,11 +56,9 @@ def _check(key: str, group: str, what: str, paths: list[str]) -> None:
     """Refuse what no coordinator writes: the sidecar would route on it after a restart."""
     if group != key:
         raise ValueError(f"{what} under {key!r} holds group {group!r}")
-    seen: set[str] = set()
-    for path in paths:
-        if path in seen:
-            raise ValueError(f"{what} of group {key!r} lists path {path!r} twice")
-        seen.add(path)
+    path = repeated_path(paths)
+    if path is not None:
+        raise ValueError(f"{what} of group {key!r} lists path {path!r} twice")
 
 
 def save(path: str | Path, host_id: str, state: SavedState) -> None:
