@@ -149,6 +149,17 @@ class Agent:
     def on_definition(self, gdef: pb.GroupDefinition) -> None:
         if gdef.name not in self.cfg.groups:
             return
+        twice = repeated_path(p.name for p in gdef.paths)
+        if twice is not None:
+            # No coordinator of ours writes this; kept, it would be saved and the next
+            # start would refuse the state file. The definition held stays.
+            log.error(
+                "group %s: definition lists path %r twice: not applied",
+                gdef.name,
+                twice,
+                extra=OUTSIDE_INPUT,
+            )
+            return
         self.definitions[gdef.name] = gdef
         self._apply_definition(gdef)
         self.saver.schedule()

@@ -13,6 +13,7 @@ import asyncio
 import time
 from pathlib import Path
 
+from failover_sidecar import state_file
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
 from hypothesis import HealthCheck, example, given, settings
@@ -91,6 +92,9 @@ async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Age
 # Found by this test when run unseeded: a decision listing a path twice raised ValueError
 # out of on_decision (the stream's reader) after the agent had already stored it.
 @example([pb.Decision(group=G, paths=["other", "", ""], epoch=pb.Epoch(era=1, revision=1))])
+# Found by this test when run unseeded: a definition listing a path twice was taken and
+# saved, and the next start refused the sidecar's own state file (exit 2).
+@example([pb.GroupDefinition(name=G, paths=[pb.Path(name="b", endpoint=""), pb.Path(name="b", endpoint="")])])
 def test_agent_takes_any_definition_or_decision(
     tmp_path: Path, events: list[pb.GroupDefinition | pb.Decision]
 ) -> None:
@@ -99,6 +103,7 @@ def test_agent_takes_any_definition_or_decision(
     assert set(agent.decisions) <= {G} and set(agent.definitions) <= {G}
     for d in agent.decisions.values():  # only what could be applied is held
         assert len(set(d.paths)) == len(d.paths), d
+    state_file.load(tmp_path / "s.json")  # what it saved, a restart reads back
     assert time.monotonic() - start < 15
 
 
@@ -121,3 +126,28 @@ def test_a_decision_listing_a_path_twice_is_refused_and_the_route_kept(tmp_path:
     assert held == [(1, 5), (1, 5)]
     assert agent.decisions[G] == good
     assert agent.routes[G].paths == ("primary",)
+
+
+def test_a_definition_listing_a_path_twice_is_refused_and_the_last_one_kept(tmp_path: Path) -> None:
+    good = pb.GroupDefinition(name=G, paths=[pb.Path(name="primary", endpoint="127.0.0.1:3")])
+    bad = pb.GroupDefinition(
+        name=G,
+        paths=[
+            pb.Path(name="primary", endpoint="127.0.0.1:1"),
+            pb.Path(name="primary", endpoint="127.0.0.1:2"),
+        ],
+    )
+
+    async def run() -> Agent:
+        agent = _agent(tmp_path)
+        await agent.start()
+        try:
+            agent.on_definition(good)
+            agent.on_definition(bad)
+            assert agent.definitions[G] == good
+        finally:
+            await asyncio.wait_for(agent.stop(), 10)
+        return agent
+
+    asyncio.run(run())
+    assert state_file.load(tmp_path / "s.json").definitions[G] == good  # the next start reads it
