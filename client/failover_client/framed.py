@@ -14,6 +14,11 @@ the sidecar; when the connection ends, every message still waiting becomes IN_DO
 REJECTED when the sidecar refused the connection before any message entered its order
 path (unknown strategy, bad first frame); a message submitted after that, or after
 ``close``, gets NO_PATH (nothing was written).
+
+A paused or hung sidecar keeps its socket open and answers nothing, so the connection
+carries its own liveness check, as gRPC's keepalive pings do for ``Sidecar``: after
+``keepalive_s`` without a frame from the sidecar the client sends a ping, and ends the
+connection when nothing arrives within ``keepalive_timeout_s`` after it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from types import TracebackType
 from typing import cast
 
@@ -40,8 +46,17 @@ _NEW, _CANCEL = spb.MESSAGE_KIND_NEW_ORDER, spb.MESSAGE_KIND_CANCEL
 class FramedRelay(OutcomeBook, CopyingReader):
     """One strategy's framed connection to its host's sidecar. Create with ``await FramedRelay.connect``."""
 
-    def __init__(self, strategy_id: str) -> None:
+    def __init__(
+        self, strategy_id: str, keepalive_s: float | None = 1.0, keepalive_timeout_s: float = 1.0
+    ) -> None:
         super().__init__(strategy_id)
+        self._keepalive_s = keepalive_s
+        self._keepalive_timeout_s = keepalive_timeout_s
+        self._clock = time.monotonic
+        self._heard = 0.0  # when the last bytes from the sidecar arrived (loop clock)
+        self._ping_sent = 0.0  # when the unanswered ping went out; 0: none outstanding
+        self._ping_seq = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._reader = FrameReader()
         self._transport: asyncio.Transport | None = None
         self.closed = asyncio.Event()
@@ -52,16 +67,32 @@ class FramedRelay(OutcomeBook, CopyingReader):
         self._local_close = False
 
     @classmethod
-    async def connect(cls, path: str, strategy_id: str, timeout_s: float = 5.0) -> FramedRelay:
+    async def connect(
+        cls,
+        path: str,
+        strategy_id: str,
+        timeout_s: float = 5.0,
+        *,
+        keepalive_s: float | None = 1.0,
+        keepalive_timeout_s: float = 1.0,
+    ) -> FramedRelay:
         """Connect and send the hello; OSError when the socket cannot be reached (nothing sent).
 
         The sidecar checks the strategy id when the hello arrives: a refusal closes the
         connection, and the messages submitted meanwhile resolve REJECTED.
+        ``keepalive_s=None`` turns the liveness check off (a send may then wait as long
+        as the sidecar is paused).
         """
+        if keepalive_s is not None and not (keepalive_s > 0 and keepalive_timeout_s > 0):
+            raise ValueError(
+                f"keepalive_s and keepalive_timeout_s must be > 0 (got {keepalive_s}, {keepalive_timeout_s})"
+            )
         loop = asyncio.get_running_loop()
         path = path.removeprefix("unix:")
         async with asyncio.timeout(timeout_s):
-            _, fr = await loop.create_unix_connection(lambda: cls(strategy_id), path)
+            _, fr = await loop.create_unix_connection(
+                lambda: cls(strategy_id, keepalive_s, keepalive_timeout_s), path
+            )
         hello = spb.RelayRequest(open=spb.RelayOpen(strategy_id=strategy_id)).SerializeToString()
         assert fr._transport is not None
         fr._transport.write(frame(hello))
@@ -71,8 +102,14 @@ class FramedRelay(OutcomeBook, CopyingReader):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        self._heard = loop.time()
+        if self._keepalive_s is not None:
+            self._timer = loop.call_at(self._heard + self._keepalive_s, self._check_alive)
 
     def data_received(self, data: bytes) -> None:
+        self._heard = self._clock()
         try:
             frames = self._reader.feed(data)
         except FrameError as exc:
@@ -93,10 +130,41 @@ class FramedRelay(OutcomeBook, CopyingReader):
             elif kind == "closed":
                 self.error = f"the sidecar closed the connection: {ev.closed.reason}"
                 self._refused_at_open = ev.closed.nothing_relayed
+            # "pong": hearing anything is the answer (``_heard``)
         if self.error and self._transport is not None:
             self._transport.abort()
 
+    def _check_alive(self) -> None:
+        """Ping after ``keepalive_s`` of silence; end the connection when the ping goes unanswered."""
+        self._timer = None
+        t = self._transport
+        if t is None or t.is_closing() or self.closed.is_set() or self._keepalive_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        now, wait = loop.time(), self._keepalive_timeout_s
+        if self._ping_sent and self._heard < self._ping_sent:
+            if now - self._ping_sent < wait:
+                self._timer = loop.call_at(self._ping_sent + wait, self._check_alive)
+                return
+            # Read events run before timers in a loop pass: an answer already here was seen.
+            self.error = f"the sidecar did not answer a ping within {wait:g} s"
+            log.warning("strategy %s: %s; ending the framed connection", self.strategy_id, self.error)
+            t.abort()
+            return
+        self._ping_sent = 0.0
+        if now - self._heard < self._keepalive_s:
+            self._timer = loop.call_at(self._heard + self._keepalive_s, self._check_alive)
+            return
+        self._ping_seq += 1
+        body = spb.RelayRequest(ping=spb.RelayPing(seq=self._ping_seq)).SerializeToString()
+        t.write(_pack(len(body)) + body)
+        self._ping_sent = now
+        self._timer = loop.call_at(now + wait, self._check_alive)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if exc is not None and not self.error:
             self.error = f"{type(exc).__name__}: {exc}"
         self.closed.set()

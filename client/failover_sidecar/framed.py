@@ -106,6 +106,9 @@ class FramedConnection(CopyingReader):
                 self._hello(req, kind)
                 continue
             if kind != "message":
+                if kind == "ping":  # the client's liveness check: answered in this loop pass
+                    sink(spb.RelayEvent(pong=spb.RelayPong(seq=req.ping.seq)))
+                    continue
                 self.close_with(f"bad frame: expected a message, got {kind or 'an empty request'}")
                 return
             m = req.message

@@ -95,13 +95,27 @@ class RelayMessage(_message.Message):
     cancel_msg_id: int
     def __init__(self, group: _Optional[str] = ..., client_msg_id: _Optional[int] = ..., kind: _Optional[_Union[MessageKind, str]] = ..., payload: _Optional[bytes] = ..., cancel_msg_id: _Optional[int] = ...) -> None: ...
 
+class RelayPing(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
+class RelayPong(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...
+
 class RelayRequest(_message.Message):
-    __slots__ = ("open", "message")
+    __slots__ = ("open", "message", "ping")
     OPEN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
     open: RelayOpen
     message: RelayMessage
-    def __init__(self, open: _Optional[_Union[RelayOpen, _Mapping]] = ..., message: _Optional[_Union[RelayMessage, _Mapping]] = ...) -> None: ...
+    ping: RelayPing
+    def __init__(self, open: _Optional[_Union[RelayOpen, _Mapping]] = ..., message: _Optional[_Union[RelayMessage, _Mapping]] = ..., ping: _Optional[_Union[RelayPing, _Mapping]] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("client_msg_id", "kind", "path", "reason", "venue_order_id", "client_order_id", "stages")
@@ -144,14 +158,16 @@ class RelayClosed(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., nothing_relayed: _Optional[bool] = ...) -> None: ...
 
 class RelayEvent(_message.Message):
-    __slots__ = ("outcome", "venue_event", "closed")
+    __slots__ = ("outcome", "venue_event", "closed", "pong")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     VENUE_EVENT_FIELD_NUMBER: _ClassVar[int]
     CLOSED_FIELD_NUMBER: _ClassVar[int]
+    PONG_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     venue_event: VenueEvent
     closed: RelayClosed
-    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ..., venue_event: _Optional[_Union[VenueEvent, _Mapping]] = ..., closed: _Optional[_Union[RelayClosed, _Mapping]] = ...) -> None: ...
+    pong: RelayPong
+    def __init__(self, outcome: _Optional[_Union[Outcome, _Mapping]] = ..., venue_event: _Optional[_Union[VenueEvent, _Mapping]] = ..., closed: _Optional[_Union[RelayClosed, _Mapping]] = ..., pong: _Optional[_Union[RelayPong, _Mapping]] = ...) -> None: ...
 
 class ResolveInDoubtRequest(_message.Message):
     __slots__ = ("strategy_id", "group", "client_msg_ids")

@@ -208,3 +208,18 @@ async def test_a_strategy_that_does_not_read_is_disconnected_alone(
     w.close()
     async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
         assert (await fr.send(GROUP, "x")).kind == ACKED
+
+
+async def test_an_idle_connection_is_kept_by_answered_pings(rig: FramedRig) -> None:
+    """The liveness check pings a quiet sidecar and the sidecar answers: nothing is ended."""
+    fr = await FramedRelay.connect(rig.framed_socket, STRATEGY, keepalive_s=0.02, keepalive_timeout_s=0.2)
+    async with fr:
+        # The check that sends ping N+1 first saw ping N answered, or it would have ended the connection.
+        await poll(lambda: fr._ping_seq >= 5, "five pings sent on an idle connection")
+        assert not fr.closed.is_set(), fr.error
+        assert (await fr.send(GROUP, "x")).kind == ACKED
+
+
+async def test_keepalive_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="must be > 0"):
+        await FramedRelay.connect("/nonexistent", STRATEGY, keepalive_s=0)

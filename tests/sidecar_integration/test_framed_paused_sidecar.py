@@ -1,0 +1,66 @@
+"""A framed client whose sidecar stops answering gets its outcome, not a wait without end.
+
+A ``SIGSTOP``ped sidecar keeps its Unix socket open: the kernel accepts what the client
+writes and nothing comes back, so without a liveness check of its own the framed
+client's ``send`` waited until ``SIGCONT`` (the gRPC client notices through its HTTP/2
+keepalive pings). The framed client now pings while it waits for anything, and ends the
+connection when no frame answers within its timeout: what waited resolves ``IN_DOUBT``
+(it may have reached the venue), as for any connection lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+from failover_client import FramedRelay, OutcomeKind
+
+from tests.sidecar_integration.harness import GROUP, STRATEGY, standard, system
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+# The client's defaults: a ping after 1 s without a frame, 1 s for its answer. A broken
+# mechanism waits until SIGCONT; this bound only catches that.
+OUTCOME_BOUND_S = 6.0
+
+
+async def test_a_paused_sidecar_resolves_what_waits_in_doubt(tmp_path, etcd_cluster, prefix) -> None:
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        framed = str(s.sock_dir / "h1.framed.sock")
+        sock = str(s.sock_dir / "h1.sock")
+        await standard(s, ("h1",), replicas=1, sidecar={"listen": {"socket": sock, "framed_socket": framed}})
+        proc = s.sidecars["h1"].proc
+        fr = await FramedRelay.connect(framed, STRATEGY)
+        try:
+            first = await asyncio.wait_for(fr.send(GROUP, b'{"sym":"ESZ6","qty":1}'), 5)
+            assert first.kind == OutcomeKind.ACKED, first
+
+            proc.signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                _, fut = fr.submit(GROUP, b'{"sym":"ESZ6","qty":2}')
+                try:
+                    outcome = await asyncio.wait_for(fut, OUTCOME_BOUND_S)
+                except TimeoutError:
+                    raise AssertionError(
+                        f"no outcome {OUTCOME_BOUND_S}s after the sidecar was paused: waiting for SIGCONT"
+                    ) from None
+                took = time.monotonic() - t0
+            finally:
+                proc.signal(signal.SIGCONT)
+            print(f"[framed] paused sidecar: IN_DOUBT after {took:.2f}s ({outcome.reason})")
+            assert outcome.kind == OutcomeKind.IN_DOUBT, outcome
+            assert "did not answer" in outcome.reason, outcome.reason
+            assert fr.closed.is_set()
+            later = (await asyncio.wait_for(fr.submit(GROUP, b"{}")[1], 1)).kind
+            assert later == OutcomeKind.NO_PATH  # nothing written once the connection ended
+        finally:
+            await fr.close()
+
+        # The sidecar, running again, serves a new connection: the ping harmed nothing.
+        s.check_alive()
+        async with await FramedRelay.connect(framed, STRATEGY) as fr2:
+            again = await asyncio.wait_for(fr2.send(GROUP, b'{"sym":"ESZ6","qty":3}'), 5)
+            assert again.kind == OutcomeKind.ACKED, again
