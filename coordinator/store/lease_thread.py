@@ -114,12 +114,14 @@ class LeaseThread(threading.Thread):
         ttl = self._lease.ttl_s
         answered_at = self._lease.requested_at or time.monotonic()
         due = time.monotonic()  # renew at once: the grant's reply may have been slow
+        failed: list[str] = []  # attempts since the last answer: "member N: outcome after S s"
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= self.deadline:
                 self._give_up(
                     f"no keepalive answered for {now - answered_at:.2f}s: local deadline "
-                    f"{t.margin_ms} ms before etcd could expire it (TTL {ttl}s)"
+                    f"{t.margin_ms} ms before etcd could expire it (TTL {ttl}s); "
+                    f"{_attempts(failed)}"
                 )
                 return
             stalled = now - self._alive()
@@ -139,11 +141,20 @@ class LeaseThread(threading.Thread):
                 if self._stopping.is_set():
                     return
                 err = map_error(exc, "keepalive")
-                self._on_request("lease_keepalive", self._outcome(err), time.monotonic() - sent)
+                took = time.monotonic() - sent
+                self._on_request("lease_keepalive", self._outcome(err), took)
                 if isinstance(err, LeaseLost):
                     self._give_up(str(err))
                     return
-                log.debug("keepalive for lease %x: %s; renewing again", self._lease.id, err)
+                failed.append(f"member {self._member}: {self._outcome(err)} after {took:.2f}s")
+                # Bounded: a lease has a few seconds of attempts before its local deadline.
+                log.info(
+                    "keepalive for lease %x to etcd member %d failed after %.3fs: %s; renewing again",
+                    self._lease.id,
+                    self._member,
+                    took,
+                    err,
+                )
                 if isinstance(err, StoreUnavailable) and self._n > 1:
                     self._member = (self._member + 1) % self._n
                 if not isinstance(err, StoreTimeout):  # refused at once: do not spin
@@ -157,6 +168,15 @@ class LeaseThread(threading.Thread):
                 self._give_up(f"etcd says it is gone (TTL {resp.TTL})")
                 return
             ttl = int(resp.TTL)
+            if failed:
+                log.info(
+                    "lease %x renewed by etcd member %d after %.2fs without an answer (%s)",
+                    self._lease.id,
+                    self._member,
+                    time.monotonic() - answered_at,
+                    _attempts(failed),
+                )
+                failed.clear()
             answered_at = sent
             self.deadline = t.deadline(sent, ttl)
             due = sent + t.interval_s(ttl)
@@ -198,3 +218,11 @@ class LeaseThread(threading.Thread):
                 ch.close()
             except Exception as exc:  # closing is best effort; the thread is ending
                 log.debug("closing a keepalive channel: %r", exc)
+
+
+def _attempts(failed: list[str]) -> str:
+    """The failed attempts since the last answer, for the line that ends or heals the silence."""
+    if not failed:
+        return "no attempt failed (none made in time)"
+    shown = failed if len(failed) <= 8 else [*failed[:3], f"... {len(failed) - 6} more ...", *failed[-3:]]
+    return f"{len(failed)} attempts failed: " + "; ".join(shown)

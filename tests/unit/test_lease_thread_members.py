@@ -9,11 +9,13 @@ timing luck about which member the renewals happen to use.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 import grpc
+import pytest
 from etcd3aio._protobuf import rpc_pb2  # type: ignore[attr-defined]
 
 from coordinator.store.lease_thread import LeaseThread
@@ -60,7 +62,8 @@ class _Channel:
         pass
 
 
-def test_renewals_move_off_a_member_that_stops_answering() -> None:
+def test_renewals_move_off_a_member_that_stops_answering(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="coordinator.store.lease_thread")
     calls: list[int] = []
     lost = threading.Event()
     ended = threading.Event()
@@ -85,6 +88,11 @@ def test_renewals_move_off_a_member_that_stops_answering() -> None:
         ended.wait(2.5)  # past the lease's local deadline, had every renewal gone to member 0
         assert not lost.is_set(), f"the lease was given up; renewals went to members {calls}"
         assert calls[0] == 0 and set(calls[1:]) and 0 not in calls[1:], calls
+        # Each failed attempt and the answer that ends the silence are logged with their member:
+        # what an unexplained lease loss needs (docs/reliability.md).
+        assert "to etcd member 0 failed after" in caplog.text, caplog.text
+        assert "renewed by etcd member 1 after" in caplog.text, caplog.text
+        assert "1 attempts failed: member 0: StoreTimeout after" in caplog.text, caplog.text
     finally:
         thread.stop()
         thread.join(5)
