@@ -59,6 +59,8 @@ class SidecarMetrics(RpcInstruments):
             ("failover.route.deviation", "1", "1 while off the decided path", self._deviation),
             ("failover.route.applied_revision", "{revision}", "Applied epoch revision", self._applied),
             ("failover.link.connected", "1", "1 while the coordinator stream is up, by replica", self._link),
+            ("failover.state_file.failing", "1", "1 while the state file is behind: its last write failed",
+             self._state_file_failing),
         ):  # fmt: skip
             meter.create_observable_gauge(name, callbacks=[cb], unit=unit, description=desc)
 
@@ -140,6 +142,10 @@ class SidecarMetrics(RpcInstruments):
             for g, r in list(a.routes.items())
             if r.effective
         ]
+
+    def _state_file_failing(self, _: CallbackOptions) -> Iterable[Observation]:
+        a = self._agent
+        return [] if a is None else [Observation(1 if a.saver.failing else 0)]
 
     def _deviation(self, _: CallbackOptions) -> Iterable[Observation]:
         a = self._agent
