@@ -50,7 +50,12 @@ class BareConnection(CopyingReader):
             return
         for body in frames:
             req = spb.RelayRequest.FromString(body)
-            if req.WhichOneof("kind") != "message":
+            kind = req.WhichOneof("kind")
+            if kind == "ping":  # the client's liveness check, as the sidecar answers it
+                pong = spb.RelayEvent(pong=spb.RelayPong(seq=req.ping.seq)).SerializeToString()
+                assert self.transport is not None
+                self.transport.write(_pack(len(pong)) + pong)
+            if kind != "message":
                 continue
             self.venue.submit().add_done_callback(functools.partial(self._reply, req.message.client_msg_id))
 
