@@ -76,6 +76,10 @@ class OrdersSection(_Section):
     # path, under the same client order id. Only for venues that refuse a reused client
     # order id on every line (as the simulator does): elsewhere a copy could double an order.
     resend_in_doubt: bool = False
+    # A written message with no ack or reject this long after it was written, on a line
+    # that is still up (its heartbeats answered), becomes IN_DOUBT: a strategy always gets
+    # an outcome. 0: wait for the venue however long it takes.
+    reply_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
 
 
 class StreamSection(_Section):

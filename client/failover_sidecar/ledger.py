@@ -130,6 +130,19 @@ class Ledger:
         firsts = [e.submitted_ms for g in self._groups.values() for e in g.queued.values()]
         return min(firsts) + no_path_wait_ms if firsts else None
 
+    def next_reply_due_ms(self, reply_timeout_ms: float) -> float | None:
+        """When the oldest written message's reply will be overdue; None when nothing is written.
+
+        A group's outstanding messages were written in submit order, so its first is its oldest."""
+        firsts = [
+            e.sent_ms
+            for g in self._groups.values()
+            if g.outstanding
+            for e in (next(iter(g.outstanding.values())),)
+            if e.sent_ms is not None
+        ]
+        return min(firsts) + reply_timeout_ms if firsts else None
+
     # ------------------------------------------------------------ inputs
 
     def submit(self, key: MsgKey, group: str, now_ms: float) -> Entry:
@@ -242,6 +255,18 @@ class Ledger:
                 if now_ms - entry.submitted_ms > no_path_wait_ms:
                     self._resolve(entry, *_unwritten(entry, f"no usable path within {no_path_wait_ms:g} ms"))
                     out.append(entry)
+        return out
+
+    def expire_replies(self, now_ms: float, reply_timeout_ms: float) -> list[Entry]:
+        """Written messages with no reply for longer than the timeout become IN_DOUBT (the line is up)."""
+        out: list[Entry] = []
+        for g in list(self._groups.values()):
+            for entry in list(g.outstanding.values()):
+                if entry.sent_ms is None or now_ms - entry.sent_ms <= reply_timeout_ms:
+                    break  # written in order: the rest are younger
+                why = f"no reply on {entry.path} within {reply_timeout_ms:g} ms, the line still up"
+                self._resolve(entry, Outcome.IN_DOUBT, why)
+                out.append(entry)
         return out
 
     def halt(self, group: str) -> list[Entry]:

@@ -9,6 +9,7 @@ the route and the strategies' streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -80,6 +81,7 @@ class OrderPath:
         self._acked: dict[str, asyncio.Event] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # strategy -> (tokens, last refill, s)
         self._wake = asyncio.Event()
+        self._expiry_idle = False  # the expiry task waits with no deadline: a write must wake it
         agent.route_listeners.append(self._on_route)
         agent.path_dead_listeners.append(self._on_path_dead)
         agent.message_listeners.append(self._on_venue)
@@ -166,6 +168,9 @@ class OrderPath:
                 return
             self.ledger.mark_sent(entry, r.effective, now_ms())
             self._sent_ns[entry.key] = time.monotonic_ns()
+            if self._expiry_idle:  # its reply now has a deadline (once per idle spell, not per message)
+                self._expiry_idle = False
+                self._wake.set()
             if entry.resent_from is None:
                 self._written[entry.key] = (r.effective, sess.connections_opened)
                 if len(self._written) > _WRITTEN_KEPT:
@@ -473,14 +478,35 @@ class OrderPath:
             await cancel_and_wait(list(self._confirming))
 
     async def _expire_forever(self) -> None:
+        """NO_PATH for what found no path within ``no_path_wait_ms``; IN_DOUBT for what was
+        written and got no reply within ``reply_timeout_ms`` (0: none)."""
         wait = self.agent.cfg.orders.no_path_wait_ms
+        reply = self.agent.cfg.orders.reply_timeout_ms
+        ledger = self.ledger
         while True:
-            nxt = self.ledger.next_expiry_ms(wait)
+            dues = [ledger.next_expiry_ms(wait), ledger.next_reply_due_ms(reply) if reply else None]
+            nxt = min((d for d in dues if d is not None), default=None)
+            self._wake.clear()
             if nxt is None:
-                self._wake.clear()
+                self._expiry_idle = bool(reply)
                 await self._wake.wait()
                 continue
-            delay = max(0.0, (nxt - now_ms()) / 1000)
+            delay = (nxt - now_ms()) / 1000
             if delay > 0:
-                await asyncio.sleep(delay)
-            self._resolve_all(self.ledger.expire(now_ms(), wait), f"no usable path within {wait} ms")
+                # A message queued meanwhile (its NO_PATH may come first) wakes this early.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                continue
+            now = now_ms()
+            self._resolve_all(ledger.expire(now, wait), f"no usable path within {wait} ms")
+            if reply:
+                late = ledger.expire_replies(now, reply)
+                self._resolve_all(late)
+                for group, path in {(e.group, e.path or "") for e in late}:
+                    log.warning(
+                        "group %s: %d messages without a reply on %s within %d ms (the line is up): IN_DOUBT",
+                        group,
+                        sum(1 for e in late if e.group == group and e.path == path),
+                        path,
+                        reply,
+                    )

@@ -45,7 +45,9 @@ async def poll(pred: Callable[[], bool], what: str, timeout: float = WAIT_S) -> 
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[FramedRig]:
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[FramedRig]:
+    """``@pytest.mark.parametrize("rig", [{"orders": {...}}], indirect=True)``: extra config sections."""
+    extra = getattr(request, "param", {})
     venue = Venue(
         VenueConfig(gateways=[GatewayConfig(name=g, listen="127.0.0.1:0") for g in ("primary", "backup")])
     )
@@ -66,6 +68,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[FramedRig]:
             strategies=[STRATEGY, "s2"],
             listen=ListenSection(socket=grpc_socket, framed_socket=framed_socket),
             bootstrap=[spec],
+            **extra,
         )
         app = SidecarApp(cfg)
         task = asyncio.create_task(app.run(), name="sidecar")

@@ -223,3 +223,32 @@ async def test_an_idle_connection_is_kept_by_answered_pings(rig: FramedRig) -> N
 async def test_keepalive_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         await FramedRelay.connect("/nonexistent", STRATEGY, keepalive_s=0)
+
+
+@pytest.mark.parametrize("rig", [{"orders": {"reply_timeout_ms": 300}}], indirect=True)
+async def test_an_order_the_venue_never_answers_becomes_in_doubt_on_a_live_line(
+    rig: FramedRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue takes the order and never answers it while its line answers heartbeats:
+    the probe finds the line alive, so only the reply timeout gives the strategy an outcome."""
+    from failover.venue import session as venue_session
+
+    async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
+        assert (await fr.send(GROUP, "x")).kind == ACKED
+        send = venue_session.Connection.send
+
+        def swallow_acks(self: venue_session.Connection, msg: dict[str, object]) -> None:
+            if msg.get("t") != "ack":
+                send(self, msg)
+
+        monkeypatch.setattr(venue_session.Connection, "send", swallow_acks)
+        t0 = asyncio.get_running_loop().time()
+        async with asyncio.timeout(WAIT_S):
+            o = await fr.send(GROUP, "x")
+        took = asyncio.get_running_loop().time() - t0
+        assert o.kind == IN_DOUBT and "no reply on primary within 300 ms" in o.reason, o
+        assert 0.3 <= took < 2.0, took
+        route = rig.app.agent.routes[GROUP]
+        assert route.effective == "primary"  # the line is up: no flip for an unanswered order
+        monkeypatch.undo()
+        assert (await fr.send(GROUP, "x")).kind == ACKED

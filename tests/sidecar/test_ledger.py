@@ -32,6 +32,23 @@ def test_ack_reject_and_late_replies_are_ignored() -> None:
     assert led.unresolved() == 0 and led.get(("s", "1")) is e1
 
 
+def test_written_messages_without_a_reply_expire_in_doubt_oldest_first() -> None:
+    led = Ledger()
+    assert led.next_reply_due_ms(300) is None
+    e1, e2, e3 = (led.submit(("s", str(i)), "g", 0) for i in (1, 2, 3))
+    led.mark_sent(e1, "A", 100)
+    led.mark_sent(e2, "A", 200)
+    f1 = led.submit(("s", "9"), "h", 0)
+    led.mark_sent(f1, "B", 150)
+    assert led.next_reply_due_ms(300) == 400  # the oldest written, over every group
+    assert led.expire_replies(400, 300) == []  # due means over, not at
+    assert led.expire_replies(460, 300) == [e1, f1]
+    assert e1.outcome is Outcome.IN_DOUBT and "no reply on A within 300 ms" in e1.reason
+    assert e2.outcome is None and e3.outcome is None  # younger, and never written
+    assert led.on_reply(("s", "1"), True) is None  # a late ack changes nothing
+    assert led.next_reply_due_ms(300) == 500
+
+
 def test_duplicate_message_id_refused() -> None:
     led = Ledger()
     led.submit(("s", "1"), "g", 0)
