@@ -134,13 +134,8 @@ class Ledger:
         """When the oldest written message's reply will be overdue; None when nothing is written.
 
         A group's outstanding messages were written in submit order, so its first is its oldest."""
-        firsts = [
-            e.sent_ms
-            for g in self._groups.values()
-            if g.outstanding
-            for e in (next(iter(g.outstanding.values())),)
-            if e.sent_ms is not None
-        ]
+        oldest = [next(iter(g.outstanding.values())).sent_ms for g in self._groups.values() if g.outstanding]
+        firsts = [ms for ms in oldest if ms is not None]
         return min(firsts) + reply_timeout_ms if firsts else None
 
     # ------------------------------------------------------------ inputs

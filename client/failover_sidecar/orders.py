@@ -502,11 +502,11 @@ class OrderPath:
             if reply:
                 late = ledger.expire_replies(now, reply)
                 self._resolve_all(late)
-                for group, path in {(e.group, e.path or "") for e in late}:
+                for (group, path), n in Counter((e.group, e.path) for e in late).items():
                     log.warning(
                         "group %s: %d messages without a reply on %s within %d ms (the line is up): IN_DOUBT",
                         group,
-                        sum(1 for e in late if e.group == group and e.path == path),
+                        n,
                         path,
                         reply,
                     )

@@ -141,12 +141,12 @@ class LeaseThread(threading.Thread):
                 if self._stopping.is_set():
                     return
                 err = map_error(exc, "keepalive")
-                took = time.monotonic() - sent
-                self._on_request("lease_keepalive", self._outcome(err), took)
+                took, outcome = time.monotonic() - sent, self._outcome(err)
+                self._on_request("lease_keepalive", outcome, took)
                 if isinstance(err, LeaseLost):
                     self._give_up(str(err))
                     return
-                failed.append(f"member {self._member}: {self._outcome(err)} after {took:.2f}s")
+                failed.append(f"member {self._member}: {outcome} after {took:.2f}s")
                 # Bounded: a lease has a few seconds of attempts before its local deadline.
                 log.info(
                     "keepalive for lease %x to etcd member %d failed after %.3fs: %s; renewing again",
