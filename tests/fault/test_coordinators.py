@@ -6,13 +6,17 @@ prints the measured time; the observing checker runs throughout (see conftest).
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 
+import grpc
 import pytest
 
 from failover.faults.observe import leader_of
 from failover.faults.proxy import Mode
-from failover.v1 import venue_pb2
+from failover.v1 import admin_pb2 as apb
+from failover.v1 import admin_pb2_grpc, venue_pb2
 from tests.fault.conftest import FaultSystem
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
@@ -236,4 +240,46 @@ async def test_sidecar_restart_during_failover(fs: FaultSystem) -> None:
         first_ack,
         5 * (ttl + 3),
     )
+    await fs.finish_clean()
+
+
+async def test_switch_through_a_follower_while_the_leader_is_paused(fs: FaultSystem) -> None:
+    """A switch sent to a follower the moment the leader is paused is committed by the next
+    leader once the paused one's lease runs out: the follower does not wait on the paused one.
+    The CLI, given the paused leader first, moves on to the next address."""
+    old = await _leader(fs)
+    follower = next(r for r in fs.cluster.topo.replicas if r != old)
+    ttl = fs.cluster.topo.lease_ttl_s
+    channel = grpc.aio.insecure_channel(fs.cluster.coordinator_addrs[follower])
+    stub = admin_pb2_grpc.AdminStub(channel)
+    req = apb.SwitchRequest(group="cme-orders", path="backup", reason="leader paused", operator="fault")
+    t0 = time.monotonic()
+    fs.cluster.pause(old)
+    try:
+        try:
+            resp = await stub.Switch(req, timeout=20)
+            outcome = f"committed by {resp.decision.leader_id}"
+        except grpc.aio.AioRpcError as exc:
+            outcome = f"{exc.code().name} {exc.details()}"
+        took = time.monotonic() - t0
+        print(f"switch via {follower} with {old} paused: {outcome} after {took:.2f}s")
+        assert outcome.startswith("committed"), f"after {took:.2f}s: {outcome}"
+        fs.bound("leader SIGSTOP: a switch through a follower committed", took, 5 * (ttl + 1))
+
+        addrs = ",".join(fs.cluster.coordinator_addrs[r] for r in (old, follower))
+        t1 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "failover.cli", "switch", "cme-orders", "primary", "--reason", "r",
+            "--operator", "fault", "-c", addrs, "--timeout", "5",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        took_cli = time.monotonic() - t1
+        text = out.decode(errors="replace").strip()
+        print(f"CLI switch, {old} (paused) listed first: exit {proc.returncode}, {took_cli:.2f}s: {text}")
+        assert proc.returncode == 0, text
+        fs.bound("leader SIGSTOP: the CLI moved past the paused leader", took_cli, 5 * (ttl + 1))
+    finally:
+        fs.cluster.resume(old)
+        await channel.close(None)
     await fs.finish_clean()
