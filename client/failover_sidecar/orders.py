@@ -241,18 +241,24 @@ class OrderPath:
                 self.agent.note_in_doubt(group, path, len(dead))
         self._pump(group)  # the requeued, then the group's next messages go to the live path
 
-    def _start_confirm(self, group: str, dead_path: str, entries: list[Entry], reason: str) -> None:
+    def _start_confirm(
+        self, group: str, dead_path: str, entries: list[Entry], reason: str, charge_flip: bool = True
+    ) -> None:
         self._confirm_keys.update(e.key for e in entries)
         task = asyncio.get_running_loop().create_task(
-            self._confirm(group, dead_path, entries, reason), name=f"confirm-in-doubt-{group}"
+            self._confirm(group, dead_path, entries, reason, charge_flip), name=f"confirm-in-doubt-{group}"
         )
         self._confirming.add(task)
         task.add_done_callback(self._confirming.discard)
 
-    async def _confirm(self, group: str, dead_path: str, entries: list[Entry], reason: str) -> None:
+    async def _confirm(
+        self, group: str, dead_path: str, entries: list[Entry], reason: str, charge_flip: bool = True
+    ) -> None:
         """Ask the venue, over a live path of the group, about each message ``dead_path`` left
         without a reply; deliver ACKED or REJECTED for what it says it has, IN_DOUBT for the
         rest (unknown to it, no answer within orders.confirm_in_doubt_ms, no live path).
+        ``charge_flip``: the in-doubt count goes to the flip away from ``dead_path`` (not
+        for a line that is up and only left messages unanswered).
 
         Only a positive answer changes the outcome: an order the venue does not know may
         still be on its way on the dead line, so it stays IN_DOUBT. Every entry gets its
@@ -290,7 +296,7 @@ class OrderPath:
                     delivered.add(e.key)
                     self._deliver(e, reason)  # IN_DOUBT, as the ledger has it
             doubt = sum(1 for e in entries if e.outcome is Outcome.IN_DOUBT)
-            if doubt:
+            if doubt and charge_flip:
                 self.agent.note_in_doubt(group, dead_path, doubt)
 
     def _live_session(self, group: str, dead_path: str) -> tuple[PathSession | None, str]:
@@ -500,13 +506,25 @@ class OrderPath:
             now = now_ms()
             self._resolve_all(ledger.expire(now, wait), f"no usable path within {wait} ms")
             if reply:
-                late = ledger.expire_replies(now, reply)
-                self._resolve_all(late)
-                for (group, path), n in Counter((e.group, e.path) for e in late).items():
-                    log.warning(
-                        "group %s: %d messages without a reply on %s within %d ms (the line is up): IN_DOUBT",
-                        group,
-                        n,
-                        path,
-                        reply,
-                    )
+                self._unanswered(ledger.expire_replies(now, reply), reply)
+
+    def _unanswered(self, late: list[Entry], reply_ms: int) -> None:
+        """Messages a live line left without a reply: asked about over another live path of
+        the group, as a dead path's are (a venue that has one says so), else IN_DOUBT."""
+        confirm = self.agent.cfg.orders.confirm_in_doubt_ms > 0
+        by_line: dict[tuple[str, str], list[Entry]] = {}
+        for e in late:
+            by_line.setdefault((e.group, e.path or ""), []).append(e)
+        for (group, path), entries in by_line.items():
+            log.warning(
+                "group %s: %d messages without a reply on %s within %d ms (the line is up): %s",
+                group,
+                len(entries),
+                path,
+                reply_ms,
+                "asking the venue over another path" if confirm else "IN_DOUBT",
+            )
+            if confirm:
+                self._start_confirm(group, path, entries, entries[0].reason, charge_flip=False)
+            else:
+                self._resolve_all(entries)
