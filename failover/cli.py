@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -136,17 +135,9 @@ def coordinator_targets(addresses: str) -> list[str]:
     return targets
 
 
-def time_left(deadline: float) -> float:
-    """The RPC timeout left of a command's ``deadline`` (``time.monotonic()`` based)."""
-    return max(0.05, deadline - time.monotonic())
-
-
-async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]], deadline: float | None = None) -> T:
+async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
     """Call the first replica that answers (UNAVAILABLE and DEADLINE_EXCEEDED move on to the
-    next); when none answers, the error names every address tried and what it said.
-    ``deadline`` (``time.monotonic()`` based) bounds the whole command: once it has passed
-    no further address is tried, so an operator's ``--timeout`` is the wait, not a wait per
-    address (the call's own timeout should be ``time_left(deadline)``)."""
+    next); when none answers, the error names every address tried and what it said."""
     import grpc
 
     from failover import rpc
@@ -160,11 +151,7 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]], deadli
         ca, cert, key = _client_tls
         tls = TlsSection(mode="mtls", ca_file=ca, cert_file=cert, key_file=key)
     errors: list[tuple[str, grpc.aio.AioRpcError]] = []
-    untried: list[str] = []
     for target in targets:
-        if errors and deadline is not None and time.monotonic() >= deadline:
-            untried = targets[targets.index(target) :]
-            break
         async with rpc.channel(target, tls=tls) as ch:
             try:
                 return await call(admin_pb2_grpc.AdminStub(ch))
@@ -172,13 +159,10 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]], deadli
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
                 errors.append((target, exc))
-    if len(errors) == 1 and not untried:
+    if len(errors) == 1:
         raise errors[0][1]
-    tail = f"; not tried, the command's timeout spent: {', '.join(untried)}" if untried else ""
     raise AllCoordinatorsFailed(
-        "no coordinator answered: "
-        + "; ".join(f"{t}: {e.code().name}: {e.details()}" for t, e in errors)
-        + tail
+        "no coordinator answered: " + "; ".join(f"{t}: {e.code().name}: {e.details()}" for t, e in errors)
     )
 
 
@@ -487,13 +471,8 @@ def switch(
     req = apb.SwitchRequest(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
-    deadline = time.monotonic() + timeout
     resp = run_async(
-        with_admin(
-            coordinators,
-            lambda s: s.Switch(req, timeout=time_left(deadline), metadata=command_metadata()),
-            deadline,
-        )
+        with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout, metadata=command_metadata()))
     )
     if as_json:
         print_json(resp)
