@@ -156,8 +156,7 @@ class FramedRelay(OutcomeBook, CopyingReader):
             self._timer = loop.call_at(self._heard + self._keepalive_s, self._check_alive)
             return
         self._ping_seq += 1
-        body = spb.RelayRequest(ping=spb.RelayPing(seq=self._ping_seq)).SerializeToString()
-        t.write(_pack(len(body)) + body)
+        t.write(frame(spb.RelayRequest(ping=spb.RelayPing(seq=self._ping_seq)).SerializeToString()))
         self._ping_sent = now
         self._timer = loop.call_at(now + wait, self._check_alive)
 

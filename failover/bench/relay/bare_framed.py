@@ -24,7 +24,7 @@ from failover.bench.serve_child import child_main, until_stopped
 from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire import protocol as vp
-from failover.wire.frames import HEADER, FrameError, FrameReader
+from failover.wire.frames import HEADER, FrameError, FrameReader, frame
 
 _pack = HEADER.pack
 _ACKED, _REJECTED = spb.OUTCOME_KIND_ACKED, spb.OUTCOME_KIND_REJECTED
@@ -52,9 +52,10 @@ class BareConnection(CopyingReader):
             req = spb.RelayRequest.FromString(body)
             kind = req.WhichOneof("kind")
             if kind == "ping":  # the client's liveness check, as the sidecar answers it
-                pong = spb.RelayEvent(pong=spb.RelayPong(seq=req.ping.seq)).SerializeToString()
                 assert self.transport is not None
-                self.transport.write(_pack(len(pong)) + pong)
+                self.transport.write(
+                    frame(spb.RelayEvent(pong=spb.RelayPong(seq=req.ping.seq)).SerializeToString())
+                )
             if kind != "message":
                 continue
             self.venue.submit().add_done_callback(functools.partial(self._reply, req.message.client_msg_id))
