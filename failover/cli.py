@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -135,9 +136,21 @@ def coordinator_targets(addresses: str) -> list[str]:
     return targets
 
 
-async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
+def budget_share(deadline: float, addresses_left: int) -> float:
+    """The RPC timeout of the next address tried: an equal share of what is left of the
+    command's ``deadline`` (``time.monotonic()`` based) among the addresses not yet tried,
+    so one that takes the call and never answers (a follower stuck forwarding to a leader
+    it cannot reach) cannot spend the budget the next address needs; the last gets it all."""
+    return max(0.05, (deadline - time.monotonic()) / max(1, addresses_left))
+
+
+async def with_admin(
+    addresses: str, call: Callable[[Any, float | None], Awaitable[T]], budget_s: float | None = None
+) -> T:
     """Call the first replica that answers (UNAVAILABLE and DEADLINE_EXCEEDED move on to the
-    next); when none answers, the error names every address tried and what it said."""
+    next); when none answers, the error names every address tried and what it said.
+    ``call`` gets the stub and, with ``budget_s``, the timeout this address may use
+    (``budget_share``): ``budget_s`` then bounds the whole command, not each address."""
     import grpc
 
     from failover import rpc
@@ -151,10 +164,12 @@ async def with_admin(addresses: str, call: Callable[[Any], Awaitable[T]]) -> T:
         ca, cert, key = _client_tls
         tls = TlsSection(mode="mtls", ca_file=ca, cert_file=cert, key_file=key)
     errors: list[tuple[str, grpc.aio.AioRpcError]] = []
-    for target in targets:
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    for i, target in enumerate(targets):
+        timeout = None if deadline is None else budget_share(deadline, len(targets) - i)
         async with rpc.channel(target, tls=tls) as ch:
             try:
-                return await call(admin_pb2_grpc.AdminStub(ch))
+                return await call(admin_pb2_grpc.AdminStub(ch), timeout)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     raise
@@ -442,7 +457,7 @@ def status(
 
     coordinator_targets(coordinators)
     req = apb.GetStatusRequest(hosts=hosts, group=group, host_limit=limit, hosts_after=after)
-    st = run_async(with_admin(coordinators, lambda s: s.GetStatus(req, timeout=10)))
+    st = run_async(with_admin(coordinators, lambda s, _: s.GetStatus(req, timeout=10)))
     if as_json:
         print_json(st)
     else:
@@ -472,7 +487,11 @@ def switch(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(
-        with_admin(coordinators, lambda s: s.Switch(req, timeout=timeout, metadata=command_metadata()))
+        with_admin(
+            coordinators,
+            lambda s, share: s.Switch(req, timeout=share, metadata=command_metadata()),
+            timeout,
+        )
     )
     if as_json:
         print_json(resp)
@@ -494,7 +513,9 @@ def history(
     from failover.v1 import admin_pb2 as apb
 
     resp = run_async(
-        with_admin(coordinators, lambda s: s.History(apb.HistoryRequest(group=group, limit=limit), timeout=5))
+        with_admin(
+            coordinators, lambda s, _: s.History(apb.HistoryRequest(group=group, limit=limit), timeout=5)
+        )
     )
     if as_json:
         print_json(resp)
@@ -513,7 +534,9 @@ def era_bump(
     from failover.v1 import admin_pb2 as apb
 
     req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
-    resp = run_async(with_admin(coordinators, lambda s: s.BumpEra(req, timeout=5, metadata=trace_metadata())))
+    resp = run_async(
+        with_admin(coordinators, lambda s, _: s.BumpEra(req, timeout=5, metadata=trace_metadata()))
+    )
     print(f"era is now {resp.era}")
 
 
@@ -541,7 +564,7 @@ def group_put(
         return
     req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
     resp = run_async(
-        with_admin(coordinators, lambda s: s.PutGroup(req, timeout=5, metadata=trace_metadata()))
+        with_admin(coordinators, lambda s, _: s.PutGroup(req, timeout=5, metadata=trace_metadata()))
     )
     print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
@@ -556,7 +579,7 @@ def _control(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
     resp = run_async(
-        with_admin(coordinators, lambda s: s.SetControl(req, timeout=10, metadata=command_metadata()))
+        with_admin(coordinators, lambda s, _: s.SetControl(req, timeout=10, metadata=command_metadata()))
     )
     print(f"{resp.message} trace {trace_id()}" if resp.HasField("decision") else resp.message)
 

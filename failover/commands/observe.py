@@ -46,7 +46,7 @@ async def fetch_all(
     while True:
         req = apb.GetStatusRequest(hosts=True, group=group, host_limit=page, hosts_after=after)
         st: apb.ClusterStatus = await cli.with_admin(
-            coordinators, lambda s, req=req: s.GetStatus(req, timeout=timeout)
+            coordinators, lambda s, _, req=req: s.GetStatus(req, timeout=timeout)
         )
         pages.append(st)
         nxt = fleet.next_after(st)
