@@ -16,6 +16,21 @@ def _epoch(e: object) -> str:
     return f"{e.era}:{e.revision}"  # type: ignore[attr-defined]
 
 
+def _why_no_leader(st: apb.ClusterStatus) -> str:
+    """Name the cause an operator cannot see in the replica table alone: no replica that
+    answered stands for leader, so none ever will until one with ``election.campaign``
+    true starts (an election in progress, by contrast, ends within the lease TTL)."""
+    reached = [r for r in st.replicas if r.reachable]
+    if reached and all(r.streams_only for r in reached):
+        unreached = len(st.replicas) - len(reached)
+        tail = f"; {unreached} not reached" if unreached else ""
+        return (
+            f"no leader will be elected: every replica that answered ({len(reached)}{tail}) has "
+            "election.campaign: false; start one that campaigns"
+        )
+    return ""
+
+
 def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = False) -> None:
     """Leader, replicas, groups; hosts as counts plus those needing attention, or (with
     ``all_hosts``) the page of every sidecar the request asked for."""
@@ -25,6 +40,8 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
         else "[red]none[/red]"
     )
     out.print(f"leader: {leader}   era: {st.era}   etcd revision: {st.revision}")
+    if not st.leader.replica_id and (hint := _why_no_leader(st)):
+        out.print(f"[red]{hint}[/red]")
     if st.restore_detected:
         out.print("[red]etcd restore detected: no decisions until `failover era bump`[/red]")
     if st.alarms:

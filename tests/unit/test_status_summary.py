@@ -138,3 +138,29 @@ def test_the_replicas_table_counts_every_stream_not_the_hosts_listed() -> None:
     render_status(apb.ClusterStatus(replicas=[shaped]), Console(file=buf, width=200))
     row = next(line for line in buf.getvalue().splitlines() if "127.0.0.1:7001" in line)
     assert row.rstrip(" │").split("│")[-1].strip() == "3", row
+
+
+def _render(st: apb.ClusterStatus) -> str:
+    buf = io.StringIO()
+    render_status(st, Console(file=buf, width=200, color_system=None))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("streams_only", "named"), [((True, True), True), ((True, False), False)])
+def test_no_leader_names_a_cluster_where_no_replica_campaigns(
+    streams_only: tuple[bool, bool], named: bool
+) -> None:
+    """`leader: none` alone reads like an election in progress; with every replica that
+    answered set to election.campaign: false, none ever will be, and status says so."""
+    st = _status(
+        [
+            apb.ReplicaStatus(replica_id=f"c{i}", address=f"127.0.0.1:700{i}", reachable=True, streams_only=s)
+            for i, s in enumerate(streams_only, 1)
+        ]
+        + [apb.ReplicaStatus(replica_id="c9", address="127.0.0.1:7009", reachable=False, error="refused")]
+    )
+    text = _render(st)
+    assert "leader: none" in text
+    assert ("election.campaign: false" in text) is named, text
+    if named:
+        assert "every replica that answered (2; 1 not reached)" in text, text
