@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from failover import gc_policy
+from failover.cli_values import finite, finite_seconds
 from failover.log_options import LogFormat, LogFormatOpt, LogLevel, LogLevelOpt
 
 if TYPE_CHECKING:
@@ -398,7 +399,9 @@ def demo(
         str | None, typer.Option("--etcd", help="Use this etcd (comma-separated endpoints).")
     ] = None,
     heartbeat_ms: Annotated[int, typer.Option("--heartbeat-ms", min=1, max=1000)] = 50,
-    interval_ms: Annotated[float, typer.Option("--order-interval-ms", min=1.0, max=1000.0)] = 10.0,
+    interval_ms: Annotated[
+        float, typer.Option("--order-interval-ms", min=1.0, max=1000.0, callback=finite)
+    ] = 10.0,
     hosts: Annotated[int, typer.Option("--hosts", min=1, max=50, help="Sidecars (hosts) to start.")] = 3,
     keep_logs: Annotated[bool, typer.Option("--keep-logs", help="Keep the processes' logs.")] = False,
     pid_file: Annotated[Path | None, typer.Option("--pid-file", hidden=True)] = None,
@@ -476,7 +479,8 @@ def switch(
     coordinators: Coordinators = DEFAULT_COORDINATORS,
     as_json: JsonFlag = False,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the commit.", min=0.1)
+        float,
+        typer.Option("--timeout", help="Seconds to wait for the commit.", min=0.1, callback=finite_seconds),
     ] = 10.0,
 ) -> None:
     """Operator switch: commit a decision with PATH active (through the leader)."""

@@ -34,6 +34,7 @@ from failover.bench.report import (
     write_results,
 )
 from failover.bench.tls_variant import TlsMode, tls_pairs
+from failover.cli_values import finite_seconds
 from failover.machine import MachineLoad
 
 bench_app = typer.Typer(
@@ -56,7 +57,13 @@ TlsOption = Annotated[
     ),
 ]
 MaxSeconds = Annotated[
-    float, typer.Option("--max-seconds", min=10, help="Give up (exit 1) when the whole run takes longer.")
+    float,
+    typer.Option(
+        "--max-seconds",
+        min=10,
+        callback=finite_seconds,
+        help="Give up (exit 1) when the whole run takes longer.",
+    ),
 ]
 
 
@@ -132,10 +139,22 @@ def control_plane(
         typer.Option("--commits", min=1, max=100, help="Switches per run to the leader and to followers."),
     ] = 5,
     rpc_timeout: Annotated[
-        float, typer.Option("--rpc-timeout", min=0.05, help="Timeout (s) per Switch attempt in failover.")
+        float,
+        typer.Option(
+            "--rpc-timeout",
+            min=0.05,
+            callback=finite_seconds,
+            help="Timeout (s) per Switch attempt in failover.",
+        ),
     ] = 0.5,
     run_timeout: Annotated[
-        float, typer.Option("--run-timeout", min=1, help="Bound (s) on each wait (failover, restart).")
+        float,
+        typer.Option(
+            "--run-timeout",
+            min=1,
+            callback=finite_seconds,
+            help="Bound (s) on each wait (failover, restart).",
+        ),
     ] = 30.0,
     groups: Annotated[
         int,
@@ -267,7 +286,13 @@ def fanout(
         ),
     ] = False,
     run_timeout: Annotated[
-        float, typer.Option("--run-timeout", min=1, help="Bound (s) on each decision reaching every stream.")
+        float,
+        typer.Option(
+            "--run-timeout",
+            min=1,
+            callback=finite_seconds,
+            help="Bound (s) on each decision reaching every stream.",
+        ),
     ] = 10.0,
     pause_ms: Annotated[int, typer.Option("--pause-ms", min=0, max=10_000, help="Pause between runs.")] = 100,
     as_sidecars: Annotated[

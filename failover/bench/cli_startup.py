@@ -30,6 +30,7 @@ from failover.bench.report import (
     sigterm_as_interrupt,
     write_results,
 )
+from failover.cli_values import finite_seconds
 from failover.machine import MachineLoad, proc_cpu_s
 from failover.procs import Child, child_env, cli_argv
 from failover.stats import Latency
@@ -70,7 +71,10 @@ def _one(name: str, argv: list[str], srv: socket.socket, logs: Path, timeout_s: 
 def cli_startup(
     runs: Annotated[int, typer.Option("--runs", min=1, max=1000, help="Samples per command.")] = 30,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=1, help="Seconds a command may take to connect.")
+        float,
+        typer.Option(
+            "--timeout", min=1, callback=finite_seconds, help="Seconds a command may take to connect."
+        ),
     ] = 60.0,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write raw results (every sample) to this file.")

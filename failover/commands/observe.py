@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from failover.cli_values import finite_seconds
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
@@ -321,7 +323,10 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         timeout: Annotated[
             float | None,
             typer.Option(
-                "--timeout", min=0.0, help="With --wait: give up after this many seconds (default 30)."
+                "--timeout",
+                min=0.0,
+                callback=finite_seconds,
+                help="With --wait: give up after this many seconds (default 30).",
             ),
         ] = None,
         coordinators: cli.Coordinators = cli.DEFAULT_COORDINATORS,  # type: ignore[name-defined]

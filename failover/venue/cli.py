@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from failover import gc_policy, rpc
+from failover.cli_values import finite_seconds
 from failover.log_options import LogFormat, LogFormatOpt, LogLevel, LogLevelOpt
 from failover.v1 import venue_pb2, venue_pb2_grpc
 from failover.venue.config import VenueConfig, describe_validation_error
@@ -94,7 +95,9 @@ async def _call(control: str, method: str, request: Any, timeout: float) -> Any:
 
 
 ControlOpt = Annotated[str, typer.Option("--control", help="Control address HOST:PORT of the venue.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="RPC deadline in seconds.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.01, callback=finite_seconds, help="RPC deadline in seconds.")
+]
 
 
 # ---------------------------------------------------------------- run

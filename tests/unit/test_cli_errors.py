@@ -213,3 +213,22 @@ def test_a_metrics_port_in_use_ends_the_process_in_one_line_naming_it(
         assert not sock.exists(), "the sidecar's socket file was left behind"
     finally:
         sock.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["switch", "g", "p", "--reason", "r", "-c", "127.0.0.1:1", "--timeout", "nan"],
+        ["switch", "g", "p", "--reason", "r", "-c", "127.0.0.1:1", "--timeout", "inf"],
+        ["switch", "g", "p", "--reason", "r", "-c", "127.0.0.1:1", "--timeout", "1e308"],
+        ["sync", "g", "--wait", "-c", "127.0.0.1:1", "--timeout", "nan"],
+        ["sync", "g", "--wait", "-c", "127.0.0.1:1", "--timeout", "inf"],
+        ["venue", "counters", "--control", "127.0.0.1:1", "--timeout", "nan"],
+    ],
+    ids=["switch-nan", "switch-inf", "switch-huge", "sync-nan", "sync-inf", "venue-nan"],
+)
+def test_a_timeout_that_is_not_a_finite_number_of_seconds_is_a_usage_error(args: list[str]) -> None:
+    """``nan`` passed the range check and became a 50 ms wait; ``inf`` and ``1e308`` overflowed
+    gRPC's deadline into an immediate DEADLINE_EXCEEDED: both read as a coordinator's fault."""
+    line = _one_line_error(cli(*args, timeout=30))
+    assert "--timeout" in line, line
