@@ -112,6 +112,17 @@ class Strategy:
             with contextlib.suppress(Exception):
                 await self._sc.close()
 
+    async def resolve_in_doubt(self) -> dict[int, str]:
+        """What the sidecar (asking the venue) now says of each order delivered IN_DOUBT:
+        msg id -> ``ACKED``, ``REJECTED``, ``UNKNOWN_TO_VENUE`` or ``STILL_IN_DOUBT``."""
+        ids = [r.msg_id for r in self.records.values() if r.kind == "IN_DOUBT"]
+        if not ids:
+            return {}
+        await self._ensure()
+        assert self._sc is not None
+        found = await self._sc.resolve_in_doubt(self.group, ids)
+        return {r.client_msg_id: spb.ResolveState.Name(r.state).removeprefix("RESOLVE_STATE_") for r in found}
+
     def counts(self, since: float = 0.0) -> dict[str, int]:
         c = Counter(r.kind or "pending" for r in self.records.values() if r.t_sent >= since)
         return dict(c)

@@ -71,6 +71,11 @@ class Topology:
     # port never refuses (it accepts, then resets), so killed-leader rows would wait out
     # the lease TTL instead.
     proxy_peers: bool = False
+    # Every sidecar reaches each venue gateway through ``line_link(path)`` (one link per
+    # gateway, shared by the hosts): a line cut, blackholed, slowed or dropped one way
+    # between the hosts and the venue, from outside both. Off by default: the other rows
+    # break paths with the venue's own fault control, without a proxy in the way.
+    proxy_lines: bool = False
 
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -170,6 +175,16 @@ class FaultCluster:
     def peer_link(rid: str) -> str:
         return f"peers>{rid}"
 
+    @staticmethod
+    def line_link(path: str) -> str:
+        return f"line>{path}"
+
+    def path_address(self, path: str) -> str:
+        """Where the sidecars reach ``path``: its gateway, or the line's proxy in front of it."""
+        if self.topo.proxy_lines:
+            return self.proxy.links[self.line_link(path)].address
+        return self.gateways[path]
+
     def replica_of_link_address(self, address: str) -> str:
         """The replica behind a sidecar's proxied coordinator address ('' if none)."""
         for name, link in self.proxy.links.items():
@@ -187,7 +202,7 @@ class FaultCluster:
     def group_definition(self) -> dict[str, Any]:
         return {
             "name": GROUP,
-            "paths": [{"name": n, "endpoints": {"default": a}} for n, a in self.gateways.items()],
+            "paths": [{"name": n, "endpoints": {"default": self.path_address(n)}} for n in self.gateways],
             "policy": {
                 "min_dwell_ms": self.topo.min_dwell_ms,
                 "failback_hold_down_ms": self.topo.hold_down_ms,
@@ -209,6 +224,9 @@ class FaultCluster:
         if self.topo.proxy_peers:
             for rid in self.topo.replicas:
                 self.proxy.add(self.peer_link(rid), self.coordinator_addrs[rid])
+        if self.topo.proxy_lines:
+            for path, addr in self.gateways.items():
+                self.proxy.add(self.line_link(path), addr)
         args = ["venue", "run", "--control", self.venue_control]
         for name, addr in self.gateways.items():
             args += ["--gateway", f"{name}={addr}"]
@@ -332,6 +350,10 @@ class FaultCluster:
     def cut_sidecar_from(self, host: str, rids: list[str] | None = None, mode: Mode = Mode.CUT) -> None:
         for rid in rids or list(self.topo.replicas):
             self.proxy.set(self.sc_link(host, rid), mode)
+
+    def break_line(self, path: str, mode: Mode, delay_ms: float | None = None) -> None:
+        """Every host's line to ``path``'s gateway (``Topology.proxy_lines``); PASS heals it."""
+        self.proxy.set(self.line_link(path), mode, delay_ms)
 
     def heal_sidecar(self, host: str) -> None:
         self.cut_sidecar_from(host, None, Mode.PASS)
