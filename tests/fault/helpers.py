@@ -33,6 +33,33 @@ async def all_on(fs: FaultSystem, path: str, timeout: float, what: str) -> float
     )
 
 
+async def all_back_on_first_path(
+    fs: FaultSystem,
+    timeout: float = 20,
+    what: str = "every host back on the decision's first path with both paths up",
+) -> float:
+    """Until every host has both paths up and routes on its decision's first path."""
+    return await fs.obs.until(
+        lambda: fs.obs.all_hosts(
+            lambda _h, _s, r: all(x.state == 1 for x in r.health) and r.effective_path == r.decision_paths[0]
+        ),
+        timeout,
+        what,
+    )
+
+
+async def first_ack_everywhere(
+    fs: FaultSystem, t0: float, path: str, timeout: float, what: str = ""
+) -> float:
+    """Until every strategy has an ack on ``path`` for an order sent after ``t0``; the latest, from ``t0``."""
+
+    def acked() -> bool:
+        return all(s.first_ack_after(t0, path) is not None for s in fs.strategies.values())
+
+    await fs.obs.until(acked, timeout, what or f"an ack on {path} on every host")
+    return max(s.first_ack_after(t0, path) or 0.0 for s in fs.strategies.values()) - t0
+
+
 async def pin_host_to(fs: FaultSystem, host: str, rid: str) -> None:
     """Make ``host`` stream from ``rid`` (cut it from the others until it moves, then heal)."""
     others = [r for r in fs.cluster.topo.replicas if r != rid]

@@ -18,7 +18,7 @@ import pytest
 from failover.faults.harness import LIBFAKETIME
 from failover.v1 import venue_pb2
 from tests.fault.conftest import FaultSystem
-from tests.fault.helpers import all_apply, all_on, leader
+from tests.fault.helpers import all_apply, all_back_on_first_path, all_on, leader
 
 pytestmark = [
     pytest.mark.fault,
@@ -51,13 +51,7 @@ async def test_wall_clock_jumps(fs: FaultSystem) -> None:
     flipped = await all_on(fs, "backup", 10, "every host on backup (clocks an hour ahead)")
     fs.checker.data_plane_fault(time.monotonic(), active=False)
     await fs.obs.venue_fault("primary", venue_pb2.FAULT_KIND_RECOVER)
-    back = await fs.obs.until(
-        lambda: fs.obs.all_hosts(
-            lambda _h, _s, r: all(x.state == 1 for x in r.health) and r.effective_path == r.decision_paths[0]
-        ),
-        20,
-        "every host back on the decision's first path with both paths up",
-    )  # the checker holds a failback to the hold-down
+    back = await all_back_on_first_path(fs)  # the checker holds a failback to the hold-down
     forward = await _switch_applied(fs, "backup", 20)
     for name in (before, host):
         fs.cluster.jump_clock(name, -JUMP_S)  # two hours back in one step

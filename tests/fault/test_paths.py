@@ -11,7 +11,7 @@ import pytest
 from failover.faults.observe import route_of
 from failover.v1 import venue_pb2
 from tests.fault.conftest import FaultSystem
-from tests.fault.helpers import all_on
+from tests.fault.helpers import all_back_on_first_path, all_on, first_ack_everywhere
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
 
@@ -30,31 +30,17 @@ async def _fault(fs: FaultSystem, gateway: str, kind: venue_pb2.FaultKind, delay
     await fs.obs.venue_fault(gateway, kind, delay_ms=delay_ms)
 
 
-async def _first_ack_everywhere(fs: FaultSystem, t0: float, path: str, timeout: float) -> float:
-    def acked() -> bool:
-        return all(s.first_ack_after(t0, path) is not None for s in fs.strategies.values())
-
-    await fs.obs.until(acked, timeout, f"an ack on {path} on every host")
-    return max(s.first_ack_after(t0, path) or 0.0 for s in fs.strategies.values()) - t0
-
-
 @pytest.mark.parametrize(("kind", "name"), [(RESET, "reset"), (STALL, "stall")])
 async def test_primary_fails(fs: FaultSystem, kind: venue_pb2.FaultKind, name: str) -> None:
     """Every host flips to the backup on its own and orders are acked there."""
     t0 = time.monotonic()
     await _fault(fs, "primary", kind)
     flipped = await all_on(fs, "backup", 10, "every host on backup")
-    first_ack = await _first_ack_everywhere(fs, t0, "backup", 10)
+    first_ack = await first_ack_everywhere(fs, t0, "backup", 10)
     fs.bound(f"primary {name}: every host on backup", flipped, 5 * 0.3)
     fs.bound(f"primary {name}: first ack on backup on every host", first_ack, 5 * 0.4)
     await _fault(fs, "primary", RECOVER)
-    back = await fs.obs.until(
-        lambda: fs.obs.all_hosts(
-            lambda _h, _s, r: all(x.state == 1 for x in r.health) and r.effective_path == r.decision_paths[0]
-        ),
-        20,
-        "every host back on the decision's first path with both paths up",
-    )
+    back = await all_back_on_first_path(fs)
     fs.bound(f"primary {name}: recovered to the decision's first path", back, 5 * 2.0)
     await fs.finish_clean()
 
@@ -144,7 +130,7 @@ async def test_backup_fails_during_failover(fs: FaultSystem) -> None:
     await asyncio.sleep(1.0)
     await _fault(fs, "primary", RECOVER)
     t1 = time.monotonic()
-    back = await _first_ack_everywhere(fs, t1, "primary", 20)
+    back = await first_ack_everywhere(fs, t1, "primary", 20)
     await _fault(fs, "backup", RECOVER)
     fs.bound("backup fails during failover: primary back to an ack on every host", back, 5 * RECONNECT_MAX_S)
     counts = {h: s.counts(t0) for h, s in fs.strategies.items()}
@@ -252,12 +238,6 @@ async def test_primary_flapping(fs: FaultSystem, down_s: float, up_s: float) -> 
         assert not failbacks, f"failed back to a primary up for {up_s}s < hold-down {hold}s: {failbacks}"
     # 0.2 s: the observer samples every 50 ms on a loaded machine
     assert all(g >= hold - 0.2 for g in gaps), f"failbacks closer than the hold-down: {gaps}"
-    back = await fs.obs.until(
-        lambda: fs.obs.all_hosts(
-            lambda _h, _s, r: all(x.state == 1 for x in r.health) and r.effective_path == r.decision_paths[0]
-        ),
-        20,
-        "every host back on the decision's first path with both paths up",
-    )
+    back = await all_back_on_first_path(fs)
     fs.bound(f"primary flapping {down_s}/{up_s}s: settled on the decision's first path", back, 5 * (hold + 1))
     await fs.finish_clean()

@@ -19,7 +19,7 @@ import pytest
 from failover.faults.harness import Topology
 from failover.faults.proxy import Mode
 from tests.fault.conftest import FaultSystem
-from tests.fault.helpers import all_on
+from tests.fault.helpers import all_back_on_first_path, all_on, first_ack_everywhere
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.slow]
 
@@ -35,16 +35,6 @@ def _break(fs: FaultSystem, mode: Mode, delay_ms: float = 0.0) -> None:
     """Break (or, PASS without delay, heal) the primary's line, declared to the checker."""
     fs.checker.data_plane_fault(time.monotonic(), active=mode is not Mode.PASS or delay_ms > 0)
     fs.cluster.break_line("primary", mode, delay_ms)
-
-
-async def _back_on_primary(fs: FaultSystem, what: str) -> float:
-    return await fs.obs.until(
-        lambda: fs.obs.all_hosts(
-            lambda _h, _s, r: all(x.state == 1 for x in r.health) and r.effective_path == r.decision_paths[0]
-        ),
-        20,
-        f"{what}: every host back on the decision's first path with both paths up",
-    )
 
 
 @pytest.mark.parametrize(
@@ -63,16 +53,16 @@ async def test_primary_line_dies(fs: FaultSystem, mode: Mode, name: str, settled
     t0 = time.monotonic()
     _break(fs, mode)
     flipped = await all_on(fs, "backup", 10, f"primary line {name}: every host on backup")
-
-    def acked() -> bool:
-        return all(s.first_ack_after(t0, "backup") is not None for s in fs.strategies.values())
-
-    await fs.obs.until(acked, 10, f"primary line {name}: an ack on backup on every host")
-    first_ack = max(s.first_ack_after(t0, "backup") or 0.0 for s in fs.strategies.values()) - t0
+    first_ack = await first_ack_everywhere(
+        fs, t0, "backup", 10, f"primary line {name}: an ack on backup on every host"
+    )
     fs.bound(f"primary line {name}: every host on backup", flipped, 5 * 0.3)
     fs.bound(f"primary line {name}: first ack on backup on every host", first_ack, 5 * 0.4)
     _break(fs, Mode.PASS)
-    back = await _back_on_primary(fs, f"primary line {name} healed")
+    back = await all_back_on_first_path(
+        fs,
+        what=f"primary line {name} healed: every host back on the decision's first path with both paths up",
+    )
     fs.bound(f"primary line {name}: healed, recovered to the decision's first path", back, 5 * 2.0)
     for h, s in fs.strategies.items():
         resolved = await s.resolve_in_doubt()
