@@ -707,7 +707,11 @@ def chaos(
         fail(str(exc))
     install_sigterm()
     raise typer.Exit(
-        run_async(run_chaos(seconds, seed, hosts, lambda s: out.print(s, markup=False, highlight=False)))
+        run_async(
+            run_chaos(
+                seconds, seed, hosts, lambda s: out.print(s, markup=False, highlight=False, soft_wrap=True)
+            )
+        )
     )
 
 

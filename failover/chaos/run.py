@@ -34,6 +34,8 @@ from failover.v1 import types_pb2 as pb
 from failover.v1 import venue_pb2
 
 RECOVERY_BOUND_S = 30.0
+GATEWAYS = ("gw:primary", "gw:backup")
+LINE_DELAY_MS = 20.0  # added to every chunk each way on a slowed line, as the venue's own "slow"
 
 
 @dataclass
@@ -44,6 +46,11 @@ class Fault:
     resource: str  # two faults never hit the same resource at once
     data_plane: bool = False
     control_plane: bool = False
+    also: tuple[str, ...] = ()  # further resources it holds (a paused venue: both gateways' controls)
+
+    @property
+    def holds(self) -> set[str]:
+        return {self.resource, *self.also}
 
 
 @dataclass
@@ -102,6 +109,20 @@ class Chaos:
             assert c.etcd is not None
             await asyncio.to_thread(c.etcd.restart, member)
 
+        async def pause_member() -> None:
+            assert c.etcd is not None
+            c.etcd.signal_member(member, signal.SIGSTOP)
+
+        async def cont_member() -> None:
+            assert c.etcd is not None
+            c.etcd.signal_member(member, signal.SIGCONT)
+
+        async def pause_venue() -> None:
+            c.pause("venue")
+
+        async def cont_venue() -> None:
+            c.resume("venue")
+
         async def cut_host() -> None:
             c.cut_sidecar_from(host, mode=Mode.CUT)
 
@@ -118,6 +139,16 @@ class Chaos:
             c.kill(host)
             c.start_sidecar(host)
 
+        def line(mode: Mode, delay_ms: float = 0.0) -> Callable[[], Awaitable[None]]:
+            """Every host's line to ``gw``, broken between the hosts and the venue."""
+
+            async def go() -> None:
+                c.break_line(gw, mode, delay_ms)
+
+            return go
+
+        line_ok = line(Mode.PASS)
+
         recover = venue(venue_pb2.FAULT_KIND_RECOVER)
         return [
             Fault("replica SIGKILL", kill_rep, start_rep, f"replica:{rep}", control_plane=True),
@@ -132,9 +163,23 @@ class Chaos:
                 f"path slow ({gw})", venue(venue_pb2.FAULT_KIND_SLOW), recover, f"gw:{gw}", data_plane=True
             ),
             Fault("etcd member SIGKILL", kill_member, start_member, f"etcd:{member}", control_plane=True),
+            Fault("etcd member SIGSTOP", pause_member, cont_member, f"etcd:{member}", control_plane=True),
+            # Both gateways at once. A paused venue answers no fault control: it holds both
+            # gateways' (a line fault, outside the venue, may overlap it).
+            Fault("venue SIGSTOP", pause_venue, cont_venue, "venue", data_plane=True, also=GATEWAYS),
             Fault("sidecar cut from replicas", cut_host, heal_host, f"host:{host}", control_plane=True),
             Fault("replica cut from etcd", cut_rep_etcd, heal_rep_etcd, f"replica:{rep}", control_plane=True),
             Fault("sidecar SIGKILL+restart", kill_sidecar, noop, f"host:{host}"),
+            # The lines: the venue hears nothing of these, so one may overlap a venue fault.
+            Fault(f"line cut ({gw})", line(Mode.CUT), line_ok, f"line:{gw}", data_plane=True),
+            Fault(f"line blackholed ({gw})", line(Mode.STALL), line_ok, f"line:{gw}", data_plane=True),
+            Fault(
+                f"line replies dropped ({gw})", line(Mode.DROP_DOWN), line_ok, f"line:{gw}", data_plane=True
+            ),
+            Fault(f"line orders dropped ({gw})", line(Mode.DROP_UP), line_ok, f"line:{gw}", data_plane=True),
+            Fault(
+                f"line slowed ({gw})", line(Mode.PASS, LINE_DELAY_MS), line_ok, f"line:{gw}", data_plane=True
+            ),
         ]
 
     def healthy(self) -> bool:
@@ -152,7 +197,7 @@ class Chaos:
 
 async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[[str], None] = print) -> int:
     rng = random.Random(seed)
-    topo = Topology(hosts=tuple(f"h{i + 1}" for i in range(hosts)))
+    topo = Topology(hosts=tuple(f"h{i + 1}" for i in range(hosts)), proxy_lines=True)
     checker = Checker(hold_down_s=topo.hold_down_ms / 1000, grace_s=0.5, outcome_bound_s=5.0)
     result = ChaosResult(seed, duration_s)
     load = MachineLoad()
@@ -177,21 +222,30 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
             active: dict[str, tuple[Fault, float]] = {}
             t_end = time.monotonic() + duration_s
             t0 = time.monotonic()
+            out(
+                f"chaos: cluster ready (3 etcd members, {len(topo.replicas)} replicas, a venue, "
+                f"{hosts} sidecars); faults for {duration_s:.0f}s, seed {seed}"
+            )
+
+            def say(what: str) -> None:  # progress: one line per fault injected or healed
+                out(f"  t+{time.monotonic() - t0:7.1f}s  {what}")
+
             while time.monotonic() < t_end:
                 await asyncio.sleep(rng.uniform(0.5, 3.0))
                 # heal what is due, then maybe inject something new (at most two at once)
                 for res, (f, until) in list(active.items()):
                     if time.monotonic() >= until:
-                        await f.heal()
+                        await _step(f"healing {f.kind}", f.heal)
                         del active[res]
+                        say(f"healed {f.kind}")
                         if f.data_plane:
                             checker.data_plane_fault(time.monotonic(), active=False)
                         if not active:
                             checker.control_plane(time.monotonic(), up=True)
-                            await _recover(chaos, obs, f.kind, result)
+                            say(await _recover(chaos, obs, f.kind, result))
                 if len(active) < 2 and time.monotonic() < t_end - 5:
                     f = rng.choice(chaos.catalogue())
-                    if f.resource not in active:
+                    if not f.holds & {r for g, _ in active.values() for r in g.holds}:
                         hold = rng.uniform(1.0, 6.0)
                         now = time.monotonic()
                         result.faults.append(
@@ -199,14 +253,16 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
                         )
                         if f.data_plane:
                             checker.data_plane_fault(now, active=True)
-                        await f.inject()
+                        await _step(f"injecting {f.kind}", f.inject)
                         active[f.resource] = (f, now + hold)
+                        say(f"inject {f.kind}, held {hold:.1f}s")
             for f, _ in active.values():
-                await f.heal()
+                await _step(f"healing {f.kind}", f.heal)
+                say(f"healed {f.kind}")
                 if f.data_plane:
                     checker.data_plane_fault(time.monotonic(), active=False)
             if active:
-                await _recover(chaos, obs, "final heal", result)
+                say(await _recover(chaos, obs, "final heal", result))
             for s in strategies:
                 await s.stop()
             await obs.poll_once()
@@ -228,6 +284,8 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
             for u in result.unrecovered:
                 out(f"  NOT RECOVERED within {RECOVERY_BOUND_S:.0f}s: {u}")
             out(f"replay: failover chaos --duration {duration_s:.0f}s --seed {seed}")
+        except StepFailed as exc:
+            out(f"chaos: {exc}; stopped (replay: failover chaos --duration {duration_s:.0f}s --seed {seed})")
         finally:
             for s in strategies:
                 await s.stop(drain_s=0)
@@ -243,14 +301,30 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
     return 0 if ok else 1
 
 
-async def _recover(chaos: Chaos, obs: Observer, kind: str, result: ChaosResult) -> None:
+class StepFailed(Exception):
+    """A fault could not be injected or healed: the run cannot go on as scheduled."""
+
+
+async def _step(what: str, fn: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await fn()
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        why = f"{code().name}: {exc.details()}" if callable(code) and hasattr(exc, "details") else repr(exc)
+        raise StepFailed(f"{what} failed: {why}") from exc
+
+
+async def _recover(chaos: Chaos, obs: Observer, kind: str, result: ChaosResult) -> str:
+    """Waits for every host to recover and files the time under ``kind``; says how it went."""
     t = time.monotonic()
     try:
         took = await obs.until(chaos.healthy, RECOVERY_BOUND_S, f"recovery after {kind}")
     except WaitTimeout as exc:
         result.unrecovered.append(f"{kind}: {str(exc)[:300]}")
-        return
-    result.recovery.setdefault(kind, []).append(max(took, time.monotonic() - t))
+        return f"NOT recovered within {RECOVERY_BOUND_S:.0f}s after {kind}"
+    took = max(took, time.monotonic() - t)
+    result.recovery.setdefault(kind, []).append(took)
+    return f"recovered in {took:.2f}s"
 
 
 def parse_duration(text: str) -> float:
