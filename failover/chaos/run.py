@@ -7,7 +7,8 @@ then healed. After each heal it measures the recovery (heal -> every host on a
 replica, on the decision's first path, with every path up) per fault kind. The
 observing checker judges every invariant throughout.
 
-At the end: invariant results, outcome counts, recovery p50/p99/max per kind and
+While it runs: one line per fault injected or healed, and each recovery. At the end:
+invariant results, outcome counts, recovery p50/p99/max per kind and
 the seed to replay. Exit 1 on a violation or a recovery that did not happen (logs
 kept and their directory printed), 0 otherwise. Loopback only; it stops every
 process it started, by pid.
