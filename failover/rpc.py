@@ -253,6 +253,13 @@ class _ParsingRegistrar:
         self.registered = True
 
 
+def error_text(exc: BaseException) -> str:
+    """One line for an error a command or tool reports: a call's status and details."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc)
+
+
 def does_not_parse(method: str) -> str:
     """The status message for a request to ``method`` ("failover.v1.Admin/Switch") that is
     not its message: one wording for every server, whoever parses."""

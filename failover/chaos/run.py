@@ -31,6 +31,7 @@ from failover.faults.invariants import Checker
 from failover.faults.observe import Observer, WaitTimeout
 from failover.faults.proxy import Mode, ProxyThread
 from failover.machine import MachineLoad
+from failover.rpc import error_text
 from failover.v1 import types_pb2 as pb
 from failover.v1 import venue_pb2
 
@@ -310,9 +311,7 @@ async def _step(what: str, fn: Callable[[], Awaitable[None]]) -> None:
     try:
         await fn()
     except Exception as exc:
-        code = getattr(exc, "code", None)
-        why = f"{code().name}: {exc.details()}" if callable(code) and hasattr(exc, "details") else repr(exc)
-        raise StepFailed(f"{what} failed: {why}") from exc
+        raise StepFailed(f"{what} failed: {error_text(exc) or repr(exc)}") from exc
 
 
 async def _recover(chaos: Chaos, obs: Observer, kind: str, result: ChaosResult) -> str:

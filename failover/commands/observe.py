@@ -65,14 +65,6 @@ def _retryable(cli: ModuleType, exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code().name in _RETRY_CODES
 
 
-def _error_text(exc: BaseException) -> str:
-    import grpc
-
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return str(exc)
-
-
 # --- sync -------------------------------------------------------------------------
 
 
@@ -288,7 +280,9 @@ async def watch_loop(
         except Exception as exc:
             if not _retryable(cli, exc):
                 raise
-            state = {**(before or {}), "error": _error_text(exc)}
+            from failover.rpc import error_text  # grpc is loaded by now: a call just failed
+
+            state = {**(before or {}), "error": error_text(exc)}
         changed = state != before
         on_poll(before, state, changed)
         if changed:
