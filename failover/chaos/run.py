@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import signal
 import time
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from failover.chaos.strategy import Strategy
+from failover.cli_values import MAX_SECONDS
 from failover.faults.harness import GROUP, FaultCluster, StartError, Topology
 from failover.faults.invariants import Checker
 from failover.faults.observe import Observer, WaitTimeout
@@ -109,7 +111,10 @@ class Chaos:
 
         async def start_member() -> None:
             assert c.etcd is not None
-            await asyncio.to_thread(c.etcd.restart, member)
+            # Started here, on the main thread, so the kernel kills it if we die (procs.py);
+            # only the wait for it goes to a worker thread.
+            c.etcd.restart(member, wait=False)
+            await asyncio.to_thread(c.etcd.wait_healthy, 20.0, [c.etcd.members[member]])
 
         async def pause_member() -> None:
             assert c.etcd is not None
@@ -210,7 +215,9 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
         ok = False
         try:
             try:
-                await asyncio.to_thread(cluster.start)
+                # On the main thread: a child started from a worker thread would not die with
+                # us (procs.py). It blocks the loop only while nothing else runs on it.
+                cluster.start()
                 obs.start()
                 await obs.settle_on_primary(60)
             except (StartError, WaitTimeout) as exc:
@@ -336,8 +343,8 @@ def parse_duration(text: str) -> float:
         v = float(num) * (mult or 1)
     except ValueError:
         raise ValueError(f"--duration: {text!r} is not a duration like 120s or 2m") from None
-    if v <= 0:
-        raise ValueError("--duration: must be > 0")
+    if not (math.isfinite(v) and 0 < v <= MAX_SECONDS):  # nan fails every comparison
+        raise ValueError(f"--duration: {text!r} is not from 0 to {MAX_SECONDS:g} seconds (a day)")
     return v
 
 

@@ -63,7 +63,7 @@ class Demo:
         t = self.step(
             "starting etcd" if not c.etcd_endpoints else f"using etcd at {','.join(c.etcd_endpoints)}"
         )
-        await asyncio.to_thread(c.start_etcd)
+        c.start_etcd()  # on the main thread, so it dies with us (procs.py); nothing else runs yet
         self.done(t, ",".join(c.etcd_endpoints))
         t = self.step(
             f"starting the venue simulator (gateways primary {c.gateways['primary']}, "

@@ -232,3 +232,12 @@ def test_a_timeout_that_is_not_a_finite_number_of_seconds_is_a_usage_error(args:
     gRPC's deadline into an immediate DEADLINE_EXCEEDED: both read as a coordinator's fault."""
     line = _one_line_error(cli(*args, timeout=30))
     assert "--timeout" in line, line
+
+
+@pytest.mark.parametrize(
+    "duration", ["nan", "inf", "1e400", "2d", "25h"], ids=["nan", "inf", "huge", "unit", "over-a-day"]
+)
+def test_a_chaos_duration_that_is_not_a_bounded_number_is_a_usage_error(duration: str) -> None:
+    """``nan`` ran no fault and reported every invariant held (exit 0); ``inf`` ran unbounded."""
+    line = _one_line_error(cli("chaos", "--duration", duration, timeout=30))
+    assert "--duration" in line, line
