@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from failover.procs import Child
 from tests.procs import REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -65,41 +63,26 @@ TOOLS = {
 
 
 @pytest.mark.parametrize("tool", list(TOOLS))
-def test_a_run_killed_by_sigkill_takes_its_processes_with_it(tool: str) -> None:
+def test_a_run_killed_by_sigkill_takes_its_processes_with_it(tool: str, tmp_path: Path) -> None:
     args, ready, at_least = TOOLS[tool]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "failover.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    run = Child(tool, [sys.executable, "-m", "failover.cli", *args], tmp_path / f"{tool}.log", cwd=REPO)
+    run.start()
     children: set[int] = set()
     try:
         deadline = time.monotonic() + READY_S
-        seen: list[str] = []
-        while not any(ready in s for s in seen):
-            left = deadline - time.monotonic()
-            assert left > 0 and proc.poll() is None, f"no {ready!r} line: {''.join(seen)[-2000:]}"
-            with contextlib.suppress(queue.Empty):
-                seen.append(lines.get(timeout=min(left, 1.0)))
-        children = _descendants(proc.pid)
-        assert len(children) >= at_least, (children, "".join(seen)[-2000:])
-        proc.kill()
-        proc.wait(10)
+        while ready not in run.log():
+            assert time.monotonic() < deadline and run.alive, f"no {ready!r} line: {run.log()[-2000:]}"
+            time.sleep(0.1)  # noqa: ASYNC251 - a line in another process's log: polled, bounded
+        children = _descendants(run.pid)
+        assert len(children) >= at_least, (children, run.log()[-2000:])
+        run.kill()
         deadline = time.monotonic() + GONE_S
         while any(_alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.1)  # noqa: ASYNC251 - the kernel's kill of orphans is not an event we can await
         left = {p: _cmdline(p) for p in children if _alive(p)}
         assert not left, f"outlived the {tool} run: {left}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        run.kill()
         for p in children:  # ours (descendants of the run we started), by pid
             if _alive(p):
                 with contextlib.suppress(OSError):
