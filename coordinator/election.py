@@ -22,12 +22,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coordinator.commit import Leadership, NotLeader, fence
 from coordinator.keys import Keys
-from coordinator.store.errors import StoreError, StoreUnavailable
+from coordinator.store.errors import NoSpace, StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import Candidate, ClusterView
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LeaderWork = Callable[[Leadership], Coroutine[Any, Any, None]]
 ANSWER_S = 0.05  # how long a stopping leader waits for a successor to say it serves
+REPEAT_LOG_S = 30.0  # a campaign failing for the same cause is logged again after this long
 
 
 def _holder(replica_id: str, address: str) -> bytes:
@@ -78,6 +80,7 @@ class Election:
         self._answers = answers  # asks a candidate whether it serves (None: not asked)
         self._registered: int | None = None  # the lease our candidate key is on
         self.handed_to = ""  # the successor the last resign handed the key to ("" if none)
+        self._failing: dict[str, tuple[str, float]] = {}  # step -> its last logged failure, when
 
     @property
     def is_leader(self) -> bool:
@@ -98,9 +101,10 @@ class Election:
             try:
                 lease = await self._store.grant(self._ttl_s)
             except StoreError as exc:
-                log.info("cannot grant a lease (%s): retrying", exc)
+                self._failed("cannot grant a lease", exc)
                 await asyncio.sleep(self._retry_s)
                 continue
+            self._failing.pop("cannot grant a lease", None)
             self._lease = lease
             try:
                 async with self._store.keep_alive(lease) as keeper:
@@ -253,9 +257,17 @@ class Election:
                 try:
                     token, revision = await self._acquire(lease)
                 except StoreError as exc:
-                    log.info("campaign failed (%s): retrying", exc)
-                    await asyncio.sleep(self._retry_s)
+                    self._failed("campaign failed", exc)
+                    held = self._view.leader
+                    if isinstance(exc, NoSpace) and held is not None and held.lease != lease.id:
+                        # etcd checks its quota before it compares, so the refusal says
+                        # nothing about the key: while a leader holds it, wait on the view
+                        # as a "not vacant" answer would (re-checked every second).
+                        await self._wait_vacancy(keeper, self._view.revision, lease)
+                    else:
+                        await asyncio.sleep(self._retry_s)
                     continue
+                self._failing.pop("campaign failed", None)
             if token is None:
                 await self._register(lease)
                 await self._wait_vacancy(keeper, revision, lease)
@@ -264,6 +276,15 @@ class Election:
             await self._term(leadership, keeper, work)
             return True
         return False
+
+    def _failed(self, what: str, exc: StoreError) -> None:
+        """Log a failed step once per cause, and again only every ``REPEAT_LOG_S`` while
+        the same refusal repeats (a NOSPACE alarm or an etcd outage can last an incident)."""
+        text, now = str(exc), time.monotonic()
+        last_text, last_at = self._failing.get(what, ("", 0.0))
+        if text != last_text or now - last_at >= REPEAT_LOG_S:
+            log.info("%s (%s): retrying", what, exc)
+            self._failing[what] = (text, now)
 
     async def _term(self, leadership: Leadership, keeper: LeaseKeeper, work: LeaderWork) -> None:
         self.leadership = leadership

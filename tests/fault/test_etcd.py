@@ -428,6 +428,14 @@ async def test_nospace_alarm(fs: FaultSystem) -> None:
     await fs.obs.until(alarm_exported, 15, "failover_etcd_alarm{alarm=NOSPACE} 1 on a replica")
     refused_writes = _nospace_errors(await asyncio.to_thread(fs.cluster.metrics, before))
     assert refused_writes >= 1, f"failover_etcd_nospace_errors_total on {before}: {refused_writes}"
+    # A follower's campaign is refused too (etcd checks its quota before it compares): it
+    # waits on its view while the leader holds the key, and says so once, not every 250 ms.
+    for rid in fs.cluster.topo.replicas:
+        if rid != before:
+            text = (fs.cluster.workdir / f"{rid}.log").read_text(errors="replace")
+            refusals = text.count("campaign failed (etcd is out of space")
+            held = time.monotonic() - t0
+            assert refusals <= 2, f"{rid} logged {refusals} refused campaigns in {held:.1f} s"
     t1 = time.monotonic()
     await asyncio.to_thread(etcdops.clear_space, etcd, filler)
     cleared = time.monotonic() - t1
