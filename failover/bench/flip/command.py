@@ -259,8 +259,9 @@ def flip(
         "ack = fault injected -> first order ACKED on backup reaches the strategy's sink"
     )
     for r in results:
-        wait = sorted(x["next_order_after_flip_us"] for x in r.runs)
-        rtt = sorted(x["backup_round_trip_us"] for x in r.runs)
+        after = [x for x in r.runs if x["next_order_after_flip_us"] is not None]
+        wait = sorted(x["next_order_after_flip_us"] for x in after)
+        rtt = sorted(x["backup_round_trip_us"] for x in after)
         if wait:
             w50, r50 = wait[len(wait) // 2] / 1000, rtt[len(rtt) // 2] / 1000
             out.print(

@@ -206,6 +206,11 @@ class FlipRig:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.05))
 
+    def _after_flip_us(self, ns: int) -> float | None:
+        """A stage measured from the strategy's first order after the flip, if it sent one first."""
+        sent = self.sent_after_flip_ns
+        return round(ns / 1000, 1) if sent and sent <= self.ack_ns else None
+
     # ----------------------------------------------------------------- one run
 
     async def one_run(self, fault: str) -> dict[str, Any]:
@@ -247,9 +252,11 @@ class FlipRig:
         detail: dict[str, Any] = {
             "flip_us": round((self.flip_ns - self.armed_ns) / 1000, 1),
             "first_ack_us": round((self.ack_ns - self.armed_ns) / 1000, 1),
-            # first_ack = flip + wait for the strategy's next order + that order's round trip on backup
-            "next_order_after_flip_us": round((self.sent_after_flip_ns - self.flip_ns) / 1000, 1),
-            "backup_round_trip_us": round((self.ack_ns - self.sent_after_flip_ns) / 1000, 1),
+            # first_ack = flip + wait for the strategy's next order + that order's round trip on
+            # backup; None when the first ack on backup answered an order sent before the flip
+            # (one the dead path left without a reply, resent: orders.resend_in_doubt)
+            "next_order_after_flip_us": self._after_flip_us(self.sent_after_flip_ns - self.flip_ns),
+            "backup_round_trip_us": self._after_flip_us(self.ack_ns - self.sent_after_flip_ns),
             # the last ack on primary (negative: before the fault); to the first on backup: the gap
             "last_primary_ack_us": round((self.last_primary_ack_ns - self.armed_ns) / 1000, 1),
             "outcomes": {self._spb.OutcomeKind.Name(k): v for k, v in sorted(self.outcomes.items())},
