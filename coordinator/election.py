@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 LeaderWork = Callable[[Leadership], Coroutine[Any, Any, None]]
 ANSWER_S = 0.05  # how long a stopping leader waits for a successor to say it serves
-REPEAT_LOG_S = 30.0  # a campaign failing for the same cause is logged again after this long
+REPEAT_LOG_S = 30.0  # a lease grant or campaign failing for the same cause is logged again after this
 
 
 def _holder(replica_id: str, address: str) -> bytes:
