@@ -13,6 +13,7 @@ out, also on Ctrl-C, SIGTERM and errors.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -352,6 +353,16 @@ def fanout(
             "stream-only topology of docs/deploy.md. 0: streams spread over the R replicas.",
         ),
     ] = 0,
+    split_cores: Annotated[
+        bool,
+        typer.Option(
+            "--split-cores",
+            help="Pin etcd, the replicas that campaign and the operator probe to one half of the CPUs, "
+            "and the stream-only replicas and the bench's streams to the other: the deployed shape "
+            "(sidecars and stream-only replicas on other machines) on one box. Needs --stream-replicas "
+            "and at least 2 CPUs.",
+        ),
+    ] = False,
     max_seconds: MaxSeconds = 3600,
     json_path: JsonOut = None,
     keep_logs: KeepLogs = False,
@@ -367,6 +378,16 @@ def fanout(
     if bare_floor and tls != "off":
         raise typer.BadParameter("--bare-floor runs with --tls off only", param_hint="--bare-floor")
 
+    if split_cores and stream_replicas < 1:
+        raise typer.BadParameter(
+            "--split-cores needs --stream-replicas 1 or more (the streams' side of the split)",
+            param_hint="--split-cores",
+        )
+    if split_cores and (usable := len(os.sched_getaffinity(0))) < 2:
+        raise typer.BadParameter(
+            f"--split-cores needs at least 2 usable CPUs (this process may use {usable})",
+            param_hint="--split-cores",
+        )
     s_list = _int_list(streams, "--streams", 1, 5000)
     r_list = _int_list(replicas, "--replicas", 1, 9)
     params = {
@@ -384,6 +405,7 @@ def fanout(
         "etcd_watch": etcd_watch,
         "bare_floor": bare_floor,
         "stream_replicas": stream_replicas,
+        "split_cores": split_cores,
     }
     cmd = command_line("fanout", params)
     timing = _timing_defaults()
@@ -453,6 +475,7 @@ def fanout(
                                 operator_during_fanout=operator_during_fanout,
                                 etcd_watch=etcd_watch,
                                 bare_floor=bare_floor,
+                                split_cores=split_cores,
                             )
                         )
         finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ from coordinator.store.etcd_store import EtcdStore
 from coordinator.store.types import EventKind
 from failover import rpc
 from failover.bench.common import GROUP, PATHS, BenchFailure, Cluster, progress
+from failover.bench.cores import halves, pin
 from failover.bench.fleet import Fleet
 from failover.bench.operator_probe import QUIET, OperatorProbe
 from failover.bench.tls_variant import BenchPki
@@ -337,6 +339,27 @@ def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
     return snap
 
 
+def _split_cores(cluster: Cluster, probe: OperatorProbe | None, label: str) -> dict[str, list[int]]:
+    """Pin etcd, the campaigning replicas and the operator probe to one half of the CPUs,
+    the stream-only replicas and this process (the streams) to the other."""
+    control, fanout = halves()
+    assert cluster.etcd is not None
+    control_pids = [m.proc.pid for m in cluster.etcd.members if m.proc is not None]
+    control_pids += [p.pid for p in cluster.procs[: cluster.n]]
+    if probe is not None and probe.pid is not None:
+        control_pids.append(probe.pid)
+    fanout_pids = [p.pid for p in cluster.procs[cluster.n :]] + [os.getpid()]
+    for pid in control_pids:
+        pin(pid, control)
+    for pid in fanout_pids:
+        pin(pid, fanout)
+    progress(
+        f"[{label}] cores split: etcd, the campaigning replicas and the operator probe on CPU "
+        f"{sorted(control)}; the stream-only replicas and the bench's streams on CPU {sorted(fanout)}"
+    )
+    return {"control_plane": sorted(control), "fanout": sorted(fanout)}
+
+
 async def measure_idle(cluster: Cluster, streams: int, seconds: float, label: str) -> dict[str, Any]:
     """Coordinator CPU while the S streams are open and nothing is decided.
 
@@ -383,6 +406,7 @@ async def run_combination(
     operator_during_fanout: bool = False,
     etcd_watch: bool = False,
     bare_floor: bool = False,
+    split_cores: bool = False,
 ) -> dict[str, Any]:
     last = Latency(f"{label} last stream", "t_commit -> the last of the S streams receives the decision")
     first = Latency(f"{label} first stream", "t_commit -> the first of the S streams receives the decision")
@@ -452,6 +476,7 @@ async def run_combination(
                     probe.fire()
 
             fleet.on_first = on_first
+        cores = _split_cores(cluster, probe, label) if split_cores else None
         cpu0 = _cpu_snapshot(cluster)
         wall0 = time.monotonic()
         for run in range(-1, runs):  # run -1: warm-up, not recorded
@@ -607,6 +632,7 @@ async def run_combination(
             "streams": streams,
             "replicas": len(cluster.procs),
             "stream_only_replicas": cluster.streams_only,
+            "cores": cores,
             "tls": label_of(cluster.pki is not None),
             "connections": connections,
             "etcd_members": cluster.etcd_members,

@@ -124,6 +124,10 @@ class OperatorProbe:
             if not fut.done():
                 fut.set_exception(BenchFailure("the operator probe process ended"))
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def _switch(self, group: str, path: str | None) -> asyncio.Future[Call]:
         """Send a Switch now (the child times it); the future has its ``Call``."""
         if self._proc is None or self._proc.stdin is None:

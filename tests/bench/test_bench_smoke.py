@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,8 +117,10 @@ def test_fanout_channel_per_stream_smoke(tmp_path: Path) -> None:
 def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
     """Each run gets an idle commit, the fan-out Switch, a Switch sent mid-fan-out and a bare
     etcd transaction beside it; with --stream-replicas the streams go to a replica that does
-    not campaign, none to the leader."""
+    not campaign, none to the leader; with --split-cores (2 CPUs or more) the two sides are
+    pinned to disjoint CPU sets."""
     out = tmp_path / "fanout-op.json"
+    split = len(os.sched_getaffinity(0)) >= 2
     r = CliRunner().invoke(
         bench_app,
         [
@@ -131,6 +134,7 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
             "--operator-during-fanout",
             "--stream-replicas",
             "1",
+            *(["--split-cores"] if split else []),
             "--json",
             str(out),
         ],
@@ -145,6 +149,11 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
     assert all("during_switch_us" in run and run["during_floor_txn_us"] > 0 for run in x["runs"])
     assert x["leader"] == "c1" and x["stream_only_replicas"] == 1
     assert x["streams_per_replica"] == {"c1": 0, "s1": 5}
+    if split:
+        assert "cores split" in r.output
+        cores = x["cores"]
+        assert cores["control_plane"] and cores["fanout"]
+        assert not set(cores["control_plane"]) & set(cores["fanout"])
 
 
 @pytest.mark.slow
