@@ -106,6 +106,11 @@ class Sender:
             if r.outcome == spb.OUTCOME_KIND_ACKED and t0 <= r.t_outcome <= t1
         )
 
+    def longest_ack_gap(self, t0: float, t1: float) -> float:
+        """The longest interval between two consecutive acks in [t0, t1], seconds (0: fewer than two)."""
+        acks = self.acked_times(t0, t1)
+        return max((b - a for a, b in zip(acks, acks[1:], strict=False)), default=0.0)
+
     def window(self, t0: float, t1: float) -> list[Sent]:
         return [r for r in self.sent.values() if t0 <= r.t_sent <= t1]
 

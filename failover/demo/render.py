@@ -71,8 +71,11 @@ def _percentiles(values: list[float]) -> tuple[float, float, float]:
     return (lat.ms(50) or 0.0, lat.ms(99) or 0.0, lat.ms(None) or 0.0)
 
 
-def render_summary(results: list[EventResult], out: Console) -> None:
+def render_summary(results: list[EventResult], out: Console, steady_pause_ms: float | None = None) -> None:
     series: dict[tuple[str, str], list[float]] = defaultdict(list)
+    if steady_pause_ms is not None:
+        # What each event's pause reads against: the same figure with no fault.
+        series[("no fault", "order flow pause")].append(steady_pause_ms)
     for r in results:
         for k, v in r.wall_ms.items():
             series[(r.kind, k)].append(v)

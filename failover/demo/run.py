@@ -17,6 +17,7 @@ from failover.demo.control import Control
 from failover.demo.observe import RouteWatch, Sender, watch_routes
 from failover.demo.render import render_event, render_summary
 from failover.demo.scenario import PRIMARY, EventResult, Script
+from failover.gc_policy import freeze_startup_heap
 from failover.machine import machine_info, write_json
 
 
@@ -45,6 +46,8 @@ class Demo:
         )
         self.tasks: list[asyncio.Task[None]] = []
         self.senders: dict[str, Sender] = {}
+        self.steady_pause_ms: float | None = None  # longest ack gap with no fault, before the events
+        self.steady_end = 0.0  # the first event's orders are those sent after it
         self.strategies: list[Sidecar] = []
         self.control: Control | None = None
 
@@ -109,6 +112,9 @@ class Demo:
         t = self.step(
             f"starting an order sender per host (one order every {self.opts.order_interval_ms:g} ms)"
         )
+        # This process is the hosts' strategies: its start-up heap is frozen as the sidecar's
+        # is (failover/gc_policy.py), so a full collection here does not pause their orders.
+        freeze_startup_heap()
         for h in hosts:
             sc = await Sidecar.connect(c.sockets[h], "demo")
             self.strategies.append(sc)
@@ -121,6 +127,16 @@ class Demo:
             c,
         )
         self.done(t)
+        # The same figure as each event's "order flow paused", with no fault: what the
+        # machine and this process's own scheduling give, so an event's pause reads against it.
+        quiet_s = 0.5 if self.opts.quick else 1.5
+        t = self.step(f"letting orders flow for {quiet_s:g} s with no fault")
+        t0 = time.monotonic()
+        await asyncio.sleep(quiet_s)
+        t1 = time.monotonic()
+        self.steady_pause_ms = round(max(s.longest_ack_gap(t0, t1) for s in self.senders.values()) * 1000, 2)
+        self.steady_end = t1
+        self.done(t, f"longest gap between acks on any host: {self.steady_pause_ms:.1f} ms")
 
     async def _warm(self) -> bool:
         assert self.control is not None
@@ -134,7 +150,15 @@ class Demo:
     async def script(self) -> list[EventResult]:
         assert self.control is not None
         settle = 0.2 if self.opts.quick else 0.6
-        sc = Script(self.cluster, self.control, self.watches, self.senders, self.cluster.layout.group, settle)
+        sc = Script(
+            self.cluster,
+            self.control,
+            self.watches,
+            self.senders,
+            self.cluster.layout.group,
+            settle,
+            orders_since=self.steady_end,
+        )
         results: list[EventResult] = []
         for round_ in range(self.opts.repeat):
             label = f" (round {round_ + 1}/{self.opts.repeat})" if self.opts.repeat > 1 else ""
@@ -180,7 +204,7 @@ class Demo:
         counters = await self.control.counters()
         self.out.print()
         self.out.rule("summary")
-        render_summary(results, self.out)
+        render_summary(results, self.out, steady_pause_ms=self.steady_pause_ms)
         self.out.print(
             f"orders sent: {total}; without an outcome: {len(missing)}; with more than one: "
             f"{len(doubled)}; venue duplicates: {counters.duplicates}"
@@ -188,6 +212,7 @@ class Demo:
         if self.opts.json_path is not None:
             data = {
                 "events": [r.as_dict() for r in results],
+                "steady_flow_pause_ms": self.steady_pause_ms,
                 "orders_total": total,
                 "orders_without_outcome": len(missing),
                 "orders_with_several_outcomes": len(doubled),

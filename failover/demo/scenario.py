@@ -59,6 +59,7 @@ class Script:
         senders: dict[str, Sender],
         group: str,
         settle_s: float,
+        orders_since: float = 0.0,
     ) -> None:
         self.cluster = cluster
         self.control = control
@@ -66,7 +67,9 @@ class Script:
         self.senders = senders
         self.group = group
         self.settle_s = settle_s
-        self._last_end = 0.0
+        # An event's orders are those sent after the previous event ended (the first
+        # event's: after ``orders_since``, the end of the no-fault window).
+        self._last_end = orders_since
 
     # --- helpers ---------------------------------------------------------
 
@@ -125,10 +128,7 @@ class Script:
             for r in s.window(t0, t1):
                 counts["sent"] += 1
                 counts[names.get(r.outcome, "pending")] += 1  # type: ignore[call-overload]
-            acks = s.acked_times(t0, t1)
-            gaps = [b - a for a, b in zip(acks, acks[1:], strict=False)]
-            if gaps:
-                pause = max(pause, max(gaps))
+            pause = max(pause, s.longest_ack_gap(t0, t1))
         res.orders = counts
         res.pause_ms = round(pause * 1000, 2)
 

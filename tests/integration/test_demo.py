@@ -79,6 +79,9 @@ def test_demo_quick_runs_green_with_a_complete_timeline(tmp_path) -> None:
             assert "commit" in e["coordinated"] and e["coordinated"]["push_to_ack_ms"]
         if e["kind"] == "leader_kill":
             assert e["wall_ms"]["kill_to_new_leader_commit"] > 0
+    # The no-fault figure each event's pause reads against: printed, in the summary, in the JSON.
+    assert "with no fault" in output and "no fault" in output.split("all events")[-1]
+    assert data["steady_flow_pause_ms"] > 0
     assert data["orders_total"] > 0
     assert data["orders_without_outcome"] == 0
     assert data["orders_with_several_outcomes"] == 0
