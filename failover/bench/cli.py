@@ -13,7 +13,6 @@ out, also on Ctrl-C, SIGTERM and errors.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -383,11 +382,13 @@ def fanout(
             "--split-cores needs --stream-replicas 1 or more (the streams' side of the split)",
             param_hint="--split-cores",
         )
-    if split_cores and (usable := len(os.sched_getaffinity(0))) < 2:
-        raise typer.BadParameter(
-            f"--split-cores needs at least 2 usable CPUs (this process may use {usable})",
-            param_hint="--split-cores",
-        )
+    if split_cores:
+        from failover.bench.cores import CoreSplitError, halves
+
+        try:
+            halves()
+        except CoreSplitError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--split-cores") from None
     s_list = _int_list(streams, "--streams", 1, 5000)
     r_list = _int_list(replicas, "--replicas", 1, 9)
     params = {
