@@ -341,7 +341,10 @@ def _cpu_snapshot(cluster: Cluster) -> dict[str, float]:
 
 def _split_cores(cluster: Cluster, probe: OperatorProbe | None, label: str) -> dict[str, list[int]]:
     """Pin etcd, the campaigning replicas and the operator probe to one half of the CPUs,
-    the stream-only replicas and this process (the streams) to the other."""
+    the stream-only replicas and this process (the streams) to the other.
+
+    This process gets its CPUs back in ``run_combination``'s ``finally`` (its later
+    rows, and whatever else runs in it, e.g. a test session, must not stay on half)."""
     control, fanout = halves()
     assert cluster.etcd is not None
     control_pids = [m.proc.pid for m in cluster.etcd.members if m.proc is not None]
@@ -432,6 +435,7 @@ async def run_combination(
     fleet: StreamFleet | None = None
     probe: OperatorProbe | None = None
     switch_interval = sys.getswitchinterval()
+    own_cpus: set[int] | None = None  # with split_cores: this process's CPUs before the split
     # The watch thread must get the GIL promptly while the main thread works through
     # a burst of stream messages (default: it may wait 5 ms per hand-over).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -476,7 +480,11 @@ async def run_combination(
                     probe.fire()
 
             fleet.on_first = on_first
-        cores = _split_cores(cluster, probe, label) if split_cores else None
+        if split_cores:
+            own_cpus = os.sched_getaffinity(0)
+            cores = _split_cores(cluster, probe, label)
+        else:
+            cores = None
         cpu0 = _cpu_snapshot(cluster)
         wall0 = time.monotonic()
         for run in range(-1, runs):  # run -1: warm-up, not recorded
@@ -672,6 +680,8 @@ async def run_combination(
         raise
     finally:
         sys.setswitchinterval(switch_interval)
+        if own_cpus is not None:
+            pin(os.getpid(), own_cpus)
         if probe is not None:
             await probe.close()
         if fleet is not None:

@@ -120,7 +120,8 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
     not campaign, none to the leader; with --split-cores (2 CPUs or more) the two sides are
     pinned to disjoint CPU sets."""
     out = tmp_path / "fanout-op.json"
-    split = len(os.sched_getaffinity(0)) >= 2
+    own_cpus = os.sched_getaffinity(0)
+    split = len(own_cpus) >= 2
     r = CliRunner().invoke(
         bench_app,
         [
@@ -154,6 +155,9 @@ def test_fanout_operator_during_fanout_smoke(tmp_path: Path) -> None:
         cores = x["cores"]
         assert cores["control_plane"] and cores["fanout"]
         assert not set(cores["control_plane"]) & set(cores["fanout"])
+        # The bench ran in this process: it must have its CPUs back (else every later test
+        # of the session, and every child it starts, runs on half the machine).
+        assert os.sched_getaffinity(0) == own_cpus
 
 
 @pytest.mark.slow
