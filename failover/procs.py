@@ -33,6 +33,10 @@ _recent: deque[int] = deque(maxlen=4096)
 _rng = random.Random()  # seeded per process: concurrent runs pick apart
 
 _SETPRIV = shutil.which("setpriv")  # util-linux
+_SH = shutil.which("sh") or "/bin/sh"
+# Run by the child after setpriv armed the signal: "$0" is the pid of the process that
+# started it; a different parent means that one died before the signal was armed.
+_PARENT_CHECK = '[ "$PPID" = "$0" ] || exit 125; exec "$@"'
 
 
 def _dying_with_us(argv: list[str]) -> list[str]:
@@ -44,10 +48,15 @@ def _dying_with_us(argv: list[str]) -> list[str]:
     sends the signal when the *thread* that forked exits, so a child started
     from a worker thread gets none (it would die with that thread) and relies
     on our stop paths.
+
+    A parent killed between the fork and setpriv's ``prctl`` leaves a child the
+    kernel never signals (seen: `failover demo` SIGKILLed as it started its
+    coordinators left one running). So, once the signal is armed, a shell checks
+    that the parent is still us and execs the command (same pid), or exits 125.
     """
     if _SETPRIV is None or threading.current_thread() is not threading.main_thread():
         return argv
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", _SH, "-c", _PARENT_CHECK, str(os.getpid()), *argv]
 
 
 _EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
