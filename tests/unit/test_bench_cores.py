@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from failover.bench.cores import CoreSplitError, halves, pin
+from failover.procs import Child
 
 # A child with a second thread, so pinning must reach every task, not only the main one.
 CHILD = """
-import sys, threading, time
+import threading, time
 threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
 print("ready", flush=True)
-sys.stdin.readline()
+time.sleep(30)
 """
 
 
@@ -32,21 +34,20 @@ def test_one_cpu_cannot_be_split() -> None:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
-def test_pin_sets_every_thread_of_the_process() -> None:
+def test_pin_sets_every_thread_of_the_process(tmp_path: Path) -> None:
     cpu = min(os.sched_getaffinity(0))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    child = Child("two-threads", [sys.executable, "-c", CHILD], tmp_path / "child.log").start()
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        tasks = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir()]
+        deadline = time.monotonic() + 30
+        while "ready" not in child.log():
+            assert child.alive and time.monotonic() < deadline, child.log()
+            time.sleep(0.02)  # noqa: ASYNC251 - a line in another process's log: polled, bounded
+        tasks = [int(t.name) for t in Path(f"/proc/{child.pid}/task").iterdir()]
         assert len(tasks) >= 2
-        assert pin(proc.pid, {cpu}) == len(tasks)
+        assert pin(child.pid, {cpu}) == len(tasks)
         assert all(os.sched_getaffinity(t) == {cpu} for t in tasks)
     finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+        child.kill()
 
 
 def test_split_cores_without_stream_replicas_is_a_usage_error() -> None:
