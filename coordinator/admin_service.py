@@ -24,6 +24,7 @@ from coordinator.limits import peer_host
 from coordinator.operator_requests import OperatorRequest, RequestError
 from coordinator.peers import PeerChannels
 from coordinator.request_checks import (
+    FORWARDED_BY_HEADER,
     REQUEST_ID_HEADER,
     caller_trace,
     check_bump_era,
@@ -32,6 +33,7 @@ from coordinator.request_checks import (
     check_put_group,
     check_set_control,
     check_switch,
+    forwarded_by,
     request_id,
 )
 from coordinator.status_summary import decided_of, shape
@@ -70,6 +72,24 @@ _NEEDS_PATH = {"drain", "undrain", "pin"}
 # (it may be restarting, or elected a moment before it serves; a dead one loses its lease).
 _REFUSED_RETRY_S = 0.1
 _MAX_REFUSALS = 50
+# A copy that has been forwarded this many times is not forwarded again.
+_MAX_HOPS = 3
+# How a replica that got a forwarded copy, and does not lead, says so: the forwarder
+# re-resolves the leader rather than passing the refusal on.
+NOT_LEADER = "not the leader"
+_NO_LEADER = "no leader elected right now"
+_SHUTTING_DOWN = "replica shutting down"
+# A forwarded call answered UNAVAILABLE with one of these is sent again: the replica it
+# went to does not lead (any more). The first three are gRPC's own: a port that refuses
+# connections, and the calls a server holds (or receives) as it stops.
+_GONE = (
+    "failed to connect",
+    "Cancelling all calls",
+    "Server shutdown",
+    NOT_LEADER,
+    _NO_LEADER,
+    _SHUTTING_DOWN,
+)
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -280,10 +300,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
         req = await self._operator_request(request, context, "switch")
-        md = _metadata(req)
+        via = await self._forwarded_by(context)
+        md = _metadata(req, (*via, self._id))
         with self.urgent.call():
             return await self._decide(
-                context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md)
+                context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md), via
             )
 
     async def _operator_request(
@@ -307,9 +328,21 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             request_id=rid,
         )
 
-    async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
+    async def _forwarded_by(self, context: Any) -> tuple[str, ...]:
+        try:
+            return forwarded_by(context)
+        except ValueError as exc:
+            await self._abort(context, "invalid", str(exc))
+            raise
+
+    async def _decide(
+        self, context: Any, req: OperatorRequest, forward: Forward, via: tuple[str, ...] = ()
+    ) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
-        when leadership moves while we wait on it (a stalled leader loses its key at its TTL)."""
+        when leadership moves while we wait on it (a stalled leader loses its key at its TTL).
+        A copy is never forwarded back to a replica it came through (``via``): when our view
+        names one of them, one of the two views is behind; we give ours a moment to move,
+        then say we do not lead, and the forwarder looks again at its own."""
         refusals = 0
         while True:
             term = self._leader.leadership
@@ -322,14 +355,24 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                         await wait_any(self._leader.leadership_changed.wait(), timeout=1.0)
                     continue
             leader = await self._await_leader()
+            if leader is not None and (leader.replica_id in via or len(via) >= _MAX_HOPS):
+                if await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S):
+                    continue
+                await self._abort(
+                    context,
+                    "unavailable",
+                    f"{NOT_LEADER}: replica {self._id} does not lead and will not forward this "
+                    f"request again (its view names {leader.replica_id}; came through "
+                    f"{', '.join(via)})",
+                )
             if leader is not None:
-                resp = await self._forward(context, leader, forward, retry_refused=refusals < _MAX_REFUSALS)
+                resp = await self._forward(context, leader, forward, retry_gone=refusals < _MAX_REFUSALS)
                 refusals += 1
                 if resp is not None:
                     return resp
                 log.info("leader %s changed while a request waited on it: re-resolving", leader.replica_id)
             elif self._leader.leadership is None:
-                await self._unavailable(context, "no leader elected right now; retry")
+                await self._unavailable(context, f"{_NO_LEADER}; retry")
 
     async def _run(self, context: Any, req: OperatorRequest) -> apb.ControlResponse:
         try:
@@ -347,11 +390,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return resp
 
     async def _forward(
-        self, context: Any, leader: LeaderKey, forward: Forward, retry_refused: bool = False
+        self, context: Any, leader: LeaderKey, forward: Forward, retry_gone: bool = False
     ) -> apb.ControlResponse | None:
         """The leader's answer, or None when its term ended (or we stop) before it answered,
-        or (``retry_refused``) when its server could not be reached: a leader that is
-        restarting, or elected a moment before it serves, is asked again shortly."""
+        or (``retry_gone``) when it went away under the call: its server could not be
+        reached (restarting, or elected a moment before it serves), stopped and cancelled
+        the call, or it says it does not lead. A leader that stops hands over; our view may
+        lag that hand-over, so it is asked again (or its successor, once our view moves)
+        shortly."""
         remaining = context.time_remaining()
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
@@ -368,7 +414,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             call.cancel()
             await asyncio.wait([call])  # settles it (no answer to retrieve); our own cancel still propagates
             if self.stopping.is_set():
-                await self._abort(context, "unavailable", "replica shutting down; retry another")
+                await self._abort(context, "unavailable", f"{_SHUTTING_DOWN}; retry another")
             return None
         try:
             return call.result()
@@ -380,11 +426,19 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             )
             return None
         except grpc.aio.AioRpcError as exc:
-            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (
-                exc.details() or ""
-            )
             remaining = context.time_remaining()
-            if retry_refused and unreachable and (remaining is None or remaining > 2 * _REFUSED_RETRY_S):
+            if (
+                retry_gone
+                and _leader_gone(exc)
+                and not self.stopping.is_set()
+                and (remaining is None or remaining > 2 * _REFUSED_RETRY_S)
+            ):
+                log.info(
+                    "leader %s went away under a forwarded call (%s: %s): asking again",
+                    leader.replica_id,
+                    exc.code().name,
+                    exc.details(),
+                )
                 await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S)
                 return None
             await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
@@ -433,10 +487,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         if action in _NEEDS_PATH and not request.path:
             await self._abort(context, "invalid", "path: required")
         req = await self._operator_request(request, context, action)
-        md = _metadata(req)
+        via = await self._forwarded_by(context)
+        md = _metadata(req, (*via, self._id))
         with self.urgent.call():
             return await self._decide(
-                context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md)
+                context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md), via
             )
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
@@ -501,9 +556,23 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             raise
 
 
-def _metadata(req: OperatorRequest) -> tuple[tuple[str, str], ...]:
-    """What a forwarded copy carries: the request's id and the caller's trace context."""
-    md: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, req.request_id),)
+def _leader_gone(exc: grpc.aio.AioRpcError) -> bool:
+    """The leader a call was forwarded to is not there to answer it (the request id makes
+    sending it again safe): its port refuses connections, its server stopped under the
+    call, or it says it does not lead (or is shutting down)."""
+    details = exc.details() or ""
+    if exc.code() == grpc.StatusCode.CANCELLED:
+        return True
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and any(g in details for g in _GONE)
+
+
+def _metadata(req: OperatorRequest, via: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What a forwarded copy carries: the request's id, the replicas it went through and
+    the caller's trace context."""
+    md: tuple[tuple[str, str], ...] = (
+        (REQUEST_ID_HEADER, req.request_id),
+        (FORWARDED_BY_HEADER, ",".join(via)),
+    )
     tp, ts = req.trace
     if tp:
         md += (("traceparent", tp),)

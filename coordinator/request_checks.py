@@ -222,6 +222,27 @@ def request_id(context: Any) -> str:
     return rid
 
 
+FORWARDED_BY_HEADER = "failover-forwarded-by"
+_MAX_FORWARDED_BY = 8
+
+
+def forwarded_by(context: Any) -> tuple[str, ...]:
+    """The replicas that forwarded this copy of an operator request, first one first
+    (``failover-forwarded-by``, comma-separated): a replica never forwards a copy back to
+    one of them, so two replicas whose views each name the other as leader cannot pass a
+    request back and forth. ValueError when malformed."""
+    md = dict(context.invocation_metadata() or ())
+    raw = md.get(FORWARDED_BY_HEADER)
+    if raw is None:
+        return ()
+    ids = tuple(raw.split(",")) if isinstance(raw, str) else ()
+    if not ids or len(ids) > _MAX_FORWARDED_BY or not all(_REQUEST_ID_RE.match(i) for i in ids):
+        raise ValueError(
+            f"{FORWARDED_BY_HEADER}: 1-{_MAX_FORWARDED_BY} comma-separated replica ids (got {raw!r:.80})"
+        )
+    return ids
+
+
 # --- Admin requests -------------------------------------------------------------
 
 

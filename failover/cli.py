@@ -145,11 +145,15 @@ def budget_share(deadline: float, addresses_left: int) -> float:
     return max(0.05, (deadline - time.monotonic()) / max(1, addresses_left))
 
 
+_MOVE_ON_NAMES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+
+
 async def with_admin(
     addresses: str, call: Callable[[Any, float | None], Awaitable[T]], budget_s: float | None = None
 ) -> T:
-    """Call the first replica that answers (UNAVAILABLE and DEADLINE_EXCEEDED move on to the
-    next); when none answers, the error names every address tried and what it said.
+    """Call the first replica that answers (UNAVAILABLE, DEADLINE_EXCEEDED and CANCELLED, a
+    server that stopped under the call, move on to the next); when none answers, the
+    error names every address tried and what it said.
     ``call`` gets the stub and, with ``budget_s``, the timeout this address may use
     (``budget_share``): ``budget_s`` then bounds the whole command, not each address."""
     import grpc
@@ -157,6 +161,7 @@ async def with_admin(
     from failover import rpc
     from failover.v1 import admin_pb2_grpc
 
+    move_on = {grpc.StatusCode[n] for n in _MOVE_ON_NAMES}
     targets = coordinator_targets(addresses)
     tls = None
     if _client_tls is not None:
@@ -172,7 +177,7 @@ async def with_admin(
             try:
                 return await call(admin_pb2_grpc.AdminStub(ch), timeout)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in move_on:
                     raise
                 errors.append((target, exc))
     if len(errors) == 1:
@@ -240,7 +245,12 @@ def print_json(msg: Any) -> None:
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run a server coroutine until SIGINT/SIGTERM sets the stop event."""
+    """Run a server coroutine until SIGINT/SIGTERM sets the stop event. SIGUSR1 writes
+    every thread's Python stack to stderr (``faulthandler``: from the signal handler
+    itself, so it also answers when the event loop is stuck and a SIGTERM is not acted on)."""
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -76,10 +76,12 @@ async def test_a_switch_the_previous_leader_committed_is_not_committed_again(etc
         done = await _send(rs.address(i_first), "backup", "req-7")
         await rs.stop(i_first)  # graceful: the next leader is elected at once
         second = await rs.wait_leader(not_id=rs.configs[i_first].replica_id)
-        revision = second.view.revision
+        epoch = second.view.epoch_of(G)
         again = await _send(survivor, "backup", "req-7")
         assert again.decision.epoch == done.decision.epoch, "the new leader committed the request again"
-        assert second.view.revision == revision
+        # The group's route, not the store's revision: other keys (leases, candidacies,
+        # health) may be written meanwhile.
+        assert second.view.epoch_of(G) == epoch
         assert second.leader.recent == []
     finally:
         await rs.stop_all()
@@ -100,6 +102,25 @@ async def test_a_malformed_request_id_is_refused() -> None:
     for bad in ("", "x" * 65, "a b", "é"):
         with pytest.raises(ValueError):
             request_id(Ctx(((HEADER, bad),)))
+
+
+async def test_a_malformed_forwarded_by_header_is_refused() -> None:
+    """The replicas a copy came through (a replica never forwards a copy back to one of
+    them); anything else in that header is refused, not guessed at."""
+    from coordinator.request_checks import FORWARDED_BY_HEADER, forwarded_by
+
+    class Ctx:
+        def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
+            self.md = md
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return self.md
+
+    assert forwarded_by(Ctx(())) == ()
+    assert forwarded_by(Ctx(((FORWARDED_BY_HEADER, "c1,c-2"),))) == ("c1", "c-2")
+    for bad in ("", ",", "c1,,c2", "a b", ",".join(["c"] * 9), "x" * 65):
+        with pytest.raises(ValueError):
+            forwarded_by(Ctx(((FORWARDED_BY_HEADER, bad),)))
 
 
 async def test_the_cli_sends_one_request_id_to_every_replica_it_tries(etcd_cluster, prefix) -> None:

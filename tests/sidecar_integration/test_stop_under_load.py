@@ -9,6 +9,7 @@ slow machine.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -79,11 +80,34 @@ def test_sigterm_stops_every_sidecar_while_streams_reconnect(tmp_path: Path) -> 
                 try:
                     rc = p.proc.wait(timeout=remaining)
                 except subprocess.TimeoutExpired:
+                    # Every thread's stack (faulthandler on SIGUSR1), to see where it hangs.
+                    p.signal(signal.SIGUSR1)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.proc.wait(timeout=1.0)  # the dump is written by then; bounded
                     hung = f"{p.name} still running {STOP_BOUND_S}s after SIGTERM"
-                    raise AssertionError(f"{hung}:\n{p.log()[-3000:]}") from None
+                    raise AssertionError(f"{hung}:\n{p.log()[-8000:]}") from None
                 assert rc == 0, p.log()[-3000:]
                 assert "stopped" in p.log(), p.log()[-3000:]
     finally:
         for p in procs:
             p.kill()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_sigusr1_dumps_every_thread_and_the_sidecar_keeps_serving(tmp_path: Path) -> None:
+    """What an operator (and the test above, on a hang) uses to see where a process is
+    stuck: SIGUSR1 writes every thread's Python stack to stderr, and changes nothing else."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="fo-usr1-", dir="/tmp"))
+    p = Proc("h-usr1", ["sidecar", "--config", str(sidecar_config(tmp_path, sock_dir, "h1"))], tmp_path)
+    try:
+        p.start()
+        p.wait_log("serving strategies", timeout=60)
+        p.signal(signal.SIGUSR1)
+        p.wait_log("Current thread", timeout=10)
+        assert "most recent call first" in p.log(), p.log()[-3000:]
+        assert p.proc is not None and p.proc.poll() is None, "SIGUSR1 stopped the sidecar"
+        p.signal(signal.SIGTERM)
+        assert p.proc.wait(timeout=STOP_BOUND_S) == 0, p.log()[-3000:]
+    finally:
+        p.kill()
         shutil.rmtree(sock_dir, ignore_errors=True)

@@ -27,15 +27,21 @@ _HANG_BOUND_S = 30.0
 
 
 class _Replica(admin_pb2_grpc.AdminServicer):
-    """Answers ``Switch`` with a committed decision, or (``hang``) holds it until released."""
+    """Answers ``Switch`` with a committed decision, or (``hang``) holds it until released,
+    or (``code``) fails it with that status at once."""
 
-    def __init__(self, hang: bool) -> None:
+    def __init__(self, hang: bool, code: grpc.StatusCode | None = None) -> None:
         self.hang = hang
+        self.code = code
         self.release = threading.Event()
         self.calls: list[float | None] = []  # each call's deadline as the server saw it
+        self.request_ids: list[str | None] = []
 
     def Switch(self, request: apb.SwitchRequest, context: Any) -> apb.ControlResponse:  # noqa: N802
         self.calls.append(context.time_remaining())
+        self.request_ids.append(dict(context.invocation_metadata()).get("failover-request-id"))
+        if self.code is not None:
+            context.abort(self.code, "Cancelling all calls")
         if self.hang:
             self.release.wait(_HANG_BOUND_S)
             context.abort(grpc.StatusCode.UNAVAILABLE, "released")
@@ -45,8 +51,8 @@ class _Replica(admin_pb2_grpc.AdminServicer):
 
 
 @contextlib.contextmanager
-def _replica(hang: bool) -> Iterator[tuple[str, _Replica]]:
-    servicer = _Replica(hang)
+def _replica(hang: bool, code: grpc.StatusCode | None = None) -> Iterator[tuple[str, _Replica]]:
+    servicer = _Replica(hang, code)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     admin_pb2_grpc.add_AdminServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -108,3 +114,14 @@ def test_a_stuck_first_address_cannot_spend_the_whole_budget(timeout_s: float) -
     assert first <= timeout_s / 2 + 0.1, (first, second)
     assert second >= timeout_s / 2 - 0.5, (first, second)
     assert took < timeout_s, f"{took:.2f}s for --timeout {timeout_s}"
+
+
+def test_a_replica_whose_server_cancels_the_call_moves_on_to_the_next_with_the_same_id() -> None:
+    """A replica whose server stops under the call answers CANCELLED; the command tries the
+    next address with the same request id (before, it printed the error and exited 1)."""
+    with _replica(False, grpc.StatusCode.CANCELLED) as (gone, gone_srv), _replica(False) as (good, good_srv):
+        r = cli("switch", "g1", "backup", "--reason", "r", "-c", f"{gone},{good}", timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert "g1: backup > primary" in r.stdout, r.stdout
+    assert len(gone_srv.request_ids) == 1 and gone_srv.request_ids == good_srv.request_ids
+    assert gone_srv.request_ids[0]
