@@ -433,7 +433,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 and not self.stopping.is_set()
                 and (remaining is None or remaining > 2 * _REFUSED_RETRY_S)
             ):
-                log.info(
+                log.debug(  # _decide logs the re-resolution
                     "leader %s went away under a forwarded call (%s: %s): asking again",
                     leader.replica_id,
                     exc.code().name,
