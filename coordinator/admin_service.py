@@ -79,17 +79,13 @@ _MAX_HOPS = 3
 NOT_LEADER = "not the leader"
 _NO_LEADER = "no leader elected right now"
 _SHUTTING_DOWN = "replica shutting down"
-# A forwarded call answered UNAVAILABLE with one of these is sent again: the replica it
-# went to does not lead (any more). The first three are gRPC's own: a port that refuses
-# connections, and the calls a server holds (or receives) as it stops.
-_GONE = (
-    "failed to connect",
-    "Cancelling all calls",
-    "Server shutdown",
-    NOT_LEADER,
-    _NO_LEADER,
-    _SHUTTING_DOWN,
-)
+# A forwarded call answered UNAVAILABLE so is sent again: the replica it went to does not
+# lead (any more). gRPC's own words, anywhere in the details: a port that refuses
+# connections, and the calls a server holds (or receives) as it stops. Ours, only as the
+# whole answer's start: "etcd has no quorum ...: no leader elected right now" is an
+# outage to report at once, not a leader to look for again.
+_GONE_GRPC = ("failed to connect", "Cancelling all calls", "Server shutdown")
+_GONE_OURS = (NOT_LEADER, _NO_LEADER, _SHUTTING_DOWN)
 _ACTIONS = {
     apb.CONTROL_ACTION_DRAIN: "drain",
     apb.CONTROL_ACTION_UNDRAIN: "undrain",
@@ -563,7 +559,9 @@ def _leader_gone(exc: grpc.aio.AioRpcError) -> bool:
     details = exc.details() or ""
     if exc.code() == grpc.StatusCode.CANCELLED:
         return True
-    return exc.code() == grpc.StatusCode.UNAVAILABLE and any(g in details for g in _GONE)
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and (
+        any(g in details for g in _GONE_GRPC) or details.startswith(_GONE_OURS)
+    )
 
 
 def _metadata(req: OperatorRequest, via: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
