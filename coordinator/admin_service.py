@@ -63,8 +63,10 @@ _CODES = {
     "unknown": grpc.StatusCode.UNKNOWN,
 }
 
-# Sends a request to the leader's Admin service with the given deadline (seconds).
-Forward = Callable[[admin_pb2_grpc.AdminStub, float], Awaitable[apb.ControlResponse]]
+# Sends a request to the leader's Admin service with the given deadline (seconds) and
+# metadata (the copy's, from _metadata).
+Metadata = tuple[tuple[str, str], ...]
+Forward = Callable[[admin_pb2_grpc.AdminStub, float, Metadata], Awaitable[apb.ControlResponse]]
 LocalStatusFn = Callable[[apb.LocalStatusRequest], apb.ReplicaStatus]
 # Actions that name a path: refused without one (INVALID_ARGUMENT "path: required").
 _NEEDS_PATH = {"drain", "undrain", "pin"}
@@ -296,11 +298,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         if not request.reason.strip():
             await self._abort(context, "invalid", "reason: required (say why you switch)")
         req = await self._operator_request(request, context, "switch")
-        via = await self._forwarded_by(context)
-        md = _metadata(req, (*via, self._id))
         with self.urgent.call():
             return await self._decide(
-                context, req, lambda stub, t: stub.Switch(request, timeout=t, metadata=md), via
+                context, req, lambda stub, t, md: stub.Switch(request, timeout=t, metadata=md)
             )
 
     async def _operator_request(
@@ -331,14 +331,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "invalid", str(exc))
             raise
 
-    async def _decide(
-        self, context: Any, req: OperatorRequest, forward: Forward, via: tuple[str, ...] = ()
-    ) -> apb.ControlResponse:
+    async def _decide(self, context: Any, req: OperatorRequest, forward: Forward) -> apb.ControlResponse:
         """Run the request here when we lead, else forward it to the leader, re-resolving it
         when leadership moves while we wait on it (a stalled leader loses its key at its TTL).
         A copy is never forwarded back to a replica it came through (``via``): when our view
         names one of them, one of the two views is behind; we give ours a moment to move,
         then say we do not lead, and the forwarder looks again at its own."""
+        via = await self._forwarded_by(context)
+        md = _metadata(req, (*via, self._id))
         refusals = 0
         while True:
             term = self._leader.leadership
@@ -362,7 +362,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                     f"{', '.join(via)})",
                 )
             if leader is not None:
-                resp = await self._forward(context, leader, forward, retry_gone=refusals < _MAX_REFUSALS)
+                resp = await self._forward(context, leader, forward, md, retry_gone=refusals < _MAX_REFUSALS)
                 refusals += 1
                 if resp is not None:
                     return resp
@@ -386,7 +386,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return resp
 
     async def _forward(
-        self, context: Any, leader: LeaderKey, forward: Forward, retry_gone: bool = False
+        self, context: Any, leader: LeaderKey, forward: Forward, md: Metadata, retry_gone: bool = False
     ) -> apb.ControlResponse | None:
         """The leader's answer, or None when its term ended (or we stop) before it answered,
         or (``retry_gone``) when it went away under the call: its server could not be
@@ -398,7 +398,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         timeout = self._forward_s if remaining is None else max(0.0, remaining)
         call = asyncio.ensure_future(
             rpc.unary(
-                forward(admin_pb2_grpc.AdminStub(self._peers.for_term(leader.address, leader.token)), timeout)
+                forward(
+                    admin_pb2_grpc.AdminStub(self._peers.for_term(leader.address, leader.token)), timeout, md
+                )
             )
         )
         moved = asyncio.ensure_future(self._leader_moved(leader))
@@ -483,11 +485,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         if action in _NEEDS_PATH and not request.path:
             await self._abort(context, "invalid", "path: required")
         req = await self._operator_request(request, context, action)
-        via = await self._forwarded_by(context)
-        md = _metadata(req, (*via, self._id))
         with self.urgent.call():
             return await self._decide(
-                context, req, lambda stub, t: stub.SetControl(request, timeout=t, metadata=md), via
+                context, req, lambda stub, t, md: stub.SetControl(request, timeout=t, metadata=md)
             )
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
@@ -564,10 +564,10 @@ def _leader_gone(exc: grpc.aio.AioRpcError) -> bool:
     )
 
 
-def _metadata(req: OperatorRequest, via: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _metadata(req: OperatorRequest, via: tuple[str, ...]) -> Metadata:
     """What a forwarded copy carries: the request's id, the replicas it went through and
     the caller's trace context."""
-    md: tuple[tuple[str, str], ...] = (
+    md: Metadata = (
         (REQUEST_ID_HEADER, req.request_id),
         (FORWARDED_BY_HEADER, ",".join(via)),
     )
