@@ -86,7 +86,9 @@ class Agent:
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # Per group: a local flip's bookkeeping not run yet, and the timer that bounds its wait.
-        self._after_flip: dict[str, tuple[Callable[[], None], asyncio.TimerHandle]] = {}
+        # Per group: the flip's bookkeeping, its AFTER_FLIP_S timer, and the path whose
+        # first ack releases it.
+        self._after_flip: dict[str, tuple[Callable[[], None], asyncio.TimerHandle, str]] = {}
         # Every task the agent starts (session start/retire, warm-ups) is kept here and
         # ended or awaited by stop(); the save task is awaited by stop() too.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -269,7 +271,7 @@ class Agent:
             work()
         else:
             self.flip_log.measure(flip)
-            self._defer_after_flip(g, work)
+            self._defer_after_flip(g, work, flip.to_path)
         return epoch
 
     def _after_decision(
@@ -330,7 +332,9 @@ class Agent:
         self.flip_log.measure(flip)
         # The route has moved: the spans, the log line (with their trace id) and the report
         # come once the new path has its first ack (AFTER_FLIP_S at most).
-        self._defer_after_flip(g, functools.partial(self._after_local_flip, st, declared, traced, flip))
+        self._defer_after_flip(
+            g, functools.partial(self._after_local_flip, st, declared, traced, flip), flip.to_path
+        )
 
     def _after_local_flip(self, st: PathStatus, declared_ns: int, traced: bool, flip: spb.Flip) -> None:
         span = self.traces.detected(st, declared_ns) if traced else None
@@ -340,16 +344,16 @@ class Agent:
             self.flip_log.log(flip)
         self._report(st.group, st, span)
 
-    def _defer_after_flip(self, g: str, work: Callable[[], None]) -> None:
+    def _defer_after_flip(self, g: str, work: Callable[[], None], to_path: str) -> None:
         timer = asyncio.get_running_loop().call_later(AFTER_FLIP_S, self._flush_after_flip, g)
-        self._after_flip[g] = (work, timer)
+        self._after_flip[g] = (work, timer, to_path)
 
     def _flush_after_flip(self, g: str) -> None:
         """Run the group's pending flip bookkeeping now (no-op when none is pending)."""
         pending = self._after_flip.pop(g, None)
         if pending is None:
             return
-        work, timer = pending
+        work, timer, _ = pending
         timer.cancel()
         try:
             work()
@@ -391,7 +395,10 @@ class Agent:
         """First ack on a path after a flip to it completes that flip's timeline, and lets
         the flip's bookkeeping run (next loop iteration: the ack's own work comes first)."""
         self.flip_log.note_ack(g, path)
-        if g in self._after_flip:
+        pending = self._after_flip.get(g)
+        # Only the new path's: an order written on the old one just before the flip is
+        # often acked after it, and its ack says nothing about the new path.
+        if pending is not None and pending[2] == path:
             asyncio.get_running_loop().call_soon(self._flush_after_flip, g)
 
     def _route_changed(self, g: str) -> None:

@@ -144,3 +144,23 @@ async def test_a_decision_that_moves_the_route_logs_after_the_new_paths_first_ac
         < moved
         < events.index(("log", f"{GROUP}: primary -> backup (decision)"))
     )
+
+
+async def test_a_late_ack_on_the_old_path_does_not_release_the_bookkeeping(
+    rig: FlipRig, first_ack_only: None
+) -> None:
+    """An order written on the old path just before the flip is acked after it: that ack is
+    not the new path's first, and must not run the bookkeeping ahead of it (it did: the
+    gate run where `test_a_decision_that_moves_the_route_logs_after_the_new_paths_first_ack`
+    saw the decision's span before the first ack on the backup)."""
+    await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+    events = _Events(rig)
+    rig.decide(["backup", "primary"])
+    assert rig.effective == "backup"
+    rig.agent.note_ack(GROUP, "primary")  # a straggler's ack on the path the route left
+    for _ in range(3):  # the flush would run at the next loop iteration (call_soon)
+        await asyncio.sleep(0)
+    assert not any(e[0] in ("decision", "log") for e in events.seen), events.seen
+    rig.agent.note_ack(GROUP, "backup")
+    await events.until(("log", f"{GROUP}: primary -> backup (decision)"))
+    assert [e[0] for e in events.seen].count("decision") == 1, events.seen
