@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 import grpc
@@ -41,7 +41,7 @@ from coordinator.store.types import Compare, Put
 from coordinator.sync_service import SyncHub
 from coordinator.view import Candidate, ClusterView
 from failover import rpc, tls
-from failover.aio import finish
+from failover.aio import cancel_until_done, finish
 from failover.model.convert import epoch_pb
 from failover.ratelimit import PerCaller
 from failover.telemetry import metrics as telemetry
@@ -384,11 +384,17 @@ class Replica:
             self.telemetry.serve()
             log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.mirror.run(), name="mirror")
-                tg.create_task(self.loop_lag.run(), name="loop-lag")
-                tg.create_task(self.freshness.run(), name="freshness")
-                tg.create_task(self._seed_groups(), name="seed")
-                tg.create_task(
+                children: list[asyncio.Task[Any]] = []
+
+                def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+                    children.append(tg.create_task(coro, name=name))
+                    return children[-1]
+
+                spawn(self.mirror.run(), name="mirror")
+                spawn(self.loop_lag.run(), name="loop-lag")
+                spawn(self.freshness.run(), name="freshness")
+                spawn(self._seed_groups(), name="seed")
+                spawn(
                     register_forever(
                         self.store,
                         self.keys,
@@ -398,21 +404,26 @@ class Replica:
                     ),
                     name="member",
                 )
-                tg.create_task(self.hub.run(), name="sync-hub")
-                tg.create_task(self.held_check.run(), name="held-epochs")
-                tg.create_task(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
-                tg.create_task(keep_near_etcd_leader(self.store, ETCD_LEADER_CHECK_S), name="etcd-leader")
-                await self.mirror.ready.wait()
-                election = tg.create_task(self._campaign(), name="election")
-                tg.create_task(self.leader_watch.run(), name="leader-watch")
-                self.ready.set()
-                if on_ready is not None:
-                    on_ready(self)
+                spawn(self.hub.run(), name="sync-hub")
+                spawn(self.held_check.run(), name="held-epochs")
+                spawn(self.metrics.poll_alarms(self.store, ALARM_POLL_S), name="etcd-alarms")
+                spawn(keep_near_etcd_leader(self.store, ETCD_LEADER_CHECK_S), name="etcd-leader")
+                election: asyncio.Task[Any] | None = None
                 try:
+                    await self.mirror.ready.wait()
+                    election = spawn(self._campaign(), name="election")
+                    spawn(self.leader_watch.run(), name="leader-watch")
+                    self.ready.set()
+                    if on_ready is not None:
+                        on_ready(self)
                     await asyncio.Event().wait()  # until stopped (cancelled) or a task fails
                 except asyncio.CancelledError:
-                    # To its end (bounded inside) through the cancels a stopper repeats.
-                    await finish(asyncio.ensure_future(self._hand_over(election, server, health)))
+                    if election is not None:
+                        # To its end (bounded inside) through the cancels a stopper repeats.
+                        await finish(asyncio.ensure_future(self._hand_over(election, server, health)))
+                    # The TaskGroup cancels its children once, and a child that lost that
+                    # cancel would keep a SIGTERMed replica running: cancelled until it ends.
+                    await finish(asyncio.gather(*(cancel_until_done(t, every_s=0.1) for t in children)))
                     raise
         finally:
             admin.stopping.set()

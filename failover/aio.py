@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -105,3 +105,54 @@ async def cancel_until_done(
         await asyncio.wait([task], timeout=wait)
     retrieve(task)
     return True
+
+
+async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, every_s: float = 0.1) -> None:
+    """Run each coroutine as a named task until all end, one fails (its error is raised)
+    or the caller is cancelled; then every task still running is cancelled until it ends.
+
+    An ``asyncio.TaskGroup`` cancels its children once: a child that loses that cancel
+    (Python 3.11's ``wait_for``, gRPC's aio calls) keeps the group, and the process that
+    awaits it, running after SIGTERM. Here each is cancelled again every ``every_s``
+    (``cancel_until_done``), also while the caller is cancelled again meanwhile.
+    """
+    tasks = [asyncio.create_task(c, name=name) for name, c in coros.items()]
+    done: set[asyncio.Task[Any]] = set()
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        ending = asyncio.gather(*(cancel_until_done(t, every_s=every_s) for t in tasks))
+        await finish(ending)
+    for t in tasks:
+        if t in done and not t.cancelled() and (exc := t.exception()) is not None:
+            raise exc
+
+
+def task_stacks(limit: int = 200) -> str:
+    """Every task of the running loop and the await it is suspended at, innermost last
+    (``file:line function > ...``): where a stop that does not end is waiting.
+
+    ``Task.get_stack`` shows only a task's outer coroutine; this follows its awaits.
+    """
+    lines = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name())[:limit]:
+        chain: list[str] = []
+        obj: Any = task.get_coro()
+        while obj is not None:
+            frame = (
+                getattr(obj, "cr_frame", None)
+                or getattr(obj, "gi_frame", None)
+                or getattr(obj, "ag_frame", None)
+            )
+            if frame is None:  # a future's iterator, or a coroutine not started
+                break
+            chain.append(
+                f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+            )
+            obj = (
+                getattr(obj, "cr_await", None)
+                or getattr(obj, "gi_yieldfrom", None)
+                or getattr(obj, "ag_await", None)
+            )
+        lines.append(f"  {task.get_name()}: {' > '.join(chain) or repr(task)[:160]}")
+    return "\n".join(lines)

@@ -245,18 +245,31 @@ def print_json(msg: Any) -> None:
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run a server coroutine until SIGINT/SIGTERM sets the stop event. SIGUSR1 writes
-    every thread's Python stack to stderr (``faulthandler``: from the signal handler
-    itself, so it also answers when the event loop is stuck and a SIGTERM is not acted on)."""
+    """Run a server coroutine until SIGINT/SIGTERM sets the stop event (logged).
+
+    SIGUSR1 writes every thread's Python stack to stderr (``faulthandler``, from the
+    signal handler itself, so it answers also when the event loop is stuck), then, from
+    the loop if it runs, every task and the await it waits at (``failover.aio.task_stacks``)."""
     import faulthandler
 
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    from failover.aio import task_stacks
+
+    def stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+        if not stop.is_set():
+            logging.getLogger("failover").info("%s: stopping", sig.name)
+        stop.set()
+
+    def dump_tasks() -> None:
+        print(f"asyncio tasks (SIGUSR1):\n{task_stacks()}", file=sys.stderr, flush=True)
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping, sig, stop)
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+        # After the loop's handler: faulthandler dumps the threads, then chains to it.
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
         await main(stop)
 
     run_async(runner())
@@ -276,11 +289,15 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# A server's stop that takes longer than this logs every task and the await it waits at.
+STOP_SLOW_S = 3.0
+
+
 def serve(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a server until SIGINT/SIGTERM, then cancel it (its finally blocks clean up)."""
 
     async def main(stop: asyncio.Event) -> None:
-        from failover.aio import cancel_until_done
+        from failover.aio import cancel_until_done, task_stacks
 
         task = asyncio.create_task(make())
         stopper = asyncio.create_task(stop.wait())
@@ -288,9 +305,12 @@ def serve(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
-            if not task.done():
-                # Cancelled again until it ends: a cancel lost on Python 3.11 must not
-                # leave a SIGTERMed server running.
+            # Cancelled again until it ends: a cancel lost on Python 3.11 must not leave a
+            # SIGTERMed server running. One that takes long says where it waits.
+            if not task.done() and not await cancel_until_done(task, limit_s=STOP_SLOW_S):
+                logging.getLogger("failover").warning(
+                    "still stopping after %.1f s; waiting at:\n%s", STOP_SLOW_S, task_stacks()
+                )
                 await cancel_until_done(task)
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1._async import HealthServicer as AioHealthServicer
 
 from failover import rpc, tls
-from failover.aio import finish
+from failover.aio import finish, run_until_failure
 from failover.config_source import ConfigError
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
@@ -140,10 +140,12 @@ class SidecarApp:
                 + (f"; framed relay on unix:{framed_path}" if framed_path else ""),
                 ",".join(cfg.groups),
             )
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.agent.link.run(), name="coordinator-link")
-                tg.create_task(self.orders.run(), name="order-expiry")
-                self.ready.set()
+            self.ready.set()  # the tasks below exist before anything else runs
+            # Not a TaskGroup: it cancels once, and a child that lost that cancel kept a
+            # SIGTERMed sidecar running (failover.aio.run_until_failure).
+            await run_until_failure(
+                {"coordinator-link": self.agent.link.run(), "order-expiry": self.orders.run()}
+            )
         finally:
             # The shutdown runs to its end even if we are cancelled again meanwhile.
             await finish(asyncio.create_task(self._shutdown(server, health), name="sidecar shutdown"))

@@ -80,7 +80,7 @@ def test_sigterm_stops_every_sidecar_while_streams_reconnect(tmp_path: Path) -> 
                 try:
                     rc = p.proc.wait(timeout=remaining)
                 except subprocess.TimeoutExpired:
-                    # Every thread's stack (faulthandler on SIGUSR1), to see where it hangs.
+                    # Every thread's stack and every task's await (SIGUSR1), to see where it hangs.
                     p.signal(signal.SIGUSR1)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         p.proc.wait(timeout=1.0)  # the dump is written by then; bounded
@@ -105,9 +105,13 @@ def test_sigusr1_dumps_every_thread_and_the_sidecar_keeps_serving(tmp_path: Path
         p.signal(signal.SIGUSR1)
         p.wait_log("Current thread", timeout=10)
         assert "most recent call first" in p.log(), p.log()[-3000:]
+        # Then, from the event loop, every task and the await it waits at.
+        p.wait_log("asyncio tasks (SIGUSR1)", timeout=10)
+        p.wait_log("coordinator-link: ", timeout=10)
         assert p.proc is not None and p.proc.poll() is None, "SIGUSR1 stopped the sidecar"
         p.signal(signal.SIGTERM)
         assert p.proc.wait(timeout=STOP_BOUND_S) == 0, p.log()[-3000:]
+        assert "SIGTERM: stopping" in p.log(), p.log()[-3000:]
     finally:
         p.kill()
         shutil.rmtree(sock_dir, ignore_errors=True)

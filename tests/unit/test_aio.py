@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from failover.aio import cancel_and_wait, finish, wait_any
+from failover.aio import cancel_and_wait, cancel_until_done, finish, run_until_failure, wait_any
 
 
 async def test_wait_any_returns_only_after_every_task_it_started_has_finished() -> None:
@@ -64,9 +64,6 @@ async def test_finish_runs_the_task_to_its_end_through_a_cancel_of_the_caller() 
 async def test_cancel_until_done_cancels_again_a_task_that_swallowed_one_cancel() -> None:
     """A task that loses one cancel (as a 3.11 TaskGroup can) still ends, and is not waited
     on forever."""
-    import asyncio
-
-    from failover.aio import cancel_until_done
 
     swallowed = 0
 
@@ -87,9 +84,6 @@ async def test_cancel_until_done_cancels_again_a_task_that_swallowed_one_cancel(
 
 
 async def test_cancel_until_done_gives_up_at_its_limit() -> None:
-    import asyncio
-
-    from failover.aio import cancel_until_done
 
     done = asyncio.Event()
 
@@ -107,3 +101,41 @@ async def test_cancel_until_done_gives_up_at_its_limit() -> None:
     task.cancel()
     await asyncio.wait([task], timeout=5)
     assert task.done()
+
+
+async def test_run_until_failure_raises_the_first_failure_and_ends_every_other_task() -> None:
+    ended: list[str] = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append(name)
+
+    async def boom() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):  # the error itself, not an ExceptionGroup
+        await asyncio.wait_for(run_until_failure({"a": forever("a"), "b": boom()}), 5)
+    assert ended == ["a"]
+
+
+async def test_run_until_failure_cancels_again_a_child_that_lost_a_cancel_meanwhile() -> None:
+    cancels = 0
+
+    async def deaf_twice() -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels > 2:
+                    raise
+
+    outer = asyncio.create_task(run_until_failure({"deaf": deaf_twice()}, every_s=0.02))
+    await asyncio.sleep(0)
+    # The caller cancels once and then again (as `serve` does) while the child still runs.
+    assert await cancel_until_done(outer, every_s=0.01, limit_s=5.0)
+    assert outer.cancelled() and cancels == 3
