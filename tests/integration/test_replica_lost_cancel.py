@@ -15,34 +15,23 @@ import asyncio
 from coordinator.replica import Replica
 from failover.aio import cancel_until_done
 from tests.harness import config
+from tests.lost_cancel import LosesCancels
 
 
 async def test_a_task_that_loses_its_first_cancel_does_not_keep_the_replica_running(
     etcd_cluster, prefix, monkeypatch
 ) -> None:
     r = Replica(config("c1", etcd_cluster.endpoints, prefix))
-    cancels_seen = 0
-
-    async def deaf_once() -> None:
-        nonlocal cancels_seen
-        while True:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancels_seen += 1
-                if cancels_seen > 1:
-                    raise
-                # the first cancel is lost, as a 3.11 wait_for can lose it
-
-    monkeypatch.setattr(r.freshness, "run", deaf_once)
+    child = LosesCancels()
+    monkeypatch.setattr(r.freshness, "run", child.run)
     task = asyncio.create_task(r.run(), name="replica")
     try:
         async with asyncio.timeout(10):
             await r.ready.wait()
         # What `serve` does on SIGTERM: cancel, and cancel again until the task ends.
         ended = await cancel_until_done(task, every_s=0.1, limit_s=8.0)
-        assert ended, f"the replica did not stop: its task saw {cancels_seen} cancel(s)"
-        assert cancels_seen == 2
+        assert ended, f"the replica did not stop: its task saw {child.seen} cancel(s)"
+        assert child.seen == 2
     finally:
         if not task.done():
             await r.peers.close()

@@ -20,6 +20,7 @@ from failover_sidecar.config import ListenSection, SidecarConfig
 from failover.aio import cancel_until_done
 from failover.model.spec import GroupSpec, PathSpec
 from failover.procs import free_port
+from tests.lost_cancel import LosesCancels
 from tests.sidecar_integration.harness import short_dir
 
 GROUP = "g1"
@@ -50,26 +51,14 @@ async def test_a_child_that_loses_its_first_cancel_does_not_keep_the_sidecar_run
     sock_dir = short_dir("lostcancel")
     try:
         app = SidecarApp(config(tmp_path, sock_dir))
-        cancels_seen = 0
-
-        async def deaf_once() -> None:
-            nonlocal cancels_seen
-            while True:
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    cancels_seen += 1
-                    if cancels_seen > 1:
-                        raise
-                    # the first cancel is lost, as a 3.11 wait_for can lose it
-
-        monkeypatch.setattr(app.orders, "run", deaf_once)
+        child = LosesCancels()
+        monkeypatch.setattr(app.orders, "run", child.run)
         task = asyncio.create_task(app.run())
         await asyncio.wait_for(app.ready.wait(), 10)
         # What `serve` does on SIGTERM: cancel, and cancel again until the task ends.
         ended = await cancel_until_done(task, every_s=0.1, limit_s=5.0)
-        assert ended, f"the sidecar did not stop: its child saw {cancels_seen} cancel(s)"
-        assert cancels_seen == 2
+        assert ended, f"the sidecar did not stop: its child saw {child.seen} cancel(s)"
+        assert child.seen == 2
         assert not (sock_dir / "h1.sock").exists(), "the shutdown did not run to its end"
     finally:
         shutil.rmtree(sock_dir, ignore_errors=True)

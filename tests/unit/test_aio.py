@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from failover.aio import cancel_and_wait, cancel_until_done, finish, run_until_failure, wait_any
+from tests.lost_cancel import LosesCancels
 
 
 async def test_wait_any_returns_only_after_every_task_it_started_has_finished() -> None:
@@ -122,20 +123,9 @@ async def test_run_until_failure_raises_the_first_failure_and_ends_every_other_t
 
 
 async def test_run_until_failure_cancels_again_a_child_that_lost_a_cancel_meanwhile() -> None:
-    cancels = 0
-
-    async def deaf_twice() -> None:
-        nonlocal cancels
-        while True:
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancels += 1
-                if cancels > 2:
-                    raise
-
-    outer = asyncio.create_task(run_until_failure({"deaf": deaf_twice()}, every_s=0.02))
+    child = LosesCancels(lost=2)
+    outer = asyncio.create_task(run_until_failure({"deaf": child.run()}, every_s=0.02))
     await asyncio.sleep(0)
     # The caller cancels once and then again (as `serve` does) while the child still runs.
     assert await cancel_until_done(outer, every_s=0.01, limit_s=5.0)
-    assert outer.cancelled() and cancels == 3
+    assert outer.cancelled() and child.seen == 3
