@@ -85,7 +85,6 @@ class Agent:
         self.path_dead_listeners: list[Callable[[str, str], None]] = []
         self.message_listeners: list[Callable[[str, str, dict[str, object]], None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        # Per group: a local flip's bookkeeping not run yet, and the timer that bounds its wait.
         # Per group: the flip's bookkeeping, its AFTER_FLIP_S timer, and the path whose
         # first ack releases it.
         self._after_flip: dict[str, tuple[Callable[[], None], asyncio.TimerHandle, str]] = {}
