@@ -61,3 +61,41 @@ async def test_cancel_ends_the_link_while_messages_pour_in() -> None:
             assert task.cancelled()
     finally:
         await server.stop(0)
+
+
+async def test_a_cancel_that_grpc_turns_into_a_cancelled_rpc_error_still_ends_the_link(monkeypatch) -> None:
+    """gRPC can answer a task's cancel with ``AioRpcError(CANCELLED)`` instead of raising
+    ``CancelledError`` (an intercepted call whose interceptor task was cancelled under it).
+    The link took that for a failed stream, backed off and went on: a SIGTERMed sidecar
+    stayed up (its task listing showed the link in its backoff sleep after the signal).
+    The task's pending cancel request (``Task.cancelling``) is what counts."""
+    import grpc
+
+    link = CoordinatorLink(
+        host_id="h1",
+        site="default",
+        groups=["g"],
+        addresses=["127.0.0.1:1"],
+        held=dict,
+        on_definition=lambda g: None,
+        on_decision=lambda d, s: (0, 0),
+        full_health=sync_pb2.HealthReport,
+    )
+    entered = asyncio.Event()
+
+    async def session(address: str) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "Locally cancelled"
+            ) from None
+
+    monkeypatch.setattr(link, "_session", session)
+    task = asyncio.create_task(link.run())
+    await asyncio.wait_for(entered.wait(), 3)
+    task.cancel()  # once, as a TaskGroup does
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert done, "the link took its own cancel for a failed stream and kept running"
+    assert task.cancelled()
