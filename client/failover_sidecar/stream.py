@@ -169,8 +169,8 @@ class CoordinatorLink:
                 self.status.connected = False
             me = asyncio.current_task()
             if me is not None and me.cancelling():
-                # gRPC can answer this task's own cancel with AioRpcError(CANCELLED) (an
-                # intercepted call): the stream failed because we are being stopped.
+                # A cancel of this task that the gRPC call swallowed (it can end as a
+                # failed call): the stream ended because we are being stopped.
                 raise asyncio.CancelledError
             i += 1
             if self._fresh_since and time.monotonic() - self._fresh_since >= _HEALTHY_AFTER_S:
