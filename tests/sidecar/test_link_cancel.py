@@ -64,11 +64,10 @@ async def test_cancel_ends_the_link_while_messages_pour_in() -> None:
 
 
 async def test_a_cancel_that_grpc_turns_into_a_cancelled_rpc_error_still_ends_the_link(monkeypatch) -> None:
-    """gRPC can answer a task's cancel with ``AioRpcError(CANCELLED)`` instead of raising
-    ``CancelledError`` (an intercepted call whose interceptor task was cancelled under it).
-    The link took that for a failed stream, backed off and went on: a SIGTERMed sidecar
-    stayed up (its task listing showed the link in its backoff sleep after the signal).
-    The task's pending cancel request (``Task.cancelling``) is what counts."""
+    """A cancel swallowed inside a gRPC call, which then ends as a failed call: the link
+    took that for a failed stream, backed off and went on, and a SIGTERMed sidecar stayed
+    up (its task listing showed the link in its backoff sleep after the signal). The
+    task's pending cancel request (``Task.cancelling``) is what counts."""
     import grpc
 
     link = CoordinatorLink(
