@@ -107,6 +107,13 @@ async def cancel_until_done(
     return True
 
 
+async def cancel_all_until_done(tasks: Iterable[asyncio.Future[Any]], *, every_s: float = 0.1) -> None:
+    """``cancel_until_done`` on every task at once, to its end also through cancels of the
+    caller meanwhile (passed on once they have ended): where ``cancel_and_wait``'s one cancel
+    may be lost."""
+    await finish(asyncio.gather(*(cancel_until_done(t, every_s=every_s) for t in tasks)))
+
+
 async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, every_s: float = 0.1) -> None:
     """Run each coroutine as a named task until all end, one fails (its error is raised)
     or the caller is cancelled; then every task still running is cancelled until it ends.
@@ -121,8 +128,7 @@ async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, ev
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        ending = asyncio.gather(*(cancel_until_done(t, every_s=every_s) for t in tasks))
-        await finish(ending)
+        await cancel_all_until_done(tasks, every_s=every_s)
     for t in tasks:
         if t in done and not t.cancelled() and (exc := t.exception()) is not None:
             raise exc

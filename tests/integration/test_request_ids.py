@@ -87,15 +87,18 @@ async def test_a_switch_the_previous_leader_committed_is_not_committed_again(etc
         await rs.stop_all()
 
 
+class Ctx:
+    """The part of a gRPC servicer context the header checks read."""
+
+    def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
+        self.md = md
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.md
+
+
 async def test_a_malformed_request_id_is_refused() -> None:
     from coordinator.request_checks import request_id
-
-    class Ctx:
-        def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
-            self.md = md
-
-        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-            return self.md
 
     assert request_id(Ctx(((HEADER, "abc-1.2_3:x"),))) == "abc-1.2_3:x"
     assert len(request_id(Ctx(()))) == 32  # assigned
@@ -108,13 +111,6 @@ async def test_a_malformed_forwarded_by_header_is_refused() -> None:
     """The replicas a copy came through (a replica never forwards a copy back to one of
     them); anything else in that header is refused, not guessed at."""
     from coordinator.request_checks import FORWARDED_BY_HEADER, forwarded_by
-
-    class Ctx:
-        def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
-            self.md = md
-
-        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-            return self.md
 
     assert forwarded_by(Ctx(())) == ()
     assert forwarded_by(Ctx(((FORWARDED_BY_HEADER, "c1,c-2"),))) == ("c1", "c-2")
