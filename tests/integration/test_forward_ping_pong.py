@@ -90,6 +90,14 @@ async def test_a_switch_during_a_hand_over_the_successor_has_not_seen_is_decided
         await wait_for(
             lambda: successor.cfg.replica_id in leader.view.candidates, 10, "the successor's candidacy"
         )
+        await wait_for(
+            lambda: (
+                successor.view.leader is not None
+                and successor.view.leader.replica_id == leader.cfg.replica_id
+            ),
+            10,
+            "the successor's view to name the leader",
+        )
         captured = asyncio.Event()
         _hold_leader_changes(successor, captured)
         real_revoke = leader.store.revoke
