@@ -82,15 +82,35 @@ def code_info() -> dict[str, Any]:
 # --- CPU accounting -----------------------------------------------------------
 
 
-def busy_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine so far (every core), from /proc/stat."""
+def cpu_times(stat_line: str) -> tuple[int, int]:
+    """(busy, steal) clock ticks of /proc/stat's first line, summed over every core.
+
+    Steal is time this virtual machine's cores wanted to run and the hypervisor ran
+    something else: no process here used it, so it is not "other processes"' load, and
+    it stretches every latency measured meanwhile. Busy excludes it.
+    """
+    parts = stat_line.split()
+    if not parts or parts[0] != "cpu":
+        raise ValueError(f"not the cpu line of /proc/stat: {stat_line[:40]!r}")
+    ticks = [int(x) for x in parts[1:9]] + [0] * (8 - len(parts[1:9]))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return user + nice + system + irq + softirq, steal
+
+
+def _proc_stat() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far; zeros where /proc is unreadable."""
     try:
         with open("/proc/stat") as f:
-            parts = f.readline().split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[:8])
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+            busy, steal = cpu_times(f.readline())
     except (OSError, ValueError):
-        return 0.0
+        return 0.0, 0.0
+    tck = os.sysconf("SC_CLK_TCK")
+    return busy / tck, steal / tck
+
+
+def busy_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine so far (every core, hypervisor steal excluded)."""
+    return _proc_stat()[0]
 
 
 def proc_cpu_s(pid: int, tid: int | None = None) -> float:
@@ -116,25 +136,42 @@ class MachineLoad:
 
     def __init__(self) -> None:
         self.t0 = time.monotonic()
-        self.busy0 = busy_cpu_s()
+        self.busy0, self.steal0 = _proc_stat()
         self.own0 = own_cpu_s()
         self.load0 = os.getloadavg()
 
     def finish(self) -> dict[str, Any]:
         """Call after every child was reaped (their CPU is then in RUSAGE_CHILDREN)."""
         wall = time.monotonic() - self.t0
-        busy = busy_cpu_s() - self.busy0
+        busy_now, steal_now = _proc_stat()
+        busy, steal = busy_now - self.busy0, steal_now - self.steal0
         own = own_cpu_s() - self.own0
         other = max(0.0, busy - own)
+        cores = len(os.sched_getaffinity(0)) or 1
         return {
             "wall_s": round(wall, 1),
             "machine_busy_cpu_s": round(busy, 1),
             "ours_cpu_s": round(own, 1),
             "other_processes_cpu_s": round(other, 1),
             "other_processes_mean_cores": round(other / wall, 2) if wall > 0 else 0.0,
+            "hypervisor_steal_cpu_s": round(steal, 2),
+            # of the time the usable cores had: 0.05 = the host ran something else 5 % of it
+            "hypervisor_steal_share": round(steal / (wall * cores), 4) if wall > 0 else 0.0,
             "loadavg_at_start": [round(x, 2) for x in self.load0],
             "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         }
+
+
+def load_line(ml: dict[str, Any]) -> str:
+    """The one-line account of a ``MachineLoad.finish`` every benchmark prints after its tables."""
+    steal = ml.get("hypervisor_steal_cpu_s", 0.0)
+    share = ml.get("hypervisor_steal_share", 0.0) * 100
+    return (
+        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
+        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
+        f"{ml['wall_s']} s; hypervisor steal {steal} CPU-s ({share:.1f} % of the cores' time); "
+        f"load average {ml['loadavg_at_end'][0]} at the end"
+    )
 
 
 class CpuWindow:
@@ -149,19 +186,21 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.start = {k: proc_cpu_s(p) for k, p in pids.items()}
         self.start_main = {k: proc_cpu_s(p, p) for k, p in pids.items()}
-        self.busy0 = busy_cpu_s()
+        self.busy0, self.steal0 = _proc_stat()
 
     def finish(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         used = {k: proc_cpu_s(p) - self.start[k] for k, p in self.pids.items()}
         main = {k: proc_cpu_s(p, p) - self.start_main[k] for k, p in self.pids.items()}
-        busy = busy_cpu_s() - self.busy0
+        busy_now, steal_now = _proc_stat()
+        busy = busy_now - self.busy0
         res = {k: round(v, 3) for k, v in used.items()}
         res.update({f"{k}_main_thread": round(v, 3) for k, v in main.items()})
         res["wall_s"] = round(wall, 3)
         res["machine_busy"] = round(busy, 3)
         # Busy time charged to none of ours: other processes, and softirq work (loopback delivery).
         res["other_processes"] = round(max(0.0, busy - sum(used.values())), 3)
+        res["hypervisor_steal"] = round(steal_now - self.steal0, 3)
         return res
 
 

@@ -35,7 +35,7 @@ from failover.bench.report import (
 )
 from failover.bench.tls_variant import TlsMode, tls_pairs
 from failover.cli_values import finite_seconds
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 
 bench_app = typer.Typer(
     add_completion=False,
@@ -115,11 +115,7 @@ def _execute(
     doc["elapsed_s"] = round(time.monotonic() - started, 1)
     doc["machine_load"] = ml = load.finish()
     render()
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     write_results(json_path, doc)
     if code:
         out.print(f"[red]FAILED:[/red] {doc['error']}")

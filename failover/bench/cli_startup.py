@@ -31,7 +31,7 @@ from failover.bench.report import (
     write_results,
 )
 from failover.cli_values import finite_seconds
-from failover.machine import MachineLoad, proc_cpu_s
+from failover.machine import MachineLoad, load_line, proc_cpu_s
 from failover.procs import Child, child_env, cli_argv
 from failover.stats import Latency
 
@@ -111,10 +111,7 @@ def cli_startup(
     print_stats("start-up to first connection", list(wall.values()))
     print_stats("CPU until connected (10 ms clock ticks)", list(cpu.values()))
     ml = load.finish()
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores); load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     doc = {
         "benchmark": "cli-startup",
         "machine": info,

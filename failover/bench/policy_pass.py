@@ -24,7 +24,7 @@ from coordinator.leader_health import LeaderHealth
 from coordinator.store.types import KV
 from coordinator.view import ClusterView
 from failover.bench.report import command_line, out, print_header, print_stats, progress, write_results
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 from failover.model.spec import DecisionRecord, GroupSpec, PathSpec, TriggerSpec
 from failover.stats import Latency
 
@@ -140,10 +140,7 @@ def policy_pass(
         rows += [rec, pol]
     print_stats("decision pass after one commit (CPU time)", rows)
     ml = load.finish()
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores); load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     write_results(
         json_out,
         {

@@ -54,7 +54,7 @@ from failover.bench.report import (
     progress,
     write_results,
 )
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 from failover.procs import Child, free_port
 from failover.stats import Latency
 from failover.wire import protocol as p
@@ -478,11 +478,7 @@ def vs_haproxy(
         "lost/unknown: ours = NO_PATH outcomes (IN_DOUBT counted apart: the sidecar names them and a "
         "status query resolves them); haproxy = orders written on a connection that died before the reply"
     )
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) in {ml['wall_s']} s; "
-        f"load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     doc["results"] = {
         f"{who}/{kind}": {
             "gap": r.gap.to_json(),

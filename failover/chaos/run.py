@@ -305,7 +305,8 @@ async def run_chaos(duration_s: float, seed: int, hosts: int = 2, out: Callable[
             m = load.finish()  # every child is reaped now: its CPU counts as ours
             out(
                 f"machine: load average {m['loadavg_at_start'][0]} -> {m['loadavg_at_end'][0]}, "
-                f"other processes used {m['other_processes_mean_cores']} cores on average"
+                f"other processes used {m['other_processes_mean_cores']} cores on average, "
+                f"hypervisor steal {m['hypervisor_steal_share'] * 100:.1f} % of the cores' time"
             )
     return 0 if ok else 1
 

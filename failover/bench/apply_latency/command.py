@@ -22,7 +22,7 @@ from failover.bench.report import (
     write_results,
 )
 from failover.bench.tls_variant import BenchPki, TlsMode, comparison_table, label, ratio, variants
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 from failover.procs import ChildExited
 
 POLL_MS = 2.0
@@ -159,11 +159,7 @@ def apply_latency(
     if tls == "both" and results:
         doc["tls_comparison"] = pairs = apply_pairs(results)
         out.print(comparison_table(pairs, "sidecars"))
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     doc["results"] = [result_json(r) for r in results]
     doc["ok"] = code == 0
     write_results(json_out, doc)

@@ -26,7 +26,7 @@ from failover.bench.report import (
     progress,
     write_results,
 )
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 from failover.stats import Latency
 
 
@@ -288,11 +288,7 @@ def flip(
                 f"straight into the SDK they would cost p50 {d.percentile_us(50):.0f} us, "
                 f"p99 {d.percentile_us(99):.0f} us ({q.count} calls each, interleaved)"
             )
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     doc["results"] = {
         r.key: {
             "kind": r.kind,

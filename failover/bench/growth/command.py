@@ -14,7 +14,7 @@ from rich.table import Table
 from failover.bench.growth.fit import Fit, fit_line
 from failover.bench.growth.points import Point, fanout_runner, hosts_runner, measure_points
 from failover.bench.report import command_line, fmt_ms, out, print_header, sigterm_as_interrupt, write_results
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 
 HOSTS_REPLICAS = 3  # apply-latency's system: 3 coordinator processes
 
@@ -239,11 +239,7 @@ def growth(
     }
     render(k, results, fits, runs)
     ml = doc["machine_load"]
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s; load average {ml['loadavg_at_end'][0]} at the end"
-    )
+    out.print(load_line(ml))
     reached = sum(1 for p in results if p["reached"])
     if code == 0 and reached == 0:
         code = 1

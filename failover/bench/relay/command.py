@@ -18,7 +18,7 @@ from failover.bench.relay.measure import Bench, Results
 from failover.bench.relay.render import added, relay_over_bare, render
 from failover.bench.relay.rig import GROUP, STRATEGY, Rig
 from failover.bench.report import BenchFailure, command_line, out, print_header, write_results
-from failover.machine import MachineLoad
+from failover.machine import MachineLoad, load_line
 from failover.procs import ChildExited
 
 NETWORK = "loopback (127.0.0.1 TCP to the venue, a unix socket to the sidecar)"
@@ -229,12 +229,7 @@ def relay(
     out.print(
         f"elapsed {doc['elapsed_s']}s; load average {doc['load_average_at_end']} at the end", markup=False
     )
-    out.print(
-        f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
-        f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s",
-        markup=False,
-    )
+    out.print(load_line(ml), markup=False)
     write_results(json_out, doc)
     if code:
         out.print("[red]FAILED:[/red] " + escape(doc["error"]))
