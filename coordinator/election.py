@@ -32,7 +32,7 @@ from coordinator.store.errors import NoSpace, StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import Candidate, ClusterView
-from failover.aio import shielded_wait, wait_any
+from failover.aio import run_until_failure, shielded_wait, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -291,13 +291,15 @@ class Election:
         self.terms += 1
         log.info("elected leader: %s (fencing token %d)", self._id, leadership.token)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(work(leadership), name="leader-work")
-                tg.create_task(self._watchdog(leadership, keeper), name="leader-watchdog")
-        except* (LeadershipLost, NotLeader) as eg:
-            log.warning("leadership lost: %s", eg.exceptions[0])
-        except* Exception as eg:
-            log.error("leader work failed: %r; resigning", eg.exceptions[0], exc_info=eg.exceptions[0])
+            # Not a TaskGroup: it cancels the work once, and work that lost that cancel
+            # kept the term open after the watchdog ended it; the replica never stood again.
+            await run_until_failure(
+                {"leader-work": work(leadership), "leader-watchdog": self._watchdog(leadership, keeper)}
+            )
+        except (LeadershipLost, NotLeader) as exc:
+            log.warning("leadership lost: %s", exc)
+        except Exception as exc:
+            log.error("leader work failed: %r; resigning", exc, exc_info=exc)
         finally:
             self.leadership = None
 

@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -40,6 +40,7 @@ from coordinator.peers import PeerChannels
 from coordinator.request_checks import trace_context
 from coordinator.view import ClusterView
 from failover import rpc
+from failover.aio import run_until_failure
 from failover.model.spec import Stage
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import admin_pb2_grpc
@@ -268,7 +269,7 @@ class HealthTerms:
         self.current: LeaderHealth | None = None
 
     def term(
-        self, work: Callable[[Leadership], Awaitable[None]]
+        self, work: Callable[[Leadership], Coroutine[Any, Any, None]]
     ) -> Callable[[Leadership], Coroutine[Any, Any, None]]:
         """Wrap one term's leader work: fresh health state, its timer in the term's task group."""
 
@@ -276,13 +277,11 @@ class HealthTerms:
             health = self._make()
             self.current = health
             try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(health.run(), name="leader-health-timer")
-                    await work(leadership)
-            except BaseExceptionGroup as eg:
-                if len(eg.exceptions) == 1:  # what ended the term, as the election expects it
-                    raise eg.exceptions[0] from None
-                raise
+                # The work's own error ends the term, as the election expects it; each task
+                # is cancelled until it ends (a TaskGroup's one cancel can be lost).
+                await run_until_failure(
+                    {"leader-health-timer": health.run(), "leader-term": work(leadership)}
+                )
             finally:
                 if self.current is health:
                     self.current = None

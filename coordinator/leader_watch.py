@@ -29,7 +29,7 @@ from coordinator.peers import PeerChannels
 from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.view import ClusterView, LeaderKey
-from failover.aio import wait_any
+from failover.aio import run_until_failure, wait_any
 from failover.wire.address import parse_host_port
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,7 @@ class LeaderWatch:
         return lk
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._warm_peers(), name="warm-peers")
-            await self._watch_leader()
+        await run_until_failure({"warm-peers": self._warm_peers(), "watch-leader": self._watch_leader()})
 
     async def _warm_peers(self) -> None:
         """Every member's channel connected (the leader's is watched below)."""

@@ -36,6 +36,7 @@ from coordinator.push_traces import PushTraces
 from coordinator.request_checks import check_ack, check_health, check_hello, trace_context
 from coordinator.urgent import Urgent
 from coordinator.view import ClusterView
+from failover.aio import run_until_failure
 from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import epoch_of
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
@@ -138,9 +139,9 @@ class SyncHub:
         )
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._heartbeats(), name="sync-heartbeats")
-            tg.create_task(self.forwarder.run(), name="health-forwarder")
+        await run_until_failure(
+            {"sync-heartbeats": self._heartbeats(), "health-forwarder": self.forwarder.run()}
+        )
 
     async def close(self) -> None:
         for s in self.sessions.values():
