@@ -271,7 +271,7 @@ class HealthTerms:
     def term(
         self, work: Callable[[Leadership], Coroutine[Any, Any, None]]
     ) -> Callable[[Leadership], Coroutine[Any, Any, None]]:
-        """Wrap one term's leader work: fresh health state, its timer in the term's task group."""
+        """Wrap one term's leader work: fresh health state, its timer running beside the work."""
 
         async def run(leadership: Leadership) -> None:
             health = self._make()

@@ -108,11 +108,6 @@ def _proc_stat() -> tuple[float, float]:
     return busy / tck, steal / tck
 
 
-def busy_cpu_s() -> float:
-    """Busy CPU seconds of the whole machine so far (every core, hypervisor steal excluded)."""
-    return _proc_stat()[0]
-
-
 def proc_cpu_s(pid: int, tid: int | None = None) -> float:
     """utime + stime of a process (all its threads), or of one thread of it, in seconds; 0.0 if gone."""
     path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"

@@ -21,7 +21,6 @@ from failover.aio import cancel_until_done
 from tests.harness import config
 from tests.lost_cancel import LosesCancels
 
-
 # Where the task that loses its cancel runs: a child of the replica, or a child of one
 # (the sync hub's health forwarder, the leader watch's peer warming), which the replica's
 # own repeated cancels reach only if its parent also cancels until it ends.
