@@ -157,16 +157,28 @@ class MachineLoad:
         }
 
 
+STEAL_WARN_SHARE = 0.02
+"""Above this share of the cores' time taken by the host, a run's tails are mostly the host's
+(docs/benchmarks.md, "Hypervisor steal"): the load line says so."""
+
+
 def load_line(ml: dict[str, Any]) -> str:
     """The one-line account of a ``MachineLoad.finish`` every benchmark prints after its tables."""
     steal = ml.get("hypervisor_steal_cpu_s", 0.0)
-    share = ml.get("hypervisor_steal_share", 0.0) * 100
-    return (
+    share = ml.get("hypervisor_steal_share", 0.0)
+    line = (
         f"machine load while measuring: other processes used {ml['other_processes_cpu_s']} CPU-s "
         f"(mean {ml['other_processes_mean_cores']} cores) of {ml['machine_busy_cpu_s']} busy CPU-s in "
-        f"{ml['wall_s']} s; hypervisor steal {steal} CPU-s ({share:.1f} % of the cores' time); "
+        f"{ml['wall_s']} s; hypervisor steal {steal} CPU-s ({share * 100:.1f} % of the cores' time); "
         f"load average {ml['loadavg_at_end'][0]} at the end"
     )
+    if share > STEAL_WARN_SHARE:
+        line += (
+            f"\nWARNING: the host took {share * 100:.1f} % of this machine's cores while it measured: "
+            "the tails (p99, max) of this run are mostly the host's pauses, not the code's; "
+            "compare runs with steal near 0"
+        )
+    return line
 
 
 class CpuWindow:

@@ -48,3 +48,20 @@ def test_the_load_account_on_this_machine_is_well_formed() -> None:
     ml = machine.MachineLoad().finish()
     assert ml["hypervisor_steal_cpu_s"] >= 0 and ml["hypervisor_steal_share"] >= 0
     assert "hypervisor steal" in machine.load_line(ml)
+
+
+def test_a_run_the_host_stole_from_says_its_tails_are_the_hosts() -> None:
+    ml = {
+        "other_processes_cpu_s": 0.0,
+        "other_processes_mean_cores": 0.0,
+        "machine_busy_cpu_s": 32.6,
+        "wall_s": 94.0,
+        "hypervisor_steal_cpu_s": 33.05,
+        "hypervisor_steal_share": 0.176,
+        "loadavg_at_end": [0.88, 1.0, 1.0],
+    }
+    line = machine.load_line(ml)
+    assert "hypervisor steal 33.05 CPU-s (17.6 % of the cores' time)" in line
+    assert "WARNING: the host took 17.6 %" in line
+    quiet = machine.load_line({**ml, "hypervisor_steal_cpu_s": 0.01, "hypervisor_steal_share": 0.0001})
+    assert "WARNING" not in quiet
