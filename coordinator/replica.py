@@ -41,7 +41,7 @@ from coordinator.store.types import Compare, Put
 from coordinator.sync_service import SyncHub
 from coordinator.view import Candidate, ClusterView
 from failover import rpc, tls
-from failover.aio import cancel_all_until_done, finish
+from failover.aio import cancel_and_wait, finish
 from failover.model.convert import epoch_pb
 from failover.ratelimit import PerCaller
 from failover.telemetry import metrics as telemetry
@@ -423,7 +423,7 @@ class Replica:
                         await finish(asyncio.ensure_future(self._hand_over(election, server, health)))
                     # The TaskGroup cancels its children once, and a child that lost that
                     # cancel would keep a SIGTERMed replica running: cancelled until it ends.
-                    await cancel_all_until_done(children)
+                    await cancel_and_wait(children, every_s=0.1)
                     raise
         finally:
             admin.stopping.set()

@@ -9,26 +9,34 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], *, every_s: float = 0.5) -> None:
     """Cancel ``tasks`` and return once every one has finished; their errors are consumed.
 
-    A cancel of the caller meanwhile is passed on only after they have finished,
-    so no task outlives the code that owns it. A task that ignores cancellation
-    keeps the caller waiting: the tasks given here must end when cancelled.
+    A task still running ``every_s`` after its cancel is cancelled again: one cancel can
+    be lost (Python 3.11's ``wait_for`` completing in the same loop step, gRPC's aio
+    calls), and its owner would then wait forever; a cleanup shorter than ``every_s`` is
+    never interrupted. A cancel of the caller meanwhile is passed on only after they have
+    finished, so no task outlives the code that owns it.
     """
     tasks = list(tasks)
+    loop = asyncio.get_running_loop()
     pending = {t for t in tasks if not t.done()}
     for t in pending:
         t.cancel()
+    cancelled_at = loop.time()
     interrupted = False
     while pending:
         try:
-            _, pending = await asyncio.wait(pending)
+            await asyncio.wait(pending, timeout=max(0.0, cancelled_at + every_s - loop.time()))
         except asyncio.CancelledError:
-            interrupted = True
+            interrupted = True  # the tasks' own cleanup goes on: no cancel of theirs for this
+        pending = {t for t in pending if not t.done()}
+        if pending and loop.time() >= cancelled_at + every_s:
+            for t in pending:
+                t.cancel()
+            cancelled_at = loop.time()
     for t in tasks:
-        if not t.cancelled():
-            t.exception()  # retrieved: never logged as "exception was never retrieved"
+        retrieve(t)  # never logged as "exception was never retrieved"
     if interrupted:
         raise asyncio.CancelledError
 
@@ -107,13 +115,6 @@ async def cancel_until_done(
     return True
 
 
-async def cancel_all_until_done(tasks: Iterable[asyncio.Future[Any]], *, every_s: float = 0.1) -> None:
-    """``cancel_until_done`` on every task at once, to its end also through cancels of the
-    caller meanwhile (passed on once they have ended): where ``cancel_and_wait``'s one cancel
-    may be lost."""
-    await finish(asyncio.gather(*(cancel_until_done(t, every_s=every_s) for t in tasks)))
-
-
 async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, every_s: float = 0.1) -> None:
     """Run each coroutine as a named task until all end, one fails (its error is raised)
     or the caller is cancelled; then every task still running is cancelled until it ends.
@@ -128,7 +129,7 @@ async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, ev
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
-        await cancel_all_until_done(tasks, every_s=every_s)
+        await cancel_and_wait(tasks, every_s=every_s)
     for t in tasks:
         if t in done and not t.cancelled() and (exc := t.exception()) is not None:
             raise exc

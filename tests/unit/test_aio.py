@@ -47,6 +47,23 @@ async def test_cancel_and_wait_lets_the_tasks_finish_before_passing_on_the_calle
     assert finished.is_set() and child.done()
 
 
+async def test_cancel_and_wait_ends_a_task_that_loses_its_first_cancel() -> None:
+    """Every owner that stops its tasks with ``cancel_and_wait`` (a path session's loop, the
+    mirror's watch consumer, a lease keeper, the leader's gather) waited forever for a task
+    whose one cancel was lost (Python 3.11's ``wait_for``, gRPC's aio calls)."""
+    lost = LosesCancels()
+    child = asyncio.create_task(lost.run())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(cancel_and_wait([child]))
+    await asyncio.wait([stopper], timeout=2)
+    ended, seen = stopper.done(), lost.seen
+    if not ended:  # a hang must fail the test, not stall the suite
+        await cancel_until_done(child, every_s=0.05, limit_s=1)
+        await stopper
+    assert ended, f"cancel_and_wait still waiting 2 s later (the task saw {seen} cancel)"
+    assert child.cancelled() and lost.seen == 2
+
+
 async def test_finish_runs_the_task_to_its_end_through_a_cancel_of_the_caller() -> None:
     ended = asyncio.Event()
 
