@@ -122,7 +122,7 @@ async def run_until_failure(coros: Mapping[str, Coroutine[Any, Any, Any]], *, ev
     An ``asyncio.TaskGroup`` cancels its children once: a child that loses that cancel
     (Python 3.11's ``wait_for``, gRPC's aio calls) keeps the group, and the process that
     awaits it, running after SIGTERM. Here each is cancelled again every ``every_s``
-    (``cancel_until_done``), also while the caller is cancelled again meanwhile.
+    (``cancel_and_wait``), also while the caller is cancelled again meanwhile.
     """
     tasks = [asyncio.create_task(c, name=name) for name, c in coros.items()]
     done: set[asyncio.Task[Any]] = set()
