@@ -91,14 +91,19 @@ class FlipLog:
                 break
 
     def note_ack(self, g: str, path: str) -> None:
-        """First ack on a path after a flip to it completes that flip's timeline."""
-        started = self._started_ns.pop(g, None)
+        """First ack on a path after a flip to it completes that flip's timeline. An ack on
+        another path (an order written on the old one just before the flip) leaves the
+        measurement running."""
+        started = self._started_ns.get(g)
         if started is None:
             return
         for f in reversed(self.entries):
             if f.group == g:
-                if f.to_path == path and f.first_ack_us < 0:
+                if f.to_path != path:
+                    return
+                del self._started_ns[g]
+                if f.first_ack_us < 0:
                     f.first_ack_us = (time.monotonic_ns() - started) // 1000
                     if self.metrics is not None:
                         self.metrics.first_ack(g, f.cause or f.trigger, f.first_ack_us)
-                break
+                return
