@@ -28,6 +28,9 @@ from failover_sidecar.service import SidecarService
 
 log = logging.getLogger(__name__)
 SERVICES = ["failover.v1.Sidecar"]
+STOP_DRAIN_S = 1.0
+"""How long a stop waits for the venue's replies to messages already written (a venue
+answers in well under a millisecond; a stalled line's messages end IN_DOUBT after it)."""
 
 
 class SocketError(ConfigError):
@@ -99,6 +102,7 @@ class SidecarApp:
         self.orders = OrderPath(self.agent)
         self.metrics.bind(self.agent, lambda: self.orders.counters)
         self.framed = FramedServer(self.agent, self.orders)
+        self.service = SidecarService(self.agent, self.orders)
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -111,9 +115,7 @@ class SidecarApp:
                 raise SocketError("listen.framed_socket: must differ from listen.socket")
             prepare_socket(framed_path, "listen.framed_socket")
         server = rpc.make_server()
-        rpc.add_service(
-            server, sidecar_pb2_grpc.add_SidecarServicer_to_server, SidecarService(self.agent, self.orders)
-        )
+        rpc.add_service(server, sidecar_pb2_grpc.add_SidecarServicer_to_server, self.service)
         health = rpc.add_health_and_reflection(server, SERVICES)
         rpc.bind(server, f"unix:{cfg.socket_path}")
         if cfg.listen.tcp:
@@ -151,10 +153,28 @@ class SidecarApp:
             await finish(asyncio.create_task(self._shutdown(server, health), name="sidecar shutdown"))
 
     async def _shutdown(self, server: grpc.aio.Server, health: AioHealthServicer) -> None:
+        """Messages first, then the lines, then the strategies' connections: a message already
+        at the venue gets its reply (bounded by STOP_DRAIN_S) or IN_DOUBT when its line is
+        logged out, and that outcome reaches its strategy before the connection closes."""
         await rpc.mark_serving(health, SERVICES, False)
-        await server.stop(0.5)
-        await self.framed.stop()
+        self.orders.begin_stop()  # new messages are refused; unwritten ones get NO_PATH
+        log.info(
+            "stopping: new messages refused; waiting up to %.1f s for the venue's replies to %d",
+            STOP_DRAIN_S,
+            self.orders.undelivered(),
+        )
+        left = await self.orders.drain(STOP_DRAIN_S)
+        if left:
+            log.warning(
+                "%d messages without a reply %.1f s after the stop began: IN_DOUBT as their lines close",
+                left,
+                STOP_DRAIN_S,
+            )
         await self.agent.stop()
+        await self.orders.stop()
+        self.service.end_relays()
+        await self.framed.stop()
+        await server.stop(0.5)
         with contextlib.suppress(OSError):
             os.unlink(self.cfg.socket_path)
         if self.cfg.listen.framed_socket:

@@ -264,14 +264,15 @@ class Ledger:
                 out.append(entry)
         return out
 
-    def halt(self, group: str) -> list[Entry]:
-        """Every queued, never-written message of the group gets NO_PATH (outstanding ones await replies)."""
+    def halt(self, group: str, why: str = "") -> list[Entry]:
+        """Every queued, never-written message of the group gets NO_PATH (outstanding ones
+        await replies): the group is halted, or (``why``) the sidecar stops."""
         g = self._groups.get(group)
         if g is None:
             return []
         out = list(g.queued.values())
         for entry in out:
-            self._resolve(entry, *_unwritten(entry, f"group {group} halted"))
+            self._resolve(entry, *_unwritten(entry, why or f"group {group} halted"))
         return out
 
     def confirm(self, entry: Entry, outcome: Outcome, reason: str) -> None:

@@ -33,6 +33,7 @@ _OUTCOME_PB = {
 }
 
 Sink = Callable[[spb.RelayEvent], None]
+STOPPING = "the sidecar is stopping"
 _WRITTEN_KEPT = 200_000
 # Confirmations of in-doubt messages wait at most this long for the live path's first
 # ack after the path died (and at most half their own window).
@@ -81,6 +82,8 @@ class OrderPath:
         self._acked: dict[str, asyncio.Event] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # strategy -> (tokens, last refill, s)
         self._wake = asyncio.Event()
+        self._stopping = False  # the sidecar stops: nothing new enters, written ones get their replies
+        self._drained = asyncio.Event()  # set, while stopping, once no message lacks its outcome
         self._expiry_idle = False  # the expiry task waits with no deadline: a write must wake it
         agent.route_listeners.append(self._on_route)
         agent.path_dead_listeners.append(self._on_path_dead)
@@ -89,6 +92,8 @@ class OrderPath:
     # --- in --------------------------------------------------------------
 
     def submit(self, strategy_id: str, m: spb.RelayMessage) -> None:
+        if self._stopping:
+            raise RelayError("unavailable", STOPPING)
         cfg = self.agent.cfg
         if m.group not in cfg.groups:
             raise RelayError("not_found", f"group: unknown group {m.group!r} on host {cfg.host_id}")
@@ -124,6 +129,33 @@ class OrderPath:
         entry = self.ledger.get(key)
         if entry is not None and not entry.written and entry.outcome is None:
             self._wake.set()  # still waiting for a path: the NO_PATH timer must know
+
+    # --- stop ------------------------------------------------------------
+
+    def begin_stop(self) -> None:
+        """The sidecar stops: refuse new messages, give what waits for a path NO_PATH
+        (never written); what is at the venue keeps its session until ``drain`` ends."""
+        self._stopping = True
+        for g in self.agent.cfg.groups:
+            self._resolve_all(self.ledger.halt(g, STOPPING), STOPPING)
+        self._note_drained()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait, at most ``timeout_s``, until every message has its outcome (the venue's
+        replies of what is already written); how many still lack one."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._drained.wait()
+        return self.undelivered()
+
+    async def stop(self) -> None:
+        """After the sessions stopped: confirmations still asking end (IN_DOUBT)."""
+        self._stopping = True
+        await cancel_and_wait(list(self._confirming))
+
+    def _note_drained(self) -> None:
+        if self._stopping and not self.undelivered():
+            self._drained.set()
 
     def undelivered(self) -> int:
         """Messages whose strategy has no outcome yet: unresolved in the ledger, or being
@@ -189,6 +221,8 @@ class OrderPath:
     def _deliver(self, e: Entry, reason: str = "", order_id: str = "") -> None:
         assert e.outcome is not None
         self._confirm_keys.discard(e.key)
+        if self._stopping:
+            self._note_drained()
         self.counters[e.outcome.value] += 1
         strategy, msg_id = e.key
         now = time.monotonic_ns()
@@ -221,6 +255,12 @@ class OrderPath:
         self._pump(group)
 
     def _on_path_dead(self, group: str, path: str) -> None:
+        if self._stopping:
+            # Our own logout ended the line: what it still carries is in doubt; nothing is
+            # resent or asked about (every line of the sidecar is closing).
+            dead = self.ledger.on_path_dead(path, group)
+            self._resolve_all(dead, f"{path} closed by the sidecar's stop before the reply")
+            return
         if self.agent.cfg.orders.resend_in_doubt:
             # Written once more, first, to the next path (same client order id: the venue
             # refuses a second copy); only what was resent once already is in doubt now.

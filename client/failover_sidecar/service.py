@@ -17,7 +17,7 @@ from failover.log_limit import OUTSIDE_INPUT
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
-from failover_sidecar.orders import OrderPath, RelayError
+from failover_sidecar.orders import STOPPING, OrderPath, RelayError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,14 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
     def __init__(self, agent: Agent, orders: OrderPath) -> None:
         self._agent = agent
         self._orders = orders
+        self._relay_queues: set[asyncio.Queue[spb.RelayEvent | None]] = set()
+
+    def end_relays(self) -> None:
+        """The sidecar stops: each relay stream sends what is queued, then ends UNAVAILABLE
+        (called once every message has its outcome, so nothing is left waiting)."""
+        for q in self._relay_queues:
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue ends its stream anyway
+                q.put_nowait(_END)
 
     async def GetRoute(self, request: spb.GetRouteRequest, context: Any) -> spb.Route:
         if request.group not in self._agent.cfg.groups:
@@ -113,6 +121,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 overflow.set()
 
         self._orders.sinks[sid] = sink
+        self._relay_queues.add(out)
         garbled = False
 
         async def reader() -> None:
@@ -145,6 +154,8 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         try:
             while not overflow.is_set():
                 ev = await out.get()
+                if ev is _END:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING)
                 if ev is None:
                     if garbled:
                         # DATA_LOSS, not INVALID_ARGUMENT: messages before it may be on
@@ -161,6 +172,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 f"{RELAY_QUEUE} outcomes not read: stream closed (resolve in doubt)",
             )
         finally:
+            self._relay_queues.discard(out)
             await cancel_and_wait([task])
             if self._orders.sinks.get(sid) is sink:
                 del self._orders.sinks[sid]
@@ -201,6 +213,9 @@ def status(agent: Agent, orders: OrderPath) -> spb.SidecarLocalStatus:
         st.counters[f"connections_opened.{g}.{p}"] = s.connections_opened
     st.counters["coordinator_moves"] = link.moves
     return st
+
+
+_END = spb.RelayEvent()  # a relay stream's queue: the sidecar stops (compared by identity)
 
 
 def _refused(m: spb.RelayMessage, reason: str) -> spb.RelayEvent:
