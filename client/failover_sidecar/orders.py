@@ -371,6 +371,9 @@ class OrderPath:
 
     def _on_venue(self, group: str, path: str, msg: dict[str, object]) -> None:
         t = msg.get("t")
+        if t == vp.MsgType.SESSION_REJECT:  # names a seq, no client order id: counted (the path resets)
+            self.counters["session_reject"] += 1
+            return
         cid = str(msg.get("clordid", ""))
         if t == vp.MsgType.STATUS_REPLY:
             for waiter in self._status_waiters.pop(cid, ()):
@@ -401,8 +404,8 @@ class OrderPath:
                 if e.outcome is Outcome.ACKED:
                     self.agent.note_ack(group, path)
             self._pump(group)
-        elif t in (vp.MsgType.FILL, vp.MsgType.UCANCEL, vp.MsgType.SESSION_REJECT):
-            kind = _EVENT_KINDS.get(str(t), "session_reject")
+        elif t in (vp.MsgType.FILL, vp.MsgType.UCANCEL):
+            kind = _EVENT_KINDS[str(t)]
             sink = self.sinks.get(strategy)
             self.counters[kind] += 1
             if sink is not None:

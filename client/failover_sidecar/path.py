@@ -405,7 +405,7 @@ class PathSession:
         link.last_rx = self.clock()  # the logon's answer is due within logon_timeout_ms from now
         if self._status.state is PathState.UP:
             self._emit(PathState.CONNECTING, None, "logging on")
-        link.write(p.logon(self.host_id, int(self._interval * 1000)))
+        link.write(p.logon(self.host_id, int(self._interval * 1000), slot=self.group))
 
     def _fail(self, link: _Link, cause: Cause, detail: str) -> None:
         """Declare the path DOWN once per link: abort the socket, report, end the link."""
@@ -477,7 +477,17 @@ class PathSession:
             self._emit(PathState.UP, None, f"logged on to {msg.get('gateway', self.endpoint)}")
             return
         self._callback(self._on_message, self.path, msg)
-        if t == p.MsgType.LOGON_REJECT:
+        if t == p.MsgType.SESSION_REJECT and link.logged_on:
+            # The venue skipped a message of ours (a sequence gap: bytes lost inside the
+            # connection, or one it could not read): the session is no longer one stream of
+            # what we sent. Reset it, as any protocol error: what it carried is asked about on
+            # another path, and a new logon replaces this session at the venue.
+            self._fail(
+                link,
+                Cause.RESET,
+                f"the venue rejected our message seq {msg.get('ref_seq')}: {msg.get('reason', '')}",
+            )
+        elif t == p.MsgType.LOGON_REJECT:
             self._fail(link, Cause.LOGON_REFUSED, f"logon refused: {msg.get('reason', '')}")
         elif t == p.MsgType.LOGOUT_ACK and not self._stopping:
             self._fail(link, Cause.LOGON_LOST, "the venue ended the session")

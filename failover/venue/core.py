@@ -35,7 +35,14 @@ class SessionHandle(Protocol):
         """Logged on, open and not stalled: able to take a message now."""
         ...
 
+    @property
+    def slot(self) -> str: ...
+
     def send(self, msg: p.Message) -> None: ...
+
+    def supersede(self) -> None:
+        """A newer logon of the same sender and slot on the same gateway replaces this session."""
+        ...
 
 
 class EventKind(StrEnum):

@@ -40,6 +40,7 @@ class Connection(CopyingReader):
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.sender: str | None = None
+        self.slot = ""  # the client's name for the session (logon's optional ``slot``)
         self.session_id = ""
         self.heartbeat_ms = 0
         self.logged_on = False
@@ -132,6 +133,18 @@ class Connection(CopyingReader):
                 transport.resume_reading()
             self._drain()
         self.core.changed()
+
+    def supersede(self) -> None:
+        """A newer logon of our sender and slot on this gateway replaces this session: drop it now
+        (as a connection lost without logout: cancel-on-disconnect applies)."""
+        log.info(
+            "session %s of %s on gateway %s replaced by a new logon: closed",
+            self.session_id,
+            self.sender,
+            self.gateway_name,
+        )
+        self.core.unregister(self)
+        self.abort()
 
     def abort(self) -> None:
         """Drop the connection at once (reset): unsent replies are lost.
@@ -319,6 +332,7 @@ class Connection(CopyingReader):
         try:
             sender = p.get_str(msg, "sender")
             heartbeat_ms = p.get_int(msg, "heartbeat_ms", minimum=0)
+            slot = p.get_str(msg, "slot", allow_empty=True) if "slot" in msg else ""
         except MessageError as exc:
             self.send(p.logon_reject(exc.reason))
             return
@@ -335,6 +349,15 @@ class Connection(CopyingReader):
                 where = existing[0].gateway_name
                 self.send(p.logon_reject(f"sender {sender!r} already has a session (gateway {where})"))
                 return
+        # A logon with a slot replaces the sender's older session of that slot on this
+        # gateway, closed before it is acknowledged: nothing it still carries (bytes a stalled
+        # line or a proxy holds for a connection the client gave up) is read after it, so a
+        # message the venue does not know once the client is logged on again never reaches it.
+        if slot:
+            for old in self.core.sessions_of(sender):
+                if old.gateway_name == gw.name and old.slot == slot and old is not self:
+                    old.supersede()
+        self.slot = slot
         self.sender = sender
         self.heartbeat_ms = heartbeat_ms
         self.session_id = self.core.new_session_id(gw.name)

@@ -122,10 +122,10 @@ class VenueClient:
         self._writer.write(data)
 
     async def logon(
-        self, sender: str, heartbeat_ms: int = 50, timeout: float = DEFAULT_TIMEOUT_S
+        self, sender: str, heartbeat_ms: int = 50, timeout: float = DEFAULT_TIMEOUT_S, slot: str = ""
     ) -> p.Message:
         """Log on; returns ``logon_ack`` or ``logon_reject`` (the next message either way)."""
-        self.send(p.logon(sender, heartbeat_ms))
+        self.send(p.logon(sender, heartbeat_ms, slot))
         reply = await self.recv(timeout)
         if reply["t"] == p.MsgType.LOGON_ACK:
             self.logged_on = True

@@ -302,8 +302,13 @@ class SeqTracker:
 # Builders return fresh dicts without "seq": the session layer stamps it on send.
 
 
-def logon(sender: str, heartbeat_ms: int) -> Message:
-    return {"t": MsgType.LOGON.value, "sender": sender, "heartbeat_ms": heartbeat_ms}
+def logon(sender: str, heartbeat_ms: int, slot: str = "") -> Message:
+    """``slot``: the client's name for this session among its own (the sidecar's route
+    group); a logon replaces the sender's older session of the same slot on that gateway."""
+    msg: Message = {"t": MsgType.LOGON.value, "sender": sender, "heartbeat_ms": heartbeat_ms}
+    if slot:
+        msg["slot"] = slot
+    return msg
 
 
 def logout() -> Message:

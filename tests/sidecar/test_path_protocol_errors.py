@@ -124,3 +124,36 @@ def test_every_message_the_venue_builds_passes_the_check() -> None:
         p.logout_ack(),
     ):
         p.check_from_venue(msg)
+
+
+async def test_a_session_reject_on_a_logged_on_line_resets_the_path(fake_venue: OneShotVenue) -> None:
+    """The venue skipped a message of ours (a sequence gap: bytes lost inside a live
+    connection; found from outside with a proxy that dropped 5 ms of the sidecar's bytes
+    and kept the connection). Before, the sidecar ignored the reject and kept the session:
+    the skipped orders turned IN_DOUBT 5 s later and ``ResolveInDoubt`` said
+    STILL_IN_DOUBT for as long as that connection lived. Now the line is reset, as for any
+    protocol error: what it carried is asked about on the other path, and the path logs on
+    again (replacing the old session at the venue), after which "unknown" is final."""
+    reject = {"t": "session_reject", "ref_seq": 7, "reason": "new: expected seq 3, got 7"}
+    fake_venue.extra = [reject]
+    rec = Recorder()
+    session = PathSession(
+        "g1",
+        "primary",
+        fake_venue.address,
+        "h1",
+        on_state=rec.on_state,
+        on_message=rec.on_message,
+        guard=SilenceGuard(),
+        backoff_min_ms=1000,
+        backoff_max_ms=1000,
+    )
+    await session.start()
+    try:
+        await rec.next_status(PathState.UP)
+        down = await rec.next_status(PathState.DOWN, timeout=5)
+    finally:
+        await session.stop()
+    assert down.cause is Cause.RESET, down
+    assert "rejected our message seq 7" in down.detail and "expected seq 3" in down.detail, down.detail
+    assert [m["t"] for m in rec.messages] == ["session_reject"], "the order path still hears of it"

@@ -431,3 +431,39 @@ async def test_replies_to_one_read_leave_in_one_write_in_order(venue: Venue, con
     client.new("c-lone")
     await client.expect("ack", clordid="c-lone")
     assert len(writes) == 2  # a single order's reply is not held back either
+
+
+async def test_a_logon_replaces_the_senders_older_session_on_that_gateway(
+    venue: Venue, connect: Connect
+) -> None:
+    """What the sidecar's ``UNKNOWN_TO_VENUE`` rests on: once its path has logged on again,
+    nothing the connection it gave up still carries is read (a proxy can hold that
+    connection's bytes and deliver them later; found from outside, where the venue booked
+    four orders a sidecar had already been told were never received)."""
+    old = await _slot_session(connect, "primary", "g1")
+    other = await _slot_session(connect, "backup", "g1")  # another gateway's: not touched
+    sibling = await _slot_session(connect, "primary", "g2")  # another slot's: not touched
+    plain = await connect("primary", "host-a")  # no slot (a client that does not name one)
+    old.new("c1")
+    await old.expect("ack", clordid="c1")
+    new = await _slot_session(connect, "primary", "g1")
+    old.new("c2")  # what a proxy delivers late, on the connection the client gave up
+    await old.wait_closed()
+    new.status("c2")
+    await new.expect("status_reply", clordid="c2", state="unknown")
+    new.status("c1")
+    await new.expect("status_reply", clordid="c1", state="acked")  # booked before: kept
+    for n, client in enumerate((other, sibling, plain)):
+        client.hb(n)
+        await client.expect("hb", id=n)
+    snap = venue.snapshot()
+    assert snap.gateway("primary").active_sessions == 3, snap
+    assert snap.gateway("backup").active_sessions == 1, snap
+    assert snap.orders == 1, snap
+
+
+async def _slot_session(connect: Connect, gateway: str, slot: str) -> VenueClient:
+    client = await connect(gateway)
+    reply = await client.logon("host-a", slot=slot)
+    assert reply["t"] == "logon_ack", reply
+    return client
