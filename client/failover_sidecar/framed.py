@@ -78,9 +78,8 @@ class FramedConnection(CopyingReader):
 
     def _release_sink(self) -> None:
         """Outcomes from now on stay in the ledger only (ResolveInDoubt), as after a gRPC stream ends."""
-        sid = self.strategy_id
-        if sid and self._orders.sinks.get(sid) == self.sink:
-            del self._orders.sinks[sid]
+        if self.strategy_id:
+            self._orders.detach(self.strategy_id, self.sink)
 
     # --- frames in --------------------------------------------------------
 
@@ -131,7 +130,7 @@ class FramedConnection(CopyingReader):
             self.close_with(f"strategy_id: {_shown(sid)} is not allowed on host {agent.cfg.host_id}")
             return
         self.strategy_id = sid
-        self._orders.sinks[sid] = self.sink  # a newer connection of the same strategy takes over
+        self._orders.attach(sid, self.sink, self.close_with)  # the older connection is closed
         log.info("strategy %s connected over the framed socket", sid)
 
     # --- events out -------------------------------------------------------

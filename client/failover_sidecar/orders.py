@@ -66,6 +66,7 @@ class OrderPath:
         self.agent = agent
         self.ledger = Ledger()
         self.sinks: dict[str, Sink] = {}
+        self._replaced: dict[str, Callable[[str], None]] = {}  # strategy -> how its connection is closed
         self.counters: Counter[str] = Counter()
         self.metrics = agent.metrics
         self._submitted_ns: dict[MsgKey, int] = {}
@@ -129,6 +130,22 @@ class OrderPath:
         entry = self.ledger.get(key)
         if entry is not None and not entry.written and entry.outcome is None:
             self._wake.set()  # still waiting for a path: the NO_PATH timer must know
+
+    def attach(self, strategy_id: str, sink: Sink, replaced: Callable[[str], None]) -> None:
+        """A strategy's new connection takes its events over; the one it replaces is closed
+        (``replaced`` of that one, with the reason), so what it still waits for resolves
+        there (IN_DOUBT in the library; ResolveInDoubt tells) instead of waiting forever."""
+        old_sink, old_close = self.sinks.get(strategy_id), self._replaced.get(strategy_id)
+        self.sinks[strategy_id] = sink
+        self._replaced[strategy_id] = replaced
+        if old_sink is not None and old_sink is not sink and old_close is not None:
+            old_close(f"replaced by a newer connection of strategy {strategy_id}")
+
+    def detach(self, strategy_id: str, sink: Sink) -> None:
+        """A connection ends: its events from now on stay in the ledger (ResolveInDoubt)."""
+        if self.sinks.get(strategy_id) == sink:
+            del self.sinks[strategy_id]
+            self._replaced.pop(strategy_id, None)
 
     # --- stop ------------------------------------------------------------
 

@@ -120,7 +120,15 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                 )
                 overflow.set()
 
-        self._orders.sinks[sid] = sink
+        replaced_by = ""
+
+        def replaced(reason: str) -> None:
+            nonlocal replaced_by
+            replaced_by = reason
+            with contextlib.suppress(asyncio.QueueFull):  # a full queue ends the stream anyway
+                out.put_nowait(_END)
+
+        self._orders.attach(sid, sink, replaced)
         self._relay_queues.add(out)
         garbled = False
 
@@ -128,8 +136,8 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             nonlocal garbled
             try:
                 async for req in it:
-                    if req.WhichOneof("kind") != "message":
-                        continue
+                    if req.WhichOneof("kind") != "message" or replaced_by:
+                        continue  # a replaced stream ends: nothing more of it is written
                     m = req.message
                     if len(m.payload) > MAX_PAYLOAD_BYTES:
                         sink(
@@ -155,6 +163,9 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             while not overflow.is_set():
                 ev = await out.get()
                 if ev is _END:
+                    if replaced_by:
+                        log.warning("relay stream of strategy %s closed: %s", sid, replaced_by)
+                        await context.abort(grpc.StatusCode.ABORTED, replaced_by)
                     await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING)
                 if ev is None:
                     if garbled:
@@ -174,8 +185,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         finally:
             self._relay_queues.discard(out)
             await cancel_and_wait([task])
-            if self._orders.sinks.get(sid) is sink:
-                del self._orders.sinks[sid]
+            self._orders.detach(sid, sink)
 
     async def ResolveInDoubt(
         self, request: spb.ResolveInDoubtRequest, context: Any

@@ -82,6 +82,13 @@ class _Orders:
     def submit(self, sid: str, m: spb.RelayMessage) -> None:
         self.submitted.append(m)
 
+    def attach(self, sid: str, sink: Any, replaced: Any) -> None:
+        self.sinks[sid] = sink
+
+    def detach(self, sid: str, sink: Any) -> None:
+        if self.sinks.get(sid) == sink:
+            del self.sinks[sid]
+
 
 class _Cfg:
     strategies = ["s1"]
