@@ -325,7 +325,8 @@ def check_put_group(r: apb.PutGroupRequest) -> str | None:
 def check_bump_era(r: apb.BumpEraRequest) -> str | None:
     return _first(
         (
-            _text(r.reason, "reason"),
+            _text(r.reason, "reason")
+            or (None if r.reason.strip() else "reason: required (say why you bump the era)"),
             _text(r.operator, "operator"),
             None if r.expected_era <= MAX_ERA else f"expected_era: {r.expected_era} out of range 0-{MAX_ERA}",
         )

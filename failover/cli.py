@@ -561,7 +561,9 @@ def history(
 def era_bump(
     reason: Annotated[str, typer.Option("--reason", help="Why (e.g. 'restored etcd from snapshot X').")],
     operator: Operator = "",
-    expected: Annotated[int, typer.Option("--expected", help="Only bump if the era is this (0: any).")] = 0,
+    expected: Annotated[
+        int, typer.Option("--expected", min=0, max=2**62, help="Only bump if the era is this (0: any).")
+    ] = 0,
     coordinators: Coordinators = DEFAULT_COORDINATORS,
 ) -> None:
     """Bump the era after an etcd restore, so new decisions order after every earlier one."""

@@ -63,6 +63,43 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
     return f"{' '.join(str(problem).split())}{where}"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load's loader, but a mapping key that is not a string or appears twice is an
+    error: a config with ``1: 2`` crashed the loaders (``keywords must be strings``), and a
+    section written twice silently lost its first copy."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is not a string", key_node.start_mark
+            )
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice", key_node.start_mark
+            )
+        seen.add(key)
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node))
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def parse_yaml(text: str) -> Any:
+    """The YAML document in ``text`` (yaml.YAMLError on any problem, also nesting deeper
+    than the parser can follow, which raised RecursionError)."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.MarkedYAMLError(problem="nested too deeply") from None
+
+
 def read_yaml(path: Path | str | None) -> dict[str, Any]:
     """The mapping in a YAML file; ConfigError (one line naming the file) on any problem."""
     if path is None:
@@ -79,7 +116,7 @@ def read_yaml(path: Path | str | None) -> dict[str, Any]:
             f"config file {p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
         ) from exc
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p}: not valid YAML: {yaml_error_line(exc)}") from exc
     if data is None:

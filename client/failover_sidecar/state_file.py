@@ -38,9 +38,14 @@ def load(path: str | Path) -> SavedState:
         return SavedState()
     try:
         data = json.loads(p.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level is {type(data).__name__}, not an object")
         if data.get("version") != VERSION:
             raise StateFileError(f"state file {p}: unsupported version {data.get('version')!r}")
         st = SavedState()
+        for section in ("definitions", "decisions"):
+            if not isinstance(data.get(section, {}), dict):
+                raise ValueError(f"{section!r} is {type(data[section]).__name__}, not an object")
         for name, d in data.get("definitions", {}).items():
             gdef = st.definitions[name] = json_format.ParseDict(d, pb.GroupDefinition())
             _check(name, gdef.name, "definition", [path.name for path in gdef.paths])
@@ -48,7 +53,8 @@ def load(path: str | Path) -> SavedState:
             dec = st.decisions[name] = json_format.ParseDict(d, pb.Decision())
             _check(name, dec.group, "decision", list(dec.paths))
         return st
-    except (OSError, ValueError, json_format.ParseError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError, json_format.ParseError) as exc:
+        # (TypeError, AttributeError: protobuf's JSON parser given a value of the wrong shape)
         raise StateFileError(f"unreadable state file {p}: {exc}") from exc
 
 

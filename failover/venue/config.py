@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from failover.config_source import parse_yaml
 from failover.wire.address import parse_host_port
 
 
@@ -84,7 +84,7 @@ class VenueConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> VenueConfig:
         """Load and validate; OSError, yaml.YAMLError or ValidationError on failure."""
-        data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data: Any = parse_yaml(Path(path).read_text(encoding="utf-8"))
         if data is None:
             data = {}
         if not isinstance(data, dict):
