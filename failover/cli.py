@@ -134,6 +134,17 @@ def coordinator_targets(addresses: str) -> list[str]:
     targets = [a.strip() for a in addresses.split(",") if a.strip()]
     if not targets:
         fail("--coordinators (or FAILOVER_COORDINATORS): give at least one host:port")
+    from failover.model.spec import check_address  # noqa: PLC0415 - pydantic: off the CLI's start-up
+
+    for t in targets:
+        if "/" in t:
+            continue  # a gRPC target with a scheme (dns:///, unix:/...): gRPC checks it
+        try:
+            check_address(t)
+        except ValueError as exc:
+            fail(f"--coordinators (or FAILOVER_COORDINATORS): {exc}")
+        if t.endswith(":0"):
+            fail(f"--coordinators (or FAILOVER_COORDINATORS): bad address {t!r}: port must be 1-65535")
     return targets
 
 
