@@ -129,6 +129,20 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     raise AssertionError
 
 
+def check_tls_files(sections: dict[str, Any]) -> None:
+    """Every certificate file a server's config names can be read now: a bad config (exit 2)
+    before anything starts. A missing etcd.tls file surfaced only after the replica was
+    serving, as an ExceptionGroup of its tasks (exit 1); a missing tls file, as exit 1."""
+    from failover.tls import TlsError
+
+    for name, section in sections.items():
+        if section.enabled:
+            try:
+                section.files().read()
+            except TlsError as exc:
+                fail(f"config: {name}.{str(exc).removeprefix('tls.')}")
+
+
 def coordinator_targets(addresses: str) -> list[str]:
     """The replica addresses of ``--coordinators``; none at all is a usage error (exit 2)."""
     targets = [a.strip() for a in addresses.split(",") if a.strip()]
@@ -362,6 +376,7 @@ def coordinator(
     except ConfigError as exc:
         fail(f"config: {exc}")
         return
+    check_tls_files({"tls": cfg.tls, "etcd.tls": cfg.etcd.tls})
     logs.setup(log_level, log_format, cfg.replica_id)
     tune_gc()  # idle-stream CPU: docs/benchmarks.md
 
@@ -391,6 +406,7 @@ def sidecar(
     except (ConfigError, StateFileError) as exc:
         fail(f"config: {exc}")
         return
+    check_tls_files({"tls": cfg.tls})
     logs.setup(log_level, log_format, cfg.host_id)
     # Young-generation thresholds stay at Python's defaults: its collections are the
     # shortest pauses (0.3-0.5 ms), and the sidecar makes little cyclic garbage.
