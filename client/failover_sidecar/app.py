@@ -170,6 +170,7 @@ class SidecarApp:
                 left,
                 STOP_DRAIN_S,
             )
+        self.orders.logging_out()
         await self.agent.stop()
         await self.orders.stop()
         self.service.end_relays()

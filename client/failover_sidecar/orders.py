@@ -84,6 +84,7 @@ class OrderPath:
         self._buckets: dict[str, tuple[float, float]] = {}  # strategy -> (tokens, last refill, s)
         self._wake = asyncio.Event()
         self._stopping = False  # the sidecar stops: nothing new enters, written ones get their replies
+        self._logging_out = False  # the stop closes the lines now: a line that ends is our doing
         self._drained = asyncio.Event()  # set, while stopping, once no message lacks its outcome
         self._expiry_idle = False  # the expiry task waits with no deadline: a write must wake it
         agent.route_listeners.append(self._on_route)
@@ -165,9 +166,14 @@ class OrderPath:
                 await self._drained.wait()
         return self.undelivered()
 
+    def logging_out(self) -> None:
+        """The stop closes every line now (after ``drain``): what a line still carries when
+        it ends is IN_DOUBT at once, neither resent nor asked about (no line stays up)."""
+        self._stopping = self._logging_out = True
+
     async def stop(self) -> None:
         """After the sessions stopped: confirmations still asking end (IN_DOUBT)."""
-        self._stopping = True
+        self.logging_out()
         await cancel_and_wait(list(self._confirming))
 
     def _note_drained(self) -> None:
@@ -272,9 +278,10 @@ class OrderPath:
         self._pump(group)
 
     def _on_path_dead(self, group: str, path: str) -> None:
-        if self._stopping:
+        if self._logging_out:
             # Our own logout ended the line: what it still carries is in doubt; nothing is
-            # resent or asked about (every line of the sidecar is closing).
+            # resent or asked about (every line of the sidecar is closing). A line that dies
+            # while the stop waits for replies is a failure like any other (asked about).
             dead = self.ledger.on_path_dead(path, group)
             self._resolve_all(dead, f"{path} closed by the sidecar's stop before the reply")
             return

@@ -106,3 +106,36 @@ async def test_messages_sent_while_the_sidecar_stops_are_refused_not_lost(
         assert got_first.kind == OutcomeKind.ACKED, got_first
         assert got_late.kind in (OutcomeKind.REJECTED, OutcomeKind.NO_PATH), got_late
         assert "stopping" in got_late.reason, got_late
+
+
+async def test_a_line_that_goes_silent_during_the_stop_has_its_messages_asked_about(
+    tmp_path, etcd_cluster, prefix
+) -> None:
+    """The stop waits for replies; a line that goes silent meanwhile is a failure like any
+    other: what it carried is asked about over the backup (the venue has it: ACKED), not
+    called IN_DOUBT "closed by the sidecar's stop" (found from outside, 1-7 messages per
+    try; the venue had all of them)."""
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        framed = str(s.sock_dir / "h1.framed.sock")
+        await standard(
+            s,
+            ("h1",),
+            replicas=1,
+            sidecar={
+                "listen": {"socket": str(s.sock_dir / "h1.sock"), "framed_socket": framed},
+                # silent after 150 ms: well inside the stop's 1 s wait for replies
+                "data_plane": {"heartbeat_interval_ms": 50, "order_probe": False},
+            },
+        )
+        async with await FramedRelay.connect(framed, STRATEGY) as fr:
+            warm = await asyncio.wait_for(fr.send(GROUP, b'{"warm":1}'), BOUND_S)
+            assert warm.kind == OutcomeKind.ACKED, warm
+            before = gateway(await s.counters(), "primary").orders
+            await s.fault("primary", "slow", delay_ms=3000)  # booked, answered too late
+            futs = [fr.submit(GROUP, f'{{"n":{i}}}'.encode())[1] for i in range(5)]
+            await _until_at_venue(s, before + 5)
+            s.sidecars["h1"].proc.signal(signal.SIGTERM)
+            outcomes = [await asyncio.wait_for(f, BOUND_S) for f in futs]
+        kinds = [OutcomeKind.name(o.kind) for o in outcomes]
+        assert kinds == ["ACKED"] * 5, [(k, o.reason) for k, o in zip(kinds, outcomes, strict=True)]
+        assert all("the venue has it" in o.reason for o in outcomes), [o.reason for o in outcomes]
