@@ -75,6 +75,20 @@ async def fake_venue() -> AsyncIterator[OneShotVenue]:
         v.server.close()
 
 
+def _session(venue: OneShotVenue, rec: Recorder) -> PathSession:
+    return PathSession(
+        "g1",
+        "primary",
+        venue.address,
+        "h1",
+        on_state=rec.on_state,
+        on_message=rec.on_message,
+        guard=SilenceGuard(),
+        backoff_min_ms=1000,
+        backoff_max_ms=1000,
+    )
+
+
 @pytest.mark.parametrize("case", list(BAD))
 async def test_a_mistyped_venue_message_resets_the_path_and_nothing_escapes(
     case: str, fake_venue: OneShotVenue
@@ -85,17 +99,7 @@ async def test_a_mistyped_venue_message_resets_the_path_and_nothing_escapes(
     fine = {"t": "ucancel", "clordid": "c0", "reason": "before the bad one"}
     fake_venue.extra = [fine, BAD[case]]
     rec = Recorder()
-    session = PathSession(
-        "g1",
-        "primary",
-        fake_venue.address,
-        "h1",
-        on_state=rec.on_state,
-        on_message=rec.on_message,
-        guard=SilenceGuard(),
-        backoff_min_ms=1000,
-        backoff_max_ms=1000,
-    )
+    session = _session(fake_venue, rec)
     await session.start()
     try:
         await rec.next_status(PathState.UP)
@@ -137,17 +141,7 @@ async def test_a_session_reject_on_a_logged_on_line_resets_the_path(fake_venue: 
     reject = {"t": "session_reject", "ref_seq": 7, "reason": "new: expected seq 3, got 7"}
     fake_venue.extra = [reject]
     rec = Recorder()
-    session = PathSession(
-        "g1",
-        "primary",
-        fake_venue.address,
-        "h1",
-        on_state=rec.on_state,
-        on_message=rec.on_message,
-        guard=SilenceGuard(),
-        backoff_min_ms=1000,
-        backoff_max_ms=1000,
-    )
+    session = _session(fake_venue, rec)
     await session.start()
     try:
         await rec.next_status(PathState.UP)

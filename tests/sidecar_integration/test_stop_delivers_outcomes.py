@@ -28,6 +28,21 @@ BOUND_S = 10.0  # a broken mechanism never answers; this only bounds the wait
 DATA_PLANE = {"heartbeat_interval_ms": 250, "order_probe": False}
 
 
+async def _one_sidecar(s, data_plane: dict[str, object]) -> str:  # type: ignore[no-untyped-def]
+    """One venue, one replica, sidecar h1 with its framed socket; the socket's path."""
+    framed = str(s.sock_dir / "h1.framed.sock")
+    await standard(
+        s,
+        ("h1",),
+        replicas=1,
+        sidecar={
+            "listen": {"socket": str(s.sock_dir / "h1.sock"), "framed_socket": framed},
+            "data_plane": data_plane,
+        },
+    )
+    return framed
+
+
 async def _until_at_venue(s, orders: int) -> None:  # type: ignore[no-untyped-def]
     async def probe() -> int:
         return gateway(await s.counters(), "primary").orders
@@ -81,16 +96,7 @@ async def test_messages_sent_while_the_sidecar_stops_are_refused_not_lost(
 ) -> None:
     """A message that arrives after the stop began gets REJECTED (never written), not silence."""
     async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
-        framed = str(s.sock_dir / "h1.framed.sock")
-        await standard(
-            s,
-            ("h1",),
-            replicas=1,
-            sidecar={
-                "listen": {"socket": str(s.sock_dir / "h1.sock"), "framed_socket": framed},
-                "data_plane": DATA_PLANE,
-            },
-        )
+        framed = await _one_sidecar(s, DATA_PLANE)
         async with await FramedRelay.connect(framed, STRATEGY) as fr:
             warm = await asyncio.wait_for(fr.send(GROUP, b'{"warm":1}'), BOUND_S)
             assert warm.kind == OutcomeKind.ACKED, warm
@@ -116,17 +122,8 @@ async def test_a_line_that_goes_silent_during_the_stop_has_its_messages_asked_ab
     called IN_DOUBT "closed by the sidecar's stop" (found from outside, 1-7 messages per
     try; the venue had all of them)."""
     async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
-        framed = str(s.sock_dir / "h1.framed.sock")
-        await standard(
-            s,
-            ("h1",),
-            replicas=1,
-            sidecar={
-                "listen": {"socket": str(s.sock_dir / "h1.sock"), "framed_socket": framed},
-                # silent after 150 ms: well inside the stop's 1 s wait for replies
-                "data_plane": {"heartbeat_interval_ms": 50, "order_probe": False},
-            },
-        )
+        # silent after 150 ms: well inside the stop's 1 s wait for replies
+        framed = await _one_sidecar(s, {"heartbeat_interval_ms": 50, "order_probe": False})
         async with await FramedRelay.connect(framed, STRATEGY) as fr:
             warm = await asyncio.wait_for(fr.send(GROUP, b'{"warm":1}'), BOUND_S)
             assert warm.kind == OutcomeKind.ACKED, warm
