@@ -31,6 +31,9 @@ class ListenSection(_Section):
     # The framed local relay (length-prefixed protobuf frames, docs/api.md): a second Unix
     # socket with the same owner/group rules; empty: off.
     framed_socket: str = ""
+    # A connection (framed) or Relay stream (gRPC) that has not named its strategy by then
+    # is closed: a silent one would hold a descriptor and a handler for ever.
+    hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
 
     @field_validator("tcp")
     @classmethod

@@ -53,12 +53,21 @@ class FramedConnection(CopyingReader):
         self._out: list[bytes] = []
         self._closing = False
         self.relayed = 0  # messages of this connection that entered the order path
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
+        ms = self._server.agent.cfg.listen.hello_timeout_ms
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            ms / 1000, self._no_hello, f"no open{{strategy_id}} within {ms} ms"
+        )
+
+    def _no_hello(self, reason: str) -> None:
+        if not self.strategy_id:
+            self.close_with(reason)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -74,7 +83,13 @@ class FramedConnection(CopyingReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._server.connections.discard(self)
+        self._cancel_hello_timer()
         self._release_sink()
+
+    def _cancel_hello_timer(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
 
     def _release_sink(self) -> None:
         """Outcomes from now on stay in the ledger only (ResolveInDoubt), as after a gRPC stream ends."""
@@ -130,6 +145,7 @@ class FramedConnection(CopyingReader):
             self.close_with(f"strategy_id: {_shown(sid)} is not allowed on host {agent.cfg.host_id}")
             return
         self.strategy_id = sid
+        self._cancel_hello_timer()
         self._orders.attach(sid, self.sink, self.close_with)  # the older connection is closed
         log.info("strategy %s connected over the framed socket", sid)
 

@@ -89,10 +89,16 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         self, requests: AsyncIterator[spb.RelayRequest], context: Any
     ) -> AsyncIterator[spb.RelayEvent]:
         it = requests.__aiter__()
+        hello_ms = self._agent.cfg.listen.hello_timeout_ms
         try:
-            first = await it.__anext__()
+            first = await asyncio.wait_for(it.__anext__(), hello_ms / 1000)
         except StopAsyncIteration:
             return
+        except TimeoutError:
+            log.warning("a relay stream sent no open within %d ms; ended", hello_ms, extra=OUTSIDE_INPUT)
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no open{{strategy_id}} within {hello_ms} ms"
+            )
         except DecodeError:
             log.warning("a relay request that does not parse; answered INVALID_ARGUMENT", extra=OUTSIDE_INPUT)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)

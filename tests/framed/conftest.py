@@ -47,7 +47,8 @@ async def poll(pred: Callable[[], bool], what: str, timeout: float = WAIT_S) -> 
 @pytest.fixture
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[FramedRig]:
     """``@pytest.mark.parametrize("rig", [{"orders": {...}}], indirect=True)``: extra config sections."""
-    extra = getattr(request, "param", {})
+    extra = dict(getattr(request, "param", {}))
+    listen_extra = extra.pop("listen", {})
     venue = Venue(
         VenueConfig(gateways=[GatewayConfig(name=g, listen="127.0.0.1:0") for g in ("primary", "backup")])
     )
@@ -66,7 +67,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[F
             coordinators=[f"127.0.0.1:{free_port()}"],
             state_file=str(tmp_path / "h1.state.json"),
             strategies=[STRATEGY, "s2"],
-            listen=ListenSection(socket=grpc_socket, framed_socket=framed_socket),
+            listen=ListenSection(socket=grpc_socket, framed_socket=framed_socket, **listen_extra),
             bootstrap=[spec],
             **extra,
         )

@@ -90,9 +90,14 @@ class _Orders:
             del self.sinks[sid]
 
 
+class _Listen:
+    hello_timeout_ms = 10_000
+
+
 class _Cfg:
     strategies = ["s1"]
     host_id = "h1"
+    listen = _Listen()
 
 
 class _Agent:
