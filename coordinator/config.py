@@ -18,7 +18,7 @@ MIN_LOOP_STALL_LIMIT_MS = 500
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class EtcdSection(_Section):
@@ -34,6 +34,8 @@ class EtcdSection(_Section):
     @classmethod
     def _eps(cls, v: list[str]) -> list[str]:
         for e in v:
+            if e.startswith("https://"):
+                raise ValueError(f"bad address {e!r}: a URL: write host:port (TLS is etcd.tls)")
             check_address(e.removeprefix("http://"))
         return [e.removeprefix("http://") for e in v]
 

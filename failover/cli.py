@@ -365,7 +365,7 @@ def coordinator(
 
     overrides: dict[str, Any] = {"replica_id": replica_id, "listen": listen, "advertise": advertise}
     try:
-        if etcd:
+        if etcd is not None:  # "" is a mistake to report, not the default
             from failover.config_source import read_yaml
 
             section = dict(read_yaml(config).get("etcd") or {})

@@ -37,7 +37,11 @@ class LayeredSettings(BaseSettings):
     """Base for process configs; subclasses set their own env prefix."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FAILOVER_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix="FAILOVER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     @classmethod

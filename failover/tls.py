@@ -34,7 +34,7 @@ class TlsSection(BaseModel):
     in one WARNING line at start.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     mode: Literal["mtls", "insecure"] = "insecure"
     ca_file: str = ""

@@ -20,7 +20,7 @@ from failover.tls import TlsSection
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class ListenSection(_Section):

@@ -16,6 +16,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 def check_address(value: str) -> str:
     """``host:port`` (IPv6 in brackets); the error names what is wrong."""
+    if "/" in value:
+        raise ValueError(f"bad address {value!r}: a URL: write host:port")
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         raise ValueError(f"bad address {value!r}: expected host:port")
@@ -35,7 +37,7 @@ def check_name(value: str, what: str) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class Record(BaseModel):
@@ -43,7 +45,7 @@ class Record(BaseModel):
     ignored, so replicas of the previous version keep reading decisions during a rolling
     upgrade (inputs from people, configs and group files, stay strict)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
 
 class PathSpec(Strict):

@@ -31,7 +31,7 @@ def _check_address(value: str) -> str:
 
 
 class GatewayConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="e.g. primary, backup")
     listen: str = Field(description="host:port; port 0 picks a free port")
@@ -53,7 +53,7 @@ class GatewayConfig(BaseModel):
 class VenueConfig(BaseModel):
     """One venue: its gateways (primary and backup lines), control address and options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="venue", min_length=1)
     gateways: list[GatewayConfig] = Field(min_length=1)
