@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from coordinator.core.epoch_proof import prove
 from coordinator.view import ClusterView
 from failover.model.convert import decision_pb, group_pb
 from failover.model.spec import DecisionRecord, Epoch
@@ -45,6 +46,7 @@ class EncodedDecision:
     body: bytes  # a serialised failover.v1.Decision
     message: bytes  # the ReplicaMessage carrying it
     paths: tuple[str, ...]
+    signed: bool = False  # carries a proof (false only before the replica knew the key)
 
 
 # Called once per decision encoded: returns the trace context (traceparent, tracestate)
@@ -67,15 +69,17 @@ class EncodedCache:
         if route is None:
             return self.decisions.pop(group, None) is not None
         cur = self.decisions.get(group)
-        if cur is not None and cur.epoch == route.epoch:
+        key = self._view.proof_key
+        if cur is not None and cur.epoch == route.epoch and (cur.signed or not key):
             return False
         msg = decision_pb(route.record, route.epoch)
+        msg.epoch.proof = prove(key, group, route.epoch.era, route.epoch.revision)
         if self._on_push is not None:
             msg.traceparent, msg.tracestate = self._on_push(route.record, route.epoch)
         body = msg.SerializeToString()
         self.decision_encodes += 1
         self.decisions[group] = EncodedDecision(
-            route.epoch, body, field(_RM_DECISION, body), tuple(route.record.paths)
+            route.epoch, body, field(_RM_DECISION, body), tuple(route.record.paths), bool(key)
         )
         return True
 

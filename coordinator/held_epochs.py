@@ -5,7 +5,9 @@ older state and nothing to compare it with. The first sidecar whose hello holds 
 decision etcd no longer has tells it: the replica then blocks decisions until
 ``failover era bump``, as when its mirror detects the restore itself. Claims no
 newer than the view are dropped without a read; the others are checked in one
-batch against linearizable reads made after the hello arrived.
+batch against linearizable reads made after the hello arrived. Only an epoch
+pushed with a valid proof (coordinator/core/epoch_proof.py) is evidence: any client
+can claim a number.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 
+from coordinator.core.epoch_proof import verify
 from coordinator.core.restore_rule import EtcdNow, held_epoch_evidence, worth_checking
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreError
 from coordinator.store.mirror import Mirror
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
+from failover.log_limit import OUTSIDE_INPUT
 from failover.model.spec import Epoch
 
 log = logging.getLogger(__name__)
@@ -46,22 +50,27 @@ class HeldEpochCheck:
         self._mirror = mirror
         self._on_restore = on_restore
         self._retry_s = retry_s
-        self._pending: dict[str, tuple[Epoch, str]] = {}  # group -> (highest epoch claimed, host)
+        # group -> (highest epoch claimed, host, its proof)
+        self._pending: dict[str, tuple[Epoch, str, bytes]] = {}
         self._wake = asyncio.Event()
         self.reads = 0  # checks that read etcd (claims ahead of the view)
+        self.unproven = 0  # claims ahead of the view without a valid proof: ignored
 
-    def claim(self, host: str, held: Mapping[str, Epoch]) -> None:
+    def claim(self, host: str, held: Mapping[str, Epoch], proofs: Mapping[str, bytes]) -> None:
         """A hello's held epochs; those ahead of the view are checked in the background."""
         if self._view.restore.detected:
             return
         for group, epoch in held.items():
             if not worth_checking(epoch, self._view.epoch_of(group), self._view.era.value):
                 continue
-            had = self._pending.get(group)
-            if had is None or epoch > had[0]:
-                self._pending[group] = (epoch, host)
+            self._keep(group, epoch, host, proofs.get(group, b""))
         if self._pending:
             self._wake.set()
+
+    def _keep(self, group: str, epoch: Epoch, host: str, proof: bytes) -> None:
+        had = self._pending.get(group)
+        if had is None or epoch > had[0]:
+            self._pending[group] = (epoch, host, proof)
 
     async def run(self) -> None:
         """Until cancelled; a store error retries the same claims later."""
@@ -76,21 +85,20 @@ class HeldEpochCheck:
                 log.info("checking the epochs sidecars hold failed (%s): retrying", exc)
                 done = False
             if not done:
-                for group, (epoch, host) in claims.items():
-                    had = self._pending.get(group)
-                    if had is None or epoch > had[0]:
-                        self._pending[group] = (epoch, host)
+                for group, (epoch, host, proof) in claims.items():
+                    self._keep(group, epoch, host, proof)
                 await asyncio.sleep(self._retry_s)
                 self._wake.set()
 
-    async def _check(self, claims: dict[str, tuple[Epoch, str]]) -> bool:
+    async def _check(self, claims: dict[str, tuple[Epoch, str, bytes]]) -> bool:
         """Mark the restore on the first evidence; False to retry (the view lags etcd)."""
+        claims = self._proven(claims)
         if self._view.restore.detected or not claims:
             return True
         self.reads += 1
         era_kv, revision = await self._store.get(self._keys.era)
         era = _era(era_kv.value if era_kv is not None else None)
-        for group, (held, host) in sorted(claims.items()):
+        for group, (held, host, _) in sorted(claims.items()):
             if held.era < era:
                 continue
             route, revision = await self._store.get(self._keys.route(group))
@@ -107,6 +115,25 @@ class HeldEpochCheck:
                 self._on_restore(f"sidecar {host} holds {detail}")
             return True
         return True
+
+    def _proven(self, claims: dict[str, tuple[Epoch, str, bytes]]) -> dict[str, tuple[Epoch, str, bytes]]:
+        """The claims a replica signed; the others are logged and dropped."""
+        key = self._view.proof_key
+        out = {}
+        for group, (epoch, host, proof) in claims.items():
+            if verify(key, group, epoch.era, epoch.revision, proof):
+                out[group] = (epoch, host, proof)
+                continue
+            self.unproven += 1
+            log.warning(
+                "sidecar %s holds %s at epoch %s %s: not evidence of an etcd restore (ignored)",
+                host,
+                group,
+                epoch,
+                "without a proof" if not proof else "with a proof no replica made",
+                extra=OUTSIDE_INPUT,
+            )
+        return out
 
 
 def _era(value: bytes | None) -> int:

@@ -20,6 +20,11 @@ class Keys:
         return self.prefix + "era"
 
     @property
+    def proof_key(self) -> str:
+        """The key replicas sign pushed epochs with (coordinator/core/epoch_proof.py)."""
+        return self.prefix + "epoch-proof-key"
+
+    @property
     def leader(self) -> str:
         return self.prefix + "election/leader"
 

@@ -8,6 +8,7 @@ and stops the gRPC server with a short grace.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -20,6 +21,7 @@ from coordinator.access import AuthzInterceptor, Denials
 from coordinator.admin_service import AdminService
 from coordinator.commit import Committer
 from coordinator.config import CoordinatorConfig
+from coordinator.core.epoch_proof import new_key
 from coordinator.election import ANSWER_S, Election
 from coordinator.etcd_reach import keep_near_etcd_leader
 from coordinator.freshness import FreshnessProbe
@@ -308,7 +310,22 @@ class Replica:
                 await self.store.close()
 
     async def _seed_groups(self) -> None:
-        """Write configured group definitions only where etcd has none."""
+        """Write the epoch proof key, then configured group definitions, only where etcd has none.
+
+        The key first: the watch then delivers it before any group, so no decision is
+        pushed unsigned, even on a cluster's first start.
+        """
+        key = self.keys.proof_key
+        while True:
+            value = json.dumps({"key": new_key().hex(), "created_unix_ms": int(time.time() * 1000)})
+            try:
+                res = await self.store.txn([Compare.absent(key)], [Put(key, value.encode())])
+                if res.succeeded:
+                    log.info("epoch proof key created")
+                break
+            except StoreError as exc:
+                log.info("writing the epoch proof key failed (%s): retrying", exc)
+                await asyncio.sleep(0.2)
         pending = list(self.cfg.groups)
         while pending:
             spec = pending[0]

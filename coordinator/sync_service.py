@@ -326,7 +326,7 @@ class SyncHub:
         self.sessions[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
         if self.held_check is not None:
-            self.held_check.claim(s.host_id, s.acked)
+            self.held_check.claim(s.host_id, s.acked, {g: e.proof for g, e in hello.held.items()})
         log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
         reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
         try:

@@ -88,6 +88,7 @@ class ClusterView:
     history_keys: dict[str, set[str]] = field(default_factory=dict)
     revision: int = 0
     restore: RestoreState = field(default_factory=RestoreState)
+    proof_key: bytes = b""  # signs pushed epochs (coordinator/core/epoch_proof.py)
     listeners: list[Listener] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -104,6 +105,8 @@ class ClusterView:
             kv = data.get(key)
             if key == k.era:
                 self._apply_era(kv)
+            elif key == k.proof_key:
+                self.proof_key = _proof_key(kv)
             elif key == k.leader:
                 self.leader = _leader(kv)
             elif (name := k.tail(key, "groups/")) is not None:
@@ -176,6 +179,16 @@ def _put_versioned(target: dict[str, Versioned[M]], name: str, kv: KV | None, mo
         target[name] = Versioned(model.model_validate_json(kv.value), kv.mod_revision)
     except ValidationError as exc:
         log.error("unreadable %s %s: %s", model.__name__, name, exc)
+
+
+def _proof_key(kv: KV | None) -> bytes:
+    if kv is None:
+        return b""
+    try:
+        return bytes.fromhex(str(json.loads(kv.value)["key"]))
+    except (ValueError, KeyError, TypeError):
+        log.error("unreadable epoch proof key: pushed epochs go unsigned")
+        return b""
 
 
 def _leader(kv: KV | None) -> LeaderKey | None:

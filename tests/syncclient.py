@@ -20,6 +20,8 @@ class SyncClient:
     site: str = "default"
     auto_ack: bool = True
     held: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The proof a replica pushed with each held epoch (sent back in the hello, as a sidecar does).
+    proofs: dict[str, bytes] = field(default_factory=dict)
     decisions: list[pb.Decision] = field(default_factory=list)
     definitions: list[pb.GroupDefinition] = field(default_factory=list)
     snapshots: list[sync_pb2.Snapshot] = field(default_factory=list)
@@ -40,7 +42,7 @@ class SyncClient:
         stub = sync_pb2_grpc.SyncStub(self._channel)
         hello = sync_pb2.Hello(host_id=self.host_id, site=self.site, groups=self.groups)
         for g, (era, rev) in self.held.items():
-            hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev))
+            hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev, proof=self.proofs.get(g, b"")))
         self._out.put_nowait(sync_pb2.SidecarMessage(hello=hello))
         call = stub.Stream(self._requests())
         self._task = asyncio.create_task(self._read(call))
@@ -56,6 +58,7 @@ class SyncClient:
         epoch = (d.epoch.era, d.epoch.revision)
         if epoch > self.held.get(d.group, (0, 0)):
             self.held[d.group] = epoch
+            self.proofs[d.group] = d.epoch.proof
             self.decisions.append(d)
         if self.auto_ack:
             self.ack(d.group, self.held[d.group])
@@ -140,6 +143,7 @@ class RoamingClient:
         self.groups = groups
         self.addresses = addresses
         self.held: dict[str, tuple[int, int]] = {}
+        self.proofs: dict[str, bytes] = {}
         self.decisions: list[pb.Decision] = []
         self.moves: list[str] = []
         self.current: SyncClient | None = None
@@ -151,7 +155,7 @@ class RoamingClient:
     async def _run(self) -> None:
         i = 0
         while True:
-            c = SyncClient(self.host_id, self.groups, held=dict(self.held))
+            c = SyncClient(self.host_id, self.groups, held=dict(self.held), proofs=dict(self.proofs))
             self.current = c
             await c.connect(self.addresses[i])
             self.moves.append(self.addresses[i])
@@ -164,6 +168,7 @@ class RoamingClient:
                     self.decisions.extend(c.decisions[seen:])
                     seen = len(c.decisions)
                     self.held.update(c.held)
+                    self.proofs.update(c.proofs)
                     if c.stale:
                         break
             finally:

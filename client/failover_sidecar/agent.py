@@ -114,8 +114,9 @@ class Agent:
 
     # --- state -------------------------------------------------------------
 
-    def held(self) -> dict[str, tuple[int, int]]:
-        return {g: (d.epoch.era, d.epoch.revision) for g, d in self.decisions.items()}
+    def held(self) -> dict[str, pb.Epoch]:
+        """The epoch of each group's decision, with the proof its replica pushed (the hello)."""
+        return {g: d.epoch for g, d in self.decisions.items()}
 
     def route(self, group: str) -> spb.Route:
         r = self.routes.get(group)

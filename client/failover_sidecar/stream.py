@@ -113,7 +113,7 @@ class CoordinatorLink:
         site: str,
         groups: list[str],
         addresses: list[str],
-        held: Callable[[], dict[str, tuple[int, int]]],
+        held: Callable[[], dict[str, pb.Epoch]],
         on_definition: Callable[[pb.GroupDefinition], None],
         on_decision: Callable[[pb.Decision, list[pb.StageTiming]], tuple[int, int]],
         full_health: Callable[[], sync_pb2.HealthReport],
@@ -199,8 +199,8 @@ class CoordinatorLink:
         hello = sync_pb2.Hello(
             host_id=self._host_id, site=self._site, groups=self._groups, version=software_version()
         )
-        for g, (era, rev) in self._held().items():
-            hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev))
+        for g, epoch in self._held().items():
+            hello.held[g].CopyFrom(epoch)
         out.put_nowait(sync_pb2.SidecarMessage(hello=hello))
 
         async def requests() -> AsyncIterator[sync_pb2.SidecarMessage]:

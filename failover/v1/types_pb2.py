@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x61ilover/v1/types.proto\x12\x0b\x66\x61ilover.v1\"&\n\x05\x45poch\x12\x0b\n\x03\x65ra\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\xc5\x01\n\x04Path\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttransport\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12#\n\x06warmth\x18\x04 \x01(\x0e\x32\x13.failover.v1.Warmth\x12\x33\n\tendpoints\x18\x05 \x03(\x0b\x32 .failover.v1.Path.EndpointsEntry\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfb\x01\n\x0bGroupPolicy\x12\x16\n\x0elocal_failover\x18\x01 \x01(\x08\x12\x1d\n\x15\x66\x61ilback_hold_down_ms\x18\x02 \x01(\r\x12\x14\n\x0cmin_dwell_ms\x18\x03 \x01(\r\x12\x12\n\nfail_hosts\x18\x04 \x01(\r\x12\x15\n\rfail_fraction\x18\x05 \x01(\x01\x12\x15\n\rauto_failback\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61ilback_hold_s\x18\x07 \x01(\r\x12\x14\n\x0cmin_hosts_up\x18\x08 \x01(\r\x12\x13\n\x0b\x66raction_up\x18\t \x01(\x01\x12\x19\n\x11slow_threshold_ms\x18\n \x01(\r\"\x81\x01\n\x0fGroupDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05paths\x18\x02 \x03(\x0b\x32\x11.failover.v1.Path\x12(\n\x06policy\x18\x03 \x01(\x0b\x32\x18.failover.v1.GroupPolicy\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x03\"@\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x03\";\n\x07Trigger\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x10\n\x08\x65vidence\x18\x03 \x03(\t\"\x9b\x02\n\x08\x44\x65\x63ision\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\x12!\n\x05\x65poch\x18\x03 \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x07trigger\x18\x06 \x01(\x0b\x32\x14.failover.v1.Trigger\x12\x1a\n\x12\x64\x65\x63ided_at_unix_ms\x18\x07 \x01(\x03\x12(\n\x06stages\x18\x08 \x03(\x0b\x32\x18.failover.v1.StageTiming\x12\x15\n\rfencing_token\x18\t \x01(\x03\x12\x13\n\x0btraceparent\x18\n \x01(\t\x12\x12\n\ntracestate\x18\x0b \x01(\t\"\xe7\x01\n\nPathHealth\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.failover.v1.PathState\x12(\n\x05\x63\x61use\x18\x04 \x01(\x0e\x32\x19.failover.v1.FailureCause\x12\x12\n\nrtt_p50_us\x18\x05 \x01(\r\x12\x12\n\nrtt_p99_us\x18\x06 \x01(\r\x12#\n\x06warmth\x18\x07 \x01(\x0e\x32\x13.failover.v1.Warmth\x12\x11\n\tdetect_us\x18\x08 \x01(\x03\x12\x0b\n\x03seq\x18\t \x01(\x04*]\n\x06Warmth\x12\x16\n\x12WARMTH_UNSPECIFIED\x10\x00\x12\x14\n\x10WARMTH_LOGGED_ON\x10\x01\x12\x14\n\x10WARMTH_CONNECTED\x10\x02\x12\x0f\n\x0bWARMTH_COLD\x10\x03*j\n\tPathState\x12\x1a\n\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x11\n\rPATH_STATE_UP\x10\x01\x12\x13\n\x0fPATH_STATE_DOWN\x10\x02\x12\x19\n\x15PATH_STATE_CONNECTING\x10\x03*\xba\x01\n\x0c\x46\x61ilureCause\x12\x1d\n\x19\x46\x41ILURE_CAUSE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_CAUSE_RESET\x10\x01\x12\x19\n\x15\x46\x41ILURE_CAUSE_REFUSED\x10\x02\x12\x1c\n\x18\x46\x41ILURE_CAUSE_LOGON_LOST\x10\x03\x12\x18\n\x14\x46\x41ILURE_CAUSE_SILENT\x10\x04\x12\x1f\n\x1b\x46\x41ILURE_CAUSE_LOGON_REFUSED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x61ilover/v1/types.proto\x12\x0b\x66\x61ilover.v1\"5\n\x05\x45poch\x12\x0b\n\x03\x65ra\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\xc5\x01\n\x04Path\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttransport\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12#\n\x06warmth\x18\x04 \x01(\x0e\x32\x13.failover.v1.Warmth\x12\x33\n\tendpoints\x18\x05 \x03(\x0b\x32 .failover.v1.Path.EndpointsEntry\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfb\x01\n\x0bGroupPolicy\x12\x16\n\x0elocal_failover\x18\x01 \x01(\x08\x12\x1d\n\x15\x66\x61ilback_hold_down_ms\x18\x02 \x01(\r\x12\x14\n\x0cmin_dwell_ms\x18\x03 \x01(\r\x12\x12\n\nfail_hosts\x18\x04 \x01(\r\x12\x15\n\rfail_fraction\x18\x05 \x01(\x01\x12\x15\n\rauto_failback\x18\x06 \x01(\x08\x12\x17\n\x0f\x66\x61ilback_hold_s\x18\x07 \x01(\r\x12\x14\n\x0cmin_hosts_up\x18\x08 \x01(\r\x12\x13\n\x0b\x66raction_up\x18\t \x01(\x01\x12\x19\n\x11slow_threshold_ms\x18\n \x01(\r\"\x81\x01\n\x0fGroupDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x05paths\x18\x02 \x03(\x0b\x32\x11.failover.v1.Path\x12(\n\x06policy\x18\x03 \x01(\x0b\x32\x18.failover.v1.GroupPolicy\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x03\"@\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x03\";\n\x07Trigger\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x10\n\x08\x65vidence\x18\x03 \x03(\t\"\x9b\x02\n\x08\x44\x65\x63ision\x12\r\n\x05group\x18\x01 \x01(\t\x12\r\n\x05paths\x18\x02 \x03(\t\x12!\n\x05\x65poch\x18\x03 \x01(\x0b\x32\x12.failover.v1.Epoch\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x07trigger\x18\x06 \x01(\x0b\x32\x14.failover.v1.Trigger\x12\x1a\n\x12\x64\x65\x63ided_at_unix_ms\x18\x07 \x01(\x03\x12(\n\x06stages\x18\x08 \x03(\x0b\x32\x18.failover.v1.StageTiming\x12\x15\n\rfencing_token\x18\t \x01(\x03\x12\x13\n\x0btraceparent\x18\n \x01(\t\x12\x12\n\ntracestate\x18\x0b \x01(\t\"\xe7\x01\n\nPathHealth\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.failover.v1.PathState\x12(\n\x05\x63\x61use\x18\x04 \x01(\x0e\x32\x19.failover.v1.FailureCause\x12\x12\n\nrtt_p50_us\x18\x05 \x01(\r\x12\x12\n\nrtt_p99_us\x18\x06 \x01(\r\x12#\n\x06warmth\x18\x07 \x01(\x0e\x32\x13.failover.v1.Warmth\x12\x11\n\tdetect_us\x18\x08 \x01(\x03\x12\x0b\n\x03seq\x18\t \x01(\x04*]\n\x06Warmth\x12\x16\n\x12WARMTH_UNSPECIFIED\x10\x00\x12\x14\n\x10WARMTH_LOGGED_ON\x10\x01\x12\x14\n\x10WARMTH_CONNECTED\x10\x02\x12\x0f\n\x0bWARMTH_COLD\x10\x03*j\n\tPathState\x12\x1a\n\x16PATH_STATE_UNSPECIFIED\x10\x00\x12\x11\n\rPATH_STATE_UP\x10\x01\x12\x13\n\x0fPATH_STATE_DOWN\x10\x02\x12\x19\n\x15PATH_STATE_CONNECTING\x10\x03*\xba\x01\n\x0c\x46\x61ilureCause\x12\x1d\n\x19\x46\x41ILURE_CAUSE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x46\x41ILURE_CAUSE_RESET\x10\x01\x12\x19\n\x15\x46\x41ILURE_CAUSE_REFUSED\x10\x02\x12\x1c\n\x18\x46\x41ILURE_CAUSE_LOGON_LOST\x10\x03\x12\x18\n\x14\x46\x41ILURE_CAUSE_SILENT\x10\x04\x12\x1f\n\x1b\x46\x41ILURE_CAUSE_LOGON_REFUSED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,28 +33,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PATH_ENDPOINTSENTRY']._loaded_options = None
   _globals['_PATH_ENDPOINTSENTRY']._serialized_options = b'8\001'
-  _globals['_WARMTH']._serialized_start=1313
-  _globals['_WARMTH']._serialized_end=1406
-  _globals['_PATHSTATE']._serialized_start=1408
-  _globals['_PATHSTATE']._serialized_end=1514
-  _globals['_FAILURECAUSE']._serialized_start=1517
-  _globals['_FAILURECAUSE']._serialized_end=1703
+  _globals['_WARMTH']._serialized_start=1328
+  _globals['_WARMTH']._serialized_end=1421
+  _globals['_PATHSTATE']._serialized_start=1423
+  _globals['_PATHSTATE']._serialized_end=1529
+  _globals['_FAILURECAUSE']._serialized_start=1532
+  _globals['_FAILURECAUSE']._serialized_end=1718
   _globals['_EPOCH']._serialized_start=40
-  _globals['_EPOCH']._serialized_end=78
-  _globals['_PATH']._serialized_start=81
-  _globals['_PATH']._serialized_end=278
-  _globals['_PATH_ENDPOINTSENTRY']._serialized_start=230
-  _globals['_PATH_ENDPOINTSENTRY']._serialized_end=278
-  _globals['_GROUPPOLICY']._serialized_start=281
-  _globals['_GROUPPOLICY']._serialized_end=532
-  _globals['_GROUPDEFINITION']._serialized_start=535
-  _globals['_GROUPDEFINITION']._serialized_end=664
-  _globals['_STAGETIMING']._serialized_start=666
-  _globals['_STAGETIMING']._serialized_end=730
-  _globals['_TRIGGER']._serialized_start=732
-  _globals['_TRIGGER']._serialized_end=791
-  _globals['_DECISION']._serialized_start=794
-  _globals['_DECISION']._serialized_end=1077
-  _globals['_PATHHEALTH']._serialized_start=1080
-  _globals['_PATHHEALTH']._serialized_end=1311
+  _globals['_EPOCH']._serialized_end=93
+  _globals['_PATH']._serialized_start=96
+  _globals['_PATH']._serialized_end=293
+  _globals['_PATH_ENDPOINTSENTRY']._serialized_start=245
+  _globals['_PATH_ENDPOINTSENTRY']._serialized_end=293
+  _globals['_GROUPPOLICY']._serialized_start=296
+  _globals['_GROUPPOLICY']._serialized_end=547
+  _globals['_GROUPDEFINITION']._serialized_start=550
+  _globals['_GROUPDEFINITION']._serialized_end=679
+  _globals['_STAGETIMING']._serialized_start=681
+  _globals['_STAGETIMING']._serialized_end=745
+  _globals['_TRIGGER']._serialized_start=747
+  _globals['_TRIGGER']._serialized_end=806
+  _globals['_DECISION']._serialized_start=809
+  _globals['_DECISION']._serialized_end=1092
+  _globals['_PATHHEALTH']._serialized_start=1095
+  _globals['_PATHHEALTH']._serialized_end=1326
 # @@protoc_insertion_point(module_scope)

@@ -45,12 +45,14 @@ FAILURE_CAUSE_SILENT: FailureCause
 FAILURE_CAUSE_LOGON_REFUSED: FailureCause
 
 class Epoch(_message.Message):
-    __slots__ = ("era", "revision")
+    __slots__ = ("era", "revision", "proof")
     ERA_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     era: int
     revision: int
-    def __init__(self, era: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+    proof: bytes
+    def __init__(self, era: _Optional[int] = ..., revision: _Optional[int] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class Path(_message.Message):
     __slots__ = ("name", "transport", "endpoint", "warmth", "endpoints")

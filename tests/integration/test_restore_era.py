@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from coordinator.core.epoch_proof import prove
 from failover.etcdproc import EtcdCluster
 from failover.faults import etcdops
 from failover.model.spec import Epoch
@@ -177,12 +178,12 @@ async def test_replica_started_after_restore_refuses_until_era_bump(prefix, tmp_
         await c.wait(
             lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
         )
-        held = c.held[G]
+        held, proofs = c.held[G], dict(c.proofs)
         await c.close()
         await rs.stop_all()
         fresh, addr = await _new_replica_after_restore(cluster, backup, prefix)
         assert not fresh.running()[0].view.restore.detected  # nothing to compare with yet
-        c = SyncClient("h1", [G], held={G: held})
+        c = SyncClient("h1", [G], held={G: held}, proofs=proofs)
         await c.connect(addr)
         await _refused_then_bump_reaches(fresh, addr, c, held)
     finally:
@@ -199,8 +200,14 @@ async def test_restore_to_before_a_groups_first_decision(prefix, tmp_path) -> No
     the sidecar's hello shows the restore, decisions wait for the era bump, then resume."""
     cluster = EtcdCluster(1)
     cluster.start()
+    # The cluster existed before the group did (its first start wrote the epoch proof key):
+    # a copy from before the cluster's first start has no key to check held epochs with.
+    first = ReplicaSet(cluster.endpoints, prefix, n=1, groups=[])
+    await first.start_all()
+    await wait_for(lambda: bool(first.running()[0].view.proof_key), 10, "the epoch proof key")
+    await first.stop_all()
     backup = tmp_path / "snapshot"
-    await asyncio.to_thread(etcdops.cold_copy, cluster, backup)  # nothing under the prefix yet
+    await asyncio.to_thread(etcdops.cold_copy, cluster, backup)  # no group, no decision yet
     await asyncio.to_thread(cluster.restart, 0)
     rs = ReplicaSet(cluster.endpoints, prefix, n=1, freshness={"probe_interval_ms": 100})
     fresh: ReplicaSet | None = None
@@ -215,14 +222,14 @@ async def test_restore_to_before_a_groups_first_decision(prefix, tmp_path) -> No
         await c.wait(
             lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
         )
-        held = c.held[G]
+        held, proofs = c.held[G], dict(c.proofs)
         await c.close()
         await rs.stop_all()
         fresh, addr = await _new_replica_after_restore(cluster, backup, prefix)
         replica = fresh.running()[0]
         await wait_for(lambda: G in replica.view.routes, 10, "the first decision, committed again")
         assert replica.view.routes[G].epoch < Epoch(*held)  # what a sidecar would ignore as older
-        c = SyncClient("h1", [G], held={G: held})
+        c = SyncClient("h1", [G], held={G: held}, proofs=proofs)
         await c.connect(addr)
         await _refused_then_bump_reaches(fresh, addr, c, held)
     finally:
@@ -245,6 +252,8 @@ async def test_sidecar_holding_a_decision_etcd_has_no_route_for(prefix) -> None:
         await rs.start_all()
         replica = await rs.wait_leader()
         await wait_for(lambda: G in replica.view.routes, 10, "the first decision")
+        # As pushed by a replica of this cluster before the restore.
+        c.proofs["eurex-orders"] = prove(replica.view.proof_key, "eurex-orders", 0, 40)
         await c.connect(rs.address(0))
         await wait_for(lambda: replica.view.restore.detected, 10, "restore detected from the hello")
         assert replica.view.restore.detail == (
@@ -283,7 +292,7 @@ async def test_replicas_started_after_restore_learn_it_from_a_roaming_sidecar(pr
         await c.wait(
             lambda: c.held.get(G, (0, 0))[1] == resp.decision.epoch.revision, 10, "the last decision"
         )
-        held = c.held[G]
+        held, proofs = c.held[G], dict(c.proofs)
         await c.close()
         await rs.stop_all()
         await asyncio.to_thread(etcdops.put_back, cluster, backup)
@@ -295,6 +304,7 @@ async def test_replicas_started_after_restore_learn_it_from_a_roaming_sidecar(pr
         order = [fresh.address((i + k) % 3) for k in (1, 2, 0)]  # the followers first
         roaming = RoamingClient("h1", [G], order)
         roaming.held[G] = held
+        roaming.proofs.update(proofs)
         roaming.start()
         await wait_for(lambda: new_leader.view.restore.detected, 15, "the leader to learn of the restore")
         assert all(r.view.restore.detected for r in fresh.running())

@@ -49,7 +49,7 @@ async def linked(address: str) -> AsyncIterator[CoordinatorLink]:
         site="default",
         groups=[G],
         addresses=[address],
-        held=lambda: dict(held),
+        held=lambda: {g: pb.Epoch(era=e[0], revision=e[1]) for g, e in held.items()},
         on_definition=lambda g: None,
         on_decision=on_decision,
         full_health=sync_pb2.HealthReport,
