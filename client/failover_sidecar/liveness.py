@@ -281,6 +281,10 @@ class ReplyWatch:
     orders count from the later of the oldest one and the last thing heard, so a
     stall is declared one order timeout + one probe timeout after the line's last
     sign of life, and a line whose replies keep coming is not probed again.
+    But not for longer than ``quiet_limit_s`` (the heartbeat limit): an order owed that
+    long is probed even while other replies keep coming (a throttled line delivers a
+    trickle, each reply later than the one before), and then only the probe's own echo,
+    which queues behind what the line holds, proves the line.
 
     Loop-lag guard, as for idle silence: if the loop lagged while the probe was out
     (the echo may be sitting unread), or no line of the process has heard anything
@@ -323,6 +327,7 @@ class ReplyWatch:
         self._probe_deadline = 0.0
         self._probes = 0
         self._others_asked = 0  # other lines asked along with the latest probe
+        self._strict = False  # the probe is for an order owed past quiet_limit_s: only its echo ends it
         self._heard_at = -math.inf  # the last time anything was received on the line
         self.probes_sent = 0  # counters for status and tests
         self.probes_answered = 0
@@ -363,6 +368,7 @@ class ReplyWatch:
         self._owed.clear()
         self._probe_id = None
         self._probes = 0
+        self._strict = False
         self._heard_at = -math.inf
 
     def oldest(self) -> float | None:
@@ -371,7 +377,12 @@ class ReplyWatch:
     def _owed_since(self) -> float | None:
         """Since when the line has owed a reply without a sign of life; None while nothing is owed."""
         oldest = self.oldest()
-        return None if oldest is None else max(oldest, self._heard_at)
+        if oldest is None:
+            return None
+        heard = self._heard_at
+        if self.quiet_limit_s > 0:
+            heard = min(heard, oldest + self.quiet_limit_s)  # replies to others excuse it this long
+        return max(oldest, heard)
 
     def next_check(self) -> float | None:
         """When ``check`` must run next; None while nothing is owed and no probe is out."""
@@ -416,6 +427,8 @@ class ReplyWatch:
     def probe_sent(self, hb_id: int, now: float, others_asked: int = 1) -> None:
         """The probe went out, with ``others_asked`` other lines asked too (none: no line can excuse it)."""
         self._others_asked = others_asked
+        oldest = self.oldest()
+        self._strict = self.quiet_limit_s > 0 and oldest is not None and now - oldest >= self.quiet_limit_s
         self._probe_id = hb_id
         self._probe_at = now
         self._probe_deadline = now + self.probe_timeout_s()
@@ -428,6 +441,7 @@ class ReplyWatch:
             return
         self._probe_id = None
         self._probes = 0
+        self._strict = False
         self.probes_answered += 1
         while self._owed and next(iter(self._owed.values())) <= self._probe_at:
             self._owed.popitem(last=False)
@@ -440,7 +454,7 @@ class ReplyWatch:
         before it), but they count from ``now``.
         """
         self._heard_at = max(self._heard_at, now)
-        if self._probe_id is not None and now > self._probe_at:
+        if self._probe_id is not None and now > self._probe_at and not self._strict:
             self._probe_id = None
             self._probes = 0
             self.probes_answered += 1

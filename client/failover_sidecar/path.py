@@ -123,6 +123,10 @@ class _Link(CopyingReader):
         self.logged_on = False
         self.logon_pending = False
         self.session = ""
+        # Logged on, not UP yet: the id of the heartbeat whose echo proves the line (0: none
+        # owed). A logon answer alone says nothing of the line's round trip.
+        self.proving = 0
+        self.gateway = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -463,8 +467,13 @@ class PathSession:
         if link.logged_on and link.seq.check(msg) is not None:
             self.seq_gaps += 1
         if t == p.MsgType.HB:
-            self._hb.echoed(msg.get("id"), now)
-            self.replies.echoed(msg.get("id"))
+            hb_id = msg.get("id")
+            rtt_us = self._hb.echoed(hb_id, now)
+            self.replies.echoed(hb_id)
+            if link.proving and isinstance(hb_id, int) and hb_id >= link.proving:
+                link.proving = 0
+                rtt = f"{rtt_us / 1000:.2f} ms" if rtt_us is not None else "-"
+                self._emit(PathState.UP, None, f"logged on to {link.gateway}, heartbeat answered in {rtt}")
             return
         if t in _REPLIES:
             self.replies.replied(msg.get("clordid"))
@@ -473,8 +482,11 @@ class PathSession:
             link.logged_on = True
             link.logon_pending = False
             link.session = str(msg.get("session", ""))
+            link.gateway = str(msg.get("gateway", self.endpoint))
             self._backoff.reset()
-            self._emit(PathState.UP, None, f"logged on to {msg.get('gateway', self.endpoint)}")
+            # UP at the echo of a heartbeat sent now: a line slower than the silence limit
+            # is declared silent before, instead of taking orders after every logon.
+            link.proving = self._send_hb(link, now)
             return
         self._callback(self._on_message, self.path, msg)
         if t == p.MsgType.SESSION_REJECT and link.logged_on:

@@ -3,7 +3,9 @@
 One ``Link`` listens on a loopback port and forwards every connection to one
 upstream. Its mode applies to live connections at once:
 
-- ``PASS``: forward both ways (plus ``delay_ms`` added to every chunk, each way).
+- ``PASS``: forward both ways (plus ``delay_ms`` added to every chunk, each way; and,
+  with ``rate_up_bps`` / ``rate_down_bps``, at most that many bytes per second in that
+  direction, in small chunks: a throttled line, whose backlog queues in the sockets).
 - ``STALL``: sockets stay open, bytes are read and held back (a silent peer: the
   classic half-dead link). Leaving STALL releases nothing that was held, and every
   connection that lost bytes is reset then: a TCP stream never goes on with a hole
@@ -40,6 +42,7 @@ from typing import Any, TypeVar
 from failover.telemetry.loop_lag import LoopLag
 
 T = TypeVar("T")
+THROTTLE_CHUNK = 32  # bytes per read while a direction is throttled: a trickle, not bursts
 
 
 class Mode(enum.Enum):
@@ -83,6 +86,8 @@ class Link:
     listen_port: int = 0
     mode: Mode = Mode.PASS
     delay_ms: float = 0.0
+    rate_up_bps: float = 0.0  # 0: no limit (client -> upstream)
+    rate_down_bps: float = 0.0  # 0: no limit (upstream -> client)
     connections_total: int = 0
     _server: asyncio.Server | None = None
     _conns: set[_Conn] = field(default_factory=set)
@@ -161,11 +166,14 @@ class Link:
     ) -> None:
         try:
             while True:
-                data = await src.read(65536)
+                rate = self.rate_up_bps if drop is Mode.DROP_UP else self.rate_down_bps
+                data = await src.read(THROTTLE_CHUNK if rate > 0 else 65536)
                 if not data:
                     break
                 if self.delay_ms > 0:
                     await asyncio.sleep(self.delay_ms / 1000)
+                if rate > 0:
+                    await asyncio.sleep(len(data) / rate)
                 if self.mode in (Mode.STALL, drop):
                     conn.lost_bytes = True
                     continue  # swallowed

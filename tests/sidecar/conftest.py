@@ -96,10 +96,11 @@ async def make_session(venue: Venue, guard: SilenceGuard) -> AsyncIterator[MakeS
     async def make(gateway: str, host_id: str = "host-a", **options: Any) -> tuple[PathSession, Recorder]:
         rec = Recorder()
         options.setdefault("backoff_max_ms", 200)
+        endpoint = options.pop("endpoint", venue.gateway_addresses[gateway])  # e.g. through a proxy
         session = PathSession(
             "cme-orders",
             gateway,
-            venue.gateway_addresses[gateway],
+            endpoint,
             host_id,
             on_state=rec.on_state,
             on_message=rec.on_message,

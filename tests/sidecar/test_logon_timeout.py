@@ -15,13 +15,16 @@ from .conftest import MakeSession
 async def test_a_logon_slower_than_the_silence_budget_still_gets_a_warm_path(
     venue: Venue, make_session: MakeSession
 ) -> None:
-    """5 ms heartbeats (15 ms silence budget) and a venue taking 31 ms to answer: the path logs on."""
+    """5 ms heartbeats (15 ms silence budget) and a venue taking 31 ms to answer the logon: the
+    path logs on. (UP comes at the first heartbeat echo after the logon, which is answered at
+    once: the venue is slow only until it has read the logon.)"""
     await venue.inject_fault("backup", None, FaultKind.SLOW, delay_ms=31)
     backup, rec = await make_session("backup", heartbeat_interval_ms=5, silent_after=3)
+    await venue.wait_until(lambda snap: any(g.name == "backup" and g.logons >= 1 for g in snap.gateways))
+    await venue.inject_fault("backup", None, FaultKind.RECOVER)  # the logon's answer is already 31 ms late
     up = await rec.next_status(PathState.UP)
     assert up.session, up
-    await venue.inject_fault("backup", None, FaultKind.RECOVER)
-    assert [d for d in rec.downs() if "logon" in d.detail] == []
+    assert rec.downs() == []
 
 
 async def test_no_answer_to_a_logon_fails_after_the_logon_timeout(

@@ -12,6 +12,7 @@ before it on the line is still acted on, and nothing escapes to the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,7 +39,8 @@ BAD: dict[str, dict[str, Any]] = {
 
 
 class OneShotVenue:
-    """Answers a logon with ``logon_ack``, then sends ``extra`` frames; reads the rest."""
+    """Answers a logon with ``logon_ack`` and the first heartbeat with its echo (the path is UP
+    then), then sends ``extra`` frames; reads the rest."""
 
     def __init__(self) -> None:
         self.extra: list[dict[str, Any]] = []
@@ -49,7 +51,10 @@ class OneShotVenue:
             (n,) = struct.unpack(">I", await reader.readexactly(4))
             await reader.readexactly(n)
             writer.write(p.encode(p.logon_ack("s-1", "gw")))
-            for i, msg in enumerate(self.extra, start=1):
+            (n,) = struct.unpack(">I", await reader.readexactly(4))
+            hb = json.loads(await reader.readexactly(n))
+            writer.write(p.encode({**p.hb(hb["id"]), "seq": 1}))
+            for i, msg in enumerate(self.extra, start=2):
                 writer.write(p.encode({"seq": i, **msg}))
             await writer.drain()
             while await reader.read(4096):
