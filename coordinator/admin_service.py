@@ -406,6 +406,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         moved = asyncio.ensure_future(self._leader_moved(leader))
         try:
             await asyncio.wait([call, moved], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # This handler was cancelled (its client gave up): the forward is abandoned, not
+            # left to fail at its own deadline with nobody to read the error.
+            call.cancel()
+            call.add_done_callback(_settled)
+            raise
         finally:
             moved.cancel()
         if not call.done():
@@ -550,6 +556,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         except StoreError as exc:
             await self._store_failed(context, exc)
             raise
+
+
+def _settled(fut: asyncio.Future[Any]) -> None:
+    """Reads an abandoned call's outcome, so an error it ended with is not logged as unretrieved."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _leader_gone(exc: grpc.aio.AioRpcError) -> bool:
