@@ -91,6 +91,10 @@ def liveness_options(dead_after_ms: int) -> list[tuple[str, int]]:
     ]
 
 
+HANDSHAKE_TIMEOUT_MS = 5_000
+"""A connection that has not finished the HTTP/2 handshake by then is closed (gRPC core: 120 s)."""
+
+
 def server_options(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_streams: int = DEFAULT_MAX_STREAMS,
@@ -120,6 +124,8 @@ def server_options(
         ("grpc.so_reuseport", 0),
         ("grpc.server.max_pending_requests", max(max_streams, DEFAULT_MAX_STREAMS)),
         ("grpc.server.max_pending_requests_hard_limit", 2 * max(max_streams, DEFAULT_MAX_STREAMS)),
+        # Silent or half-open connections would otherwise hold a descriptor each for 2 minutes.
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
     ]
     if ping_timeout_ms is not None:
         opts.append(("grpc.http2.ping_timeout_ms", ping_timeout_ms))
