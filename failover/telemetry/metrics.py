@@ -33,9 +33,9 @@ from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from failover.telemetry import gc_pauses
+from failover.telemetry import gc_pauses, metrics_http
 from failover.telemetry.version import software_version
 from failover.wire.address import parse_host_port
 
@@ -137,12 +137,12 @@ class Telemetry:
     _closed: bool = field(default=False, repr=False)
 
     def serve(self) -> int:
-        """Open ``/metrics`` on ``listen`` (a thread of prometheus_client); returns the bound port."""
+        """Open ``/metrics`` on ``listen`` (a thread: metrics_http); returns the bound port."""
         if self.registry is None or self._server is not None:
             return self.port
         host, port = parse_host_port(self.listen)
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            self._server, self._thread = metrics_http.start(host, port, self.registry)
         except OSError as exc:  # the one line the process ends with names the setting
             raise OSError(exc.errno, f"metrics_listen {self.listen}: {exc.strerror or exc}") from None
         self.port = self._server.server_port
