@@ -65,6 +65,7 @@ class Session:
     groups: tuple[str, ...]
     acked: dict[str, Epoch]
     version: str = ""
+    held_at_hello: dict[str, Epoch] = field(default_factory=dict)  # what an ack may name beyond our view
     connected_ns: int = field(default_factory=time.monotonic_ns)
     pending: dict[str, tuple[Epoch, int]] = field(default_factory=dict)
     defs_sent: dict[str, int] = field(default_factory=dict)
@@ -123,6 +124,7 @@ class SyncHub:
         self.metrics: CoordinatorMetrics | None = None  # set by the replica
         self.loop_lag: LoopLag | None = None  # set by the replica: sheds new streams when late
         self.held_check: HeldEpochCheck | None = None  # set by the replica: restore detection
+        self.acks_refused = 0  # acks naming an epoch beyond what the stream could hold
         self.shed_streams = 0
         self._to_wake: dict[int, Session] = {}  # insertion order: woken first come, first served
         self._waker: asyncio.Task[None] | None = None
@@ -320,6 +322,7 @@ class SyncHub:
             site=site,
             groups=tuple(dict.fromkeys(hello.groups)),
             acked={g: epoch_of(e) for g, e in hello.held.items()},
+            held_at_hello={g: epoch_of(e) for g, e in hello.held.items()},
             version=hello.version,
             asked_seq=self._ask_seq,  # a new stream sends its full health after connecting
         )
@@ -475,6 +478,19 @@ class SyncHub:
 
     def _on_ack(self, s: Session, ack: sync_pb2.Ack) -> None:
         epoch = epoch_of(ack.epoch)
+        in_view = self.view.epoch_of(ack.group) or ZERO_EPOCH
+        if epoch > in_view and epoch > s.held_at_hello.get(ack.group, ZERO_EPOCH):
+            # No replica of ours pushed it (our view has every decision we could have sent,
+            # and the stream's hello did not hold it): not counted as applied.
+            self.acks_refused += 1
+            log.warning(
+                "sidecar %s acked %s at epoch %s, beyond every decision of it here: not counted",
+                s.host_id,
+                ack.group,
+                epoch,
+                extra=OUTSIDE_INPUT,
+            )
+            return
         if epoch > s.acked.get(ack.group, ZERO_EPOCH):
             s.acked[ack.group] = epoch
         pending = s.pending.get(ack.group)
