@@ -33,6 +33,7 @@ from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
 from coordinator.view import Candidate, ClusterView
 from failover.aio import run_until_failure, shielded_wait, wait_any
+from failover.log_limit import RETRYING
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class Election:
                 await asyncio.wait_for(task, 2.0)
             raise
         except (StoreUnavailable, TimeoutError) as exc:
-            log.info("revoking lease %x failed: %s (will retry)", lease.id, exc)
+            log.info("revoking lease %x failed: %s (will retry)", lease.id, exc, extra=RETRYING)
             return False
         except Exception as exc:  # the TTL will expire it
             log.info("revoking lease %x failed: %s", lease.id, exc)

@@ -24,7 +24,7 @@ from coordinator.store.errors import StoreError
 from coordinator.store.mirror import Mirror
 from coordinator.store.port import Store
 from coordinator.view import ClusterView
-from failover.log_limit import OUTSIDE_INPUT
+from failover.log_limit import OUTSIDE_INPUT, RETRYING
 from failover.model.spec import Epoch
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class HeldEpochCheck:
             try:
                 done = await self._check(claims)
             except StoreError as exc:
-                log.info("checking the epochs sidecars hold failed (%s): retrying", exc)
+                log.info("checking the epochs sidecars hold failed (%s): retrying", exc, extra=RETRYING)
                 done = False
             if not done:
                 for group, (epoch, host, proof) in claims.items():

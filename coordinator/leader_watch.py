@@ -30,6 +30,7 @@ from coordinator.store.errors import StoreError
 from coordinator.store.port import Store
 from coordinator.view import ClusterView, LeaderKey
 from failover.aio import run_until_failure, wait_any
+from failover.log_limit import RETRYING
 from failover.wire.address import parse_host_port
 
 log = logging.getLogger(__name__)
@@ -131,4 +132,4 @@ class LeaderWatch:
             await self._store.revoke(lk.lease)
             self.revoked += 1
         except StoreError as exc:  # gone already (it resigned), or etcd did not answer: the TTL still runs
-            log.info("revoking lease %x of leader %s: %s", lk.lease, lk.replica_id, exc)
+            log.info("revoking lease %x of leader %s: %s", lk.lease, lk.replica_id, exc, extra=RETRYING)

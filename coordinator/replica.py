@@ -44,6 +44,7 @@ from coordinator.sync_service import SyncHub
 from coordinator.view import Candidate, ClusterView
 from failover import rpc, tls
 from failover.aio import cancel_and_wait, finish
+from failover.log_limit import RETRYING
 from failover.model.convert import epoch_pb
 from failover.ratelimit import PerCaller
 from failover.telemetry import metrics as telemetry
@@ -324,7 +325,7 @@ class Replica:
                     log.info("epoch proof key created")
                 break
             except StoreError as exc:
-                log.info("writing the epoch proof key failed (%s): retrying", exc)
+                log.info("writing the epoch proof key failed (%s): retrying", exc, extra=RETRYING)
                 await asyncio.sleep(0.2)
         pending = list(self.cfg.groups)
         while pending:
@@ -337,7 +338,7 @@ class Replica:
                 )
                 pending.pop(0)
             except StoreError as exc:
-                log.info("seeding %s failed (%s): retrying", spec.name, exc)
+                log.info("seeding %s failed (%s): retrying", spec.name, exc, extra=RETRYING)
                 await asyncio.sleep(0.2)
 
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:

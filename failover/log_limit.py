@@ -17,6 +17,10 @@ OUTSIDE_INPUT = {"outside_input": True}
 """``extra=`` of a line that outside input causes (a request that does not parse, a
 denied or rate-limited caller): :class:`OutsideInputLimit` limits such lines."""
 
+RETRYING = OUTSIDE_INPUT
+"""``extra=`` of a retry loop's failure line: a lasting outage (etcd gone) repeats it many
+times a second, so it is limited per kind like outside input."""
+
 OUTSIDE_BURST = 10
 OUTSIDE_EVERY_S = 10.0
 

@@ -66,6 +66,7 @@ from coordinator.store.types import (
 )
 from failover import rpc
 from failover.aio import cancel_and_wait
+from failover.log_limit import RETRYING
 from failover.tls import TlsSection
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class Members:
         """An attempt on member ``i`` got no usable answer: later calls go to the next one."""
         if self.current == i and len(self.clients) > 1:
             self.current = (i + 1) % len(self.clients)
-            log.info("etcd member %d failed an attempt: moving to member %d", i, self.current)
+            log.info("etcd member %d failed an attempt: moving to member %d", i, self.current, extra=RETRYING)
 
     async def find_leader(self, timeout_s: float) -> int | None:
         """The member that names itself etcd's raft leader, asking all at once (None if none does)."""

@@ -25,6 +25,7 @@ from coordinator.store.errors import Compacted, StoreError
 from coordinator.store.port import Store, WatchStream
 from coordinator.store.types import KV, EventKind
 from failover.aio import cancel_and_wait
+from failover.log_limit import RETRYING
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,11 @@ class Mirror:
                 broke = True
                 self.watch_restarts += 1
                 log.info(
-                    "watch on %s broke (%s): resuming from revision %d", self._prefix, exc, self.revision + 1
+                    "watch on %s broke (%s): resuming from revision %d",
+                    self._prefix,
+                    exc,
+                    self.revision + 1,
+                    extra=RETRYING,
                 )
                 await asyncio.sleep(self._retry_s)
 
