@@ -73,6 +73,9 @@ _NEEDS_PATH = {"drain", "undrain", "pin"}
 # A leader whose server cannot be reached is asked again this often, this many times
 # (it may be restarting, or elected a moment before it serves; a dead one loses its lease).
 _REFUSED_RETRY_S = 0.1
+# Kept from the caller's deadline when waiting for a leader: the answer (with etcd's quorum
+# asked, at most 0.5 s) must reach the caller, through a forwarder too, before it gives up.
+_ANSWER_MARGIN_S = 1.0
 _MAX_REFUSALS = 50
 # A copy that has been forwarded this many times is not forwarded again.
 _MAX_HOPS = 3
@@ -350,7 +353,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                     if self._leader.leadership is term:
                         await wait_any(self._leader.leadership_changed.wait(), timeout=1.0)
                     continue
-            leader = await self._await_leader()
+            leader = await self._await_leader(context)
             if leader is not None and (leader.replica_id in via or len(via) >= _MAX_HOPS):
                 if await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S):
                     continue
@@ -456,9 +459,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 return
             await wait_any(self._view.changed.wait(), self.stopping.wait())
 
-    async def _await_leader(self) -> LeaderKey | None:
-        """The leader, waiting a bounded time through an election in progress."""
-        deadline = time.monotonic() + self._leader_wait_s
+    async def _await_leader(self, context: Any) -> LeaderKey | None:
+        """The leader, waiting a bounded time through an election in progress (and never so long
+        that the caller's deadline passes before it hears why there is none)."""
+        wait = self._leader_wait_s
+        caller = context.time_remaining()
+        if caller is not None:
+            wait = max(0.0, min(wait, caller - _ANSWER_MARGIN_S))
+        deadline = time.monotonic() + wait
         while True:
             leader = self._view.leader
             if leader is not None and leader.address and leader.replica_id != self._id:
