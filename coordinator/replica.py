@@ -316,29 +316,22 @@ class Replica:
         The key first: the watch then delivers it before any group, so no decision is
         pushed unsigned, even on a cluster's first start.
         """
-        key = self.keys.proof_key
+        value = json.dumps({"key": new_key().hex(), "created_unix_ms": int(time.time() * 1000)})
+        if await self._put_absent(self.keys.proof_key, value.encode(), "the epoch proof key"):
+            log.info("epoch proof key created")
+        for spec in self.cfg.groups:
+            put = await self._put_absent(
+                self.keys.group(spec.name), spec.model_dump_json().encode(), f"group {spec.name}"
+            )
+            log.info("group %s: %s", spec.name, "seeded from config" if put else "kept (in etcd)")
+
+    async def _put_absent(self, key: str, value: bytes, what: str) -> bool:
+        """Put ``value`` only where etcd has no ``key``, retried until etcd answers; True if put."""
         while True:
-            value = json.dumps({"key": new_key().hex(), "created_unix_ms": int(time.time() * 1000)})
             try:
-                res = await self.store.txn([Compare.absent(key)], [Put(key, value.encode())])
-                if res.succeeded:
-                    log.info("epoch proof key created")
-                break
+                return (await self.store.txn([Compare.absent(key)], [Put(key, value)])).succeeded
             except StoreError as exc:
-                log.info("writing the epoch proof key failed (%s): retrying", exc, extra=RETRYING)
-                await asyncio.sleep(0.2)
-        pending = list(self.cfg.groups)
-        while pending:
-            spec = pending[0]
-            key = self.keys.group(spec.name)
-            try:
-                res = await self.store.txn([Compare.absent(key)], [Put(key, spec.model_dump_json().encode())])
-                log.info(
-                    "group %s: %s", spec.name, "seeded from config" if res.succeeded else "kept (in etcd)"
-                )
-                pending.pop(0)
-            except StoreError as exc:
-                log.info("seeding %s failed (%s): retrying", spec.name, exc, extra=RETRYING)
+                log.info("writing %s failed (%s): retrying", what, exc, extra=RETRYING)
                 await asyncio.sleep(0.2)
 
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:

@@ -316,13 +316,14 @@ class SyncHub:
             return
         site = await self._authorize_hello(hello, context)
         await self._refuse_over_host_limit(hello.host_id, context)
+        held = {g: epoch_of(e) for g, e in hello.held.items()}
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,
             site=site,
             groups=tuple(dict.fromkeys(hello.groups)),
-            acked={g: epoch_of(e) for g, e in hello.held.items()},
-            held_at_hello={g: epoch_of(e) for g, e in hello.held.items()},
+            acked=dict(held),
+            held_at_hello=held,
             version=hello.version,
             asked_seq=self._ask_seq,  # a new stream sends its full health after connecting
         )

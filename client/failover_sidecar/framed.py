@@ -30,7 +30,7 @@ from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReade
 from failover_sidecar.agent import Agent
 from failover_sidecar.orders import OrderPath, RelayError
 from failover_sidecar.path import corked
-from failover_sidecar.service import MAX_PAYLOAD_BYTES, _refused, _shown
+from failover_sidecar.service import MAX_PAYLOAD_BYTES, _refused, _shown, no_open
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ class FramedConnection(CopyingReader):
         self._transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
         ms = self._server.agent.cfg.listen.hello_timeout_ms
-        self._hello_timer = asyncio.get_running_loop().call_later(
-            ms / 1000, self._no_hello, f"no open{{strategy_id}} within {ms} ms"
-        )
+        self._hello_timer = asyncio.get_running_loop().call_later(ms / 1000, self._no_hello, no_open(ms))
 
     def _no_hello(self, reason: str) -> None:
         if not self.strategy_id:

@@ -96,9 +96,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
             return
         except TimeoutError:
             log.warning("a relay stream sent no open within %d ms; ended", hello_ms, extra=OUTSIDE_INPUT)
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"no open{{strategy_id}} within {hello_ms} ms"
-            )
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, no_open(hello_ms))
         except DecodeError:
             log.warning("a relay request that does not parse; answered INVALID_ARGUMENT", extra=OUTSIDE_INPUT)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, RELAY_GARBLED)
@@ -232,6 +230,11 @@ def status(agent: Agent, orders: OrderPath) -> spb.SidecarLocalStatus:
 
 
 _END = spb.RelayEvent()  # a relay stream's queue: the sidecar stops (compared by identity)
+
+
+def no_open(hello_ms: int) -> str:
+    """Why a strategy connection that never named its strategy was closed (gRPC and framed)."""
+    return f"no open{{strategy_id}} within {hello_ms} ms"
 
 
 def _refused(m: spb.RelayMessage, reason: str) -> spb.RelayEvent:
