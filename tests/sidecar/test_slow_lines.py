@@ -78,8 +78,14 @@ async def test_a_line_slower_than_the_heartbeat_limit_is_not_up_again_after_each
     primary, prec = await make_session(
         "primary", endpoint=proxied["primary"].address, heartbeat_interval_ms=50, silent_after=3
     )
+    # A live backup line: the primary's silence is its own (with every line of the process
+    # silent at once, the loop-lag guard gives each more time, and a 200 ms echo can land).
+    _, brec = await make_session("backup", heartbeat_interval_ms=50, silent_after=3)
     await prec.next_status(PathState.UP)
-    proxied["primary"].delay_ms = 100  # each way: a 200 ms round trip, above the 150 ms limit
+    await brec.next_status(PathState.UP)
+    # Each way: a 400 ms round trip, above the 150 ms limit even with the loop-lag guard's
+    # renewals (up to 3 more intervals) on a loaded machine.
+    proxied["primary"].delay_ms = 200
     await prec.next_status(PathState.DOWN, timeout=2.0)
     seen = len(prec.statuses)
     await asyncio.sleep(1.5)  # noqa: ASYNC110 - what must NOT happen during the slow spell
