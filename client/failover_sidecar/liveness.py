@@ -243,12 +243,18 @@ class SilenceCheck:
         """
         return self._deadline if self._deadline is not None else last_rx + self.silent_s
 
-    def verdict(self, now: float, last_rx: float) -> Verdict:
+    def verdict(self, now: float, last_rx: float, *, proven: bool = True) -> Verdict:
+        """``proven=False``: a line not yet shown to answer within the limit (just logged on).
+
+        Such a line carries nothing, so only measured loop lag excuses its silence: with
+        every line slower than the limit at once, "every line is silent" would otherwise
+        let each new logon's late echo land within the extra time and the line come UP.
+        """
         if now - last_rx < self.silent_s:
             self.alive()
             return Verdict.ALIVE
         if self._deadline is None:
-            if self.guard.lagged_since(last_rx) or self.guard.all_silent(now):
+            if self.guard.lagged_since(last_rx) or (proven and self.guard.all_silent(now)):
                 return self._probe(now)
             return Verdict.SILENT
         if now < self._deadline:

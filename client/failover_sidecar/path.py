@@ -560,7 +560,7 @@ class PathSession:
     def _check_silence(self, link: _Link, now: float, *, probe: bool) -> None:
         if not self._watching(link):
             return
-        verdict = self._silence.verdict(now, link.last_rx)
+        verdict = self._silence.verdict(now, link.last_rx, proven=not link.proving)
         if verdict is Verdict.SILENT:
             quiet_ms = (now - link.last_rx) * 1000
             self._fail(

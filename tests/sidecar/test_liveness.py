@@ -80,6 +80,17 @@ def test_every_line_silent_at_once_probes_first() -> None:
     assert check.verdict(1.05, 0.8) is Verdict.SILENT  # still silent after the probe: a real failure
 
 
+def test_a_line_not_yet_proven_gets_no_extra_time_for_every_line_being_silent() -> None:
+    guard = SilenceGuard()
+    guard.register(Line(True))
+    guard.register(Line(True))
+    check = SilenceCheck(IV, LIMIT, guard)
+    assert check.verdict(1.0, 0.8, proven=False) is Verdict.SILENT  # every line slow: not UP again
+    guard.note_lag(0.9)
+    lagged = SilenceCheck(IV, LIMIT, guard)
+    assert lagged.verdict(1.0, 0.8, proven=False) is Verdict.PROBE  # our own lag still does
+
+
 def test_persistent_lag_renews_probes_a_bounded_number_of_times() -> None:
     guard = SilenceGuard()
     check = SilenceCheck(IV, LIMIT, guard, max_probes=3)

@@ -95,3 +95,31 @@ async def test_a_line_slower_than_the_heartbeat_limit_is_not_up_again_after_each
     proxied["primary"].delay_ms = 0
     await prec.next_status(PathState.UP, timeout=5.0)
     assert primary.can_send
+
+
+async def test_when_every_line_is_slower_than_the_limit_none_is_up_again_after_its_logon(
+    make_session: MakeSession, proxied: dict[str, Link]
+) -> None:
+    # Found from outside: +100 ms each way on both paths. Every line silent at once is the
+    # loop-lag guard's sign of our own stall, so it granted each line more time, and a
+    # re-logged-on line's 200 ms echo landed within it: UP, orders, silent again.
+    recs = {}
+    for g in ("primary", "backup"):
+        _, recs[g] = await make_session(
+            g, endpoint=proxied[g].address, heartbeat_interval_ms=50, silent_after=3
+        )
+    for rec in recs.values():
+        await rec.next_status(PathState.UP)
+    for link in proxied.values():
+        link.delay_ms = 80  # a 160 ms round trip: within the guard's extra time
+    for rec in recs.values():
+        await rec.next_status(PathState.DOWN, timeout=2.0)
+    seen = {g: len(rec.statuses) for g, rec in recs.items()}
+    await asyncio.sleep(2.0)  # noqa: ASYNC110 - what must NOT happen during the slow spell
+    for g, rec in recs.items():
+        during = [s.state for s in rec.statuses[seen[g] :]]
+        assert PathState.UP not in during, (g, during)
+    for link in proxied.values():
+        link.delay_ms = 0
+    for rec in recs.values():
+        await rec.next_status(PathState.UP, timeout=5.0)
