@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -409,6 +410,19 @@ class FaultCluster:
         return "\n".join(
             f"--- {n} (pid {p.proc.pid if p.proc else '-'})\n{p.tail(chars)}" for n, p in self.procs.items()
         )
+
+    def log_lines(self, pattern: str, prefix: str = "", last: int = 40) -> str:
+        """The last ``last`` lines matching ``pattern`` of each child named ``prefix...``.
+
+        For a failed row's report: CI keeps its output, not the run's log files.
+        """
+        rx = re.compile(pattern, re.IGNORECASE)
+        out = []
+        for n, p in self.procs.items():
+            if n.startswith(prefix):
+                hits = [line for line in p.log().splitlines() if rx.search(line)][-last:]
+                out.append(f"--- {n}: {len(hits)} lines matching {pattern!r}\n" + "\n".join(hits))
+        return "\n".join(out)
 
     def stop(self, keep: bool = False) -> list[str]:
         """Stop every child we started (and etcd); returns those that needed SIGKILL."""

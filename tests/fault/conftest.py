@@ -4,7 +4,8 @@ The rows of a test module share one cluster (3 etcd members, 3 coordinator
 replicas, a venue, two sidecars with one strategy each), restored between rows;
 each row gets its own observing checker and strategies for the whole row, and at
 the end every invariant must hold. A failing row keeps its process logs (the path
-is printed) and the next row gets a fresh cluster.
+is printed, and its report shows each coordinator's lease and leadership lines) and
+the next row gets a fresh cluster.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class FaultSystem:
         await self.obs.poll_once()
         await self.obs.stop()
         return self.checker.finish(time.monotonic())
+
+
+_REPORT_LINES = r"lease|leader|keepalive|term|fenc|deposed|\"level\": \"(WARNING|ERROR)|Traceback"
+"""What a failed row's report shows of each coordinator's log (its last 40 such lines)."""
 
 
 class SharedCluster:
@@ -230,6 +235,9 @@ async def fs(
         for s in system.strategies.values():
             await s.stop(drain_s=0)
         await obs.stop()
+        if failed:
+            # CI keeps the report, not the log files: the coordinators' own account goes in it.
+            print(cluster.log_lines(_REPORT_LINES, prefix="c"))
         if failed or own or os.environ.get("FAILOVER_FAULT_FRESH"):
             holder.discard(keep=failed or bool(os.environ.get("FAILOVER_FAULT_KEEP")))
 
