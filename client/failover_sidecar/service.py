@@ -135,13 +135,21 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         self._orders.attach(sid, sink, replaced)
         self._relay_queues.add(out)
         garbled = False
+        misused = ""
 
         async def reader() -> None:
-            nonlocal garbled
+            nonlocal garbled, misused
             try:
                 async for req in it:
-                    if req.WhichOneof("kind") != "message" or replaced_by:
+                    if replaced_by:
                         continue  # a replaced stream ends: nothing more of it is written
+                    kind = req.WhichOneof("kind")
+                    if kind == "ping":
+                        continue  # the framed transport's liveness check; HTTP/2 pings do it here
+                    if kind != "message":
+                        # One stream carries one strategy (the framed socket closes too).
+                        misused = f"bad request: expected a message, got {kind or 'an empty request'}"
+                        return
                     m = req.message
                     if len(m.payload) > MAX_PAYLOAD_BYTES:
                         sink(
@@ -180,6 +188,11 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                             "strategy %s sent a relay request that does not parse", sid, extra=OUTSIDE_INPUT
                         )
                         await context.abort(grpc.StatusCode.DATA_LOSS, RELAY_GARBLED)
+                    if misused:
+                        # Not INVALID_ARGUMENT (the library's refusal at open): what was sent
+                        # before may be at a venue.
+                        log.warning("relay stream of strategy %s: %s", sid, misused, extra=OUTSIDE_INPUT)
+                        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, misused)
                     return
                 yield ev
             await context.abort(

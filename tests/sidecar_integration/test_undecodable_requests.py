@@ -138,3 +138,41 @@ async def test_a_relay_stream_that_turns_to_garbage_ends_with_a_status_after_its
             (1, sidecar_pb2.OUTCOME_KIND_ACKED)
         ], events
         assert "Traceback" not in s.sidecars["h1"].proc.log()
+
+
+async def test_a_second_open_on_a_relay_stream_ends_it_after_its_outcomes(
+    tmp_path, etcd_cluster, prefix
+) -> None:
+    """Before: a second ``open`` on a gRPC Relay stream was ignored (the framed socket closes
+    the connection): a strategy that meant to name another strategy_id went on under the
+    first. The stream carries one strategy: it now ends FAILED_PRECONDITION (read by the
+    library as IN_DOUBT for anything still waiting, not as a refusal at open), after the
+    outcomes that came before."""
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        await standard(s, ("h1",), replicas=1)
+        raw = s.channel(f"unix:{s.sidecars['h1'].socket}").stream_stream(
+            "/failover.v1.Sidecar/Relay", request_serializer=None, response_deserializer=None
+        )
+        order = sidecar_pb2.RelayMessage(
+            group=GROUP, client_msg_id=1, kind=sidecar_pb2.MESSAGE_KIND_NEW_ORDER, payload=b"x"
+        )
+        outcome_seen = asyncio.Event()
+        hello = sidecar_pb2.RelayRequest(open=sidecar_pb2.RelayOpen(strategy_id=STRATEGY)).SerializeToString()
+
+        async def requests() -> AsyncIterator[bytes]:
+            yield hello
+            yield sidecar_pb2.RelayRequest(message=order).SerializeToString()
+            await outcome_seen.wait()  # bounded by the call's deadline
+            yield hello
+            await asyncio.sleep(10)  # the stream stays open: the sidecar must end it
+
+        events = []
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            async for ev in raw(requests(), timeout=5):
+                events.append(sidecar_pb2.RelayEvent.FromString(ev))
+                outcome_seen.set()
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.value
+        assert "open" in (exc.value.details() or "")
+        assert [(e.outcome.client_msg_id, e.outcome.kind) for e in events] == [
+            (1, sidecar_pb2.OUTCOME_KIND_ACKED)
+        ], events
