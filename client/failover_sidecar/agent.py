@@ -215,6 +215,7 @@ class Agent:
                 order_timeout_rtt_multiple=dp.order_timeout_rtt_multiple,
                 order_timeout_floor_ms=dp.order_timeout_floor_ms,
                 probe_timeout_floor_ms=dp.probe_timeout_floor_ms,
+                probe_timeout_per_owed_us=dp.probe_timeout_per_owed_us,
                 on_state=self._on_path_state,
                 on_message=functools.partial(self._on_path_message, g),
                 guard=self.guard,

@@ -57,6 +57,9 @@ class DataPlaneSection(_Section):
     order_timeout_rtt_multiple: float = Field(default=4.0, ge=1.0, le=1000.0)
     order_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
     probe_timeout_floor_ms: float = Field(default=5.0, ge=0.5, le=60_000)
+    # The probe's echo queues behind what the line owes: each message owed when the probe
+    # goes out adds this much to its wait (a burst is the venue's work, not a stall).
+    probe_timeout_per_owed_us: float = Field(default=50.0, ge=0.0, le=100_000)
 
     @model_validator(mode="after")
     def _backoff(self) -> DataPlaneSection:

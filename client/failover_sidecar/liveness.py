@@ -312,17 +312,23 @@ class ReplyWatch:
         rtt_multiple: float = 4.0,
         floor_s: float = 0.005,
         probe_floor_s: float = 0.005,
+        per_owed_s: float = 0.0,
         max_probes: int = 3,
         quiet_limit_s: float = 0.0,
         alone: Callable[[], bool] | None = None,
     ) -> None:
-        if rtt_multiple <= 0 or floor_s <= 0 or probe_floor_s <= 0:
-            raise ValueError("rtt_multiple, floor_s and probe_floor_s must be > 0")
+        if rtt_multiple <= 0 or floor_s <= 0 or probe_floor_s <= 0 or per_owed_s < 0:
+            raise ValueError("rtt_multiple, floor_s and probe_floor_s must be > 0, per_owed_s >= 0")
         self.rtt = rtt
         self.guard = guard
         self.rtt_multiple = rtt_multiple
         self.floor_s = floor_s
         self.probe_floor_s = probe_floor_s
+        # The probe's echo queues behind every message the line owes: the venue works through
+        # them first (a burst of 2,000 orders kept the simulator busy ~25 ms, answering each
+        # read at once), so each adds this much to the probe's wait.
+        self.per_owed_s = per_owed_s
+        self.probe_window_s = 0.0  # how long the latest probe may go unanswered (for the log)
         self.max_probes = max_probes
         self.quiet_limit_s = quiet_limit_s  # while every line is silent, renew up to this much silence
         # True while no other path of the line's group is up (nowhere to flip to).
@@ -355,7 +361,8 @@ class ReplyWatch:
         return self._scaled(self.floor_s)
 
     def probe_timeout_s(self) -> float:
-        """How long a probe may go unanswered before the line is declared SILENT."""
+        """How long a probe may go unanswered before the line is declared SILENT, with nothing
+        owed ahead of it (each message owed adds ``per_owed_s``)."""
         return self._scaled(self.probe_floor_s)
 
     @property
@@ -437,7 +444,8 @@ class ReplyWatch:
         self._strict = self.quiet_limit_s > 0 and oldest is not None and now - oldest >= self.quiet_limit_s
         self._probe_id = hb_id
         self._probe_at = now
-        self._probe_deadline = now + self.probe_timeout_s()
+        self.probe_window_s = self.probe_timeout_s() + len(self._owed) * self.per_owed_s
+        self._probe_deadline = now + self.probe_window_s
         self._probes += 1
         self.probes_sent += 1
 

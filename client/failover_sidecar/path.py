@@ -186,6 +186,7 @@ class PathSession:
         order_timeout_rtt_multiple: float = 4.0,
         order_timeout_floor_ms: float = 5.0,
         probe_timeout_floor_ms: float = 5.0,
+        probe_timeout_per_owed_us: float = 50.0,
     ) -> None:
         if heartbeat_interval_ms <= 0 or silent_after < 1:
             raise ValueError("heartbeat_interval_ms must be > 0 and silent_after >= 1")
@@ -227,6 +228,7 @@ class PathSession:
             rtt_multiple=order_timeout_rtt_multiple,
             floor_s=order_timeout_floor_ms / 1000.0,
             probe_floor_s=probe_timeout_floor_ms / 1000.0,
+            per_owed_s=probe_timeout_per_owed_us / 1e6,
             quiet_limit_s=self._silent_s,
             alone=lambda: self.guard.others_up(self) == 0,
         )
@@ -623,7 +625,7 @@ class PathSession:
                 link,
                 Cause.SILENT,
                 f"order_timeout: an order unanswered for {owed}, and no echo of a probe within "
-                f"{self.replies.probe_timeout_s() * 1000:.1f} ms ({self.guard.describe(now)})",
+                f"{self.replies.probe_window_s * 1000:.1f} ms ({self.guard.describe(now)})",
             )
             return
         if verdict is Verdict.PROBE:

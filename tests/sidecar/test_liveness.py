@@ -192,6 +192,19 @@ def test_overdue_order_probes_then_silent_without_an_echo() -> None:
     assert w.check(1.0101) is Verdict.SILENT
 
 
+def test_the_probe_waits_for_the_venue_to_work_through_what_the_line_owes() -> None:
+    # A burst: the echo queues behind 2,000 orders the venue works through first.
+    w = _watch(per_owed_s=0.000_05)
+    for i in range(2000):
+        w.written(i, 1.0)
+    assert w.check(1.0051) is Verdict.PROBE
+    w.probe_sent(7, 1.005)
+    assert w.probe_window_s == pytest.approx(0.005 + 2000 * 0.000_05)
+    w.guard.heard(1.05)  # another line is heard: no excuse from the guard
+    assert w.check(1.10) is Verdict.WAIT
+    assert w.check(1.1101) is Verdict.SILENT  # a stall is still declared, the backlog allowed for
+
+
 def test_a_quiet_process_renews_the_probe_a_bounded_number_of_times() -> None:
     # Nothing heard on any line since the probe: our stall (or the venue host's), not this line's.
     w = _watch(max_probes=3)
