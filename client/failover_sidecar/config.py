@@ -86,6 +86,10 @@ class OrdersSection(_Section):
     # that is still up (its heartbeats answered), becomes IN_DOUBT: a strategy always gets
     # an outcome. 0: wait for the venue however long it takes.
     reply_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # The route left a path that is still up while messages on it await replies: those
+    # hold every later message of the group (make-before-break). After this long they are
+    # asked about over the new path (as reply_timeout_ms's are) and the group moves on.
+    route_change_drain_ms: int = Field(default=100, ge=0, le=600_000)
 
 
 class StreamSection(_Section):

@@ -163,6 +163,20 @@ class Ledger:
             return []
         return list(g.queued.values())
 
+    def blocked(self, group: str, effective_path: str) -> bool:
+        """Do queued messages wait for earlier ones outstanding on another path than ``effective_path``?"""
+        g = self._groups.get(group)
+        return g is not None and bool(g.queued) and bool(g.outstanding) and g.path != effective_path
+
+    def release(self, group: str, why: str) -> list[Entry]:
+        """Every message outstanding in ``group`` becomes IN_DOUBT (``why``), so the queued ones
+        may go to another path: the route left a line that still owes them replies."""
+        g = self._groups.get(group)
+        out = list(g.outstanding.values()) if g is not None else []
+        for entry in out:
+            self._resolve(entry, Outcome.IN_DOUBT, why)
+        return out
+
     def mark_sent(self, entry: Entry, path: str, now_ms: float | None = None) -> None:
         """Record that ``entry`` was written to ``path``.
 

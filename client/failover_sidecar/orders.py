@@ -87,6 +87,8 @@ class OrderPath:
         self._logging_out = False  # the stop closes the lines now: a line that ends is our doing
         self._drained = asyncio.Event()  # set, while stopping, once no message lacks its outcome
         self._expiry_idle = False  # the expiry task waits with no deadline: a write must wake it
+        # Per group: since when (ms) its queue waits for replies on a path the route left.
+        self._draining: dict[str, float] = {}
         agent.route_listeners.append(self._on_route)
         agent.path_dead_listeners.append(self._on_path_dead)
         agent.message_listeners.append(self._on_venue)
@@ -213,7 +215,13 @@ class OrderPath:
     def _pump(self, group: str) -> None:
         r = self.agent.routes.get(group)
         if r is None or r.effective is None:
+            self._draining.pop(group, None)
             return
+        if not self.ledger.blocked(group, r.effective):
+            self._draining.pop(group, None)
+        elif group not in self._draining:
+            self._draining[group] = now_ms()  # the expiry task bounds the wait
+            self._wake.set()
         sess = self.agent.sessions.get((group, r.effective))
         if sess is None or not sess.can_send:
             return
@@ -555,9 +563,12 @@ class OrderPath:
         written and got no reply within ``reply_timeout_ms`` (0: none)."""
         wait = self.agent.cfg.orders.no_path_wait_ms
         reply = self.agent.cfg.orders.reply_timeout_ms
+        drain = self.agent.cfg.orders.route_change_drain_ms
         ledger = self.ledger
         while True:
             dues = [ledger.next_expiry_ms(wait), ledger.next_reply_due_ms(reply) if reply else None]
+            if self._draining:
+                dues.append(min(self._draining.values()) + drain)
             nxt = min((d for d in dues if d is not None), default=None)
             self._wake.clear()
             if nxt is None:
@@ -571,9 +582,47 @@ class OrderPath:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 continue
             now = now_ms()
+            self._drain_overdue(now, drain)
             self._resolve_all(ledger.expire(now, wait), f"no usable path within {wait} ms")
             if reply:
                 self._unanswered(ledger.expire_replies(now, reply), reply)
+
+    def _drain_overdue(self, now: float, drain_ms: int) -> None:
+        """Groups whose queue has waited ``drain_ms`` for a path the route left: what that
+        path owes is asked about over the new one (ACKED/REJECTED if the venue has it, else
+        IN_DOUBT), and the queue moves on. Without this, one reply a live line never sends
+        held the group for ``reply_timeout_ms`` (for ever at 0)."""
+        for group, since in list(self._draining.items()):
+            if now - since < drain_ms:
+                continue
+            del self._draining[group]
+            r = self.agent.routes.get(group)
+            old = self.ledger.outstanding_path(group)
+            if r is None or r.effective is None or old is None:
+                continue
+            if not self.ledger.blocked(group, r.effective):
+                continue
+            why = (
+                f"no reply on {old} within {drain_ms} ms of the route moving to {r.effective}, "
+                "the line still up"
+            )
+            entries = self.ledger.release(group, why)
+            confirm = self.agent.cfg.orders.confirm_in_doubt_ms > 0
+            log.warning(
+                "group %s: %d messages without a reply on %s %d ms after the route moved to %s "
+                "(the line is up): %s",
+                group,
+                len(entries),
+                old,
+                drain_ms,
+                r.effective,
+                f"asking the venue over {r.effective}" if confirm else "IN_DOUBT",
+            )
+            if confirm:
+                self._start_confirm(group, old, entries, why, charge_flip=False)
+            else:
+                self._resolve_all(entries, why)
+            self._pump(group)
 
     def _unanswered(self, late: list[Entry], reply_ms: int) -> None:
         """Messages a live line left without a reply: asked about over another live path of

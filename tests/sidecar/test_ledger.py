@@ -71,6 +71,20 @@ def test_make_before_break_on_a_flip() -> None:
     assert send_all(led, "g", "B") == [e2] and e2.path == "B"
 
 
+def test_a_group_blocked_on_the_path_the_route_left_is_released_in_doubt() -> None:
+    led = Ledger()
+    e1 = led.submit(("s", "1"), "g", 0)
+    send_all(led, "g", "A")
+    assert not led.blocked("g", "B")  # nothing queued waits
+    e2 = led.submit(("s", "2"), "g", 1)
+    assert led.blocked("g", "B") and not led.blocked("g", "A")
+    assert led.release("g", "route moved") == [e1]
+    assert e1.outcome is Outcome.IN_DOUBT and e1.reason == "route moved"
+    assert not led.blocked("g", "B")
+    assert send_all(led, "g", "B") == [e2]
+    assert led.on_reply(e1.key, True) is None  # a late reply on A changes nothing
+
+
 def test_writes_keep_submit_order_and_are_never_repeated() -> None:
     led = Ledger()
     e1 = led.submit(("s", "1"), "g", 0)
