@@ -37,6 +37,9 @@ Resolution = spb.Resolution
 Route = spb.Route
 VenueEvent = spb.VenueEvent
 
+SIDECAR_DEAD_AFTER_MS = 2000
+"""Nothing heard from the sidecar for this long ends the stream (its waiting messages IN_DOUBT)."""
+
 
 def _target(address: str) -> str:
     if address.startswith(("unix:", "ipv4:", "ipv6:", "dns:")):
@@ -73,8 +76,14 @@ class Sidecar(OutcomeBook):
 
     @classmethod
     async def connect(cls, address: str, strategy_id: str) -> Sidecar:
-        """Open the channel; the relay stream opens with the first message sent."""
-        return cls(rpc.channel(_target(address)), strategy_id)
+        """Open the channel; the relay stream opens with the first message sent.
+
+        A paused or hung sidecar keeps its socket open: HTTP/2 pings, answered by its
+        gRPC core, bound how long that goes unnoticed (``SIDECAR_DEAD_AFTER_MS``).
+        """
+        return cls(
+            rpc.channel(_target(address), options=rpc.liveness_options(SIDECAR_DEAD_AFTER_MS)), strategy_id
+        )
 
     def _start(self) -> None:
         self._started = True

@@ -15,7 +15,7 @@ import signal
 import time
 
 import pytest
-from failover_client import FramedRelay, OutcomeKind
+from failover_client import FramedRelay, OutcomeKind, Sidecar
 
 from tests.sidecar_integration.harness import GROUP, STRATEGY, standard, system
 
@@ -64,3 +64,32 @@ async def test_a_paused_sidecar_resolves_what_waits_in_doubt(tmp_path, etcd_clus
         async with await FramedRelay.connect(framed, STRATEGY) as fr2:
             again = await asyncio.wait_for(fr2.send(GROUP, b'{"sym":"ESZ6","qty":3}'), 5)
             assert again.kind == OutcomeKind.ACKED, again
+
+
+async def test_a_paused_sidecar_resolves_what_waits_in_doubt_over_grpc(
+    tmp_path, etcd_cluster, prefix
+) -> None:
+    """The gRPC library, too. Found from outside: its channel kept gRPC core's 60 s bound on
+    an unanswered keepalive ping (``grpc.http2.ping_timeout_ms``), so a paused sidecar was
+    noticed after 61 s, not the 2 s docs/api.md promises."""
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        await standard(s, ("h1",), replicas=1)
+        proc = s.sidecars["h1"].proc
+        async with await Sidecar.connect(s.sidecars["h1"].socket, STRATEGY) as sc:
+            first = await asyncio.wait_for(sc.send(GROUP, b'{"sym":"ESZ6","qty":1}'), 5)
+            assert first.kind == OutcomeKind.ACKED, first
+            proc.signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                _, fut = sc.submit(GROUP, b'{"sym":"ESZ6","qty":2}')
+                try:
+                    outcome = await asyncio.wait_for(fut, OUTCOME_BOUND_S)
+                except TimeoutError:
+                    raise AssertionError(
+                        f"no outcome {OUTCOME_BOUND_S}s after the sidecar was paused: waiting for SIGCONT"
+                    ) from None
+                took = time.monotonic() - t0
+            finally:
+                proc.signal(signal.SIGCONT)
+            print(f"[grpc] paused sidecar: IN_DOUBT after {took:.2f}s ({outcome.reason})")
+            assert outcome.kind == OutcomeKind.IN_DOUBT, outcome
