@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from failover import gc_policy
-from failover.cli_values import finite, finite_seconds
+from failover.cli_values import finite, finite_seconds, require_text_everywhere
 from failover.log_options import LogFormat, LogFormatOpt, LogLevel, LogLevelOpt
 
 if TYPE_CHECKING:
@@ -85,6 +85,19 @@ Operator = Annotated[
     typer.Option("--operator", help="Who is acting (default: the login name).", envvar="FAILOVER_OPERATOR"),
 ]
 DEFAULT_COORDINATORS = "127.0.0.1:7001"
+LEADER_TIMEOUT_S = 10.0
+LeaderTimeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds the whole command waits for the leader, shared across the addresses.",
+        min=0.1,
+        callback=finite_seconds,
+    ),
+]
+"""``--timeout`` of every command the leader answers (switch, the controls): one budget for
+the whole command, not per address (``with_admin``), so a quorum loss with three replicas
+listed costs the operator ``--timeout``, not three times it."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -534,10 +547,7 @@ def switch(
     force: Annotated[bool, typer.Option("--force", help="Skip guard rails.")] = False,
     coordinators: Coordinators = DEFAULT_COORDINATORS,
     as_json: JsonFlag = False,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", help="Seconds to wait for the commit.", min=0.1, callback=finite_seconds),
-    ] = 10.0,
+    timeout: LeaderTimeout = LEADER_TIMEOUT_S,
 ) -> None:
     """Operator switch: commit a decision with PATH active (through the leader)."""
     from failover.v1 import admin_pb2 as apb
@@ -546,13 +556,7 @@ def switch(
     req = apb.SwitchRequest(
         group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
-    resp = run_async(
-        with_admin(
-            coordinators,
-            lambda s, share: s.Switch(req, timeout=share, metadata=command_metadata()),
-            timeout,
-        )
-    )
+    resp = call_leader(coordinators, "Switch", req, timeout)
     if as_json:
         print_json(resp)
     else:
@@ -631,18 +635,37 @@ def group_put(
     print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
 
+def call_leader(coordinators: str, method: str, req: Any, timeout: float) -> Any:
+    """Send a write the leader answers (``Admin.<method>``): one request id for every address
+    tried, and ``timeout`` bounds the whole command (each address an equal share of what is
+    left). Every such command goes through here, so none waits per address again."""
+    return run_async(
+        with_admin(
+            coordinators,
+            lambda s, share: getattr(s, method)(req, timeout=share, metadata=command_metadata()),
+            timeout,
+        )
+    )
+
+
 def _control(
-    action_name: str, group: str, path: str, reason: str, operator: str, force: bool, coordinators: str
+    action_name: str,
+    group: str,
+    path: str,
+    reason: str,
+    operator: str,
+    force: bool,
+    coordinators: str,
+    timeout: float,
 ) -> None:
     from failover.v1 import admin_pb2 as apb
 
+    coordinator_targets(coordinators)
     action = getattr(apb, f"CONTROL_ACTION_{action_name.upper()}")
     req = apb.SetControlRequest(
         action=action, group=group, path=path, reason=reason, operator=operator or login_name(), force=force
     )
-    resp = run_async(
-        with_admin(coordinators, lambda s, _: s.SetControl(req, timeout=10, metadata=command_metadata()))
-    )
+    resp = call_leader(coordinators, "SetControl", req, timeout)
     print(f"{resp.message} trace {trace_id()}" if resp.HasField("decision") else resp.message)
 
 
@@ -656,8 +679,9 @@ def _make_control(action: str, with_path: bool, doc: str) -> None:
             operator: Operator = "",
             force: Annotated[bool, typer.Option("--force")] = False,
             coordinators: Coordinators = DEFAULT_COORDINATORS,
+            timeout: LeaderTimeout = LEADER_TIMEOUT_S,
         ) -> None:
-            _control(action, group, path, reason, operator, force, coordinators)
+            _control(action, group, path, reason, operator, force, coordinators, timeout)
     else:
 
         def cmd(  # type: ignore[misc]
@@ -666,8 +690,9 @@ def _make_control(action: str, with_path: bool, doc: str) -> None:
             operator: Operator = "",
             force: Annotated[bool, typer.Option("--force")] = False,
             coordinators: Coordinators = DEFAULT_COORDINATORS,
+            timeout: LeaderTimeout = LEADER_TIMEOUT_S,
         ) -> None:
-            _control(action, group, "", reason, operator, force, coordinators)
+            _control(action, group, "", reason, operator, force, coordinators, timeout)
 
     cmd.__doc__ = doc
     app.command(action)(cmd)
@@ -812,6 +837,7 @@ def main(args: list[str] | None = None) -> None:
     elif argv:
         _only(argv[0])
     command = typer.main.get_command(app)
+    require_text_everywhere(command)  # bytes that are not UTF-8: a usage error, not a traceback
     try:
         code = command.main(argv, prog_name="failover", standalone_mode=False)
     except NoArgsIsHelpError as exc:

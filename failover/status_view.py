@@ -77,7 +77,10 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
             gs.definition.name, order, _epoch(d.epoch) if d.group else "", d.reason, gs.controls or "none"
         )
     out.print(g)
-    decided = {gs.definition.name: (list(gs.decision.paths), gs.decision.epoch) for gs in st.groups}
+    decided = {  # no decision yet: no epoch to be behind or ahead of
+        gs.definition.name: (list(gs.decision.paths), gs.decision.epoch if gs.decision.group else None)
+        for gs in st.groups
+    }
     _render_path_health(st, out)
     _render_host_counts(st, out)
     listed = [(r.replica_id, sc) for r in st.replicas for sc in r.sidecars]
@@ -139,15 +142,20 @@ def _render_host_counts(st: apb.ClusterStatus, out: Console) -> None:
 
 
 def _sidecar_row(
-    replica_id: str, sc: apb.SidecarStatus, group: str, decided: dict[str, tuple[list[str], pb.Epoch]]
+    replica_id: str,
+    sc: apb.SidecarStatus,
+    group: str,
+    decided: dict[str, tuple[list[str], pb.Epoch | None]],
 ) -> tuple[str, ...]:
     acked = sc.acked.get(group)
     paths, epoch = decided.get(group, ([], None))
     lag = ""
-    if (
-        acked is not None and epoch is not None and (acked.era, acked.revision) < (epoch.era, epoch.revision)  # type: ignore[attr-defined]
-    ):
-        lag = " [yellow](behind)[/yellow]"
+    if acked is not None and epoch is not None:
+        held, latest = (acked.era, acked.revision), (epoch.era, epoch.revision)
+        if held < latest:
+            lag = " [yellow](behind)[/yellow]"
+        elif held > latest:  # the lost history of an etcd restore: it ignores the latest decision
+            lag = " [yellow](ahead)[/yellow]"
     health = " ".join(
         f"{h.path}={'up' if h.state == 1 else 'down' if h.state == 2 else '?'}"
         for h in sc.health

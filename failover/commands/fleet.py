@@ -2,7 +2,8 @@
 
 ``GetStatus`` with ``hosts`` answers one page of every replica's sidecars;
 :func:`merge_pages` joins the pages into one list of (replica, sidecar).
-:func:`sync_report` says which hosts have applied a group's latest epoch,
+:func:`sync_report` says which hosts have applied a group's latest epoch (and which
+are behind it, or ahead of it: holding epochs the cluster no longer has),
 :func:`host_rows` describes each host for ``failover sidecars``, and
 :func:`watch_state` is the state ``failover watch`` compares between polls:
 only what an operator acts on (decisions, effective routes, acked epochs,
@@ -12,8 +13,8 @@ path up/down), never RTTs or uptimes, which change on every poll.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
@@ -68,8 +69,17 @@ def _groups(sc: apb.SidecarStatus) -> set[str]:
     return set(sc.groups) | set(sc.acked) | set(sc.effective) | {h.group for h in sc.health}
 
 
-def _applied(acked: Epoch | None, want: Epoch | None) -> bool:
-    return want is None or (acked is not None and acked >= want)
+Standing = Literal["applied", "behind", "ahead"]
+
+
+def standing(acked: Epoch | None, want: Epoch | None) -> Standing:
+    """Where a host stands against the group's latest epoch. Ahead is not applied: a host
+    holding a later epoch than the cluster's latest (after an etcd restore, the lost
+    history's) ignores every decision ordered before it, the latest one included, until
+    ``failover era bump`` orders new decisions after it."""
+    if want is None or acked == want:
+        return "applied"
+    return "ahead" if acked is not None and acked > want else "behind"
 
 
 def _epoch_json(e: Epoch | None) -> dict[str, int] | None:
@@ -78,17 +88,23 @@ def _epoch_json(e: Epoch | None) -> dict[str, int] | None:
 
 @dataclass(frozen=True)
 class SyncReport:
-    """Hosts of one group that have applied its latest epoch, and those behind (with what they hold)."""
+    """Hosts of one group that have applied its latest epoch, and those behind or ahead of it
+    (with what they hold)."""
 
     group: str
     latest: Epoch | None
     applied: list[str]
     behind: list[tuple[str, Epoch | None]]
     unreachable: list[str]  # replicas that did not answer: their hosts are not counted
+    ahead: list[tuple[str, Epoch]] = field(default_factory=list)  # hold epochs beyond the latest
 
     @property
     def in_sync(self) -> bool:
-        return not self.behind
+        return not self.behind and not self.ahead
+
+    @property
+    def counted(self) -> int:
+        return len(self.applied) + len(self.behind) + len(self.ahead)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,26 +113,31 @@ class SyncReport:
             "in_sync": self.in_sync,
             "applied": self.applied,
             "behind": [{"host_id": h, "acked": _epoch_json(a)} for h, a in self.behind],
+            "ahead": [{"host_id": h, "acked": _epoch_json(a)} for h, a in self.ahead],
             "unreachable_replicas": self.unreachable,
         }
 
 
 def sync_report(st: apb.ClusterStatus, hosts: Listed, group: str) -> SyncReport:
     """A host is in sync once it has acknowledged (applied) the group's latest epoch; with no
-    decision yet there is nothing to apply and every host is in sync."""
+    decision yet there is nothing to apply and every host is in sync (see :func:`standing`)."""
     want = latest(st).get(group)
     applied: list[str] = []
     behind: list[tuple[str, Epoch | None]] = []
+    ahead: list[tuple[str, Epoch]] = []
     for _, sc in hosts:
         if group not in _groups(sc):
             continue
         acked = _acked(sc, group)
-        if _applied(acked, want):
+        where = standing(acked, want)
+        if where == "applied":
             applied.append(sc.host_id)
+        elif where == "ahead" and acked is not None:
+            ahead.append((sc.host_id, acked))
         else:
             behind.append((sc.host_id, acked))
     unreachable = [r.replica_id for r in st.replicas if not r.reachable]
-    return SyncReport(group, want, applied, behind, unreachable)
+    return SyncReport(group, want, applied, behind, unreachable, ahead)
 
 
 def host_rows(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> list[dict[str, Any]]:
@@ -130,12 +151,14 @@ def host_rows(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> list[dic
             if group and g != group:
                 continue
             acked = _acked(sc, g)
+            where = standing(acked, want.get(g))
             eff = sc.effective.get(g, "")
             first = (decided.get(g) or [""])[0]
             groups[g] = {
                 "acked": _epoch_json(acked),
                 "latest": _epoch_json(want.get(g)),
-                "in_sync": _applied(acked, want.get(g)),
+                "in_sync": where == "applied",
+                "ahead": where == "ahead",
                 "effective": eff,
                 "deviates": bool(eff and first and eff != first),
                 "push_to_ack_us": sc.push_to_ack_us.get(g),
@@ -186,6 +209,7 @@ def watch_state(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> dict[s
             "degraded": gs.degraded,
             "applied": len(rep.applied),
             "behind": sorted(h for h, _ in rep.behind),
+            "ahead": sorted(h for h, _ in rep.ahead),
         }
     routes: dict[str, Any] = {}
     for row in host_rows(st, hosts, group):
@@ -197,6 +221,7 @@ def watch_state(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> dict[s
                     "deviates": v["deviates"],
                     "acked": v["acked"],
                     "in_sync": v["in_sync"],
+                    "ahead": v["ahead"],
                     "paths": {p["path"]: p["state"] for p in v["paths"]},
                 }
                 for g, v in row["groups"].items()

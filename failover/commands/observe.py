@@ -99,18 +99,42 @@ async def poll_sync(
         await asyncio.sleep(min(interval_s, remaining))
 
 
+# Why a host can hold an epoch the cluster has not reached, and what ends it.
+AHEAD_HINT = "an etcd restore? see 'failover era bump'"
+
+
 def _sync_line(r: "SyncReport") -> str:
-    total = len(r.applied) + len(r.behind)
     head = f"{r.group}: latest epoch {r.latest}" if r.latest else f"{r.group}: no decision yet"
-    line = f"{head}; {len(r.applied)} of {total} sidecars applied it"
+    line = f"{head}; {len(r.applied)} of {r.counted} sidecars applied it"
     if r.behind:
         line += "; behind: " + ", ".join(f"{h} (at {a or 'nothing'})" for h, a in r.behind)
+    if r.ahead:
+        held = ", ".join(f"{h} (holds {a})" for h, a in r.ahead)
+        line += f"; ahead of the cluster: {held} ({AHEAD_HINT})"
     if r.unreachable:
         line += f"; replicas not answering (their sidecars not counted): {', '.join(r.unreachable)}"
     return line
 
 
 # --- sidecars ------------------------------------------------------------------------
+
+
+def _timed_out_line(r: "SyncReport", waited: float) -> str:
+    """The ``--wait`` timeout's one error line: every host not in sync, by which side."""
+    parts = [
+        f"{len(hosts)} sidecar(s) {side} {r.group} epoch {r.latest}: {', '.join(h for h, _ in hosts)}"
+        for side, hosts in (("behind", r.behind), ("ahead of", r.ahead))
+        if hosts
+    ]
+    hint = f" ({AHEAD_HINT})" if r.ahead else ""
+    return f"timed out after {waited:g} s: {'; '.join(parts)}{hint}"
+
+
+def _lag(entry: dict[str, Any]) -> str:
+    """The mark of a host not in sync with the group's latest epoch: ahead of it or behind."""
+    if entry["in_sync"]:
+        return ""
+    return " (ahead)" if entry.get("ahead") else " (behind)"
 
 
 def _us(v: int | None) -> str:
@@ -141,7 +165,7 @@ def render_sidecars(rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "C
             acked = v["acked"]
             applied = f"{acked['era']}:{acked['revision']}" if acked else "-"
             if not v["in_sync"]:
-                applied = f"[yellow]{applied} (behind)[/yellow]"
+                applied = f"[yellow]{applied}{_lag(v)}[/yellow]"
             eff = v["effective"] or "-"
             if v["deviates"]:
                 eff = f"[yellow]{eff} (deviates)[/yellow]"
@@ -211,11 +235,16 @@ class WatchView:
         for name, d in state.get("groups", {}).items():
             order = "[red]HALTED[/red]" if d["halted"] else (" > ".join(d["paths"]) or "(none yet)")
             epoch = f"{d['epoch']['era']}:{d['epoch']['revision']}" if d["epoch"] else ""
-            total = d["applied"] + len(d["behind"])
+            ahead = d.get("ahead", [])
+            total = d["applied"] + len(d["behind"]) + len(ahead)
             sync = f"{d['applied']}/{total}"
-            if d["behind"]:
-                more = " ..." if len(d["behind"]) > 5 else ""
-                sync = f"[yellow]{sync} behind: {', '.join(d['behind'][:5])}{more}[/yellow]"
+            lag = [
+                f"{side}: {', '.join(hosts[:5])}{' ...' if len(hosts) > 5 else ''}"
+                for side, hosts in (("behind", d["behind"]), ("ahead", ahead))
+                if hosts
+            ]
+            if lag:
+                sync = f"[yellow]{sync} {'; '.join(lag)}[/yellow]"
             g.add_row(name, order, epoch, d["reason"], d["trigger"], d["controls"], sync)
         parts.append(g)
         if self.recent:
@@ -246,7 +275,7 @@ class WatchView:
                 eff = f"[yellow]{eff} (deviates)[/yellow]"
             acked = f"{r['acked']['era']}:{r['acked']['revision']}" if r["acked"] else "-"
             if not r["in_sync"]:
-                acked = f"[yellow]{acked} (behind)[/yellow]"
+                acked = f"[yellow]{acked}{_lag(r)}[/yellow]"
             t.add_row(h, rep, g, eff, acked, " ".join(f"{p}={s}" for p, s in sorted(r["paths"].items())))
         if len(rows) > self.max_hosts:
             return Group(
@@ -349,13 +378,7 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         else:
             print(_sync_line(report))
         if timed_out:
-            behind = ", ".join(h for h, _ in report.behind)
-            waited = 30.0 if timeout is None else timeout
-            cli.fail(
-                f"timed out after {waited:g} s: {len(report.behind)} sidecar(s) "
-                f"behind {group} epoch {report.latest}: {behind}",
-                1,
-            )
+            cli.fail(_timed_out_line(report, 30.0 if timeout is None else timeout), 1)
         if not report.in_sync:
             raise typer.Exit(1)
 
