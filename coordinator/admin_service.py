@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from pydantic import ValidationError
 
-from coordinator.etcd_reach import count_answering, describe, has_quorum
+from coordinator.etcd_reach import describe, has_quorum
 from coordinator.keys import Keys
 from coordinator.leader import LeaderWork, TermEnded
 from coordinator.limits import peer_host
@@ -76,6 +76,9 @@ _REFUSED_RETRY_S = 0.1
 # Kept from the caller's deadline when waiting for a leader: the answer (with etcd's quorum
 # asked, at most 0.5 s) must reach the caller, through a forwarder too, before it gives up.
 _ANSWER_MARGIN_S = 1.0
+# Kept from the caller's deadline when forwarding: if the leader does not answer, the
+# forwarder still has time to ask etcd's members and say why (at most 0.5 s).
+_FORWARD_MARGIN_S = 0.6
 _MAX_REFUSALS = 50
 # A copy that has been forwarded this many times is not forwarded again.
 _MAX_HOPS = 3
@@ -119,6 +122,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         etcd_endpoints: Sequence[str] = (),
         limits: PerCaller | None = None,
         urgent: Urgent | None = None,
+        seed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._id = replica_id
         self._store = store
@@ -131,6 +135,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         self._leader_wait_s = leader_wait_s
         self._forward_s = forward_s  # a forward's deadline when the caller gave none
         self._etcd_endpoints = list(etcd_endpoints)
+        # Writes what a cluster's first start writes, where etcd has none (after an era bump).
+        self._seed = seed
         # Per-caller token buckets (admin_limits); None: unlimited.
         self.limits = limits
         # Set when this replica shuts down: waits for a leader end at once.
@@ -172,8 +178,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         what = str(exc) or type(exc).__name__
         if not self._etcd_endpoints:
             return what
-        n = await count_answering(self._etcd_endpoints, min(self._timeout, 0.5))
+        n = await self._store.members_answering(min(self._timeout, 0.5))
         return f"{describe(n, len(self._etcd_endpoints))} ({what})"
+
+    async def _if_no_quorum(self, context: Any, text: str) -> None:
+        """Abort UNAVAILABLE, leading with etcd's state, if etcd has lost its quorum."""
+        if self._etcd_endpoints:
+            n = await self._store.members_answering(min(self._timeout, 0.5))
+            if not has_quorum(n, len(self._etcd_endpoints)):
+                await self._abort(context, "unavailable", f"{describe(n, len(self._etcd_endpoints))}: {text}")
 
     async def _unavailable(self, context: Any, text: str) -> None:
         """Abort UNAVAILABLE, leading with etcd's state when it has lost its quorum
@@ -181,10 +194,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         when etcd is out of space (a retry cannot succeed before an operator clears it)."""
         if is_nospace(text):
             await self._no_space(context, text, refused_here=True)
-        if self._etcd_endpoints:
-            n = await count_answering(self._etcd_endpoints, min(self._timeout, 0.5))
-            if not has_quorum(n, len(self._etcd_endpoints)):
-                await self._abort(context, "unavailable", f"{describe(n, len(self._etcd_endpoints))}: {text}")
+        await self._if_no_quorum(context, text)
         if await self._nospace_alarm():  # e.g. no leader: a new term cannot grant its lease
             await self._no_space(context, text, refused_here=False)
         await self._abort(context, "unavailable", text)
@@ -398,7 +408,13 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         lag that hand-over, so it is asked again (or its successor, once our view moves)
         shortly."""
         remaining = context.time_remaining()
-        timeout = self._forward_s if remaining is None else max(0.0, remaining)
+        if remaining is None:
+            timeout = self._forward_s
+        else:
+            # Keep time to say why if the leader does not answer (an etcd outage).
+            timeout = max(
+                0.0, remaining - _FORWARD_MARGIN_S if remaining > 2 * _FORWARD_MARGIN_S else remaining
+            )
         call = asyncio.ensure_future(
             rpc.unary(
                 forward(
@@ -448,6 +464,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
                 )
                 await wait_any(self._leader_moved(leader), timeout=_REFUSED_RETRY_S)
                 return None
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                await self._if_no_quorum(
+                    context, f"leader {leader.replica_id} did not answer in {timeout:.1f}s"
+                )
             await context.abort(exc.code(), f"{exc.details()} (via leader {leader.replica_id})")
             raise
 
@@ -556,6 +576,15 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             await self._abort(context, "failed_precondition", "era changed concurrently; retry")
         with tracing.current(tracing.remote(caller_trace(context))):  # the line carries the CLI's trace id
             log.warning("era bumped to %d by %s: %s", era + 1, request.operator, request.reason)
+        if self._seed is not None:
+            # A bump follows a restore, or etcd's data lost: what a first start writes (the
+            # proof key, the configured groups) may be gone, and nothing else writes it back.
+            try:
+                await asyncio.wait_for(self._seed(), max(self._timeout, 2.0))
+            except TimeoutError:
+                log.warning(
+                    "era %d: the proof key and groups not written back yet (etcd did not answer)", era + 1
+                )
         return apb.BumpEraResponse(era=era + 1)
 
     async def _read(self, context: Any, key: str) -> Any:

@@ -4,9 +4,11 @@ A replica sends its calls to the member that leads etcd (``keep_near_etcd_leader
 a write sent to another member is passed on to the leader inside etcd first.
 
 "get: timed out" tells an operator nothing; "etcd has no quorum (0 of 3 members
-answer)" tells them where to look. A member "answers" when its client port
-accepts a TCP connection within the bound: enough to tell a dead or unreachable
-cluster from a slow one, without another etcd client.
+answer)" tells them where to look. A member "answers" when it answers a status
+request within the bound (``Store.members_answering``): a paused member, or one
+behind a proxy, still accepts TCP connections (the kernel does), so a port check
+counted members that could not answer anything. ``count_answering`` (a port check)
+is only for waiting until a member is listening.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def has_quorum(answering: int, members: int) -> bool:
 
 
 async def count_answering(endpoints: Sequence[str], timeout_s: float = 0.5) -> int:
-    """Probe every member in parallel, bounded by ``timeout_s``."""
+    """How many members' client ports accept a TCP connection (in parallel, bounded by
+    ``timeout_s``): whether a member listens yet, not whether it answers."""
     results = await asyncio.gather(*(_answers(e, timeout_s) for e in endpoints))
     return sum(results)
 

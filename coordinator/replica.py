@@ -366,6 +366,7 @@ class Replica:
             etcd_endpoints=self.cfg.etcd.endpoints,
             limits=self.admin_limits,
             urgent=self.hub.urgent,
+            seed=self._seed_groups,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         self.admin = admin

@@ -238,6 +238,18 @@ class Members:
         ]
         return found[0] if len(found) == 1 else None
 
+    async def answering(self, timeout_s: float) -> int:
+        """How many members answer a Status request within ``timeout_s`` (asked at once)."""
+
+        async def status(i: int) -> bool:
+            try:
+                await self.clients[i].maintenance.status(timeout=timeout_s)  # type: ignore[union-attr]
+            except Exception:  # silent, refused or stopping
+                return False
+            return True
+
+        return sum(await asyncio.gather(*(status(i) for i in range(len(self.clients)))))
+
     def channel(self, i: int) -> Any:
         return self.clients[i]._channel
 
@@ -677,6 +689,17 @@ class EtcdStore:
         resp = await self._unary("alarms", lambda c: c.maintenance.alarms(timeout=self._timeout))  # type: ignore[union-attr]
         names = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
         return sorted({names.get(a.alarm, str(a.alarm)) for a in resp.alarms})
+
+    async def members_answering(self, timeout_s: float) -> int:
+        try:
+            members = await self._c()
+        except StoreError:
+            return 0
+        try:
+            async with asyncio.timeout(timeout_s + 0.5):  # a status call that ignores its own timeout
+                return await members.answering(timeout_s)
+        except TimeoutError:
+            return 0
 
     async def compact(self, revision: int) -> None:
         try:

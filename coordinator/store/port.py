@@ -71,6 +71,11 @@ class Store(Protocol):
 
     async def alarms(self) -> list[str]: ...
 
+    async def members_answering(self, timeout_s: float) -> int:
+        """How many of the store's members answer a status request within ``timeout_s``
+        (asked at once; answered without consensus, so a member cut off from its peers
+        still counts, a paused or dead one does not)."""
+
     async def compact(self, revision: int) -> None: ...
 
     async def close(self) -> None: ...

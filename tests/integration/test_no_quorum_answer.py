@@ -8,6 +8,7 @@ answer)` never arrived. A replica now answers within the time its caller gave it
 
 from __future__ import annotations
 
+import signal
 import time
 
 import grpc
@@ -47,5 +48,49 @@ async def test_a_switch_during_an_etcd_outage_says_why_within_its_deadline(prefi
             assert "etcd has no quorum" in (exc.value.details() or ""), exc.value.details()
             assert took < 3.3, took
     finally:
+        await rs.stop_all()
+        cluster.stop()
+
+
+@pytest.mark.parametrize("how", ["killed", "paused"])
+async def test_two_of_three_members_lost_the_answer_names_the_lost_quorum(prefix, how: str) -> None:
+    """Found from outside, with 2 of 3 members lost: through a follower, `switch` ended
+    `DEADLINE_EXCEEDED` with no reason; through the replica whose view still named itself,
+    `no leader elected right now` with no quorum wording; and with the members paused
+    (SIGSTOP: their ports still accept TCP) the count said `3 of 3 members answer`."""
+    cluster = EtcdCluster(3)
+    cluster.start()
+    rs = ReplicaSet(cluster.endpoints, prefix, n=2)
+    lost = [i for i in range(3) if i != cluster.leader_index()][:1] + [cluster.leader_index()]
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: all(G in r.view.routes for r in rs.running()), 10, "the first decision")
+        follower = rs.address(1 - rs.replicas.index(leader))
+        for i in lost:
+            if how == "killed":
+                cluster.kill(i)
+            else:
+                cluster.signal_member(i, signal.SIGSTOP)
+        await wait_for(lambda: all(r.leader.leadership is None for r in rs.running()), 10, "no leader")
+        for address in (follower, rs.address(rs.replicas.index(leader))):
+            t0 = time.monotonic()
+            async with admin(address) as stub:
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await stub.Switch(
+                        apb.SwitchRequest(group=G, path="backup", reason="t", operator="test", force=True),
+                        timeout=3.3,
+                    )
+            took = time.monotonic() - t0
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE, (address, exc.value)
+            assert "etcd has no quorum (1 of 3 members answer)" in (exc.value.details() or ""), (
+                address,
+                exc.value.details(),
+            )
+            assert took < 3.3, took
+    finally:
+        for i in lost:
+            if how == "paused":
+                cluster.signal_member(i, signal.SIGCONT)
         await rs.stop_all()
         cluster.stop()
