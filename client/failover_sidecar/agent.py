@@ -321,7 +321,7 @@ class Agent:
         r.on_health(st.path, st.state is PathState.UP, now_ms())
         flip = None
         if r.effective != before:
-            cause = st.cause.value if st.cause is not None and dead else None
+            cause = self._flip_cause(g, before, st, dead)
             flip = self._record_flip(g, before, r.effective, "local", cause, st.detect_us or 0, declared)
         if dead:
             for cb in self.path_dead_listeners:
@@ -336,6 +336,19 @@ class Agent:
         self._defer_after_flip(
             g, functools.partial(self._after_local_flip, st, declared, traced, flip), flip.to_path
         )
+
+    def _flip_cause(self, g: str, before: str | None, st: PathStatus, dead: bool) -> str | None:
+        """Why a local flip left ``before``: the failure that ``st`` reports, or, when another
+        path coming up moved the route, ``before``'s own failure (nothing was healthy, so
+        the route had stayed on it); ``recovered`` when ``before`` was healthy; None when
+        it never was (a start-up)."""
+        if dead:
+            return st.cause.value if st.cause is not None else None
+        old = self.sessions.get((g, before)) if before is not None else None
+        if old is not None and old.status.state is PathState.DOWN and old.status.cause is not None:
+            return old.status.cause.value
+        r = self.routes.get(g)
+        return "recovered" if r is not None and before is not None and r.health(before) else None
 
     def _after_local_flip(self, st: PathStatus, declared_ns: int, traced: bool, flip: spb.Flip) -> None:
         span = self.traces.detected(st, declared_ns) if traced else None
