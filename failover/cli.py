@@ -126,7 +126,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except typer.Exit:
         raise
     except grpc.aio.AioRpcError as exc:
-        fail(f"{exc.code().name}: {exc.details()}", 1)
+        # INVALID_ARGUMENT: the coordinators found the input bad (a blank reason, a group
+        # name they refuse): bad input, as the checks made here.
+        bad_input = exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        fail(f"{exc.code().name}: {exc.details()}", 2 if bad_input else 1)
     except AllCoordinatorsFailed as exc:
         fail(str(exc), 1)
     except Exception as exc:
