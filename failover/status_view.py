@@ -31,6 +31,20 @@ def _why_no_leader(st: apb.ClusterStatus) -> str:
     return ""
 
 
+def _lapsed_leader(st: apb.ClusterStatus) -> str:
+    """The leader key names a replica that answered and says it does not lead: the key is
+    what this replica's view last read (etcd unreachable, the term lapsed), not a leader."""
+    named = [r for r in st.replicas if r.reachable and r.replica_id == st.leader.replica_id]
+    if not st.leader.replica_id or not named or named[0].is_leader:
+        return ""
+    if any(r.is_leader for r in st.replicas if r.reachable):
+        return ""  # a hand-over: the view is a moment behind
+    return (
+        f"{st.leader.replica_id} does not lead now: no replica that answered leads (the view "
+        "above is the last one read from etcd; is etcd reachable?)"
+    )
+
+
 def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = False) -> None:
     """Leader, replicas, groups; hosts as counts plus those needing attention, or (with
     ``all_hosts``) the page of every sidecar the request asked for."""
@@ -42,6 +56,8 @@ def render_status(st: apb.ClusterStatus, out: Console, *, all_hosts: bool = Fals
     out.print(f"leader: {leader}   era: {st.era}   etcd revision: {st.revision}")
     if not st.leader.replica_id and (hint := _why_no_leader(st)):
         out.print(f"[red]{hint}[/red]")
+    if lapsed := _lapsed_leader(st):
+        out.print(f"[red]{lapsed}[/red]")
     if st.restore_detected:
         out.print("[red]etcd restore detected: no decisions until `failover era bump`[/red]")
     if st.alarms:

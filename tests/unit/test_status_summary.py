@@ -164,3 +164,18 @@ def test_no_leader_names_a_cluster_where_no_replica_campaigns(
     assert ("election.campaign: false" in text) is named, text
     if named:
         assert "every replica that answered (2; 1 not reached)" in text, text
+
+
+def test_a_leader_key_whose_replica_says_it_does_not_lead_is_called_lapsed() -> None:
+    """Found from outside: during a quorum loss `status` named `leader: c1 (token 58)` at
+    every poll for 30 s, while every replica said it did not lead."""
+    st = apb.ClusterStatus()
+    st.leader.replica_id, st.leader.address, st.leader.fencing_token = "c1", "127.0.0.1:7001", 58
+    for rid in ("c1", "c2"):
+        st.replicas.add(replica_id=rid, reachable=True, is_leader=False)
+    assert "c1 does not lead now: no replica that answered leads" in _render(st)
+    st.replicas[1].is_leader = True  # a hand-over in progress: the view is a moment behind
+    assert "does not lead now" not in _render(st)
+    st.replicas[1].is_leader = False
+    st.replicas[0].is_leader = True
+    assert "does not lead now" not in _render(st)
