@@ -97,3 +97,17 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[F
                 await task
         await venue.stop()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def swallow_venue_acks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now until ``monkeypatch.undo()``, the venue books orders but sends no ack: a line
+    that stays up (heartbeats answered) and never answers an order."""
+    from failover.venue import session as venue_session
+
+    send = venue_session.Connection.send
+
+    def swallow_acks(self: venue_session.Connection, msg: dict[str, object]) -> None:
+        if msg.get("t") != "ack":
+            send(self, msg)
+
+    monkeypatch.setattr(venue_session.Connection, "send", swallow_acks)

@@ -21,7 +21,7 @@ from failover.venue.faults import FaultKind
 from failover.wire.frames import FrameReader, frame
 from tests.sidecar_integration.harness import GROUP, STRATEGY
 
-from .conftest import WAIT_S, FramedRig, poll
+from .conftest import WAIT_S, FramedRig, poll, swallow_venue_acks
 
 ACKED, IN_DOUBT, NO_PATH, REJECTED = (
     OutcomeKind.ACKED,
@@ -242,17 +242,9 @@ async def test_an_order_the_venue_never_answers_on_a_live_line_gets_an_outcome(
     With orders.confirm_in_doubt_ms (default 10 ms) the sidecar first asks over the backup
     line, and the venue, which has the order, turns it ACKED with its order id; with 0,
     IN_DOUBT at once."""
-    from failover.venue import session as venue_session
-
     async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
         assert (await fr.send(GROUP, "x")).kind == ACKED
-        send = venue_session.Connection.send
-
-        def swallow_acks(self: venue_session.Connection, msg: dict[str, object]) -> None:
-            if msg.get("t") != "ack":
-                send(self, msg)
-
-        monkeypatch.setattr(venue_session.Connection, "send", swallow_acks)
+        swallow_venue_acks(monkeypatch)
         t0 = asyncio.get_running_loop().time()
         async with asyncio.timeout(WAIT_S):
             o = await fr.send(GROUP, "x")

@@ -21,7 +21,7 @@ from failover_client.framed import FramedRelay
 from failover.v1 import types_pb2 as pb
 from tests.sidecar_integration.harness import GROUP, STRATEGY
 
-from .conftest import FramedRig
+from .conftest import FramedRig, swallow_venue_acks
 
 ACKED, NO_PATH = OutcomeKind.ACKED, OutcomeKind.NO_PATH
 
@@ -35,18 +35,10 @@ ACKED, NO_PATH = OutcomeKind.ACKED, OutcomeKind.NO_PATH
 async def test_an_unanswered_order_on_the_old_path_does_not_hold_the_group_after_a_switch(
     rig: FramedRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from failover.venue import session as venue_session
-
     agent = rig.app.agent
     async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
         assert (await fr.send(GROUP, "x")).kind == ACKED
-        send = venue_session.Connection.send
-
-        def swallow_acks(self: venue_session.Connection, msg: dict[str, object]) -> None:
-            if msg.get("t") != "ack":
-                send(self, msg)
-
-        monkeypatch.setattr(venue_session.Connection, "send", swallow_acks)
+        swallow_venue_acks(monkeypatch)
         _, lost = fr.submit(GROUP, "lost ack")
         await asyncio.sleep(0.05)  # noqa: ASYNC110 - the order is written and its ack swallowed
         monkeypatch.undo()

@@ -22,6 +22,21 @@ pytestmark = pytest.mark.cluster
 G = "cme-orders"
 
 
+async def _switch_says(address: str, words: str, timeout_s: float = 3.3) -> None:
+    """A switch sent to ``address`` ends UNAVAILABLE with ``words``, within its deadline."""
+    t0 = time.monotonic()
+    async with admin(address) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Switch(
+                apb.SwitchRequest(group=G, path="backup", reason="t", operator="test", force=True),
+                timeout=timeout_s,
+            )
+    took = time.monotonic() - t0
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE, (address, exc.value)
+    assert words in (exc.value.details() or ""), (address, exc.value.details())
+    assert took < timeout_s, took
+
+
 async def test_a_switch_during_an_etcd_outage_says_why_within_its_deadline(prefix) -> None:
     cluster = EtcdCluster(1)
     cluster.start()
@@ -36,17 +51,7 @@ async def test_a_switch_during_an_etcd_outage_says_why_within_its_deadline(prefi
         # with etcd, still name it.
         await wait_for(lambda: all(r.leader.leadership is None for r in rs.running()), 10, "no leader")
         for address in (follower, rs.address(rs.replicas.index(leader))):
-            t0 = time.monotonic()
-            async with admin(address) as stub:
-                with pytest.raises(grpc.aio.AioRpcError) as exc:
-                    await stub.Switch(
-                        apb.SwitchRequest(group=G, path="backup", reason="t", operator="test", force=True),
-                        timeout=3.3,
-                    )
-            took = time.monotonic() - t0
-            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE, (address, exc.value)
-            assert "etcd has no quorum" in (exc.value.details() or ""), exc.value.details()
-            assert took < 3.3, took
+            await _switch_says(address, "etcd has no quorum")
     finally:
         await rs.stop_all()
         cluster.stop()
@@ -74,20 +79,7 @@ async def test_two_of_three_members_lost_the_answer_names_the_lost_quorum(prefix
                 cluster.signal_member(i, signal.SIGSTOP)
         await wait_for(lambda: all(r.leader.leadership is None for r in rs.running()), 10, "no leader")
         for address in (follower, rs.address(rs.replicas.index(leader))):
-            t0 = time.monotonic()
-            async with admin(address) as stub:
-                with pytest.raises(grpc.aio.AioRpcError) as exc:
-                    await stub.Switch(
-                        apb.SwitchRequest(group=G, path="backup", reason="t", operator="test", force=True),
-                        timeout=3.3,
-                    )
-            took = time.monotonic() - t0
-            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE, (address, exc.value)
-            assert "etcd has no quorum (1 of 3 members answer)" in (exc.value.details() or ""), (
-                address,
-                exc.value.details(),
-            )
-            assert took < 3.3, took
+            await _switch_says(address, "etcd has no quorum (1 of 3 members answer)")
     finally:
         for i in lost:
             if how == "paused":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import grpc
 import pytest
 
 from failover.etcdproc import EtcdCluster
@@ -46,7 +47,17 @@ async def test_an_era_bump_after_etcd_lost_its_data_seeds_the_groups_and_the_pro
         assert bumped.era >= 1
         await wait_for(lambda: leader.view.proof_key is not None, 10, "the proof key in the view")
         await wait_for(lambda: G in leader.view.groups, 10, "the group in the view")
-        resp = await switch(addr, G, "backup", "after the bump")
+        # The wipe took the election key and the lease too: the leader's next fenced write is
+        # refused and it campaigns again (a switch meanwhile is UNAVAILABLE, as any hand-over).
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    resp = await switch(addr, G, "backup", "after the bump")
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    await rs.wait_leader()
+                    await asyncio.sleep(0.1)
         assert resp.decision.epoch.era == bumped.era, resp
     finally:
         await rs.stop_all()

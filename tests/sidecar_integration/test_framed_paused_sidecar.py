@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from failover_client import FramedRelay, OutcomeKind, Sidecar
 
+from tests.procs import Proc
 from tests.sidecar_integration.harness import GROUP, STRATEGY, standard, system
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -24,6 +27,25 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 # The client's defaults: a ping after 1 s without a frame, 1 s for its answer. A broken
 # mechanism waits until SIGCONT; this bound only catches that.
 OUTCOME_BOUND_S = 6.0
+
+
+async def _outcome_while_paused(proc: Proc, submit: Callable[..., Any], what: str) -> Any:
+    """SIGSTOP the sidecar, submit one message, and return its outcome (bounded), SIGCONT after."""
+    proc.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        _, fut = submit(GROUP, b'{"sym":"ESZ6","qty":2}')
+        try:
+            outcome = await asyncio.wait_for(fut, OUTCOME_BOUND_S)
+        except TimeoutError:
+            raise AssertionError(
+                f"no outcome {OUTCOME_BOUND_S}s after the sidecar was paused: waiting for SIGCONT"
+            ) from None
+        took = time.monotonic() - t0
+    finally:
+        proc.signal(signal.SIGCONT)
+    print(f"[{what}] paused sidecar: IN_DOUBT after {took:.2f}s ({outcome.reason})")
+    return outcome
 
 
 async def test_a_paused_sidecar_resolves_what_waits_in_doubt(tmp_path, etcd_cluster, prefix) -> None:
@@ -37,20 +59,7 @@ async def test_a_paused_sidecar_resolves_what_waits_in_doubt(tmp_path, etcd_clus
             first = await asyncio.wait_for(fr.send(GROUP, b'{"sym":"ESZ6","qty":1}'), 5)
             assert first.kind == OutcomeKind.ACKED, first
 
-            proc.signal(signal.SIGSTOP)
-            try:
-                t0 = time.monotonic()
-                _, fut = fr.submit(GROUP, b'{"sym":"ESZ6","qty":2}')
-                try:
-                    outcome = await asyncio.wait_for(fut, OUTCOME_BOUND_S)
-                except TimeoutError:
-                    raise AssertionError(
-                        f"no outcome {OUTCOME_BOUND_S}s after the sidecar was paused: waiting for SIGCONT"
-                    ) from None
-                took = time.monotonic() - t0
-            finally:
-                proc.signal(signal.SIGCONT)
-            print(f"[framed] paused sidecar: IN_DOUBT after {took:.2f}s ({outcome.reason})")
+            outcome = await _outcome_while_paused(proc, fr.submit, "framed")
             assert outcome.kind == OutcomeKind.IN_DOUBT, outcome
             assert "did not answer" in outcome.reason, outcome.reason
             assert fr.closed.is_set()
@@ -78,18 +87,5 @@ async def test_a_paused_sidecar_resolves_what_waits_in_doubt_over_grpc(
         async with await Sidecar.connect(s.sidecars["h1"].socket, STRATEGY) as sc:
             first = await asyncio.wait_for(sc.send(GROUP, b'{"sym":"ESZ6","qty":1}'), 5)
             assert first.kind == OutcomeKind.ACKED, first
-            proc.signal(signal.SIGSTOP)
-            try:
-                t0 = time.monotonic()
-                _, fut = sc.submit(GROUP, b'{"sym":"ESZ6","qty":2}')
-                try:
-                    outcome = await asyncio.wait_for(fut, OUTCOME_BOUND_S)
-                except TimeoutError:
-                    raise AssertionError(
-                        f"no outcome {OUTCOME_BOUND_S}s after the sidecar was paused: waiting for SIGCONT"
-                    ) from None
-                took = time.monotonic() - t0
-            finally:
-                proc.signal(signal.SIGCONT)
-            print(f"[grpc] paused sidecar: IN_DOUBT after {took:.2f}s ({outcome.reason})")
+            outcome = await _outcome_while_paused(proc, sc.submit, "grpc")
             assert outcome.kind == OutcomeKind.IN_DOUBT, outcome
