@@ -172,7 +172,9 @@ class Agent:
         local = gdef.policy.local_failover if ov is None or ov.local_failover is None else ov.local_failover
         r = self.routes.get(g)
         if r is None:
-            r = self.routes[g] = RouteState(g, local, gdef.policy.failback_hold_down_ms)
+            r = self.routes[g] = RouteState(
+                g, local, gdef.policy.failback_hold_down_ms, self.cfg.data_plane.cold_start_grace_ms
+            )
             d = self.decisions.get(g)
             if d is not None:
                 r.on_decision(list(d.paths), (d.epoch.era, d.epoch.revision))
@@ -442,7 +444,10 @@ class Agent:
         before = r.effective
         flip = None
         if r.tick(now_ms()):
-            flip = self._record_flip(g, before, r.effective, "local", "recovered", 0, time.monotonic_ns())
+            # A hold-down ended (recovered), or the start-up wait for a first path that never
+            # reported (no cause: it did not fail, it is not up yet).
+            cause = "recovered" if before is None or r.health(before) is not None else None
+            flip = self._record_flip(g, before, r.effective, "local", cause, 0, time.monotonic_ns())
             rep = sync_pb2.HealthReport()
             rep.effective[g] = r.effective or ""
             self.link.report(rep)

@@ -47,6 +47,9 @@ class DataPlaneSection(_Section):
     # The logon's answer has its own deadline, well above the silence budget of an
     # established session: a venue may take longer to answer a logon than a heartbeat.
     logon_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
+    # At start, how long the route waits for the decision's first path to report (logged
+    # on, or down) once another path is up, rather than take the other and hand it back.
+    cold_start_grace_ms: int = Field(default=200, ge=0, le=60_000)
     reconnect_min_ms: int = Field(default=50, ge=1)
     reconnect_max_ms: int = Field(default=2000, ge=1)
     # A line that carries orders: once its oldest order has had no ack or reject for

@@ -14,6 +14,11 @@ Rules, in order:
 1. No decision yet: ``effective`` is None. Halt: None, ``halted`` is True.
 2. Local failover off: the decision's first path, whatever its local health.
 3. Cold start (no path of the order has reported any health yet): the first path.
+   And for ``cold_start_grace_ms`` from the first health report or tick, while the
+   decision's first path has not reported at all (still connecting), the first path
+   too: both lines log on at start, and a backup that answered a few ms sooner would
+   otherwise take the route and hand it back at once (two flips, the orders between
+   them on the backup). A first path that reports down ends the wait at once.
 4. Nothing in the order is healthy ("degraded: nothing healthy locally"): keep the
    decision's first path. Moving elsewhere would only trade one dead line for
    another, and staying put is what the coordinators expect of the host.
@@ -63,10 +68,16 @@ def repeated_path(paths: Iterable[str]) -> str | None:
 class RouteState:
     """Effective route of one group; see the module docstring for the rules."""
 
-    def __init__(self, group: str, local_failover: bool = True, hold_down_ms: int = 0) -> None:
-        if hold_down_ms < 0:
-            raise ValueError(f"hold_down_ms must be >= 0, got {hold_down_ms}")
+    def __init__(
+        self, group: str, local_failover: bool = True, hold_down_ms: int = 0, cold_start_grace_ms: int = 0
+    ) -> None:
+        if hold_down_ms < 0 or cold_start_grace_ms < 0:
+            raise ValueError(
+                f"hold_down_ms and cold_start_grace_ms must be >= 0: {hold_down_ms}, {cold_start_grace_ms}"
+            )
         self.group = group
+        self.cold_start_grace_ms = cold_start_grace_ms
+        self._first_seen_ms: float | None = None  # the first clock reading: start of the grace
         self.local_failover = local_failover
         self.hold_down_ms = hold_down_ms
         self.paths: tuple[str, ...] = ()
@@ -106,7 +117,20 @@ class RouteState:
             for path, since in self._healthy_since.items()
             if since is not None and self._health.get(path) and since + self.hold_down_ms > self._now_ms
         ]
+        if self._in_grace():
+            assert self._first_seen_ms is not None
+            ends.append(self._first_seen_ms + self.cold_start_grace_ms)
         return min(ends, default=None)
+
+    def _in_grace(self) -> bool:
+        """Still waiting for the decision's first path's first report (rule 3)?"""
+        return (
+            bool(self.paths)
+            and self._first_seen_ms is not None
+            and self._now_ms is not None
+            and self._now_ms < self._first_seen_ms + self.cold_start_grace_ms
+            and self.paths[0] not in self._health
+        )
 
     # ------------------------------------------------------------ inputs
 
@@ -148,6 +172,8 @@ class RouteState:
     # ------------------------------------------------------------ internals
 
     def _advance(self, now_ms: float) -> float:
+        if self._first_seen_ms is None:
+            self._first_seen_ms = now_ms
         if self._now_ms is None or now_ms > self._now_ms:
             self._now_ms = now_ms
         return self._now_ms
@@ -168,6 +194,8 @@ class RouteState:
             return first, "decision (local failover off)"
         if not any(p in self._health for p in self.paths):
             return first, "decision (no local health yet)"
+        if self._in_grace():
+            return first, f"decision ({first} still logging on: waiting up to {self.cold_start_grace_ms} ms)"
         healthy = [p for p in self.paths if self._health.get(p) is True]
         if not healthy:
             return first, f"degraded: nothing healthy locally: keeping {first}"

@@ -236,3 +236,28 @@ def test_route_properties(local_failover: bool, hold: int, ops: list[tuple[Any, 
             continue
         if order.index(r.effective) < order.index(prev) and m.health.get(prev) is True:
             assert m.stable(r.effective, now, hold)
+
+
+def test_cold_start_waits_for_the_first_path_within_its_grace() -> None:
+    # Found from outside: the backup logged on 3 ms before the primary at start; the route
+    # went primary -> backup -> primary within 10 ms, the orders between on the backup.
+    r = RouteState("g", hold_down_ms=1000, cold_start_grace_ms=200)
+    r.on_decision(["a", "b"], (0, 1))
+    assert not r.on_health("b", True, 0)  # b first: a still logging on, within the grace
+    assert r.effective == "a" and "still logging on" in r.reason
+    assert r.next_deadline_ms() == 200
+    assert not r.on_health("a", True, 3)  # a comes up: no flip at all
+    assert r.effective == "a" and r.next_deadline_ms() is None
+
+
+def test_cold_start_grace_ends_on_time_or_when_the_first_path_reports_down() -> None:
+    r = RouteState("g", cold_start_grace_ms=200)
+    r.on_decision(["a", "b"], (0, 1))
+    r.on_health("b", True, 10)
+    assert not r.tick(209) and r.effective == "a"
+    assert r.tick(210) and r.effective == "b"  # a stalled at start: b after the grace
+    r2 = RouteState("g", cold_start_grace_ms=200)
+    r2.on_decision(["a", "b"], (0, 1))
+    r2.on_health("b", True, 0)
+    assert r2.on_health("a", False, 5) and r2.effective == "b"  # a refused: no wait
+    assert r2.next_deadline_ms() is None
