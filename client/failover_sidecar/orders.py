@@ -607,7 +607,6 @@ class OrderPath:
                 "the line still up"
             )
             entries = self.ledger.release(group, why)
-            confirm = self.agent.cfg.orders.confirm_in_doubt_ms > 0
             log.warning(
                 "group %s: %d messages without a reply on %s %d ms after the route moved to %s "
                 "(the line is up): %s",
@@ -616,18 +615,26 @@ class OrderPath:
                 old,
                 drain_ms,
                 r.effective,
-                f"asking the venue over {r.effective}" if confirm else "IN_DOUBT",
+                f"asking the venue over {r.effective}" if self._confirming_enabled else "IN_DOUBT",
             )
-            if confirm:
-                self._start_confirm(group, old, entries, why, charge_flip=False)
-            else:
-                self._resolve_all(entries, why)
+            self._ask_about(group, old, entries, why)
             self._pump(group)
+
+    @property
+    def _confirming_enabled(self) -> bool:
+        return self.agent.cfg.orders.confirm_in_doubt_ms > 0
+
+    def _ask_about(self, group: str, path: str, entries: list[Entry], reason: str) -> None:
+        """Messages a line that is still up left without a reply: asked about over another
+        live path of the group (``confirm_in_doubt_ms``), else IN_DOUBT at once."""
+        if self._confirming_enabled:
+            self._start_confirm(group, path, entries, reason, charge_flip=False)
+        else:
+            self._resolve_all(entries, reason)
 
     def _unanswered(self, late: list[Entry], reply_ms: int) -> None:
         """Messages a live line left without a reply: asked about over another live path of
         the group, as a dead path's are (a venue that has one says so), else IN_DOUBT."""
-        confirm = self.agent.cfg.orders.confirm_in_doubt_ms > 0
         by_line: dict[tuple[str, str], list[Entry]] = {}
         for e in late:
             by_line.setdefault((e.group, e.path or ""), []).append(e)
@@ -638,9 +645,6 @@ class OrderPath:
                 len(entries),
                 path,
                 reply_ms,
-                "asking the venue over another path" if confirm else "IN_DOUBT",
+                "asking the venue over another path" if self._confirming_enabled else "IN_DOUBT",
             )
-            if confirm:
-                self._start_confirm(group, path, entries, entries[0].reason, charge_flip=False)
-            else:
-                self._resolve_all(entries)
+            self._ask_about(group, path, entries, entries[0].reason)

@@ -225,30 +225,24 @@ class Members:
 
     async def find_leader(self, timeout_s: float) -> int | None:
         """The member that names itself etcd's raft leader, asking all at once (None if none does)."""
-
-        async def status(i: int) -> int | None:
-            try:
-                st = await self.clients[i].maintenance.status(timeout=timeout_s)  # type: ignore[union-attr]
-            except Exception:  # silent, refused or stopping: another member answers
-                return None
-            return i if st.leader and st.leader == st.header.member_id else None
-
+        statuses = await self.statuses(timeout_s)
         found = [
-            i for i in await asyncio.gather(*(status(i) for i in range(len(self.clients)))) if i is not None
+            i
+            for i, st in enumerate(statuses)
+            if st is not None and st.leader and st.leader == st.header.member_id
         ]
         return found[0] if len(found) == 1 else None
 
-    async def answering(self, timeout_s: float) -> int:
-        """How many members answer a Status request within ``timeout_s`` (asked at once)."""
+    async def statuses(self, timeout_s: float) -> list[Any]:
+        """Every member's Status answer, asked at once; None for one that does not answer in time."""
 
-        async def status(i: int) -> bool:
+        async def status(i: int) -> Any:
             try:
-                await self.clients[i].maintenance.status(timeout=timeout_s)  # type: ignore[union-attr]
-            except Exception:  # silent, refused or stopping
-                return False
-            return True
+                return await self.clients[i].maintenance.status(timeout=timeout_s)  # type: ignore[union-attr]
+            except Exception:  # silent, refused or stopping: another member answers
+                return None
 
-        return sum(await asyncio.gather(*(status(i) for i in range(len(self.clients)))))
+        return list(await asyncio.gather(*(status(i) for i in range(len(self.clients)))))
 
     def channel(self, i: int) -> Any:
         return self.clients[i]._channel
@@ -697,7 +691,7 @@ class EtcdStore:
             return 0
         try:
             async with asyncio.timeout(timeout_s + 0.5):  # a status call that ignores its own timeout
-                return await members.answering(timeout_s)
+                return sum(st is not None for st in await members.statuses(timeout_s))
         except TimeoutError:
             return 0
 

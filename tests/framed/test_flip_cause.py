@@ -39,4 +39,4 @@ async def test_a_flip_off_a_dead_path_that_the_other_path_coming_up_caused_names
     await poll(lambda: agent.routes[GROUP].effective == "primary", "the route on primary")
     flip = agent.flip_log.entries[-1]
     assert (flip.from_path, flip.to_path, flip.trigger) == ("backup", "primary", "local"), flip
-    assert flip.cause == "reset", flip
+    assert flip.cause in ("reset", "refused"), flip  # its reset, or its reconnect refused since
