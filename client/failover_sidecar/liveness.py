@@ -324,11 +324,11 @@ class ReplyWatch:
         self.rtt_multiple = rtt_multiple
         self.floor_s = floor_s
         self.probe_floor_s = probe_floor_s
-        # The probe's echo queues behind every message the line owes: the venue works through
-        # them first (a burst of 2,000 orders kept the simulator busy ~25 ms, answering each
-        # read at once), so each adds this much to the probe's wait.
+        # The probe's echo queues behind what the line holds: the venue works through it first
+        # (a burst of 2,000 orders kept the simulator busy ~25 ms, answering each read at once,
+        # so orders written just after the probe delay its echo too): each message owed, now,
+        # adds this much to the probe's wait.
         self.per_owed_s = per_owed_s
-        self.probe_window_s = 0.0  # how long the latest probe may go unanswered (for the log)
         self.max_probes = max_probes
         self.quiet_limit_s = quiet_limit_s  # while every line is silent, renew up to this much silence
         # True while no other path of the line's group is up (nowhere to flip to).
@@ -400,14 +400,14 @@ class ReplyWatch:
     def next_check(self) -> float | None:
         """When ``check`` must run next; None while nothing is owed and no probe is out."""
         if self._probe_id is not None:
-            return self._probe_deadline
+            return self._deadline()
         since = self._owed_since()
         return None if since is None else since + self.timeout_s()
 
     def check(self, now: float) -> Verdict:
         """PROBE: send a heartbeat now and call ``probe_sent``. SILENT: declare the line dead."""
         if self._probe_id is not None:
-            if now < self._probe_deadline:
+            if now < self._deadline():
                 return Verdict.WAIT
             below_max = self._probes < self.max_probes
             if below_max and self.guard.lagged_since(self._probe_at):
@@ -437,6 +437,17 @@ class ReplyWatch:
             return Verdict.PROBE
         return Verdict.ALIVE
 
+    def _deadline(self) -> float:
+        """When the probe out is due: its timeout, plus ``per_owed_s`` for every message the
+        line owes now. Written before the probe or after it: a venue that answers a whole read
+        at once echoes the probe only once it has worked through the orders read with it."""
+        return self._probe_deadline + len(self._owed) * self.per_owed_s
+
+    @property
+    def probe_window_s(self) -> float:
+        """How long the probe out (or the latest) may go unanswered, as of now (for the log)."""
+        return self._deadline() - self._probe_at
+
     def probe_sent(self, hb_id: int, now: float, others_asked: int = 1) -> None:
         """The probe went out, with ``others_asked`` other lines asked too (none: no line can excuse it)."""
         self._others_asked = others_asked
@@ -444,8 +455,7 @@ class ReplyWatch:
         self._strict = self.quiet_limit_s > 0 and oldest is not None and now - oldest >= self.quiet_limit_s
         self._probe_id = hb_id
         self._probe_at = now
-        self.probe_window_s = self.probe_timeout_s() + len(self._owed) * self.per_owed_s
-        self._probe_deadline = now + self.probe_window_s
+        self._probe_deadline = now + self.probe_timeout_s()
         self._probes += 1
         self.probes_sent += 1
 
