@@ -97,10 +97,13 @@ class SyncReport:
     behind: list[tuple[str, Epoch | None]]
     unreachable: list[str]  # replicas that did not answer: their hosts are not counted
     ahead: list[tuple[str, Epoch]] = field(default_factory=list)  # hold epochs beyond the latest
+    # Every replica that answered is stale (cannot read etcd): its view, and the latest epoch
+    # it names, may be behind, and sidecars leave stale replicas, so none are counted.
+    all_stale: str = ""
 
     @property
     def in_sync(self) -> bool:
-        return not self.behind and not self.ahead
+        return not self.behind and not self.ahead and not self.all_stale
 
     @property
     def counted(self) -> int:
@@ -115,6 +118,7 @@ class SyncReport:
             "behind": [{"host_id": h, "acked": _epoch_json(a)} for h, a in self.behind],
             "ahead": [{"host_id": h, "acked": _epoch_json(a)} for h, a in self.ahead],
             "unreachable_replicas": self.unreachable,
+            "all_replicas_stale": self.all_stale,
         }
 
 
@@ -137,7 +141,11 @@ def sync_report(st: apb.ClusterStatus, hosts: Listed, group: str) -> SyncReport:
         else:
             behind.append((sc.host_id, acked))
     unreachable = [r.replica_id for r in st.replicas if not r.reachable]
-    return SyncReport(group, want, applied, behind, unreachable, ahead)
+    answered = [r for r in st.replicas if r.reachable]
+    all_stale = ""
+    if answered and all(r.stale for r in answered):
+        all_stale = "; ".join(f"{r.replica_id}: {r.stale_reason or 'stale'}" for r in answered)
+    return SyncReport(group, want, applied, behind, unreachable, ahead, all_stale)
 
 
 def host_rows(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> list[dict[str, Any]]:

@@ -99,6 +99,9 @@ async def poll_sync(
         await asyncio.sleep(min(interval_s, remaining))
 
 
+# Why "0 of 0" during an etcd outage is no success: sidecars leave stale replicas.
+STALE_HINT = "every replica that answered is stale (cannot read etcd): sidecars leave them, none counted"
+
 # Why a host can hold an epoch the cluster has not reached, and what ends it.
 AHEAD_HINT = "an etcd restore? see 'failover era bump'"
 
@@ -113,6 +116,8 @@ def _sync_line(r: "SyncReport") -> str:
         line += f"; ahead of the cluster: {held} ({AHEAD_HINT})"
     if r.unreachable:
         line += f"; replicas not answering (their sidecars not counted): {', '.join(r.unreachable)}"
+    if r.all_stale:
+        line += f"; {STALE_HINT}: {r.all_stale}"
     return line
 
 
@@ -127,6 +132,8 @@ def _timed_out_line(r: "SyncReport", waited: float) -> str:
         if hosts
     ]
     hint = f" ({AHEAD_HINT})" if r.ahead else ""
+    if r.all_stale:
+        parts.append(STALE_HINT)
     return f"timed out after {waited:g} s: {'; '.join(parts)}{hint}"
 
 

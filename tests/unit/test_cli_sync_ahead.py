@@ -138,3 +138,16 @@ def test_sync_with_every_host_at_the_latest_epoch_still_exits_0() -> None:
         r = cli("sync", G, "-c", addr)
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert r.stdout.strip() == "cme-orders: latest epoch 0:21; 2 of 2 sidecars applied it", r.stdout
+
+
+def test_sync_while_every_replica_is_stale_is_not_in_sync() -> None:
+    """Found from outside: with etcd's quorum lost, sidecars leave the (stale) replicas and
+    `sync` printed `0 of 0 sidecars applied it`, exit 0, `"in_sync": true`."""
+    st = _status((0, 63), {})
+    st.replicas[0].stale, st.replicas[0].stale_reason = True, "etcd unreachable for 4.1 s"
+    rep = fleet.sync_report(st, fleet.merge_pages([st]), G)
+    assert not rep.in_sync and "etcd unreachable" in rep.all_stale
+    with _serving(st) as addr:
+        r = cli("sync", G, "-c", addr)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "0 of 0 sidecars applied it; every replica that answered is stale" in r.stdout, r.stdout
