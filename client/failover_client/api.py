@@ -26,6 +26,7 @@ import grpc
 from failover import rpc
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
+from failover_client.liveness import PingClock
 from failover_client.outcomes import DUPLICATE_OUTCOME, OutcomeBook, OutcomeKind
 
 __all__ = ["DUPLICATE_OUTCOME", "Outcome", "OutcomeKind", "Resolution", "Route", "Sidecar", "VenueEvent"]
@@ -38,7 +39,13 @@ Route = spb.Route
 VenueEvent = spb.VenueEvent
 
 SIDECAR_DEAD_AFTER_MS = 2000
-"""Nothing heard from the sidecar for this long ends the stream (its waiting messages IN_DOUBT)."""
+"""Nothing heard from the sidecar for this long ends the stream (its waiting messages IN_DOUBT).
+
+Bounded twice: by the channel's HTTP/2 keepalive pings (idle or not), and, while
+messages wait, by the library's own ping on the stream (``PingClock``), whose timeout
+does not wait for the ping to be written: gRPC core's does, and a paused sidecar whose
+receive buffer is full never lets it be written.
+"""
 
 
 def _target(address: str) -> str:
@@ -73,6 +80,11 @@ class Sidecar(OutcomeBook):
         self._close_done = asyncio.Event()
         self.error: str = ""
         self._started = False
+        half = SIDECAR_DEAD_AFTER_MS / 2000
+        self._alive = PingClock(half, half)
+        self._timer: asyncio.TimerHandle | None = None
+        self._call: grpc.aio.StreamStreamCall | None = None  # type: ignore[type-arg]
+        self._silent = False
 
     @classmethod
     async def connect(cls, address: str, strategy_id: str) -> Sidecar:
@@ -96,8 +108,31 @@ class Sidecar(OutcomeBook):
                     return
                 yield r
 
-        call = self._stub.Relay(requests())
-        self._reader = asyncio.get_running_loop().create_task(self._read(call), name="failover-relay")
+        call = self._call = self._stub.Relay(requests())
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read(call), name="failover-relay")
+        self._alive.heard = loop.time()
+        self._timer = loop.call_at(self._alive.heard + self._alive.every_s, self._check_alive)
+
+    def _check_alive(self) -> None:
+        """While messages wait: ping after a silence, end the stream when the ping goes unanswered."""
+        self._timer = None
+        if self.closed.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        verdict, at = self._alive.check(loop.time(), owed=bool(self._pending))
+        if verdict == "dead":
+            self.error = self._alive.silence()
+            self._silent = True
+            log.warning("strategy %s: %s; ending the relay stream", self.strategy_id, self.error)
+            if self._call is not None:
+                self._call.cancel()
+            if self._reader is not None:
+                self._reader.cancel()
+            return
+        if verdict == "ping":
+            self._out.put_nowait(spb.RelayRequest(ping=spb.RelayPing(seq=self._alive.seq)))
+        self._timer = loop.call_at(at, self._check_alive)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         """Deliver outcomes and events until the stream ends; then resolve whatever is still waiting.
@@ -107,13 +142,17 @@ class Sidecar(OutcomeBook):
         """
         kind, why = spb.OUTCOME_KIND_IN_DOUBT, "stream to the sidecar ended"
         received = False
+        clock, alive = asyncio.get_running_loop().time, self._alive
         try:
             async for ev in call:
                 received = True
-                if ev.WhichOneof("kind") == "outcome":
+                alive.heard = clock()
+                what = ev.WhichOneof("kind")
+                if what == "outcome":
                     self._on_outcome(ev.outcome)
-                else:
+                elif what == "venue_event":
                     self.events.put_nowait(ev.venue_event)
+                # "pong": hearing anything is the answer (``PingClock.heard``)
         except grpc.aio.AioRpcError as exc:
             self.error = f"{exc.code().name}: {exc.details()}"
             why = "stream to the sidecar broke"
@@ -124,7 +163,8 @@ class Sidecar(OutcomeBook):
                 # The call found no connection to start on: nothing was written, nothing sent.
                 kind, why = spb.OUTCOME_KIND_NO_PATH, "not sent: the sidecar is not reachable"
         except asyncio.CancelledError:
-            why = "the client closed before the outcome arrived"
+            closed_here = "the client closed before the outcome arrived"
+            why = "stream to the sidecar broke" if self._silent else closed_here
             raise
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
@@ -132,6 +172,9 @@ class Sidecar(OutcomeBook):
             log.exception("relay stream of strategy %s failed", self.strategy_id)
         finally:
             self.closed.set()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._settle_all(kind, f"{why}: {self.error}" if self.error else why)
 
     def submit(

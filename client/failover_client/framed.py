@@ -35,6 +35,7 @@ from google.protobuf.message import DecodeError
 from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, FrameError, FrameReader, frame
+from failover_client.liveness import PingClock
 from failover_client.outcomes import OutcomeBook
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,8 @@ class FramedRelay(OutcomeBook, CopyingReader):
         self, strategy_id: str, keepalive_s: float | None = 1.0, keepalive_timeout_s: float = 1.0
     ) -> None:
         super().__init__(strategy_id)
-        self._keepalive_s = keepalive_s
-        self._keepalive_timeout_s = keepalive_timeout_s
+        self._alive = PingClock(keepalive_s or 0.0, keepalive_timeout_s) if keepalive_s is not None else None
         self._clock = time.monotonic
-        self._heard = 0.0  # when the last bytes from the sidecar arrived (loop clock)
-        self._ping_sent = 0.0  # when the unanswered ping went out; 0: none outstanding
-        self._ping_seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._reader = FrameReader()
         self._transport: asyncio.Transport | None = None
@@ -104,12 +101,13 @@ class FramedRelay(OutcomeBook, CopyingReader):
         self._transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
         self._clock = loop.time
-        self._heard = loop.time()
-        if self._keepalive_s is not None:
-            self._timer = loop.call_at(self._heard + self._keepalive_s, self._check_alive)
+        if self._alive is not None:
+            self._alive.heard = loop.time()
+            self._timer = loop.call_at(self._alive.heard + self._alive.every_s, self._check_alive)
 
     def data_received(self, data: bytes) -> None:
-        self._heard = self._clock()
+        if self._alive is not None:
+            self._alive.heard = self._clock()
         try:
             frames = self._reader.feed(data)
         except FrameError as exc:
@@ -130,35 +128,27 @@ class FramedRelay(OutcomeBook, CopyingReader):
             elif kind == "closed":
                 self.error = f"the sidecar closed the connection: {ev.closed.reason}"
                 self._refused_at_open = ev.closed.nothing_relayed
-            # "pong": hearing anything is the answer (``_heard``)
+            # "pong": hearing anything is the answer (``PingClock.heard``)
         if self.error and self._transport is not None:
             self._transport.abort()
 
     def _check_alive(self) -> None:
         """Ping after ``keepalive_s`` of silence; end the connection when the ping goes unanswered."""
         self._timer = None
-        t = self._transport
-        if t is None or t.is_closing() or self.closed.is_set() or self._keepalive_s is None:
+        t, alive = self._transport, self._alive
+        if t is None or t.is_closing() or self.closed.is_set() or alive is None:
             return
         loop = asyncio.get_running_loop()
-        now, wait = loop.time(), self._keepalive_timeout_s
-        if self._ping_sent and self._heard < self._ping_sent:
-            if now - self._ping_sent < wait:
-                self._timer = loop.call_at(self._ping_sent + wait, self._check_alive)
-                return
-            # Read events run before timers in a loop pass: an answer already here was seen.
-            self.error = f"the sidecar did not answer a ping within {wait:g} s"
+        # Read events run before timers in a loop pass: an answer already here was seen.
+        verdict, at = alive.check(loop.time())
+        if verdict == "dead":
+            self.error = alive.silence()
             log.warning("strategy %s: %s; ending the framed connection", self.strategy_id, self.error)
             t.abort()
             return
-        self._ping_sent = 0.0
-        if now - self._heard < self._keepalive_s:
-            self._timer = loop.call_at(self._heard + self._keepalive_s, self._check_alive)
-            return
-        self._ping_seq += 1
-        t.write(frame(spb.RelayRequest(ping=spb.RelayPing(seq=self._ping_seq)).SerializeToString()))
-        self._ping_sent = now
-        self._timer = loop.call_at(now + wait, self._check_alive)
+        if verdict == "ping":
+            t.write(frame(spb.RelayRequest(ping=spb.RelayPing(seq=alive.seq)).SerializeToString()))
+        self._timer = loop.call_at(at, self._check_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

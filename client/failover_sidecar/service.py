@@ -144,8 +144,9 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                     if replaced_by:
                         continue  # a replaced stream ends: nothing more of it is written
                     kind = req.WhichOneof("kind")
-                    if kind == "ping":
-                        continue  # the framed transport's liveness check; HTTP/2 pings do it here
+                    if kind == "ping":  # the library's liveness check while messages wait
+                        sink(spb.RelayEvent(pong=spb.RelayPong(seq=req.ping.seq)))
+                        continue
                     if kind != "message":
                         # One stream carries one strategy (the framed socket closes too).
                         misused = f"bad request: expected a message, got {kind or 'an empty request'}"

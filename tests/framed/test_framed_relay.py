@@ -215,7 +215,8 @@ async def test_an_idle_connection_is_kept_by_answered_pings(rig: FramedRig) -> N
     fr = await FramedRelay.connect(rig.framed_socket, STRATEGY, keepalive_s=0.02, keepalive_timeout_s=0.2)
     async with fr:
         # The check that sends ping N+1 first saw ping N answered, or it would have ended the connection.
-        await poll(lambda: fr._ping_seq >= 5, "five pings sent on an idle connection")
+        pinged = lambda: fr._alive is not None and fr._alive.seq >= 5  # noqa: E731
+        await poll(pinged, "five pings sent on an idle connection")
         assert not fr.closed.is_set(), fr.error
         assert (await fr.send(GROUP, "x")).kind == ACKED
 
