@@ -308,32 +308,56 @@ class EtcdWatch:
         )
         self._cancelled = False
         self._call = stub.Watch(self._requests.iterate(), metadata=_HASLEADER)
+        self._created_at = 0  # etcd's revision when it registered the watch; 0: not yet
+        self._early: Any = None  # a response read by ``started`` that carried events
 
     def request_progress(self) -> None:
         self._requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
 
-    async def __aiter__(self) -> AsyncIterator[WatchBatch]:
+    async def started(self) -> int:
+        """Until etcd has registered the watch; its revision then (call before iterating)."""
+        while not self._created_at:
+            resp = await self._next()
+            if resp is None:
+                raise StoreUnavailable("watch: stream ended")
+            if resp.created:
+                self._created_at = int(resp.header.revision)
+                if resp.events:  # not sent with a create response; kept if it ever is
+                    self._early = resp
+        return self._created_at
+
+    async def _next(self) -> Any:
+        """The next response (None at the stream's end), errors mapped to StoreError."""
         try:
-            async for resp in self._call:
-                if resp.compact_revision:
-                    raise Compacted(resp.compact_revision)
-                if resp.canceled:
-                    reason = resp.cancel_reason or "watch cancelled"
-                    if "no leader" in reason:
-                        raise NoLeader(f"watch: {reason}")
-                    raise StoreUnavailable(f"watch: {reason}")
-                if resp.created and not resp.events:
-                    continue
-                events = tuple(
-                    Event(EventKind.DELETE if ev.type == kv_pb2.Event.DELETE else EventKind.PUT, _kv(ev.kv))
-                    for ev in resp.events
-                )
-                yield WatchBatch(revision=resp.header.revision, events=events)
-        except StoreError:
-            raise
+            resp = await self._call.read()
         except (TimeoutError, grpc.aio.AioRpcError) as exc:
             raise map_error(exc, "watch") from exc
-        raise StoreUnavailable("watch: stream ended")
+        if resp is grpc.aio.EOF:  # type: ignore[attr-defined]
+            return None
+        if resp.compact_revision:
+            raise Compacted(resp.compact_revision)
+        if resp.canceled:
+            reason = resp.cancel_reason or "watch cancelled"
+            if "no leader" in reason:
+                raise NoLeader(f"watch: {reason}")
+            raise StoreUnavailable(f"watch: {reason}")
+        return resp
+
+    async def __aiter__(self) -> AsyncIterator[WatchBatch]:
+        while True:
+            if self._early is not None:
+                resp, self._early = self._early, None
+            else:
+                resp = await self._next()
+            if resp is None:
+                raise StoreUnavailable("watch: stream ended")
+            if resp.created and not resp.events:
+                continue
+            events = tuple(
+                Event(EventKind.DELETE if ev.type == kv_pb2.Event.DELETE else EventKind.PUT, _kv(ev.kv))
+                for ev in resp.events
+            )
+            yield WatchBatch(revision=resp.header.revision, events=events)
 
     def cancel(self) -> None:
         self._call.cancel()

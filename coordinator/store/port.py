@@ -21,6 +21,14 @@ class WatchStream(Protocol):
     def request_progress(self) -> None:
         """Ask for an empty batch carrying the current revision (once synced)."""
 
+    async def started(self) -> int:
+        """Until the store has registered the watch; the store's revision then.
+
+        Call before iterating. A watch from the store's current revision is in step
+        at once; one from a revision the store has passed may first catch up on a
+        timer of the store's (etcd: every 100 ms) before it sends anything.
+        """
+
     def cancel(self) -> None:
         """End the stream; iteration then raises StoreError."""
 
@@ -61,7 +69,7 @@ class Store(Protocol):
     def keep_alive(self, lease: Lease) -> AbstractAsyncContextManager[LeaseKeeper]: ...
 
     def watch(self, prefix: str, start_revision: int) -> AbstractAsyncContextManager[WatchStream]:
-        """Watch every key under prefix from start_revision (inclusive)."""
+        """Watch every key under prefix from start_revision (inclusive; 0: from now)."""
 
     async def current_revision(self) -> int:
         """Revision from a fresh linearizable read (needs an etcd leader)."""
