@@ -501,6 +501,18 @@ class OrderPath:
                     spb.Resolution(client_msg_id=msg_id, state=state, detail=f"outcome {e.outcome.value}")
                 )
                 continue
+            if e is not None and not e.resolved and not e.written:
+                # Still queued here (behind a drain, or for a path): it may yet be written, so
+                # the venue not knowing it says nothing. "Not written by this process" means
+                # an earlier process only for a message this one does not hold.
+                out.append(
+                    spb.Resolution(
+                        client_msg_id=msg_id,
+                        state=spb.RESOLVE_STATE_STILL_IN_DOUBT,
+                        detail="still queued in this sidecar, not written yet: it may yet be sent",
+                    )
+                )
+                continue
             out.append(await self._ask_venue(strategy_id, group, msg_id, key, timeout_s))
         if self.metrics is not None:
             for res in out:

@@ -1,0 +1,40 @@
+"""ResolveInDoubt never calls a message this sidecar still holds "unknown to the venue".
+
+Found from outside: a strategy's connection replaced while its orders waited in the
+sidecar's queue (behind orders owed on the path the route left) got them IN_DOUBT in the
+library, asked ResolveInDoubt at once, and was told UNKNOWN_TO_VENUE ("never received:
+safe to send again under a new id") for 21-48 of them; 0.2 s later the sidecar wrote them
+and the venue booked them. A strategy that resent them would have been booked twice. The
+answer took "not written by this process" for "written by an earlier process": true after
+a restart, not for a message still queued here. A venue and a sidecar agent with its order
+path in this process, real sockets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from failover_sidecar.agent import now_ms
+
+from failover.bench.flip.rig import GROUP, STRATEGY, FlipRig
+from failover.v1 import sidecar_pb2 as spb
+
+
+async def test_a_message_still_queued_here_is_still_in_doubt_not_unknown(tmp_path: Path) -> None:
+    rig = await FlipRig.create(50, tmp_path)
+    try:
+        await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+        queued = 77_000
+        # In the ledger, not written (what waits behind a drain, or for a path): every path
+        # of the group is logged on and the venue has never heard of it.
+        rig.orders.ledger.submit((STRATEGY, str(queued)), GROUP, now_ms())
+        entry = rig.orders.ledger.get((STRATEGY, str(queued)))
+        assert entry is not None and not entry.written and not entry.resolved
+        t0 = time.monotonic()
+        (a,) = await rig.orders.resolve(STRATEGY, GROUP, [queued], timeout_s=2.0)
+        assert a.state == spb.RESOLVE_STATE_STILL_IN_DOUBT, (spb.ResolveState.Name(a.state), a.detail)
+        assert "queued" in a.detail, a.detail
+        assert time.monotonic() - t0 < 1.0  # answered from the ledger, no venue round trip needed
+    finally:
+        await rig.stop()
