@@ -34,7 +34,32 @@ class SyncSidecar:
     def send(
         self, group: str, payload: bytes | str, *, msg_id: int | None = None, cancel_of: int | None = None
     ) -> spb.Outcome:
-        return self._call(self._sc.send(group, payload, msg_id=msg_id, cancel_of=cancel_of))
+        """The message's one outcome; IN_DOUBT, with its id, when none came within ``timeout_s``.
+
+        Never an exception for a message that may have been sent: the caller must be able
+        to ask ``resolve_in_doubt`` about it instead of retrying blindly (a retry of a
+        message that did reach the venue is booked twice).
+        """
+
+        async def submit() -> tuple[int, asyncio.Future[spb.Outcome]]:
+            return self._sc.submit(group, payload, msg_id=msg_id, cancel_of=cancel_of)
+
+        mid, fut = self._call(submit())
+
+        async def outcome() -> spb.Outcome:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    return await asyncio.shield(fut)
+            except TimeoutError:
+                return spb.Outcome(
+                    client_msg_id=mid,
+                    kind=spb.OUTCOME_KIND_IN_DOUBT,
+                    reason=f"no outcome within {self._timeout:g} s (timeout_s): it may have been sent; "
+                    "ask resolve_in_doubt",
+                )
+
+        # Bounded inside; the margin only guards against this client's own loop thread stalling.
+        return asyncio.run_coroutine_threadsafe(outcome(), self._loop).result(self._timeout + 5)
 
     def route(self, group: str) -> spb.Route:
         return self._call(self._sc.route(group))

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
-from failover_client import FramedRelay, OutcomeKind, Sidecar
+from failover_client import FramedRelay, OutcomeKind, Sidecar, SyncSidecar
 
 from failover.v1 import sidecar_pb2 as spb
 from tests.procs import Proc
@@ -143,3 +143,35 @@ async def test_a_relay_ping_over_grpc_is_answered_with_its_seq(tmp_path, etcd_cl
             assert ev.WhichOneof("kind") == "pong" and ev.pong.seq == seq, ev
         await call.done_writing()
         assert await call.read() == grpc.aio.EOF
+
+
+async def test_the_sync_library_answers_in_doubt_with_the_id_when_its_timeout_passes(
+    tmp_path, etcd_cluster, prefix
+) -> None:
+    """Found from outside: ``SyncSidecar.send`` raised ``TimeoutError`` when no outcome came
+    within ``timeout_s`` (a paused sidecar): no outcome and no message id, though the order
+    was booked when the sidecar resumed, so a retry booked it twice. It now returns that
+    message's outcome as IN_DOUBT, with its id to ask ``resolve_in_doubt`` about."""
+    async with system(tmp_path, etcd_cluster.endpoints, prefix) as s:
+        await standard(s, ("h1",), replicas=1)
+        proc = s.sidecars["h1"].proc
+        sc = await asyncio.to_thread(SyncSidecar, s.sidecars["h1"].socket, STRATEGY, timeout_s=0.5)
+        try:
+            first = await asyncio.to_thread(sc.send, GROUP, b'{"sym":"ESZ6","qty":1}')
+            assert first.kind == OutcomeKind.ACKED, first
+            proc.signal(signal.SIGSTOP)
+            try:
+                paused = await asyncio.to_thread(sc.send, GROUP, b'{"sym":"ESZ6","qty":2}')
+            finally:
+                proc.signal(signal.SIGCONT)
+            assert paused.kind == OutcomeKind.IN_DOUBT, paused
+            assert paused.client_msg_id == first.client_msg_id + 1, paused
+            assert "resolve_in_doubt" in paused.reason, paused.reason
+            async with asyncio.timeout(10):
+                while True:
+                    (r,) = await asyncio.to_thread(sc.resolve_in_doubt, GROUP, [paused.client_msg_id])
+                    if r.state != spb.RESOLVE_STATE_STILL_IN_DOUBT:
+                        break
+            assert r.state == spb.RESOLVE_STATE_ACKED, r  # it did reach the venue once resumed
+        finally:
+            await asyncio.to_thread(sc.close)
