@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from failover.model.spec import NAME_RE
+from failover.model.spec import MAX_ERA, NAME_RE, epoch_out_of_range
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
@@ -29,9 +29,6 @@ MAX_TEXT = 1024
 MAX_EVIDENCE = 256
 MAX_VERSION = 64
 """A sidecar's software version (a PEP 440 version with a local part fits)."""
-MAX_EPOCH_REVISION = 2**62
-"""Epoch revisions are etcd revisions (int64); an era is a small counter."""
-MAX_ERA = 2**62
 MAX_HOST_LIMIT = 100_000
 MAX_HISTORY_LIMIT = 10_000
 MAX_FORWARD_HOSTS = 100_000
@@ -69,11 +66,7 @@ def _text(value: str, field: str) -> str | None:
 
 
 def _epoch(e: pb.Epoch, field: str) -> str | None:
-    if not 0 <= e.era <= MAX_ERA:
-        return f"{field}.era: {e.era} out of range 0-{MAX_ERA}"
-    if not 0 <= e.revision <= MAX_EPOCH_REVISION:
-        return f"{field}.revision: {e.revision} out of range 0-{MAX_EPOCH_REVISION}"
-    return None
+    return epoch_out_of_range(e.era, e.revision, field)
 
 
 def _enum(value: int, allowed: frozenset[int], field: str) -> str | None:

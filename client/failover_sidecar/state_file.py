@@ -16,6 +16,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from failover.model.spec import epoch_out_of_range
 from failover.v1 import types_pb2 as pb
 from failover_sidecar.route import repeated_path
 
@@ -52,7 +53,14 @@ def load(path: str | Path) -> SavedState:
         for name, d in data.get("decisions", {}).items():
             dec = st.decisions[name] = json_format.ParseDict(d, pb.Decision())
             _check(name, dec.group, "decision", list(dec.paths))
+            # Held epochs go into every hello: one no replica accepts would cost every hello.
+            if bad := epoch_out_of_range(
+                dec.epoch.era, dec.epoch.revision, f"decision of group {name!r}: epoch"
+            ):
+                raise ValueError(bad)
         return st
+    except RecursionError:
+        raise StateFileError(f"unreadable state file {p}: nested too deeply") from None
     except (OSError, ValueError, TypeError, AttributeError, json_format.ParseError) as exc:
         # (TypeError, AttributeError: protobuf's JSON parser given a value of the wrong shape)
         raise StateFileError(f"unreadable state file {p}: {exc}") from exc

@@ -119,6 +119,19 @@ class Epoch(NamedTuple):
 
 
 ZERO_EPOCH = Epoch(0, 0)
+MAX_EPOCH_REVISION = 2**62
+"""Epoch revisions are etcd revisions (int64); an era is a small counter. One range for
+what replicas accept from sidecars and what a sidecar loads from its state file."""
+MAX_ERA = 2**62
+
+
+def epoch_out_of_range(era: int, revision: int, field: str) -> str | None:
+    """Why an epoch is outside what any replica accepts, or None."""
+    if not 0 <= era <= MAX_ERA:
+        return f"{field}.era: {era} out of range 0-{MAX_ERA}"
+    if not 0 <= revision <= MAX_EPOCH_REVISION:
+        return f"{field}.revision: {revision} out of range 0-{MAX_EPOCH_REVISION}"
+    return None
 
 
 class Stage(Record):
