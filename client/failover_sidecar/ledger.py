@@ -69,6 +69,7 @@ class Entry:
     outcome: Outcome | None = None
     reason: str = ""
     resent_from: str | None = None  # the path that died with it outstanding, once requeued
+    duplicate: bool = False  # REJECTED because the venue already had its client order id
 
     @property
     def written(self) -> bool:
@@ -221,6 +222,8 @@ class Ledger:
             if entry.resent_from is not None:
                 why = f"resent on {entry.path} after {entry.resent_from} died"
                 reason = f"{why}: {reason}" if reason else why
+            # This copy's outcome; the order with that id is the venue's earlier one.
+            entry.duplicate = duplicate and not acked
             self._resolve(entry, Outcome.ACKED if acked else Outcome.REJECTED, reason)
         return entry
 

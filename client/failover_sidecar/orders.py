@@ -495,7 +495,9 @@ class OrderPath:
         for msg_id in ids:
             key = (strategy_id, str(msg_id))
             e = self.ledger.get(key)
-            if e is not None and e.outcome in (Outcome.ACKED, Outcome.REJECTED):
+            # A copy refused as a duplicate says nothing of the order with that id (the venue's
+            # earlier copy, e.g. sent again after a restart of this sidecar): the venue is asked.
+            if e is not None and e.outcome in (Outcome.ACKED, Outcome.REJECTED) and not e.duplicate:
                 state = spb.RESOLVE_STATE_ACKED if e.outcome is Outcome.ACKED else spb.RESOLVE_STATE_REJECTED
                 out.append(
                     spb.Resolution(client_msg_id=msg_id, state=state, detail=f"outcome {e.outcome.value}")

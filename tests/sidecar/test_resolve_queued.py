@@ -38,3 +38,29 @@ async def test_a_message_still_queued_here_is_still_in_doubt_not_unknown(tmp_pat
         assert time.monotonic() - t0 < 1.0  # answered from the ledger, no venue round trip needed
     finally:
         await rig.stop()
+
+
+async def test_a_resend_the_venue_refused_as_a_duplicate_is_resolved_by_the_venue_not_the_refusal(
+    tmp_path: Path,
+) -> None:
+    """Found from outside: after a sidecar restart (it forgets the ids it relayed) a strategy
+    sent the same ids again; the venue refused them ("duplicate clordid": it has the first
+    copies, acked) and ResolveInDoubt then answered REJECTED from that refusal while the venue
+    held the orders live. The refusal is this copy's outcome, not the order's fate: the venue
+    is asked."""
+    from failover_sidecar.ledger import Ledger
+
+    rig = await FlipRig.create(50, tmp_path)
+    try:
+        await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+        rig.submit()  # id 1
+        await rig.until(lambda: rig.outcomes.get(spb.OUTCOME_KIND_ACKED, 0) == 1, "the first copy acked")
+        rig.orders.ledger = Ledger()  # what a restarted sidecar remembers of its relayed ids
+        rig._ids = iter([1])  # the strategy sends id 1 again
+        rig.submit()
+        await rig.until(lambda: rig.outcomes.get(spb.OUTCOME_KIND_REJECTED, 0) == 1, "the copy refused")
+        (a,) = await rig.orders.resolve(STRATEGY, GROUP, [1], timeout_s=2.0)
+        assert a.state == spb.RESOLVE_STATE_ACKED, (spb.ResolveState.Name(a.state), a.detail)
+        assert a.detail.startswith("venue:"), a.detail
+    finally:
+        await rig.stop()
