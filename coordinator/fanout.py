@@ -20,7 +20,7 @@ from failover.v1 import sync_pb2
 
 # Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.
 _RM_SNAPSHOT, _RM_GROUP, _RM_DECISION, _RM_HEARTBEAT = 1, 2, 3, 4
-_SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS = 1, 2, 3
+_SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS, _SNAP_REPLACE_HELD = 1, 2, 3, 4
 
 
 def _varint(n: int) -> bytes:
@@ -108,12 +108,18 @@ class EncodedCache:
         )
 
     @staticmethod
-    def snapshot_message(groups: list[bytes], decisions: list[bytes], freshness: sync_pb2.Freshness) -> bytes:
+    def snapshot_message(
+        groups: list[bytes],
+        decisions: list[bytes],
+        freshness: sync_pb2.Freshness,
+        replace_held: list[str] | tuple[str, ...] = (),
+    ) -> bytes:
         body = b"".join(
             [
                 *(field(_SNAP_GROUPS, g) for g in groups),
                 *(field(_SNAP_DECISIONS, d) for d in decisions),
                 field(_SNAP_FRESHNESS, freshness.SerializeToString()),
+                *(field(_SNAP_REPLACE_HELD, g.encode()) for g in replace_held),
             ]
         )
         return field(_RM_SNAPSHOT, body)

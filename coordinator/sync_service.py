@@ -27,6 +27,7 @@ from opentelemetry.trace import Tracer
 from coordinator.access import Denials
 from coordinator.authz import check_site_groups, check_stream_host, parse_identity, site_groups_of
 from coordinator.config import CoordinatorConfig
+from coordinator.core.epoch_proof import to_replace
 from coordinator.fanout import EncodedCache
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
@@ -258,7 +259,24 @@ class SyncHub:
             s.pending[g] = (d.epoch, now_ns)
         return out, retry_at_ns
 
-    def _snapshot(self, s: Session, now_ns: int) -> bytes:
+    def _held_to_replace(self, hello: sync_pb2.Hello, held: dict[str, Epoch]) -> list[str]:
+        """Groups whose held epoch no replica made and the cluster is behind (logged)."""
+        current = {g: d.epoch for g, d in self.cache.decisions.items() if g in held}
+        claims = {g: (held[g], hello.held[g].proof) for g in current}
+        replace = to_replace(self.view.proof_key, claims, current)
+        for g in replace:
+            log.warning(
+                "sidecar %s holds %s at epoch %s, ahead of the cluster's %s, with no proof a replica "
+                "made (its state file edited or corrupt?): told to replace it with the cluster's decision",
+                hello.host_id,
+                g,
+                held[g],
+                current[g],
+                extra=OUTSIDE_INPUT,
+            )
+        return replace
+
+    def _snapshot(self, s: Session, now_ns: int, replace: list[str] | tuple[str, ...] = ()) -> bytes:
         groups, decisions = [], []
         for g in s.groups:
             body = self.cache.group_body(g, s.site)
@@ -269,7 +287,7 @@ class SyncHub:
             if d is not None and d.epoch > s.acked.get(g, ZERO_EPOCH):
                 decisions.append(d.body)
                 s.pending[g] = (d.epoch, now_ns)
-        return self.cache.snapshot_message(groups, decisions, self.freshness_pb())
+        return self.cache.snapshot_message(groups, decisions, self.freshness_pb(), replace)
 
     # --- the stream --------------------------------------------------------
 
@@ -316,7 +334,10 @@ class SyncHub:
             return
         site = await self._authorize_hello(hello, context)
         await self._refuse_over_host_limit(hello.host_id, context)
-        held = {g: epoch_of(e) for g, e in hello.held.items()}
+        claimed = {g: epoch_of(e) for g, e in hello.held.items()}
+        replace = self._held_to_replace(hello, claimed)
+        # For a replaced group the snapshot carries the cluster's decision; acks start over.
+        held = {g: ZERO_EPOCH if g in replace else e for g, e in claimed.items()}
         s = Session(
             sid=next(self._ids),
             host_id=hello.host_id,
@@ -330,11 +351,11 @@ class SyncHub:
         self.sessions[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
         if self.held_check is not None:
-            self.held_check.claim(s.host_id, s.acked, {g: e.proof for g, e in hello.held.items()})
+            self.held_check.claim(s.host_id, claimed, {g: e.proof for g, e in hello.held.items()})
         log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
         reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
         try:
-            await context.write(self._snapshot(s, time.monotonic_ns()))
+            await context.write(self._snapshot(s, time.monotonic_ns(), replace))
             await self._write_loop(s, context, reader)
         finally:
             reader.cancel()

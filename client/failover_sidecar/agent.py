@@ -106,6 +106,7 @@ class Agent:
             held=self.held,
             on_definition=self.on_definition,
             on_decision=self.on_decision,
+            on_replace_held=self.replace_held,
             full_health=self.full_health,
             dead_after_ms=cfg.stream.dead_after_ms,
             tls=cfg.tls,
@@ -227,6 +228,24 @@ class Agent:
         self._route_changed(g)
 
     # --- decisions ---------------------------------------------------------
+
+    def replace_held(self, group: str) -> None:
+        """A replica says the epoch held for ``group`` is ahead of the cluster and none it made
+        (the state file edited or corrupt): the decision that follows replaces it, older or
+        not. Without this every real decision would be ignored as older, for ever."""
+        held = self.decisions.pop(group, None)
+        r = self.routes.get(group)
+        if r is not None:
+            r.epoch = None
+        if held is not None:
+            log.warning(
+                "group %s: the epoch held, %d:%d, is none a replica made (state file edited or corrupt?): "
+                "replaced by the cluster's decision",
+                group,
+                held.epoch.era,
+                held.epoch.revision,
+                extra=OUTSIDE_INPUT,
+            )
 
     def on_decision(self, d: pb.Decision, stages: list[pb.StageTiming]) -> tuple[int, int]:
         g = d.group

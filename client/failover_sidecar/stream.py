@@ -121,6 +121,7 @@ class CoordinatorLink:
         retry_ms: int = 100,
         tls: TlsSection | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        on_replace_held: Callable[[str], None] | None = None,
     ) -> None:
         self._host_id = host_id
         self._site = site
@@ -129,6 +130,7 @@ class CoordinatorLink:
         self._held = held
         self._on_definition = on_definition
         self._on_decision = on_decision
+        self._on_replace_held = on_replace_held
         self._full_health = full_health
         self._dead_after = dead_after_ms / 1000
         self._channel_options = rpc.liveness_options(dead_after_ms)
@@ -294,7 +296,10 @@ class CoordinatorLink:
         self.status.replica_id = snap.freshness.replica_id
         for g in snap.groups:
             self._on_definition(g)
+        replace = set(snap.replace_held)
         for d in snap.decisions:
+            if d.group in replace and self._on_replace_held is not None:
+                self._on_replace_held(d.group)  # what we hold is no epoch a replica made
             self._apply(d, out)
 
     def _apply(self, d: pb.Decision, out: asyncio.Queue[sync_pb2.SidecarMessage | None]) -> None:
