@@ -331,8 +331,10 @@ class ControlPlaneBench:
         """The bench's own etcd watch on the election key, for the whole run: every key put,
         with when its event was delivered here (``elections``)."""
         store = self._store()
-        start_revision = await store.current_revision() + 1
-        async with store.watch(Keys(self.c.prefix).leader, start_revision) as w:
+        # From etcd's revision now, registered before ready: a watch from a revision etcd has
+        # passed waits for etcd's 100 ms catch-up loop before it sends anything.
+        async with store.watch(Keys(self.c.prefix).leader, 0) as w:
+            await w.started()
             ready.set()
             async for batch in w:
                 now = time.monotonic_ns()

@@ -100,8 +100,10 @@ class CommitWatch:
         self._stop = asyncio.Event()
         store = EtcdStore(self.endpoints, rpc_timeout_s=2.0)
         try:
-            start_revision = await store.current_revision() + 1
-            async with store.watch(self.prefix, start_revision) as w:
+            # From etcd's revision now, registered before ready (docs/reliability.md: a watch
+            # from a passed revision waits for etcd's 100 ms catch-up loop).
+            async with store.watch(self.prefix, 0) as w:
+                await w.started()
                 self._ready.set()
                 it = w.__aiter__()
                 while not self._stop.is_set():

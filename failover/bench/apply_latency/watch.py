@@ -30,9 +30,11 @@ async def _watch_child(endpoints: list[str], prefix: str) -> None:
 
     store = EtcdStore(endpoints, rpc_timeout_s=2.0)
     try:
-        rev = await store.current_revision()
-        print(f"ready {rev}", flush=True)
-        async with store.watch(prefix + "routes/", rev + 1) as w:
+        # From etcd's revision now, registered before "ready" (a watch from a passed revision
+        # waits for etcd's 100 ms catch-up loop before it sends anything).
+        async with store.watch(prefix + "routes/", 0) as w:
+            rev = await w.started()
+            print(f"ready {rev}", flush=True)
             async for batch in w:
                 now, wall = time.monotonic_ns(), time.time_ns()
                 for ev in batch.events:
