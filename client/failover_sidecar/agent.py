@@ -28,6 +28,7 @@ from opentelemetry.trace import Span, Tracer
 from failover.aio import cancel_and_wait
 from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import WARMTH_FROM_PB, group_pb
+from failover.model.spec import epoch_out_of_range
 from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sync_pb2
@@ -257,6 +258,16 @@ class Agent:
         held = self.decisions.get(g)
         held_epoch = (held.epoch.era, held.epoch.revision) if held is not None else (0, 0)
         if held is not None and held_epoch >= epoch:
+            return held_epoch
+        if bad := epoch_out_of_range(*epoch, "epoch"):
+            # No replica makes it, and the state file refuses it at the next start.
+            log.error(
+                "group %s: decision %s: not applied, keeping epoch %d:%d",
+                g,
+                bad,
+                *held_epoch,
+                extra=OUTSIDE_INPUT,
+            )
             return held_epoch
         if repeated_path(d.paths) is not None:
             # No coordinator of ours writes this; whatever did, the route held stays

@@ -95,6 +95,9 @@ async def _run(tmp: Path, events: list[pb.GroupDefinition | pb.Decision]) -> Age
 # Found by this test when run unseeded: a definition listing a path twice was taken and
 # saved, and the next start refused the sidecar's own state file (exit 2).
 @example([pb.GroupDefinition(name=G, paths=[pb.Path(name="b", endpoint=""), pb.Path(name="b", endpoint="")])])
+# Found by this test once the state file refused epochs no replica accepts: a decision at a
+# negative revision was applied and saved, and the next start refused the state file.
+@example([pb.Decision(group=G, paths=["primary"], epoch=pb.Epoch(era=0, revision=-5))])
 def test_agent_takes_any_definition_or_decision(
     tmp_path: Path, events: list[pb.GroupDefinition | pb.Decision]
 ) -> None:
