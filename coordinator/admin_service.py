@@ -486,14 +486,23 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         caller = context.time_remaining()
         if caller is not None:
             wait = max(0.0, min(wait, caller - _ANSWER_MARGIN_S))
-        deadline = time.monotonic() + wait
+        start = time.monotonic()
+        deadline = start + wait
+        # Elected by etcd, our term about to begin (it gathers health first, a few ms): wait for
+        # it up to half of what the caller has left (the other half still explains a term that
+        # does not begin), not only beyond the full margin: answering "no leader" sent the
+        # forwarder, whose view names us, after a leader change that never comes.
+        own_deadline = start + (
+            max(0.0, min(self._leader_wait_s, caller / 2)) if caller is not None else wait
+        )
         while True:
             leader = self._view.leader
             if leader is not None and leader.address and leader.replica_id != self._id:
                 return leader
             if self._leader.leadership is not None:
                 return None
-            remaining = deadline - time.monotonic()
+            elected_here = leader is not None and leader.replica_id == self._id
+            remaining = (max(deadline, own_deadline) if elected_here else deadline) - time.monotonic()
             if remaining <= 0:
                 return None
             if self.stopping.is_set():
