@@ -7,6 +7,7 @@ import contextlib
 import grp
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -55,7 +56,28 @@ def prepare_socket(path: str, key: str = "listen.socket") -> None:
         raise SocketError(f"{key}: {path} belongs to uid {st.st_uid}, not us; refusing to use it")
     if not stat.S_ISSOCK(st.st_mode):
         raise SocketError(f"{key}: {path} exists and is not a socket")
+    if _answers(path):
+        # Another process serves it (a second copy of this sidecar, or another one configured
+        # with the same path): removing it would cut every strategy off from that process.
+        raise SocketError(
+            f"{key}: {path} is in use: another process is listening on it; refusing to replace it"
+        )
     p.unlink()
+
+
+def _answers(path: str) -> bool:
+    """Whether a process accepts connections on the Unix socket ``path`` (a stale one refuses)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except TimeoutError:
+        return True  # a full backlog: someone listens, and is busy (or paused)
+    except OSError:
+        return False  # ECONNREFUSED: nobody listens
+    finally:
+        probe.close()
+    return True
 
 
 def socket_gid(group: str) -> int:
