@@ -43,6 +43,7 @@ MAX_TRACESTATE = 512
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-[ -~]*)?")
 _TRACESTATE = re.compile(r"[ -~]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1 (Unicode category Cc)
 
 _PATH_STATES = frozenset(pb.PathState.values())
 _CAUSES = frozenset(pb.FailureCause.values())
@@ -62,6 +63,11 @@ def _name(value: str, field: str, *, optional: bool = False) -> str | None:
 def _text(value: str, field: str) -> str | None:
     if len(value) > MAX_TEXT:
         return f"{field}: {len(value)} characters, at most {MAX_TEXT}"
+    # One line of text: it is stored, and printed to operators' terminals (history, status),
+    # where an escape sequence would act (set a title, erase a line, fake an answer).
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        return f"{field}: control character {bad.group()!r} at {bad.start()} (one line of printable text)"
     return None
 
 
