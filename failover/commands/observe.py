@@ -88,7 +88,9 @@ async def poll_sync(
             if not (wait and _retryable(cli, exc)):
                 raise
             last_exc = exc
-        if report is not None and (report.in_sync or not wait):
+        # Waiting for the fleet to converge needs a fleet: "0 of 0" (no sidecar reconnected
+        # yet, e.g. just after a quorum loss healed) is not convergence.
+        if report is not None and (not wait or (report.in_sync and report.counted > 0)):
             return report, False
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -134,6 +136,8 @@ def _timed_out_line(r: "SyncReport", waited: float) -> str:
     hint = f" ({AHEAD_HINT})" if r.ahead else ""
     if r.all_stale:
         parts.append(STALE_HINT)
+    if not r.counted and not r.all_stale:
+        parts.append(f"no sidecar of {r.group} is connected to a replica that answered")
     return f"timed out after {waited:g} s: {'; '.join(parts)}{hint}"
 
 

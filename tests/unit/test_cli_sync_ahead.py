@@ -151,3 +151,18 @@ def test_sync_while_every_replica_is_stale_is_not_in_sync() -> None:
         r = cli("sync", G, "-c", addr)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "0 of 0 sidecars applied it; every replica that answered is stale" in r.stdout, r.stdout
+
+
+def test_sync_wait_does_not_call_no_sidecar_at_all_converged() -> None:
+    """Found from outside: right after a quorum loss healed, the replicas were fresh but no
+    sidecar had reconnected yet, and `sync --wait` exited 0 at its first poll with `0 of 0
+    sidecars applied it` (0.5 s later: 1 of 1, while 2 sidecars exist). Waiting for the fleet
+    to converge needs a fleet: with no sidecar counted it keeps waiting, and says so when its
+    time is up. Without --wait the answer stays as documented (0 of 0, exit 0)."""
+    st = _status((0, 63), {})
+    with _serving(st) as addr:
+        r = cli("sync", G, "-c", addr, "--wait", "--timeout", "1")
+        plain = cli("sync", G, "-c", addr)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "no sidecar" in r.stderr + r.stdout, (r.stdout, r.stderr)
+    assert plain.returncode == 0, (plain.returncode, plain.stdout, plain.stderr)
