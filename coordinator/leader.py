@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -375,11 +376,22 @@ class LeaderWork:
         return proposal
 
     async def _decide_group(
-        self, leadership: Leadership, group: str, parent: tracing.Carrier = tracing.NO_CONTEXT
+        self,
+        leadership: Leadership,
+        group: str,
+        parent: tracing.Carrier = tracing.NO_CONTEXT,
+        req: OperatorRequest | None = None,
     ) -> Committed | None:
         """One group's pass, right after an operator control: reconcile, then policy (e.g. a pin).
-        ``parent``: the operator command's trace, which the decision it causes joins."""
+        ``parent``: the operator command's trace, which the decision it causes joins; ``req``:
+        the control, which a reorder of the group's paths is attributed to (an undrain gives
+        no reason of its own: "group definition or controls changed")."""
         proposal = self._reconcile(group)
+        if proposal is not None and req is not None and proposal.kind == "seed" and proposal.paths:
+            why = f": {req.reason}" if req.reason else ""
+            proposal = dataclasses.replace(
+                proposal, reason=f"{req.action} by {req.operator}{why}", kind="control", operator=req.operator
+            )
         if proposal is not None:
             return await self._commit_proposal(leadership, proposal, Inputs.of(self._view, group), parent)
         done = None
@@ -539,7 +551,7 @@ class LeaderWork:
         # The decision the control causes, if any, is made now (carrying operator and reason).
         summary = f"{req.action} recorded for {req.group} by {req.operator}"
         try:
-            done = await self._decide_group(leadership, req.group, req.trace)
+            done = await self._decide_group(leadership, req.group, req.trace, req)
         except StaleInputs:
             # The control is recorded; the loop decides again on the newer view.
             self._stale = True

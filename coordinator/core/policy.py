@@ -248,6 +248,7 @@ def _group(
                     _order(spec, eff.pinned, verdicts, drained),
                     f"pinned to {ctl.pinned} by {ctl.operator or 'operator'}: {ctl.reason}".rstrip(": "),
                     "control",
+                    ctl.operator,
                 )
             )
             return status, False
