@@ -7,6 +7,8 @@ name the bad field (``etcd.endpoints.1: bad address ...``).
 from __future__ import annotations
 
 import contextvars
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,15 +106,25 @@ def parse_yaml(text: str) -> Any:
         raise yaml.MarkedYAMLError(problem="nested too deeply") from None
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def read_yaml(path: Path | str | None) -> dict[str, Any]:
     """The mapping in a YAML file; ConfigError (one line naming the file) on any problem."""
     if path is None:
         return {}
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            # A pipe (``<(...)``) is read, bounded; a device such as /dev/zero never ends.
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                raise ConfigError(f"config file {p}: not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"config file {p}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {p}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -37,3 +37,22 @@ def test_every_config_model_refuses_inf_and_nan() -> None:
         assert model.model_config.get("allow_inf_nan") is False, model
     with pytest.raises(ValidationError):
         CoordinatorConfig.model_validate({"health": {"host_grace_s": float("inf")}})
+
+
+def test_a_config_path_that_never_ends_is_refused_at_once(tmp_path) -> None:
+    """Found from outside: ``failover group put /dev/zero`` never returned (the whole "file"
+    was read into memory). A config is a file of at most 4 MiB."""
+    import time
+
+    import pytest
+
+    from failover.config_source import ConfigError, read_yaml
+
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_yaml("/dev/zero")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"a: " + b"x" * (5 * 1024 * 1024))
+    with pytest.raises(ConfigError, match="larger than"):
+        read_yaml(big)
+    assert time.monotonic() - t0 < 5
