@@ -20,6 +20,7 @@ from failover.config_source import ConfigError
 from failover.telemetry import metrics as telemetry
 from failover.telemetry import tracing
 from failover.v1 import sidecar_pb2_grpc
+from failover_sidecar import state_file
 from failover_sidecar.agent import Agent
 from failover_sidecar.config import SidecarConfig
 from failover_sidecar.framed import FramedServer
@@ -128,8 +129,18 @@ class SidecarApp:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
+        socket_gid(self.cfg.listen.socket_group)  # refuse before a server or socket file exists
+        try:
+            held = state_file.lock(self.cfg.state_file)  # until the last state is saved
+        except state_file.StateFileError as exc:
+            raise ConfigError(f"state_file: {exc}") from None
+        try:
+            await self._run()
+        finally:
+            os.close(held)
+
+    async def _run(self) -> None:
         cfg = self.cfg
-        socket_gid(cfg.listen.socket_group)  # refuse before a server or socket file exists
         prepare_socket(cfg.socket_path)
         framed_path = cfg.listen.framed_socket
         if framed_path:

@@ -8,6 +8,7 @@ file, fsync, rename) so a crash never leaves a torn file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -73,6 +74,28 @@ def _check(key: str, group: str, what: str, paths: list[str]) -> None:
     path = repeated_path(paths)
     if path is not None:
         raise ValueError(f"{what} of group {key!r} lists path {path!r} twice")
+
+
+def lock(path: str | Path) -> int:
+    """Hold ``<state file>.lock`` (an exclusive flock) for the process's life; its fd.
+
+    Two sidecars on one state file (a second copy started by hand, or another host's
+    config pointing at it) would overwrite each other's routes: the second is refused.
+    The kernel drops the lock when the holder exits, however it exits.
+    """
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateFileError(f"state file {path}: cannot open its lock {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateFileError(
+            f"state file {path} is in use by another sidecar (it holds {lock_path}); refusing to start"
+        ) from None
+    return fd
 
 
 def save(path: str | Path, host_id: str, state: SavedState) -> None:

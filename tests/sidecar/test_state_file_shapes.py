@@ -67,3 +67,19 @@ def test_an_epoch_no_replica_accepts_is_refused(tmp_path: Path, epoch: dict[str,
     p.write_text('{"version": 1, "decisions": {"g1": ' + json.dumps(decision) + "}}")
     with pytest.raises(state_file.StateFileError, match=f"epoch.{field}"):
         state_file.load(p)
+
+
+def test_a_state_file_another_sidecar_holds_is_refused(tmp_path: Path) -> None:
+    """Found from outside: a second sidecar configured with a running one's state file (hx
+    with h2's) overwrote it with its own host's state while h2 ran. A sidecar holds a lock
+    next to its state file for its whole life; a second one is refused at start (exit 2)."""
+    import os
+
+    p = tmp_path / "h2.state.json"
+    held = state_file.lock(p)
+    try:
+        with pytest.raises(state_file.StateFileError, match="in use by another sidecar"):
+            state_file.lock(p)
+    finally:
+        os.close(held)
+    os.close(state_file.lock(p))  # free again once the holder is gone
