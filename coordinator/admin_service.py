@@ -261,20 +261,35 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
 
     async def _replica_statuses(self, req: apb.LocalStatusRequest) -> list[apb.ReplicaStatus]:
         others = {rid: m.address for rid, m in self._view.members.items() if rid != self._id}
+        # A replica whose lease expired (killed, paused, cut off) is still asked for a while:
+        # without it, status showed a healthy-looking cluster of the replicas left.
+        gone = {rid: ago for rid, (_, ago) in self._view.recently_gone().items() if rid != self._id}
+        for rid, (m, _) in self._view.recently_gone().items():
+            if rid != self._id:
+                others.setdefault(rid, m.address)
 
         async def one(rid: str, address: str) -> apb.ReplicaStatus:
+            why = (
+                f"not registered in etcd for {gone[rid]:.0f} s (its lease expired or was revoked)"
+                if rid in gone
+                else ""
+            )
             try:
                 stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
                 st: apb.ReplicaStatus = await rpc.unary(stub.LocalStatus(req, timeout=self._timeout))
                 if st.sidecars and not st.host_counts:  # a replica that does not shape its answer
                     st = shape(st, req, decided_of(self._view.routes))
+                if why:  # it answers, but holds no lease: it cannot lead or be counted on
+                    st.reachable = False
+                    st.error = why
                 return st
             except grpc.aio.AioRpcError as exc:
+                error = f"{exc.code().name}: {exc.details()}"
                 return apb.ReplicaStatus(
                     replica_id=rid,
                     address=address,
                     reachable=False,
-                    error=f"{exc.code().name}: {exc.details()}",
+                    error=f"{why}; {error}" if why else error,
                 )
 
         results = await asyncio.gather(*(one(rid, addr) for rid, addr in sorted(others.items())))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -21,6 +22,8 @@ from coordinator.store.types import KV
 from failover.model.spec import ControlsSpec, DecisionRecord, Epoch, GroupSpec
 
 log = logging.getLogger(__name__)
+
+GONE_SHOWN_S = 600.0  # how long a replica that left etcd is still shown (unreachable) by status
 
 
 T = TypeVar("T")
@@ -84,6 +87,9 @@ class ClusterView:
     controls: dict[str, Versioned[ControlsSpec]] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
+    # Replicas whose members key went away (their lease expired or was revoked), with when:
+    # still asked by GetStatus for a while, so one that stopped answering stays visible.
+    members_gone: dict[str, tuple[Member, float]] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
     history_keys: dict[str, set[str]] = field(default_factory=dict)
     revision: int = 0
@@ -91,6 +97,13 @@ class ClusterView:
     proof_key: bytes = b""  # signs pushed epochs (coordinator/core/epoch_proof.py)
     listeners: list[Listener] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def recently_gone(self, within_s: float = GONE_SHOWN_S) -> dict[str, tuple[Member, float]]:
+        """Replicas registered in the last ``within_s`` and not now: (member, seconds ago)."""
+        now = time.monotonic()
+        for rid in [r for r, (_, at) in self.members_gone.items() if now - at > within_s]:
+            del self.members_gone[rid]
+        return {rid: (m, now - at) for rid, (m, at) in self.members_gone.items() if rid not in self.members}
 
     def epoch_of(self, group: str) -> Epoch | None:
         r = self.routes.get(group)
@@ -121,9 +134,12 @@ class ClusterView:
             elif (name := k.tail(key, "members/")) is not None:
                 m = _member(kv)
                 if m is None:
-                    self.members.pop(name, None)
+                    old = self.members.pop(name, None)
+                    if old is not None:
+                        self.members_gone[name] = (old, time.monotonic())
                 else:
                     self.members[name] = m
+                    self.members_gone.pop(name, None)
             elif (name := k.tail(key, "election/candidates/")) is not None:
                 cand = _candidate(kv)
                 if cand is None or cand.replica_id != name:
