@@ -263,9 +263,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         others = {rid: m.address for rid, m in self._view.members.items() if rid != self._id}
         # A replica whose lease expired (killed, paused, cut off) is still asked for a while:
         # without it, status showed a healthy-looking cluster of the replicas left.
-        gone = {rid: ago for rid, (_, ago) in self._view.recently_gone().items() if rid != self._id}
-        for rid, (m, _) in self._view.recently_gone().items():
+        gone: dict[str, float] = {}
+        for rid, (m, ago) in self._view.recently_gone().items():
             if rid != self._id:
+                gone[rid] = ago
                 others.setdefault(rid, m.address)
 
         async def one(rid: str, address: str) -> apb.ReplicaStatus:

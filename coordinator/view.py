@@ -103,7 +103,7 @@ class ClusterView:
         now = time.monotonic()
         for rid in [r for r, (_, at) in self.members_gone.items() if now - at > within_s]:
             del self.members_gone[rid]
-        return {rid: (m, now - at) for rid, (m, at) in self.members_gone.items() if rid not in self.members}
+        return {rid: (m, now - at) for rid, (m, at) in self.members_gone.items()}
 
     def epoch_of(self, group: str) -> Epoch | None:
         r = self.routes.get(group)

@@ -51,7 +51,7 @@ class FramedRelay(OutcomeBook, CopyingReader):
         self, strategy_id: str, keepalive_s: float | None = 1.0, keepalive_timeout_s: float = 1.0
     ) -> None:
         super().__init__(strategy_id)
-        self._alive = PingClock(keepalive_s or 0.0, keepalive_timeout_s) if keepalive_s is not None else None
+        self._alive = PingClock(keepalive_s, keepalive_timeout_s) if keepalive_s is not None else None
         self._clock = time.monotonic
         self._timer: asyncio.TimerHandle | None = None
         self._reader = FrameReader()

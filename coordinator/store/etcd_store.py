@@ -309,7 +309,6 @@ class EtcdWatch:
         self._cancelled = False
         self._call = stub.Watch(self._requests.iterate(), metadata=_HASLEADER)
         self._created_at = 0  # etcd's revision when it registered the watch; 0: not yet
-        self._early: Any = None  # a response read by ``started`` that carried events
 
     def request_progress(self) -> None:
         self._requests.put(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()))
@@ -320,10 +319,8 @@ class EtcdWatch:
             resp = await self._next()
             if resp is None:
                 raise StoreUnavailable("watch: stream ended")
-            if resp.created:
+            if resp.created:  # etcd sends it before any event of the watch
                 self._created_at = int(resp.header.revision)
-                if resp.events:  # not sent with a create response; kept if it ever is
-                    self._early = resp
         return self._created_at
 
     async def _next(self) -> Any:
@@ -345,10 +342,7 @@ class EtcdWatch:
 
     async def __aiter__(self) -> AsyncIterator[WatchBatch]:
         while True:
-            if self._early is not None:
-                resp, self._early = self._early, None
-            else:
-                resp = await self._next()
+            resp = await self._next()
             if resp is None:
                 raise StoreUnavailable("watch: stream ended")
             if resp.created and not resp.events:

@@ -198,6 +198,7 @@ class Mirror:
                 if not events:
                     self.revision = max(self.revision, batch.revision)
                     continue
+                self._listed_at = 0  # events come in revision order: every later one is newer
             if batch.revision < self.revision:
                 self._restored(_went_back(self.revision, batch.revision))
                 self._relist.set()
