@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from coordinator.store.types import LeaseTiming
 from failover.config_source import LayeredSettings
-from failover.model.spec import GroupSpec, check_address, check_name
+from failover.model.spec import GroupSpec, check_address, check_dial_address, check_name
 from failover.tls import TlsSection
 
 # Floors of the sync server's keepalive (StreamSection.keepalive_ms): no ping every
@@ -36,7 +36,7 @@ class EtcdSection(_Section):
         for e in v:
             if e.startswith("https://"):
                 raise ValueError(f"bad address {e!r}: a URL: write host:port (TLS is etcd.tls)")
-            check_address(e.removeprefix("http://"))
+            check_dial_address(e.removeprefix("http://"))
         return [e.removeprefix("http://") for e in v]
 
     @field_validator("prefix")
@@ -181,10 +181,15 @@ class CoordinatorConfig(LayeredSettings):
                 check_name(g, f"group of site {site!r}")
         return v
 
-    @field_validator("listen", "advertise", "metrics_listen", "otlp_endpoint")
+    @field_validator("listen", "metrics_listen")
     @classmethod
     def _addr(cls, v: str) -> str:
         return check_address(v) if v else v
+
+    @field_validator("advertise", "otlp_endpoint")
+    @classmethod
+    def _dialled(cls, v: str) -> str:
+        return check_dial_address(v) if v else v
 
     @property
     def lease_timing(self) -> LeaseTiming:

@@ -73,8 +73,8 @@ class LeaderHealth:
 
     Inputs: the view (definitions, controls, routes, members), the peers to
     collect from, this replica's own full state, ``wake`` (re-run the leader's
-    pass) and ``outage_since`` (monotonic seconds when this replica's latest
-    etcd outage began; 0 for none).
+    pass), ``outage_since`` (monotonic seconds when this replica's latest
+    etcd outage began; 0 for none) and ``outage`` (why it is in one now, or None).
     """
 
     def __init__(
@@ -87,8 +87,10 @@ class LeaderHealth:
         local_state: Callable[[], apb.HealthForward],
         wake: Callable[[], None],
         outage_since: Callable[[], float],
+        outage: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._id = replica_id
+        self.outage = outage
         self._settings = settings
         self._view = view
         self._peers = peers
@@ -304,6 +306,9 @@ class HealthTerms:
 
     def path_has_up_report(self, group: str, path: str) -> bool:
         return self.current is not None and self.current.path_has_up_report(group, path)
+
+    def outage(self) -> str | None:
+        return self.current.outage() if self.current is not None else None
 
     def healthy_paths(self, group: str) -> list[str] | None:
         return self.current.healthy_paths(group) if self.current is not None else None

@@ -38,6 +38,10 @@ class RequestError(Exception):
 class HealthGuard(Protocol):
     def path_has_up_report(self, group: str, path: str) -> bool: ...
 
+    def outage(self) -> str | None:
+        """Why this replica cannot read etcd now (None: it can)."""
+        ...
+
     def healthy_paths(self, group: str) -> list[str] | None: ...
 
 
@@ -80,6 +84,18 @@ def validate(view: ClusterView, req: OperatorRequest) -> list[str]:
     return names
 
 
+def _refused_by_health(guard: HealthGuard, message: str) -> RequestError:
+    """A guard rail's refusal, unless etcd is out of reach: reports count only since the
+    latest outage began, so in one every rail fails, and neither the rail nor ``--force``
+    is what the operator must act on (nothing can commit until etcd answers)."""
+    why = guard.outage()
+    if why is not None:
+        return RequestError(
+            "unavailable", f"etcd out of reach of the leader ({why}); nothing commits until it answers"
+        )
+    return RequestError("failed_precondition", message)
+
+
 def check_switch(view: ClusterView, guard: HealthGuard | None, req: OperatorRequest) -> list[str]:
     """The order a switch commits, after the guard rails."""
     g = view.groups[req.group].value
@@ -97,8 +113,8 @@ def check_switch(view: ClusterView, guard: HealthGuard | None, req: OperatorRequ
     if req.path in ctl.drained and not req.force:
         raise RequestError("failed_precondition", f"path: {req.path!r} is drained; undrain it or use --force")
     if guard is not None and not req.force and not guard.path_has_up_report(req.group, req.path):
-        raise RequestError(
-            "failed_precondition",
+        raise _refused_by_health(
+            guard,
             f"path: no host reports {req.path!r} up in group {req.group!r}; use --force to switch anyway",
         )
     return standby_order(g, req.path, ctl)
@@ -125,11 +141,13 @@ def new_controls(view: ClusterView, guard: HealthGuard | None, req: OperatorRequ
         left = [p for p in (healthy if healthy is not None else names) if p not in drained]
         if not left and not req.force:
             what = "path healthy for the group" if healthy is not None else "path"
-            raise RequestError(
-                "failed_precondition",
+            message = (
                 f"path: draining {req.path!r} leaves group {req.group!r} no {what}; "
-                "use --force to drain anyway",
+                "use --force to drain anyway"
             )
+            if guard is not None and healthy is not None and set(names) - drained:
+                raise _refused_by_health(guard, message)  # health left no path, not the drains
+            raise RequestError("failed_precondition", message)
     elif a == "undrain":
         drained.discard(req.path)
     elif a == "pin":

@@ -186,6 +186,7 @@ class Replica:
             local_state=self.forwarder.full_state,
             wake=self.leader.wake,
             outage_since=lambda: self.freshness.state.stale_since_monotonic,
+            outage=lambda: self.freshness.state.reason if self.freshness.state.stale else None,
         )
 
     def _on_change(self, changed: set[str], revision: int, relisted: bool) -> None:

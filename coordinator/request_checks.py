@@ -133,11 +133,14 @@ def check_hello(h: sync_pb2.Hello) -> str | None:
         return "hello.groups: at least one group is required"
     if len(h.groups) > MAX_GROUPS:
         return f"hello.groups: {len(h.groups)} groups, at most {MAX_GROUPS}"
+    named: set[str] = set()
     for i, g in enumerate(h.groups):
         p = _name(g, f"hello.groups.{i}")
         if p is not None:
             return p
-    named = set(h.groups)
+        if g in named:
+            return f"hello.groups.{i}: duplicate group {g!r}"
+        named.add(g)
     for g, e in h.held.items():
         if g not in named:
             return f"hello.held: group {g[:80]!r} is not in hello.groups"

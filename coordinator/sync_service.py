@@ -342,7 +342,7 @@ class SyncHub:
             sid=next(self._ids),
             host_id=hello.host_id,
             site=site,
-            groups=tuple(dict.fromkeys(hello.groups)),
+            groups=tuple(hello.groups),  # distinct: check_hello
             acked=dict(held),
             held_at_hello=held,
             version=hello.version,

@@ -46,6 +46,14 @@ class TlsSection(BaseModel):
 
     @model_validator(mode="after")
     def _files(self) -> TlsSection:
+        given = [f for f in ("ca_file", "cert_file", "key_file") if getattr(self, f)]
+        if given and "mode" not in self.model_fields_set:
+            # Whoever wrote the files meant TLS; running plaintext on the default is the
+            # one reading of this section that is surely wrong.
+            raise ValueError(
+                f"tls.mode: required when certificate files are given ({', '.join(given)}): "
+                "write mode: mtls (or mode: insecure to keep the files unused)"
+            )
         if self.mode == "mtls":
             for field in ("ca_file", "cert_file", "key_file"):
                 if not getattr(self, field):

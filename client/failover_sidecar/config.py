@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import SettingsConfigDict
 
 from failover.config_source import LayeredSettings
-from failover.model.spec import GroupSpec, check_address, check_name
+from failover.model.spec import GroupSpec, check_address, check_dial_address, check_name
 from failover.tls import TlsSection
 
 
@@ -152,16 +152,21 @@ class SidecarConfig(LayeredSettings):
             raise ValueError(f"duplicate group {dupes[0]!r}")
         return v
 
-    @field_validator("metrics_listen", "otlp_endpoint")
+    @field_validator("metrics_listen")
     @classmethod
     def _endpoint(cls, v: str) -> str:
         return check_address(v) if v else v
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _dialled(cls, v: str) -> str:
+        return check_dial_address(v) if v else v
 
     @field_validator("coordinators")
     @classmethod
     def _coordinators(cls, v: list[str]) -> list[str]:
         for a in v:
-            check_address(a)
+            check_dial_address(a)
         return v
 
     @field_validator("strategies")

@@ -30,6 +30,15 @@ def check_address(value: str) -> str:
     return value
 
 
+def check_dial_address(value: str) -> str:
+    """:func:`check_address` for an address something connects to: port 0 only means
+    "any free port" to a listener, so a dialler would fail on it for ever."""
+    check_address(value)
+    if int(value.rpartition(":")[2]) == 0:
+        raise ValueError(f"bad address {value!r}: port 0 cannot be dialled")
+    return value
+
+
 def check_name(value: str, what: str) -> str:
     if not NAME_RE.match(value):
         raise ValueError(f"bad {what} {value!r}: use 1-63 of a-z 0-9 _ . - starting with a letter or digit")
@@ -65,7 +74,7 @@ class PathSpec(Strict):
     def _endpoints(cls, v: dict[str, str]) -> dict[str, str]:
         for site, addr in v.items():
             check_name(site, "site")
-            check_address(addr)
+            check_dial_address(addr)
         return v
 
     def endpoint_for(self, site: str) -> str:

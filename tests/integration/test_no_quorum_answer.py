@@ -86,3 +86,44 @@ async def test_two_of_three_members_lost_the_answer_names_the_lost_quorum(prefix
                 cluster.signal_member(i, signal.SIGCONT)
         await rs.stop_all()
         cluster.stop()
+
+
+async def test_a_stale_leader_refuses_a_switch_for_etcd_not_for_health(prefix) -> None:
+    """Found from outside (2 of 9 runs): in the first seconds of a quorum loss, while the
+    stale leader still held its term, `switch` (no --force) was refused with "no host
+    reports 'backup' up ...; use --force": the guard rail counts only reports since the
+    outage began. The cause to act on is etcd, and --force would not have helped.
+
+    A long lease (8 s) against a short staleness bound (0.3 s) holds that window open."""
+    cluster = EtcdCluster(1)
+    cluster.start()
+    rs = ReplicaSet(
+        cluster.endpoints, prefix, n=2, election={"lease_ttl_s": 8}, freshness={"stale_after_ms": 300}
+    )
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: all(G in r.view.routes for r in rs.running()), 10, "the first decision")
+        address = rs.address(rs.replicas.index(leader))
+        async with admin(address) as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await stub.Switch(
+                    apb.SwitchRequest(group=G, path="backup", reason="t", operator="test"), timeout=5
+                )
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.value  # no sidecar here
+        cluster.stop()
+        await wait_for(
+            lambda: leader.freshness.state.stale and leader.leader.leadership is not None, 5, "a stale leader"
+        )
+        async with admin(address) as stub:
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await stub.Switch(
+                    apb.SwitchRequest(group=G, path="backup", reason="t", operator="test"), timeout=3
+                )
+        assert leader.leader.leadership is not None, "the window closed during the call"
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE, exc.value
+        assert "etcd" in (exc.value.details() or ""), exc.value.details()
+        assert "--force" not in (exc.value.details() or ""), exc.value.details()
+    finally:
+        await rs.stop_all()
+        cluster.stop()

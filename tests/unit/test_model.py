@@ -117,3 +117,57 @@ def test_a_decision_record_from_a_newer_version_is_still_read() -> None:
     rec = DecisionRecord.model_validate_json(raw)
     assert rec.paths == ["a", "b"] and rec.trigger.kind == "operator"
     assert "field_of_tomorrow" not in rec.model_dump()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        g(paths=[{"name": "a", "endpoints": {"default": "127.0.0.1:0"}}]),
+        g(paths=[{"name": "a", "endpoints": {"default": "h:1", "ny": "[::1]:0"}}]),
+    ],
+)
+def test_a_path_endpoint_on_port_0_is_refused(data) -> None:
+    """Found from outside: a group whose endpoint was port 0 was stored, and every sidecar
+    then failed to dial that path for ever instead of the operator hearing it at `group put`."""
+    with pytest.raises(ValidationError, match="port 0 cannot be dialled"):
+        GroupSpec.model_validate(data)
+
+
+def test_port_0_is_refused_where_dialled_and_kept_where_listened(tmp_path) -> None:
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("replica_id: r1\nlisten: 127.0.0.1:0\netcd: {endpoints: ['127.0.0.1:2379']}\n")
+    assert load(CoordinatorConfig, ok).listen == "127.0.0.1:0"
+    for text in (
+        "replica_id: r1\netcd: {endpoints: ['127.0.0.1:0']}\n",
+        "replica_id: r1\nadvertise: 127.0.0.1:0\netcd: {endpoints: ['127.0.0.1:2379']}\n",
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match="port 0 cannot be dialled"):
+            load(CoordinatorConfig, bad)
+
+
+@pytest.mark.parametrize("field", ["ca_file", "cert_file", "key_file"])
+def test_tls_files_without_a_mode_are_refused_not_run_insecure(tmp_path, field) -> None:
+    """Found from outside: `tls: {ca_file, cert_file, key_file}` without `mode` ran
+    plaintext (mode's default is insecure) with only a warning line; someone who wrote
+    the files meant TLS."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"replica_id: r1\netcd: {{endpoints: ['127.0.0.1:2379']}}\ntls: {{{field}: /x.pem}}\n")
+    with pytest.raises(ConfigError, match="tls.mode: required when certificate files are given"):
+        load(CoordinatorConfig, cfg)
+    cfg.write_text(
+        f"replica_id: r1\netcd: {{endpoints: ['127.0.0.1:2379']}}\ntls: {{mode: insecure, {field}: /x.pem}}\n"
+    )
+    assert not load(CoordinatorConfig, cfg).tls.enabled  # said in so many words: kept
+
+
+def test_a_sidecar_coordinator_on_port_0_is_refused(tmp_path) -> None:
+    from failover_sidecar.config import SidecarConfig
+
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        f"host_id: h1\ngroups: [g1]\ncoordinators: ['127.0.0.1:0']\nstate_file: {tmp_path / 's.json'}\n"
+    )
+    with pytest.raises(ConfigError, match="port 0 cannot be dialled"):
+        load(SidecarConfig, f, {})
