@@ -93,6 +93,12 @@ class CoordinatorMetrics(RpcInstruments):
         for name, unit, desc, cb in (
             ("failover.sidecars.connected", "{sidecar}", "Sidecar streams served here", self._connected),
             ("failover.sidecars.sync", "{sidecar}", "Sidecars per group: in_sync or behind", self._sync),
+            (
+                "failover.sidecars.shared_host_ids",
+                "{host}",
+                "Host ids two sidecar processes stream with at once here",
+                self._shared,
+            ),
             ("failover.leader.is_leader", "1", "1 while this replica holds the leadership", self._is_leader),
             ("failover.leader.term", "1", "Fencing token of the leader key", self._term),
             ("failover.replica.stale", "1", "1 while this replica considers itself stale", self._stale),
@@ -164,6 +170,10 @@ class CoordinatorMetrics(RpcInstruments):
     def _connected(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica
         return self._one(len(r.hub.sessions)) if r is not None else ()
+
+    def _shared(self, _: CallbackOptions) -> Iterable[Observation]:
+        r = self._replica
+        return self._one(len(r.hub.shared_hosts)) if r is not None else ()
 
     def _sync(self, _: CallbackOptions) -> Iterable[Observation]:
         r = self._replica

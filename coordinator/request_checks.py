@@ -28,6 +28,7 @@ MAX_TEXT = 1024
 """Reasons and operator names."""
 MAX_EVIDENCE = 256
 MAX_VERSION = 64
+MAX_INSTANCE = 64  # Hello.instance: the sidecar sends 12 hex digits
 """A sidecar's software version (a PEP 440 version with a local part fits)."""
 MAX_HOST_LIMIT = 100_000
 MAX_HISTORY_LIMIT = 10_000
@@ -129,6 +130,8 @@ def check_hello(h: sync_pb2.Hello) -> str | None:
         return p
     if len(h.version) > MAX_VERSION or not h.version.isprintable():
         return f"hello.version: at most {MAX_VERSION} printable characters"
+    if len(h.instance) > MAX_INSTANCE or not h.instance.isprintable():
+        return f"hello.instance: at most {MAX_INSTANCE} printable characters"
     if not h.groups:
         return "hello.groups: at least one group is required"
     if len(h.groups) > MAX_GROUPS:

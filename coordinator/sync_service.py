@@ -40,6 +40,7 @@ from coordinator.view import ClusterView
 from failover.aio import run_until_failure
 from failover.log_limit import OUTSIDE_INPUT
 from failover.model.convert import epoch_of
+from failover.model.instances import StreamSeen, live_instances
 from failover.model.spec import ZERO_EPOCH, DecisionRecord, Epoch
 from failover.telemetry import tracing
 from failover.telemetry.loop_lag import LoopLag
@@ -66,8 +67,10 @@ class Session:
     groups: tuple[str, ...]
     acked: dict[str, Epoch]
     version: str = ""
+    instance: str = ""  # Hello.instance: which sidecar process (failover.model.instances)
     held_at_hello: dict[str, Epoch] = field(default_factory=dict)  # what an ack may name beyond our view
     connected_ns: int = field(default_factory=time.monotonic_ns)
+    heard_ns: int = 0  # the last message received (the hello: connected_ns)
     pending: dict[str, tuple[Epoch, int]] = field(default_factory=dict)
     defs_sent: dict[str, int] = field(default_factory=dict)
     health: dict[tuple[str, str], pb.PathHealth] = field(default_factory=dict)
@@ -112,6 +115,10 @@ class SyncHub:
         self.denials: Denials | None = None  # the replica's count per identity (set by the replica)
         # Streams refused per host id for stream.max_streams_per_host.
         self.refused_host_streams: dict[str, int] = {}
+        # Sessions per host id, and hosts whose id two sidecar processes use right now
+        # (host -> their instances, failover.model.instances), each logged as it starts.
+        self._by_host: dict[str, dict[int, Session]] = {}
+        self.shared_hosts: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
         self._heartbeat = b""
         self._heartbeat_seq = 0
@@ -346,9 +353,12 @@ class SyncHub:
             acked=dict(held),
             held_at_hello=held,
             version=hello.version,
+            instance=hello.instance,
             asked_seq=self._ask_seq,  # a new stream sends its full health after connecting
         )
+        s.heard_ns = s.connected_ns
         self.sessions[s.sid] = s
+        self._by_host.setdefault(s.host_id, {})[s.sid] = s
         self.forwarder.opened(s.sid, s.host_id, s.site)
         if self.held_check is not None:
             self.held_check.claim(s.host_id, claimed, {g: e.proof for g, e in hello.held.items()})
@@ -364,6 +374,11 @@ class SyncHub:
             if s.retry_timer is not None:
                 s.retry_timer.cancel()
             self.sessions.pop(s.sid, None)
+            same_host = self._by_host.get(s.host_id, {})
+            same_host.pop(s.sid, None)
+            if not same_host:
+                self._by_host.pop(s.host_id, None)
+            self._check_shared(s.host_id)
             self._to_wake.pop(s.sid, None)
             self.forwarder.ended(s.sid)
             self.traces.gone(s.sid)
@@ -404,7 +419,7 @@ class SyncHub:
         """RESOURCE_EXHAUSTED past stream.max_streams_per_host: one host reconnecting in a
         loop (or a stolen certificate) cannot take the streams every other host needs."""
         limit = self.cfg.stream.max_streams_per_host
-        held = sum(1 for s in self.sessions.values() if s.host_id == host_id)
+        held = len(self._by_host.get(host_id, ()))
         if held >= limit:
             self.refused_host_streams[host_id] = self.refused_host_streams.get(host_id, 0) + 1
             log.warning(
@@ -418,6 +433,27 @@ class SyncHub:
                 f"host {host_id} already holds {held} streams on replica {self.cfg.replica_id} "
                 f"(stream.max_streams_per_host {limit})",
             )
+
+    def _check_shared(self, host_id: str) -> None:
+        """Name a host id that two sidecar processes use (each logon at the venue closes the
+        other's: both hosts flip back and forth while the cluster shows one host)."""
+        streams = self._by_host.get(host_id, {}).values()
+        live = live_instances(StreamSeen(x.instance, x.connected_ns, x.heard_ns) for x in streams)
+        before = self.shared_hosts.get(host_id)
+        if live and live != before:
+            peers = sorted({x.site for x in streams})
+            self.shared_hosts[host_id] = live
+            log.warning(
+                "host id %s is used by %d sidecar processes at once (instances %s, site %s): "
+                "each must have its own host_id",
+                host_id,
+                len(live),
+                ", ".join(live),
+                ", ".join(peers),
+            )
+        elif not live and before is not None and len(streams) < 2:
+            del self.shared_hosts[host_id]
+            log.info("host id %s is used by one sidecar process again", host_id)
 
     async def _write_loop(self, s: Session, context: Any, reader: asyncio.Task[None]) -> None:
         sent_hb = self._heartbeat_seq
@@ -467,6 +503,9 @@ class SyncHub:
                 if problem is not None:
                     s.error = (grpc.StatusCode.INVALID_ARGUMENT, problem)
                     return
+                s.heard_ns = time.monotonic_ns()
+                if len(self._by_host.get(s.host_id, ())) > 1:
+                    self._check_shared(s.host_id)
                 kind = msg.WhichOneof("kind")
                 if kind == "ack":
                     self._on_ack(s, msg.ack)
@@ -548,6 +587,8 @@ class SyncHub:
                 apply_us=s.apply_us,
                 groups=s.groups,
                 version=s.version,
+                instance=s.instance,
+                heard_ms_ago=(now - s.heard_ns) // 1_000_000,
             )
             for g, e in s.acked.items():
                 st.acked[g].CopyFrom(pb.Epoch(era=e.era, revision=e.revision))

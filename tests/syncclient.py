@@ -18,6 +18,7 @@ class SyncClient:
     host_id: str
     groups: list[str]
     site: str = "default"
+    instance: str = ""  # Hello.instance
     auto_ack: bool = True
     held: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The proof a replica pushed with each held epoch (sent back in the hello, as a sidecar does).
@@ -40,7 +41,9 @@ class SyncClient:
     async def connect(self, address: str) -> None:
         self._channel = rpc.channel(address)
         stub = sync_pb2_grpc.SyncStub(self._channel)
-        hello = sync_pb2.Hello(host_id=self.host_id, site=self.site, groups=self.groups)
+        hello = sync_pb2.Hello(
+            host_id=self.host_id, site=self.site, groups=self.groups, instance=self.instance
+        )
         for g, (era, rev) in self.held.items():
             hello.held[g].CopyFrom(pb.Epoch(era=era, revision=rev, proof=self.proofs.get(g, b"")))
         self._out.put_nowait(sync_pb2.SidecarMessage(hello=hello))

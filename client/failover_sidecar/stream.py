@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -124,6 +125,8 @@ class CoordinatorLink:
         on_replace_held: Callable[[str], None] | None = None,
     ) -> None:
         self._host_id = host_id
+        # Hello.instance: tells this sidecar from another process given the same host id.
+        self.instance = secrets.token_hex(6)
         self._site = site
         self._groups = groups
         self._addresses = start_order(addresses, host_id)
@@ -199,7 +202,11 @@ class CoordinatorLink:
     async def _session(self, address: str) -> None:
         out: asyncio.Queue[sync_pb2.SidecarMessage | None] = asyncio.Queue()
         hello = sync_pb2.Hello(
-            host_id=self._host_id, site=self._site, groups=self._groups, version=software_version()
+            host_id=self._host_id,
+            site=self._site,
+            groups=self._groups,
+            version=software_version(),
+            instance=self.instance,
         )
         for g, epoch in self._held().items():
             hello.held[g].CopyFrom(epoch)

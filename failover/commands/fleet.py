@@ -1,7 +1,8 @@
 """The fleet as the operator commands show it (pure: status messages in, plain data out).
 
 ``GetStatus`` with ``hosts`` answers one page of every replica's sidecars;
-:func:`merge_pages` joins the pages into one list of (replica, sidecar).
+:func:`merge_pages` joins the pages into one list of (replica, sidecar), and
+:func:`shared_ids` names host ids that two sidecar processes use at once.
 :func:`sync_report` says which hosts have applied a group's latest epoch (and which
 are behind it, or ahead of it: holding epochs the cluster no longer has),
 :func:`host_rows` describes each host for ``failover sidecars``, and
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from failover.model.instances import StreamSeen, live_instances
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import types_pb2 as pb
@@ -47,6 +49,19 @@ def merge_pages(pages: Iterable[apb.ClusterStatus]) -> Listed:
             for sc in r.sidecars:
                 hosts[sc.host_id] = (r.replica_id, sc)
     return [hosts[h] for h in sorted(hosts)]
+
+
+def shared_ids(pages: Iterable[apb.ClusterStatus]) -> dict[str, list[str]]:
+    """Host ids two sidecar processes stream with at once, across replicas (the rule:
+    failover.model.instances), with their instances. Each replica's times count back from
+    its own answer; the answers of one page are taken at about one moment."""
+    streams: dict[str, list[StreamSeen]] = {}
+    for page in pages:
+        for r in page.replicas:
+            for sc in r.sidecars:
+                seen = StreamSeen(sc.instance, -sc.connected_for_ms, -sc.heard_ms_ago)
+                streams.setdefault(sc.host_id, []).append(seen)
+    return {h: live for h in sorted(streams) if (live := live_instances(streams[h]))}
 
 
 def latest(st: apb.ClusterStatus) -> dict[str, Epoch | None]:
@@ -190,6 +205,7 @@ def host_rows(st: apb.ClusterStatus, hosts: Listed, group: str = "") -> list[dic
                 "host_id": sc.host_id,
                 "site": sc.site,
                 "version": sc.version,
+                "instance": sc.instance,
                 "replica": replica_id,
                 "connected_for_ms": sc.connected_for_ms,
                 "groups": groups,

@@ -36,10 +36,16 @@ _RETRY_CODES = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 
 async def fetch_all(
-    cli: ModuleType, coordinators: str, group: str, page: int, timeout: float = 10.0
+    cli: ModuleType,
+    coordinators: str,
+    group: str,
+    page: int,
+    timeout: float = 10.0,
+    shared: "dict[str, list[str]] | None" = None,
 ) -> "tuple[apb.ClusterStatus, Listed]":
     """Every sidecar of the fleet, following ``next_host`` page by page (pages may come from
-    different replicas when one stops answering). The status returned is the last page's."""
+    different replicas when one stops answering). The status returned is the last page's;
+    ``shared``, when given, is filled with the host ids two sidecar processes use."""
     from failover.commands import fleet
     from failover.v1 import admin_pb2 as apb
 
@@ -53,6 +59,8 @@ async def fetch_all(
         pages.append(st)
         nxt = fleet.next_after(st)
         if not nxt or nxt <= after:  # done (a replica that does not advance must not loop us)
+            if shared is not None:
+                shared.update(fleet.shared_ids(pages))
             return st, fleet.merge_pages(pages)
         after = nxt
 
@@ -154,7 +162,9 @@ def _us(v: int | None) -> str:
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v} µs"
 
 
-def render_sidecars(rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "Console") -> None:
+def render_sidecars(
+    rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "Console", shared: dict[str, list[str]]
+) -> None:
     from rich.table import Table
 
     t = Table(title=f"sidecars ({len(rows)})")
@@ -204,6 +214,11 @@ def render_sidecars(rows: list[dict[str, Any]], st: "apb.ClusterStatus", out: "C
                 f"[red]replica {r.replica_id} ({r.address}) did not answer: {r.error}; "
                 "its sidecars are not listed[/red]"
             )
+    for host, instances in shared.items():
+        out.print(
+            f"[red]host id {host} is used by {len(instances)} sidecar processes at once "
+            f"(instances {', '.join(instances)}): each sidecar must have its own host_id[/red]"
+        )
 
 
 # --- watch ---------------------------------------------------------------------------
@@ -404,7 +419,8 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         from failover.commands import fleet
 
         cli.coordinator_targets(coordinators)
-        st, hosts = cli.run_async(fetch_all(cli, coordinators, group, page))
+        shared: dict[str, list[str]] = {}
+        st, hosts = cli.run_async(fetch_all(cli, coordinators, group, page, shared=shared))
         rows = fleet.host_rows(st, hosts, group)
         if as_json:
             unreachable = [
@@ -412,9 +428,9 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
                 for r in st.replicas
                 if not r.reachable
             ]
-            print(json.dumps({"hosts": rows, "unreachable_replicas": unreachable}))
+            print(json.dumps({"hosts": rows, "unreachable_replicas": unreachable, "shared_host_ids": shared}))
         else:
-            render_sidecars(rows, st, cli.out.get())
+            render_sidecars(rows, st, cli.out.get(), shared)
 
     @app.command()
     def watch(

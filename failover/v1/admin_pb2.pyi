@@ -50,7 +50,7 @@ class LeaderInfo(_message.Message):
     def __init__(self, replica_id: _Optional[str] = ..., address: _Optional[str] = ..., fencing_token: _Optional[int] = ...) -> None: ...
 
 class SidecarStatus(_message.Message):
-    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms", "effective", "push_to_ack_us", "apply_us", "groups", "version")
+    __slots__ = ("host_id", "site", "acked", "health", "connected_for_ms", "effective", "push_to_ack_us", "apply_us", "groups", "version", "instance", "heard_ms_ago")
     class AckedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class SidecarStatus(_message.Message):
     APPLY_US_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    HEARD_MS_AGO_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     acked: _containers.MessageMap[str, _types_pb2.Epoch]
@@ -99,7 +101,9 @@ class SidecarStatus(_message.Message):
     apply_us: _containers.ScalarMap[str, int]
     groups: _containers.RepeatedScalarFieldContainer[str]
     version: str
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ..., effective: _Optional[_Mapping[str, str]] = ..., push_to_ack_us: _Optional[_Mapping[str, int]] = ..., apply_us: _Optional[_Mapping[str, int]] = ..., groups: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+    instance: str
+    heard_ms_ago: int
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., acked: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., health: _Optional[_Iterable[_Union[_types_pb2.PathHealth, _Mapping]]] = ..., connected_for_ms: _Optional[int] = ..., effective: _Optional[_Mapping[str, str]] = ..., push_to_ack_us: _Optional[_Mapping[str, int]] = ..., apply_us: _Optional[_Mapping[str, int]] = ..., groups: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., instance: _Optional[str] = ..., heard_ms_ago: _Optional[int] = ...) -> None: ...
 
 class CommitRecord(_message.Message):
     __slots__ = ("group", "epoch", "commit_us", "reason")

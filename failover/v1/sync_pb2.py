@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from failover.v1 import types_pb2 as failover_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x61ilover/v1/sync.proto\x12\x0b\x66\x61ilover.v1\x1a\x17\x66\x61ilover/v1/types.proto\"\xb4\x01\n\x05Hello\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12*\n\x04held\x18\x04 \x03(\x0b\x32\x1c.failover.v1.Hello.HeldEntry\x12\x0f\n\x07version\x18\x05 \x01(\t\x1a?\n\tHeldEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.failover.v1.Epoch:\x02\x38\x01\"a\n\x03\x41\x63k\x12\r\n\x05group\x18\x01 \x01(\t\x12!\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x12.failover.v1.Epoch\x12(\n\x06stages\x18\x03 \x03(\x0b\x32\x18.failover.v1.StageTiming\"\xdc\x01\n\x0cHealthReport\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12&\n\x05paths\x18\x02 \x03(\x0b\x32\x17.failover.v1.PathHealth\x12;\n\teffective\x18\x03 \x03(\x0b\x32(.failover.v1.HealthReport.EffectiveEntry\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\x1a\x30\n\x0e\x45\x66\x66\x65\x63tiveEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x0eSidecarMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.failover.v1.HelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.failover.v1.AckH\x00\x12+\n\x06health\x18\x03 \x01(\x0b\x32\x19.failover.v1.HealthReportH\x00\x42\x06\n\x04kind\"\xa3\x01\n\x08Snapshot\x12,\n\x06groups\x18\x01 \x03(\x0b\x32\x1c.failover.v1.GroupDefinition\x12(\n\tdecisions\x18\x02 \x03(\x0b\x32\x15.failover.v1.Decision\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.failover.v1.Freshness\x12\x14\n\x0creplace_held\x18\x04 \x03(\t\"\xa1\x01\n\tFreshness\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\x12\x15\n\rlag_revisions\x18\x03 \x01(\x03\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x05 \x01(\t\x12\x0b\n\x03\x65ra\x18\x06 \x01(\x04\x12\x1d\n\x15heartbeat_interval_ms\x18\x07 \x01(\r\"L\n\tHeartbeat\x12)\n\tfreshness\x18\x01 \x01(\x0b\x32\x16.failover.v1.Freshness\x12\x14\n\x0csent_unix_ms\x18\x02 \x01(\x03\"\x0f\n\rHealthRequest\"\x80\x02\n\x0eReplicaMessage\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.failover.v1.SnapshotH\x00\x12-\n\x05group\x18\x02 \x01(\x0b\x32\x1c.failover.v1.GroupDefinitionH\x00\x12)\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x15.failover.v1.DecisionH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.failover.v1.HeartbeatH\x00\x12\x34\n\x0ehealth_request\x18\x05 \x01(\x0b\x32\x1a.failover.v1.HealthRequestH\x00\x42\x06\n\x04kind2N\n\x04Sync\x12\x46\n\x06Stream\x12\x1b.failover.v1.SidecarMessage\x1a\x1b.failover.v1.ReplicaMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x61ilover/v1/sync.proto\x12\x0b\x66\x61ilover.v1\x1a\x17\x66\x61ilover/v1/types.proto\"\xc6\x01\n\x05Hello\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0e\n\x06groups\x18\x03 \x03(\t\x12*\n\x04held\x18\x04 \x03(\x0b\x32\x1c.failover.v1.Hello.HeldEntry\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08instance\x18\x06 \x01(\t\x1a?\n\tHeldEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.failover.v1.Epoch:\x02\x38\x01\"a\n\x03\x41\x63k\x12\r\n\x05group\x18\x01 \x01(\t\x12!\n\x05\x65poch\x18\x02 \x01(\x0b\x32\x12.failover.v1.Epoch\x12(\n\x06stages\x18\x03 \x03(\x0b\x32\x18.failover.v1.StageTiming\"\xdc\x01\n\x0cHealthReport\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12&\n\x05paths\x18\x02 \x03(\x0b\x32\x17.failover.v1.PathHealth\x12;\n\teffective\x18\x03 \x03(\x0b\x32(.failover.v1.HealthReport.EffectiveEntry\x12\x13\n\x0btraceparent\x18\x04 \x01(\t\x12\x12\n\ntracestate\x18\x05 \x01(\t\x1a\x30\n\x0e\x45\x66\x66\x65\x63tiveEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x0eSidecarMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.failover.v1.HelloH\x00\x12\x1f\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x10.failover.v1.AckH\x00\x12+\n\x06health\x18\x03 \x01(\x0b\x32\x19.failover.v1.HealthReportH\x00\x42\x06\n\x04kind\"\xa3\x01\n\x08Snapshot\x12,\n\x06groups\x18\x01 \x03(\x0b\x32\x1c.failover.v1.GroupDefinition\x12(\n\tdecisions\x18\x02 \x03(\x0b\x32\x15.failover.v1.Decision\x12)\n\tfreshness\x18\x03 \x01(\x0b\x32\x16.failover.v1.Freshness\x12\x14\n\x0creplace_held\x18\x04 \x03(\t\"\xa1\x01\n\tFreshness\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\x12\x15\n\rlag_revisions\x18\x03 \x01(\x03\x12\r\n\x05stale\x18\x04 \x01(\x08\x12\x14\n\x0cstale_reason\x18\x05 \x01(\t\x12\x0b\n\x03\x65ra\x18\x06 \x01(\x04\x12\x1d\n\x15heartbeat_interval_ms\x18\x07 \x01(\r\"L\n\tHeartbeat\x12)\n\tfreshness\x18\x01 \x01(\x0b\x32\x16.failover.v1.Freshness\x12\x14\n\x0csent_unix_ms\x18\x02 \x01(\x03\"\x0f\n\rHealthRequest\"\x80\x02\n\x0eReplicaMessage\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x15.failover.v1.SnapshotH\x00\x12-\n\x05group\x18\x02 \x01(\x0b\x32\x1c.failover.v1.GroupDefinitionH\x00\x12)\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x15.failover.v1.DecisionH\x00\x12+\n\theartbeat\x18\x04 \x01(\x0b\x32\x16.failover.v1.HeartbeatH\x00\x12\x34\n\x0ehealth_request\x18\x05 \x01(\x0b\x32\x1a.failover.v1.HealthRequestH\x00\x42\x06\n\x04kind2N\n\x04Sync\x12\x46\n\x06Stream\x12\x1b.failover.v1.SidecarMessage\x1a\x1b.failover.v1.ReplicaMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEALTHREPORT_EFFECTIVEENTRY']._loaded_options = None
   _globals['_HEALTHREPORT_EFFECTIVEENTRY']._serialized_options = b'8\001'
   _globals['_HELLO']._serialized_start=65
-  _globals['_HELLO']._serialized_end=245
-  _globals['_HELLO_HELDENTRY']._serialized_start=182
-  _globals['_HELLO_HELDENTRY']._serialized_end=245
-  _globals['_ACK']._serialized_start=247
-  _globals['_ACK']._serialized_end=344
-  _globals['_HEALTHREPORT']._serialized_start=347
-  _globals['_HEALTHREPORT']._serialized_end=567
-  _globals['_HEALTHREPORT_EFFECTIVEENTRY']._serialized_start=519
-  _globals['_HEALTHREPORT_EFFECTIVEENTRY']._serialized_end=567
-  _globals['_SIDECARMESSAGE']._serialized_start=570
-  _globals['_SIDECARMESSAGE']._serialized_end=709
-  _globals['_SNAPSHOT']._serialized_start=712
-  _globals['_SNAPSHOT']._serialized_end=875
-  _globals['_FRESHNESS']._serialized_start=878
-  _globals['_FRESHNESS']._serialized_end=1039
-  _globals['_HEARTBEAT']._serialized_start=1041
-  _globals['_HEARTBEAT']._serialized_end=1117
-  _globals['_HEALTHREQUEST']._serialized_start=1119
-  _globals['_HEALTHREQUEST']._serialized_end=1134
-  _globals['_REPLICAMESSAGE']._serialized_start=1137
-  _globals['_REPLICAMESSAGE']._serialized_end=1393
-  _globals['_SYNC']._serialized_start=1395
-  _globals['_SYNC']._serialized_end=1473
+  _globals['_HELLO']._serialized_end=263
+  _globals['_HELLO_HELDENTRY']._serialized_start=200
+  _globals['_HELLO_HELDENTRY']._serialized_end=263
+  _globals['_ACK']._serialized_start=265
+  _globals['_ACK']._serialized_end=362
+  _globals['_HEALTHREPORT']._serialized_start=365
+  _globals['_HEALTHREPORT']._serialized_end=585
+  _globals['_HEALTHREPORT_EFFECTIVEENTRY']._serialized_start=537
+  _globals['_HEALTHREPORT_EFFECTIVEENTRY']._serialized_end=585
+  _globals['_SIDECARMESSAGE']._serialized_start=588
+  _globals['_SIDECARMESSAGE']._serialized_end=727
+  _globals['_SNAPSHOT']._serialized_start=730
+  _globals['_SNAPSHOT']._serialized_end=893
+  _globals['_FRESHNESS']._serialized_start=896
+  _globals['_FRESHNESS']._serialized_end=1057
+  _globals['_HEARTBEAT']._serialized_start=1059
+  _globals['_HEARTBEAT']._serialized_end=1135
+  _globals['_HEALTHREQUEST']._serialized_start=1137
+  _globals['_HEALTHREQUEST']._serialized_end=1152
+  _globals['_REPLICAMESSAGE']._serialized_start=1155
+  _globals['_REPLICAMESSAGE']._serialized_end=1411
+  _globals['_SYNC']._serialized_start=1413
+  _globals['_SYNC']._serialized_end=1491
 # @@protoc_insertion_point(module_scope)

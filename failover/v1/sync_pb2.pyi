@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hello(_message.Message):
-    __slots__ = ("host_id", "site", "groups", "held", "version")
+    __slots__ = ("host_id", "site", "groups", "held", "version", "instance")
     class HeldEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -21,12 +21,14 @@ class Hello(_message.Message):
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     site: str
     groups: _containers.RepeatedScalarFieldContainer[str]
     held: _containers.MessageMap[str, _types_pb2.Epoch]
     version: str
-    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., held: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., version: _Optional[str] = ...) -> None: ...
+    instance: str
+    def __init__(self, host_id: _Optional[str] = ..., site: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., held: _Optional[_Mapping[str, _types_pb2.Epoch]] = ..., version: _Optional[str] = ..., instance: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("group", "epoch", "stages")

@@ -115,6 +115,8 @@ async def test_sidecars_shows_the_version_each_sidecar_sent(etcd_cluster, prefix
         hosts = {h["host_id"]: h for h in json.loads(r.stdout)["hosts"]}
         assert hosts["real-1"]["version"] == version("failover")
         assert hosts["old-1"]["version"] == ""
+        # Each sidecar process names itself (Hello.instance: a shared host id is told apart).
+        assert len(hosts["real-1"]["instance"]) == 12 and hosts["old-1"]["instance"] == ""
         r = await asyncio.to_thread(cli, "sidecars", "-c", rs.address(0), env={"COLUMNS": "250"})
         assert r.returncode == 0, r.stderr
         assert "version" in r.stdout and version("failover") in r.stdout

@@ -74,6 +74,7 @@ async def _feed(msgs: list[sync_pb2.SidecarMessage]) -> tuple[Session, _Forwarde
     hub = SyncHub.__new__(SyncHub)  # only the reader: no view, no etcd
     fwd = _Forwarder()
     hub.forwarder = fwd  # type: ignore[assignment]
+    hub._by_host = {}
     s = Session(sid=1, host_id="h1", site="default", groups=("g1",), acked={})
 
     async def it() -> AsyncIterator[bytes]:

@@ -17,3 +17,10 @@ def test_a_group_named_twice_in_a_hello_is_refused_naming_it() -> None:
 
 def test_distinct_groups_still_pass() -> None:
     assert check_hello(sync_pb2.Hello(host_id="h1", groups=["a", "cme"])) is None
+
+
+def test_an_instance_is_optional_and_bounded() -> None:
+    assert check_hello(sync_pb2.Hello(host_id="h1", groups=["a"], instance="0f3a9c11d2e4")) is None
+    for bad in ("x" * 65, "a\nb"):
+        problem = check_hello(sync_pb2.Hello(host_id="h1", groups=["a"], instance=bad))
+        assert problem is not None and problem.startswith("hello.instance:"), problem
