@@ -604,7 +604,10 @@ def era_bump(
 
     req = apb.BumpEraRequest(operator=operator or login_name(), reason=reason, expected_era=expected)
     resp = run_async(
-        with_admin(coordinators, lambda s, _: s.BumpEra(req, timeout=5, metadata=trace_metadata()))
+        write_outcome(
+            with_admin(coordinators, lambda s, _: s.BumpEra(req, timeout=5, metadata=trace_metadata())),
+            "`failover status`",
+        )
     )
     print(f"era is now {resp.era}")
 
@@ -633,7 +636,10 @@ def group_put(
         return
     req = apb.PutGroupRequest(definition=group_pb(spec, 0), create_only=create_only)
     resp = run_async(
-        with_admin(coordinators, lambda s, _: s.PutGroup(req, timeout=5, metadata=trace_metadata()))
+        write_outcome(
+            with_admin(coordinators, lambda s, _: s.PutGroup(req, timeout=5, metadata=trace_metadata())),
+            f"`failover status` (group {spec.name})",
+        )
     )
     print(f"group {spec.name} stored at revision {resp.definition.mod_revision}")
 
@@ -643,12 +649,36 @@ def call_leader(coordinators: str, method: str, req: Any, timeout: float) -> Any
     tried, and ``timeout`` bounds the whole command (each address an equal share of what is
     left). Every such command goes through here, so none waits per address again."""
     return run_async(
-        with_admin(
-            coordinators,
-            lambda s, share: getattr(s, method)(req, timeout=share, metadata=command_metadata()),
-            timeout,
+        write_outcome(
+            with_admin(
+                coordinators,
+                lambda s, share: getattr(s, method)(req, timeout=share, metadata=command_metadata()),
+                timeout,
+            ),
+            f"`failover history {req.group}`",
         )
     )
+
+
+_UNKNOWN_OUTCOME = ("DEADLINE_EXCEEDED", "CANCELLED")
+
+
+async def write_outcome(call: Awaitable[T], where: str) -> T:
+    """A write whose wait ended without an answer may still be committed by the replica
+    holding it; the error line says so, and where to look, before anyone acts on "failed"."""
+    import grpc
+
+    note = f"; outcome unknown: it may still be committed (see {where} before repeating it)"
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code().name not in _UNKNOWN_OUTCOME:
+            raise
+        raise AllCoordinatorsFailed(f"{exc.code().name}: {exc.details()}{note}") from None
+    except AllCoordinatorsFailed as exc:
+        if not any(f": {code}: " in str(exc) for code in _UNKNOWN_OUTCOME):
+            raise
+        raise AllCoordinatorsFailed(f"{exc}{note}") from None
 
 
 def _control(

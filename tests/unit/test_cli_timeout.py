@@ -125,3 +125,20 @@ def test_a_replica_whose_server_cancels_the_call_moves_on_to_the_next_with_the_s
     assert "g1: backup > primary" in r.stdout, r.stdout
     assert len(gone_srv.request_ids) == 1 and gone_srv.request_ids == good_srv.request_ids
     assert gone_srv.request_ids[0]
+
+
+def test_a_write_whose_deadline_passed_says_its_outcome_is_unknown() -> None:
+    """Found from outside: a switch that timed out said only `DEADLINE_EXCEEDED`, although the
+    replica holding it may commit it afterwards; an operator who read "failed" and switched
+    elsewhere could be overtaken by it. The line now says the outcome is unknown and where
+    to look. A refusal (the call never reached a replica) says nothing of the kind."""
+    with _replica(hang=True) as (addr, _srv):
+        r = cli("switch", "g1", "backup", "--reason", "r", "-c", addr, "--timeout", "1", timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "DEADLINE_EXCEEDED" in r.stderr, r.stderr
+    assert "outcome unknown: it may still be committed (see `failover history g1`" in r.stderr, r.stderr
+    with _silent_ports(1) as addrs:
+        closed = addrs[0]
+    r = cli("pause", "g1", "--reason", "r", "-c", closed, "--timeout", "1", timeout=60)
+    assert r.returncode == 1 and "UNAVAILABLE" in r.stderr, r.stderr
+    assert "outcome unknown" not in r.stderr, r.stderr
