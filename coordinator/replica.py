@@ -60,6 +60,7 @@ SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
 ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
 ETCD_LEADER_CHECK_S = 5.0  # which etcd member leads is asked this often (calls go there)
 SETTLE_S = 1.0  # a graceful stop waits this long at most for a commit in flight
+ID_CHECK_S = 1.0  # at start: is our replica_id used by a running replica (each step)
 
 
 class Replica:
@@ -335,6 +336,37 @@ class Replica:
                 log.info("writing %s failed (%s): retrying", what, exc, extra=RETRYING)
                 await asyncio.sleep(0.2)
 
+    async def _refuse_id_in_use(self) -> None:
+        """Refuse to start under a replica_id a running replica uses (a copied config): our
+        member key would replace its address, and peers, forwards and ``status`` would reach
+        one replica under the other's name. A key a killed replica left names an address
+        where nobody, or another replica, answers now: that start goes on. So does one etcd
+        does not answer yet (checked only here; the election fences every write anyway)."""
+        rid = self.cfg.replica_id
+        try:
+            async with asyncio.timeout(ID_CHECK_S):
+                kv, _ = await self.store.get(self.keys.member(rid))
+            address = str(json.loads(kv.value)["address"]) if kv is not None else ""
+        except (StoreError, TimeoutError, ValueError, KeyError, TypeError):
+            return
+        if not address or address == self.cfg.advertised:
+            return
+        try:
+            st = await rpc.unary(
+                admin_pb2_grpc.PeerStub(self.peers.get(address)).LocalStatus(
+                    apb.LocalStatusRequest(), timeout=ID_CHECK_S
+                )
+            )
+        except grpc.aio.AioRpcError:
+            return
+        if st.replica_id == rid:
+            from failover.config_source import ConfigError
+
+            raise ConfigError(
+                f"replica_id {rid!r} is in use by the running replica at {address}: "
+                "give each replica its own replica_id"
+            )
+
     async def run(self, on_ready: Callable[[Replica], None] | None = None) -> None:
         ping_every_ms, ping_timeout_ms = self.cfg.stream.keepalive_ms()
         server = rpc.make_server(
@@ -393,6 +425,7 @@ class Replica:
             ]
             if insecure:
                 tls.warn_insecure(f"replica {self.cfg.replica_id}'s {' and '.join(insecure)}")
+            await self._refuse_id_in_use()
             await rpc.mark_serving(health, SERVICES, True)
             self.telemetry.serve()
             log.info("replica %s serving on %s (port %d)", self.cfg.replica_id, self.cfg.listen, self.port)
