@@ -12,6 +12,10 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+MAX_UINT32 = 2**32 - 1
+"""Policy integers travel as uint32 (GroupPolicy): a larger one would fail every encoding."""
+MAX_GROUP_PATHS = 64
+"""Paths of one group: PutGroup's limit (request_checks.MAX_PATHS) and a health report's."""
 
 
 def check_address(value: str) -> str:
@@ -85,18 +89,18 @@ class PolicySpec(Strict):
     local_failover: bool = True
     failback_hold_down_ms: int = Field(default=1000, ge=0, le=3_600_000)
     min_dwell_ms: int = Field(default=1000, ge=0, le=3_600_000)
-    fail_hosts: int = Field(default=0, ge=0)  # 0: a majority of reporting hosts
+    fail_hosts: int = Field(default=0, ge=0, le=MAX_UINT32)  # 0: a majority of reporting hosts
     fail_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
     auto_failback: bool = False
-    failback_hold_s: int = Field(default=30, ge=0)
-    min_hosts_up: int = Field(default=1, ge=0)
+    failback_hold_s: int = Field(default=30, ge=0, le=MAX_UINT32)
+    min_hosts_up: int = Field(default=1, ge=0, le=MAX_UINT32)
     fraction_up: float = Field(default=0.0, ge=0.0, le=1.0)
-    slow_threshold_ms: int = Field(default=0, ge=0)
+    slow_threshold_ms: int = Field(default=0, ge=0, le=MAX_UINT32)
 
 
 class GroupSpec(Strict):
     name: str
-    paths: list[PathSpec] = Field(min_length=1)
+    paths: list[PathSpec] = Field(min_length=1, max_length=MAX_GROUP_PATHS)
     policy: PolicySpec = PolicySpec()
 
     @field_validator("name")
