@@ -30,7 +30,14 @@ from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReade
 from failover_sidecar.agent import Agent
 from failover_sidecar.orders import OrderPath, RelayError
 from failover_sidecar.path import corked
-from failover_sidecar.service import MAX_PAYLOAD_BYTES, _refused, _shown, no_open
+from failover_sidecar.service import (
+    HALF_CLOSED_WAIT_S,
+    MAX_PAYLOAD_BYTES,
+    _refused,
+    _shown,
+    _still_owed,
+    no_open,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,30 @@ class FramedConnection(CopyingReader):
             self.close_with(f"bad framing: {exc.reason}")
             return
         self._handle(frames)
+
+    def eof_received(self) -> bool:
+        """The client closed its sending side: what it sent still gets its outcomes, then
+        the last ``closed`` frame (every message gets exactly one outcome, docs/api.md)."""
+        if self._closing:
+            return False
+        if not self.strategy_id:
+            self.close_with("the client closed its side before open{strategy_id}")
+            return True  # close_with closes once its frame is written
+        timer = asyncio.get_running_loop().call_later(HALF_CLOSED_WAIT_S, self._half_closed_end)
+
+        def delivered(_f: asyncio.Future[None]) -> None:
+            timer.cancel()
+            self._half_closed_end()
+
+        self._orders.all_delivered(self.strategy_id).add_done_callback(delivered)
+        return True
+
+    def _half_closed_end(self) -> None:
+        owed = self._orders.owed(self.strategy_id)
+        if owed:
+            self.close_with(_still_owed(owed))
+        else:
+            self.close_with("the client closed its side; every outcome sent", level=logging.INFO)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -180,14 +211,15 @@ class FramedConnection(CopyingReader):
             self._release_sink()
             t.abort()
 
-    def close_with(self, reason: str) -> None:
+    def close_with(self, reason: str, level: int = logging.WARNING) -> None:
         """Send the reason frame after any queued events, then close this connection only."""
         if self._closing:
             return
         self._closing = True
         self._release_sink()
         t = self._transport
-        log.warning(
+        log.log(
+            level,
             "framed connection%s closed: %s",
             f" of strategy {self.strategy_id}" if self.strategy_id else "",
             reason,

@@ -89,6 +89,10 @@ class OrderPath:
         self._expiry_idle = False  # the expiry task waits with no deadline: a write must wake it
         # Per group: since when (ms) its queue waits for replies on a path the route left.
         self._draining: dict[str, float] = {}
+        # Per strategy: messages without a delivered outcome, and who waits for none (a
+        # connection its client half-closed stays open until then: all_delivered).
+        self._owed: Counter[str] = Counter()
+        self._owed_waiters: dict[str, list[asyncio.Future[None]]] = {}
         agent.route_listeners.append(self._on_route)
         agent.path_dead_listeners.append(self._on_path_dead)
         agent.message_listeners.append(self._on_venue)
@@ -121,6 +125,7 @@ class OrderPath:
             self.ledger.submit(key, m.group, now_ms())
         except LedgerError as exc:
             raise RelayError("duplicate", f"client_msg_id: {exc}") from None
+        self._owed[strategy_id] += 1
         self._submitted_ns[key] = time.monotonic_ns()
         entry_msg = self._venue_message(strategy_id, m)
         self._messages[key] = entry_msg
@@ -276,6 +281,28 @@ class OrderPath:
         sink = self.sinks.get(strategy)
         if sink is not None:
             sink(event)
+        owed = self._owed[strategy] - 1
+        if owed > 0:
+            self._owed[strategy] = owed
+        else:
+            del self._owed[strategy]
+            for f in self._owed_waiters.pop(strategy, ()):
+                if not f.done():
+                    f.set_result(None)
+
+    def all_delivered(self, strategy_id: str) -> asyncio.Future[None]:
+        """Done once every message of the strategy has had its outcome delivered (at once
+        when none lacks one). Its sink got each outcome before this is done."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._owed[strategy_id] <= 0:
+            fut.set_result(None)
+        else:
+            self._owed_waiters.setdefault(strategy_id, []).append(fut)
+        return fut
+
+    def owed(self, strategy_id: str) -> int:
+        """Messages of the strategy without an outcome delivered yet."""
+        return max(0, self._owed[strategy_id])
 
     # --- events ----------------------------------------------------------
 

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 8 * 1024
 RELAY_QUEUE = 10_000
+# A client that closed its sending side waits this long at most for the outcomes of what
+# it sent (each is due well within it: the NO_PATH wait, a reply or confirmation timeout).
+HALF_CLOSED_WAIT_S = 60.0
 MAX_WATCH_GROUPS = 1000
 """Groups one WatchRoute may name (a host serves far fewer)."""
 RELAY_GARBLED = rpc.does_not_parse("failover.v1.Sidecar/Relay")
@@ -136,9 +139,10 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         self._relay_queues.add(out)
         garbled = False
         misused = ""
+        owed_at_end = 0
 
         async def reader() -> None:
-            nonlocal garbled, misused
+            nonlocal garbled, misused, owed_at_end
             try:
                 async for req in it:
                     if replaced_by:
@@ -163,6 +167,11 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                         self._orders.submit(sid, m)
                     except RelayError as exc:
                         sink(_refused(m, str(exc)))
+                # The client closed its side: what it sent still gets its outcomes here.
+                if not replaced_by:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._orders.all_delivered(sid), HALF_CLOSED_WAIT_S)
+                    owed_at_end = self._orders.owed(sid)
             except DecodeError:
                 # Outcomes of what came before still reach the strategy, then the
                 # stream ends with a status saying why (not OK, as if it had closed).
@@ -194,6 +203,8 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
                         # before may be at a venue.
                         log.warning("relay stream of strategy %s: %s", sid, misused, extra=OUTSIDE_INPUT)
                         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, misused)
+                    if owed_at_end:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, _still_owed(owed_at_end))
                     return
                 yield ev
             await context.abort(
@@ -241,6 +252,13 @@ def status(agent: Agent, orders: OrderPath) -> spb.SidecarLocalStatus:
         st.counters[f"connections_opened.{g}.{p}"] = s.connections_opened
     st.counters["coordinator_moves"] = link.moves
     return st
+
+
+def _still_owed(n: int) -> str:
+    return (
+        f"{n} messages still without an outcome {HALF_CLOSED_WAIT_S:.0f} s after the client "
+        "closed its side: resolve them in doubt"
+    )
 
 
 _END = spb.RelayEvent()  # a relay stream's queue: the sidecar stops (compared by identity)
