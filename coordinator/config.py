@@ -15,6 +15,9 @@ MIN_KEEPALIVE_MS = 100
 MIN_PING_TIMEOUT_MS = 1000
 # The loop proves it runs every 100 ms: a stall limit must span several of those.
 MIN_LOOP_STALL_LIMIT_MS = 500
+MAX_MESSAGE_BYTES_LIMIT = 256 * 1024 * 1024
+"""stream.max_message_bytes goes to gRPC core as a C int (a larger value failed the server's
+construction with OverflowError); a snapshot of a thousand groups is a few MiB."""
 
 
 class _Section(BaseModel):
@@ -101,7 +104,7 @@ class StreamSection(_Section):
     max_streams: int = Field(default=5000, ge=1, le=100_000)
     # Streams one host id may hold open on one replica (a reconnect overlaps the old stream).
     max_streams_per_host: int = Field(default=8, ge=1, le=1000)
-    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=MAX_MESSAGE_BYTES_LIMIT)
     # A stream that sends no hello within this long is closed.
     hello_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
     # A push not acknowledged within this long may be replaced by the newest decision.

@@ -387,6 +387,15 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
         With --wait: exit 0 as soon as all have; exit 1 naming those behind on timeout."""
         if timeout is not None and not wait:
             cli.fail("--timeout: only with --wait")
+        from failover.model.spec import NAME_RE  # pydantic: not on every command's start
+
+        # An empty GROUP ("$UNSET_VAR") matched nothing and reported "0 of 0 applied": exit 0.
+        if not NAME_RE.match(group):
+            cli.fail(
+                f"GROUP: a group name is required, got {group!r}"
+                if not group
+                else f"GROUP: bad group name {group!r}"
+            )
         cli.coordinator_targets(coordinators)
         report, timed_out = cli.run_async(
             poll_sync(

@@ -42,6 +42,10 @@ venue_app = typer.Typer(
 
 EXIT_ERROR = 2
 RPC_TIMEOUT_S = 5.0
+MAX_UINT32 = 2**32 - 1
+"""The control API's integers are uint32: a larger one failed to encode (a traceback)."""
+MAX_DELAY_MS = 3_600_000
+"""An hour per reply is already a stalled line; far below the wire's uint32."""
 T = TypeVar("T")
 
 
@@ -198,7 +202,9 @@ def fault(
     gateway: Annotated[str, typer.Option("--gateway", help="Gateway name, e.g. primary.")],
     kind: Annotated[FaultChoice, typer.Option("--kind", help="What to break (or recover).")],
     session: Annotated[str | None, typer.Option("--session", help="Only this sender (host id).")] = None,
-    delay_ms: Annotated[int, typer.Option("--delay-ms", min=0, help="Added delay for --kind slow.")] = 0,
+    delay_ms: Annotated[
+        int, typer.Option("--delay-ms", min=0, max=MAX_DELAY_MS, help="Added delay for --kind slow.")
+    ] = 0,
     timeout: TimeoutOpt = RPC_TIMEOUT_S,
 ) -> None:
     """Inject a fault into a gateway, or into one sender's sessions on it."""
@@ -219,7 +225,7 @@ def event(
     control: ControlOpt,
     kind: Annotated[EventChoice, typer.Option("--kind", help="Venue event to send.")],
     clordid: Annotated[str, typer.Option("--clordid", help="Client order id of an open order.")],
-    qty: Annotated[int, typer.Option("--qty", min=1, help="Fill quantity.")] = 1,
+    qty: Annotated[int, typer.Option("--qty", min=1, max=MAX_UINT32, help="Fill quantity.")] = 1,
     timeout: TimeoutOpt = RPC_TIMEOUT_S,
 ) -> None:
     """Fill or cancel an open order; the owner's live session is told."""
