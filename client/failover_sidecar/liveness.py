@@ -27,6 +27,10 @@ class RttWindow:
         self._samples.append(rtt_us)
         self._sorted = None
 
+    def clear(self) -> None:
+        self._samples.clear()
+        self._sorted = None
+
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0 < q <= 100) of the window; None while it is empty."""
         if not self._samples:
@@ -69,8 +73,12 @@ class Heartbeats:
         return rtt_us
 
     def clear(self) -> None:
-        """Forget what is in flight (a new connection: old echoes will not come)."""
+        """A new connection: forget what is in flight (old echoes will not come) and the old
+        round trips. A line reconnected after its latency stepped up would otherwise be
+        timed on the old connection's (the window's median), and its orders' probes declare
+        it silent before its first ack can come."""
         self._sent.clear()
+        self.rtt.clear()
 
 
 class Backoff:

@@ -31,6 +31,12 @@ Rules, in order:
    leave every host on the backup for a hold-down. If the path
    in use dies and the only healthy paths are above it, still in hold-down, the
    first of them is taken at once: healthy beats stable-but-dead.
+   A path that dies again within its hold-down of being taken back (a line that
+   passes its idle checks but not the order flow: throttled, or slow beyond the
+   order timeouts) doubles its next hold-down, up to ``MAX_HOLD_DOWN_DOUBLINGS``
+   times; one that served longer than its hold-down starts again from
+   ``hold_down_ms`` (Envoy's outlier ejection grows the same way): the route does
+   not go back to a path every ``hold_down_ms`` only to leave it again.
 6. A decision that changes the order is applied at once, hold-down or not (the
    coordinators chose it knowing the fleet's health). A newer decision with the same
    order keeps any hold-down in progress: it says nothing new about this host.
@@ -53,6 +59,9 @@ from collections.abc import Iterable, Sequence
 
 Epoch = tuple[int, int]
 """``(era, revision)``, compared lexicographically."""
+
+MAX_HOLD_DOWN_DOUBLINGS = 5
+"""A path that keeps failing right after a failback waits at most 32 x ``hold_down_ms``."""
 
 
 def repeated_path(paths: Iterable[str]) -> str | None:
@@ -91,6 +100,8 @@ class RouteState:
         self._ever_healthy: set[str] = set()
         self._anchor: str | None = None  # the path in use, for hold-down; None: no hold-down applies
         self._now_ms: float | None = None
+        self._doublings: dict[str, int] = {}  # of a path's hold-down (rule 5)
+        self._failback: tuple[str, float] | None = None  # the route moved back up to (path, at)
 
     # ------------------------------------------------------------ outputs
 
@@ -113,14 +124,18 @@ class RouteState:
         if self._now_ms is None:
             return None
         ends = [
-            since + self.hold_down_ms
+            since + self.hold_ms(path)
             for path, since in self._healthy_since.items()
-            if since is not None and self._health.get(path) and since + self.hold_down_ms > self._now_ms
+            if since is not None and self._health.get(path) and since + self.hold_ms(path) > self._now_ms
         ]
         if self._in_grace():
             assert self._first_seen_ms is not None
             ends.append(self._first_seen_ms + self.cold_start_grace_ms)
         return min(ends, default=None)
+
+    def hold_ms(self, path: str) -> float:
+        """The hold-down a path healthy again waits now (rule 5: doubled after failed failbacks)."""
+        return float(self.hold_down_ms * 2 ** self._doublings.get(path, 0))
 
     def _in_grace(self) -> bool:
         """Still waiting for the decision's first path's first report (rule 3)?"""
@@ -156,6 +171,13 @@ class RouteState:
         Paths outside the current order are remembered too: a later decision may list them.
         """
         now = self._advance(now_ms)
+        if not healthy and self._failback is not None and self._failback[0] == path:
+            # The path the route moved back to died: within its hold-down, wait longer next time.
+            if now - self._failback[1] < self.hold_ms(path):
+                self._doublings[path] = min(MAX_HOLD_DOWN_DOUBLINGS, self._doublings.get(path, 0) + 1)
+            else:
+                self._doublings.pop(path, None)
+            self._failback = None
         if healthy and self._health.get(path) is not True:
             self._healthy_since[path] = now if path in self._ever_healthy else None
             self._ever_healthy.add(path)
@@ -182,7 +204,7 @@ class RouteState:
         since = self._healthy_since.get(path)
         if since is None:
             return True
-        return self._now_ms is not None and self._now_ms - since >= self.hold_down_ms
+        return self._now_ms is not None and self._now_ms - since >= self.hold_ms(path)
 
     def _select(self) -> tuple[str | None, str]:
         if self.epoch is None:
@@ -209,6 +231,9 @@ class RouteState:
             why = f"{first} not yet healthy locally"
         elif not first_health:
             why = f"{first} down locally"
+        elif self._doublings.get(first):
+            hold = self.hold_ms(first)
+            why = f"{first} healthy again, in hold-down ({hold:.0f} ms: it died within its last one)"
         else:
             why = f"{first} healthy again, in hold-down"
         return choice, f"{why}: using {choice}"
@@ -217,6 +242,18 @@ class RouteState:
         before = (self.effective, self.reason)  # the reason also tells halted from not
         self.effective, self.reason = self._select()
         self._anchor = self.effective
+        prev, now = before[0], self._now_ms
+        if self.effective != prev:
+            back_up = (
+                now is not None
+                and prev in self.paths
+                and self.effective in self.paths
+                and self.paths.index(self.effective) < self.paths.index(prev)
+                and self._healthy_since.get(self.effective) is not None  # it waited a hold-down
+            )
+            self._failback = (
+                (self.effective, now) if back_up and self.effective is not None and now is not None else None
+            )
         if (self.effective, self.reason) != before:
             self.version += 1
         return self.effective != before[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from failover_sidecar.route import RouteState
+from failover_sidecar.route import MAX_HOLD_DOWN_DOUBLINGS, RouteState
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -226,8 +226,9 @@ def test_route_properties(local_failover: bool, hold: int, ops: list[tuple[Any, 
             assert m.health.get(r.effective) is True
         elif any(p in m.health for p in order):
             assert r.effective == order[0] and r.reason.startswith("degraded")
-        # Never lingers below a path that is healthy and past its hold-down.
-        stable = [p for p in order if m.stable(p, now, hold)]
+        # Never lingers below a path that is healthy and past its hold-down (at most the
+        # doubled one: a path that failed its failbacks waits longer).
+        stable = [p for p in order if m.stable(p, now, hold * 2**MAX_HOLD_DOWN_DOUBLINGS)]
         if stable:
             assert order.index(r.effective) <= order.index(stable[0])
         # Moving up the same order needs a stable target, unless the path in use died.
@@ -261,3 +262,42 @@ def test_cold_start_grace_ends_on_time_or_when_the_first_path_reports_down() -> 
     r2.on_health("b", True, 0)
     assert r2.on_health("a", False, 5) and r2.effective == "b"  # a refused: no wait
     assert r2.next_deadline_ms() is None
+
+
+def test_a_path_that_dies_again_right_after_its_failback_waits_twice_as_long_next_time() -> None:
+    """Found from outside: a throttled primary passed its idle checks, was taken back after
+    each 1 s hold-down and died under the orders within ms, 4 times in 4 s, each time
+    leaving orders IN_DOUBT. Each failed failback doubles the path's next hold-down."""
+    r = RouteState("g", hold_down_ms=100)
+    r.on_decision(["a", "b"], (0, 1))
+    r.on_health("a", True, 0)
+    r.on_health("b", True, 0)
+    now = 0.0
+    for hold in (100, 200, 400, 800, 1600, 3200, 3200):  # capped at 32x
+        now += 10
+        r.on_health("a", False, now)  # dies right after it was taken (or at first)
+        assert r.effective == "b"
+        now += 10
+        r.on_health("a", True, now)  # healthy again: hold-down
+        assert r.next_deadline_ms() == now + hold, hold
+        assert not r.tick(now + hold - 1)
+        now += hold
+        assert r.tick(now) and r.effective == "a"
+    assert "3200 ms" in r.reason or r.reason == "decision"
+
+
+def test_a_path_that_served_past_its_hold_down_starts_again_from_the_base() -> None:
+    r = RouteState("g", hold_down_ms=100)
+    r.on_decision(["a", "b"], (0, 1))
+    r.on_health("a", True, 0)
+    r.on_health("b", True, 0)
+    r.on_health("a", False, 10)
+    r.on_health("a", True, 20)
+    assert r.tick(120) and r.effective == "a"
+    r.on_health("a", False, 130)  # died 10 ms after the failback: doubled
+    r.on_health("a", True, 140)
+    assert r.next_deadline_ms() == 340 and "200 ms" in r.reason
+    assert r.tick(340) and r.effective == "a"
+    r.on_health("a", False, 1000)  # served 660 ms, past its 200 ms hold-down: back to the base
+    r.on_health("a", True, 1010)
+    assert r.next_deadline_ms() == 1110

@@ -123,3 +123,43 @@ async def test_when_every_line_is_slower_than_the_limit_none_is_up_again_after_i
         link.delay_ms = 0
     for rec in recs.values():
         await rec.next_status(PathState.UP, timeout=5.0)
+
+
+async def test_a_line_reconnected_after_its_latency_stepped_up_is_timed_on_its_new_round_trip(
+    make_session: MakeSession, proxied: dict[str, Link]
+) -> None:
+    """Found from outside (5 of 5): +20 ms each way on the primary. After the first flip
+    (documented), every failback landed on a line certain to be declared dead again 11-36
+    ms later: the order probe's timeouts came from the median of the last 200 heartbeat
+    echoes, still those from before the step (the 5 ms floor), although this connection's
+    own echoes took 40 ms. The route went back and forth every 1.1 s, each time leaving
+    orders IN_DOUBT. A new connection's timing starts from its own round trips."""
+    from failover.faults.proxy import Mode
+
+    primary, prec = await make_session(
+        "primary", endpoint=proxied["primary"].address, heartbeat_interval_ms=20
+    )
+    _, brec = await make_session("backup", heartbeat_interval_ms=20)
+    await prec.next_status(PathState.UP)
+    await brec.next_status(PathState.UP)
+    await poll_until(lambda: len(primary.rtt) >= 30)  # a fast line's history
+    proxied["primary"].delay_ms = 20  # a 40 ms round trip from now on
+    proxied["primary"].set(Mode.CUT)  # the first flip's reconnect
+    await prec.next_status(PathState.DOWN, timeout=2.0)
+    proxied["primary"].set(Mode.PASS)
+    try:
+        await prec.next_status(PathState.UP, timeout=5.0)
+    except TimeoutError:
+        raise AssertionError([(s.state, s.detail) for s in prec.statuses]) from None
+    seen = len(prec.statuses)
+    acks = len([m for m in prec.messages if m["t"] == p.MsgType.ACK])
+    sender = asyncio.create_task(_orders_every_ms(primary, "s"))
+    try:
+        await asyncio.sleep(1.0)  # noqa: ASYNC110 - what must NOT happen while orders flow
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+    downs = [(s.cause, s.detail) for s in prec.statuses[seen:] if s.state is PathState.DOWN]
+    assert downs == [], downs
+    assert len([m for m in prec.messages if m["t"] == p.MsgType.ACK]) - acks > 100
