@@ -203,6 +203,7 @@ class Replica:
 
     def _full_local_status(self) -> apb.ReplicaStatus:
         f = self.freshness.state
+        fresh = self.hub.freshness_pb()  # what its sidecars are told (a detected restore: stale)
         return apb.ReplicaStatus(
             replica_id=self.cfg.replica_id,
             address=self.cfg.advertised,
@@ -210,8 +211,8 @@ class Replica:
             streams_only=not self.cfg.election.campaign,
             applied_revision=self.mirror.revision,
             lag_revisions=f.lag_revisions,
-            stale=f.stale,
-            stale_reason=f.reason,
+            stale=fresh.stale,
+            stale_reason=fresh.stale_reason,
             sidecars=self.hub.sidecar_statuses(),
             reachable=True,
             recent_commits=[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from failover.faults import etcdops
 from failover.model.spec import Epoch
 from failover.v1 import admin_pb2 as apb
 from tests.harness import ReplicaSet, admin, switch, wait_for
+from tests.procs import cli
 from tests.syncclient import RoamingClient, SyncClient
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -56,6 +58,13 @@ async def test_restore_blocks_decisions_until_era_bump_then_orders_after_everyth
         async with admin(addr) as stub:
             st = await stub.GetStatus(apb.GetStatusRequest(), timeout=5)
             assert st.restore_detected
+            # Found from outside (4 of 4): status called every replica fresh while its Sync
+            # heartbeats said stale, so `failover sync` reported in_sync and exited 0.
+            (replica,) = st.replicas
+            assert replica.stale and "etcd restore detected" in replica.stale_reason, replica
+            out = await asyncio.to_thread(cli, "sync", "cme-orders", "--json", "-c", addr)
+            assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+            assert json.loads(out.stdout)["all_replicas_stale"], out.stdout
             bumped = await stub.BumpEra(apb.BumpEraRequest(operator="t", reason="restored"), timeout=5)
         assert bumped.era == 1
         await wait_for(lambda: not leader.view.restore.detected, 10, "era bump to clear the block")
