@@ -154,7 +154,7 @@ def check_tls_files(sections: dict[str, Any]) -> None:
     for name, section in sections.items():
         if section.enabled:
             try:
-                section.files().read()
+                section.files().load()
             except TlsError as exc:
                 fail(f"config: {name}.{str(exc).removeprefix('tls.')}")
 
@@ -167,6 +167,8 @@ def coordinator_targets(addresses: str) -> list[str]:
     from failover.wire.address import parse_host_port
 
     for t in targets:
+        if t.lower().startswith(("http://", "https://")):
+            fail(f"--coordinators (or FAILOVER_COORDINATORS): bad address {t!r}: a URL: write host:port")
         if "/" in t:
             continue  # a gRPC target with a scheme (dns:///, unix:/...): gRPC checks it
         try:
@@ -806,6 +808,26 @@ def _root(
         missing = sorted({"--tls-ca", "--tls-cert", "--tls-key"} - set(given))
         fail(f"{missing[0]}: required with {given[0]} (or set FAILOVER_TLS_CA/CERT/KEY)")
     _client_tls = (tls_ca, tls_cert, tls_key) if given else None
+    if _client_tls is not None:
+        _check_client_tls(*_client_tls)
+
+
+def _check_client_tls(ca: str, cert: str, key: str) -> None:
+    """The --tls-* files are read and parsed now: one missing or not PEM is a usage error
+    (exit 2), where it surfaced as a failed call (exit 1)."""
+    from failover.tls import TlsError, TlsSection
+
+    try:
+        TlsSection(mode="mtls", ca_file=ca, cert_file=cert, key_file=key).files().load()
+    except TlsError as exc:
+        msg = str(exc)
+        for field, option in (
+            ("ca_file", "--tls-ca"),
+            ("cert_file", "--tls-cert"),
+            ("key_file", "--tls-key"),
+        ):
+            msg = msg.replace(f"tls.{field}", option)
+        fail(msg)
 
 
 @app.command()

@@ -114,6 +114,37 @@ class TlsFiles:
                 raise TlsError(f"tls.{what}: cannot read {p}: {exc.strerror or exc}") from None
         return Material(*parts)
 
+    def load(self) -> Material:
+        """:meth:`read`, and each file parsed as gRPC will use it: a file that is not PEM
+        (or a key of another certificate) otherwise surfaced as raw C-core lines, a
+        listener that "failed to bind", or a sidecar retrying for ever."""
+        m = self.read()
+        check_material(m, self)
+        return m
+
+
+def check_material(m: Material, files: TlsFiles) -> None:
+    """Raise TlsError naming the first file gRPC could not use (never its content)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    certs = {}
+    for what, path, data in (("ca_file", files.ca, m.ca), ("cert_file", files.cert, m.cert)):
+        try:
+            certs[what] = x509.load_pem_x509_certificates(data)
+        except ValueError:
+            raise TlsError(f"tls.{what}: {path} holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(m.key, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise TlsError(f"tls.key_file: {files.key} is not a PEM private key (unencrypted)") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != certs["cert_file"][0].public_key().public_bytes(*spki):
+        raise TlsError(
+            f"tls.key_file: {files.key} does not match the certificate in tls.cert_file {files.cert}"
+        )
+
 
 class ServerCerts:
     """Server credentials that pick up new files at the next handshake."""
@@ -140,7 +171,7 @@ class ServerCerts:
         if sig == self._sig:
             return None
         try:
-            cfg = self._config(self._files.read())
+            cfg = self._config(self._files.load())
         except Exception as exc:  # noqa: BLE001 - never raise into gRPC core
             log.warning("tls: keeping the previous certificates: %s", exc)
             return None
