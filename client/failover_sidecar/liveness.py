@@ -243,22 +243,24 @@ class SilenceCheck:
         self._deadline = None
         self._probes = 0
 
-    def next_check(self, last_rx: float) -> float:
+    def next_check(self, last_rx: float, extra_s: float = 0.0) -> float:
         """When the next verdict is due: the end of a probe, else the instant the limit is reached.
 
         The session checks then, not at its next heartbeat tick, so a silent line is
         declared at the silence limit rather than up to one interval later.
         """
-        return self._deadline if self._deadline is not None else last_rx + self.silent_s
+        return self._deadline if self._deadline is not None else last_rx + self.silent_s + extra_s
 
-    def verdict(self, now: float, last_rx: float, *, proven: bool = True) -> Verdict:
+    def verdict(self, now: float, last_rx: float, *, proven: bool = True, extra_s: float = 0.0) -> Verdict:
         """``proven=False``: a line not yet shown to answer within the limit (just logged on).
 
         Such a line carries nothing, so only measured loop lag excuses its silence: with
         every line slower than the limit at once, "every line is silent" would otherwise
         let each new logon's late echo land within the extra time and the line come UP.
+        ``extra_s``: the allowance for the replies the line owes (``ReplyWatch.allowance_s``),
+        as the order probe has it: a venue working through a burst answers nothing meanwhile.
         """
-        if now - last_rx < self.silent_s:
+        if now - last_rx < self.silent_s + extra_s:
             self.alive()
             return Verdict.ALIVE
         if self._deadline is None:
@@ -445,11 +447,15 @@ class ReplyWatch:
             return Verdict.PROBE
         return Verdict.ALIVE
 
+    def allowance_s(self) -> float:
+        """``per_owed_s`` for every message the line owes now."""
+        return len(self._owed) * self.per_owed_s
+
     def _deadline(self) -> float:
         """When the probe out is due: its timeout, plus ``per_owed_s`` for every message the
         line owes now. Written before the probe or after it: a venue that answers a whole read
         at once echoes the probe only once it has worked through the orders read with it."""
-        return self._probe_deadline + len(self._owed) * self.per_owed_s
+        return self._probe_deadline + self.allowance_s()
 
     @property
     def probe_window_s(self) -> float:

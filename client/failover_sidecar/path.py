@@ -362,7 +362,7 @@ class PathSession:
         link = self._link
         if link is None or link.ended.done() or not self._watching(link):
             return None
-        return now - link.last_rx >= self._silent_s
+        return now - link.last_rx >= self._silent_s + self.replies.allowance_s()
 
     # ------------------------------------------------------------ connection lifecycle
 
@@ -527,7 +527,10 @@ class PathSession:
         interval = self._interval
         due = self.clock() + interval
         while not link.ended.done():
-            check_at = self._silence.next_check(link.last_rx) if self._watching(link) else math.inf
+            watching = self._watching(link)
+            check_at = (
+                self._silence.next_check(link.last_rx, self.replies.allowance_s()) if watching else math.inf
+            )
             wake = min(due, check_at)
             delay = wake - self.clock()
             if delay > 0:
@@ -562,7 +565,9 @@ class PathSession:
     def _check_silence(self, link: _Link, now: float, *, probe: bool) -> None:
         if not self._watching(link):
             return
-        verdict = self._silence.verdict(now, link.last_rx, proven=not link.proving)
+        verdict = self._silence.verdict(
+            now, link.last_rx, proven=not link.proving, extra_s=self.replies.allowance_s()
+        )
         if verdict is Verdict.SILENT:
             quiet_ms = (now - link.last_rx) * 1000
             self._fail(

@@ -415,3 +415,22 @@ def test_the_last_usable_path_of_its_group_is_judged_on_the_heartbeat_limit() ->
     w.probe_sent(1, 1.005, others_asked=0)
     alone = False
     assert w.check(1.0101) is Verdict.SILENT
+
+
+def test_a_line_that_owes_replies_gets_their_allowance_before_it_is_silent() -> None:
+    """Found from outside (3 of 3): the primary cut 50 ms into a 12,000-order burst, the
+    backup (the only line left) inherited the flow and was declared silent at the 150 ms
+    heartbeat limit ("nothing received for 205 ms") while the venue worked through the
+    orders: 3,968-5,425 IN_DOUBT. The order probe allowed per_owed_s per message owed; the
+    idle limit allowed nothing. Both allow it now."""
+    guard = SilenceGuard()
+    guard.register(Line(False))
+    check = SilenceCheck(IV, LIMIT, guard)
+    owed_s = 5000 * 50e-6  # 5,000 owed at the default 50 µs each
+    assert check.verdict(1.0, 1.0 - LIMIT - 0.1, extra_s=owed_s) is Verdict.ALIVE
+    assert check.next_check(0.0, extra_s=owed_s) == pytest.approx(LIMIT + owed_s)
+    assert check.verdict(1.0, 1.0 - LIMIT - owed_s, extra_s=owed_s) is Verdict.SILENT
+    watch = ReplyWatch(RttWindow(), guard, per_owed_s=50e-6)
+    for i in range(5000):
+        watch.written(i, 0.0)
+    assert watch.allowance_s() == pytest.approx(owed_s)
