@@ -18,6 +18,18 @@ from failover.config_source import LayeredSettings
 from failover.model.spec import GroupSpec, check_address, check_dial_address, check_name
 from failover.tls import TlsSection
 
+MAX_SOCKET_PATH_BYTES = 107
+"""A Unix socket address holds 108 bytes with the trailing NUL (Linux sun_path): a longer
+path failed only at bind, exit 1 with a raw gRPC C-core line."""
+
+
+def check_socket_path(value: str) -> str:
+    if len(os.fsencode(value)) > MAX_SOCKET_PATH_BYTES:
+        raise ValueError(
+            f"{len(os.fsencode(value))} bytes, a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES}"
+        )
+    return value
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
@@ -39,6 +51,11 @@ class ListenSection(_Section):
     @classmethod
     def _tcp(cls, v: str) -> str:
         return check_address(v) if v else v
+
+    @field_validator("socket", "framed_socket")
+    @classmethod
+    def _socket(cls, v: str) -> str:
+        return check_socket_path(v)
 
 
 class DataPlaneSection(_Section):
