@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from failover.model.spec import MAX_ERA, NAME_RE, epoch_out_of_range
+from failover.model.spec import MAX_ERA, MAX_GROUP_PATHS, NAME_RE, epoch_out_of_range
 from failover.v1 import admin_pb2 as apb
 from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 
 MAX_GROUPS = 1000
 """Groups one hello may name (and so entries in ``held`` and ``effective``)."""
-MAX_PATHS = 64
+MAX_PATHS = MAX_GROUP_PATHS  # one group definition (the model refuses more) and one health report
 """Paths of one group (definition) and path health entries per group in one report."""
 MAX_STAGES = 32
 MAX_TEXT = 1024

@@ -101,7 +101,7 @@ async def test_cli_over_mtls(etcd_cluster, prefix, pki: Pki, caplog) -> None:
             "status", env={**_env(pki.root, "operator-alice"), "FAILOVER_TLS_KEY": "/nonexistent.key"}
         )
         outputs.append(r)
-        assert r.returncode == 1 and "/nonexistent.key" in r.stderr and "Traceback" not in r.stderr
+        assert r.returncode == 2 and "/nonexistent.key" in r.stderr and "Traceback" not in r.stderr
         text = "".join(o.stdout + o.stderr for o in outputs) + caplog.text
         assert "denied: viewer/vera may not call Switch" in caplog.text
         assert "PRIVATE KEY" not in text
