@@ -31,7 +31,7 @@ from coordinator.keys import Keys
 from coordinator.store.errors import NoSpace, StoreError, StoreUnavailable
 from coordinator.store.port import LeaseKeeper, Store
 from coordinator.store.types import Compare, Get, Lease, Put
-from coordinator.view import Candidate, ClusterView, LeaderKey
+from coordinator.view import Candidate, ClusterView
 from failover.aio import run_until_failure, shielded_wait, wait_any
 from failover.log_limit import RETRYING
 
@@ -168,7 +168,6 @@ class Election:
             return False
         if result.succeeded:
             self.handed_to = cand.replica_id
-            self._view.handed_over(LeaderKey(cand.replica_id, cand.address, result.revision, cand.lease))
             log.info("handed the leadership to %s (its token %d)", cand.replica_id, result.revision)
             return True
         log.info("handing the leadership to %s refused: it or we changed meanwhile", cand.replica_id)

@@ -158,17 +158,6 @@ class ClusterView:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def handed_over(self, key: LeaderKey) -> None:
-        """This replica just handed the election key to ``key``'s replica (its own fenced
-        write, at ``key.token``): name the successor now, not at the watch's delivery (5-25
-        ms later on a busy host), so a request waiting here on the leader goes to it at once.
-        The watch then brings the same key."""
-        if self.leader is not None and self.leader.token >= key.token:
-            return
-        self.leader = key
-        self.changed.set()
-        self.changed = asyncio.Event()
-
     def _apply_era(self, kv: KV | None) -> None:
         era = 0
         if kv is not None:
