@@ -35,6 +35,9 @@ _OUTCOME_PB = {
 Sink = Callable[[spb.RelayEvent], None]
 STOPPING = "the sidecar is stopping"
 _WRITTEN_KEPT = 200_000
+# ResolveInDoubt's status queries in flight at once on a venue line (each answer is one
+# small reply; the session's reads and the ledger's orders are not held up behind them).
+RESOLVE_IN_FLIGHT = 64
 # Confirmations of in-doubt messages wait at most this long for the live path's first
 # ack after the path died (and at most half their own window).
 CONFIRM_AFTER_ACK_S = 0.002
@@ -518,7 +521,11 @@ class OrderPath:
     async def resolve(
         self, strategy_id: str, group: str, ids: list[int], timeout_s: float = 1.0
     ) -> list[spb.Resolution]:
-        out = []
+        """Each id's fate, in the request's order: from the ledger where it knows, else from
+        the venue. The venue's queries overlap (``RESOLVE_IN_FLIGHT`` at most): one round
+        trip each, in turn, made 1,000 ids after a restart outlast a client's deadline."""
+        out: list[spb.Resolution | None] = []
+        asks: list[tuple[int, int]] = []  # (index in out, id) for the venue
         for msg_id in ids:
             key = (strategy_id, str(msg_id))
             e = self.ledger.get(key)
@@ -542,11 +549,23 @@ class OrderPath:
                     )
                 )
                 continue
-            out.append(await self._ask_venue(strategy_id, group, msg_id, key, timeout_s))
+            asks.append((len(out), msg_id))
+            out.append(None)
+        if asks:
+            slots = asyncio.Semaphore(RESOLVE_IN_FLIGHT)
+
+            async def ask(i: int, msg_id: int) -> None:
+                async with slots:
+                    out[i] = await self._ask_venue(
+                        strategy_id, group, msg_id, (strategy_id, str(msg_id)), timeout_s
+                    )
+
+            await asyncio.gather(*(ask(i, msg_id) for i, msg_id in asks))
+        answers = [r for r in out if r is not None]
         if self.metrics is not None:
-            for res in out:
+            for res in answers:
                 self.metrics.resolved(spb.ResolveState.Name(res.state).removeprefix("RESOLVE_STATE_").lower())
-        return out
+        return answers
 
     async def _ask_venue(
         self, strategy_id: str, group: str, msg_id: int, key: MsgKey, timeout_s: float

@@ -64,3 +64,27 @@ async def test_a_resend_the_venue_refused_as_a_duplicate_is_resolved_by_the_venu
         assert a.detail.startswith("venue:"), a.detail
     finally:
         await rig.stop()
+
+
+async def test_many_ids_are_asked_of_the_venue_at_once_not_one_round_trip_each(tmp_path: Path) -> None:
+    """Found from outside (4 of 4): ResolveInDoubt asked the venue one id at a time, so 1,000
+    ids after a restart took 1,000 round trips (100 ids: 10.2 s on a 100 ms line) and the
+    library's 10 s deadline ran out on a line of 10-20 ms. The queries now overlap (bounded
+    in flight); the answers keep the request's order."""
+    from failover.venue.faults import FaultKind
+
+    rig = await FlipRig.create(50, tmp_path)
+    try:
+        await rig.until(lambda: rig.effective == "primary" and rig.both_up(), "both paths up")
+        await rig.venue.inject_fault("primary", None, FaultKind.SLOW, delay_ms=30)
+        await rig.venue.inject_fault("backup", None, FaultKind.SLOW, delay_ms=30)
+        ids = list(range(500_000, 500_300))  # never relayed by this process: the venue is asked
+        t0 = time.monotonic()
+        answers = await rig.orders.resolve(STRATEGY, GROUP, ids, timeout_s=2.0)
+        took = time.monotonic() - t0
+        assert [a.client_msg_id for a in answers] == ids
+        assert {a.state for a in answers} == {spb.RESOLVE_STATE_UNKNOWN_TO_VENUE}, {a.detail for a in answers}
+        # One 30 ms round trip each would be 9 s; a broken mechanism only (overlapped: ~0.2 s).
+        assert took < 3.0, f"{took:.1f} s for {len(ids)} ids"
+    finally:
+        await rig.stop()
