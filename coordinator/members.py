@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from coordinator.keys import Keys
 from coordinator.store.errors import StoreError
@@ -15,10 +16,25 @@ from failover.aio import shielded_wait
 log = logging.getLogger(__name__)
 
 
-async def register_forever(store: Store, keys: Keys, replica_id: str, address: str, ttl_s: int) -> None:
-    """Keep members/<id> present while this process lives; revoke on cancel."""
+async def register_forever(
+    store: Store,
+    keys: Keys,
+    replica_id: str,
+    address: str,
+    ttl_s: int,
+    again: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Keep members/<id> present while this process lives; revoke on cancel.
+
+    ``again`` runs before each registration after the first (our lease was lost: a pause,
+    an etcd outage) and raises to stop us: another replica may have taken our id meanwhile.
+    """
     value = json.dumps({"id": replica_id, "address": address}).encode()
+    first = True
     while True:
+        if not first and again is not None:
+            await again()
+        first = False
         try:
             lease = await store.grant(ttl_s)
         except StoreError as exc:

@@ -63,6 +63,18 @@ SETTLE_S = 1.0  # a graceful stop waits this long at most for a commit in flight
 ID_CHECK_S = 1.0  # at start: is our replica_id used by a running replica (each step)
 
 
+def _config_error(group: BaseExceptionGroup) -> Exception | None:
+    from failover.config_source import ConfigError
+
+    match, _ = group.split(ConfigError)
+    if match is None:
+        return None
+    first = match.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first if isinstance(first, Exception) else None
+
+
 class Replica:
     def __init__(
         self,
@@ -448,6 +460,7 @@ class Replica:
                         self.cfg.replica_id,
                         self.cfg.advertised,
                         self.cfg.election.lease_ttl_s,
+                        again=self._refuse_id_in_use,
                     ),
                     name="member",
                 )
@@ -472,6 +485,12 @@ class Replica:
                     # cancel would keep a SIGTERMed replica running: cancelled until it ends.
                     await cancel_and_wait(children, every_s=0.1)
                     raise
+        except BaseExceptionGroup as group:
+            # Our id in use by another replica (found on registering again): one line, exit 2.
+            conflict = _config_error(group)
+            if conflict is not None:
+                raise conflict from None
+            raise
         finally:
             admin.stopping.set()
             await finish(asyncio.ensure_future(self._release(server, health)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import pytest
 
@@ -17,6 +18,7 @@ from coordinator.store.etcd_store import EtcdStore
 from failover.config_source import ConfigError
 from failover.procs import free_port
 from tests.harness import ReplicaSet, config, wait_for
+from tests.procs import Proc, coordinator_config
 
 pytestmark = pytest.mark.cluster
 
@@ -60,3 +62,58 @@ async def test_a_key_left_by_a_crashed_replica_is_not_a_replica_in_use(etcd_clus
         finally:
             await rs.stop_all()
     await store.close()
+
+
+async def test_a_replica_back_from_a_pause_yields_its_id_to_the_one_started_meanwhile(
+    etcd_cluster, prefix, tmp_path
+) -> None:
+    """Found from outside (2 of 2): c1 SIGSTOPped for 3 s (its member key expired with its
+    lease), a second `--id c1` started meanwhile (nobody answered as c1), and c1, resumed,
+    registered again over it: both ran as c1 for good, silently. A replica that registers
+    again after losing its lease checks the key first, as at start: the running one keeps
+    the id and the one coming back exits 2."""
+    store = EtcdStore(etcd_cluster.endpoints)
+    key = f"{prefix}members/c1"
+
+    async def member_address() -> str | None:
+        kv, _ = await store.get(key)
+        return str(json.loads(kv.value)["address"]) if kv is not None else None
+
+    async def until(pred, what: str, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+        async with asyncio.timeout(timeout):
+            while not await pred():  # noqa: ASYNC110 - etcd is polled: no event to await here
+                await asyncio.sleep(0.05)
+
+    cfg_a, addr_a = coordinator_config(tmp_path, "c1", etcd_cluster.endpoints, prefix)
+    first = Proc("c1-first", ["coordinator", "--config", str(cfg_a)], tmp_path).start()
+    second: Proc | None = None
+    try:
+        await until(lambda: _is(member_address, addr_a), "the first c1 registered")
+        first.signal(signal.SIGSTOP)
+        await until(lambda: _is(member_address, None), "its key gone with its lease")
+        cfg_b = tmp_path / "c1b.yaml"
+        addr_b = f"127.0.0.1:{free_port()}"
+        cfg_b.write_text(cfg_a.read_text().replace(addr_a, addr_b))
+        second = Proc("c1-second", ["coordinator", "--config", str(cfg_b)], tmp_path).start()
+        await until(lambda: _is(member_address, addr_b), "the second c1 registered")
+        first.signal(signal.SIGCONT)
+        async with asyncio.timeout(20):
+            while first.returncode is None:  # noqa: ASYNC110 - a process's exit has no event here
+                await asyncio.sleep(0.05)
+        assert first.returncode == 2, first.log()[-2000:]
+        assert f"replica_id 'c1' is in use by the running replica at {addr_b}" in first.log(), first.log()[
+            -2000:
+        ]
+        assert "Traceback" not in first.log(), first.log()[-2000:]
+        assert second.returncode is None and await member_address() == addr_b
+    finally:
+        if first.returncode is None:
+            first.signal(signal.SIGCONT)
+        first.stop()
+        if second is not None:
+            second.stop()
+        await store.close()
+
+
+async def _is(get, want) -> bool:  # type: ignore[no-untyped-def]
+    return bool(await get() == want)
