@@ -31,12 +31,12 @@ Rules, in order:
    leave every host on the backup for a hold-down. If the path
    in use dies and the only healthy paths are above it, still in hold-down, the
    first of them is taken at once: healthy beats stable-but-dead.
-   A path that dies again within its hold-down of being taken back (a line that
+   A path that dies again within ``hold_down_ms`` of being taken back (a line that
    passes its idle checks but not the order flow: throttled, or slow beyond the
    order timeouts) doubles its next hold-down, up to ``MAX_HOLD_DOWN_DOUBLINGS``
-   times; one that served longer than its hold-down starts again from
-   ``hold_down_ms`` (Envoy's outlier ejection grows the same way): the route does
-   not go back to a path every ``hold_down_ms`` only to leave it again.
+   times; one that served longer starts again from ``hold_down_ms`` (Envoy's
+   outlier ejection grows the same way): the route does not go back to a path every
+   ``hold_down_ms`` only to leave it again.
 6. A decision that changes the order is applied at once, hold-down or not (the
    coordinators chose it knowing the fleet's health). A newer decision with the same
    order keeps any hold-down in progress: it says nothing new about this host.
@@ -158,11 +158,14 @@ class RouteState:
         order = tuple(paths)
         if repeated_path(order) is not None:
             raise ValueError(f"group {self.group}: decision lists a path twice: {list(order)}")
-        if order != self.paths:
+        moved = order != self.paths
+        if moved:
             self._anchor = None  # an ordered move: no hold-down
         self.paths = order
         self.epoch = new_epoch
         self._recompute()
+        if moved:
+            self._failback = None  # the coordinators' move, not a failback after a hold-down
         return True
 
     def on_health(self, path: str, healthy: bool, now_ms: float) -> bool:
@@ -172,8 +175,8 @@ class RouteState:
         """
         now = self._advance(now_ms)
         if not healthy and self._failback is not None and self._failback[0] == path:
-            # The path the route moved back to died: within its hold-down, wait longer next time.
-            if now - self._failback[1] < self.hold_ms(path):
+            # The path the route moved back to died: within hold_down_ms, wait longer next time.
+            if now - self._failback[1] < self.hold_down_ms:
                 self._doublings[path] = min(MAX_HOLD_DOWN_DOUBLINGS, self._doublings.get(path, 0) + 1)
             else:
                 self._doublings.pop(path, None)
@@ -233,7 +236,9 @@ class RouteState:
             why = f"{first} down locally"
         elif self._doublings.get(first):
             hold = self.hold_ms(first)
-            why = f"{first} healthy again, in hold-down ({hold:.0f} ms: it died within its last one)"
+            why = (
+                f"{first} healthy again, in hold-down ({hold:.0f} ms: it died right after its last failback)"
+            )
         else:
             why = f"{first} healthy again, in hold-down"
         return choice, f"{why}: using {choice}"

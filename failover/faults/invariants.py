@@ -14,7 +14,10 @@ Routing (per host and group, "no split routing"):
 2. First healthy path: when a path of the order is healthy on the host, the host uses
    a healthy one, and no path above it has been seen healthy, without a break, for
    longer than ``hold_down_s + grace_s`` (a path healthy again waits out the
-   hold-down; sampling adds the grace). Nothing healthy: any path of the order.
+   hold-down; sampling adds the grace). A path that went down within ``hold_down_s``
+   (+ grace) of the host moving back up to it waits a doubled one next time, up to
+   32x, and one that served longer is back to ``hold_down_s``, as the sidecar does.
+   Nothing healthy: any path of the order.
    "Without a break" counts breaks no poll saw: a path up at two polls whose health
    ``seq`` moved in between went down and up again (a reconnect faster than the poll
    interval, or a restarted sidecar), so it is healthy again from the later poll.
@@ -49,6 +52,7 @@ OrderKey = tuple[str, str, int]
 """``(host, strategy, client_msg_id)``."""
 
 OUTCOMES = ("ACKED", "REJECTED", "IN_DOUBT", "NO_PATH")
+MAX_DOUBLINGS = 5  # the sidecar's MAX_HOLD_DOWN_DOUBLINGS (client/failover_sidecar/route.py)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class Checker:
         self._healthy_since: dict[tuple[str, str, str], float] = {}
         self._down_since: dict[tuple[str, str, str], float] = {}
         self._seq: dict[tuple[str, str, str], int] = {}  # last health seq seen per path
+        self._doublings: dict[tuple[str, str, str], int] = {}  # of a path's hold-down (rule 2)
         self._sent: dict[OrderKey, float] = {}
         self._outcome: dict[OrderKey, str] = {}
         self._clordids: dict[str, OrderKey] = {}
@@ -143,6 +148,28 @@ class Checker:
 
     # ------------------------------------------------------------ routes
 
+    def _hold_s(self, key: tuple[str, str, str]) -> float:
+        return float(self.hold_down_s * 2 ** self._doublings.get(key, 0))
+
+    def _died(self, key: tuple[str, str, str], since: float | None, t: float) -> None:
+        """Path ``key``, healthy since ``since``, was seen to go down (or down and up) by ``t``.
+
+        Mirrors the sidecar's doubled hold-down from health alone (a poll can miss the
+        host's move back up to a path that dies within ms): a path that died within
+        ``hold_down_s`` (+ grace) of the moment it could be taken back counts as a failed
+        failback; one that served past that is back to the base; one that died before it
+        could be taken back changes nothing."""
+        if since is None:
+            return
+        hold = self._hold_s(key)
+        eligible = since + hold
+        if t < eligible - self.grace_s:
+            return
+        if t - eligible < self.hold_down_s + self.grace_s:
+            self._doublings[key] = min(MAX_DOUBLINGS, self._doublings.get(key, 0) + 1)
+        else:
+            self._doublings.pop(key, None)
+
     def route(self, v: RouteView) -> None:
         self.route_views += 1
         where = f"{v.host}/{v.group}"
@@ -153,11 +180,12 @@ class Checker:
                 if seq is not None and seen is not None and seq != seen:
                     # Up at the last poll and up now, but its health changed in between: it went
                     # down and up again unseen (or the sidecar restarted). Healthy again since now.
+                    self._died(key, self._healthy_since.get(key), v.t)
                     self._healthy_since[key] = v.t
                 self._healthy_since.setdefault(key, v.t)
                 self._down_since.pop(key, None)
             else:
-                self._healthy_since.pop(key, None)
+                self._died(key, self._healthy_since.pop(key, None), v.t)
                 self._down_since.setdefault(key, v.t)
             if seq is not None:
                 self._seq[key] = seq
@@ -175,7 +203,7 @@ class Checker:
             else:
                 for p in v.paths[: v.paths.index(v.effective)]:
                     since = self._healthy_since.get((v.host, v.group, p))
-                    if since is not None and v.t - since > self.hold_down_s + self.grace_s:
+                    if since is not None and v.t - since > self._hold_s((v.host, v.group, p)) + self.grace_s:
                         why = f"uses {v.effective} while {p}, above it, healthy for {v.t - since:.2f}s"
                         self._flag(2, v.t, where, why)
         # 3

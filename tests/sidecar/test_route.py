@@ -301,3 +301,19 @@ def test_a_path_that_served_past_its_hold_down_starts_again_from_the_base() -> N
     r.on_health("a", False, 1000)  # served 660 ms, past its 200 ms hold-down: back to the base
     r.on_health("a", True, 1010)
     assert r.next_deadline_ms() == 1110
+
+
+def test_a_decision_that_moves_the_route_up_is_not_a_failback() -> None:
+    """An operator's switch back to a path that then dies at once is no failed failback: the
+    next hold-down is the base (the fault tier's restore between rows found it doubled)."""
+    r = RouteState("g", hold_down_ms=100)
+    r.on_decision(["a", "b"], (0, 1))
+    r.on_health("a", True, 0)
+    r.on_health("b", True, 0)
+    r.on_health("a", False, 10)
+    r.on_health("a", True, 20)  # healthy again, in hold-down
+    r.on_decision(["b", "a"], (0, 2))
+    assert r.on_decision(["a", "b"], (0, 3)) and r.effective == "a"  # moved up by a decision
+    r.on_health("a", False, 40)  # dies right after
+    r.on_health("a", True, 50)
+    assert r.next_deadline_ms() == 150  # the base, not doubled

@@ -183,3 +183,31 @@ def test_rule2_a_down_blip_between_two_samples_restarts_the_hold_down() -> None:
     assert c.violations == []
     c.route(v(6.5, "backup", 5))  # 1.5 s since it was seen back: stuck
     assert rules(c) == [2]
+
+
+def test_rule2_a_path_that_died_right_after_its_failback_waits_a_doubled_hold_down() -> None:
+    """The sidecar doubles the hold-down of a path that dies again within its hold-down of
+    being taken back (client/failover_sidecar/route.py, rule 5); the checker allows the same."""
+    c = Checker(hold_down_s=1.0, grace_s=0.2)
+    c.route(view(0.0, "primary", primary=UP, backup=UP))
+    c.route(view(0.1, "backup", primary=DOWN, backup=UP))
+    c.route(view(0.2, "backup", primary=UP, backup=UP))
+    c.route(view(1.3, "primary", primary=UP, backup=UP))  # failback after 1 s
+    c.route(view(1.4, "backup", primary=DOWN, backup=UP))  # died 0.1 s later: doubled
+    c.route(view(1.5, "backup", primary=UP, backup=UP))
+    c.route(view(3.0, "backup", primary=UP, backup=UP))  # 1.5 s in: within 2 s + grace
+    assert c.violations == []
+    c.route(view(3.8, "backup", primary=UP, backup=UP))  # 2.3 s in: past 2 s + grace
+    assert rules(c) == [2]
+
+
+def test_rule2_a_path_that_served_past_its_hold_down_is_back_to_the_base() -> None:
+    c = Checker(hold_down_s=1.0, grace_s=0.2)
+    c.route(view(0.0, "primary", primary=UP, backup=UP))
+    c.route(view(0.1, "backup", primary=DOWN, backup=UP))
+    c.route(view(0.2, "backup", primary=UP, backup=UP))
+    c.route(view(1.3, "primary", primary=UP, backup=UP))
+    c.route(view(5.0, "backup", primary=DOWN, backup=UP))  # served 3.7 s: no doubling
+    c.route(view(5.1, "backup", primary=UP, backup=UP))
+    c.route(view(6.5, "backup", primary=UP, backup=UP))  # 1.4 s in: past 1 s + grace
+    assert rules(c) == [2]
