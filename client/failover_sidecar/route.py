@@ -34,9 +34,10 @@ Rules, in order:
    A path that dies again within ``hold_down_ms`` of being taken back (a line that
    passes its idle checks but not the order flow: throttled, or slow beyond the
    order timeouts) doubles its next hold-down, up to ``MAX_HOLD_DOWN_DOUBLINGS``
-   times; one that served longer starts again from ``hold_down_ms`` (Envoy's
-   outlier ejection grows the same way): the route does not go back to a path every
-   ``hold_down_ms`` only to leave it again.
+   times; one that served longer starts again from ``hold_down_ms``, and so does
+   every path when a decision changes the order (Envoy's outlier ejection grows the
+   same way): the route does not go back to a path every ``hold_down_ms`` only to
+   leave it again.
 6. A decision that changes the order is applied at once, hold-down or not (the
    coordinators chose it knowing the fleet's health). A newer decision with the same
    order keeps any hold-down in progress: it says nothing new about this host.
@@ -165,7 +166,10 @@ class RouteState:
         self.epoch = new_epoch
         self._recompute()
         if moved:
-            self._failback = None  # the coordinators' move, not a failback after a hold-down
+            # The coordinators' move, not a failback after a hold-down; and their order starts
+            # every path afresh (an operator who switches back has judged the path).
+            self._failback = None
+            self._doublings.clear()
         return True
 
     def on_health(self, path: str, healthy: bool, now_ms: float) -> bool:

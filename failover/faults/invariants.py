@@ -16,7 +16,8 @@ Routing (per host and group, "no split routing"):
    longer than ``hold_down_s + grace_s`` (a path healthy again waits out the
    hold-down; sampling adds the grace). A path that went down within ``hold_down_s``
    (+ grace) of the host moving back up to it waits a doubled one next time, up to
-   32x, and one that served longer is back to ``hold_down_s``, as the sidecar does.
+   32x, and one that served longer is back to ``hold_down_s``, as is every path when
+   the order changes, as the sidecar does.
    Nothing healthy: any path of the order.
    "Without a break" counts breaks no poll saw: a path up at two polls whose health
    ``seq`` moved in between went down and up again (a reconnect faster than the poll
@@ -116,6 +117,7 @@ class Checker:
         self._down_since: dict[tuple[str, str, str], float] = {}
         self._seq: dict[tuple[str, str, str], int] = {}  # last health seq seen per path
         self._doublings: dict[tuple[str, str, str], int] = {}  # of a path's hold-down (rule 2)
+        self._order: dict[tuple[str, str], tuple[str, ...]] = {}  # each route's last order seen
         self._sent: dict[OrderKey, float] = {}
         self._outcome: dict[OrderKey, str] = {}
         self._clordids: dict[str, OrderKey] = {}
@@ -173,6 +175,10 @@ class Checker:
     def route(self, v: RouteView) -> None:
         self.route_views += 1
         where = f"{v.host}/{v.group}"
+        if self._order.get((v.host, v.group), v.paths) != v.paths:  # a new order: every path afresh
+            for key in [k for k in self._doublings if k[:2] == (v.host, v.group)]:
+                del self._doublings[key]
+        self._order[(v.host, v.group)] = v.paths
         for p in v.paths:
             key = (v.host, v.group, p)
             seq, seen = v.seq.get(p), self._seq.get(key)

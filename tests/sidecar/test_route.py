@@ -317,3 +317,18 @@ def test_a_decision_that_moves_the_route_up_is_not_a_failback() -> None:
     r.on_health("a", False, 40)  # dies right after
     r.on_health("a", True, 50)
     assert r.next_deadline_ms() == 150  # the base, not doubled
+
+
+def test_a_decision_that_changes_the_order_starts_every_path_afresh() -> None:
+    r = RouteState("g", hold_down_ms=100)
+    r.on_decision(["a", "b"], (0, 1))
+    r.on_health("a", True, 0)
+    r.on_health("b", True, 0)
+    r.on_health("a", False, 10)
+    r.on_health("a", True, 20)
+    assert r.tick(120) and r.effective == "a"
+    r.on_health("a", False, 130)  # a failed failback: doubled
+    assert r.hold_ms("a") == 200
+    r.on_decision(["b", "a"], (0, 2))
+    r.on_decision(["a", "b"], (0, 3))  # an operator switches back: a starts afresh
+    assert r.hold_ms("a") == 100

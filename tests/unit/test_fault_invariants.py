@@ -211,3 +211,17 @@ def test_rule2_a_path_that_served_past_its_hold_down_is_back_to_the_base() -> No
     c.route(view(5.1, "backup", primary=UP, backup=UP))
     c.route(view(6.5, "backup", primary=UP, backup=UP))  # 1.4 s in: past 1 s + grace
     assert rules(c) == [2]
+
+
+def test_rule2_a_new_order_starts_every_path_afresh() -> None:
+    c = Checker(hold_down_s=1.0, grace_s=0.2)
+    c.route(view(0.0, "primary", primary=UP, backup=UP))
+    c.route(view(0.1, "backup", primary=DOWN, backup=UP))
+    c.route(view(0.2, "backup", primary=UP, backup=UP))
+    c.route(view(1.3, "primary", primary=UP, backup=UP))
+    c.route(view(1.4, "backup", primary=DOWN, backup=UP))  # doubled
+    c.route(view(1.5, "backup", (1, 11), ("backup", "primary"), primary=DOWN, backup=UP))
+    c.route(view(1.6, "backup", (1, 12), PB, primary=DOWN, backup=UP))  # switched back: afresh
+    c.route(view(1.7, "backup", (1, 12), PB, primary=UP, backup=UP))
+    c.route(view(3.1, "backup", (1, 12), PB, primary=UP, backup=UP))  # 1.4 s: past 1 s + grace
+    assert rules(c) == [2]
