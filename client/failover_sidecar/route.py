@@ -251,18 +251,18 @@ class RouteState:
         before = (self.effective, self.reason)  # the reason also tells halted from not
         self.effective, self.reason = self._select()
         self._anchor = self.effective
-        prev, now = before[0], self._now_ms
-        if self.effective != prev:
-            back_up = (
+        prev, now, eff = before[0], self._now_ms, self.effective
+        if eff != prev:
+            # A local move back up to a path that waited a hold-down: a failback (rule 5).
+            self._failback = None
+            if (
                 now is not None
+                and eff in self.paths
                 and prev in self.paths
-                and self.effective in self.paths
-                and self.paths.index(self.effective) < self.paths.index(prev)
-                and self._healthy_since.get(self.effective) is not None  # it waited a hold-down
-            )
-            self._failback = (
-                (self.effective, now) if back_up and self.effective is not None and now is not None else None
-            )
+                and self.paths.index(eff) < self.paths.index(prev)
+                and self._healthy_since.get(eff) is not None
+            ):
+                self._failback = (eff, now)
         if (self.effective, self.reason) != before:
             self.version += 1
         return self.effective != before[0]
