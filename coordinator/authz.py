@@ -46,6 +46,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "/failover.v1.Admin/BumpEra": _ACTORS,
     "/failover.v1.Peer/ForwardHealth": frozenset({"replica"}),
     "/failover.v1.Peer/CollectHealth": frozenset({"replica"}),
+    "/failover.v1.Peer/PrepareToLead": frozenset({"replica"}),
     "/failover.v1.Peer/LocalStatus": frozenset({"replica"}),
     "/failover.v1.Sync/Stream": frozenset({"sidecar"}),
     "/grpc.health.v1.Health/Check": _ANYONE,

@@ -114,8 +114,12 @@ class LeaderWork:
         store: Store | None = None,
         keys: Keys | None = None,
         guard: HealthGuard | None = None,
+        health_in_hand: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``health_in_hand``: the term began with health collected beforehand (a graceful
+        hand-over prepared it), enough for guard rails before the term's own collection."""
         self._store = store
+        self._health_in_hand = health_in_hand
         self._keys = keys
         self.guard = guard
         self._view = view
@@ -292,7 +296,7 @@ class LeaderWork:
             if self._stood_down:
                 self._answer(req, error=TermEnded("leader stopping; passed to the next"))
                 continue
-            if not self._gathered and self._needs_health(req):
+            if not self._gathered and self._needs_health(req) and not self._health_in_hand():
                 held.append(req)  # answered once health is gathered (that wakes the loop)
                 continue
             try:

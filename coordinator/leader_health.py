@@ -9,7 +9,11 @@ cannot fire in a new one).
 
 A new term first collects every replica's full state, waiting at most
 ``health.collect_timeout_ms``, before any health-driven decision: hosts not
-heard from are unknown, never down. Each report says how old it is; a guard
+heard from are unknown, never down. A graceful hand-over goes further: the
+stopping leader asks its possible successors to collect before it lets go
+(``HealthTerms.prepare``), and the term handed over begins with that state,
+so guard rails answer at once; the term still collects again (the state may
+have moved between the two) before its own decisions. Each report says how old it is; a guard
 rail counts only reports current since this replica's latest etcd outage
 began: received since, or from a host whose stream never ended (health from
 hosts that left a stale replica may no longer be true; they report again
@@ -98,7 +102,8 @@ class LeaderHealth:
         self._wake = wake
         self._outage_since = outage_since
         self.table = HealthTable()
-        self.ready = False
+        self.ready = False  # this term's own collection is in: health may drive decisions
+        self.prepared_at: float | None = None  # collected ahead of a hand-over (monotonic s)
         self.statuses: dict[str, GroupStatus] = {}
         # (host, group, path) -> (arrived at the leader, monotonic ns; stages so far; trace context)
         self._arrivals: dict[tuple[str, str, str], tuple[int, list[Stage], tuple[str, str]]] = {}
@@ -152,16 +157,51 @@ class LeaderHealth:
         prev = self._arrivals.get(arrival)
         return prev[2] if prev is not None else trace
 
+    @property
+    def guard_ready(self) -> bool:
+        """Guard rails may read the table: collected in this term, or just before it."""
+        return self.ready or self.prepared_at is not None
+
+    async def prepare(self, timeout_s: float) -> int:
+        """Collect ahead of a term a stopping leader may hand over; how many replicas answered."""
+        started = time.monotonic()
+        answered = await self._collect(min(timeout_s, self._settings.collect_timeout_ms / 1000))
+        self.prepared_at = time.monotonic()
+        log.info(
+            "health state prepared for a hand-over from %d replicas in %.0f ms: %d hosts known",
+            answered,
+            (self.prepared_at - started) * 1000,
+            len(self.table.hosts),
+        )
+        return answered
+
     async def gather(self) -> None:
         """Collect every replica's full state, bounded in time; then health may drive decisions."""
-        timeout = self._settings.collect_timeout_ms / 1000
+        started = time.monotonic()
+        answered = await self._collect(self._settings.collect_timeout_ms / 1000)
+        self.ready = True
+        log.info(
+            "health state gathered from %d of %d replicas in %.0f ms: %d hosts known",
+            answered,
+            len(self._members()),
+            (time.monotonic() - started) * 1000,
+            len(self.table.hosts),
+        )
+
+    def _members(self) -> dict[str, str]:
         members = {rid: m.address for rid, m in self._view.members.items()}
         members.setdefault(self._id, "")
-        started = time.monotonic()
+        return members
+
+    async def _collect(self, timeout: float) -> int:
+        """Every member's full state (this replica's own included), bounded by ``timeout``."""
+        answered = 0
 
         async def one(rid: str, address: str) -> None:
+            nonlocal answered
             if rid == self._id:
                 self.accept(self._local_state())
+                answered += 1
                 return
             stub = admin_pb2_grpc.PeerStub(self._peers.get(address))
             try:
@@ -172,18 +212,13 @@ class LeaderHealth:
                 log.warning("no health state from replica %s: %s", rid, exc.code().name)
                 return
             self.accept(resp)
+            answered += 1
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), asyncio.TaskGroup() as tg:
-                for rid, address in members.items():
+                for rid, address in self._members().items():
                     tg.create_task(one(rid, address), name=f"collect-health-{rid}")
-        self.ready = True
-        log.info(
-            "health state gathered from %d replicas in %.0f ms: %d hosts known",
-            len(members),
-            (time.monotonic() - started) * 1000,
-            len(self.table.hosts),
-        )
+        return answered
 
     # --- the policy ------------------------------------------------------------
 
@@ -257,10 +292,13 @@ class LeaderHealth:
         None: health not gathered yet in this term.
         """
         g = self._view.groups.get(group)
-        if not self.ready or g is None:
+        if not self.guard_ready or g is None:
             return None
         spec, fresh = g.value, self._fresh_view()
         return [p for p in spec.path_names() if judge(group, p, spec.policy, fresh).healthy]
+
+
+PREPARED_FOR_S = 1.0  # health prepared for a hand-over serves a term that begins within this
 
 
 class HealthTerms:
@@ -269,6 +307,25 @@ class HealthTerms:
     def __init__(self, make: Callable[[], LeaderHealth]) -> None:
         self._make = make
         self.current: LeaderHealth | None = None
+        self._prepared: LeaderHealth | None = None  # collected for a hand-over not yet come
+
+    async def prepare(self, timeout_s: float) -> int:
+        """Collect the health a term handed over from a stopping leader will need; kept for
+        ``PREPARED_FOR_S`` (a hand-over that does not come leaves nothing behind after that)."""
+        health = self._make()
+        answered = await health.prepare(timeout_s)
+        self._prepared = health
+        return answered
+
+    def _take_prepared(self) -> LeaderHealth | None:
+        health, self._prepared = self._prepared, None
+        at = health.prepared_at if health is not None else None
+        if health is None or at is None or time.monotonic() - at > PREPARED_FOR_S:
+            return None
+        return health
+
+    def guard_ready(self) -> bool:
+        return self.current is not None and self.current.guard_ready
 
     def term(
         self, work: Callable[[Leadership], Coroutine[Any, Any, None]]
@@ -276,7 +333,7 @@ class HealthTerms:
         """Wrap one term's leader work: fresh health state, its timer running beside the work."""
 
         async def run(leadership: Leadership) -> None:
-            health = self._make()
+            health = self._take_prepared() or self._make()
             self.current = health
             try:
                 # The work's own error ends the term, as the election expects it; each task

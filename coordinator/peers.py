@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
 from coordinator.access import Denials
 from coordinator.authz import parse_identity
-from coordinator.request_checks import check_collect_health, check_health_forward, check_local_status
+from coordinator.request_checks import (
+    check_collect_health,
+    check_health_forward,
+    check_local_status,
+    check_prepare_to_lead,
+)
 from failover import rpc
 from failover.tls import TlsSection, peer_uri_or_cn
 from failover.v1 import admin_pb2 as apb
@@ -112,12 +117,14 @@ class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
         local_status: Callable[[apb.LocalStatusRequest], apb.ReplicaStatus],
         accept_health: Callable[[apb.HealthForward], bool],
         full_health: Callable[[], apb.HealthForward],
+        prepare: Callable[[float | None], Awaitable[apb.PrepareToLeadResponse]] | None = None,
         tls: bool = False,
         denials: Denials | None = None,
     ) -> None:
         self._local_status = local_status
         self._accept_health = accept_health
         self._full_health = full_health
+        self._prepare = prepare
         self._tls = tls
         self._denials = denials
 
@@ -135,6 +142,15 @@ class PeerService(admin_pb2_grpc.PeerServicer):  # type: ignore[misc]
         await _refuse_invalid(context, check_collect_health(request))
         await self._as_itself(context, "leader_id", request.leader_id, "CollectHealth")
         return self._full_health()
+
+    async def PrepareToLead(
+        self, request: apb.PrepareToLeadRequest, context: Any
+    ) -> apb.PrepareToLeadResponse:
+        await _refuse_invalid(context, check_prepare_to_lead(request))
+        await self._as_itself(context, "leader_id", request.leader_id, "PrepareToLead")
+        if self._prepare is None:
+            return apb.PrepareToLeadResponse(serving=False)
+        return await self._prepare(context.time_remaining())
 
     async def _as_itself(self, context: Any, field: str, claimed: str, action: str) -> None:
         """With mTLS: PERMISSION_DENIED unless ``claimed`` is the caller certificate's replica name."""

@@ -60,6 +60,8 @@ SERVICES = ["failover.v1.Admin", "failover.v1.Peer", "failover.v1.Sync"]
 ALARM_POLL_S = 5.0  # etcd alarms (NOSPACE) are read this often for the metrics
 ETCD_LEADER_CHECK_S = 5.0  # which etcd member leads is asked this often (calls go there)
 SETTLE_S = 1.0  # a graceful stop waits this long at most for a commit in flight
+PREPARE_S = ANSWER_S  # a hand-over's health collection, when the asker sets no deadline
+PREPARE_MARGIN_S = 0.01  # kept of the asker's deadline to send the answer back
 ID_CHECK_S = 1.0  # at start: is our replica_id used by a running replica (each step)
 
 
@@ -145,6 +147,7 @@ class Replica:
             store=self.store,
             keys=self.keys,
             guard=self.health,
+            health_in_hand=self.health.guard_ready,
         )
         self.hub.metrics = self.leader.metrics = self.metrics
         self.leader.tracer = tracer
@@ -172,6 +175,7 @@ class Replica:
         self.health_service: Any = None  # the gRPC health servicer, once serving
         self.ready = asyncio.Event()
         self._served_out = False  # the hand-over stopped the server already
+        self.handing_over = False  # stopping: no hand-over to this replica
 
     def _successor_ok(self, cand: Candidate) -> bool:
         """A member whose peer channel is connected now: a hand-over to a replica that
@@ -182,13 +186,34 @@ class Replica:
         return state is grpc.ChannelConnectivity.READY
 
     async def _serves(self, cand: Candidate) -> bool:
-        """Whether a candidate answers its health check as serving (a stopping replica
-        says NOT_SERVING; a paused one does not answer)."""
-        stub = health_pb2_grpc.HealthStub(self.peers.get(cand.address))
+        """Whether a candidate says it serves, once it has collected the health its term will
+        need (a stopping replica says no; a paused one does not answer). A replica of an
+        earlier version, without ``PrepareToLead``, is asked its health check instead."""
+        channel = self.peers.get(cand.address)
+        request = apb.PrepareToLeadRequest(leader_id=self.cfg.replica_id)
+        try:
+            prepared = await rpc.unary(
+                admin_pb2_grpc.PeerStub(channel).PrepareToLead(request, timeout=ANSWER_S)
+            )
+            return bool(prepared.serving)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+        stub = health_pb2_grpc.HealthStub(channel)
         resp = await rpc.unary(
             stub.Check(health_pb2.HealthCheckRequest(service="failover.v1.Peer"), timeout=ANSWER_S)
         )
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def _prepare_to_lead(self, time_left_s: float | None) -> apb.PrepareToLeadResponse:
+        """Asked by a stopping leader: collect health now (while it still leads), within the
+        caller's deadline less a margin for the answer, so a term handed here need not
+        wait for its own collection before guard rails can answer."""
+        if self.handing_over or not self.ready.is_set() or self.election.is_leader:
+            return apb.PrepareToLeadResponse(serving=False)
+        budget = PREPARE_S if time_left_s is None else max(0.0, time_left_s - PREPARE_MARGIN_S)
+        answered = await self.health.prepare(budget)
+        return apb.PrepareToLeadResponse(serving=not self.handing_over, replicas_answered=answered)
 
     def _leader_health(self) -> LeaderHealth:
         return LeaderHealth(
@@ -284,6 +309,7 @@ class Replica:
         stops after.
         """
         started = time.monotonic()
+        self.handing_over = True
         was_leader = self.election.is_leader
 
         async def stand_down() -> None:
@@ -420,6 +446,7 @@ class Replica:
             local_status=self.local_status,
             accept_health=self.health.accept,
             full_health=self.forwarder.full_state,
+            prepare=self._prepare_to_lead,
             tls=self.cfg.tls.enabled,
             denials=self.denials,
         )

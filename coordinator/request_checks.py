@@ -349,6 +349,10 @@ def check_collect_health(r: apb.CollectHealthRequest) -> str | None:
     return _name(r.leader_id, "leader_id")
 
 
+def check_prepare_to_lead(r: apb.PrepareToLeadRequest) -> str | None:
+    return _name(r.leader_id, "leader_id")
+
+
 def check_health_forward(r: apb.HealthForward) -> str | None:
     """A forward names its replica, at most MAX_FORWARD_HOSTS distinct hosts, each with
     valid path health (defined enums, names) and bounded stage timings."""

@@ -347,6 +347,20 @@ class CollectHealthRequest(_message.Message):
     leader_id: str
     def __init__(self, leader_id: _Optional[str] = ...) -> None: ...
 
+class PrepareToLeadRequest(_message.Message):
+    __slots__ = ("leader_id",)
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    def __init__(self, leader_id: _Optional[str] = ...) -> None: ...
+
+class PrepareToLeadResponse(_message.Message):
+    __slots__ = ("serving", "replicas_answered")
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    serving: bool
+    replicas_answered: int
+    def __init__(self, serving: _Optional[bool] = ..., replicas_answered: _Optional[int] = ...) -> None: ...
+
 class LocalStatusRequest(_message.Message):
     __slots__ = ("hosts", "group", "host_limit", "hosts_after")
     HOSTS_FIELD_NUMBER: _ClassVar[int]

@@ -337,6 +337,11 @@ class PeerStub:
                 request_serializer=failover_dot_v1_dot_admin__pb2.CollectHealthRequest.SerializeToString,
                 response_deserializer=failover_dot_v1_dot_admin__pb2.HealthForward.FromString,
                 _registered_method=True)
+        self.PrepareToLead = channel.unary_unary(
+                '/failover.v1.Peer/PrepareToLead',
+                request_serializer=failover_dot_v1_dot_admin__pb2.PrepareToLeadRequest.SerializeToString,
+                response_deserializer=failover_dot_v1_dot_admin__pb2.PrepareToLeadResponse.FromString,
+                _registered_method=True)
         self.LocalStatus = channel.unary_unary(
                 '/failover.v1.Peer/LocalStatus',
                 request_serializer=failover_dot_v1_dot_admin__pb2.LocalStatusRequest.SerializeToString,
@@ -361,6 +366,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareToLead(self, request, context):
+        """A stopping leader asks each replica it may hand the leadership to: collect the
+        health a new term needs now, within the call's deadline, then say whether it serves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LocalStatus(self, request, context):
         """This replica's own view: its sidecars and freshness.
         """
@@ -380,6 +393,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.CollectHealth,
                     request_deserializer=failover_dot_v1_dot_admin__pb2.CollectHealthRequest.FromString,
                     response_serializer=failover_dot_v1_dot_admin__pb2.HealthForward.SerializeToString,
+            ),
+            'PrepareToLead': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareToLead,
+                    request_deserializer=failover_dot_v1_dot_admin__pb2.PrepareToLeadRequest.FromString,
+                    response_serializer=failover_dot_v1_dot_admin__pb2.PrepareToLeadResponse.SerializeToString,
             ),
             'LocalStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.LocalStatus,
@@ -441,6 +459,33 @@ class Peer:
             '/failover.v1.Peer/CollectHealth',
             failover_dot_v1_dot_admin__pb2.CollectHealthRequest.SerializeToString,
             failover_dot_v1_dot_admin__pb2.HealthForward.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareToLead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/failover.v1.Peer/PrepareToLead',
+            failover_dot_v1_dot_admin__pb2.PrepareToLeadRequest.SerializeToString,
+            failover_dot_v1_dot_admin__pb2.PrepareToLeadResponse.FromString,
             options,
             channel_credentials,
             insecure,

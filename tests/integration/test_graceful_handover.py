@@ -12,7 +12,9 @@ import pytest
 from coordinator.store.etcd_store import EtcdStore
 from failover import rpc
 from failover.v1 import admin_pb2 as apb
-from tests.harness import ReplicaSet, admin, switch
+from failover.v1 import types_pb2 as pb
+from tests.harness import ReplicaSet, admin, switch, wait_for
+from tests.syncclient import SyncClient
 
 pytestmark = [pytest.mark.cluster]
 G = "cme-orders"
@@ -105,3 +107,52 @@ async def test_a_switch_queued_at_a_stopping_leader_is_passed_to_the_next(etcd_c
             assert list(done.decision.paths)[0] == "backup"
     finally:
         await rs.stop_all()
+
+
+async def test_a_switch_that_reads_health_is_not_held_for_the_next_terms_collection(
+    etcd_cluster, prefix
+) -> None:
+    """A graceful hand-over goes to a successor that has already collected health (asked
+    while the old leader still led): a switch that reads health commits at once on the new
+    term, not after the term's own collection, here held up to COLLECT_S by a member whose
+    CollectHealth never answers."""
+
+    async def never(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        await asyncio.Event().wait()
+        return b""
+
+    blackhole = rpc.make_server()
+    handler = grpc.unary_unary_rpc_method_handler(never)
+    blackhole.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("failover.v1.Peer", {"CollectHealth": handler}),)
+    )
+    port = blackhole.add_insecure_port("127.0.0.1:0")
+    await blackhole.start()
+    store = EtcdStore(etcd_cluster.endpoints)
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2, health={"collect_timeout_ms": int(COLLECT_S * 1000)})
+    host = SyncClient("h1", [G])
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        await wait_for(lambda: leader.health.guard_ready(), 10, "the first term's health")
+        idx = rs.replicas.index(leader)
+        other = 1 - idx
+        # Joins only now: the first term's collection did not wait for it; the next one would.
+        await store.put(
+            prefix + "members/ghost", json.dumps({"id": "ghost", "address": f"127.0.0.1:{port}"}).encode()
+        )
+        await host.connect(rs.address(other))
+        host.report({(G, "primary"): pb.PATH_STATE_UP, (G, "backup"): pb.PATH_STATE_UP})
+        await wait_for(lambda: leader.health.path_has_up_report(G, "backup"), 10, "h1's report at the leader")
+        await rs.stop(idx)
+        started = time.monotonic()
+        resp = await switch(rs.address(other), G, "backup", force=False)
+        took = time.monotonic() - started
+        assert list(resp.decision.paths)[0] == "backup"
+        assert resp.decision.leader_id == rs.configs[other].replica_id
+        assert took < COLLECT_S / 2, f"the switch waited {took:.1f}s, behind the new term's health collection"
+    finally:
+        await host.close()
+        await rs.stop_all()
+        await store.close()
+        await blackhole.stop(None)

@@ -68,6 +68,13 @@ async def _watch(endpoints: list[str], key: str, start: int, out: list[WatchBatc
         await store.close()
 
 
+async def _stopping(follower: Replica) -> None:
+    """As a replica that began to stop: it says so when asked to prepare (and, for a leader
+    of an earlier version asking its health check instead, NOT_SERVING)."""
+    follower.handing_over = True
+    await rpc.mark_serving(follower.health_service, SERVICES, False)
+
+
 async def _followers_as_successors(rs: ReplicaSet, leader: Replica) -> list[Replica]:
     followers = [r for r in rs.running() if r is not leader]
     n = len(followers)
@@ -154,13 +161,13 @@ async def test_a_stopping_leader_decides_until_it_hands_over(etcd_cluster, prefi
 
 
 async def test_the_key_goes_to_the_follower_that_says_it_serves(etcd_cluster, prefix) -> None:
-    """A follower that does not say it serves (a stopping one says NOT_SERVING, a paused one
-    does not answer) keeps a connected channel, but the key goes to the other follower."""
+    """A follower that does not say it serves (a stopping one says so, a paused one does not
+    answer) keeps a connected channel, but the key goes to the other follower."""
     not_serving: list[str] = []
 
     async def one_not_serving(rs: ReplicaSet, leader: Replica) -> None:
         follower = (await _followers_as_successors(rs, leader))[0]
-        await rpc.mark_serving(follower.health_service, SERVICES, False)
+        await _stopping(follower)
         not_serving.append(follower.cfg.replica_id)
 
     async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 3, one_not_serving) as (
@@ -180,9 +187,30 @@ async def test_with_no_follower_that_serves_the_key_is_revoked_and_a_follower_ca
 ) -> None:
     async def none_serving(rs: ReplicaSet, leader: Replica) -> None:
         (follower,) = await _followers_as_successors(rs, leader)
-        await rpc.mark_serving(follower.health_service, SERVICES, False)
+        await _stopping(follower)
 
     async with _stopping_the_leader(etcd_cluster.endpoints, prefix, 2, none_serving) as (rs, old, _t, first):
         assert first[0] is EventKind.DELETE
         follower = await rs.wait_leader(not_id=old.cfg.replica_id)
         assert follower.election.leadership is not None
+
+
+async def test_a_candidate_without_prepare_to_lead_is_asked_its_health_check(etcd_cluster, prefix) -> None:
+    """A replica of an earlier version (no Peer.PrepareToLead: UNIMPLEMENTED) is still a
+    successor when its gRPC health check says SERVING, and not when it says NOT_SERVING."""
+    old_version = rpc.make_server()
+    health = rpc.add_health_and_reflection(old_version, SERVICES)
+    port = old_version.add_insecure_port("127.0.0.1:0")
+    await old_version.start()
+    await rpc.mark_serving(health, SERVICES, True)
+    rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
+    try:
+        await rs.start_all()
+        leader = await rs.wait_leader()
+        cand = Candidate(replica_id="c9", address=f"127.0.0.1:{port}", lease=1, mod_revision=1)
+        assert await leader._serves(cand)
+        await rpc.mark_serving(health, SERVICES, False)
+        assert not await leader._serves(cand)
+    finally:
+        await rs.stop_all()
+        await old_version.stop(None)

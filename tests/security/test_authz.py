@@ -24,11 +24,12 @@ ROLE_CERT = {
 WRITE = {"Switch", "SetControl", "PutGroup", "BumpEra"}
 READ = {"GetStatus", "History"}
 # Expected: method -> roles allowed.
+PEER = ("ForwardHealth", "CollectHealth", "PrepareToLead", "LocalStatus")
 EXPECTED = {
     **{f"/failover.v1.Admin/{m}": {"operator", "replica"} for m in ("Switch", "SetControl")},
     **{f"/failover.v1.Admin/{m}": {"operator"} for m in ("PutGroup", "BumpEra")},
     **{f"/failover.v1.Admin/{m}": {"operator", "viewer", "replica"} for m in READ},
-    **{f"/failover.v1.Peer/{m}": {"replica"} for m in ("ForwardHealth", "CollectHealth", "LocalStatus")},
+    **{f"/failover.v1.Peer/{m}": {"replica"} for m in PEER},
     "/failover.v1.Sync/Stream": {"sidecar"},
 }
 

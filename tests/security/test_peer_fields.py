@@ -111,6 +111,10 @@ async def test_status_and_collect_fields(replica: Replica, pki: Pki) -> None:
             await stub.CollectHealth(apb.CollectHealthRequest(leader_id="no such/id"), timeout=10)
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (e.value.details() or "").startswith("leader_id")
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.PrepareToLead(apb.PrepareToLeadRequest(leader_id=""), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (e.value.details() or "").startswith("leader_id")
         assert (await stub.LocalStatus(apb.LocalStatusRequest(), timeout=10)).replica_id == "c1"
         assert (await stub.CollectHealth(apb.CollectHealthRequest(leader_id="c2"), timeout=10)).complete
 
@@ -121,9 +125,10 @@ async def test_a_replica_speaks_only_as_itself(replica: Replica, pki: Pki) -> No
         for call in (
             stub.ForwardHealth(apb.HealthForward(replica_id="c9"), timeout=10),
             stub.CollectHealth(apb.CollectHealthRequest(leader_id="c9"), timeout=10),
+            stub.PrepareToLead(apb.PrepareToLeadRequest(leader_id="c9"), timeout=10),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await call
             assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "replica/c2" in (e.value.details() or "") and "'c9'" in (e.value.details() or "")
-    assert replica.denials.total >= 2
+    assert replica.denials.total >= 3
