@@ -123,8 +123,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         limits: PerCaller | None = None,
         urgent: Urgent | None = None,
         seed: Callable[[], Awaitable[None]] | None = None,
+        listed: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``listed``: this replica's view holds etcd's first listing (until then every call
+        is refused UNAVAILABLE: an empty view would answer "unknown group", "no leader")."""
         self._id = replica_id
+        self._listed = listed
         self._store = store
         self._keys = keys
         self._view = view
@@ -219,7 +223,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         except (StoreError, TimeoutError):
             return False
 
+    async def _refuse_unlisted(self, context: Any) -> None:
+        if not self._listed():
+            await self._abort(
+                context,
+                "unavailable",
+                f"replica {self._id} has not read etcd yet (its first listing is under way); "
+                "retry another replica",
+            )
+
     async def GetStatus(self, request: apb.GetStatusRequest, context: Any) -> apb.ClusterStatus:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_get_status(request))
         v = self._view
         if request.group and request.group not in v.groups:
@@ -297,6 +311,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return sorted([self._local_status(req), *results], key=lambda r: r.replica_id)
 
     async def History(self, request: apb.HistoryRequest, context: Any) -> apb.HistoryResponse:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_history(request))
         if request.group not in self._view.groups:
             await self._abort(context, "not_found", f"group: unknown group {request.group!r}")
@@ -319,6 +334,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
     # --- writes ------------------------------------------------------------
 
     async def Switch(self, request: apb.SwitchRequest, context: Any) -> apb.ControlResponse:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_switch(request))
         if not request.group:
             await self._abort(context, "invalid", "group: required")
@@ -532,6 +548,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             )
 
     async def SetControl(self, request: apb.SetControlRequest, context: Any) -> apb.ControlResponse:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_set_control(request))
         action = _ACTIONS.get(request.action)
         if action is None:
@@ -550,6 +567,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
             )
 
     async def PutGroup(self, request: apb.PutGroupRequest, context: Any) -> apb.PutGroupResponse:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_put_group(request))
         try:
             spec = group_spec(request.definition, with_policy=request.definition.HasField("policy"))
@@ -575,6 +593,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):  # type: ignore[misc]
         return apb.PutGroupResponse(definition=group_pb(spec, res.revision))
 
     async def BumpEra(self, request: apb.BumpEraRequest, context: Any) -> apb.BumpEraResponse:
+        await self._refuse_unlisted(context)
         await self._refuse_invalid(context, check_bump_era(request))
         kv, _ = await self._read(context, self._keys.era)
         era = int(json.loads(kv.value)["era"]) if kv else 0

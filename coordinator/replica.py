@@ -439,6 +439,7 @@ class Replica:
             limits=self.admin_limits,
             urgent=self.hub.urgent,
             seed=self._seed_groups,
+            listed=self.mirror.ready.is_set,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         self.admin = admin

@@ -73,7 +73,14 @@ log = logging.getLogger(__name__)
 
 LEADER_STATUS_TIMEOUT_S = 0.2  # how long each member may take to say who leads etcd
 
+LIST_PAGE_KEYS = 500  # keys per page of a prefix listing (group definitions are the largest values)
+LIST_RESTARTS = 3  # a listing restarted this often after a compaction between its pages
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # one answer from etcd: a page, or a watch batch of one big txn
+
 _CHANNEL_OPTIONS = [
+    # gRPC's default of 4 MiB is below what one page of large values, or the events of
+    # one transaction in a watch answer, can reach.
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
     # Our own connections: never share subchannels (and their streams' fate) with
     # another channel of this process that happens to target the same members.
     ("grpc.use_local_subchannel_pool", 1),
@@ -594,12 +601,36 @@ class EtcdStore:
         return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
 
     async def get_prefix(self, prefix: str) -> tuple[list[KV], int]:
-        key = prefix.encode()
-        resp = await self._unary(
-            "get_prefix",
-            lambda c: c.kv.get(key, range_end=prefix_end(key), timeout=self._timeout),  # type: ignore[union-attr]
-        )
-        return [_kv(kv) for kv in resp.kvs], resp.header.revision
+        """Every key under ``prefix`` at one revision, read in pages of ``LIST_PAGE_KEYS``: a
+        prefix of any size lists (one answer is bounded by the gRPC receive limit), and every
+        page after the first is read at the first one's revision, so the listing is one
+        consistent snapshot. A compaction past that revision between two pages restarts it."""
+        for attempt in range(LIST_RESTARTS):
+            try:
+                return await self._get_prefix_paged(prefix)
+            except Compacted:
+                if attempt == LIST_RESTARTS - 1:
+                    raise
+                log.info("listing %s: its revision was compacted between pages; listing again", prefix)
+        raise AssertionError("unreachable")
+
+    async def _get_prefix_paged(self, prefix: str) -> tuple[list[KV], int]:
+        start, end = prefix.encode(), prefix_end(prefix.encode())
+        kvs: list[KV] = []
+        revision = 0  # the first page's: every later page is read there
+        while True:
+            resp = await self._unary(
+                "get_prefix",
+                lambda c, key=start, at=revision: c.kv.get(  # type: ignore[misc, union-attr]
+                    key, range_end=end, revision=at, limit=LIST_PAGE_KEYS, timeout=self._timeout
+                ),
+            )
+            if not revision:
+                revision = int(resp.header.revision)
+            kvs.extend(_kv(kv) for kv in resp.kvs)
+            if not resp.more or not resp.kvs:
+                return kvs, revision
+            start = resp.kvs[-1].key + b"\0"  # the next key after the last one read
 
     async def put(self, key: str, value: bytes, lease: int = 0) -> int:
         resp = await self._unary(
