@@ -26,8 +26,8 @@ def describe(answering: int, members: int) -> str:
     if members <= 0:
         return "etcd did not answer"
     if not has_quorum(answering, members):
-        return f"etcd has no quorum ({answering} of {members} members answer)"
-    return f"etcd did not answer in time ({answering} of {members} members answer)"
+        return f"etcd has no quorum ({answering} of {members} configured members answer)"
+    return f"etcd did not answer in time ({answering} of {members} configured members answer)"
 
 
 async def _answers(endpoint: str, timeout_s: float) -> bool:

@@ -9,7 +9,7 @@ reconnecting sidecar costs no re-encoding either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from coordinator.core.epoch_proof import prove
@@ -20,7 +20,17 @@ from failover.v1 import sync_pb2
 
 # Field numbers in failover.v1.ReplicaMessage and failover.v1.Snapshot.
 _RM_SNAPSHOT, _RM_GROUP, _RM_DECISION, _RM_HEARTBEAT = 1, 2, 3, 4
-_SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS, _SNAP_REPLACE_HELD = 1, 2, 3, 4
+_SNAP_GROUPS, _SNAP_DECISIONS, _SNAP_FRESHNESS, _SNAP_REPLACE_HELD, _SNAP_UNKNOWN = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class SnapshotGroup:
+    """One group's part of a snapshot, pre-encoded (None: nothing to send for it)."""
+
+    name: str
+    definition: bytes | None
+    decision: bytes | None
+    replace_held: bool = False
 
 
 def _varint(n: int) -> bytes:
@@ -108,18 +118,29 @@ class EncodedCache:
         )
 
     @staticmethod
-    def snapshot_message(
-        groups: list[bytes],
-        decisions: list[bytes],
-        freshness: sync_pb2.Freshness,
-        replace_held: list[str] | tuple[str, ...] = (),
-    ) -> bytes:
-        body = b"".join(
-            [
-                *(field(_SNAP_GROUPS, g) for g in groups),
-                *(field(_SNAP_DECISIONS, d) for d in decisions),
-                field(_SNAP_FRESHNESS, freshness.SerializeToString()),
-                *(field(_SNAP_REPLACE_HELD, g.encode()) for g in replace_held),
+    def snapshot_messages(
+        groups: list[SnapshotGroup], freshness: sync_pb2.Freshness, limit: int, unknown: Sequence[str] = ()
+    ) -> list[bytes]:
+        """The snapshot as one message, or as several that each stay within ``limit`` bytes
+        (a sidecar's receive limit): every piece carries the freshness and whole groups (a
+        group's definition, decision and replace-held mark travel together), and a sidecar
+        applies each as it comes. A group larger than ``limit`` alone goes in a piece of its own."""
+        fresh = field(_SNAP_FRESHNESS, freshness.SerializeToString())
+        margin = 16  # the ReplicaMessage tag and length
+        pieces: list[bytes] = []
+        current = [field(_SNAP_UNKNOWN, g.encode()) for g in unknown]
+        size = len(fresh) + margin + sum(len(u) for u in current)
+        for g in groups:
+            parts = [
+                *((field(_SNAP_GROUPS, g.definition),) if g.definition is not None else ()),
+                *((field(_SNAP_DECISIONS, g.decision),) if g.decision is not None else ()),
+                *((field(_SNAP_REPLACE_HELD, g.name.encode()),) if g.replace_held else ()),
             ]
-        )
-        return field(_RM_SNAPSHOT, body)
+            extra = sum(len(p) for p in parts)
+            if current and size + extra > limit:
+                pieces.append(field(_RM_SNAPSHOT, b"".join([*current, fresh])))
+                current, size = [], len(fresh) + margin
+            current.extend(parts)
+            size += extra
+        pieces.append(field(_RM_SNAPSHOT, b"".join([*current, fresh])))
+        return pieces

@@ -28,7 +28,7 @@ from coordinator.access import Denials
 from coordinator.authz import check_site_groups, check_stream_host, parse_identity, site_groups_of
 from coordinator.config import CoordinatorConfig
 from coordinator.core.epoch_proof import to_replace
-from coordinator.fanout import EncodedCache
+from coordinator.fanout import EncodedCache, SnapshotGroup
 from coordinator.freshness import FreshnessProbe
 from coordinator.health_forwarder import HealthForwarder
 from coordinator.held_epochs import HeldEpochCheck
@@ -283,18 +283,32 @@ class SyncHub:
             )
         return replace
 
-    def _snapshot(self, s: Session, now_ns: int, replace: list[str] | tuple[str, ...] = ()) -> bytes:
-        groups, decisions = [], []
+    def _snapshot(self, s: Session, now_ns: int, replace: list[str] | tuple[str, ...] = ()) -> list[bytes]:
+        """The snapshot for a new stream, in as many messages as stream.max_message_bytes needs."""
+        parts: list[SnapshotGroup] = []
         for g in s.groups:
+            definition = decision = None
             body = self.cache.group_body(g, s.site)
             if body is not None:
-                groups.append(body[1])
+                definition = body[1]
                 s.defs_sent[g] = body[0]
             d = self.cache.decisions.get(g)
             if d is not None and d.epoch > s.acked.get(g, ZERO_EPOCH):
-                decisions.append(d.body)
+                decision = d.body
                 s.pending[g] = (d.epoch, now_ns)
-        return self.cache.snapshot_message(groups, decisions, self.freshness_pb(), replace)
+            parts.append(SnapshotGroup(g, definition, decision, g in replace))
+        parts[:0] = [SnapshotGroup(g, None, None, True) for g in replace if g not in s.groups]
+        unknown = [g for g in s.groups if g not in self.view.groups]
+        if unknown:
+            log.warning(
+                "sidecar %s asks for groups this cluster does not define: %s (no path for their "
+                "orders until they are defined)",
+                s.host_id,
+                ",".join(unknown),
+                extra=OUTSIDE_INPUT,
+            )
+        limit = self.cfg.stream.max_message_bytes
+        return self.cache.snapshot_messages(parts, self.freshness_pb(), limit, unknown)
 
     # --- the stream --------------------------------------------------------
 
@@ -365,7 +379,8 @@ class SyncHub:
         log.info("sidecar %s (site %s) connected for %s", s.host_id, s.site, ",".join(s.groups))
         reader = asyncio.create_task(self._read(s, it), name=f"sync-read-{s.host_id}")
         try:
-            await context.write(self._snapshot(s, time.monotonic_ns(), replace))
+            for piece in self._snapshot(s, time.monotonic_ns(), replace):
+                await context.write(piece)
             await self._write_loop(s, context, reader)
         finally:
             reader.cancel()

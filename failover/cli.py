@@ -289,6 +289,9 @@ def print_json(msg: Any) -> None:
 def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Run a server coroutine until SIGINT/SIGTERM sets the stop event (logged).
 
+    SIGHUP is logged and ignored: its default action would end a sidecar at once, with
+    no log line and its socket left behind (a closed terminal, a log rotation hook).
+
     SIGUSR1 writes every thread's Python stack to stderr (``faulthandler``, from the
     signal handler itself, so it answers also when the event loop is stuck), then, from
     the loop if it runs, every task and the await it waits at (``failover.aio.task_stacks``)."""
@@ -301,6 +304,12 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
             logging.getLogger("failover").info("%s: stopping", sig.name)
         stop.set()
 
+    def hangup() -> None:
+        logging.getLogger("failover").warning(
+            "SIGHUP: ignored (nothing is reloaded on SIGHUP: certificate files are re-read when "
+            "they change, the config at start); stop with SIGTERM"
+        )
+
     def dump_tasks() -> None:
         print(f"asyncio tasks (SIGUSR1):\n{task_stacks()}", file=sys.stderr, flush=True)
 
@@ -310,6 +319,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]])
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping, sig, stop)
         loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         # After the loop's handler: faulthandler dumps the threads, then chains to it.
         faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
         await main(stop)

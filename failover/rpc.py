@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 KEEPALIVE_TIME_MS = 1000
 KEEPALIVE_TIMEOUT_MS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The largest answer a server sends, or a client takes: an operator's status of a large
+# fleet. What a server takes in stays at its own limit; a sidecar's snapshot is cut into
+# pieces that each fit the replica's stream.max_message_bytes.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STREAMS = 10_000
 # How long one connection attempt (TCP + HTTP/2 SETTINGS) may take: the documented
 # 2 s connect bound. gRPC core reads it from ``grpc.min_reconnect_backoff_ms`` (the
@@ -48,7 +52,7 @@ _CLIENT_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_ANSWER_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Reconnect quickly after a replica restarts, but give each attempt the full
     # connect bound (see CONNECT_TIMEOUT_MS).
@@ -117,7 +121,7 @@ def server_options(
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max(max_message_bytes, MAX_ANSWER_BYTES)),
         # Per HTTP/2 connection; channels to one address share a connection, so
         # this must stay well above any per-server stream limit we enforce ourselves.
         ("grpc.max_concurrent_streams", max(max_streams, DEFAULT_MAX_STREAMS)),

@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
-from failover.wire.frames import HEADER, FrameError, FrameReader, frame
+from failover.wire.frames import HEADER, MAX_EVENT_FRAME_BYTES, FrameError, FrameReader, frame
 from failover_client.liveness import PingClock
 from failover_client.outcomes import OutcomeBook
 
@@ -54,7 +54,7 @@ class FramedRelay(OutcomeBook, CopyingReader):
         self._alive = PingClock(keepalive_s, keepalive_timeout_s) if keepalive_s is not None else None
         self._clock = time.monotonic
         self._timer: asyncio.TimerHandle | None = None
-        self._reader = FrameReader()
+        self._reader = FrameReader(MAX_EVENT_FRAME_BYTES)
         self._transport: asyncio.Transport | None = None
         self.closed = asyncio.Event()
         self._closing = False

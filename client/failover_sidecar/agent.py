@@ -35,7 +35,7 @@ from failover.v1 import sync_pb2
 from failover.v1 import types_pb2 as pb
 from failover.wire.address import parse_host_port
 from failover_sidecar import state_file
-from failover_sidecar.config import SidecarConfig
+from failover_sidecar.config import GroupOverride, SidecarConfig
 from failover_sidecar.flips import FlipLog
 from failover_sidecar.health_pb import path_health
 from failover_sidecar.liveness import SilenceGuard
@@ -56,6 +56,13 @@ AFTER_FLIP_S = 0.002
 log = logging.getLogger(__name__)
 
 RouteListener = Callable[[str], None]
+
+
+def _warmth(p: pb.Path, ov: GroupOverride | None) -> Warmth:
+    """A path's warmth: this host's override, else the definition's (logged on by default)."""
+    if ov is not None and p.name in ov.warmth:
+        return Warmth(ov.warmth[p.name])
+    return Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
 
 
 def now_ms() -> float:
@@ -186,7 +193,11 @@ class Agent:
         wanted = {p.name: p for p in gdef.paths}
         for (grp, name), sess in list(self.sessions.items()):
             p = wanted.get(name) if grp == g else None
-            if grp == g and (p is None or p.endpoint != sess.endpoint):
+            if grp != g:
+                continue
+            # A new endpoint or warmth: a new session (a warmth raised logs on, one lowered
+            # logs out or disconnects, as at start).
+            if p is None or p.endpoint != sess.endpoint or _warmth(p, ov) is not sess.configured_warmth:
                 del self.sessions[(grp, name)]
                 self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
@@ -200,9 +211,7 @@ class Agent:
             except ValueError as exc:  # a coordinator validates this; never let one kill the stream
                 log.error("group %s path %s: bad endpoint %.80r: %s", g, p.name, p.endpoint, exc)
                 continue
-            warmth = Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
-            if ov is not None and p.name in ov.warmth:
-                warmth = Warmth(ov.warmth[p.name])
+            warmth = _warmth(p, ov)
             dp = self.cfg.data_plane
             sess = PathSession(
                 g,

@@ -28,13 +28,12 @@ from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
 from failover.wire.frames import HEADER, MAX_FRAME_BYTES, FrameError, FrameReader
 from failover_sidecar.agent import Agent
-from failover_sidecar.orders import OrderPath, RelayError
+from failover_sidecar.orders import OrderPath, RelayError, shown
 from failover_sidecar.path import corked
 from failover_sidecar.service import (
     HALF_CLOSED_WAIT_S,
     MAX_PAYLOAD_BYTES,
     _refused,
-    _shown,
     _still_owed,
     no_open,
 )
@@ -171,7 +170,7 @@ class FramedConnection(CopyingReader):
         sid = req.open.strategy_id
         agent: Agent = self._server.agent
         if sid not in agent.cfg.strategies:
-            self.close_with(f"strategy_id: {_shown(sid)} is not allowed on host {agent.cfg.host_id}")
+            self.close_with(f"strategy_id: {shown(sid)} is not allowed on host {agent.cfg.host_id}")
             return
         self.strategy_id = sid
         self._cancel_hello_timer()

@@ -56,6 +56,12 @@ def _stage(st: pb.StageTiming, stage: str, where: str, duration_us: int) -> None
     st.stage, st.where, st.duration_us = stage, where, duration_us
 
 
+def shown(value: str) -> str:
+    """A caller's value for an error or a refusal: repr, cut to 80 characters (a status
+    must fit gRPC's metadata limit, an outcome its frame, and an echo should stay readable)."""
+    return repr(value) if len(value) <= 80 else repr(value[:80]) + f"... ({len(value)} characters)"
+
+
 class RelayError(Exception):
     """A message refused before it entered the ledger; ``code`` maps to a gRPC status."""
 
@@ -107,7 +113,7 @@ class OrderPath:
             raise RelayError("unavailable", STOPPING)
         cfg = self.agent.cfg
         if m.group not in cfg.groups:
-            raise RelayError("not_found", f"group: unknown group {m.group!r} on host {cfg.host_id}")
+            raise RelayError("not_found", f"group: unknown group {shown(m.group)} on host {cfg.host_id}")
         if not m.client_msg_id:
             raise RelayError("invalid", "client_msg_id: required (non-zero)")
         if m.kind not in (spb.MESSAGE_KIND_NEW_ORDER, spb.MESSAGE_KIND_CANCEL):
@@ -207,7 +213,7 @@ class OrderPath:
             if self.metrics is not None:
                 self.metrics.refused("rate_limit")
             raise RelayError(
-                "exhausted", f"rate limit: strategy {strategy_id!r} may send {rate} messages per second"
+                "exhausted", f"rate limit: strategy {shown(strategy_id)} may send {rate} messages per second"
             )
         self._buckets[strategy_id] = (tokens - 1.0, now)
 

@@ -198,6 +198,7 @@ class PathSession:
         self.host_id = host_id
         self._hostport = parse_host_port(endpoint)
         self._warmth = Warmth(warmth)
+        self.configured_warmth = self._warmth  # as defined (``warm_up`` raises ``warmth`` only)
         self._interval = heartbeat_interval_ms / 1000.0
         self._silent_s = silent_after * self._interval
         self._connect_timeout = connect_timeout_ms / 1000.0
@@ -411,7 +412,7 @@ class PathSession:
         link.last_rx = self.clock()  # the logon's answer is due within logon_timeout_ms from now
         if self._status.state is PathState.UP:
             self._emit(PathState.CONNECTING, None, "logging on")
-        link.write(p.logon(self.host_id, int(self._interval * 1000), slot=self.group))
+        link.write(p.logon(self.host_id, int(self._interval * 1000), slot=f"{self.group}/{self.path}"))
 
     def _fail(self, link: _Link, cause: Cause, detail: str) -> None:
         """Declare the path DOWN once per link: abort the socket, report, end the link."""

@@ -17,7 +17,7 @@ from failover.log_limit import OUTSIDE_INPUT
 from failover.v1 import sidecar_pb2 as spb
 from failover.v1 import sidecar_pb2_grpc
 from failover_sidecar.agent import Agent
-from failover_sidecar.orders import STOPPING, OrderPath, RelayError
+from failover_sidecar.orders import STOPPING, OrderPath, RelayError, shown
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,6 @@ HALF_CLOSED_WAIT_S = 60.0
 MAX_WATCH_GROUPS = 1000
 """Groups one WatchRoute may name (a host serves far fewer)."""
 RELAY_GARBLED = rpc.does_not_parse("failover.v1.Sidecar/Relay")
-
-
-def _shown(value: str) -> str:
-    """A caller's value for an error message: repr, cut to 80 characters (a status
-    message must fit gRPC's metadata limit, and an echo should stay readable)."""
-    return repr(value) if len(value) <= 80 else repr(value[:80]) + f"... ({len(value)} characters)"
 
 
 class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
@@ -52,7 +46,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
 
     async def GetRoute(self, request: spb.GetRouteRequest, context: Any) -> spb.Route:
         if request.group not in self._agent.cfg.groups:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {_shown(request.group)}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {shown(request.group)}")
         return self._agent.route(request.group)
 
     async def WatchRoute(self, request: spb.WatchRouteRequest, context: Any) -> AsyncIterator[spb.Route]:
@@ -64,7 +58,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         groups = list(dict.fromkeys(request.groups)) or list(self._agent.cfg.groups)
         unknown = [g for g in groups if g not in self._agent.cfg.groups]
         if unknown:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"groups: unknown group {_shown(unknown[0])}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"groups: unknown group {shown(unknown[0])}")
         changed: asyncio.Queue[str] = asyncio.Queue()
 
         def listener(g: str) -> None:
@@ -111,7 +105,7 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         if sid not in self._agent.cfg.strategies:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"strategy_id: {_shown(sid)} is not allowed on host {self._agent.cfg.host_id}",
+                f"strategy_id: {shown(sid)} is not allowed on host {self._agent.cfg.host_id}",
             )
         out: asyncio.Queue[spb.RelayEvent | None] = asyncio.Queue(maxsize=RELAY_QUEUE)
         overflow = asyncio.Event()
@@ -223,10 +217,10 @@ class SidecarService(sidecar_pb2_grpc.SidecarServicer):  # type: ignore[misc]
         if request.strategy_id not in cfg.strategies:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"strategy_id: {_shown(request.strategy_id)} is not allowed here",
+                f"strategy_id: {shown(request.strategy_id)} is not allowed here",
             )
         if request.group not in cfg.groups:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {_shown(request.group)}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"group: unknown group {shown(request.group)}")
         if len(request.client_msg_ids) > 10_000:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client_msg_ids: at most 10000 per call")
         res = await self._orders.resolve(request.strategy_id, request.group, list(request.client_msg_ids))

@@ -145,6 +145,7 @@ class CoordinatorLink:
         self._fresh_since = 0.0  # when the current stream got a fresh snapshot (0: not yet)
         self._quiet = False  # a whole round failed: per-attempt lines go to debug
         self.status = LinkStatus()
+        self._unknown: set[str] = set()  # groups the last snapshot said the cluster lacks (warned)
         # Replicas last seen stale: logged when one turns stale, not on every retry.
         self._stale: set[str] = set()
         # Replicas whose heartbeat interval raised this stream's dead-after (logged once each).
@@ -238,7 +239,7 @@ class CoordinatorLink:
                     last_message_monotonic=time.monotonic(),
                 )
                 dead_after = self._dead_after_for(address, first.snapshot.freshness)
-                self._apply_snapshot(first.snapshot, out)
+                self._apply_snapshot(first.snapshot, out, first=True)
                 out.put_nowait(sync_pb2.SidecarMessage(health=self._full_health()))
                 if first.snapshot.freshness.stale:
                     self.status.stale_reason = first.snapshot.freshness.stale_reason
@@ -298,9 +299,22 @@ class CoordinatorLink:
         return self._dead_after
 
     def _apply_snapshot(
-        self, snap: sync_pb2.Snapshot, out: asyncio.Queue[sync_pb2.SidecarMessage | None]
+        self,
+        snap: sync_pb2.Snapshot,
+        out: asyncio.Queue[sync_pb2.SidecarMessage | None],
+        first: bool = False,
     ) -> None:
         self.status.replica_id = snap.freshness.replica_id
+        if first:  # (a later piece of a split snapshot does not say)
+            unknown = set(snap.unknown_groups)
+            if unknown - self._unknown:
+                log.warning(
+                    "coordinator %s does not define groups %s: orders for them get no path until "
+                    "they are defined (a typo in this sidecar's groups?)",
+                    snap.freshness.replica_id,
+                    ",".join(sorted(unknown)),
+                )
+            self._unknown = unknown
         for g in snap.groups:
             self._on_definition(g)
         replace = set(snap.replace_held)

@@ -72,16 +72,18 @@ class SidecarMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., health: _Optional[_Union[HealthReport, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("groups", "decisions", "freshness", "replace_held")
+    __slots__ = ("groups", "decisions", "freshness", "replace_held", "unknown_groups")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
     REPLACE_HELD_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_GROUPS_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[_types_pb2.GroupDefinition]
     decisions: _containers.RepeatedCompositeFieldContainer[_types_pb2.Decision]
     freshness: Freshness
     replace_held: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, groups: _Optional[_Iterable[_Union[_types_pb2.GroupDefinition, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[_types_pb2.Decision, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., replace_held: _Optional[_Iterable[str]] = ...) -> None: ...
+    unknown_groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, groups: _Optional[_Iterable[_Union[_types_pb2.GroupDefinition, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[_types_pb2.Decision, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., replace_held: _Optional[_Iterable[str]] = ..., unknown_groups: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Freshness(_message.Message):
     __slots__ = ("replica_id", "applied_revision", "lag_revisions", "stale", "stale_reason", "era", "heartbeat_interval_ms")

@@ -13,6 +13,9 @@ import struct
 HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024
 """Default limit of one frame's body (a relay message carries at most 8 KiB of payload)."""
+MAX_EVENT_FRAME_BYTES = MAX_FRAME_BYTES + 1024
+"""Limit of a frame the sidecar sends: a venue event carries a venue message of up to the
+venue protocol's own 64 KiB, and its envelope (ids, path, kind) comes on top."""
 
 
 class FrameError(Exception):

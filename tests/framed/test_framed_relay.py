@@ -259,3 +259,14 @@ async def test_an_order_the_venue_never_answers_on_a_live_line_gets_an_outcome(
         assert rig.app.agent.routes[GROUP].effective == "primary"  # the line is up: no flip
         monkeypatch.undo()
         assert (await fr.send(GROUP, "x")).kind == ACKED
+
+
+async def test_a_refusal_of_a_long_group_name_fits_a_frame_and_the_connection_lives(rig: FramedRig) -> None:
+    """A request near the frame limit, for a group this host does not have: the refusal
+    quotes a cut name, so its frame fits, and nothing else on the connection is lost."""
+    async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
+        waiting = fr.submit(GROUP, "x")[1]
+        o = await asyncio.wait_for(fr.send("g" * 65_000, "x"), WAIT_S)
+        assert o.kind == REJECTED and "unknown group" in o.reason and len(o.reason) < 300, o.reason[:200]
+        assert (await asyncio.wait_for(waiting, WAIT_S)).kind == ACKED
+        assert (await fr.send(GROUP, "x")).kind == ACKED

@@ -79,7 +79,7 @@ async def test_two_of_three_members_lost_the_answer_names_the_lost_quorum(prefix
                 cluster.signal_member(i, signal.SIGSTOP)
         await wait_for(lambda: all(r.leader.leadership is None for r in rs.running()), 10, "no leader")
         for address in (follower, rs.address(rs.replicas.index(leader))):
-            await _switch_says(address, "etcd has no quorum (1 of 3 members answer)")
+            await _switch_says(address, "etcd has no quorum (1 of 3 configured members answer)")
     finally:
         for i in lost:
             if how == "paused":

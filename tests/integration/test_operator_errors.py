@@ -122,11 +122,11 @@ async def test_an_etcd_outage_is_named_in_switch_and_status(own_etcd, prefix) ->
                     apb.SwitchRequest(group=GROUP, path="backup", reason="outage", force=True), timeout=20
                 )
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert "etcd has no quorum (0 of 3 members answer)" in (e.value.details() or ""), (
+            assert "etcd has no quorum (0 of 3 configured members answer)" in (e.value.details() or ""), (
                 e.value.details()
             )
             st = await stub.GetStatus(apb.GetStatusRequest(), timeout=20)
-        assert len(st.alarms) == 1 and "etcd has no quorum (0 of 3 members answer)" in st.alarms[0], st.alarms
+        assert len(st.alarms) == 1 and "etcd has no quorum (0 of 3 configured members answer)" in st.alarms[0], st.alarms
         await wait_for(lambda: leader.freshness.state.stale, 10, "the replica to turn stale")
         reason = leader.freshness.state.reason
         assert not reason.endswith(": "), reason

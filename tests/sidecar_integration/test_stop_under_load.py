@@ -115,3 +115,21 @@ def test_sigusr1_dumps_every_thread_and_the_sidecar_keeps_serving(tmp_path: Path
     finally:
         p.kill()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_sighup_is_logged_and_ignored(tmp_path: Path) -> None:
+    """A stray SIGHUP (a closed terminal, a logrotate hook) must not kill a sidecar: its
+    default action would, with no log line and its socket left behind."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="fo-hup-", dir="/tmp"))
+    p = Proc("h-hup", ["sidecar", "--config", str(sidecar_config(tmp_path, sock_dir, "h1"))], tmp_path)
+    try:
+        p.start()
+        p.wait_log("serving strategies", timeout=60)
+        p.signal(signal.SIGHUP)
+        p.wait_log("SIGHUP: ignored", timeout=10)
+        assert p.proc is not None and p.proc.poll() is None, "SIGHUP stopped the sidecar"
+        p.signal(signal.SIGTERM)
+        assert p.proc.wait(timeout=STOP_BOUND_S) == 0, p.log()[-3000:]
+    finally:
+        p.kill()
+        shutil.rmtree(sock_dir, ignore_errors=True)

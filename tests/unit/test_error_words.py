@@ -10,8 +10,8 @@ from failover.model.spec import DecisionRecord, Epoch
 
 
 def test_quorum_is_named() -> None:
-    assert describe(0, 3) == "etcd has no quorum (0 of 3 members answer)"
-    assert describe(1, 3) == "etcd has no quorum (1 of 3 members answer)"
+    assert describe(0, 3) == "etcd has no quorum (0 of 3 configured members answer)"
+    assert describe(1, 3) == "etcd has no quorum (1 of 3 configured members answer)"
     assert describe(2, 3).startswith("etcd did not answer in time (2 of 3")
 
 

@@ -39,7 +39,7 @@ def test_a_leader_that_went_away_is_asked_again(code: grpc.StatusCode, details: 
     [
         (
             grpc.StatusCode.UNAVAILABLE,
-            "etcd has no quorum (1 of 3 members answer): no leader elected right now; retry",
+            "etcd has no quorum (1 of 3 configured members answer): no leader elected right now; retry",
         ),
         (grpc.StatusCode.UNAVAILABLE, "txn: etcd unavailable"),
         (grpc.StatusCode.FAILED_PRECONDITION, "etcd is out of space (NOSPACE alarm): ..."),
