@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -118,6 +118,16 @@ def login_name() -> str:
         return f"uid-{os.getuid()}"
 
 
+def reader_gone() -> NoReturn:
+    """Our stdout's reader went away (`failover watch | head -3`): end quietly, as any Unix
+    tool killed by SIGPIPE would (exit 141); stdout goes to /dev/null first, so the
+    interpreter's own flush at exit does not fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     import grpc
 
@@ -125,6 +135,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except typer.Exit:
         raise
+    except BrokenPipeError:
+        reader_gone()
     except grpc.aio.AioRpcError as exc:
         # INVALID_ARGUMENT: the coordinators found the input bad (a blank reason, a group
         # name they refuse): bad input, as the checks made here.
@@ -915,6 +927,8 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        reader_gone()
     except typer.Abort:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
