@@ -21,20 +21,28 @@ G = "cme-orders"
 COLLECT_S = 6.0
 
 
-async def test_a_forced_switch_does_not_wait_for_health_collection(etcd_cluster, prefix) -> None:
-    # A member whose CollectHealth never answers: the new term's collection waits for it
-    # until health.collect_timeout_ms.
+async def _never_collects() -> tuple[grpc.aio.Server, int]:
+    """A member's server whose CollectHealth never answers: a term's collection waits for it
+    until health.collect_timeout_ms."""
+
     async def never(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         await asyncio.Event().wait()
         return b""
 
-    blackhole = rpc.make_server()
+    server = rpc.make_server()
     handler = grpc.unary_unary_rpc_method_handler(never)
-    blackhole.add_generic_rpc_handlers(
+    server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("failover.v1.Peer", {"CollectHealth": handler}),)
     )
-    port = blackhole.add_insecure_port("127.0.0.1:0")
-    await blackhole.start()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+async def test_a_forced_switch_does_not_wait_for_health_collection(etcd_cluster, prefix) -> None:
+    # A member whose CollectHealth never answers: the new term's collection waits for it
+    # until health.collect_timeout_ms.
+    blackhole, port = await _never_collects()
     store = EtcdStore(etcd_cluster.endpoints)
     rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1, health={"collect_timeout_ms": int(COLLECT_S * 1000)})
     try:
@@ -117,17 +125,7 @@ async def test_a_switch_that_reads_health_is_not_held_for_the_next_terms_collect
     term, not after the term's own collection, here held up to COLLECT_S by a member whose
     CollectHealth never answers."""
 
-    async def never(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        await asyncio.Event().wait()
-        return b""
-
-    blackhole = rpc.make_server()
-    handler = grpc.unary_unary_rpc_method_handler(never)
-    blackhole.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("failover.v1.Peer", {"CollectHealth": handler}),)
-    )
-    port = blackhole.add_insecure_port("127.0.0.1:0")
-    await blackhole.start()
+    blackhole, port = await _never_collects()
     store = EtcdStore(etcd_cluster.endpoints)
     rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=2, health={"collect_timeout_ms": int(COLLECT_S * 1000)})
     host = SyncClient("h1", [G])

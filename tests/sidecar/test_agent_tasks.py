@@ -28,10 +28,12 @@ def sidecar_tasks() -> list[asyncio.Task[object]]:
     return out
 
 
-def make_agent(tmp_path: Path, venue: Venue, **extra: object) -> Agent:
+def make_agent(tmp_path: Path, venue: Venue, paths: dict[str, str] | None = None, **extra: object) -> Agent:
+    """``paths``: path name -> gateway name (primary and backup to their own by default)."""
     gws = venue.gateway_addresses
+    paths = paths or {"primary": "primary", "backup": "backup"}
     spec = GroupSpec(
-        name=GROUP, paths=[PathSpec(name=p, endpoints={"default": gws[p]}) for p in ("primary", "backup")]
+        name=GROUP, paths=[PathSpec(name=p, endpoints={"default": gws[gw]}) for p, gw in paths.items()]
     )
     cfg = SidecarConfig(
         host_id="h1",

@@ -6,28 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from failover_sidecar.agent import Agent
-from failover_sidecar.config import SidecarConfig
-
-from failover.model.spec import GroupSpec, PathSpec
 from failover.venue.server import Venue
 
 from .conftest import poll_until
-
-GROUP = "cme-orders"
+from .test_agent_tasks import make_agent
 
 
 async def test_two_paths_to_one_gateway_both_stay_logged_on(tmp_path: Path, venue: Venue) -> None:
-    gw = venue.gateway_addresses["primary"]
-    spec = GroupSpec(name=GROUP, paths=[PathSpec(name=p, endpoints={"default": gw}) for p in ("a", "b")])
-    cfg = SidecarConfig(
-        host_id="h1",
-        groups=[GROUP],
-        coordinators=["127.0.0.1:1"],
-        state_file=str(tmp_path / "h1.state.json"),
-        bootstrap=[spec],
-    )
-    agent = Agent(cfg)
+    agent = make_agent(tmp_path, venue, paths={"a": "primary", "b": "primary"})
     await agent.start()
     try:
         await poll_until(lambda: all(s.can_send for s in agent.sessions.values()))
