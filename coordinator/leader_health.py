@@ -13,13 +13,13 @@ heard from are unknown, never down. A graceful hand-over goes further: the
 stopping leader asks its possible successors to collect before it lets go
 (``HealthTerms.prepare``), and the term handed over begins with that state,
 so guard rails answer at once; the term still collects again (the state may
-have moved between the two) before its own decisions. Each report says how old it is; a guard
-rail counts only reports current since this replica's latest etcd outage
-began: received since, or from a host whose stream never ended (health from
-hosts that left a stale replica may no longer be true; they report again
-when they reconnect). Stage durations (detect
-on the host, forward on the replica, decide on the leader) travel with the
-reports into each decision, and so does the trace context of the report that
+have moved between the two) before its own decisions. Each report says how
+old it is; a guard rail counts only reports current since this replica's
+latest etcd outage began: received since, or from a host whose stream never
+ended (health from hosts that left a stale replica may no longer be true;
+they report again when they reconnect). Stage durations (detect on the host,
+forward on the replica, decide on the leader) travel with the reports into
+each decision, and so does the trace context of the report that
 drove it (the leader's decide span continues that trace).
 """
 
