@@ -227,7 +227,8 @@ class LeaderHealth:
             return []
         now_ns = time.monotonic_ns()
         now_ms = now_ns / 1e6
-        self.table.forget_expired(now_ms, self._settings.host_grace_s * 1000)
+        grace_ms = self._settings.host_grace_s * 1000
+        self.table.forget_expired(now_ms, grace_ms)
         v = self._view
         snap = Snapshot(
             groups={n: g.value for n, g in v.groups.items()},
@@ -239,7 +240,10 @@ class LeaderHealth:
         )
         proposals, self._memory, statuses = evaluate(snap, self._memory, now_ms)
         self.statuses = {st.group: st for st in statuses}
-        self._schedule(self._memory.wake_at_ms)
+        # Woken again when a hold ends, or when a host gone is to be forgotten (its paths
+        # then no longer count in the statuses), whichever comes first.
+        due = [t for t in (self._memory.wake_at_ms, self.table.next_expiry_ms(grace_ms)) if t is not None]
+        self._schedule(min(due) if due else None)
         return [self._with_arrival(p, now_ns) for p in proposals]
 
     def _with_arrival(self, p: Proposal, now_ns: int) -> Proposal:

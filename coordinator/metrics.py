@@ -87,6 +87,9 @@ class CoordinatorMetrics(RpcInstruments):
         self._nospace = meter.create_counter(
             "failover.etcd.nospace_errors", unit="{error}", description="Writes refused by etcd's NOSPACE"
         )
+        # Exported at 0 from the start: a series born at its first refusal would show no
+        # increase() until a second one (FailoverEtcdNoSpace reads it).
+        self._nospace.add(0, self._a("replica", replica))
         self._replica: Replica | None = None
         self.alarms: list[str] = []
         self._alarms_known = False

@@ -44,6 +44,9 @@ app.add_typer(group_app, name="group")
 T = TypeVar("T")
 
 
+PIPED_WIDTH = 1000  # columns of table output that goes to a pipe or a file
+
+
 class _LazyConsole:
     """A rich Console created on first use (rich costs ~50 ms to import)."""
 
@@ -55,7 +58,16 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._kwargs)
+            kwargs = dict(self._kwargs)
+            stream = sys.stderr if kwargs.get("stderr") else sys.stdout
+            if "width" not in kwargs and not os.environ.get("COLUMNS") and not stream.isatty():
+                # Piped or redirected: rich would cut every table to 80 columns ("prim…"),
+                # and `failover sidecars | grep primary` would miss hosts.
+                kwargs["width"] = PIPED_WIDTH
+            self._console = Console(**kwargs)
+            if not kwargs.get("stderr"):
+                # rich exits 1 ("the operation failed") when the reader goes away.
+                self._console.on_broken_pipe = reader_gone  # type: ignore[method-assign]
         return self._console
 
     def print(self, *args: Any, **kwargs: Any) -> None:

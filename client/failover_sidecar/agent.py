@@ -492,6 +492,7 @@ class Agent:
             self.link.report(rep)
         self._route_changed(g)
         if flip is not None:
+            self.flip_log.measure(flip)
             self.flip_log.log(flip)
 
     # --- lifecycle ---------------------------------------------------------

@@ -121,6 +121,11 @@ class HealthTable:
             entry.gone_since_ms = now_ms
             self.version += 1
 
+    def next_expiry_ms(self, grace_ms: float) -> float | None:
+        """When the first host gone now is to be forgotten (None: no host is gone)."""
+        gone = [e.gone_since_ms for e in self.hosts.values() if e.gone_since_ms is not None]
+        return min(gone) + grace_ms if gone else None
+
     def forget_expired(self, now_ms: float, grace_ms: float) -> list[str]:
         gone = [
             h

@@ -479,6 +479,17 @@ def register(app: typer.Typer, cli: ModuleType) -> None:
 
         view = WatchView(max_hosts)
         console = cli.out.get()
+        if not console.is_terminal:
+            # Piped or redirected: rich's Live shows only its last screen, at exit, which a
+            # watch stopped by a signal never reaches; each change is printed as it comes.
+            def show_each(before: dict[str, Any] | None, after: dict[str, Any], changed: bool) -> None:
+                if changed:
+                    view.note(before, after)
+                    console.print(view.render(after, f"at {time.strftime('%H:%M:%S')}"))
+                    console.file.flush()
+
+            cli.run_async(watch_loop(cli, coordinators, group, interval_s, count, page, show_each))
+            return
         with Live(console=console, refresh_per_second=8, auto_refresh=False) as live:
 
             def show(before: dict[str, Any] | None, after: dict[str, Any], changed: bool) -> None:

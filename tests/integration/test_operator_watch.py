@@ -163,10 +163,19 @@ async def test_watch_json_prints_a_change_after_a_switch_and_ctrl_c_exits_130(et
         assert await asyncio.wait_for(endless.wait(), 20) == 130
         assert b"Traceback" not in await endless.stderr.read()
 
-        # The live (rich) view; on a pipe it prints its last screen when it ends.
+        # The live (rich) view; on a pipe it prints each change as it comes.
         r = await asyncio.to_thread(cli, "watch", "--count", "1", "-c", addrs, env={"COLUMNS": "200"})
         assert r.returncode == 0, r.stderr
         assert "decisions and sync" in r.stdout and "backup > primary" in r.stdout and "h02" in r.stdout
+        # Without --count, on a pipe, the first screen arrives at once (rich's Live showed
+        # nothing until its end, which a watch stopped by a signal never reached).
+        piped = await watcher("--interval-ms", "100")
+        assert piped.stdout is not None
+        lines = []
+        async with asyncio.timeout(20):
+            while not any("h02" in line for line in lines):
+                lines.append((await piped.stdout.readline()).decode())
+        assert any("decisions and sync" in line for line in lines), lines
     finally:
         for p in procs:
             if p.returncode is None:
