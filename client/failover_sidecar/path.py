@@ -74,6 +74,11 @@ log = logging.getLogger(__name__)
 
 _OWES_REPLY = frozenset({p.MsgType.NEW, p.MsgType.CANCEL})  # answered by an ack or a reject
 _REPLIES = frozenset({p.MsgType.ACK, p.MsgType.REJECT})
+# An UP path's round trip is compared with the one last reported at most this often, and
+# reported again when its p99 moved by a quarter and at least 0.5 ms.
+RTT_CHECK_S = 1.0
+RTT_MOVED_FRACTION = 0.25
+RTT_MOVED_US = 500.0
 
 
 class _Cork(threading.local):
@@ -210,6 +215,7 @@ class PathSession:
         self.guard = guard if guard is not None else default_guard
         self._backoff = Backoff(backoff_min_ms, backoff_max_ms, rng)
         self._hb = Heartbeats(rtt_window)
+        self._rtt_checked = 0.0  # when the reported round trip was last compared with the window
         self.rtt = self._hb.rtt  # recent round trips (µs) of heartbeat echoes
         self.connections_opened = 0
         self.seq_gaps = 0  # venue messages with an unexpected seq (logged, not fatal)
@@ -477,6 +483,8 @@ class PathSession:
                 link.proving = 0
                 rtt = f"{rtt_us / 1000:.2f} ms" if rtt_us is not None else "-"
                 self._emit(PathState.UP, None, f"logged on to {link.gateway}, heartbeat answered in {rtt}")
+            elif rtt_us is not None and now - self._rtt_checked >= RTT_CHECK_S:
+                self._report_rtt_if_moved(now)
             return
         if t in _REPLIES:
             self.replies.replied(msg.get("clordid"))
@@ -653,6 +661,20 @@ class PathSession:
         self._reply_timer = asyncio.get_running_loop().call_soon(self._on_reply_timer, link, True)
 
     # ------------------------------------------------------------ status
+
+    def _report_rtt_if_moved(self, now: float) -> None:
+        """Report an UP path again when its round trip moved: the leader's
+        ``slow_threshold_ms`` and `failover sidecars` read the RTT from these reports, which
+        otherwise come on state changes only. Checked at most every ``RTT_CHECK_S``;
+        moved = the p99 by ``RTT_MOVED_FRACTION`` of the last reported one and at least
+        ``RTT_MOVED_US``."""
+        self._rtt_checked = now
+        if self._status.state is not PathState.UP or self._link is None or not self._link.logged_on:
+            return
+        p99, was = self.rtt.percentile(99), self._status.rtt_p99_us
+        if p99 is None or (was is not None and abs(p99 - was) < max(RTT_MOVED_US, was * RTT_MOVED_FRACTION)):
+            return
+        self._emit(PathState.UP, None, f"heartbeat round trip now {p99 / 1000:.2f} ms (p99)")
 
     def _emit(self, state: PathState, cause: Cause | None, detail: str, detect_us: int | None = None) -> None:
         link = self._link
