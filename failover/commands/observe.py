@@ -323,7 +323,8 @@ async def watch_loop(
 
     A poll that no replica answers becomes an ``error`` in the state (and clears with the
     next answer); other errors (unknown group, permission) end the watch. Returns after
-    ``count`` changes (0: never)."""
+    ``count`` changes (0: never); then, when no replica answered the last poll, fails
+    with exit 1 (its state was printed with the ``error``)."""
     from failover.commands import fleet
 
     before: dict[str, Any] | None = None
@@ -344,6 +345,8 @@ async def watch_loop(
             before = state
             changes += 1
             if count and changes >= count:
+                if "error" in state:
+                    cli.fail(f"no coordinator answered: {state['error']}", 1)
                 return
         await asyncio.sleep(interval_s)
 
