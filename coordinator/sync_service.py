@@ -298,7 +298,9 @@ class SyncHub:
                 s.pending[g] = (d.epoch, now_ns)
             parts.append(SnapshotGroup(g, definition, decision, g in replace))
         parts[:0] = [SnapshotGroup(g, None, None, True) for g in replace if g not in s.groups]
-        unknown = [g for g in s.groups if g not in self.view.groups]
+        fresh = self.freshness_pb()
+        # A stale replica (its first etcd listing not in yet, for one) cannot tell: it names none.
+        unknown = [] if fresh.stale else [g for g in s.groups if g not in self.view.groups]
         if unknown:
             log.warning(
                 "sidecar %s asks for groups this cluster does not define: %s (no path for their "
@@ -308,7 +310,7 @@ class SyncHub:
                 extra=OUTSIDE_INPUT,
             )
         limit = self.cfg.stream.max_message_bytes
-        return self.cache.snapshot_messages(parts, self.freshness_pb(), limit, unknown)
+        return self.cache.snapshot_messages(parts, fresh, limit, unknown)
 
     # --- the stream --------------------------------------------------------
 

@@ -65,6 +65,18 @@ def _warmth(p: pb.Path, ov: GroupOverride | None) -> Warmth:
     return Warmth(WARMTH_FROM_PB.get(p.warmth, Warmth.LOGGED_ON))
 
 
+_WARMER = {Warmth.COLD: 0, Warmth.CONNECTED: 1, Warmth.LOGGED_ON: 2}
+
+
+def _reported(st: PathStatus) -> pb.PathHealth:
+    """A path's health as reported to the coordinators: a cold path opens nothing, so its
+    "down" is no evidence of anything; it is reported unknown (not counted, never down)."""
+    ph = path_health(st)
+    if st.warmth is Warmth.COLD:
+        ph.state, ph.cause = pb.PATH_STATE_UNSPECIFIED, pb.FAILURE_CAUSE_UNSPECIFIED
+    return ph
+
+
 def now_ms() -> float:
     return time.monotonic() * 1000
 
@@ -150,7 +162,7 @@ class Agent:
     def full_health(self) -> sync_pb2.HealthReport:
         rep = sync_pb2.HealthReport(full=True)
         for s in self.sessions.values():
-            rep.paths.append(path_health(s.status))
+            rep.paths.append(_reported(s.status))
         for g, r in self.routes.items():
             rep.effective[g] = r.effective or ""
         return rep
@@ -195,11 +207,20 @@ class Agent:
             p = wanted.get(name) if grp == g else None
             if grp != g:
                 continue
-            # A new endpoint or warmth: a new session (a warmth raised logs on, one lowered
-            # logs out or disconnects, as at start).
-            if p is None or p.endpoint != sess.endpoint or _warmth(p, ov) is not sess.configured_warmth:
-                del self.sessions[(grp, name)]
-                self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
+            if p is not None and p.endpoint == sess.endpoint:
+                warmth = _warmth(p, ov)
+                if warmth is sess.configured_warmth:
+                    continue
+                if warmth is sess.warmth or (_WARMER[warmth] < _WARMER[sess.warmth] and r.effective == name):
+                    # The session is already at it, or it is lowered on the path in use: the
+                    # session stays (the route needs it logged on); a lower warmth applies
+                    # when it next starts.
+                    sess.configured_warmth = warmth
+                    continue
+            # Gone, a new endpoint, or a new warmth: a new session (a warmth raised logs on,
+            # one lowered logs out or disconnects, as at start).
+            del self.sessions[(grp, name)]
+            self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
             if (g, p.name) in self.sessions:
                 continue
@@ -213,6 +234,7 @@ class Agent:
                 continue
             warmth = _warmth(p, ov)
             dp = self.cfg.data_plane
+            made: list[PathSession] = []  # the session its own state callback names
             sess = PathSession(
                 g,
                 p.name,
@@ -229,10 +251,11 @@ class Agent:
                 order_timeout_floor_ms=dp.order_timeout_floor_ms,
                 probe_timeout_floor_ms=dp.probe_timeout_floor_ms,
                 probe_timeout_per_owed_us=dp.probe_timeout_per_owed_us,
-                on_state=self._on_path_state,
+                on_state=functools.partial(self._on_state_of, made),
                 on_message=functools.partial(self._on_path_message, g),
                 guard=self.guard,
             )
+            made.append(sess)
             self.sessions[(g, p.name)] = sess
             self._spawn(sess.start(), f"start path {p.name}")
         self._route_changed(g)
@@ -336,11 +359,17 @@ class Agent:
 
     # --- paths -------------------------------------------------------------
 
-    def _on_path_state(self, st: PathStatus) -> None:
+    def _on_state_of(self, made: list[PathSession], st: PathStatus) -> None:
+        self._on_path_state(st, made[0])
+
+    def _on_path_state(self, st: PathStatus, sess: PathSession | None = None) -> None:
+        """``sess``: the session reporting; one a new definition retired (its endpoint or
+        warmth changed) says nothing of the path, which its successor reports now."""
         g = st.group
         self._flush_after_flip(g)  # a group's reports go out in the order of its changes
         r = self.routes.get(g)
-        if r is None or self.sessions.get((g, st.path)) is None:
+        current = self.sessions.get((g, st.path))
+        if r is None or current is None or (sess is not None and current is not sess):
             return
         if self._stopping:
             # Our own logouts: the route stays as it was (watchers see no flip), and only
@@ -418,7 +447,7 @@ class Agent:
     def _report(self, g: str, st: PathStatus, span: Span | None = None) -> None:
         """A health delta; with ``span``, its trace context (the coordinators continue the trace)."""
         r = self.routes.get(g)
-        rep = sync_pb2.HealthReport(paths=[path_health(st)])
+        rep = sync_pb2.HealthReport(paths=[_reported(st)])
         rep.effective[g] = (r.effective if r is not None else None) or ""
         if span is not None:
             rep.traceparent, rep.tracestate = tracing.inject(span)
