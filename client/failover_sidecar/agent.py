@@ -98,6 +98,9 @@ class Agent:
                 self.definitions[spec.name] = group_pb(spec, 0, cfg.site)
         self.routes: dict[str, RouteState] = {}
         self.sessions: dict[tuple[str, str], PathSession] = {}
+        # The same sessions by group (path -> session): a group's paths without a scan of
+        # every session of the host (many wide groups made that quadratic).
+        self._by_group: dict[str, dict[str, PathSession]] = {}
         self.guard = SilenceGuard()
         self.flip_log = FlipLog(metrics)
         self.flips = self.flip_log.entries
@@ -156,8 +159,12 @@ class Agent:
         out.health.extend(self._health(group))
         return out
 
+    def sessions_of(self, group: str) -> dict[str, PathSession]:
+        """The group's path sessions by path name (do not change it)."""
+        return self._by_group.get(group, {})
+
     def _health(self, group: str) -> list[pb.PathHealth]:
-        return [path_health(s.status) for (g, _), s in sorted(self.sessions.items()) if g == group]
+        return [path_health(s.status) for _, s in sorted(self.sessions_of(group).items())]
 
     def full_health(self) -> sync_pb2.HealthReport:
         rep = sync_pb2.HealthReport(full=True)
@@ -203,10 +210,8 @@ class Agent:
             r.local_failover = local
             r.hold_down_ms = gdef.policy.failback_hold_down_ms
         wanted = {p.name: p for p in gdef.paths}
-        for (grp, name), sess in list(self.sessions.items()):
-            p = wanted.get(name) if grp == g else None
-            if grp != g:
-                continue
+        for name, sess in list(self.sessions_of(g).items()):
+            p = wanted.get(name)
             if p is not None and p.endpoint == sess.endpoint:
                 warmth = _warmth(p, ov)
                 if warmth is sess.configured_warmth:
@@ -219,7 +224,8 @@ class Agent:
                     continue
             # Gone, a new endpoint, or a new warmth: a new session (a warmth raised logs on,
             # one lowered logs out or disconnects, as at start).
-            del self.sessions[(grp, name)]
+            del self.sessions[(g, name)]
+            del self._by_group[g][name]
             self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
             if (g, p.name) in self.sessions:
@@ -257,6 +263,7 @@ class Agent:
             )
             made.append(sess)
             self.sessions[(g, p.name)] = sess
+            self._by_group.setdefault(g, {})[p.name] = sess
             self._spawn(sess.start(), f"start path {p.name}")
         self._route_changed(g)
 

@@ -412,7 +412,7 @@ class OrderPath:
         now: the effective path's first, else any other live path (all lead to the same venue)."""
         r = self.agent.routes.get(group)
         paths = [r.effective] if r is not None and r.effective else []
-        paths += [p for (g, p) in self.agent.sessions if g == group and p not in paths]
+        paths += [p for p in self.agent.sessions_of(group) if p not in paths]
         for p in paths:
             s = self.agent.sessions.get((group, p))
             if p != dead_path and s is not None and s.can_send:
@@ -518,7 +518,7 @@ class OrderPath:
         """
         written = self._written.get(key)
         if written is None:
-            mine = [s for (g, _), s in self.agent.sessions.items() if g == group]
+            mine = list(self.agent.sessions_of(group).values())
             return bool(mine) and all(s.can_send for s in mine)
         path, conn = written
         s = self.agent.sessions.get((group, path))
