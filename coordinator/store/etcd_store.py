@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 LEADER_STATUS_TIMEOUT_S = 0.2  # how long each member may take to say who leads etcd
 
-LIST_PAGE_KEYS = 500  # keys per page of a prefix listing (group definitions are the largest values)
+LIST_PAGE_KEYS = 100  # keys per page of a prefix listing: each page well under a MB (one etcd call timeout)
 LIST_RESTARTS = 3  # a listing restarted this often after a compaction between its pages
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024  # one answer from etcd: a page, or a watch batch of one big txn
 
