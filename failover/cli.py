@@ -911,6 +911,10 @@ def main(args: list[str] | None = None) -> None:
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
     argv = sys.argv[1:] if args is None else args
+    if argv and argv[0] in ("coordinator", "sidecar"):
+        # Ignored from the first instruction: its default action would end a server that
+        # has not yet installed its own handler (imports, config; run_until_signal logs it).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # gRPC's C core writes a raw glog line for every connection whose TLS handshake fails
     # (a scanner, a plaintext client): one unparseable line per connection among the JSON
     # ones. Errors only, unless the environment asks for more (docs/configuration.md).

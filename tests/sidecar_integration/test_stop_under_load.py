@@ -133,3 +133,21 @@ def test_sighup_is_logged_and_ignored(tmp_path: Path) -> None:
     finally:
         p.kill()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def test_sighup_right_after_start_does_not_kill_the_sidecar(tmp_path: Path) -> None:
+    """Before its event loop's handler is installed (imports, config), SIGHUP's default
+    action ended the process (exit 129)."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="fo-hup0-", dir="/tmp"))
+    p = Proc("h-hup0", ["sidecar", "--config", str(sidecar_config(tmp_path, sock_dir, "h1"))], tmp_path)
+    try:
+        p.start()
+        time.sleep(0.15)  # the fault's timing (inside start-up), not a wait for an event
+        p.signal(signal.SIGHUP)
+        p.wait_log("serving strategies", timeout=60)
+        assert p.proc is not None and p.proc.poll() is None, "SIGHUP at start stopped the sidecar"
+        p.signal(signal.SIGTERM)
+        assert p.proc.wait(timeout=STOP_BOUND_S) == 0, p.log()[-3000:]
+    finally:
+        p.kill()
+        shutil.rmtree(sock_dir, ignore_errors=True)
