@@ -34,7 +34,14 @@ from google.protobuf.message import DecodeError
 
 from failover.reading import CopyingReader
 from failover.v1 import sidecar_pb2 as spb
-from failover.wire.frames import HEADER, MAX_EVENT_FRAME_BYTES, FrameError, FrameReader, frame
+from failover.wire.frames import (
+    HEADER,
+    MAX_EVENT_FRAME_BYTES,
+    MAX_FRAME_BYTES,
+    FrameError,
+    FrameReader,
+    frame,
+)
 from failover_client.liveness import PingClock
 from failover_client.outcomes import OutcomeBook
 
@@ -184,7 +191,6 @@ class FramedRelay(OutcomeBook, CopyingReader):
             fut.set_result(spb.Outcome(client_msg_id=mid, kind=refusal[0], reason=refusal[1]))  # type: ignore[arg-type]
             return mid, fut
         assert t is not None
-        self._pending[mid] = fut
         body = spb.RelayRequest(
             message=spb.RelayMessage(
                 group=group,
@@ -194,6 +200,13 @@ class FramedRelay(OutcomeBook, CopyingReader):
                 cancel_msg_id=cancel_of or 0,
             )
         ).SerializeToString()
+        if len(body) > MAX_FRAME_BYTES:
+            # The sidecar would refuse the frame's length by closing the connection, and
+            # everything else on it with it: refused here, nothing sent.
+            reason = f"library: message of {len(body)} bytes is over the {MAX_FRAME_BYTES}-byte frame limit"
+            fut.set_result(spb.Outcome(client_msg_id=mid, kind=spb.OUTCOME_KIND_REJECTED, reason=reason))
+            return mid, fut
+        self._pending[mid] = fut
         t.write(_pack(len(body)) + body)
         return mid, fut
 

@@ -270,3 +270,16 @@ async def test_a_refusal_of_a_long_group_name_fits_a_frame_and_the_connection_li
         assert o.kind == REJECTED and "unknown group" in o.reason and len(o.reason) < 300, o.reason[:200]
         assert (await asyncio.wait_for(waiting, WAIT_S)).kind == ACKED
         assert (await fr.send(GROUP, "x")).kind == ACKED
+
+
+async def test_a_message_over_the_frame_limit_is_refused_locally_and_the_connection_lives(
+    rig: FramedRig,
+) -> None:
+    """Sent as is, the sidecar refused the frame's length and closed the connection: every
+    other message on it ended NO_PATH or IN_DOUBT. The library refuses it before writing."""
+    async with await FramedRelay.connect(rig.framed_socket, STRATEGY) as fr:
+        waiting = fr.submit(GROUP, "x")[1]
+        o = await asyncio.wait_for(fr.send("g" * 70_000, "x"), WAIT_S)
+        assert o.kind == REJECTED and "frame limit" in o.reason, o.reason[:200]
+        assert (await asyncio.wait_for(waiting, WAIT_S)).kind == ACKED
+        assert (await fr.send(GROUP, "x")).kind == ACKED
