@@ -77,6 +77,24 @@ def _reported(st: PathStatus) -> pb.PathHealth:
     return ph
 
 
+class Sessions(dict[tuple[str, str], PathSession]):
+    """The host's path sessions by (group, path), also by group (``by_group``: path ->
+    session), kept as entries are set and deleted: a group's paths without a scan of every
+    session of the host (many wide groups made that quadratic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_group: dict[str, dict[str, PathSession]] = {}
+
+    def __setitem__(self, key: tuple[str, str], sess: PathSession) -> None:
+        super().__setitem__(key, sess)
+        self.by_group.setdefault(key[0], {})[key[1]] = sess
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        super().__delitem__(key)
+        self.by_group.get(key[0], {}).pop(key[1], None)
+
+
 def now_ms() -> float:
     return time.monotonic() * 1000
 
@@ -97,10 +115,7 @@ class Agent:
             for spec in cfg.bootstrap:
                 self.definitions[spec.name] = group_pb(spec, 0, cfg.site)
         self.routes: dict[str, RouteState] = {}
-        self.sessions: dict[tuple[str, str], PathSession] = {}
-        # The same sessions by group (path -> session): a group's paths without a scan of
-        # every session of the host (many wide groups made that quadratic).
-        self._by_group: dict[str, dict[str, PathSession]] = {}
+        self.sessions = Sessions()
         self.guard = SilenceGuard()
         self.flip_log = FlipLog(metrics)
         self.flips = self.flip_log.entries
@@ -161,7 +176,7 @@ class Agent:
 
     def sessions_of(self, group: str) -> dict[str, PathSession]:
         """The group's path sessions by path name (do not change it)."""
-        return self._by_group.get(group, {})
+        return self.sessions.by_group.get(group, {})
 
     def _health(self, group: str) -> list[pb.PathHealth]:
         return [path_health(s.status) for _, s in sorted(self.sessions_of(group).items())]
@@ -225,7 +240,6 @@ class Agent:
             # Gone, a new endpoint, or a new warmth: a new session (a warmth raised logs on,
             # one lowered logs out or disconnects, as at start).
             del self.sessions[(g, name)]
-            del self._by_group[g][name]
             self._spawn(sess.stop(), f"retire path {name}")  # bounded; stop() awaits it
         for p in gdef.paths:
             if (g, p.name) in self.sessions:
@@ -263,7 +277,6 @@ class Agent:
             )
             made.append(sess)
             self.sessions[(g, p.name)] = sess
-            self._by_group.setdefault(g, {})[p.name] = sess
             self._spawn(sess.start(), f"start path {p.name}")
         self._route_changed(g)
 
