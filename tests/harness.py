@@ -106,6 +106,29 @@ class ReplicaSet:
         return self.configs[i].listen
 
 
+@contextlib.asynccontextmanager
+async def never_listing(endpoints: list[str], prefix: str, replica_id: str = "c2") -> AsyncIterator[Replica]:
+    """A replica whose first etcd listing never completes: it serves, its view stays empty.
+    Yielded once its server is up; cancelled on exit."""
+    late = Replica(config(replica_id, endpoints, prefix))
+    listing = asyncio.Event()
+
+    async def never_lists(_prefix: str) -> Any:
+        listing.set()
+        await asyncio.Event().wait()
+
+    late.store.get_prefix = never_lists  # type: ignore[method-assign]
+    task = asyncio.create_task(late.run())
+    try:
+        async with asyncio.timeout(10):
+            await listing.wait()
+        await wait_for(lambda: late.port != 0, 10, f"{replica_id} serving")
+        yield late
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll a cheap in-memory predicate (state changes have no event to await here)."""
     try:

@@ -8,9 +8,8 @@ import logging
 import pytest
 from failover_sidecar.stream import CoordinatorLink
 
-from coordinator.replica import Replica
 from failover.v1 import sync_pb2
-from tests.harness import ReplicaSet, config, wait_for
+from tests.harness import ReplicaSet, never_listing, wait_for
 from tests.syncclient import SyncClient
 
 pytestmark = [pytest.mark.cluster]
@@ -73,26 +72,13 @@ async def test_a_replica_still_listing_etcd_names_no_group_unknown(etcd_cluster,
     "typo?" warning on every sidecar during a rolling restart)."""
     rs = ReplicaSet(etcd_cluster.endpoints, prefix, n=1)
     await rs.start_all()
-    late = Replica(config("c2", etcd_cluster.endpoints, prefix))
-    listing = asyncio.Event()
-
-    async def never_lists(_prefix: str):  # type: ignore[no-untyped-def]
-        listing.set()
-        await asyncio.Event().wait()
-
-    late.store.get_prefix = never_lists  # type: ignore[method-assign]
-    task = asyncio.create_task(late.run())
     host = SyncClient("h1", [G])
     try:
-        async with asyncio.timeout(10):
-            await listing.wait()
-        await wait_for(lambda: late.port != 0, 10, "c2 serving")
-        await host.connect(late.cfg.listen)
-        await host.wait(lambda: bool(host.snapshots), 10, "the snapshot")
-        assert host.snapshots[0].freshness.stale
-        assert list(host.snapshots[0].unknown_groups) == []
+        async with never_listing(etcd_cluster.endpoints, prefix) as late:
+            await host.connect(late.cfg.listen)
+            await host.wait(lambda: bool(host.snapshots), 10, "the snapshot")
+            assert host.snapshots[0].freshness.stale
+            assert list(host.snapshots[0].unknown_groups) == []
     finally:
         await host.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await rs.stop_all()
